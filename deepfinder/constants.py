@@ -1,0 +1,3 @@
+"""Names shared by the Scipion layer."""
+
+DEEPFINDER_DEVICE = "DEEPFINDER_DEVICE"

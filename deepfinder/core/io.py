@@ -1,0 +1,282 @@
+"""Reading and writing volumes (MRC) and particle tables (CSV, XML object lists, RELION STAR)."""
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from .particles import ParticleTable, rotations_from_euler_zxz
+
+PathLike = str | os.PathLike
+
+
+# --------------------------------------------------------------------------- volumes
+
+def read_volume(path: PathLike, mmap: bool = True) -> np.ndarray:
+    """Read an MRC volume as a (z, y, x) array, memory-mapped by default.
+
+    Real-world headers (e.g. a zero machine stamp) are tolerated with a
+    warning; a file that is not MRC at all raises ``ValueError``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Volume file not found: {path}")
+    opener = mrcfile.mmap if mmap else mrcfile.open
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            mrc = opener(path, mode="r")
+    except (ValueError, RuntimeWarning) as strict_error:
+        try:
+            mrc = opener(path, mode="r", permissive=True)
+        except ValueError as error:
+            raise ValueError(f"{path} is not a readable MRC file: {error}") from error
+        if mrc.data is None:
+            raise ValueError(f"{path} is not a readable MRC file: {strict_error}")
+        warnings.warn(f"{path}: non-standard MRC header ({strict_error}); read permissively")
+    data = mrc.data
+    if data is None or data.ndim not in (2, 3):
+        raise ValueError(f"{path} holds no 3D volume")
+    return data if data.ndim == 3 else data[np.newaxis]
+
+
+def read_voxel_size(path: PathLike) -> float:
+    """Voxel size in Angstrom stored in an MRC header (x axis); 0 when unset."""
+    with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
+        return float(mrc.voxel_size.x)
+
+
+def write_volume(path: PathLike, data: np.ndarray, voxel_size: float = 1.0) -> Path:
+    """Write a (z, y, x) array as MRC with ``voxel_size`` (Angstrom) in the header.
+
+    float64 is stored as float32 and int64 as int16/int32 (MRC has no 64-bit modes).
+    """
+    path = Path(path)
+    data = np.asarray(data)
+    if data.dtype == np.float64:
+        data = data.astype(np.float32)
+    elif data.dtype == np.bool_:
+        data = data.astype(np.int8)
+    elif data.dtype in (np.int64, np.int32, np.uint32):
+        data = data.astype(np.int16 if data.size == 0 or np.abs(data).max() < 2 ** 15 else np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(data)
+        mrc.voxel_size = voxel_size
+    return path
+
+
+def create_volume(path: PathLike, shape: tuple[int, int, int], dtype, voxel_size: float = 1.0):
+    """Create an MRC file of ``shape`` (z, y, x) and return it open, memory-mapped for writing.
+
+    Used to write outputs slab by slab so memory stays bounded. Close the
+    returned object (or use it as a context manager) when done.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mrc = mrcfile.new_mmap(path, shape=tuple(shape), mrc_mode=_mrc_mode(dtype), overwrite=True)
+    mrc.voxel_size = voxel_size
+    return mrc
+
+
+def _mrc_mode(dtype) -> int:
+    modes = {np.dtype(np.int8): 0, np.dtype(np.int16): 1, np.dtype(np.float32): 2,
+             np.dtype(np.uint8): 6, np.dtype(np.uint16): 6, np.dtype(np.float16): 12}
+    try:
+        return modes[np.dtype(dtype)]
+    except KeyError as error:
+        raise ValueError(f"MRC cannot store {np.dtype(dtype)}") from error
+
+
+# --------------------------------------------------------------------------- particle tables
+
+CSV_COLUMNS = ("tomo", "class_id", "x", "y", "z", "phi", "theta", "psi", "score")
+
+
+def write_particles_csv(path: PathLike, table: ParticleTable) -> Path:
+    """CSV with columns tomo, class_id, x, y, z (voxels), phi, theta, psi (ZXZ, degrees), score."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    angles = table.euler_zxz()
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for i in range(len(table)):
+            writer.writerow([table.tomo[i], int(table.class_id[i]),
+                             *(f"{v:.4f}" for v in table.xyz[i]),
+                             *(f"{v:.4f}" for v in angles[i]), f"{table.score[i]:.6g}"])
+    return path
+
+
+def read_particles_csv(path: PathLike) -> ParticleTable:
+    """Read a table written by :func:`write_particles_csv` (angles and score optional)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return ParticleTable.empty()
+    missing = {"class_id", "x", "y", "z"} - set(rows[0])
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; "
+                         f"expected columns {', '.join(CSV_COLUMNS)}")
+
+    def column(name, default):
+        return np.array([float(r.get(name) or default) for r in rows])
+
+    return ParticleTable(
+        tomo=np.array([r.get("tomo", "") for r in rows]),
+        class_id=column("class_id", 0).astype(int),
+        xyz=np.stack([column("x", 0), column("y", 0), column("z", 0)], axis=1),
+        rotation=rotations_from_euler_zxz(column("phi", 0), column("theta", 0), column("psi", 0)),
+        score=column("score", np.nan))
+
+
+def write_particles_xml(path: PathLike, table: ParticleTable) -> Path:
+    """DeepFinder object list: ``<objlist><object tomo_idx class_label x y z phi psi the/>``.
+
+    ``tomo_idx`` is the tomogram identifier as given; ``cluster_size`` carries the score.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = ET.Element("objlist")
+    angles = table.euler_zxz()
+    for i in range(len(table)):
+        phi, the, psi = angles[i]
+        attributes = {"tomo_idx": str(table.tomo[i]), "class_label": str(int(table.class_id[i])),
+                      "x": f"{table.xyz[i, 0]:.4f}", "y": f"{table.xyz[i, 1]:.4f}",
+                      "z": f"{table.xyz[i, 2]:.4f}",
+                      "phi": f"{phi:.4f}", "psi": f"{psi:.4f}", "the": f"{the:.4f}"}
+        if not np.isnan(table.score[i]):
+            attributes["cluster_size"] = f"{table.score[i]:.6g}"
+        ET.SubElement(root, "object", attributes)
+    ET.ElementTree(root).write(path)
+    return path
+
+
+def read_particles_xml(path: PathLike) -> ParticleTable:
+    """Read a DeepFinder/SHREC object list (angles phi, psi, the in degrees, ZXZ)."""
+    objects = ET.parse(path).getroot().findall("object")
+    if not objects:
+        return ParticleTable.empty()
+
+    def attribute(name, default=0.0):
+        return np.array([float(o.get(name, default)) for o in objects])
+
+    return ParticleTable(
+        tomo=np.array([o.get("tomo_idx", "0") for o in objects]),
+        class_id=attribute("class_label").astype(int),
+        xyz=np.stack([attribute("x"), attribute("y"), attribute("z")], axis=1),
+        rotation=rotations_from_euler_zxz(attribute("phi"), attribute("the"), attribute("psi")),
+        score=attribute("cluster_size", np.nan))
+
+
+STAR_CONVENTIONS = ("relion4", "relion5")
+
+
+def write_particles_star(path: PathLike, table: ParticleTable, convention: str = "relion4",
+                         voxel_size: float = 1.0,
+                         volume_shape_xyz: tuple[int, int, int] | None = None) -> Path:
+    """RELION STAR particle file.
+
+    ``relion4``: ``rlnCoordinateX/Y/Z`` in voxels from the volume corner.
+    ``relion5``: ``rlnCenteredCoordinateX/Y/ZAngst`` in Angstrom from the volume
+    centre (needs ``volume_shape_xyz`` and ``voxel_size``).
+    Orientations as ``rlnAngleRot/Tilt/Psi`` (ZYZ, degrees); the class as ``rlnClassNumber``.
+    """
+    _check_star_convention(convention, volume_shape_xyz)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if convention == "relion4":
+        coordinate_labels = ["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]
+        coordinates = table.xyz
+    else:
+        coordinate_labels = ["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
+                             "rlnCenteredCoordinateZAngst"]
+        coordinates = (table.xyz - _star_centre(volume_shape_xyz)) * voxel_size
+    angles = _relion_angles(table.rotation)
+    labels = (["rlnTomoName"] + coordinate_labels +
+              ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnClassNumber", "rlnAutopickFigureOfMerit"])
+    lines = ["", "# version 30001", "", "data_particles", "", "loop_"]
+    lines += [f"_{label} #{i + 1}" for i, label in enumerate(labels)]
+    for i in range(len(table)):
+        values = [table.tomo[i], *(f"{v:.4f}" for v in coordinates[i]),
+                  *(f"{v:.4f}" for v in angles[i]), str(int(table.class_id[i])),
+                  f"{table.score[i]:.6g}"]
+        lines.append("\t".join(values))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_particles_star(path: PathLike, convention: str = "relion4", voxel_size: float = 1.0,
+                        volume_shape_xyz: tuple[int, int, int] | None = None) -> ParticleTable:
+    """Read a RELION STAR particle file written in the given convention (see the writer)."""
+    _check_star_convention(convention, volume_shape_xyz)
+    labels, rows = _read_star_loop(path)
+
+    def column(name, default=None):
+        if name not in labels:
+            if default is None:
+                raise ValueError(f"{path}: no _{name} column; is it a {convention} file?")
+            return np.full(len(rows), default, dtype=float)
+        index = labels.index(name)
+        return np.array([float(r[index]) for r in rows])
+
+    if convention == "relion4":
+        xyz = np.stack([column(f"rlnCoordinate{a}") for a in "XYZ"], axis=1)
+    else:
+        centred = np.stack([column(f"rlnCenteredCoordinate{a}Angst") for a in "XYZ"], axis=1)
+        xyz = centred / voxel_size + _star_centre(volume_shape_xyz)
+    tomo_index = labels.index("rlnTomoName") if "rlnTomoName" in labels else None
+    rotation = Rotation.from_euler(
+        "ZYZ", np.stack([column("rlnAngleRot", 0), column("rlnAngleTilt", 0),
+                         column("rlnAnglePsi", 0)], axis=1).reshape(-1, 3), degrees=True).as_matrix() \
+        if rows else np.empty((0, 3, 3))
+    return ParticleTable(
+        tomo=np.array([r[tomo_index] if tomo_index is not None else "" for r in rows]),
+        class_id=column("rlnClassNumber", 1).astype(int), xyz=xyz.reshape(-1, 3),
+        rotation=rotation, score=column("rlnAutopickFigureOfMerit", np.nan))
+
+
+def _check_star_convention(convention, volume_shape_xyz):
+    if convention not in STAR_CONVENTIONS:
+        raise ValueError(f"Unknown STAR convention {convention!r}; use one of {STAR_CONVENTIONS}")
+    if convention == "relion5" and volume_shape_xyz is None:
+        raise ValueError("relion5 STAR coordinates are centred: give the tomogram size volume_shape_xyz")
+
+
+def _star_centre(volume_shape_xyz) -> np.ndarray:
+    # RELION 5 puts the origin at the voxel of index size // 2.
+    return np.asarray(volume_shape_xyz, dtype=float) // 2
+
+
+def _relion_angles(rotation: np.ndarray) -> np.ndarray:
+    """(rot, tilt, psi) with ``rotation = Rz(rot) @ Ry(tilt) @ Rz(psi)`` (intrinsic ZYZ)."""
+    if not len(rotation):
+        return np.empty((0, 3))
+    return Rotation.from_matrix(rotation).as_euler("ZYZ", degrees=True)
+
+
+def _read_star_loop(path: PathLike) -> tuple[list[str], list[list[str]]]:
+    labels: list[str] = []
+    rows: list[list[str]] = []
+    in_loop = False
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line == "loop_":
+            if labels:
+                break  # first table only
+            in_loop = True
+        elif in_loop and line.startswith("_"):
+            labels.append(line[1:].split()[0])
+        elif in_loop and labels and line and not line.startswith("#"):
+            if line.startswith("data_"):
+                break
+            rows.append(line.split())
+    if not labels:
+        raise ValueError(f"{path}: no STAR loop found")
+    return labels, rows

@@ -1,0 +1,130 @@
+"""The DeepFinder 3D U-net (Moebel et al. 2021, Supp. Fig. 8) and its files on disk."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+POOLING_FACTOR = 4  # two 2x max-poolings
+
+
+def check_patch_size(patch_size: int) -> int:
+    """Return ``patch_size`` if the network accepts it, else raise ``ValueError``."""
+    if int(patch_size) != patch_size or patch_size < 4 or patch_size % POOLING_FACTOR:
+        lower = max(POOLING_FACTOR, int(patch_size) // POOLING_FACTOR * POOLING_FACTOR)
+        raise ValueError(f"Patch size {patch_size} is not a multiple of 4 (the U-net pools twice by 2): "
+                         f"use {lower} or {lower + POOLING_FACTOR}")
+    return int(patch_size)
+
+
+def build_unet(n_classes: int, patch_size: int | None = None):
+    """The paper's U-net: 902,928 + 33 * ``n_classes`` parameters.
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of output classes, background included (>= 2).
+    patch_size : int, optional
+        Fixed input edge length in voxels (a multiple of 4); ``None`` accepts
+        any size whose edges are multiples of 4 (fully convolutional inference).
+
+    Returns
+    -------
+    keras.Model
+        Input (batch, z, y, x, 1) float32; output (batch, z, y, x, n_classes) softmax.
+    """
+    import keras
+    from keras import layers
+
+    if n_classes < 2:
+        raise ValueError(f"The network needs at least 2 classes (background + 1), got {n_classes}")
+    if patch_size is not None:
+        check_patch_size(patch_size)
+
+    def conv(x, filters, size=3, activation="relu"):
+        return layers.Conv3D(filters, size, padding="same", activation=activation)(x)
+
+    inputs = keras.Input(shape=(patch_size, patch_size, patch_size, 1))
+    high = conv(conv(inputs, 32), 32)
+    mid = conv(conv(layers.MaxPooling3D(2)(high), 48), 48)
+    x = layers.MaxPooling3D(2)(mid)
+    for _ in range(4):
+        x = conv(x, 64)
+    x = conv(layers.UpSampling3D(2)(x), 64, size=2)
+    x = conv(conv(layers.Concatenate()([x, mid]), 48), 48)
+    x = conv(layers.UpSampling3D(2)(x), 48, size=2)
+    x = conv(conv(layers.Concatenate()([x, high]), 32), 32)
+    outputs = conv(x, n_classes, size=1, activation="softmax")
+    return keras.Model(inputs, outputs, name="deepfinder_unet")
+
+
+def expected_parameter_count(n_classes: int) -> int:
+    return 902_928 + 33 * n_classes
+
+
+# --------------------------------------------------------------------------- files
+
+def metadata_path(weights_path: str | os.PathLike) -> Path:
+    """The JSON file that describes a weights file: ``x.weights.h5`` -> ``x.json``."""
+    weights_path = Path(weights_path)
+    name = weights_path.name
+    for suffix in (".weights.h5", ".h5"):
+        if name.endswith(suffix):
+            return weights_path.with_name(name[: -len(suffix)] + ".json")
+    return weights_path.with_suffix(".json")
+
+
+def save_model(model, weights_path: str | os.PathLike, metadata: dict) -> Path:
+    """Write the weights (``*.weights.h5``) and, beside them, ``metadata`` as JSON.
+
+    ``metadata`` should hold at least ``n_classes``; training adds ``patch_size``,
+    ``class_names``, ``voxel_size`` and what else describes the model.
+    """
+    weights_path = Path(weights_path)
+    if not weights_path.name.endswith(".weights.h5"):
+        raise ValueError(f"Weights file name must end with .weights.h5: {weights_path}")
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {**metadata, "n_classes": int(model.output_shape[-1])}
+    model.save_weights(weights_path)
+    metadata_path(weights_path).write_text(json.dumps(metadata, indent=2))
+    return weights_path
+
+
+def load_model(weights_path: str | os.PathLike, n_classes: int | None = None):
+    """Build the U-net and load weights; return ``(model, metadata)``.
+
+    The class count comes from the JSON beside the weights, or from ``n_classes``
+    for a bare weights file (e.g. one written by the upstream DeepFinder).
+    """
+    weights_path = Path(weights_path)
+    if not weights_path.exists():
+        raise FileNotFoundError(f"Model weights not found: {weights_path}")
+    meta_file = metadata_path(weights_path)
+    metadata = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    if n_classes is None:
+        n_classes = metadata.get("n_classes")
+    if n_classes is None:
+        raise ValueError(f"{weights_path} has no {meta_file.name} beside it: give the number of "
+                         "classes (background included)")
+    if metadata.get("n_classes", n_classes) != n_classes:
+        raise ValueError(f"{weights_path} was trained for {metadata['n_classes']} classes, "
+                         f"not {n_classes}")
+    model = build_unet(n_classes)
+    try:
+        model.load_weights(weights_path)
+    except ValueError as error:
+        raise ValueError(f"{weights_path} does not hold weights of the DeepFinder U-net with "
+                         f"{n_classes} classes: {error}") from error
+    return model, {**metadata, "n_classes": n_classes}
+
+
+def output_classes(model) -> int:
+    return int(model.output_shape[-1])
+
+
+def count_parameters(model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.weights))

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""
+r"""
 @article{Moebel2021,
 title = {Deep learning improves macromolecule identification in 3D cellular cryo-electron tomograms},
 journal = {Nature Methods},

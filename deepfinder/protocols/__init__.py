@@ -1,0 +1,2 @@
+"""Scipion protocols of the DeepFinder plugin."""
+PROTOCOL_CLASSES = []

@@ -1,0 +1,20 @@
+# Sourced by the other scripts: creates ./.venv with Python 3.11 if absent and installs the plugin
+# (editable, with the test extra) whenever setup.py changed. Sets $PY to the environment's python.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${DEEPFINDER_VENV:-$REPO/.venv}"
+PYTHON_BIN="${PYTHON:-python3.11}"
+command -v "$PYTHON_BIN" >/dev/null || PYTHON_BIN=python3
+if [ ! -x "$VENV/bin/python" ]; then
+    echo ">>> Creating the virtual environment $VENV with $("$PYTHON_BIN" --version)"
+    "$PYTHON_BIN" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+STAMP="$VENV/.deepfinder-installed"
+if [ ! -f "$STAMP" ] || [ "$REPO/setup.py" -nt "$STAMP" ]; then
+    echo ">>> Installing scipion-em-deepfinder and its dependencies into $VENV (about 1-2 minutes)"
+    "$PY" -m pip install --quiet --upgrade pip
+    "$PY" -m pip install --quiet -e "$REPO[test]"
+    touch "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The whole test suite, headless, in the project's virtual environment (created if absent).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k cluster`.
+source "$(dirname "$0")/setup_env.sh"
+cd "$REPO"
+exec "$PY" -m pytest deepfinder/tests "$@"

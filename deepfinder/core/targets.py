@@ -17,13 +17,13 @@ Memory: the label volume (one byte per voxel) is the only full-size array.
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from .particles import ParticleTable
+from .sampling import particles_inside
 
 MAX_LABEL = 255
 
@@ -62,7 +62,7 @@ def sphere_targets(shape_zyx: tuple[int, int, int], particles: ParticleTable,
     if bad:
         raise ValueError(f"Radii must be > 0 voxels, got {bad}")
     labels = _start_labels(shape_zyx, initial_labels)
-    particles = _inside(particles, shape_zyx)
+    particles = particles_inside(particles, shape_zyx)
     if not len(particles):
         return labels
     centres = particles.zyx
@@ -119,7 +119,7 @@ def shape_targets(shape_zyx: tuple[int, int, int], particles: ParticleTable,
         if not mask.any():
             raise ValueError(f"Mask of class {class_id} is empty: lower the threshold used to make it")
     labels = _start_labels(shape_zyx, initial_labels)
-    particles = _inside(particles, shape_zyx)
+    particles = particles_inside(particles, shape_zyx)
     if not len(particles):
         return labels
     mask_centre = {c: np.array(m.shape) // 2 for c, m in masks.items()}
@@ -203,18 +203,6 @@ def _start_labels(shape_zyx, initial_labels) -> np.ndarray:
                          or not np.array_equal(initial, np.round(initial))):
         raise ValueError(f"The initial label volume must hold integer labels 0..{MAX_LABEL}")
     return initial.astype(np.uint8)
-
-
-def _inside(particles: ParticleTable, shape_zyx) -> ParticleTable:
-    """The particles whose nearest voxel is inside the volume; warns about the others."""
-    index = np.rint(particles.zyx)
-    inside = np.all((index >= 0) & (index < np.array(shape_zyx)), axis=1)
-    n_out = int(np.count_nonzero(~inside))
-    if n_out:
-        warnings.warn(f"{n_out} of {len(particles)} particles lie outside the volume "
-                      f"(z, y, x) = {tuple(shape_zyx)} and were skipped; check the coordinates' "
-                      "units (voxels) and binning", stacklevel=3)
-    return particles.select(inside)
 
 
 def _paint(labels: np.ndarray, centres: np.ndarray, class_ids: np.ndarray, extents: np.ndarray,

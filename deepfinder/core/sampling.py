@@ -1,0 +1,222 @@
+"""Training patches: where to cut them, how to balance classes, how to augment them.
+
+Patches are centred on annotated particles plus a random shift, kept inside
+the volume (paper, Methods). Bootstrap sampling draws the classes uniformly so
+that rare classes are seen as often as abundant ones. The only augmentation is
+a 180 degree rotation about the tilt axis (y), which keeps the missing wedge
+where it is and does not mirror (chirality is kept).
+
+Every function takes the random generator it uses, so a batch sequence is
+fixed by its seed. Volumes are read patch by patch (memory-mapped files stay
+on disk); only the current batch is in memory.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .normalize import normalize
+from .particles import ParticleTable
+
+
+def particles_inside(particles: ParticleTable, shape_zyx: tuple[int, int, int],
+                     source: str = "") -> ParticleTable:
+    """The particles whose nearest voxel lies inside a volume of ``shape_zyx``.
+
+    The others are dropped with a warning that counts them (``source`` names
+    the tomogram in the message).
+    """
+    index = np.rint(particles.zyx)
+    inside = np.all((index >= 0) & (index < np.array(shape_zyx)), axis=1)
+    n_out = int(np.count_nonzero(~inside))
+    if n_out:
+        where = f" of {source}" if source else ""
+        warnings.warn(f"{n_out} of {len(particles)} particles lie outside the volume{where} "
+                      f"(z, y, x) = {tuple(shape_zyx)} and were skipped; check the coordinates' "
+                      "units (voxels) and binning", stacklevel=2)
+    return particles.select(inside)
+
+
+def draw_rows(class_ids: np.ndarray, n: int, rng: np.random.Generator,
+              bootstrap: bool = True) -> np.ndarray:
+    """Indices of ``n`` particles to centre patches on.
+
+    Parameters
+    ----------
+    class_ids : (m,) int array
+        Class of each candidate particle.
+    n : int
+        Number of rows to draw (with replacement).
+    rng : numpy.random.Generator
+    bootstrap : bool
+        If True, draw the class uniformly among the classes present, then a
+        particle of that class uniformly; otherwise draw particles uniformly
+        (classes in proportion to their abundance).
+
+    Returns
+    -------
+    (n,) int array
+    """
+    class_ids = np.asarray(class_ids)
+    if not len(class_ids):
+        raise ValueError("No particles to sample patches from")
+    if not bootstrap:
+        return rng.integers(0, len(class_ids), size=n)
+    classes, inverse = np.unique(class_ids, return_inverse=True)
+    by_class = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[by_class], np.arange(len(classes)))
+    counts = np.bincount(inverse, minlength=len(classes))
+    chosen = rng.integers(0, len(classes), size=n)
+    return by_class[starts[chosen] + (rng.random(n) * counts[chosen]).astype(int)]
+
+
+def patch_origins(centres_zyx: np.ndarray, shape_zyx: tuple[int, int, int], patch_size: int,
+                  shift_voxels: int, rng: np.random.Generator) -> np.ndarray:
+    """Corners of patches centred on ``centres_zyx`` plus a random shift, kept inside the volume.
+
+    Parameters
+    ----------
+    centres_zyx : (n, 3) float array
+        Patch centres, (z, y, x) voxels.
+    shape_zyx : tuple of 3 int
+        Volume shape; each edge must be >= ``patch_size``.
+    patch_size : int
+        Patch edge in voxels.
+    shift_voxels : int
+        Each axis is shifted by an integer drawn uniformly in
+        ``[-shift_voxels, shift_voxels]``, so the particle is not always in
+        the middle of the patch.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    (n, 3) int array
+        Index of each patch's first voxel, (z, y, x).
+    """
+    centres = np.rint(np.asarray(centres_zyx, dtype=float)).astype(int).reshape(-1, 3)
+    shift = rng.integers(-shift_voxels, shift_voxels + 1, size=centres.shape) if shift_voxels else 0
+    highest = np.array(shape_zyx) - patch_size
+    if np.any(highest < 0):
+        raise ValueError(f"Patch size {patch_size} is larger than the volume {tuple(shape_zyx)}")
+    return np.clip(centres + shift - patch_size // 2, 0, highest)
+
+
+def cut_patch(volume: np.ndarray, origin_zyx: np.ndarray, patch_size: int) -> np.ndarray:
+    """The cube of edge ``patch_size`` whose first voxel is ``origin_zyx`` (read into memory)."""
+    z, y, x = (int(v) for v in origin_zyx)
+    return np.asarray(volume[z:z + patch_size, y:y + patch_size, x:x + patch_size])
+
+
+def rotate_about_tilt_axis(patch: np.ndarray) -> np.ndarray:
+    """Rotate a (z, y, x) patch by 180 degrees about y: z and x are reversed together."""
+    return patch[::-1, :, ::-1]
+
+
+def make_batch(volumes: Sequence[np.ndarray], label_maps: Sequence[np.ndarray],
+               stats: Sequence[tuple[float, float]], tomo_index: np.ndarray, origins_zyx: np.ndarray,
+               patch_size: int, rotate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cut, normalise and optionally rotate one batch of patches.
+
+    Parameters
+    ----------
+    volumes, label_maps : sequences of (z, y, x) arrays
+        Tomograms (any dtype, memory-mapped is fine) and their label maps.
+    stats : sequence of (mean, std)
+        Per-tomogram normalisation (:func:`deepfinder.core.normalize.tomogram_stats`),
+        the same that segmentation applies.
+    tomo_index : (b,) int array
+        Tomogram of each patch.
+    origins_zyx : (b, 3) int array
+        First voxel of each patch.
+    patch_size : int
+    rotate : (b,) bool array, optional
+        Patches to rotate by 180 degrees about the tilt axis.
+
+    Returns
+    -------
+    x : (b, P, P, P, 1) float32
+        Normalised intensities.
+    y : (b, P, P, P) uint8
+        Labels.
+    """
+    n = len(tomo_index)
+    x = np.empty((n, patch_size, patch_size, patch_size, 1), dtype=np.float32)
+    y = np.empty((n, patch_size, patch_size, patch_size), dtype=np.uint8)
+    for i, (t, origin) in enumerate(zip(tomo_index, origins_zyx)):
+        patch = normalize(cut_patch(volumes[t], origin, patch_size), *stats[t])
+        labels = cut_patch(label_maps[t], origin, patch_size)
+        if rotate is not None and rotate[i]:
+            patch, labels = rotate_about_tilt_axis(patch), rotate_about_tilt_axis(labels)
+        x[i, ..., 0] = patch
+        y[i] = labels
+    return x, y
+
+
+def training_batches(volumes: Sequence[np.ndarray], label_maps: Sequence[np.ndarray],
+                     stats: Sequence[tuple[float, float]], tomo_index: np.ndarray,
+                     centres_zyx: np.ndarray, class_ids: np.ndarray, *, patch_size: int,
+                     batch_size: int, n_batches: int, rng: np.random.Generator,
+                     bootstrap: bool = True, shift_voxels: int = 13,
+                     rotation_probability: float = 0.5
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield ``n_batches`` augmented training batches ``(x, y)`` (see :func:`make_batch`).
+
+    Each batch draws its particles with :func:`draw_rows`, shifts the patch
+    centres with :func:`patch_origins` and rotates each patch about the tilt
+    axis with ``rotation_probability``.
+    """
+    for _ in range(n_batches):
+        rows = draw_rows(class_ids, batch_size, rng, bootstrap)
+        origins = np.empty((batch_size, 3), dtype=int)
+        for t in np.unique(tomo_index[rows]):
+            here = tomo_index[rows] == t
+            origins[here] = patch_origins(centres_zyx[rows[here]], volumes[t].shape, patch_size,
+                                          shift_voxels, rng)
+        rotate = rng.random(batch_size) < rotation_probability
+        yield make_batch(volumes, label_maps, stats, tomo_index[rows], origins, patch_size, rotate)
+
+
+def prefetch(batches: Iterable, depth: int = 2) -> Iterator:
+    """Produce items of ``batches`` in a background thread, ``depth`` ahead of the consumer.
+
+    Reading from disk and numpy work overlap with the model's step (both
+    release the GIL for most of their time). An exception raised while
+    producing is re-raised in the consumer; closing the returned generator
+    stops the thread.
+    """
+    items: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        items.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put((done, None))
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            items.put((done, error))
+
+    thread = threading.Thread(target=produce, name="deepfinder-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = items.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)

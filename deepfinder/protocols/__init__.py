@@ -1,2 +1,10 @@
 """Scipion protocols of the DeepFinder plugin."""
-PROTOCOL_CLASSES = []
+from .protocol_cluster import DeepFinderProtCluster
+from .protocol_evaluate import DeepFinderProtEvaluate
+from .protocol_import_model import DeepFinderProtImportModel
+from .protocol_segment import DeepFinderProtSegment
+from .protocol_targets import DeepFinderProtGenerateTargets
+from .protocol_train import DeepFinderProtTrain
+
+PROTOCOL_CLASSES = [DeepFinderProtGenerateTargets, DeepFinderProtTrain, DeepFinderProtSegment,
+                    DeepFinderProtCluster, DeepFinderProtEvaluate, DeepFinderProtImportModel]

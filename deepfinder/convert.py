@@ -1,0 +1,89 @@
+"""Scipion objects <-> engine arrays and particle tables.
+
+The only module that knows both worlds. Positions cross it in voxels of the
+tomogram they belong to (corner origin, ``BOTTOM_LEFT_CORNER``); Angstrom are
+turned into voxels here and nowhere else.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyworkflow.object as pwobj
+from tomo.constants import BOTTOM_LEFT_CORNER
+from tomo.objects import Coordinate3D, SetOfCoordinates3D, TomoMask
+
+from .core.particles import ParticleTable
+
+CLASS_NAMES_ATTR = "deepfinderClassNames"
+
+
+def tomograms_by_tsid(tomograms) -> dict:
+    """Copies of the items of a SetOfTomograms (or SetOfTomoMasks), keyed by tsId."""
+    return {tomo.getTsId(): tomo.clone() for tomo in tomograms.iterItems()}
+
+
+def coordinates_to_table(coordinates: SetOfCoordinates3D, sampling_rate: float,
+                         class_id: int | None = None) -> ParticleTable:
+    """Particles of a coordinate set, in voxels at ``sampling_rate`` (A/px).
+
+    The class is ``class_id`` when given (one set per class), else each
+    coordinate's groupId. Orientations come from the coordinates' matrices.
+    """
+    scale = coordinates.getSamplingRate() / sampling_rate
+    tomo, classes, xyz, rotation, score = [], [], [], [], []
+    for coord in coordinates.iterCoordinates():
+        tomo.append(coord.getTomoId())
+        classes.append(class_id if class_id is not None else coord.getGroupId())
+        xyz.append(np.array(coord.getPosition(BOTTOM_LEFT_CORNER), dtype=float) * scale)
+        # Scipion stores M with particle(r) = reference(M r): our rotation is its inverse.
+        rotation.append(np.asarray(coord.getMatrix())[:3, :3].T)
+        score.append(coord.getScore())
+    if not tomo:
+        return ParticleTable.empty()
+    return ParticleTable(tomo=np.array(tomo), class_id=np.array(classes), xyz=np.array(xyz),
+                         rotation=np.array(rotation), score=np.array(score, dtype=float))
+
+
+def append_table(coordinates: SetOfCoordinates3D, table: ParticleTable, tomograms: dict) -> None:
+    """Append particles (voxels of the tomograms in ``tomograms``, keyed by tsId) to a set."""
+    for i in range(len(table)):
+        coord = Coordinate3D()
+        coord.setVolume(tomograms[table.tomo[i]])
+        coord.setPosition(*table.xyz[i], BOTTOM_LEFT_CORNER)
+        coord.setGroupId(int(table.class_id[i]))
+        if np.isfinite(table.score[i]):
+            coord.setScore(float(table.score[i]))
+        matrix = np.eye(4)
+        matrix[:3, :3] = table.rotation[i].T
+        coord.setMatrix(matrix)
+        coordinates.append(coord)
+
+
+def new_tomo_mask(tomogram, path: str) -> TomoMask:
+    """A TomoMask for the label map ``path`` of ``tomogram`` (same tsId, sampling, origin)."""
+    mask = TomoMask()
+    mask.setLocation(path)
+    mask.setVolName(tomogram.getFileName())
+    mask.setTsId(tomogram.getTsId())
+    mask.setSamplingRate(tomogram.getSamplingRate())
+    mask.setOrigin(tomogram.getOrigin())
+    if tomogram.hasAcquisition():
+        mask.setAcquisition(tomogram.getAcquisition())
+    return mask
+
+
+def set_class_names(label_set, names: list[str]) -> None:
+    """Record on a set of label maps what each label means (background first)."""
+    setattr(label_set, CLASS_NAMES_ATTR, pwobj.String(json.dumps(list(names))))
+
+
+def get_class_names(label_set) -> list[str] | None:
+    """Class names recorded by :func:`set_class_names`, or None."""
+    value = getattr(label_set, CLASS_NAMES_ATTR, None)
+    return json.loads(value.get()) if value is not None and value.get() else None
+
+
+def class_table(names: list[str]) -> str:
+    """``1: ribosome, 2: proteasome``: how labels are shown to users."""
+    return ", ".join(f"{i}: {name}" for i, name in enumerate(names) if i)

@@ -1,0 +1,84 @@
+"""What several DeepFinder protocols share: classes given as coordinate sets."""
+from __future__ import annotations
+
+import pyworkflow.protocol.params as params
+from pwem.protocols import EMProtocol
+
+from ..convert import coordinates_to_table
+from ..core.particles import ParticleTable
+
+CLASSES_PER_SET = 0
+CLASSES_FROM_GROUP_ID = 1
+
+
+class DeepFinderProtBase(EMProtocol):
+    """Base of DeepFinder protocols that take particle classes as coordinate sets."""
+
+    def _defineClassParams(self, form, label="Particles (one set per class)"):
+        form.addParam("inputCoordinates", params.MultiPointerParam,
+                      pointerClass="SetOfCoordinates3D", label=label, important=True,
+                      help="Coordinates of the particles to learn from. With 'one class per "
+                           "set', each set is one class, numbered 1, 2, ... in this order.")
+        form.addParam("classesFrom", params.EnumParam, default=CLASSES_PER_SET,
+                      choices=["one class per set", "the coordinates' groupId"],
+                      display=params.EnumParam.DISPLAY_HLIST, label="Classes from",
+                      help="Use the groupId when a single set holds several classes "
+                           "(groupId 1, 2, ... are the classes).")
+        form.addParam("classNames", params.StringParam, default="",
+                      label="Class names (optional)",
+                      help="Comma-separated, in class order, e.g. 'ribosome, proteasome'. "
+                           "Empty: the names of the input sets.")
+
+    # ----------------------------------------------------------------- helpers
+    def _coordinateSets(self) -> list:
+        return [pointer.get() for pointer in self.inputCoordinates]
+
+    def _particleTable(self, sampling_rate: float) -> ParticleTable:
+        """All input particles in voxels at ``sampling_rate``, with their class ids."""
+        return classes_table(self.inputCoordinates, self.classesFrom.get(), sampling_rate)
+
+    def _numberOfClasses(self) -> int:
+        """Particle classes (background excluded)."""
+        if self.classesFrom.get() == CLASSES_PER_SET:
+            return len(self.inputCoordinates)
+        groups = set()
+        for coords in self._coordinateSets():
+            groups.update(coords.getUniqueValues("_groupId"))
+        return max(groups, default=0)
+
+    def _classNamesList(self) -> list[str]:
+        """Names of the classes, background first."""
+        given = [name.strip() for name in self.classNames.get("").split(",") if name.strip()]
+        n = self._numberOfClasses()
+        if given:
+            names = given
+        else:
+            labels = [_short_name(pointer.getObjValue().getObjLabel()) for pointer in self.inputCoordinates]
+            distinct = self.classesFrom.get() == CLASSES_PER_SET and len(set(labels)) == n and all(labels)
+            names = labels if distinct else [f"class{i}" for i in range(1, n + 1)]
+        return ["background"] + names
+
+    def _validateClasses(self) -> list[str]:
+        errors = []
+        given = [name for name in self.classNames.get("").split(",") if name.strip()]
+        if given and len(given) != self._numberOfClasses():
+            errors.append(f"{len(given)} class names given for {self._numberOfClasses()} classes: "
+                          "give one name per class, or leave 'Class names' empty.")
+        if self.classesFrom.get() == CLASSES_FROM_GROUP_ID:
+            for coords in self._coordinateSets():
+                if min(coords.getUniqueValues("_groupId"), default=1) < 1:
+                    errors.append(f"{coords.getNameId()} has coordinates with groupId 0: "
+                                  "groupIds must be 1, 2, ... (0 is the background).")
+        return errors
+
+
+def classes_table(pointers, classes_from: int, sampling_rate: float) -> ParticleTable:
+    """Particles of several coordinate sets, classed by set order or by groupId."""
+    per_set = classes_from == CLASSES_PER_SET
+    return ParticleTable.concat([
+        coordinates_to_table(pointer.get(), sampling_rate, class_id=i + 1 if per_set else None)
+        for i, pointer in enumerate(pointers)])
+
+
+def _short_name(label: str | None) -> str:
+    return (label or "").strip().replace(" ", "_").replace(",", "_")

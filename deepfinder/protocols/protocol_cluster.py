@@ -1,0 +1,179 @@
+"""Turn label maps into particle coordinates, one set per class."""
+from __future__ import annotations
+
+import json
+import re
+from enum import Enum
+
+import pyworkflow.protocol.params as params
+from pyworkflow.constants import BETA
+from pyworkflow.protocol import STEPS_PARALLEL
+from pwem.protocols import EMProtocol
+from tomo.objects import SetOfCoordinates3D
+
+from ..convert import append_table, class_table, get_class_names, tomograms_by_tsid
+from ..core import io
+from ..core.particles import ParticleTable
+from .protocol_segment import SCORE_FILES_ATTR
+
+
+class DeepFinderClusterOutputs(Enum):
+    coordinates = SetOfCoordinates3D
+
+
+class DeepFinderProtCluster(EMProtocol):
+    """Find particles in DeepFinder label maps: one coordinate per particle, with its class and score.
+
+    Outputs one coordinate set per class (named after the class, ready for
+    extraction and subtomogram averaging) and one set with all classes (groupId =
+    class). The score is the particle's mean class probability when score maps
+    were kept, else its size in voxels.
+    """
+    _label = "cluster"
+    _devStatus = BETA
+    _possibleOutputs = DeepFinderClusterOutputs
+    stepsExecutionMode = STEPS_PARALLEL
+
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputTomograms", params.PointerParam, pointerClass="SetOfTomograms",
+                      label="Tomograms", important=True,
+                      help="The tomograms the coordinates will refer to (for extraction).")
+        form.addParam("inputLabelMaps", params.PointerParam, pointerClass="SetOfTomoMasks",
+                      label="Label maps", important=True,
+                      help="DeepFinder segmentations of those tomograms (same tsIds).")
+        form.addSection(label="Clustering")
+        form.addParam("radii", params.StringParam, default="",
+                      label="Particle radius per class (Å)",
+                      help="One radius in Å per class, comma-separated in class order, or one for "
+                           "all. Sets the mean-shift bandwidth and the box size.")
+        form.addParam("minSizes", params.StringParam, default="",
+                      label="Minimum cluster size per class (voxels)",
+                      help="Clusters smaller than this are discarded as false positives. One value "
+                           "per class or one for all; empty: a fifth of a sphere of the radius.")
+        form.addParam("boxScale", params.FloatParam, default=2.5, expertLevel=params.LEVEL_ADVANCED,
+                      label="Box size / particle radius",
+                      help="The box size of the output coordinates is this times the radius "
+                           "(2.5: the particle diameter plus a margin).")
+        form.addParallelSection(threads=1, mpi=1)
+
+    # ----------------------------------------------------------------- steps
+    def _insertAllSteps(self):
+        steps = [self._insertFunctionStep(self.clusterStep, tsId, prerequisites=[])
+                 for tsId in tomograms_by_tsid(self.inputLabelMaps.get())]
+        self._insertFunctionStep(self.createOutputStep, prerequisites=steps)
+
+    def clusterStep(self, tsId: str):
+        from ..core.cluster import cluster_labels
+
+        label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
+        score_files = json.loads(getattr(label_map, SCORE_FILES_ATTR).get()) \
+            if hasattr(label_map, SCORE_FILES_ATTR) else {}
+        label_scale = label_map.getSamplingRate() / self.inputTomograms.get().getSamplingRate()
+        particles = cluster_labels(
+            io.read_volume(label_map.getFileName(), mmap=False),
+            radius_voxels={c: r / label_map.getSamplingRate() for c, r in self._radiiA().items()},
+            min_cluster_size=self._minSizes(),
+            score_maps={int(c): io.read_volume(path) for c, path in score_files.items()} or None,
+            tomo=tsId)
+        particles.xyz *= label_scale
+        io.write_particles_csv(self._particlesFile(tsId), particles)
+
+    def createOutputStep(self):
+        tomograms = self.inputTomograms.get()
+        by_tsid = tomograms_by_tsid(tomograms)
+        particles = ParticleTable.concat([io.read_particles_csv(self._particlesFile(tsId))
+                                          for tsId in tomograms_by_tsid(self.inputLabelMaps.get())])
+        names = self._classNames()
+        radii = self._radiiA()
+        outputs = {DeepFinderClusterOutputs.coordinates.name: self._coordinateSet(
+            "", particles, by_tsid, max(radii.values()))}
+        for class_id in range(1, len(names)):
+            outputs[self._outputName(names[class_id])] = self._coordinateSet(
+                names[class_id], particles.of_class(class_id), by_tsid, radii[class_id])
+        self._defineOutputs(**outputs)
+        for output in outputs.values():
+            self._defineSourceRelation(self.inputLabelMaps, output)
+
+    # ----------------------------------------------------------------- helpers
+    def _coordinateSet(self, suffix, particles, tomograms, radius_A) -> SetOfCoordinates3D:
+        sampling = self.inputTomograms.get().getSamplingRate()
+        coordinates = SetOfCoordinates3D.create(self._getPath(), template=f"coordinates{suffix}%s.sqlite")
+        coordinates.setPrecedents(self.inputTomograms)
+        coordinates.setSamplingRate(sampling)
+        coordinates.setBoxSize(int(round(self.boxScale.get() * radius_A / sampling)))
+        append_table(coordinates, particles, tomograms)
+        return coordinates
+
+    def _particlesFile(self, tsId: str) -> str:
+        return self._getExtraPath(f"{tsId}_particles.csv")
+
+    def _classNames(self) -> list[str]:
+        names = get_class_names(self.inputLabelMaps.get())
+        return names or ["background"] + [f"class{i}" for i in range(1, len(self._radiiValues()) + 1)]
+
+    @staticmethod
+    def _outputName(class_name: str) -> str:
+        return "coordinates_" + re.sub(r"\W", "_", class_name)
+
+    def _values(self, text: str) -> list[float]:
+        return [float(value) for value in text.replace(";", ",").split(",") if value.strip()]
+
+    def _radiiValues(self) -> list[float]:
+        return self._values(self.radii.get(""))
+
+    def _perClass(self, values: list[float]) -> dict[int, float]:
+        n = len(get_class_names(self.inputLabelMaps.get()) or [None] * (len(values) + 1)) - 1
+        values = values * n if len(values) == 1 else values
+        return {i + 1: value for i, value in enumerate(values)}
+
+    def _radiiA(self) -> dict[int, float]:
+        return self._perClass(self._radiiValues())
+
+    def _minSizes(self) -> dict[int, int] | None:
+        values = self._values(self.minSizes.get(""))
+        return {c: int(v) for c, v in self._perClass(values).items()} if values else None
+
+    # ----------------------------------------------------------------- info
+    def _validate(self):
+        errors = []
+        names = get_class_names(self.inputLabelMaps.get())
+        n = len(names) - 1 if names else None
+        try:
+            radii, sizes = self._radiiValues(), self._values(self.minSizes.get(""))
+        except ValueError:
+            return ["Radii and minimum sizes must be numbers separated by commas."]
+        if not radii or min(radii) <= 0 or (n and len(radii) not in (1, n)):
+            errors.append(f"Give one positive radius in Å, or one per class ({n or 'each'}), "
+                          f"comma-separated; got '{self.radii.get('')}'.")
+        if sizes and (min(sizes) < 0 or (n and len(sizes) not in (1, n))):
+            errors.append(f"Give one minimum size, or one per class ({n}), or leave it empty.")
+        tomograms = tomograms_by_tsid(self.inputTomograms.get())
+        for tsId, label_map in tomograms_by_tsid(self.inputLabelMaps.get()).items():
+            if tsId not in tomograms:
+                errors.append(f"Label map {tsId} has no tomogram of that tsId among the input "
+                              "tomograms: pick the tomograms that were segmented.")
+                continue
+            scale = label_map.getSamplingRate() / tomograms[tsId].getSamplingRate()
+            expected = [d / scale for d in tomograms[tsId].getDim()]
+            # A 2x binned label map may be one voxel short of half the tomogram.
+            if any(abs(a - b) > (scale > 1) for a, b in zip(label_map.getDim(), expected)):
+                errors.append(f"Label map {tsId} is {label_map.getDim()} voxels but its tomogram "
+                              f"{tomograms[tsId].getDim()}: they must match.")
+        return errors
+
+    def _summary(self):
+        names = get_class_names(self.inputLabelMaps.get()) or []
+        summary = [f"Classes: {class_table(names)}"] if names else []
+        for class_id, name in enumerate(names[1:], start=1):
+            output = getattr(self, self._outputName(name), None)
+            if output is not None:
+                summary.append(f"{name}: {output.getSize()} particles")
+        return summary
+
+    def _methods(self):
+        return ["Particles were located in DeepFinder label maps by mean-shift clustering "
+                "[Moebel2021]."]
+
+    def _citations(self):
+        return ["Moebel2021"]

@@ -1,0 +1,94 @@
+"""Precision, recall and F1 of picked particles against reference particles."""
+from __future__ import annotations
+
+import os
+
+import pyworkflow.protocol.params as params
+from pyworkflow.constants import BETA
+
+from .protocol_base import CLASSES_FROM_GROUP_ID, DeepFinderProtBase, classes_table
+
+
+class DeepFinderProtEvaluate(DeepFinderProtBase):
+    """Score picked particles against reference particles of the same tomograms.
+
+    Per class and overall precision, recall and F1 (a pick matches one reference
+    particle of its class within a distance, one-to-one), and the same figures
+    against a threshold on the picks' score, to choose that threshold.
+    """
+    _label = "evaluate picking"
+    _devStatus = BETA
+
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("pickedCoordinates", params.MultiPointerParam,
+                      pointerClass="SetOfCoordinates3D", label="Picked particles", important=True,
+                      help="E.g. the 'coordinates' output of DeepFinder cluster (classes by "
+                           "groupId), or one set per class.")
+        form.addParam("pickedClassesFrom", params.EnumParam, default=CLASSES_FROM_GROUP_ID,
+                      choices=["one class per set", "the coordinates' groupId"],
+                      display=params.EnumParam.DISPLAY_HLIST, label="Picked classes from")
+        self._defineClassParams(form, label="Reference particles (one set per class)")
+        form.addParam("toleranceA", params.FloatParam, default=0.0, validators=[params.GE(0)],
+                      label="Match distance (Å)",
+                      help="A pick within this distance of a reference particle of the same class "
+                           "is a true positive. 0: half the box size of the reference set, "
+                           "about the particle radius.")
+
+    # ----------------------------------------------------------------- steps
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.evaluateStep)
+
+    def evaluateStep(self):
+        from ..core import evaluate
+
+        sampling = self._coordinateSets()[0].getSamplingRate()
+        picked = classes_table(self.pickedCoordinates, self.pickedClassesFrom.get(), sampling)
+        reference = self._particleTable(sampling)
+        tolerance = self._toleranceA() / sampling
+        result = evaluate.match_by_distance(picked, reference, tolerance_voxels=tolerance)
+        names = dict(enumerate(self._classNamesList()))
+        table = evaluate.format_table(result, class_names=names)
+        with open(self._resultFile(), "w") as handle:
+            handle.write(table + "\n")
+        evaluate.write_result_csv(self._getExtraPath("evaluation.csv"), result, class_names=names)
+        sweep = evaluate.threshold_sweep(picked, reference, tolerance_voxels=tolerance)
+        evaluate.write_sweep_csv(self._getExtraPath("threshold_sweep.csv"), sweep, class_names=names)
+        self.info(table)
+
+    # ----------------------------------------------------------------- helpers
+    def _resultFile(self) -> str:
+        return self._getExtraPath("evaluation.txt")
+
+    def _toleranceA(self) -> float:
+        if self.toleranceA.get():
+            return self.toleranceA.get()
+        reference = self._coordinateSets()[0]
+        return reference.getBoxSize() * reference.getSamplingRate() / 2
+
+    # ----------------------------------------------------------------- info
+    def _validate(self):
+        errors = self._validateClasses()
+        picked_tomos, reference_tomos = set(), set()
+        for pointer in self.pickedCoordinates:
+            picked_tomos.update(pointer.get().getUniqueValues("_tomoId"))
+        for coords in self._coordinateSets():
+            reference_tomos.update(coords.getUniqueValues("_tomoId"))
+            if not coords.getSamplingRate():
+                errors.append(f"{coords.getNameId()} has no sampling rate: re-import it with one.")
+        if picked_tomos and not picked_tomos & reference_tomos:
+            errors.append("The picked and the reference particles share no tomogram (tsId): "
+                          "compare picks with references of the same tomograms.")
+        if not self.toleranceA.get() and not self._coordinateSets()[0].getBoxSize():
+            errors.append("The reference set has no box size: give the match distance in Å.")
+        return errors
+
+    def _summary(self):
+        if os.path.exists(self._resultFile()):
+            with open(self._resultFile()) as handle:
+                return [line.rstrip() for line in handle]
+        return ["Not evaluated yet."]
+
+    def _methods(self):
+        return ["Picked particles were scored against reference particles by one-to-one "
+                "matching within a distance (precision, recall, F1)."]

@@ -1,0 +1,150 @@
+"""Label every voxel of tomograms with a trained DeepFinder model."""
+from __future__ import annotations
+
+import json
+import os
+from enum import Enum
+
+import pyworkflow.object as pwobj
+import pyworkflow.protocol.params as params
+from pyworkflow.constants import BETA
+from pyworkflow.protocol import STEPS_PARALLEL
+from pwem.protocols import EMProtocol
+from tomo.objects import SetOfTomoMasks
+
+from .. import Plugin
+from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_tsid
+
+SCORE_FILES_ATTR = "deepfinderScoreFiles"
+
+
+class DeepFinderSegmentOutputs(Enum):
+    labelMaps = SetOfTomoMasks
+
+
+class DeepFinderProtSegment(EMProtocol):
+    """Segment tomograms with a trained DeepFinder model: one label map per tomogram.
+
+    Tomograms are processed one per step, in parallel when several GPUs or threads
+    are given, and each label map is added to the output as soon as it is done.
+    """
+    _label = "segment"
+    _devStatus = BETA
+    _possibleOutputs = DeepFinderSegmentOutputs
+    stepsExecutionMode = STEPS_PARALLEL
+
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputTomograms", params.PointerParam, pointerClass="SetOfTomograms",
+                      label="Tomograms", important=True,
+                      help="At the sampling rate of the training tomograms.")
+        form.addParam("inputModel", params.PointerParam, pointerClass="DeepFinderModel",
+                      label="Trained model", important=True)
+        form.addParam("saveScores", params.BooleanParam, default=True, label="Keep score maps?",
+                      help="Per-class probability maps (float16): clustering then scores each "
+                           "particle by its mean probability. They take Ncl x 2 bytes per voxel.")
+        form.addParam("binScores", params.BooleanParam, default=False,
+                      expertLevel=params.LEVEL_ADVANCED, label="Bin scores 2x before labelling?",
+                      help="Faster clustering for large particles; label maps are then binned.")
+        form.addParam("patchSize", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED,
+                      label="Tile size (px)",
+                      help="Edge of the tiles the tomogram is cut into, a multiple of 4; 0 picks "
+                           "a size that fits memory. Larger tiles are faster.")
+        form.addParam("batchSize", params.IntParam, default=1, validators=[params.GT(0)],
+                      expertLevel=params.LEVEL_ADVANCED, label="Tiles per batch")
+        form.addHidden(params.USE_GPU, params.BooleanParam, default=True, label="Use GPU?")
+        form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="GPU IDs")
+        form.addParallelSection(threads=1, mpi=1)
+
+    # ----------------------------------------------------------------- steps
+    def _insertAllSteps(self):
+        steps = [self._insertFunctionStep(self.segmentStep, tsId, prerequisites=[], needsGPU=True)
+                 for tsId in tomograms_by_tsid(self.inputTomograms.get())]
+        self._insertFunctionStep(self.closeOutputStep, prerequisites=steps)
+
+    def segmentStep(self, tsId: str):
+        os.environ.update(Plugin.getEnviron(self._gpuIds()))
+        from ..core.segment import segment_tomogram  # TensorFlow loads after the GPU choice
+
+        tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
+        written = segment_tomogram(
+            tomogram.getFileName(), self.inputModel.get().getWeightsFile(),
+            self._getExtraPath(f"{tsId}_labels.mrc"),
+            scores_path=self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None,
+            patch_size=self.patchSize.get() or None, batch_size=self.batchSize.get(),
+            bin_scores=self.binScores.get())
+        self._appendLabelMap(tomogram, written)
+
+    def closeOutputStep(self):
+        label_maps = getattr(self, DeepFinderSegmentOutputs.labelMaps.name)
+        label_maps.setStreamState(label_maps.STREAM_CLOSED)
+        label_maps.write()
+        self._store(label_maps)
+
+    # ----------------------------------------------------------------- helpers
+    def _appendLabelMap(self, tomogram, written: dict):
+        mask = new_tomo_mask(tomogram, written["labels_path"])
+        if self.binScores:
+            mask.setSamplingRate(tomogram.getSamplingRate() * 2)
+        setattr(mask, SCORE_FILES_ATTR, pwobj.String(json.dumps(written.get("score_paths", {}))))
+        with self._lock:
+            name = DeepFinderSegmentOutputs.labelMaps.name
+            label_maps = getattr(self, name, None)
+            if label_maps is None:
+                label_maps = SetOfTomoMasks.create(self._getPath(), template="tomomasks%s.sqlite")
+                label_maps.copyInfo(self.inputTomograms.get())
+                label_maps.setSamplingRate(mask.getSamplingRate())
+                label_maps.setStreamState(label_maps.STREAM_OPEN)
+                set_class_names(label_maps, self.inputModel.get().getClassNames())
+                label_maps.append(mask)
+                self._defineOutputs(**{name: label_maps})
+                self._defineSourceRelation(self.inputTomograms, label_maps)
+                self._defineSourceRelation(self.inputModel, label_maps)
+            else:
+                label_maps.enableAppend()
+                label_maps.append(mask)
+                label_maps.write()
+                self._store(label_maps)
+
+    def _gpuIds(self) -> str:
+        return ",".join(map(str, self.getGpuList())) if self.useGpu.get() else ""
+
+    # ----------------------------------------------------------------- info
+    def _validate(self):
+        errors = []
+        patch = self.patchSize.get()
+        if patch and patch % 4:
+            errors.append(f"Tile size {patch} is not a multiple of 4: use {patch // 4 * 4 or 4} "
+                          f"or {patch // 4 * 4 + 4}, or 0 for automatic.")
+        model = self.inputModel.get()
+        tomograms = self.inputTomograms.get()
+        if not tomograms.getSamplingRate():
+            errors.append("The tomograms have no sampling rate: set it when importing them.")
+        if not os.path.exists(model.getWeightsFile() or ""):
+            errors.append(f"The model's weights file is missing: {model.getWeightsFile()}")
+        return errors
+
+    def _warnings(self):
+        model, tomograms = self.inputModel.get(), self.inputTomograms.get()
+        if model.getSamplingRate() and tomograms.getSamplingRate():
+            ratio = tomograms.getSamplingRate() / model.getSamplingRate()
+            if abs(ratio - 1) > 0.1:
+                return [f"The tomograms ({tomograms.getSamplingRate():.2f} Å/px) are not at the "
+                        f"model's sampling rate ({model.getSamplingRate():.2f} Å/px): particles will "
+                        "look {:.1f}x {} than in training.".format(
+                            ratio if ratio > 1 else 1 / ratio, "smaller" if ratio > 1 else "larger")]
+        return []
+
+    def _summary(self):
+        summary = [f"Classes: {class_table(self.inputModel.get().getClassNames())}"]
+        name = DeepFinderSegmentOutputs.labelMaps.name
+        if self.hasAttribute(name):
+            summary.append(f"{getattr(self, name).getSize()} of "
+                           f"{self.inputTomograms.get().getSize()} tomograms segmented.")
+        return summary
+
+    def _methods(self):
+        return ["Tomograms were segmented with a DeepFinder 3D U-net [Moebel2021]."]
+
+    def _citations(self):
+        return ["Moebel2021"]

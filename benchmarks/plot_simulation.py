@@ -1,0 +1,63 @@
+"""Orthoslice pictures of simulated tomograms, to check them by eye.
+
+Usage: python benchmarks/plot_simulation.py OUT_DIR [--preset demo] [--snr 0.5 0.1]
+Writes, per SNR, a figure with XY and XZ central slices of the tomogram, the
+clean density and the label map, plus the XZ power spectrum (missing wedge)
+and the power spectrum of one projection (CTF Thon rings).
+"""
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from deepfinder.core.shapes import procedural_shape
+from deepfinder.core.simulate import PRESETS, replace, simulate_tomogram
+
+
+def orthoslice_figure(result, title, path):
+    tomogram, density, labels = result.tomogram, result.density, result.labels
+    z, y = tomogram.shape[0] // 2, tomogram.shape[1] // 2
+    spectrum = np.log(np.abs(np.fft.fftshift(np.fft.fftn(tomogram)))[:, tomogram.shape[1] // 2] ** 2 + 1e-6)
+    figure, axes = plt.subplots(2, 4, figsize=(16, 6.5), gridspec_kw={"height_ratios": [2, 1]})
+    for column, (volume, name, cmap) in enumerate([(tomogram, "tomogram", "gray"),
+                                                   (-density, "clean density (inverted)", "gray"),
+                                                   (labels, "labels", "tab10")]):
+        limits = np.percentile(volume, [1, 99]) if cmap == "gray" else (0, 9)
+        axes[0, column].imshow(volume[z], cmap=cmap, vmin=limits[0], vmax=limits[1])
+        axes[0, column].set_title(f"{name}: XY slice z={z}")
+        axes[1, column].imshow(volume[:, y], cmap=cmap, vmin=limits[0], vmax=limits[1])
+        axes[1, column].set_title(f"XZ slice y={y}")
+    axes[0, 3].imshow(spectrum, cmap="gray", aspect="auto")
+    axes[0, 3].set_title("|FFT|^2 of tomogram, kx-kz plane")
+    axes[1, 3].axis("off")
+    for axis in axes.ravel():
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=70)
+    plt.close(figure)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--preset", default="demo", choices=["tiny", "demo"])
+    parser.add_argument("--snr", type=float, nargs="+", default=[2.0, 0.5, 0.1])
+    args = parser.parse_args()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    recipe = PRESETS[args.preset]
+    shapes = [procedural_shape(name, recipe.specimen.voxel_size) for name in recipe.shape_names]
+    for snr in args.snr:
+        result = simulate_tomogram(shapes, recipe.specimen, replace(recipe.tilt_series, snr=snr), seed=0)
+        path = args.out_dir / f"{args.preset}_snr{snr:g}.png"
+        orthoslice_figure(result, f"{args.preset} preset, SNR {snr:g}", path)
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,350 @@
+"""Tiled segmentation: a tomogram in, per-voxel class scores and a label map out.
+
+The tomogram is cut into overlapping tiles (edges multiples of 4, aligned on a
+4-voxel grid so max-pooling sees the same grid as a whole-volume pass). Each
+tile is predicted whole, only its centre (``crop_voxels`` trimmed from every
+side that faces another tile) is kept, and where kept centres overlap the
+scores are averaged. Tiles touching the tomogram border keep their outer edge:
+there the network's own zero padding applies, exactly as in a whole-volume
+pass. With ``crop_voxels`` at least the network's receptive-field radius the
+result equals a whole-volume prediction (see the tests); smaller crops trade a
+little accuracy near tile seams for far less recomputation.
+
+Scores are produced in z-slabs and written to disk as soon as a slab is final,
+so memory holds the tile batch, one slab of scores and the (memory-mapped)
+input, never whole score volumes.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from .io import create_volume, read_volume, read_voxel_size
+from .model import POOLING_FACTOR, check_patch_size, load_model, output_classes
+from .normalize import normalize, tomogram_stats
+
+# 128^3 tiles need ~2.6 GB of activations on CPU; a 6-voxel crop keeps ~75-80 % of the
+# computed voxels (see benchmarks/RESULTS.md); a larger crop buys exactness at tile seams.
+DEFAULT_PATCH_SIZE = 128
+DEFAULT_CROP_VOXELS = 6
+DEFAULT_BATCH_SIZE = 1
+# Output voxel -> input voxels it depends on, +-; a crop this large makes tiling exact.
+RECEPTIVE_FIELD_RADIUS = 24
+
+
+@dataclass(frozen=True)
+class AxisTiles:
+    """Tiling of one axis: tile starts, common tile length, kept range of each tile."""
+
+    starts: tuple[int, ...]
+    length: int
+    keep: tuple[tuple[int, int], ...]
+
+    def coverage(self, size: int) -> np.ndarray:
+        """Number of kept tile centres covering each of ``size`` voxels (for averaging)."""
+        counts = np.zeros(size, dtype=np.int32)
+        for begin, end in self.keep:
+            counts[begin:min(end, size)] += 1
+        return counts
+
+
+def plan_axis(size: int, patch_size: int, crop_voxels: int) -> AxisTiles:
+    """Fewest equal tiles (edge <= ``patch_size``, multiple of 4) covering ``size`` voxels.
+
+    Tile starts are multiples of 4; every voxel of ``[0, size)`` lies in the kept
+    centre of at least one tile; the kept centre of a tile excludes
+    ``crop_voxels`` on each side that is not the volume border.
+    """
+    padded = _ceil_to(size, POOLING_FACTOR)
+    if padded <= patch_size:
+        return AxisTiles(starts=(0,), length=padded, keep=((0, padded),))
+    length, starts = patch_size, _tile_starts(padded, patch_size, crop_voxels)
+    # Fewer, shorter tiles waste less than full-size tiles with large overlaps.
+    for n_tiles in range(2, len(starts) + 1):
+        shorter = _ceil_to(math.ceil((padded + 2 * crop_voxels * (n_tiles - 1)) / n_tiles),
+                           POOLING_FACTOR)
+        if shorter <= patch_size and shorter - 2 * crop_voxels >= POOLING_FACTOR:
+            candidate = _tile_starts(padded, shorter, crop_voxels)
+            if len(candidate) <= n_tiles:
+                length, starts = shorter, candidate
+                break
+    keep = tuple((start + crop_voxels if i else 0,
+                  start + length - crop_voxels if i < len(starts) - 1 else padded)
+                 for i, start in enumerate(starts))
+    return AxisTiles(starts=tuple(starts), length=length, keep=keep)
+
+
+def check_tiling(shape: tuple[int, int, int], patch_size: int, crop_voxels: int,
+                 batch_size: int = 1) -> None:
+    """Raise ``ValueError`` for tile geometries that cannot segment a volume of ``shape``."""
+    check_patch_size(patch_size)
+    if int(crop_voxels) != crop_voxels or crop_voxels < 0:
+        raise ValueError(f"crop_voxels must be a whole number >= 0, got {crop_voxels}")
+    if patch_size - 2 * crop_voxels < POOLING_FACTOR:
+        raise ValueError(f"patch_size {patch_size} leaves no centre after cropping {crop_voxels} "
+                         f"voxels per side: use patch_size >= {2 * crop_voxels + POOLING_FACTOR} "
+                         f"or a smaller crop")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size}")
+    if len(shape) != 3:
+        raise ValueError(f"Expected a 3D tomogram, got an array of shape {tuple(shape)}")
+    if min(shape) < POOLING_FACTOR:
+        raise ValueError(f"Tomogram of shape {tuple(shape)} is too thin: every edge must be "
+                         f">= {POOLING_FACTOR} voxels")
+    # Thin axes just get shorter tiles; a patch exceeding every edge is a mistake.
+    largest = _ceil_to(max(shape), POOLING_FACTOR)
+    if patch_size > largest:
+        raise ValueError(f"patch_size {patch_size} is larger than the tomogram (shape "
+                         f"{tuple(shape)}): use patch_size <= {largest}")
+
+
+def iter_score_slabs(volume: np.ndarray, model, *, patch_size: int = DEFAULT_PATCH_SIZE,
+                     crop_voxels: int = DEFAULT_CROP_VOXELS,
+                     batch_size: int = DEFAULT_BATCH_SIZE, slab_alignment: int = 1,
+                     stats: tuple[float, float] | None = None,
+                     progress: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """Predict class scores tile by tile and yield them as finished z-slabs.
+
+    Parameters
+    ----------
+    volume : (z, y, x) array
+        The tomogram (may be memory-mapped; tiles are read on demand).
+    model : keras.Model
+        A fully convolutional U-net (``build_unet(n_classes)``).
+    patch_size : int
+        Largest tile edge in voxels, a multiple of 4.
+    crop_voxels : int
+        Voxels dropped from each inner side of a tile.
+    batch_size : int
+        Tiles per forward pass.
+    slab_alignment : int
+        Slab boundaries (except the last) are multiples of this (2 for binning).
+    stats : (mean, std), optional
+        Normalisation statistics; default :func:`tomogram_stats` of ``volume``.
+    progress : bool
+        Print one line per row of tiles.
+
+    Yields
+    ------
+    (z_start, scores)
+        ``scores`` is a float32 (dz, y, x, n_classes) slab starting at z-index ``z_start``;
+        slabs are consecutive and cover the whole volume.
+    """
+    shape = tuple(volume.shape)
+    check_tiling(shape, patch_size, crop_voxels, batch_size)
+    mean, std = stats if stats is not None else tomogram_stats(volume)
+    plans = [plan_axis(size, patch_size, crop_voxels) for size in shape]
+    tile_shape = tuple(plan.length for plan in plans)
+    coverage_yx = (plans[1].coverage(shape[1])[:, None] *
+                   plans[2].coverage(shape[2])[None, :]).astype(np.float32)
+    coverage_z = plans[0].coverage(shape[0]).astype(np.float32)
+    n_classes = output_classes(model)
+    window_depth = max(min(end, shape[0]) - begin for begin, end in plans[0].keep)
+    window_depth += slab_alignment
+    window = np.zeros((window_depth, shape[1], shape[2], n_classes), dtype=np.float32)
+    origin = 0
+
+    def flush(until: int):
+        nonlocal origin
+        if until <= origin:
+            return None
+        slab = window[:until - origin] / coverage_z[origin:until, None, None, None]
+        slab /= coverage_yx[None, :, :, None]
+        shift = until - origin
+        for i in range(window_depth - shift):  # slice by slice: no temporary window copy
+            window[i] = window[i + shift]
+        window[window_depth - shift:] = 0
+        start, origin = origin, until
+        return start, slab
+
+    yx_tiles = [(ys, yk, xs, xk) for ys, yk in zip(plans[1].starts, plans[1].keep)
+                for xs, xk in zip(plans[2].starts, plans[2].keep)]
+    started = time.perf_counter()
+    for row, (z_start, (z_keep0, z_keep1)) in enumerate(zip(plans[0].starts, plans[0].keep)):
+        ready = flush(z_keep0 // slab_alignment * slab_alignment)
+        if ready:
+            yield ready
+        z_keep1 = min(z_keep1, shape[0])
+        for first in range(0, len(yx_tiles), batch_size):
+            group = yx_tiles[first:first + batch_size]
+            batch = np.stack([_read_tile(volume, (z_start, ys, xs), tile_shape, mean, std)
+                              for ys, _, xs, _ in group])
+            scores = np.asarray(model(batch[..., None], training=False))
+            for tile_scores, (ys, (y0, y1), xs, (x0, x1)) in zip(scores, group):
+                y1, x1 = min(y1, shape[1]), min(x1, shape[2])
+                window[z_keep0 - origin:z_keep1 - origin, y0:y1, x0:x1] += tile_scores[
+                    z_keep0 - z_start:z_keep1 - z_start, y0 - ys:y1 - ys, x0 - xs:x1 - xs]
+        if progress:
+            print(f"segment: row {row + 1}/{len(plans[0].starts)} of tiles {tile_shape} done "
+                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+    last = flush(shape[0])
+    if last:
+        yield last
+
+
+def predict_scores(volume: np.ndarray, model, *, patch_size: int = DEFAULT_PATCH_SIZE,
+                   crop_voxels: int = DEFAULT_CROP_VOXELS,
+                   batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+    """Class scores of a whole tomogram in memory: float32 (z, y, x, n_classes).
+
+    Same tiling, normalisation and blending as :func:`segment_tomogram`; meant
+    for volumes whose scores fit in memory (tests, small tomograms).
+    """
+    return np.concatenate([slab for _, slab in iter_score_slabs(
+        volume, model, patch_size=patch_size, crop_voxels=crop_voxels, batch_size=batch_size)])
+
+
+def labels_from_scores(scores: np.ndarray) -> np.ndarray:
+    """Label map (uint8): the class of highest score at each voxel."""
+    return np.argmax(scores, axis=-1).astype(np.uint8)
+
+
+def downsample_scores(scores: np.ndarray) -> np.ndarray:
+    """Average 2x2x2 blocks of a (z, y, x, n_classes) score array; odd edges repeat the last voxel."""
+    pads = [(0, size % 2) for size in scores.shape[:3]] + [(0, 0)]
+    scores = np.pad(scores, pads, mode="edge")
+    z, y, x, n = scores.shape
+    return scores.reshape(z // 2, 2, y // 2, 2, x // 2, 2, n).mean(axis=(1, 3, 5))
+
+
+def score_map_paths(scores_path: str | os.PathLike, n_classes: int) -> dict[int, Path]:
+    """File of each particle class's score map: ``<stem>_class<k>.mrc`` for k = 1..n_classes-1."""
+    scores_path = Path(scores_path)
+    stem = scores_path.name[:-len(scores_path.suffix)] if scores_path.suffix else scores_path.name
+    return {k: scores_path.with_name(f"{stem}_class{k}.mrc") for k in range(1, n_classes)}
+
+
+def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.PathLike,
+                     labels_path: str | os.PathLike, scores_path: str | os.PathLike | None = None,
+                     *, patch_size: int = DEFAULT_PATCH_SIZE,
+                     crop_voxels: int = DEFAULT_CROP_VOXELS, batch_size: int = DEFAULT_BATCH_SIZE,
+                     bin_scores: bool = False, n_classes: int | None = None,
+                     progress: bool = True) -> dict:
+    """Segment a tomogram file with a trained model; write the label map and score maps.
+
+    Parameters
+    ----------
+    tomogram_path : path
+        MRC tomogram, read memory-mapped.
+    weights_path : path
+        ``*.weights.h5`` written by training (its JSON gives the class count).
+    labels_path : path
+        Output label map: MRC, uint8, class of highest score per voxel, voxel size of
+        the tomogram (twice it with ``bin_scores``).
+    scores_path : path, optional
+        If given, one float16 MRC per particle class, ``<stem>_class<k>.mrc``
+        (k = 1..n_classes-1; the background score is 1 minus their sum).
+    patch_size, crop_voxels, batch_size : int
+        Tile geometry, see :func:`iter_score_slabs`.
+    bin_scores : bool
+        Average scores over 2x2x2 blocks before labelling: outputs are half size
+        (edges rounded up), so positions found in them are in binned voxels.
+    n_classes : int, optional
+        Expected class count (background included); a model trained for another
+        count is refused. Needed for weights without their JSON file.
+    progress : bool
+        Print progress per row of tiles.
+
+    Returns
+    -------
+    dict
+        ``labels`` (Path), ``scores`` ({class: Path}, empty without ``scores_path``),
+        ``seconds``, ``voxels_per_second`` (input voxels), ``tile_shape``, ``n_tiles``.
+    """
+    volume = read_volume(tomogram_path)
+    check_tiling(volume.shape, patch_size, crop_voxels, batch_size)
+    stats = tomogram_stats(volume)
+    model, _ = load_model(weights_path, n_classes)
+    n_model_classes = output_classes(model)
+    voxel_size = read_voxel_size(tomogram_path) or 1.0
+    factor = 2 if bin_scores else 1
+    out_shape = tuple(-(-size // factor) for size in volume.shape)
+    writers = {0: _SlabWriter(labels_path, out_shape, np.uint8, voxel_size * factor)}
+    score_paths = score_map_paths(scores_path, n_model_classes) if scores_path else {}
+    writers.update({k: _SlabWriter(path, out_shape, np.float16, voxel_size * factor)
+                    for k, path in score_paths.items()})
+    started = time.perf_counter()
+    try:
+        for z_start, slab in iter_score_slabs(volume, model, patch_size=patch_size,
+                                              crop_voxels=crop_voxels, batch_size=batch_size,
+                                              slab_alignment=factor, stats=stats,
+                                              progress=progress):
+            if bin_scores:
+                slab = downsample_scores(slab)
+            z_out = z_start // factor
+            writers[0].write(z_out, labels_from_scores(slab))
+            for k in score_paths:
+                writers[k].write(z_out, slab[..., k].astype(np.float16))
+    finally:
+        for writer in writers.values():
+            writer.close()
+    seconds = time.perf_counter() - started
+    plans = [plan_axis(size, patch_size, crop_voxels) for size in volume.shape]
+    return {"labels": Path(labels_path), "scores": score_paths, "seconds": seconds,
+            "voxels_per_second": volume.size / seconds,
+            "tile_shape": tuple(plan.length for plan in plans),
+            "n_tiles": math.prod(len(plan.starts) for plan in plans)}
+
+
+class _SlabWriter:
+    """Writes consecutive z-slabs into an MRC file with plain file writes.
+
+    Writing through a memory map would keep every written page resident; plain
+    writes leave them to the page cache, so memory does not grow with the output.
+    Header statistics are accumulated on the way and written at the end.
+    """
+
+    def __init__(self, path, shape, dtype, voxel_size):
+        self.path = Path(path)
+        mrc = create_volume(self.path, shape, dtype, voxel_size)
+        self.offset = mrc.data.offset
+        mrc.close()
+        self.dtype = np.dtype(dtype)
+        self.plane_bytes = shape[1] * shape[2] * self.dtype.itemsize
+        self.handle = open(self.path, "r+b")
+        self.minimum, self.maximum, self.total, self.squares, self.count = np.inf, -np.inf, 0., 0., 0
+
+    def write(self, z_start: int, slab: np.ndarray):
+        self.handle.seek(self.offset + z_start * self.plane_bytes)
+        self.handle.write(np.ascontiguousarray(slab, dtype=self.dtype).tobytes())
+        values = slab.astype(np.float64)
+        self.minimum = min(self.minimum, float(values.min()))
+        self.maximum = max(self.maximum, float(values.max()))
+        self.total += float(values.sum())
+        self.squares += float(np.square(values).sum())
+        self.count += values.size
+
+    def close(self):
+        self.handle.close()
+        with mrcfile.mmap(self.path, mode="r+") as mrc:
+            if self.count:
+                mean = self.total / self.count
+                mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = self.minimum, self.maximum, mean
+                mrc.header.rms = math.sqrt(max(self.squares / self.count - mean ** 2, 0.))
+
+
+def _read_tile(volume: np.ndarray, start: tuple[int, int, int], tile_shape: tuple[int, int, int],
+               mean: float, std: float) -> np.ndarray:
+    """Normalised tile; edges beyond the volume (< 4 voxels) are mirrored."""
+    stops = [min(s + length, size) for s, length, size in zip(start, tile_shape, volume.shape)]
+    tile = normalize(volume[start[0]:stops[0], start[1]:stops[1], start[2]:stops[2]], mean, std)
+    pads = [(0, s + length - stop) for s, length, stop in zip(start, tile_shape, stops)]
+    if any(after for _, after in pads):
+        tile = np.pad(tile, pads, mode="symmetric")
+    return tile
+
+
+def _tile_starts(padded: int, length: int, crop_voxels: int) -> list[int]:
+    step = (length - 2 * crop_voxels) // POOLING_FACTOR * POOLING_FACTOR
+    return list(range(0, padded - length, step)) + [padded - length]
+
+
+def _ceil_to(value: int, multiple: int) -> int:
+    return -(-int(value) // multiple) * multiple

@@ -100,7 +100,7 @@ def procedural_shape(name: str, voxel_size: float) -> ParticleShape:
 # --------------------------------------------------------------------------- density maps
 
 def load_shape(path: str | os.PathLike, voxel_size: float, template_voxel_size: float | None = None,
-               threshold_fraction: float = 0.15, name: str | None = None,
+               threshold_fraction: float = 0.05, name: str | None = None,
                smooth_voxels: float = 0.0) -> ParticleShape:
     """Read a density map (MRC) and resample it to ``voxel_size`` Angstrom per voxel.
 
@@ -145,7 +145,7 @@ def load_shape(path: str | os.PathLike, voxel_size: float, template_voxel_size: 
     half = int(np.ceil(distance / scale)) + 2
     n = 2 * half + 1
     offset = centre_in - half * scale
-    resampled = ndimage.affine_transform(data, np.full(3, scale), offset=offset,
+    resampled = ndimage.affine_transform(data, np.diag(np.full(3, scale)), offset=offset,
                                          output_shape=(n, n, n), order=1, mode="constant")
     if smooth_voxels > 0:
         resampled = ndimage.gaussian_filter(resampled, smooth_voxels)

@@ -1,0 +1,196 @@
+"""The tomogram simulator: determinism, ground truth, image formation, outputs, errors."""
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from deepfinder.core.cli import main
+from deepfinder.core.io import read_particles_csv, read_volume, read_voxel_size
+from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
+from deepfinder.core.shapes import procedural_shape, rotate_density
+from deepfinder.core.simulate import (SpecimenParameters, TiltSeriesParameters, shrec19_shapes,
+                                      simulate_dataset, simulate_tomogram)
+
+VOXEL_SIZE = 12.0
+SPECIMEN = SpecimenParameters(shape_zyx=(48, 80, 80), voxel_size=VOXEL_SIZE, particles_per_class=6,
+                              slab_thickness_voxels=40, n_vesicles=1, n_gold_beads=1, carbon_edge=True)
+TILTS = TiltSeriesParameters(defocus_um=6.0, amplitude_contrast=0.1, snr=1.0)
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return [procedural_shape(name, VOXEL_SIZE) for name in ("ribosome", "ring", "rod")]
+
+
+@pytest.fixture(scope="module")
+def simulated(shapes):
+    return simulate_tomogram(shapes, SPECIMEN, TILTS, seed=3, name="t")
+
+
+def test_same_seed_same_tomogram(shapes, simulated):
+    again = simulate_tomogram(shapes, SPECIMEN, TILTS, seed=3, name="t")
+    assert np.array_equal(again.tomogram, simulated.tomogram)
+    assert np.array_equal(again.occupancy, simulated.occupancy)
+    assert np.allclose(again.particles.rotation, simulated.particles.rotation)
+    other = simulate_tomogram(shapes, SPECIMEN, TILTS, seed=4)
+    assert not np.allclose(other.particles.xyz, simulated.particles.xyz)
+
+
+def _centred(volume, size):
+    """Crop or zero-pad a centred cube to edge ``size``."""
+    difference = (size - volume.shape[0]) // 2
+    if difference >= 0:
+        return np.pad(volume, difference)
+    return volume[-difference:difference, -difference:difference, -difference:difference]
+
+
+def test_particles_are_where_the_table_says(shapes, simulated):
+    table = simulated.particles
+    assert len(table) == 18 and sorted(np.bincount(table.class_id)[1:]) == [6, 6, 6]
+    assert np.all(table.tomo == "t")
+    own, best_other = [], []
+    for class_id, xyz, rotation in zip(table.class_id, table.xyz, table.rotation):
+        size = shapes[class_id - 1].density.shape[0]
+        half = size // 2
+        padded = np.pad(simulated.density, half)
+        centre = np.round(xyz[::-1]).astype(int) + half
+        crop = padded[tuple(slice(c - half, c + half + 1) for c in centre)]
+        templates = [_centred(rotate_density(shape.density, rotation), size) for shape in shapes]
+        # Compare on the particle's own footprint: neighbours and gold may share its box.
+        region = ndimage.binary_dilation(templates[class_id - 1] > 0.05)
+        scores = [np.corrcoef(crop[region], template[region])[0, 1] for template in templates]
+        own.append(scores[class_id - 1])
+        best_other.append(max(s for i, s in enumerate(scores) if i != class_id - 1))
+    assert np.median(own) > 0.95 and np.min(own) > 0.8
+    assert np.all(np.array(own) > np.array(best_other) + 0.1)
+    # Row i of the table owns occupancy id i + 1, labelled with its class.
+    for row, class_id in enumerate(table.class_id):
+        inside = simulated.occupancy == row + 1
+        assert inside.any() and np.all(simulated.labels[inside] == class_id)
+    assert simulated.occupancy.max() == len(table)
+    assert np.array_equal(simulated.labels > 0, simulated.occupancy > 0)
+
+
+def test_particles_are_dark(simulated):
+    smooth = ndimage.gaussian_filter(simulated.tomogram, 1.5)
+    background = smooth[simulated.density == 0]
+    for class_id in (1, 2, 3):
+        contrast = (smooth[simulated.labels == class_id].mean() - background.mean()) / background.std()
+        assert contrast < -1.0
+
+
+def test_a_lone_particle_is_elongated_along_z():
+    globule = procedural_shape("globule", VOXEL_SIZE)
+    layout = ParticleTable(tomo="", class_id=1, xyz=[[32.0, 32.0, 24.0]])
+    specimen = SpecimenParameters(shape_zyx=(48, 64, 64), voxel_size=VOXEL_SIZE)
+    result = simulate_tomogram([globule], specimen, TiltSeriesParameters(snr=100.0), layout=layout)
+    smooth = ndimage.gaussian_filter(result.tomogram, 1.0)
+    dark = smooth < 0.5 * smooth[24, 32, 32]
+    labelled, _ = ndimage.label(dark)
+    image_extent = np.ptp(np.nonzero(labelled == labelled[24, 32, 32]), axis=1) + 1
+    true_extent = np.ptp(np.nonzero(result.labels), axis=1) + 1
+    stretch = image_extent / true_extent  # z, y, x
+    assert stretch[0] > 1.3 * stretch[2]
+    assert stretch[1] == pytest.approx(stretch[2], abs=0.25)  # none along the tilt axis
+
+
+def test_reconstruction_has_a_missing_wedge(simulated):
+    power = np.abs(np.fft.fftn(simulated.tomogram)) ** 2
+    kz, _, kx = np.meshgrid(*(np.fft.fftfreq(n) for n in simulated.tomogram.shape), indexing="ij")
+    angle = np.degrees(np.arctan2(np.abs(kz), np.abs(kx)))  # 90 deg = along kz
+    band = (np.hypot(kz, kx) > 0.05) & (np.hypot(kz, kx) < 0.3)
+    missing = power[band & (angle > 65)].mean()
+    measured = power[band & (angle < 55)].mean()
+    assert missing < 0.05 * measured
+
+
+def test_lower_snr_is_harder_to_see(shapes):
+    def visibility(snr, noise):
+        result = simulate_tomogram(shapes, SPECIMEN, TiltSeriesParameters(snr=snr, noise=noise), seed=1)
+        return np.corrcoef(result.tomogram.ravel(), -ndimage.gaussian_filter(result.density, 1).ravel())[0, 1]
+
+    for noise in ("gaussian", "poisson"):
+        assert visibility(10.0, noise) > visibility(0.1, noise) + 0.1 > visibility(0.01, noise) + 0.2
+
+
+def test_given_layout_is_rendered_as_given(shapes):
+    layout = ParticleTable(tomo="", class_id=[1, 3], xyz=[[20.0, 30.0, 24.0], [55.0, 50.0, 20.0]],
+                           rotation=rotations_from_euler_zxz([0, 30], [0, 60], [0, 90]))
+    specimen = SpecimenParameters(shape_zyx=(48, 80, 80), voxel_size=VOXEL_SIZE, n_gold_beads=2)
+    result = simulate_tomogram(shapes, specimen, TILTS, seed=0, layout=layout)
+    assert np.allclose(result.particles.xyz, layout.xyz)
+    assert result.labels[24, 30, 20] == 1 and result.labels[20, 50, 55] == 3
+    assert result.density.max() > 10  # the gold beads, placed around the given particles
+
+
+def test_dataset_files(tmp_path):
+    result = simulate_dataset(tmp_path, preset="tiny", n_tomograms=2, seed=5, progress=False)
+    assert result["voxel_size"] == VOXEL_SIZE
+    classes = json.loads((tmp_path / "classes.json").read_text())
+    assert [c["id"] for c in classes] == [1, 2, 3]
+    assert [c["name"] for c in classes] == ["ribosome", "ring", "rod"]
+    for entry in classes:
+        mask = np.asarray(read_volume(tmp_path / entry["mask"]))
+        assert mask.max() == 1 and 2 <= entry["radius_voxels"] <= 10
+        assert read_voxel_size(tmp_path / entry["mask"]) == pytest.approx(VOXEL_SIZE)
+    for index, paths in enumerate(result["tomograms"]):
+        name = f"tomo_{index:03d}"
+        assert paths["name"] == name
+        tomogram = read_volume(tmp_path / f"{name}.mrc")
+        assert tomogram.dtype == np.float32 and tomogram.shape == (64, 96, 96)
+        assert read_voxel_size(tmp_path / f"{name}.mrc") == pytest.approx(VOXEL_SIZE)
+        table = read_particles_csv(tmp_path / f"{name}_particles.csv")
+        assert np.all(table.tomo == name) and set(table.class_id) == {1, 2, 3}
+        labels = np.asarray(read_volume(tmp_path / f"{name}_labels.mrc"))
+        occupancy = np.asarray(read_volume(tmp_path / f"{name}_occupancy.mrc"))
+        assert set(np.unique(labels)) == {0, 1, 2, 3}
+        assert occupancy.max() == len(table)
+        for row in (0, len(table) - 1):
+            assert np.all(labels[occupancy == row + 1] == table.class_id[row])
+        assert np.allclose(np.linalg.det(table.rotation), 1)
+    first = read_particles_csv(tmp_path / "tomo_000_particles.csv")
+    second = read_particles_csv(tmp_path / "tomo_001_particles.csv")
+    assert not np.allclose(first.xyz[:5], second.xyz[:5])
+
+
+def test_command_line(tmp_path, capsys):
+    main(["simulate", "--preset", "tiny", "--out", str(tmp_path), "--tomograms", "1", "--seed", "2",
+          "--snr", "0.5"])
+    assert (tmp_path / "tomo_000.mrc").exists() and not (tmp_path / "tomo_001.mrc").exists()
+    captured = capsys.readouterr()
+    assert "SNR 0.5" in captured.err and "Wrote 1 tomograms" in captured.out
+
+
+def test_custom_templates(tmp_path):
+    path = tmp_path / "blob.mrc"
+    density = np.zeros((31, 31, 31), np.float32)
+    density[10:21, 12:19, 8:23] = 1  # a 5 A/voxel brick
+    from deepfinder.core.io import write_volume
+    write_volume(path, density, voxel_size=5.0)
+    result = simulate_dataset(tmp_path / "out", preset="tiny", n_tomograms=1, progress=False,
+                              templates=[path])
+    classes = json.loads((tmp_path / "out" / "classes.json").read_text())
+    assert [c["name"] for c in classes] == ["blob"]
+    assert set(read_particles_csv(result["tomograms"][0]["particles"]).class_id) == {1}
+
+
+def test_bad_parameters_give_clear_errors(tmp_path, shapes):
+    with pytest.raises(ValueError, match="Impossible packing"):
+        simulate_tomogram(shapes, SpecimenParameters(shape_zyx=(48, 80, 80), voxel_size=VOXEL_SIZE,
+                                                     particles_per_class=200), TILTS)
+    with pytest.raises(ValueError, match="Impossible packing"):
+        simulate_tomogram(shapes, SpecimenParameters(shape_zyx=(16, 80, 80), voxel_size=VOXEL_SIZE,
+                                                     particles_per_class=1), TILTS)
+    with pytest.raises(ValueError, match="not found"):
+        simulate_dataset(tmp_path, templates=[tmp_path / "absent.mrc"], progress=False)
+    with pytest.raises(ValueError, match="snr must be > 0"):
+        TiltSeriesParameters(snr=0)
+    with pytest.raises(ValueError, match="snr must be > 0"):
+        simulate_dataset(tmp_path, snr=-1.0, progress=False)
+    with pytest.raises(ValueError, match="Tilt range"):
+        TiltSeriesParameters(tilt_min_deg=-95, tilt_max_deg=60)
+    with pytest.raises(ValueError, match="Unknown preset"):
+        simulate_dataset(tmp_path, preset="huge", progress=False)
+    with pytest.raises(ValueError, match="absent"):
+        shrec19_shapes(data_dir=tmp_path)

@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from deepfinder.core.model import build_unet, check_patch_size, count_parameters
+
+
+@pytest.mark.parametrize("n_classes, expected", [(2, 902_994), (4, 903_060), (13, 903_357)])
+def test_parameter_count_is_the_papers(n_classes, expected):
+    model = build_unet(n_classes)
+    assert count_parameters(model) == expected == 902_928 + 33 * n_classes
+    assert model.output_shape[-1] == n_classes
+
+
+@pytest.mark.parametrize("patch_size", [18, 50, 3])
+def test_patch_not_multiple_of_4_is_refused_with_the_reason(patch_size):
+    with pytest.raises(ValueError, match="not a multiple of 4"):
+        build_unet(3, patch_size)
+    with pytest.raises(ValueError, match="not a multiple of 4"):
+        check_patch_size(patch_size)
+
+
+def test_output_is_a_per_voxel_probability_of_each_class():
+    model = build_unet(3, 16)
+    scores = model.predict(np.random.default_rng(0).normal(size=(2, 16, 16, 16, 1)), verbose=0)
+    assert scores.shape == (2, 16, 16, 16, 3)
+    np.testing.assert_allclose(scores.sum(axis=-1), 1.0, rtol=1e-5)
+
+
+def test_one_class_is_refused():
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        build_unet(1)

@@ -23,6 +23,7 @@ from scipy import ndimage
 from deepfinder.core.cluster import cluster_labels
 from deepfinder.core.evaluate import format_table, match_by_distance, precision_recall_f1
 from deepfinder.core.particles import ParticleTable
+from deepfinder.core.targets import sphere_targets
 
 RADII = {1: 4.0, 2: 6.0, 3: 8.0}
 
@@ -53,15 +54,9 @@ def synthetic_label_map(shape, n_particles, touching_share=0.2, seed=0):
         centres.append(centre)
         radii.append(r)
         kept_classes.append(k)
-    labels = np.zeros(shape, dtype=np.uint8)
-    for centre, r, k in zip(centres, radii, kept_classes):
-        low = np.floor(centre - r).astype(int)
-        high = np.ceil(centre + r).astype(int) + 1
-        grid = np.ogrid[tuple(slice(a, b) for a, b in zip(low, high))]
-        ball = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= r ** 2
-        labels[tuple(slice(a, b) for a, b in zip(low, high))][ball] = k
     zyx = np.array(centres)
     truth = ParticleTable(tomo="synthetic", class_id=kept_classes, xyz=zyx[:, ::-1])
+    labels = sphere_targets(shape, truth, RADII)
     return labels, truth
 
 

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+
+from deepfinder.core.evaluate import (format_table, match_by_distance, match_by_occupancy,
+                                      precision_recall_f1, threshold_sweep)
+from deepfinder.core.particles import ParticleTable
+
+
+def table(xyz, class_id, score=None, tomo="t"):
+    return ParticleTable(tomo=tomo, class_id=class_id, xyz=xyz, score=score)
+
+
+def row(rows, class_id):
+    return next(r for r in rows if r.class_id == class_id)
+
+
+def test_distance_matching_is_one_to_one_within_tolerance_and_class():
+    reference = table([[10, 10, 10], [30, 10, 10], [50, 10, 10]], [1, 1, 2])
+    detected = table([[11, 10, 10],      # TP for reference 0
+                      [10, 11, 10],      # second detection on reference 0: FP
+                      [36, 10, 10],      # 6 voxels off reference 1: FP at tolerance 3
+                      [50, 10, 11]],     # next to reference 2 but wrong class: FP
+                     [1, 1, 1, 1])
+    result = match_by_distance(detected, reference, tolerance_voxels=3)
+    assert result.detected_hit.tolist() == [True, False, False, False]
+    assert result.reference_found.tolist() == [True, False, False]
+    rows = precision_recall_f1(result, {1: "ribosome", 2: "proteasome"})
+    assert (row(rows, 1).precision, row(rows, 1).recall) == (0.25, 0.5)
+    assert row(rows, 2).recall == 0 and row(rows, 2).f1 == 0
+    overall = row(rows, None)
+    assert (overall.true_positives, overall.n_detected, overall.n_reference) == (1, 4, 3)
+    assert overall.f1 == pytest.approx(2 * 1 / (4 + 3))
+
+
+def test_distance_matching_finds_the_most_pairs_where_greedy_would_not():
+    # Greedy-by-distance takes the 0.9 pair first and leaves the second detection unmatched.
+    reference = table([[0, 0, 0], [2, 0, 0]], [1, 1])
+    detected = table([[0.9, 0, 0], [-1.2, 0, 0]], [1, 1])
+    result = match_by_distance(detected, reference, tolerance_voxels=1.5)
+    assert result.detected_match.tolist() == [1, 0]
+
+
+def test_distance_matching_keeps_tomograms_apart():
+    reference = table([[5, 5, 5], [5, 5, 5]], [1, 1], tomo=["a", "b"])
+    detected = table([[5, 5, 5]], [1], tomo=["b"])
+    result = match_by_distance(detected, reference, tolerance_voxels=2)
+    assert result.detected_match.tolist() == [1]
+
+
+def occupancy_case():
+    occupancy = np.zeros((20, 20, 20), dtype=np.int16)
+    occupancy[2:8, 2:8, 2:8] = 1     # reference particle 0, class 1
+    occupancy[10:16, 10:16, 2:8] = 2  # reference particle 1, class 2
+    reference = table([[5, 5, 5], [5, 13, 13]], [1, 2])
+    return occupancy, reference
+
+
+def test_occupancy_hits_count_once_per_particle_best_score_first():
+    occupancy, reference = occupancy_case()
+    detected = table([[3, 3, 3],      # inside particle 0, low score
+                      [6, 6, 6],      # inside particle 0, best score: the TP
+                      [4, 12, 12],    # inside particle 1 but class 1: FP
+                      [15, 15, 15],   # in background: FP
+                      [40, 3, 3]],    # outside the volume: FP
+                     [1, 1, 1, 1, 1], score=[0.2, 0.9, 0.5, 0.5, 0.5])
+    result = match_by_occupancy(detected, occupancy, reference)
+    assert result.detected_hit.tolist() == [False, True, False, False, False]
+    assert result.reference_found.tolist() == [True, False]
+    rows = precision_recall_f1(result)
+    assert (row(rows, 1).precision, row(rows, 1).recall) == (0.2, 1.0)
+    assert row(rows, 2).recall == 0
+
+
+def test_threshold_sweep_trades_recall_for_precision():
+    reference = table([[10, 10, 10], [30, 10, 10]], [1, 1])
+    detected = table([[10, 10, 10], [30, 10, 10], [50, 50, 50]], [1, 1, 1], score=[0.9, 0.3, 0.6])
+    curves = threshold_sweep(detected, reference, [0.0, 0.5, 0.95], tolerance_voxels=2)
+    np.testing.assert_allclose(curves.curve("recall", 1), [1.0, 0.5, 0.0])
+    np.testing.assert_allclose(curves.curve("precision"), [2 / 3, 0.5, np.nan])
+    occupancy, occ_reference = occupancy_case()
+    occ_curves = threshold_sweep(table([[5, 5, 5]], [1], score=[0.7]), occ_reference, [0.5, 0.8],
+                                 occupancy_map=occupancy)
+    np.testing.assert_allclose(occ_curves.curve("f1"), [2 / 3, 0.0])
+    with pytest.raises(ValueError, match="exactly one"):
+        threshold_sweep(detected, reference, [0.5])
+
+
+def test_table_lists_class_names_and_overall():
+    reference = table([[10, 10, 10]], [1])
+    result = match_by_distance(table([[10, 10, 10]], [1]), reference, tolerance_voxels=1)
+    text = format_table(precision_recall_f1(result, {1: "ribosome"}))
+    lines = text.splitlines()
+    assert lines[1].split() == ["ribosome", "1", "1", "1", "1.000", "1.000", "1.000"]
+    assert lines[2].startswith("all")
+
+
+def test_bad_input_raises_a_clear_error():
+    occupancy, reference = occupancy_case()
+    with pytest.raises(ValueError, match="tolerance_voxels must be > 0"):
+        match_by_distance(reference, reference, tolerance_voxels=0)
+    with pytest.raises(ValueError, match="particle id 2"):
+        match_by_occupancy(reference, occupancy, reference.select([0]))
+    with pytest.raises(ValueError, match="one tomogram"):
+        match_by_occupancy(table([[1, 1, 1], [2, 2, 2]], [1, 1], tomo=["a", "b"]), occupancy,
+                           reference)

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+from deepfinder.core.io import read_volume, read_voxel_size, write_volume
+from deepfinder.core.model import build_unet, save_model
+from deepfinder.core.normalize import normalize, tomogram_stats
+from deepfinder.core.segment import (RECEPTIVE_FIELD_RADIUS, plan_axis, predict_scores,
+                                     segment_tomogram)
+
+N_CLASSES = 3
+
+
+@pytest.fixture(scope="module")
+def model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return build_unet(N_CLASSES)
+
+
+@pytest.fixture(scope="module")
+def weights(model, tmp_path_factory):
+    return save_model(model, tmp_path_factory.mktemp("model") / "unet.weights.h5", {})
+
+
+def tomogram(shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def whole_volume_scores(volume, model):
+    """One forward pass over the whole tomogram, its edges mirrored up to a multiple of 4."""
+    mean, std = tomogram_stats(volume)
+    pads = [(0, -size % 4) for size in volume.shape]
+    padded = np.pad(normalize(volume, mean, std), pads, mode="symmetric")
+    scores = np.asarray(model(padded[None, ..., None], training=False))[0]
+    return scores[:volume.shape[0], :volume.shape[1], :volume.shape[2]]
+
+
+def test_tiles_cover_every_voxel_with_a_kept_centre():
+    for size, patch, crop in [(928, 128, 6), (99, 72, 32), (130, 128, 6), (61, 64, 6)]:
+        plan = plan_axis(size, patch, crop)
+        assert plan.length <= patch and plan.length % 4 == 0
+        assert all(start % 4 == 0 for start in plan.starts)
+        assert plan.coverage(size).min() >= 1
+
+
+def test_tiled_prediction_equals_whole_volume_prediction(model):
+    # Odd sizes, several tiles along y and x with overlapping centres, one along z.
+    volume = tomogram((30, 78, 99))
+    tiled = predict_scores(volume, model, patch_size=2 * RECEPTIVE_FIELD_RADIUS + 8,
+                           crop_voxels=RECEPTIVE_FIELD_RADIUS, batch_size=3)
+    assert len(plan_axis(99, 72, 32).starts) > 2
+    whole = whole_volume_scores(volume, model)
+    assert tiled.shape == volume.shape + (N_CLASSES,)
+    np.testing.assert_allclose(tiled, whole, atol=2e-5)
+
+
+def test_segment_tomogram_writes_byte_labels_and_float16_scores_per_class(model, weights, tmp_path):
+    volume = tomogram((22, 40, 37), seed=1)
+    write_volume(tmp_path / "tomo.mrc", volume, voxel_size=13.5)
+    result = segment_tomogram(tmp_path / "tomo.mrc", weights, tmp_path / "labels.mrc",
+                              tmp_path / "scores.mrc", patch_size=32, crop_voxels=4,
+                              batch_size=2, progress=False)
+    expected = predict_scores(volume, model, patch_size=32, crop_voxels=4)
+    labels = read_volume(result["labels"])
+    assert labels.itemsize == 1 and labels.shape == volume.shape
+    assert read_voxel_size(result["labels"]) == pytest.approx(13.5)
+    assert sorted(result["scores"]) == [1, 2]
+    assert result["scores"][2].name == "scores_class2.mrc"
+    for k, path in result["scores"].items():
+        scores = read_volume(path)
+        assert scores.dtype == np.float16
+        np.testing.assert_allclose(scores, expected[..., k], atol=1e-3)
+    clear = np.sort(expected, axis=-1)[..., -1] - np.sort(expected, axis=-1)[..., -2] > 1e-3
+    np.testing.assert_array_equal(labels[clear], expected.argmax(axis=-1)[clear])
+
+
+def test_binned_scores_give_half_size_outputs(weights, tmp_path):
+    write_volume(tmp_path / "tomo.mrc", tomogram((21, 40, 36)), voxel_size=10)
+    result = segment_tomogram(tmp_path / "tomo.mrc", weights, tmp_path / "labels.mrc",
+                              tmp_path / "scores.mrc", patch_size=24, crop_voxels=4,
+                              bin_scores=True, progress=False)
+    assert read_volume(result["labels"]).shape == (11, 20, 18)
+    assert read_volume(result["scores"][1]).shape == (11, 20, 18)
+    assert read_voxel_size(result["labels"]) == pytest.approx(20)
+
+
+@pytest.mark.parametrize("volume, kwargs, message", [
+    (tomogram((20, 24, 24)), {"patch_size": 30}, "not a multiple of 4"),
+    (tomogram((20, 24, 24)), {"patch_size": 48}, "larger than the tomogram"),
+    (tomogram((20, 24, 24)), {"patch_size": 24, "crop_voxels": 12}, "leaves no centre"),
+    (tomogram((20, 24, 24)), {"patch_size": 24, "batch_size": 0}, "batch_size"),
+    (np.full((20, 24, 24), 3.0, np.float32), {"patch_size": 24}, "constant"),
+    (np.where(np.arange(20)[:, None, None] == 3, np.nan, tomogram((20, 24, 24))).astype(np.float32),
+     {"patch_size": 24}, "NaN"),
+])
+def test_bad_input_is_refused_before_loading_the_model(volume, kwargs, message, tmp_path):
+    write_volume(tmp_path / "tomo.mrc", volume)
+    with pytest.raises(ValueError, match=message):
+        segment_tomogram(tmp_path / "tomo.mrc", tmp_path / "absent.weights.h5",
+                         tmp_path / "labels.mrc", progress=False, **kwargs)
+
+
+def test_model_with_another_class_count_is_refused(weights, tmp_path):
+    write_volume(tmp_path / "tomo.mrc", tomogram((20, 24, 24)))
+    with pytest.raises(ValueError, match=f"trained for {N_CLASSES} classes"):
+        segment_tomogram(tmp_path / "tomo.mrc", weights, tmp_path / "labels.mrc", patch_size=24,
+                         n_classes=N_CLASSES + 1, progress=False)

@@ -33,10 +33,186 @@ def _run_simulate(args) -> None:
           f"({result['voxel_size']:g} A/voxel); classes in {result['classes']}")
 
 
+def _read_particle_file(path, shape_zyx=None, voxel_size: float = 1.0,
+                        star_convention: str = "relion4"):
+    """A particle table from CSV, DeepFinder XML or RELION STAR, chosen by the file extension."""
+    from pathlib import Path
+
+    from . import io
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return io.read_particles_csv(path)
+    if suffix == ".xml":
+        return io.read_particles_xml(path)
+    if suffix == ".star":
+        shape_xyz = tuple(shape_zyx[::-1]) if shape_zyx is not None else None
+        return io.read_particles_star(path, star_convention, voxel_size, shape_xyz)
+    raise ValueError(f"{path}: unknown particle file type; use .csv, .xml or .star")
+
+
+def _particles_of(table, tomogram, tomo_id=None):
+    """Rows of ``table`` for ``tomogram``: those named ``tomo_id`` or the file stem, or all
+    rows when the table names a single tomogram."""
+    from pathlib import Path
+
+    names = set(table.tomo.tolist())
+    wanted = tomo_id or Path(tomogram).stem
+    if wanted in names:
+        return table.of_tomogram(wanted)
+    if tomo_id is None and len(names) <= 1:
+        return table
+    raise ValueError(f"No particle of {tomogram} in the table (tomogram ids {sorted(names)[:5]}...): "
+                     f"name it with --tomo-id or give one particle file per tomogram")
+
+
+def _pairs(values: list[str], what: str) -> dict[int, str]:
+    pairs = {}
+    for value in values:
+        class_id, sep, rest = value.partition(":")
+        if not sep or not class_id.isdigit():
+            raise SystemExit(f"deepfinder: {what} must be CLASS:VALUE (e.g. 1:6), got {value!r}")
+        pairs[int(class_id)] = rest
+    return pairs
+
+
+def _add_targets(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "targets", help="paint a training label map from particle positions (spheres or shapes)")
+    parser.add_argument("--tomogram", required=True, help="tomogram (MRC): gives the map's shape")
+    parser.add_argument("--particles", required=True, help="particle table (.csv, .xml or .star)")
+    parser.add_argument("--tomo-id", default=None,
+                        help="rows of this tomogram id (default: the tomogram's file stem, or every "
+                             "row if the table holds one tomogram)")
+    footprint = parser.add_mutually_exclusive_group(required=True)
+    footprint.add_argument("--radius", nargs="+", metavar="CLASS:VOXELS",
+                           help="sphere radius in voxels per class, e.g. 1:6 2:8")
+    footprint.add_argument("--mask", nargs="+", metavar="CLASS:MRC",
+                           help="particle mask or density (MRC, centred at size // 2) per class, "
+                                "rotated by each particle's orientation")
+    parser.add_argument("--mask-threshold", type=float, default=0.5,
+                        help="mask voxels are those above this value (0.5 for binary masks; a "
+                             "density level for a subtomogram average)")
+    parser.add_argument("--initial-labels", default=None,
+                        help="label map (MRC) to merge in, e.g. membranes; particles replace it")
+    parser.add_argument("--star-convention", default="relion4", choices=["relion4", "relion5"])
+    parser.add_argument("--out", required=True, help="output label map (MRC)")
+    parser.set_defaults(func=_run_targets)
+
+
+def _run_targets(args) -> None:
+    from . import io
+    import numpy as np
+
+    from .targets import mask_from_density, shape_targets, sphere_targets
+
+    shape = io.read_volume(args.tomogram).shape
+    voxel_size = io.read_voxel_size(args.tomogram) or 1.0
+    table = _read_particle_file(args.particles, shape, voxel_size, args.star_convention)
+    particles = _particles_of(table, args.tomogram, args.tomo_id)
+    initial = io.read_volume(args.initial_labels) if args.initial_labels else None
+    if args.radius:
+        radii = {c: float(r) for c, r in _pairs(args.radius, "--radius").items()}
+        labels = sphere_targets(shape, particles, radii, initial)
+    else:
+        masks = {c: mask_from_density(io.read_volume(path, mmap=False), args.mask_threshold)
+                 for c, path in _pairs(args.mask, "--mask").items()}
+        labels = shape_targets(shape, particles, masks, initial)
+    io.write_volume(args.out, labels, voxel_size)
+    counts = {int(c): int(n) for c, n in enumerate(np.bincount(labels.ravel())) if c and n}
+    print(f"Wrote {args.out}: {len(particles)} particles, voxels per class {counts}")
+
+
+def _add_train(subparsers) -> None:
+    from .train import LOSSES, PRESETS
+
+    parser = subparsers.add_parser(
+        "train", help="train the U-net on tomograms, label maps and particle positions")
+    parser.add_argument("--tomograms", nargs="+", required=True, help="training tomograms (MRC)")
+    parser.add_argument("--labels", nargs="+", required=True,
+                        help="one label map per tomogram (see 'deepfinder targets')")
+    parser.add_argument("--particles", nargs="+", required=True,
+                        help="one particle table per tomogram, or one table whose tomo column "
+                             "names the tomograms by file stem (.csv, .xml or .star)")
+    parser.add_argument("--classes", type=int, required=True,
+                        help="number of classes, background included")
+    parser.add_argument("--out", required=True, help="output folder (history, checkpoints, best model)")
+    parser.add_argument("--val-tomograms", nargs="+", default=[], help="validation tomograms")
+    parser.add_argument("--val-labels", nargs="+", default=[], help="their label maps")
+    parser.add_argument("--val-particles", nargs="+", default=[], help="their particle tables")
+    parser.add_argument("--val-fraction", type=float, default=0.0,
+                        help="without validation tomograms: fraction of particles held out")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
+                        help="defaults for patch size, batch size and steps: "
+                             + "; ".join(f"{name}: {values}" for name, values in PRESETS.items()))
+    parser.add_argument("--patch-size", type=int, help="patch edge in voxels (multiple of 4)")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--steps-per-epoch", type=int)
+    parser.add_argument("--val-steps", type=int, help="validation batches per epoch")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--loss", choices=LOSSES, default="dice")
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--no-bootstrap", action="store_true",
+                        help="draw particles by abundance instead of classes uniformly")
+    parser.add_argument("--shift", type=int, default=13,
+                        help="random shift of patch centres, voxels per axis")
+    parser.add_argument("--initial-weights", default=None, help="model (.weights.h5) to fine-tune")
+    parser.add_argument("--restart", action="store_true",
+                        help="ignore a checkpoint in --out and start afresh")
+    parser.add_argument("--class-names", nargs="+", default=None,
+                        help="class names, background first")
+    parser.add_argument("--voxel-size", type=float, default=None,
+                        help="Angstrom per voxel (default: from the first tomogram's header)")
+    parser.add_argument("--star-convention", default="relion4", choices=["relion4", "relion5"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.set_defaults(func=_run_train)
+
+
+def _tables_for(tomograms, particle_files, star_convention):
+    from . import io
+
+    def read(path, tomogram):
+        return _read_particle_file(path, io.read_volume(tomogram).shape,
+                                   io.read_voxel_size(tomogram) or 1.0, star_convention)
+
+    if len(particle_files) == len(tomograms):
+        return [_particles_of(read(p, t), t) for p, t in zip(particle_files, tomograms)]
+    if len(particle_files) == 1:
+        return [_particles_of(read(particle_files[0], t), t) for t in tomograms]
+    raise SystemExit(f"deepfinder: give one particle file per tomogram ({len(tomograms)}) or a "
+                     f"single one, not {len(particle_files)}")
+
+
+def _run_train(args) -> None:
+    from . import io
+    from .train import PRESETS, train
+
+    preset = PRESETS[args.preset]
+    best = train(
+        args.tomograms, args.labels, _tables_for(args.tomograms, args.particles, args.star_convention),
+        args.out, args.classes,
+        validation_tomograms=args.val_tomograms, validation_label_maps=args.val_labels,
+        validation_particles=_tables_for(args.val_tomograms, args.val_particles, args.star_convention)
+        if args.val_tomograms else (),
+        validation_fraction=args.val_fraction,
+        patch_size=args.patch_size or preset["patch_size"],
+        batch_size=args.batch_size or preset["batch_size"], epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch or preset["steps_per_epoch"],
+        validation_steps=args.val_steps or preset["validation_steps"], loss=args.loss,
+        learning_rate=args.learning_rate, bootstrap=not args.no_bootstrap, shift_voxels=args.shift,
+        initial_weights=args.initial_weights, resume=not args.restart, class_names=args.class_names,
+        voxel_size=args.voxel_size or io.read_voxel_size(args.tomograms[0]) or 1.0,
+        seed=args.seed, progress=not args.quiet)
+    print(f"Best model: {best}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="deepfinder", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_simulate(subparsers)
+    _add_targets(subparsers)
+    _add_train(subparsers)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -207,12 +207,177 @@ def _run_train(args) -> None:
     print(f"Best model: {best}")
 
 
+def _write_particle_file(path, table, star_convention: str = "relion4", voxel_size: float = 1.0,
+                         shape_zyx=None):
+    """Write a particle table as CSV, DeepFinder XML or RELION STAR, chosen by the file extension."""
+    from pathlib import Path
+
+    from . import io
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return io.write_particles_csv(path, table)
+    if suffix == ".xml":
+        return io.write_particles_xml(path, table)
+    if suffix == ".star":
+        shape_xyz = tuple(shape_zyx[::-1]) if shape_zyx is not None else None
+        return io.write_particles_star(path, table, star_convention, voxel_size, shape_xyz)
+    raise ValueError(f"{path}: unknown particle file type; use .csv, .xml or .star")
+
+
+def _add_segment(subparsers) -> None:
+    from .segment import DEFAULT_BATCH_SIZE, DEFAULT_CROP_VOXELS, DEFAULT_PATCH_SIZE
+
+    parser = subparsers.add_parser(
+        "segment", help="label every voxel of a tomogram with a trained model (label map, score maps)")
+    parser.add_argument("--tomogram", required=True, help="tomogram (MRC)")
+    parser.add_argument("--model", required=True, help="trained weights (*.weights.h5)")
+    parser.add_argument("--labels", required=True, help="output label map (MRC, 1 byte per voxel)")
+    parser.add_argument("--scores", default=None,
+                        help="also write float16 score maps, one per class: <stem>_class<k>.mrc")
+    parser.add_argument("--patch-size", type=int, default=DEFAULT_PATCH_SIZE,
+                        help="largest tile edge in voxels, a multiple of 4 (memory grows with its cube)")
+    parser.add_argument("--crop", type=int, default=DEFAULT_CROP_VOXELS,
+                        help="voxels dropped from each inner tile side (32 makes tiling exact)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="tiles per forward pass")
+    parser.add_argument("--bin", action="store_true",
+                        help="average scores over 2x2x2 voxels before labelling (half-size outputs)")
+    parser.add_argument("--n-classes", type=int, default=None,
+                        help="expected class count, background included (required for bare weights)")
+    parser.set_defaults(func=_run_segment)
+
+
+def _run_segment(args) -> None:
+    from .segment import segment_tomogram
+
+    result = segment_tomogram(args.tomogram, args.model, args.labels, args.scores,
+                              patch_size=args.patch_size, crop_voxels=args.crop,
+                              batch_size=args.batch_size, bin_scores=args.bin,
+                              n_classes=args.n_classes)
+    print(f"Wrote {result['labels']}" + "".join(f", {p}" for p in result["scores"].values()) +
+          f" in {result['seconds']:.0f} s ({result['voxels_per_second'] / 1e6:.2f} Mvoxel/s, "
+          f"{result['n_tiles']} tiles of {result['tile_shape']})")
+
+
+def _per_class(values: list[str], classes, what: str, kind=float) -> dict[int, float]:
+    """``["6"]`` -> the same value for every class; ``["1:6", "2:9"]`` -> per class."""
+    if len(values) == 1 and ":" not in values[0]:
+        return {int(k): kind(values[0]) for k in classes}
+    return {k: kind(v) for k, v in _pairs(values, what).items()}
+
+
+def _add_cluster(subparsers) -> None:
+    parser = subparsers.add_parser("cluster", help="turn a label map into particles (one row per particle)")
+    parser.add_argument("--labels", required=True, help="label map (MRC) from segment")
+    parser.add_argument("--radius", required=True, nargs="+", metavar="R | CLASS:R",
+                        help="particle radius in voxels of the label map, one for all classes or per class")
+    parser.add_argument("--min-size", nargs="+", default=None, metavar="N | CLASS:N",
+                        help="drop clusters with fewer voxels (one for all classes or per class)")
+    parser.add_argument("--bandwidth", nargs="+", default=None, metavar="B | CLASS:B",
+                        help="mean-shift bandwidth in voxels (default: the radius)")
+    parser.add_argument("--scores", default=None,
+                        help="the --scores path given to segment: particle score = mean class score")
+    parser.add_argument("--tomo-id", default=None, help="tomogram id in the table (default: file stem)")
+    parser.add_argument("--output", required=True, help="particle table (.csv, .xml or .star)")
+    parser.set_defaults(func=_run_cluster)
+
+
+def _run_cluster(args) -> None:
+    from pathlib import Path
+
+    import numpy as np
+
+    from . import io
+    from .cluster import find_clusters
+    from .segment import score_map_paths
+
+    labels = io.read_volume(args.labels)
+    classes = [int(k) for k in np.unique(labels) if k > 0]
+    score_maps = None
+    if args.scores:
+        paths = score_map_paths(args.scores, max(classes, default=0) + 1)
+        missing = [str(p) for k, p in paths.items() if k in classes and not p.exists()]
+        if missing:
+            raise SystemExit(f"deepfinder: score maps not found: {', '.join(missing)}")
+        score_maps = {k: io.read_volume(p) for k, p in paths.items() if k in classes}
+    tomo = args.tomo_id or Path(args.labels).stem
+    clusters = find_clusters(
+        labels, _per_class(args.radius, classes, "--radius"),
+        _per_class(args.min_size, classes, "--min-size", int) if args.min_size else None,
+        score_maps, tomo,
+        _per_class(args.bandwidth, classes, "--bandwidth") if args.bandwidth else None)
+    _write_particle_file(args.output, clusters.particles, voxel_size=io.read_voxel_size(args.labels) or 1.0,
+                         shape_zyx=labels.shape)
+    counts = np.bincount(clusters.particles.class_id, minlength=max(classes, default=0) + 1)
+    print(f"Wrote {len(clusters.particles)} particles to {args.output} (per class: " +
+          ", ".join(f"{k}: {counts[k]}" for k in classes) + ")")
+
+
+def _add_evaluate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="precision, recall and F1 of detections against a reference, per class")
+    parser.add_argument("--detected", required=True, help="detected particles (.csv, .xml or .star)")
+    parser.add_argument("--reference", required=True, help="reference particles (.csv, .xml or .star)")
+    rule = parser.add_mutually_exclusive_group(required=True)
+    rule.add_argument("--tolerance", type=float, help="distance rule: largest distance in voxels")
+    rule.add_argument("--tolerance-angstrom", type=float,
+                      help="distance rule: largest distance in Angstrom (needs --voxel-size)")
+    rule.add_argument("--occupancy", help="SHREC rule: occupancy map (MRC) of the reference, id i+1 "
+                                          "for reference row i (one tomogram)")
+    parser.add_argument("--voxel-size", type=float, default=None, help="Angstrom per voxel")
+    parser.add_argument("--class-names", nargs="+", default=[], metavar="CLASS:NAME")
+    parser.add_argument("--output", default=None, help="write the table as CSV")
+    parser.add_argument("--sweep", type=int, default=0, metavar="N",
+                        help="also sweep N score thresholds (quantiles of the detected scores)")
+    parser.add_argument("--sweep-output", default=None, help="CSV of the sweep (with --sweep)")
+    parser.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> None:
+    import numpy as np
+
+    from . import io
+    from .evaluate import (format_table, match_by_distance, match_by_occupancy, precision_recall_f1,
+                           threshold_sweep, write_scores_csv, write_sweep_csv)
+
+    detected = _read_particle_file(args.detected, voxel_size=args.voxel_size or 1.0)
+    reference = _read_particle_file(args.reference, voxel_size=args.voxel_size or 1.0)
+    names = _pairs(args.class_names, "--class-names")
+    rule = {}
+    if args.occupancy:
+        rule["occupancy_map"] = io.read_volume(args.occupancy)
+        result = match_by_occupancy(detected, rule["occupancy_map"], reference)
+    else:
+        if args.tolerance_angstrom is not None and not args.voxel_size:
+            raise SystemExit("deepfinder: --tolerance-angstrom needs --voxel-size")
+        rule["tolerance_voxels"] = args.tolerance if args.tolerance is not None else \
+            args.tolerance_angstrom / args.voxel_size
+        result = match_by_distance(detected, reference, rule["tolerance_voxels"])
+    rows = precision_recall_f1(result, names)
+    print(format_table(rows))
+    if args.output:
+        write_scores_csv(args.output, rows)
+    if args.sweep:
+        finite = detected.score[np.isfinite(detected.score)]
+        if not len(finite):
+            raise SystemExit("deepfinder: --sweep needs detections with scores")
+        curves = threshold_sweep(detected, reference, np.quantile(finite, np.linspace(0, 1, args.sweep)),
+                                 class_names=names, **rule)
+        best = int(np.nanargmax(curves.curve("f1")))
+        print(f"Best overall F1 {curves.curve('f1')[best]:.3f} at score >= {curves.thresholds[best]:.4g}")
+        if args.sweep_output:
+            write_sweep_csv(args.sweep_output, curves)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="deepfinder", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_simulate(subparsers)
     _add_targets(subparsers)
     _add_train(subparsers)
+    _add_segment(subparsers)
+    _add_cluster(subparsers)
+    _add_evaluate(subparsers)
     args = parser.parse_args(argv)
     args.func(args)
 

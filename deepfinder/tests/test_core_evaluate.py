@@ -103,3 +103,21 @@ def test_bad_input_raises_a_clear_error():
     with pytest.raises(ValueError, match="one tomogram"):
         match_by_occupancy(table([[1, 1, 1], [2, 2, 2]], [1, 1], tomo=["a", "b"]), occupancy,
                            reference)
+
+
+def test_command_line_clusters_a_label_map_and_scores_it(tmp_path, capsys):
+    from deepfinder.core.cli import main
+    from deepfinder.core.io import write_particles_csv, write_volume
+    from deepfinder.core.targets import sphere_targets
+
+    truth = table([[10, 12, 8], [30, 20, 12], [16, 30, 20]], [1, 2, 1], tomo="tomo")
+    write_volume(tmp_path / "tomo.mrc", sphere_targets((28, 40, 44), truth, {1: 3, 2: 5}).astype(np.int8))
+    write_particles_csv(tmp_path / "truth.csv", truth)
+    main(["cluster", "--labels", str(tmp_path / "tomo.mrc"), "--radius", "1:3", "2:5",
+          "--output", str(tmp_path / "found.xml")])
+    main(["evaluate", "--detected", str(tmp_path / "found.xml"), "--reference",
+          str(tmp_path / "truth.csv"), "--tolerance", "2", "--class-names", "1:small", "2:large",
+          "--output", str(tmp_path / "scores.csv"), "--sweep", "3"])
+    printed = capsys.readouterr().out
+    assert "Wrote 3 particles" in printed and "small" in printed
+    assert (tmp_path / "scores.csv").read_text().splitlines()[-1].endswith("1.0000,1.0000,1.0000")

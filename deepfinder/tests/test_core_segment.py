@@ -106,3 +106,15 @@ def test_model_with_another_class_count_is_refused(weights, tmp_path):
     with pytest.raises(ValueError, match=f"trained for {N_CLASSES} classes"):
         segment_tomogram(tmp_path / "tomo.mrc", weights, tmp_path / "labels.mrc", patch_size=24,
                          n_classes=N_CLASSES + 1, progress=False)
+
+
+def test_command_line_segments_a_tomogram(weights, tmp_path, capsys):
+    from deepfinder.core.cli import main
+
+    write_volume(tmp_path / "tomo.mrc", tomogram((20, 28, 24)))
+    main(["segment", "--tomogram", str(tmp_path / "tomo.mrc"), "--model", str(weights),
+          "--labels", str(tmp_path / "labels.mrc"), "--scores", str(tmp_path / "s.mrc"),
+          "--patch-size", "24", "--crop", "4"])
+    assert read_volume(tmp_path / "labels.mrc").shape == (20, 28, 24)
+    assert (tmp_path / "s_class2.mrc").exists()
+    assert "Mvoxel/s" in capsys.readouterr().out

@@ -129,3 +129,28 @@ def test_mask_from_density():
         mask_from_density(density, 2.0)
     with pytest.raises(ValueError, match="raise it"):
         mask_from_density(density, -1.0)
+
+
+@pytest.mark.filterwarnings("ignore:Gimbal lock")  # identity rotations written as ZXZ angles
+def test_command_line_paints_spheres_and_shapes(tmp_path):
+    from deepfinder.core.cli import main
+    from deepfinder.core.io import read_volume, write_particles_csv, write_volume
+
+    write_volume(tmp_path / "tomo.mrc", np.zeros(SHAPE, np.float32), voxel_size=7.0)
+    rotation = Rotation.from_euler("z", 90, degrees=True).as_matrix()
+    write_particles_csv(tmp_path / "p.csv", ParticleTable(
+        tomo=["tomo", "tomo", "other"], class_id=[1, 2, 1], xyz=[[12, 14, 10], [25, 20, 20], [5, 5, 5]],
+        rotation=[rotation, np.eye(3), np.eye(3)]))
+    main(["targets", "--tomogram", str(tmp_path / "tomo.mrc"), "--particles", str(tmp_path / "p.csv"),
+          "--radius", "1:2", "2:3", "--out", str(tmp_path / "spheres.mrc")])
+    spheres = np.asarray(read_volume(tmp_path / "spheres.mrc"))
+    assert spheres.shape == SHAPE
+    assert np.count_nonzero(spheres == 1) == ball_voxels(2) and spheres[20, 20, 25] == 2
+
+    write_volume(tmp_path / "mask.mrc", l_shaped_mask().astype(np.float32))
+    main(["targets", "--tomogram", str(tmp_path / "tomo.mrc"), "--particles", str(tmp_path / "p.csv"),
+          "--mask", f"1:{tmp_path / 'mask.mrc'}", f"2:{tmp_path / 'mask.mrc'}",
+          "--out", str(tmp_path / "shapes.mrc")])
+    shapes = np.asarray(read_volume(tmp_path / "shapes.mrc"))
+    assert set(map(tuple, np.argwhere(shapes == 1))) == (
+        {(10, 14 + i, 12) for i in range(5)} | {(10, 14, 10)})

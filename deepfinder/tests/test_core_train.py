@@ -203,3 +203,21 @@ def test_losses_are_zero_for_a_perfect_prediction_and_higher_otherwise():
     for loss in (soft_dice_loss, cross_entropy_loss):
         assert float(loss(truth, truth)) < 1e-3
         assert float(loss(truth, 0.5 * truth + 0.5 * wrong)) > float(loss(truth, 0.9 * truth + 0.1 * wrong))
+
+
+@pytest.mark.filterwarnings("ignore:Gimbal lock")  # identity rotations written as ZXZ angles
+def test_command_line_trains_and_resumes(data, tmp_path, capsys):
+    from deepfinder.core.cli import main
+    from deepfinder.core.io import write_particles_csv
+
+    tomogram, label_map, table = data["train"]
+    write_particles_csv(tmp_path / "particles.csv", table)
+    command = ["train", "--tomograms", str(tomogram), "--labels", str(label_map),
+               "--particles", str(tmp_path / "particles.csv"), "--classes", "2",
+               "--out", str(tmp_path / "model"), "--val-fraction", "0.3", "--patch-size", "16",
+               "--batch-size", "2", "--steps-per-epoch", "2", "--val-steps", "1", "--quiet"]
+    main(command + ["--epochs", "1"])
+    main(command + ["--epochs", "2"])
+    history = json.loads((tmp_path / "model" / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert "best.weights.h5" in capsys.readouterr().out

@@ -6,6 +6,7 @@ clean density and the label map, plus the XZ power spectrum (missing wedge)
 and the power spectrum of one projection (CTF Thon rings).
 """
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -15,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from deepfinder.core.shapes import procedural_shape
-from deepfinder.core.simulate import PRESETS, ctf, projection_operators, project, replace, simulate_tomogram
+from deepfinder.core.simulate import PRESETS, ctf, project, projection_operators, simulate_tomogram
 
 
 def thon_rings(density, voxel_size, tilt_series):

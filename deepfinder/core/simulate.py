@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy import sparse
+from scipy import ndimage, signal, sparse
 from scipy.spatial.transform import Rotation
 
 from .io import read_particles_xml, write_particles_csv, write_volume
@@ -167,7 +167,7 @@ class SimulatedTomogram:
         Reconstruction, zero mean, unit variance; particles dark.
     density : (z, y, x) float32
         The clean specimen (particles and distractors), protein = 1.
-    labels : (z, y, x) uint8
+    labels : (z, y, x) int8
         Class id of each voxel inside a particle's mask, 0 elsewhere.
     occupancy : (z, y, x) int32
         ``i + 1`` inside the mask of row ``i`` of ``particles``, 0 elsewhere.
@@ -189,8 +189,39 @@ def _rotated(shape: ParticleShape, rotation: np.ndarray, shift_zyx=(0.0, 0.0, 0.
     return density, density > shape.threshold
 
 
+def _find_room(occupied: np.ndarray, box: np.ndarray, centre_in_box: np.ndarray, lowest: np.ndarray,
+               highest: np.ndarray, rng: np.random.Generator, max_tries: int):
+    """A random centre (z, y, x) in [lowest, highest] where ``box`` overlaps no occupied voxel.
+
+    Marks the box as occupied and returns the centre, or None if there is no room.
+    Random tries are fast while the volume is sparse; when they fail, every
+    position is tested at once (overlap counts by FFT correlation).
+    """
+    def claim(zyx):
+        region = tuple(slice(c, c + s) for c, s in zip(zyx - centre_in_box, box.shape))
+        if np.any(occupied[region] & box):
+            return False
+        occupied[region] |= box
+        return True
+
+    for _ in range(max_tries):
+        zyx = rng.integers(lowest, highest + 1)
+        if claim(zyx):
+            return zyx
+    overlap = signal.fftconvolve(occupied.astype(np.float32), box[::-1, ::-1, ::-1].astype(np.float32),
+                                 mode="valid")
+    # overlap[i] counts the occupied voxels under the box whose corner is at i.
+    corners = np.argwhere(overlap < 0.5)
+    centres = corners + centre_in_box
+    centres = centres[np.all((centres >= lowest) & (centres <= highest), axis=1)]
+    if not len(centres):
+        return None
+    zyx = centres[rng.integers(len(centres))]
+    return zyx if claim(zyx) else None
+
+
 def place_particles(shapes: list[ParticleShape], particles_per_class: int, occupied: np.ndarray,
-                    rng: np.random.Generator, max_tries: int = 500) -> ParticleTable:
+                    rng: np.random.Generator, gap_voxels: int = 1, max_tries: int = 500) -> ParticleTable:
     """Random non-overlapping positions and random orientations.
 
     Parameters
@@ -203,16 +234,18 @@ def place_particles(shapes: list[ParticleShape], particles_per_class: int, occup
         Voxels no particle may touch (outside the ice, vesicle membranes...);
         updated in place with the placed particles' masks.
     rng : numpy Generator
+    gap_voxels : int
+        Least distance between particles' masks (and to occupied voxels), so
+        that neighbours touch no more than in a real specimen's label map.
     max_tries : int
-        Random positions tried per particle before giving up.
+        Random positions tried per particle before searching all positions.
 
     Raises
     ------
     ValueError
         When the particles cannot fit (too many, or too large for the free space).
     """
-    counts = [particles_per_class] * len(shapes)
-    needed = sum(c * np.count_nonzero(s.mask) for c, s in zip(counts, shapes))
+    needed = particles_per_class * sum(np.count_nonzero(shape.mask) for shape in shapes)
     free = occupied.size - np.count_nonzero(occupied)
     if needed > 0.5 * free:
         raise ValueError(f"Impossible packing: the particles would fill {needed / max(free, 1):.0%} of the "
@@ -224,9 +257,11 @@ def place_particles(shapes: list[ParticleShape], particles_per_class: int, occup
     size = np.array(occupied.shape)
     for index in order:
         shape = shapes[index]
-        for _ in range(counts[index]):
+        for _ in range(particles_per_class):
             rotation = Rotation.random(random_state=rng).as_matrix()
             _, mask = _rotated(shape, rotation)
+            if gap_voxels:
+                mask = ndimage.binary_dilation(np.pad(mask, gap_voxels), iterations=gap_voxels)
             nonzero = np.nonzero(mask)
             low = np.array([a.min() for a in nonzero])
             high = np.array([a.max() for a in nonzero])
@@ -236,17 +271,11 @@ def place_particles(shapes: list[ParticleShape], particles_per_class: int, occup
             if np.any(highest < lowest):
                 raise ValueError(f"Impossible packing: a {shape.name!r} particle is larger than the volume "
                                  f"{tuple(size)}; enlarge shape_zyx")
-            for _ in range(max_tries):
-                zyx = rng.integers(lowest, highest + 1)
-                corner = zyx - (centre - low)
-                region = tuple(slice(c, c + s) for c, s in zip(corner, box.shape))
-                if not np.any(occupied[region] & box):
-                    occupied[region] |= box
-                    break
-            else:
+            zyx = _find_room(occupied, box, centre - low, lowest, highest, rng, max_tries)
+            if zyx is None:
                 raise ValueError(f"Impossible packing: placed {len(positions)} particles but found no free "
-                                 f"room for another {shape.name!r} after {max_tries} tries; lower "
-                                 "particles_per_class or enlarge the volume")
+                                 f"room for another {shape.name!r}; lower particles_per_class or enlarge "
+                                 "the volume")
             class_ids.append(index + 1)
             positions.append(zyx[::-1])
             rotations.append(rotation)
@@ -261,15 +290,15 @@ def render_particles(shapes: list[ParticleShape], particles: ParticleTable,
     """Density, label map and occupancy map of particles at their positions and orientations.
 
     Particles may be fractional and may stick out of the volume (they are cut).
-    Returns float32 density, uint8 labels (class id) and int32 occupancy (row + 1).
+    Returns float32 density, int8 labels (class id) and int32 occupancy (row + 1).
     """
     if len(particles) and (particles.class_id.min() < 1 or particles.class_id.max() > len(shapes)):
         raise ValueError(f"class_id must be in 1..{len(shapes)} (one per shape), "
                          f"got {particles.class_id.min()}..{particles.class_id.max()}")
-    if len(shapes) > 255:
-        raise ValueError("At most 255 classes fit in a uint8 label map")
+    if len(shapes) > 127:
+        raise ValueError(f"At most 127 classes fit in an int8 label map, got {len(shapes)}")
     density = np.zeros(shape_zyx, dtype=np.float32)
-    labels = np.zeros(shape_zyx, dtype=np.uint8)
+    labels = np.zeros(shape_zyx, dtype=np.int8)
     occupancy = np.zeros(shape_zyx, dtype=np.int32)
     size = np.array(shape_zyx)
     for row, (class_id, xyz, rotation) in enumerate(zip(particles.class_id, particles.xyz, particles.rotation)):
@@ -574,7 +603,8 @@ def reconstruct_tilt_series(density: np.ndarray, voxel_size: float, tilt_series:
 
 
 def simulate_tomogram(shapes: list[ParticleShape], specimen: SpecimenParameters,
-                      tilt_series: TiltSeriesParameters = TiltSeriesParameters(), seed: int = 0,
+                      tilt_series: TiltSeriesParameters = TiltSeriesParameters(),
+                      seed: int | np.random.SeedSequence = 0,
                       layout: ParticleTable | None = None, name: str = "") -> SimulatedTomogram:
     """Simulate one tomogram in memory.
 

@@ -5,12 +5,13 @@ import argparse
 
 
 def _add_simulate(subparsers) -> None:
+    from .simulate import PRESETS
+
     parser = subparsers.add_parser(
         "simulate", help="simulate tomograms with known particles (tomogram, particle table, label and "
                          "occupancy maps)")
-    parser.add_argument("--preset", default="tiny", choices=["tiny", "demo", "bench"],
-                        help="tiny: fast tests; demo: the README's example; bench: SHREC'19-like "
-                             "(needs ../shared/data)")
+    parser.add_argument("--preset", default="tiny", choices=list(PRESETS),
+                        help="; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()))
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--tomograms", type=int, default=None, help="number of tomograms (preset default)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same data")

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -325,6 +325,7 @@ def add_vesicles(density: np.ndarray, occupied: np.ndarray, n_vesicles: int, vox
 
     Radii are drawn in 12-40 nm and kept inside the ice; each membrane is marked
     in ``occupied``. Raises ``ValueError`` when a vesicle finds no room.
+    ``max_tries`` random positions are tried before searching all of them.
     """
     thickness_a = (z_range[1] - z_range[0]) * voxel_size
     max_radius_a = min(400.0, thickness_a / 2, min(density.shape[1:]) * voxel_size / 2) - 50 - voxel_size
@@ -342,15 +343,10 @@ def add_vesicles(density: np.ndarray, occupied: np.ndarray, n_vesicles: int, vox
         forbidden = np.abs(distance - radius) < 35 + voxel_size
         lowest = np.array([z_range[0] + half, half, half])
         highest = np.array([z_range[1] - 1 - half, density.shape[1] - 1 - half, density.shape[2] - 1 - half])
-        for _ in range(max_tries):
-            corner = rng.integers(lowest, highest + 1) - half
-            region = tuple(slice(c, c + 2 * half + 1) for c in corner)
-            if not np.any(occupied[region] & forbidden):
-                density[region] += shell.astype(np.float32)
-                occupied[region] |= forbidden
-                break
-        else:
-            raise ValueError(f"No room for vesicle of radius {radius:.0f} A; lower n_vesicles")
+        centre = _find_room(occupied, forbidden, np.full(3, half), lowest, highest, rng, max_tries)
+        if centre is None:
+            raise ValueError(f"No room for a vesicle of radius {radius:.0f} A; lower n_vesicles")
+        density[tuple(slice(c - half, c + half + 1) for c in centre)] += shell.astype(np.float32)
 
 
 def add_gold_beads(density: np.ndarray, occupied: np.ndarray, n_beads: int, voxel_size: float,
@@ -359,24 +355,22 @@ def add_gold_beads(density: np.ndarray, occupied: np.ndarray, n_beads: int, voxe
     """Add 10 nm gold fiducials in place, lying on the top or bottom surface of the ice."""
     radius = radius_a / voxel_size
     half = int(np.ceil(radius)) + 1
-    z, y, x = np.mgrid[-half:half + 1, -half:half + 1, -half:half + 1]
-    distance = np.sqrt(x ** 2 + y ** 2 + z ** 2)
+    distance = np.sqrt((np.mgrid[-half:half + 1, -half:half + 1, -half:half + 1] ** 2).sum(axis=0))
     bead = (GOLD_DENSITY * np.clip(radius - distance + 0.5, 0, 1)).astype(np.float32)
     footprint = distance < radius + 1
     depth = density.shape[0]
+    surfaces = [int(np.clip(level, half, depth - 1 - half))
+                for level in (z_range[0] + half, z_range[1] - 1 - half)]
     for _ in range(n_beads):
-        for _ in range(max_tries):
-            top = rng.random() < 0.5
-            zc = int(np.clip(z_range[1] - 1 - half if top else z_range[0] + half, half, depth - 1 - half))
-            yc, xc = rng.integers(half, np.array(density.shape[1:]) - half)
-            region = (slice(zc - half, zc + half + 1), slice(yc - half, yc + half + 1),
-                      slice(xc - half, xc + half + 1))
-            if not np.any(occupied[region] & footprint):
-                density[region] += bead
-                occupied[region] |= footprint
+        for surface in rng.permutation(surfaces):
+            lowest = np.array([surface, half, half])
+            highest = np.array([surface, density.shape[1] - 1 - half, density.shape[2] - 1 - half])
+            centre = _find_room(occupied, footprint, np.full(3, half), lowest, highest, rng, max_tries)
+            if centre is not None:
+                density[tuple(slice(c - half, c + half + 1) for c in centre)] += bead
                 break
         else:
-            raise ValueError("No room for a gold bead; lower n_gold_beads")
+            raise ValueError("No room for a gold bead on the ice surfaces; lower n_gold_beads")
 
 
 def add_carbon_edge(density: np.ndarray, occupied: np.ndarray, voxel_size: float,
@@ -657,7 +651,7 @@ class Preset:
     specimen: SpecimenParameters
     tilt_series: TiltSeriesParameters
     n_tomograms: int
-    description: str = field(default="", compare=False)
+    description: str = ""
 
 
 PRESETS = {

@@ -669,7 +669,8 @@ PRESETS = {
                                     carbon_edge=True),
         tilt_series=TiltSeriesParameters(defocus_um=6.0, amplitude_contrast=0.1, snr=0.5),
         n_tomograms=4,
-        description="4 classes in 160 x 160 x 80 voxels at moderate SNR, with a vesicle, gold and carbon"),
+        description="4 classes in 160 x 160 x 80 voxels at moderate SNR, with vesicles, gold beads and "
+                    "a carbon edge"),
     "bench": Preset(
         shape_names=SHREC19_CLASSES,
         specimen=SpecimenParameters(shape_zyx=(200, 512, 512), voxel_size=10.0, n_gold_beads=4),

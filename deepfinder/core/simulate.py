@@ -301,7 +301,8 @@ def render_particles(shapes: list[ParticleShape], particles: ParticleTable,
     labels = np.zeros(shape_zyx, dtype=np.int8)
     occupancy = np.zeros(shape_zyx, dtype=np.int32)
     size = np.array(shape_zyx)
-    for row, (class_id, xyz, rotation) in enumerate(zip(particles.class_id, particles.xyz, particles.rotation)):
+    rows = zip(particles.class_id, particles.xyz, particles.rotation)
+    for row, (class_id, xyz, rotation) in enumerate(rows):
         shape = shapes[class_id - 1]
         zyx = np.asarray(xyz, dtype=float)[::-1]
         whole = np.round(zyx).astype(int)
@@ -379,8 +380,8 @@ def add_carbon_edge(density: np.ndarray, occupied: np.ndarray, voxel_size: float
     """Add the wavy edge of a carbon support film on top of the ice, entering from the +X side."""
     depth, height, width = density.shape
     y = np.arange(height)
-    edge = width * rng.uniform(0.78, 0.88) + width * 0.04 * np.sin(2 * np.pi * y / height * rng.uniform(0.5, 1.5)
-                                                                + rng.uniform(0, 2 * np.pi))
+    waves, phase = rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)
+    edge = width * rng.uniform(0.78, 0.88) + width * 0.04 * np.sin(2 * np.pi * waves * y / height + phase)
     film = max(1, int(round(film_thickness_a / voxel_size)))
     z_top = z_range[1]
     x = np.arange(width)
@@ -535,9 +536,10 @@ def image_tilt_series(projections: np.ndarray, voxel_size: float, tilt_series: T
         return signal + rng.standard_normal(signal.shape, dtype=np.float32) * noise_std[:, None, None]
     intensity = np.clip(1 + signal, 0, None)
     # Counts ~ Poisson(dose_t * I): signal variance dose_t^2 var, noise variance dose_t mean(I).
-    weights = transmission
-    dose = tilt_series.snr * np.sum(weights * intensity.mean(axis=(1, 2))) / np.sum(weights ** 2 * signal_variance)
-    dose_per_tilt = (dose * weights)[:, None, None]
+    mean_intensity = intensity.mean(axis=(1, 2))
+    dose = (tilt_series.snr * np.sum(transmission * mean_intensity) /
+            np.sum(transmission ** 2 * signal_variance))
+    dose_per_tilt = (dose * transmission)[:, None, None]
     counts = rng.poisson(dose_per_tilt * intensity)
     return (counts / dose_per_tilt - 1).astype(np.float32)
 
@@ -620,7 +622,8 @@ def simulate_tomogram(shapes: list[ParticleShape], specimen: SpecimenParameters,
     if not shapes:
         raise ValueError("Give at least one particle shape")
     rng = np.random.default_rng(seed)
-    particle_density, distractors, labels, occupancy, particles = build_specimen(shapes, specimen, rng, layout)
+    particle_density, distractors, labels, occupancy, particles = build_specimen(shapes, specimen, rng,
+                                                                                 layout)
     density = particle_density + distractors
     particles = replace(particles, tomo=np.full(len(particles), name))
     z_range = specimen.slab_z_range
@@ -680,7 +683,8 @@ PRESETS = {
 }
 
 
-def shrec19_shapes(voxel_size: float = 10.0, data_dir: str | os.PathLike = SHARED_DATA) -> list[ParticleShape]:
+def shrec19_shapes(voxel_size: float = 10.0,
+                   data_dir: str | os.PathLike = SHARED_DATA) -> list[ParticleShape]:
     """The 12 SHREC'19 classes in class-label order.
 
     Densities come from ``templates_10A/<pdb>.mrc``; 4b4t and 4d8q, missing
@@ -772,7 +776,8 @@ def simulate_dataset(out_dir: str | os.PathLike, preset: str = "tiny", n_tomogra
     report = progress if callable(progress) else (_stderr_progress if progress else (lambda message: None))
     if preset == "bench":
         if templates:
-            raise ValueError("The bench preset uses the SHREC'19 templates; custom templates need tiny or demo")
+            raise ValueError("The bench preset uses the SHREC'19 templates; "
+                             "custom templates need the tiny or demo preset")
         if n_tomograms > 9:
             raise ValueError(f"SHREC'19 has 9 training layouts; n_tomograms must be <= 9, got {n_tomograms}")
         shapes = shrec19_shapes(voxel_size)
@@ -788,7 +793,8 @@ def simulate_dataset(out_dir: str | os.PathLike, preset: str = "tiny", n_tomogra
     out_dir.mkdir(parents=True, exist_ok=True)
     classes = []
     for class_id, shape in enumerate(shapes, start=1):
-        mask_path = write_volume(out_dir / "masks" / f"{shape.name}.mrc", shape.mask.astype(np.int8), voxel_size)
+        mask_path = write_volume(out_dir / "masks" / f"{shape.name}.mrc", shape.mask.astype(np.int8),
+                                 voxel_size)
         classes.append({"id": class_id, "name": shape.name,
                         "radius_voxels": max(1, int(round(shape.radius_voxels))),
                         "mask": str(mask_path.relative_to(out_dir))})

@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage
 
 from deepfinder.core.cli import main
-from deepfinder.core.io import read_particles_csv, read_volume, read_voxel_size
+from deepfinder.core.io import read_particles_csv, read_volume, read_voxel_size, write_volume
 from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
 from deepfinder.core.shapes import procedural_shape, rotate_density
 from deepfinder.core.simulate import (SpecimenParameters, TiltSeriesParameters, shrec19_shapes,
@@ -166,7 +166,6 @@ def test_custom_templates(tmp_path):
     path = tmp_path / "blob.mrc"
     density = np.zeros((31, 31, 31), np.float32)
     density[10:21, 12:19, 8:23] = 1  # a 5 A/voxel brick
-    from deepfinder.core.io import write_volume
     write_volume(path, density, voxel_size=5.0)
     result = simulate_dataset(tmp_path / "out", preset="tiny", n_tomograms=1, progress=False,
                               templates=[path])

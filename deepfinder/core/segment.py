@@ -10,9 +10,11 @@ pass. With ``crop_voxels`` at least the network's receptive-field radius the
 result equals a whole-volume prediction (see the tests); smaller crops trade a
 little accuracy near tile seams for far less recomputation.
 
-Scores are produced in z-slabs and written to disk as soon as a slab is final,
-so memory holds the tile batch, one slab of scores and the (memory-mapped)
-input, never whole score volumes.
+Scores of one row of tiles (a slab of the full y-x extent, one tile deep) are
+accumulated, and written to disk in thin z-slabs as soon as they are final. So
+memory holds the network's activations for one batch of tiles, that slab
+(float16 in :func:`segment_tomogram`: tile depth x y x x x classes x 2 bytes)
+and the pages of the memory-mapped input, never whole score volumes.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ DEFAULT_BATCH_SIZE = 1
 # (measured: tiles cropped by 28 still differ by 3e-5, by 32 only by float round-off).
 # A crop this large makes tiling exact.
 RECEPTIVE_FIELD_RADIUS = 32
+# z-slices per yielded slab: small, so the copies made on the way to disk stay small.
+SLAB_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ def check_tiling(shape: tuple[int, int, int], patch_size: int, crop_voxels: int,
 def iter_score_slabs(volume: np.ndarray, model, *, patch_size: int = DEFAULT_PATCH_SIZE,
                      crop_voxels: int = DEFAULT_CROP_VOXELS,
                      batch_size: int = DEFAULT_BATCH_SIZE, slab_alignment: int = 1,
-                     stats: tuple[float, float] | None = None,
+                     stats: tuple[float, float] | None = None, window_dtype=np.float32,
                      progress: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """Predict class scores tile by tile and yield them as finished z-slabs.
 
@@ -130,14 +134,17 @@ def iter_score_slabs(volume: np.ndarray, model, *, patch_size: int = DEFAULT_PAT
         Slab boundaries (except the last) are multiples of this (2 for binning).
     stats : (mean, std), optional
         Normalisation statistics; default :func:`tomogram_stats` of ``volume``.
+    window_dtype : numpy dtype
+        Storage of the scores of one row of tiles (a full-width slab as deep as a
+        tile): float32 keeps tiling exact, float16 halves the largest buffer.
     progress : bool
         Print one line per row of tiles.
 
     Yields
     ------
     (z_start, scores)
-        ``scores`` is a float32 (dz, y, x, n_classes) slab starting at z-index ``z_start``;
-        slabs are consecutive and cover the whole volume.
+        ``scores`` is a float32 (dz, y, x, n_classes) slab starting at z-index ``z_start``,
+        dz <= ``SLAB_DEPTH * slab_alignment``; slabs are consecutive and cover the volume.
     """
     shape = tuple(volume.shape)
     check_tiling(shape, patch_size, crop_voxels, batch_size)
@@ -150,29 +157,32 @@ def iter_score_slabs(volume: np.ndarray, model, *, patch_size: int = DEFAULT_PAT
     n_classes = output_classes(model)
     window_depth = max(min(end, shape[0]) - begin for begin, end in plans[0].keep)
     window_depth += slab_alignment
-    window = np.zeros((window_depth, shape[1], shape[2], n_classes), dtype=np.float32)
+    window = np.zeros((window_depth, shape[1], shape[2], n_classes), dtype=window_dtype)
     origin = 0
 
     def flush(until: int):
+        """Yield the finished slices [origin, until) in small slabs, then slide the window."""
         nonlocal origin
         if until <= origin:
-            return None
-        slab = window[:until - origin] / coverage_z[origin:until, None, None, None]
-        slab /= coverage_yx[None, :, :, None]
+            return
+        step = SLAB_DEPTH * slab_alignment
+        for begin in range(origin, until, step):
+            end = min(begin + step, until)
+            slab = window[begin - origin:end - origin].astype(np.float32)
+            slab /= coverage_z[begin:end, None, None, None]
+            slab /= coverage_yx[None, :, :, None]
+            yield begin, slab
         shift = until - origin
         for i in range(window_depth - shift):  # slice by slice: no temporary window copy
             window[i] = window[i + shift]
         window[window_depth - shift:] = 0
-        start, origin = origin, until
-        return start, slab
+        origin = until
 
     yx_tiles = [(ys, yk, xs, xk) for ys, yk in zip(plans[1].starts, plans[1].keep)
                 for xs, xk in zip(plans[2].starts, plans[2].keep)]
     started = time.perf_counter()
     for row, (z_start, (z_keep0, z_keep1)) in enumerate(zip(plans[0].starts, plans[0].keep)):
-        ready = flush(z_keep0 // slab_alignment * slab_alignment)
-        if ready:
-            yield ready
+        yield from flush(z_keep0 // slab_alignment * slab_alignment)
         z_keep1 = min(z_keep1, shape[0])
         for first in range(0, len(yx_tiles), batch_size):
             group = yx_tiles[first:first + batch_size]
@@ -186,9 +196,7 @@ def iter_score_slabs(volume: np.ndarray, model, *, patch_size: int = DEFAULT_PAT
         if progress:
             print(f"segment: row {row + 1}/{len(plans[0].starts)} of tiles {tile_shape} done "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
-    last = flush(shape[0])
-    if last:
-        yield last
+    yield from flush(shape[0])
 
 
 def predict_scores(volume: np.ndarray, model, *, patch_size: int = DEFAULT_PATCH_SIZE,
@@ -281,7 +289,7 @@ def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.Pa
         for z_start, slab in iter_score_slabs(volume, model, patch_size=patch_size,
                                               crop_voxels=crop_voxels, batch_size=batch_size,
                                               slab_alignment=factor, stats=stats,
-                                              progress=progress):
+                                              window_dtype=np.float16, progress=progress):
             if bin_scores:
                 slab = downsample_scores(slab)
             z_out = z_start // factor

@@ -38,8 +38,8 @@ def main() -> int:
         shutil.rmtree(project_path)
     project = manager.createProject(project_name)
     print(f">>> Running the pipeline in the Scipion project {project.path}", flush=True)
-    run = run_pipeline(project, DEMO, train_names=["tomo_000", "tomo_001", "tomo_002"],
-                       test_names=["tomo_003"], training=TrainingSettings(epochs=args.epochs))
+    run = run_pipeline(project, DEMO, train_pattern="tomo_00[012].mrc",
+                       test_pattern="tomo_003.mrc", training=TrainingSettings(epochs=args.epochs))
     evaluation = Path(run["evaluate"]._getExtraPath("evaluation.txt"))
     print("\nPicking on the held-out tomogram tomo_003 (distance matching, one-to-one):")
     print(evaluation.read_text())

@@ -1,4 +1,5 @@
 """Scipion protocols of the DeepFinder plugin."""
+from .protocol_annotate import DeepFinderProtAnnotate
 from .protocol_cluster import DeepFinderProtCluster
 from .protocol_evaluate import DeepFinderProtEvaluate
 from .protocol_import_model import DeepFinderProtImportModel
@@ -6,5 +7,6 @@ from .protocol_segment import DeepFinderProtSegment
 from .protocol_targets import DeepFinderProtGenerateTargets
 from .protocol_train import DeepFinderProtTrain
 
-PROTOCOL_CLASSES = [DeepFinderProtGenerateTargets, DeepFinderProtTrain, DeepFinderProtSegment,
-                    DeepFinderProtCluster, DeepFinderProtEvaluate, DeepFinderProtImportModel]
+PROTOCOL_CLASSES = [DeepFinderProtAnnotate, DeepFinderProtGenerateTargets, DeepFinderProtTrain,
+                    DeepFinderProtSegment, DeepFinderProtCluster, DeepFinderProtEvaluate,
+                    DeepFinderProtImportModel]

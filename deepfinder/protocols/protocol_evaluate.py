@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pyworkflow.protocol.params as params
 from pyworkflow.constants import BETA
 
@@ -48,12 +49,15 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
         tolerance = self._toleranceA() / sampling
         result = evaluate.match_by_distance(picked, reference, tolerance_voxels=tolerance)
         names = dict(enumerate(self._classNamesList()))
-        table = evaluate.format_table(result, class_names=names)
+        rows = evaluate.precision_recall_f1(result, class_names=names)
+        table = evaluate.format_table(rows)
         with open(self._resultFile(), "w") as handle:
             handle.write(table + "\n")
-        evaluate.write_result_csv(self._getExtraPath("evaluation.csv"), result, class_names=names)
-        sweep = evaluate.threshold_sweep(picked, reference, tolerance_voxels=tolerance)
-        evaluate.write_sweep_csv(self._getExtraPath("threshold_sweep.csv"), sweep, class_names=names)
+        evaluate.write_scores_csv(self._getExtraPath("evaluation.csv"), rows)
+        thresholds = np.unique(picked.score[np.isfinite(picked.score)])
+        sweep = evaluate.threshold_sweep(picked, reference, thresholds, tolerance_voxels=tolerance,
+                                         class_names=names)
+        evaluate.write_sweep_csv(self._getExtraPath("threshold_sweep.csv"), sweep)
         self.info(table)
 
     # ----------------------------------------------------------------- helpers

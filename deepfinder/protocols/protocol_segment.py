@@ -71,8 +71,8 @@ class DeepFinderProtSegment(EMProtocol):
             tomogram.getFileName(), self.inputModel.get().getWeightsFile(),
             self._getExtraPath(f"{tsId}_labels.mrc"),
             scores_path=self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None,
-            patch_size=self.patchSize.get() or None, batch_size=self.batchSize.get(),
-            bin_scores=self.binScores.get())
+            batch_size=self.batchSize.get(), bin_scores=self.binScores.get(),
+            **({"patch_size": self.patchSize.get()} if self.patchSize.get() else {}))
         self._appendLabelMap(tomogram, written)
 
     def closeOutputStep(self):
@@ -83,10 +83,10 @@ class DeepFinderProtSegment(EMProtocol):
 
     # ----------------------------------------------------------------- helpers
     def _appendLabelMap(self, tomogram, written: dict):
-        mask = new_tomo_mask(tomogram, written["labels_path"])
+        mask = new_tomo_mask(tomogram, str(written["labels"]))
         if self.binScores:
             mask.setSamplingRate(tomogram.getSamplingRate() * 2)
-        setattr(mask, SCORE_FILES_ATTR, pwobj.String(json.dumps(written.get("score_paths", {}))))
+        setattr(mask, SCORE_FILES_ATTR, pwobj.String(json.dumps({k: str(path) for k, path in written["scores"].items()})))
         with self._lock:
             name = DeepFinderSegmentOutputs.labelMaps.name
             label_maps = getattr(self, name, None)

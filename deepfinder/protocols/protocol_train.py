@@ -1,6 +1,7 @@
 """Train the DeepFinder U-net on label maps."""
 from __future__ import annotations
 
+import json
 import os
 from enum import Enum
 
@@ -180,15 +181,14 @@ class DeepFinderProtTrain(DeepFinderProtBase):
 
     def _summary(self):
         summary = [f"Classes: {class_table(self._allClassNames())}"]
-        history = self._historyFile()
-        if os.path.exists(history):
-            from ..core.train import read_history
-            rows = read_history(history)
+        if os.path.exists(self._historyFile()):
+            with open(self._historyFile()) as handle:
+                rows = json.load(handle)
             if rows:
-                best = max(rows, key=lambda row: row.get("val_f1_mean", float("-inf")))
-                summary.append(f"{len(rows)} of {self.epochs.get()} epochs done; best validation "
-                               f"mean F1 {best.get('val_f1_mean', float('nan')):.3f} at epoch "
-                               f"{best.get('epoch')}.")
+                best = max(rows, key=lambda row: row.get("val_mean_f1", -row["train_loss"]))
+                summary.append(f"{len(rows)} of {self.epochs.get()} epochs done; best epoch "
+                               f"{best['epoch']} (validation mean F1 "
+                               f"{best.get('val_mean_f1', float('nan')):.3f}).")
         return summary
 
     def _methods(self):

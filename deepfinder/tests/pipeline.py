@@ -36,11 +36,10 @@ def launch(project: Project, protocol_class, label: str, **params):
     return protocol
 
 
-def import_tomograms(project: Project, dataset: GeneratedDataSet, names: list[str], label: str):
-    pattern = names[0] + ".mrc" if len(names) == 1 else "{" + ",".join(names) + "}.mrc"
-    voxel_size = dataset.voxel_size()
+def import_tomograms(project: Project, dataset: GeneratedDataSet, pattern: str, label: str):
+    """Import the dataset's tomograms whose file names match a glob ``pattern``."""
     return launch(project, ProtImportTomograms, label, filesPath=dataset.getPath(),
-                  filesPattern=pattern, samplingRate=voxel_size)
+                  filesPattern=pattern, samplingRate=dataset.voxel_size())
 
 
 def import_class_coordinates(project: Project, dataset: GeneratedDataSet, tomograms, label: str):
@@ -54,16 +53,17 @@ def import_class_coordinates(project: Project, dataset: GeneratedDataSet, tomogr
     return sets
 
 
-def run_pipeline(project: Project, dataset: GeneratedDataSet, train_names: list[str],
-                 test_names: list[str], training: TrainingSettings = TrainingSettings()) -> dict:
-    """Run the chain; return its protocols by step name."""
+def run_pipeline(project: Project, dataset: GeneratedDataSet, train_pattern: str,
+                 test_pattern: str, training: TrainingSettings = TrainingSettings()) -> dict:
+    """Run the chain, training on the tomograms matching ``train_pattern`` (a glob) and
+    picking in those matching ``test_pattern``; return its protocols by step name."""
     classes = dataset.classes()
     names = ", ".join(cls["name"] for cls in classes)
     radii_px = ", ".join(f"{cls['radius_voxels']:g}" for cls in classes)
     radii_A = ", ".join(f"{cls['radius_voxels'] * dataset.voxel_size():g}" for cls in classes)
     run = {}
-    run["train tomograms"] = import_tomograms(project, dataset, train_names, "training tomograms")
-    run["test tomograms"] = import_tomograms(project, dataset, test_names, "test tomograms")
+    run["train tomograms"] = import_tomograms(project, dataset, train_pattern, "training tomograms")
+    run["test tomograms"] = import_tomograms(project, dataset, test_pattern, "test tomograms")
     training_tomograms = run["train tomograms"].Tomograms
     test_tomograms = run["test tomograms"].Tomograms
     train_coords = import_class_coordinates(project, dataset, training_tomograms, "particles")

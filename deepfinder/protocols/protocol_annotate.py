@@ -1,0 +1,242 @@
+"""Annotate particles by hand in linked orthoslices: training data for DeepFinder."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from enum import Enum
+
+import pyworkflow.protocol.params as params
+from pyworkflow.constants import BETA
+from pwem.protocols import EMProtocol
+from tomo.objects import SetOfCoordinates3D
+
+from ..convert import append_table, class_table, tomograms_by_tsid
+from ..core import io
+from ..core.particles import ParticleTable
+from ..viewers.annotation import ParticleClass, default_colour
+from .protocol_base import CLASSES_FROM_GROUP_ID, CLASSES_PER_SET, classes_table
+
+CLASSES_FILE = "classes.json"
+
+
+class DeepFinderAnnotateOutputs(Enum):
+    annotatedCoordinates = SetOfCoordinates3D
+
+
+class DeepFinderProtAnnotate(EMProtocol):
+    """Pick particles of several classes by hand, in a window with linked XY, XZ and YZ slices.
+
+    Click to add a particle of the current class; click to select, drag to move,
+    right-click to delete, Ctrl+Z to undo. Existing coordinates (a previous
+    annotation, another picker) are loaded for editing. Annotations are saved to
+    the run folder as you go: run the protocol again with 'Continue' to go on
+    annotating where you stopped. Outputs one coordinate set with all classes
+    (groupId = class) and one set per class, named after it.
+    """
+    _label = "annotate"
+    _devStatus = BETA
+    _possibleOutputs = DeepFinderAnnotateOutputs
+
+    def _defineParams(self, form):
+        form.addSection(label="Input")
+        form.addParam("inputTomograms", params.PointerParam, pointerClass="SetOfTomograms",
+                      label="Tomograms", important=True,
+                      help="The tomograms to annotate, one after the other in the window.")
+        form.addParam("inputCoordinates", params.MultiPointerParam,
+                      pointerClass="SetOfCoordinates3D", allowsNull=True,
+                      label="Existing particles (optional)",
+                      help="Coordinates to start from, e.g. an earlier annotation or another "
+                           "picker's output. Used the first time the window opens; after that "
+                           "the annotations saved in this run are reloaded.")
+        form.addParam("classesFrom", params.EnumParam, default=CLASSES_PER_SET,
+                      choices=["one class per set", "the coordinates' groupId"],
+                      display=params.EnumParam.DISPLAY_HLIST, label="Classes from",
+                      help="How the existing particles are classed: each set is a class "
+                           "(1, 2, ... in set order), or by groupId.")
+        form.addParam("classNames", params.StringParam, default="",
+                      label="Class names",
+                      help="Comma-separated, in class order, e.g. 'ribosome, proteasome'. More "
+                           "names than existing classes add classes to annotate. Empty: the "
+                           "names of the input sets, or 'class1'. Classes can also be added and "
+                           "renamed in the window.")
+        form.addParam("radii", params.StringParam, default="",
+                      label="Particle radius per class (Å)",
+                      help="One radius in Å per class, comma-separated in class order, or one "
+                           "for all. Sets the circles drawn and the box size of the outputs.")
+        form.addParam("boxScale", params.FloatParam, default=2.5, expertLevel=params.LEVEL_ADVANCED,
+                      label="Box size / particle radius",
+                      help="The box size of the output coordinates is this times the radius "
+                           "(2.5: the particle diameter plus a margin).")
+
+    # ----------------------------------------------------------------- steps
+    def _insertAllSteps(self):
+        self._insertFunctionStep(self.annotateStep, interactive=True)
+
+    def annotateStep(self):
+        from ..viewers.annotation_window import annotate
+
+        sampling = self.inputTomograms.get().getSamplingRate()
+        classes = self._savedClasses() or self._formClasses()
+        particles = {}
+        for tsId in tomograms_by_tsid(self.inputTomograms.get()):
+            if os.path.exists(self._particlesFile(tsId)):
+                particles[tsId] = io.read_particles_csv(self._particlesFile(tsId))
+            else:
+                particles[tsId] = self._inputParticles(sampling).of_tomogram(tsId)
+            self._saveAnnotation(tsId, particles[tsId], classes)
+        tomograms = [(tsId, tomogram.getFileName())
+                     for tsId, tomogram in tomograms_by_tsid(self.inputTomograms.get()).items()]
+        annotate(tomograms, classes, particles, sampling, self._saveAnnotation, self.createOutputs)
+
+    def createOutputs(self):
+        """(Re)build the output sets from the annotation files of the run."""
+        tomograms = tomograms_by_tsid(self.inputTomograms.get())
+        particles = ParticleTable.concat([io.read_particles_csv(self._particlesFile(tsId))
+                                          for tsId in tomograms
+                                          if os.path.exists(self._particlesFile(tsId))])
+        classes = self._savedClasses()
+        sampling = self.inputTomograms.get().getSamplingRate()
+        if not len(particles):
+            self.info("No particle annotated yet: no output.")
+            return
+        outputs = {DeepFinderAnnotateOutputs.annotatedCoordinates.name: self._coordinateSet(
+            "", particles, tomograms, max(c.radius_voxels for c in classes) * sampling)}
+        for class_id, particle_class in enumerate(classes, start=1):
+            of_class = particles.of_class(class_id)
+            if len(of_class):
+                outputs[self._outputName(particle_class.name)] = self._coordinateSet(
+                    particle_class.name, of_class, tomograms, particle_class.radius_voxels * sampling)
+        for name, output in list(self.iterOutputAttributes()):
+            # A class renamed or emptied since the last save must not leave its old set behind.
+            if name not in outputs:
+                self.deleteOutput(output)
+        self._defineOutputs(**outputs)
+        for output in outputs.values():
+            self._defineSourceRelation(self.inputTomograms, output)
+        self._store()
+        counts = ", ".join(f"{c.name}: {len(particles.of_class(i))}"
+                           for i, c in enumerate(classes, start=1))
+        self.info(f"Saved {len(particles)} particles ({counts}).")
+
+    # ----------------------------------------------------------------- files
+    def _particlesFile(self, tsId: str) -> str:
+        return self._getExtraPath(f"{tsId}_particles.csv")
+
+    def _saveAnnotation(self, tsId: str, particles: ParticleTable, classes: list[ParticleClass]):
+        """Write one tomogram's particles and the class list: nothing is lost on a crash."""
+        io.write_particles_csv(self._particlesFile(tsId), particles)
+        sampling = self.inputTomograms.get().getSamplingRate()
+        with open(self._getExtraPath(CLASSES_FILE), "w") as handle:
+            json.dump([{"name": c.name, "colour": c.colour, "radius_A": c.radius_voxels * sampling}
+                       for c in classes], handle, indent=1)
+
+    def _savedClasses(self) -> list[ParticleClass]:
+        path = self._getExtraPath(CLASSES_FILE)
+        if not os.path.exists(path):
+            return []
+        sampling = self.inputTomograms.get().getSamplingRate()
+        with open(path) as handle:
+            return [ParticleClass(c["name"], c["colour"], c["radius_A"] / sampling)
+                    for c in json.load(handle)]
+
+    # ----------------------------------------------------------------- helpers
+    def _inputParticles(self, sampling_rate: float) -> ParticleTable:
+        if not len(self.inputCoordinates):
+            return ParticleTable.empty()
+        return classes_table(self.inputCoordinates, self.classesFrom.get(), sampling_rate)
+
+    def _inputClassCount(self) -> int:
+        if self.classesFrom.get() == CLASSES_PER_SET:
+            return len(self.inputCoordinates)
+        groups = set()
+        for pointer in self.inputCoordinates:
+            groups.update(pointer.get().getUniqueValues("_groupId"))
+        return max(groups, default=0)
+
+    def _classNamesList(self) -> list[str]:
+        """Class names from the form, then the input sets' names, then class1, class2..."""
+        given = [name.strip() for name in self.classNames.get("").split(",") if name.strip()]
+        n = max(len(given), self._inputClassCount(), 1)
+        labels = [(pointer.getObjValue().getObjLabel() or "").strip().replace(" ", "_")
+                  for pointer in self.inputCoordinates] \
+            if self.classesFrom.get() == CLASSES_PER_SET else []
+        names = []
+        for i in range(n):
+            candidates = given[i:i + 1] + labels[i:i + 1] + [f"class{i + 1}"]
+            names.append(next(name for name in candidates if name and name not in names))
+        return names
+
+    def _radiiValues(self) -> list[float]:
+        return [float(value) for value in self.radii.get("").replace(";", ",").split(",")
+                if value.strip()]
+
+    def _formClasses(self) -> list[ParticleClass]:
+        names = self._classNamesList()
+        radii = self._radiiValues()
+        radii = radii * len(names) if len(radii) == 1 else radii
+        sampling = self.inputTomograms.get().getSamplingRate()
+        return [ParticleClass(name, default_colour(i), radius / sampling)
+                for i, (name, radius) in enumerate(zip(names, radii), start=1)]
+
+    def _coordinateSet(self, suffix, particles, tomograms, radius_A) -> SetOfCoordinates3D:
+        sampling = self.inputTomograms.get().getSamplingRate()
+        coordinates = SetOfCoordinates3D.create(self._getPath(),
+                                                template=f"coordinates{suffix}%s.sqlite")
+        coordinates.setPrecedents(self.inputTomograms)
+        coordinates.setSamplingRate(sampling)
+        coordinates.setBoxSize(int(round(self.boxScale.get() * radius_A / sampling)))
+        append_table(coordinates, particles, tomograms)
+        return coordinates
+
+    @staticmethod
+    def _outputName(class_name: str) -> str:
+        return "coordinates_" + re.sub(r"\W", "_", class_name)
+
+    # ----------------------------------------------------------------- info
+    def _validate(self):
+        errors = []
+        tomograms = self.inputTomograms.get()
+        if not tomograms.getSamplingRate():
+            errors.append("The tomograms have no sampling rate: set it when importing them.")
+        n = len(self._classNamesList())
+        try:
+            radii = self._radiiValues()
+        except ValueError:
+            radii = []
+        if not radii or min(radii) <= 0 or len(radii) not in (1, n):
+            errors.append(f"Give one positive radius in Å, or {n} (one per class: "
+                          f"{', '.join(self._classNamesList())}), comma-separated; "
+                          f"got '{self.radii.get('')}'.")
+        tsIds = set(tomograms_by_tsid(tomograms))
+        for pointer in self.inputCoordinates:
+            coords = pointer.get()
+            unknown = set(coords.getUniqueValues("_tomoId")) - tsIds
+            if unknown:
+                errors.append(f"{coords.getNameId()} has coordinates of tomograms that are not in "
+                              f"the input tomograms ({', '.join(sorted(unknown)[:5])}): pick the "
+                              "tomograms they were picked on.")
+            if self.classesFrom.get() == CLASSES_FROM_GROUP_ID and \
+                    min(coords.getUniqueValues("_groupId"), default=1) < 1:
+                errors.append(f"{coords.getNameId()} has coordinates with groupId 0: groupIds "
+                              "must be 1, 2, ... to be used as classes.")
+        return errors
+
+    def _summary(self):
+        classes = self._savedClasses()
+        if not classes:
+            return ["Not annotated yet: the window opens when the protocol runs."]
+        summary = [f"Classes: {class_table(['background'] + [c.name for c in classes])}"]
+        for particle_class in classes:
+            output = getattr(self, self._outputName(particle_class.name), None)
+            if output is not None:
+                summary.append(f"{particle_class.name}: {output.getSize()} particles")
+        summary.append("Run again with 'Continue' to go on annotating.")
+        return summary
+
+    def _methods(self):
+        return ["Particles were annotated by hand in orthoslices with the DeepFinder "
+                "annotation tool [Moebel2021]."]
+
+    def _citations(self):
+        return ["Moebel2021"]

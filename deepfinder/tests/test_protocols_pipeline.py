@@ -1,0 +1,134 @@
+"""The whole chain in a real (headless) Scipion project, and its outputs used by other plugins."""
+import csv
+import json
+import time
+from pathlib import Path
+
+from pwem.protocols import ProtSetFilter
+from pyworkflow.protocol import MODE_RESUME
+from pyworkflow.tests import BaseTest, setupTestProject
+from tomo.protocols import ProtMaskCoordinates
+
+from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtTrain
+from deepfinder.tests import TINY
+from deepfinder.tests.pipeline import TrainingSettings, import_class_coordinates, import_tomograms, \
+    launch, run_pipeline
+
+TRAIN, TEST = ["tomo_000", "tomo_001"], ["tomo_002"]
+TRAIN_PATTERN, TEST_PATTERN = "tomo_00[01].mrc", "tomo_002.mrc"
+
+
+class TestPipeline(BaseTest):
+    """import -> targets -> train -> segment -> cluster -> evaluate on the tiny dataset."""
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        cls.run = run_pipeline(cls.proj, TINY, TRAIN_PATTERN, TEST_PATTERN, TrainingSettings())
+        cls.classes = TINY.classes()
+        cls.voxel_size = TINY.voxel_size()
+
+    def test_label_maps_match_the_training_tomograms(self):
+        label_maps = self.run["targets"].labelMaps
+        self.assertEqual(label_maps.getSize(), len(TRAIN))
+        self.assertEqual({m.getTsId() for m in label_maps}, set(TRAIN))
+        self.assertAlmostEqual(label_maps.getSamplingRate(), self.voxel_size, places=3)
+        for label_map in label_maps:
+            self.assertEqual(label_map.getDim(),
+                             self.run["train tomograms"].Tomograms[label_map.getObjId()].getDim())
+
+    def test_model_knows_its_classes(self):
+        model = self.run["train"].model
+        self.assertEqual(model.getClassNames(), ["background"] + [c["name"] for c in self.classes])
+        self.assertTrue(Path(model.getWeightsFile()).exists())
+        history = json.loads(Path(model.getHistoryFile()).read_text())
+        self.assertEqual(len(history), TrainingSettings().epochs)
+
+    def test_segmentation_covers_the_test_tomogram(self):
+        label_maps = self.run["segment"].labelMaps
+        self.assertEqual([m.getTsId() for m in label_maps], TEST)
+        tomogram = self.run["test tomograms"].Tomograms.getFirstItem()
+        self.assertEqual(label_maps.getFirstItem().getDim(), tomogram.getDim())
+
+    def test_one_coordinate_set_per_class_ready_for_extraction(self):
+        cluster = self.run["cluster"]
+        tomograms = self.run["test tomograms"].Tomograms
+        for cls in self.classes:
+            coordinates = getattr(cluster, f"coordinates_{cls['name']}")
+            self.assertGreater(coordinates.getSize(), 0, cls["name"])
+            self.assertAlmostEqual(coordinates.getSamplingRate(), self.voxel_size, places=3)
+            self.assertEqual(coordinates.getBoxSize(), round(2.5 * cls["radius_voxels"]))
+            self.assertEqual(coordinates.getPrecedents().getFirstItem().getTsId(), "tomo_002")
+            self.assertEqual(set(coordinates.getUniqueValues("_tomoId")), set(TEST))
+            self.assertEqual(set(coordinates.getUniqueValues("_groupId")), {cls["id"]})
+        self.assertEqual(cluster.coordinates.getSize(),
+                         sum(getattr(cluster, f"coordinates_{c['name']}").getSize()
+                             for c in self.classes))
+        self.assertEqual(tomograms.getSize(), 1)
+
+    def test_every_class_is_found(self):
+        rows = list(csv.DictReader(open(self.run["evaluate"]._getExtraPath("evaluation.csv"))))
+        f1 = {row["name"]: float(row["f1"]) for row in rows}
+        for cls in self.classes:
+            self.assertGreaterEqual(f1[cls["name"]], 0.9, f"F1 of {cls['name']}: {rows}")
+
+    def test_coordinates_feed_tomo_mask_coordinates(self):
+        coordinates = self.run["cluster"].coordinates
+        masked = launch(self.proj, ProtMaskCoordinates, "mask coordinates",
+                        inputCoordinates=coordinates,
+                        inputSegmentations=self.run["segment"].labelMaps)
+        output = masked.Coordinates
+        # Every picked particle lies inside its own segmentation.
+        self.assertEqual(output.getSize(), coordinates.getSize())
+
+    def test_coordinates_filtered_by_score_and_group_in_pwem(self):
+        coordinates = self.run["cluster"].coordinates
+        first = self.classes[0]["id"]
+        by_group = launch(self.proj, ProtSetFilter, "keep one class", inputSet=coordinates,
+                          formula=f"item._groupId.get() == {first}")
+        # ProtSetFilter names its output after the input's attribute name.
+        self.assertEqual(by_group.coordinates.getSize(), getattr(
+            self.run["cluster"], f"coordinates_{self.classes[0]['name']}").getSize())
+        scores = sorted(c.getScore() for c in coordinates)
+        median = scores[len(scores) // 2]
+        by_score = launch(self.proj, ProtSetFilter, "keep high scores", inputSet=coordinates,
+                          formula=f"item._score.get() >= {median}")
+        self.assertEqual(by_score.coordinates.getSize(),
+                         sum(s >= median for s in scores))
+
+
+class TestTrainingContinues(BaseTest):
+    """A training run stopped midway continues from its checkpoint when the user presses Continue."""
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+
+    def test_stop_then_continue(self):
+        tomograms = import_tomograms(self.proj, TINY, TRAIN_PATTERN, "tomograms").Tomograms
+        coordinates = import_class_coordinates(self.proj, TINY, tomograms, "particles")
+        radii = ", ".join(f"{c['radius_voxels']:g}" for c in TINY.classes())
+        targets = launch(self.proj, DeepFinderProtGenerateTargets, "targets",
+                         inputTomograms=tomograms, inputCoordinates=coordinates, radii=radii,
+                         radiusInPixels=True)
+        epochs = 6
+        train = self.proj.newProtocol(DeepFinderProtTrain, inputLabelMaps=targets.labelMaps,
+                                      inputCoordinates=coordinates, patchSize=24, batchSize=2,
+                                      epochs=epochs, stepsPerEpoch=5, validationSteps=2)
+        self.proj.launchProtocol(train, wait=False)
+        history = Path(train._getExtraPath("training", "history.json"))
+        deadline = time.time() + 600
+        while not (history.exists() and len(json.loads(history.read_text() or "[]")) >= 2):
+            self.assertLess(time.time(), deadline, "training wrote no history")
+            time.sleep(1)
+        self.proj.stopProtocol(train)
+        done_before = len(json.loads(history.read_text()))
+        self.assertLess(done_before, epochs)
+
+        train = self.proj.getProtocol(train.getObjId())
+        train.runMode.set(MODE_RESUME)
+        self.proj.launchProtocol(train, wait=True)
+        self.assertTrue(train.isFinished(), train.getStatus())
+        rows = json.loads(history.read_text())
+        self.assertEqual([row["epoch"] for row in rows], list(range(1, epochs + 1)))
+        self.assertTrue(Path(train.model.getWeightsFile()).exists())

@@ -146,7 +146,8 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
         1-based epoch and its history row; an exception it raises stops
         training (the files written so far stay valid).
     progress : bool
-        Show a progress bar per epoch and a line per epoch on stdout.
+        Print the running loss about every tenth of an epoch and a summary
+        line per epoch on stdout.
 
     Returns
     -------
@@ -190,6 +191,9 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999)
     optimizer.build(model.trainable_variables)
     if state is not None:
+        if initial_weights is not None:
+            warnings.warn(f"Resuming from the checkpoint in {out_dir}: initial_weights ignored",
+                          stacklevel=2)
         model.load_weights(out_dir / CHECKPOINT)
         _restore_optimizer(optimizer, out_dir / OPTIMIZER_STATE)
         history = _read_history(out_dir)[: state["epoch"]]
@@ -235,14 +239,16 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
                 "tomograms": [str(t) for t in tomograms],
                 "initial_weights": str(initial_weights) if initial_weights else None}
 
+    # Plain lines, not a terminal progress bar, so that log files stay readable.
+    report_every = max(1, steps_per_epoch // 10)
     for epoch in range(state["epoch"] + 1, epochs + 1):
         started = time.perf_counter()
         rng = np.random.default_rng([seed, epoch])
         batches = prefetch(training_batches(
             data["volumes"], data["labels"], data["stats"], data["tomo_index"], data["centres"],
             data["class_ids"], patch_size=patch_size, batch_size=batch_size,
-            n_batches=steps_per_epoch, rng=rng, bootstrap=bootstrap, shift_voxels=shift_voxels))
-        bar = keras.utils.Progbar(steps_per_epoch, unit_name="step") if progress else None
+            n_batches=steps_per_epoch, rng=rng, bootstrap=bootstrap, shift_voxels=shift_voxels),
+            depth=1)
         losses, waited, stepped = [], 0.0, 0.0
         for step in range(1, steps_per_epoch + 1):
             tick = time.perf_counter()
@@ -251,8 +257,9 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
             losses.append(float(train_step(x, y)))
             waited += tock - tick
             stepped += time.perf_counter() - tock
-            if bar is not None:
-                bar.update(step, values=[("loss", losses[-1])])
+            if progress and (step % report_every == 0 or step == steps_per_epoch):
+                print(f"epoch {epoch}/{epochs} step {step}/{steps_per_epoch}: loss "
+                      f"{np.mean(losses):.4f}, {stepped / step:.2f} s/step", flush=True)
         batches.close()
         if not all(math.isfinite(v) for v in losses):
             raise FloatingPointError(f"The training loss became {losses[-1]} at epoch {epoch}: "

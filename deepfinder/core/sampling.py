@@ -139,7 +139,8 @@ def make_batch(volumes: Sequence[np.ndarray], label_maps: Sequence[np.ndarray],
     Returns
     -------
     x : (b, P, P, P, 1) float32
-        Normalised intensities.
+        Normalised intensities; a patch with NaN or infinite values raises
+        ``ValueError``.
     y : (b, P, P, P) uint8
         Labels.
     """
@@ -148,6 +149,10 @@ def make_batch(volumes: Sequence[np.ndarray], label_maps: Sequence[np.ndarray],
     y = np.empty((n, patch_size, patch_size, patch_size), dtype=np.uint8)
     for i, (t, origin) in enumerate(zip(tomo_index, origins_zyx)):
         patch = normalize(cut_patch(volumes[t], origin, patch_size), *stats[t])
+        # Tomogram statistics come from a subsample, so NaNs elsewhere surface only here.
+        if not np.all(np.isfinite(patch)):
+            raise ValueError(f"Tomogram {t} has NaN or infinite values in the patch at (z, y, x) "
+                             f"{tuple(int(v) for v in origin)}: fix or re-reconstruct it")
         labels = cut_patch(label_maps[t], origin, patch_size)
         if rotate is not None and rotate[i]:
             patch, labels = rotate_about_tilt_axis(patch), rotate_about_tilt_axis(labels)

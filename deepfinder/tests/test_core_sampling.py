@@ -121,3 +121,12 @@ def test_prefetch_stops_when_consumer_stops():
     stream.close()
     count = len(produced)
     assert count <= 5
+
+
+def test_patch_with_nan_is_refused():
+    volume = np.zeros(SHAPE, np.float32)
+    volume[30, 30, 30] = np.nan
+    labels = np.zeros(SHAPE, np.uint8)
+    make_batch([volume], [labels], [(0.0, 1.0)], np.array([0]), np.array([[0, 0, 0]]), 16)
+    with pytest.raises(ValueError, match="NaN or infinite values in the patch at"):
+        make_batch([volume], [labels], [(0.0, 1.0)], np.array([0]), np.array([[20, 20, 20]]), 16)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
@@ -107,7 +108,6 @@ def test_shape_sub_voxel_rotation_has_no_holes():
     mask[3:12, 5:10, 6:9] = True
     rotation = rotations_from_euler_zxz(33, 47, 12)
     labels = shape_targets(SHAPE, table([[16, 16, 15]], 1, rotation), {1: mask})
-    from scipy import ndimage
     filled = ndimage.binary_fill_holes(labels == 1)
     assert np.count_nonzero(filled) == np.count_nonzero(labels == 1)
     assert abs(np.count_nonzero(labels == 1) - mask.sum()) < 0.1 * mask.sum()

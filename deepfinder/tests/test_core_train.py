@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from deepfinder.core.io import write_volume
+from deepfinder.core.io import read_volume, write_volume
 from deepfinder.core.model import build_unet, load_model, save_model
 from deepfinder.core.normalize import normalize, tomogram_stats
 from deepfinder.core.particles import ParticleTable
@@ -68,7 +68,6 @@ def test_model_learns_blobs(trained, data):
     # the saved model segments the whole held-out tomogram, normalised as in training
     model, metadata = load_model(best)
     tomogram, label_map, _ = data["val"]
-    from deepfinder.core.io import read_volume
     volume = read_volume(tomogram)
     x = normalize(volume, *tomogram_stats(volume))[None, ..., None]
     predicted = np.argmax(model.predict(x, verbose=0)[0], axis=-1)

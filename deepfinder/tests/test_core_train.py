@@ -220,3 +220,14 @@ def test_command_line_trains_and_resumes(data, tmp_path, capsys):
     history = json.loads((tmp_path / "model" / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
     assert "best.weights.h5" in capsys.readouterr().out
+
+
+def test_without_validation_the_lowest_training_loss_is_kept(data, tmp_path):
+    tomogram, label_map, table = data["train"]
+    with pytest.warns(UserWarning, match="No validation data"):
+        train([tomogram], [label_map], [table], tmp_path, 2, epochs=3, steps_per_epoch=2,
+              learning_rate=1e-3, loss="cross_entropy", **FAST)
+    history = json.loads((tmp_path / "history.json").read_text())
+    metadata = json.loads((tmp_path / "best.json").read_text())
+    assert "val_f1" not in history[0] and metadata["selected_by"] == "train_loss"
+    assert metadata["best_epoch"] == int(np.argmin([row["train_loss"] for row in history])) + 1

@@ -335,6 +335,8 @@ def _add_evaluate(subparsers) -> None:
 
 
 def _run_evaluate(args) -> None:
+    import dataclasses
+
     import numpy as np
 
     from . import io
@@ -343,6 +345,9 @@ def _run_evaluate(args) -> None:
 
     detected = _read_particle_file(args.detected, voxel_size=args.voxel_size or 1.0)
     reference = _read_particle_file(args.reference, voxel_size=args.voxel_size or 1.0)
+    if len(set(detected.tomo)) == 1 and len(set(reference.tomo)) == 1:
+        # One tomogram each: the same one, whatever the ids (e.g. a label-map file stem).
+        detected = dataclasses.replace(detected, tomo=reference.tomo[0])
     names = _pairs(args.class_names, "--class-names")
     rule = {}
     if args.occupancy:

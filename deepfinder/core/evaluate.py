@@ -95,6 +95,10 @@ def match_by_distance(detected: ParticleTable, reference: ParticleTable,
     """
     if not tolerance_voxels > 0:
         raise ValueError(f"tolerance_voxels must be > 0, got {tolerance_voxels}")
+    if len(detected) and len(reference) and not np.intersect1d(detected.tomo, reference.tomo).size:
+        raise ValueError(f"Detections (tomograms {sorted(set(detected.tomo))[:3]}) and reference "
+                         f"(tomograms {sorted(set(reference.tomo))[:3]}) share no tomogram id: "
+                         f"give both tables the same ids in their tomo column")
     match = np.full(len(detected), -1)
     for tomo in np.union1d(detected.tomo, reference.tomo):
         for class_id in np.union1d(detected.class_id, reference.class_id):

@@ -96,6 +96,8 @@ def test_table_lists_class_names_and_overall():
 
 def test_bad_input_raises_a_clear_error():
     occupancy, reference = occupancy_case()
+    with pytest.raises(ValueError, match="share no tomogram id"):
+        match_by_distance(table([[1, 1, 1]], [1], tomo="a"), table([[1, 1, 1]], [1], tomo="b"), 2)
     with pytest.raises(ValueError, match="tolerance_voxels must be > 0"):
         match_by_distance(reference, reference, tolerance_voxels=0)
     with pytest.raises(ValueError, match="particle id 2"):
@@ -110,7 +112,7 @@ def test_command_line_clusters_a_label_map_and_scores_it(tmp_path, capsys):
     from deepfinder.core.io import write_particles_csv, write_volume
     from deepfinder.core.targets import sphere_targets
 
-    truth = table([[10, 12, 8], [30, 20, 12], [16, 30, 20]], [1, 2, 1], tomo="tomo")
+    truth = table([[10, 12, 8], [30, 20, 12], [16, 30, 20]], [1, 2, 1], tomo="TS_01")
     write_volume(tmp_path / "tomo.mrc", sphere_targets((28, 40, 44), truth, {1: 3, 2: 5}).astype(np.int8))
     write_particles_csv(tmp_path / "truth.csv", truth)
     main(["cluster", "--labels", str(tmp_path / "tomo.mrc"), "--radius", "1:3", "2:5",

@@ -88,6 +88,7 @@ class DeepFinderProtAnnotate(EMProtocol):
         tomograms = [(tsId, tomogram.getFileName())
                      for tsId, tomogram in tomograms_by_tsid(self.inputTomograms.get()).items()]
         annotate(tomograms, classes, particles, sampling, self._saveAnnotation, self.createOutputs)
+        self.createOutputs()
 
     def createOutputs(self):
         """(Re)build the output sets from the annotation files of the run."""
@@ -100,13 +101,18 @@ class DeepFinderProtAnnotate(EMProtocol):
         if not len(particles):
             self.info("No particle annotated yet: no output.")
             return
-        outputs = {DeepFinderAnnotateOutputs.annotatedCoordinates.name: self._coordinateSet(
-            "", particles, tomograms, max(c.radius_voxels for c in classes) * sampling)}
+        for _, output in self.iterOutputAttributes():
+            # Saving again rewrites the same files: let go of the previous sets first.
+            output.close()
+        everything = DeepFinderAnnotateOutputs.annotatedCoordinates.name
+        outputs = {everything: self._coordinateSet(
+            everything, particles, tomograms, max(c.radius_voxels for c in classes) * sampling)}
         for class_id, particle_class in enumerate(classes, start=1):
             of_class = particles.of_class(class_id)
+            name = self._outputName(particle_class.name)
             if len(of_class):
-                outputs[self._outputName(particle_class.name)] = self._coordinateSet(
-                    particle_class.name, of_class, tomograms, particle_class.radius_voxels * sampling)
+                outputs[name] = self._coordinateSet(name, of_class, tomograms,
+                                                    particle_class.radius_voxels * sampling)
         for name, output in list(self.iterOutputAttributes()):
             # A class renamed or emptied since the last save must not leave its old set behind.
             if name not in outputs:
@@ -179,10 +185,10 @@ class DeepFinderProtAnnotate(EMProtocol):
         return [ParticleClass(name, default_colour(i), radius / sampling)
                 for i, (name, radius) in enumerate(zip(names, radii), start=1)]
 
-    def _coordinateSet(self, suffix, particles, tomograms, radius_A) -> SetOfCoordinates3D:
+    def _coordinateSet(self, name: str, particles, tomograms, radius_A) -> SetOfCoordinates3D:
+        """The output set ``name``, in its own file ``name.sqlite`` of the run folder."""
         sampling = self.inputTomograms.get().getSamplingRate()
-        coordinates = SetOfCoordinates3D.create(self._getPath(),
-                                                template=f"coordinates{suffix}%s.sqlite")
+        coordinates = SetOfCoordinates3D.create(self._getPath(), prefix=name)
         coordinates.setPrecedents(self.inputTomograms)
         coordinates.setSamplingRate(sampling)
         coordinates.setBoxSize(int(round(self.boxScale.get() * radius_A / sampling)))

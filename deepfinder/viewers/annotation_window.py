@@ -63,7 +63,8 @@ class AnnotationWindow:
     on_change : callable
         Called with (tsId, particles, classes) after every edit, to save as we go.
     on_save : callable
-        Called when the user saves (button, Ctrl+S, closing the window).
+        Called when the user saves (button, Ctrl+S). Closing the window does
+        not call it: the caller does what is needed once the window is closed.
     """
 
     def __init__(self, master: tk.Tk, tomograms: list[tuple[str, str]],
@@ -149,7 +150,7 @@ class AnnotationWindow:
         frame = tk.LabelFrame(panel, text="Classes (keys 1-9)")
         frame.pack(fill="x", pady=(8, 0))
         self.class_list = tk.Listbox(frame, height=6, exportselection=False,
-                                     selectbackground="#dddddd", selectforeground="black")
+                                     selectbackground="#c8c8c8")
         self.class_list.pack(fill="x")
         self.class_list.bind("<<ListboxSelect>>", self._on_class_selected)
         entries = tk.Frame(frame)
@@ -310,7 +311,8 @@ class AnnotationWindow:
             radius_A = particle_class.radius_voxels * self.voxel_size
             self.class_list.insert("end", f"{class_id}  {particle_class.name}  "
                                           f"(r {radius_A:.0f} Å)  {counts.get(class_id, 0)}")
-            self.class_list.itemconfigure(class_id - 1, foreground=particle_class.colour)
+            self.class_list.itemconfigure(class_id - 1, foreground=particle_class.colour,
+                                          selectforeground=particle_class.colour)
         self.class_list.selection_clear(0, "end")
         self.class_list.selection_set(self.current_class - 1)
 
@@ -460,18 +462,26 @@ class AnnotationWindow:
         self.on_change(tsId, self.annotation.table(), list(self.classes))
 
     def save(self) -> None:
-        self.on_save()
+        try:
+            self.on_save()
+        except Exception as error:
+            self.status.set(f"Saving failed: {error}")
+            raise
         self.status.set("Saved.")
 
     def save_and_close(self) -> None:
-        self.on_save()
+        """Close the window: the particles are already saved, the caller saves the rest."""
         self.master.destroy()
 
 
 def annotate(tomograms: list[tuple[str, str]], classes: list[ParticleClass],
              particles: dict[str, ParticleTable], voxel_size: float,
              on_change: ChangeCallback, on_save: Callable[[], None]) -> None:
-    """Open the annotation window and return when the user closes it."""
+    """Open the annotation window and return when the user closes it.
+
+    Every edit is passed to ``on_change`` as it happens; ``on_save`` runs when the
+    user asks to save. Run it again after this returns if the final state matters.
+    """
     root = tk.Tk()
     AnnotationWindow(root, tomograms, classes, particles, voxel_size, on_change, on_save)
     root.mainloop()

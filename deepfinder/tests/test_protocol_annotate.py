@@ -1,0 +1,217 @@
+"""The annotate protocol driven as a user would: real X events on its window, under Xvfb.
+
+Needs Debian's xvfb, xdotool and imagemagick (for screenshots); skipped without
+them. Screenshots go to test-artifacts/ at the top of the repository.
+"""
+import os
+import shutil
+import subprocess
+import time
+import unittest
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+from PIL import Image
+from pyworkflow.protocol import (STATUS_FAILED, STATUS_FINISHED, STATUS_INTERACTIVE,
+                                 getProtocolFromDb)
+from pyworkflow.tests import BaseTest, setupTestProject
+from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
+
+from deepfinder.convert import coordinates_to_table
+from deepfinder.protocols import DeepFinderProtAnnotate
+from deepfinder.viewers.annotation import canvas_sizes, fit_scale, to_canvas
+from deepfinder.viewers.annotation_window import VIEW_GAP, view_area
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SCREEN = (1280, 1024)
+SHAPE = (24, 48, 64)  # z, y, x
+VOXEL_SIZE = 10.0
+BLOB = (40, 10, 12)  # x, y, z of a bright ball in tomogram ta
+TIMEOUT_S = 120
+
+
+def _free_display() -> int:
+    for number in range(90, 300):
+        if not (os.path.exists(f"/tmp/.X11-unix/X{number}") or os.path.exists(f"/tmp/.X{number}-lock")):
+            return number
+    raise RuntimeError("no free X display number between :90 and :299")
+
+
+def _xdotool(*args) -> str:
+    return subprocess.run(["xdotool", *map(str, args)], check=True, capture_output=True,
+                          text=True, timeout=TIMEOUT_S).stdout
+
+
+class TestAnnotateWindow(BaseTest):
+
+    @classmethod
+    def setUpClass(cls):
+        missing = [tool for tool in ("Xvfb", "xdotool", "import") if not shutil.which(tool)]
+        if missing:
+            raise unittest.SkipTest(f"{', '.join(missing)} not installed (Debian: apt-get install "
+                                    "xvfb xdotool imagemagick)")
+        display = _free_display()
+        cls.xvfb = subprocess.Popen(["Xvfb", f":{display}", "-screen", "0",
+                                     f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(f"/tmp/.X11-unix/X{display}"):
+                break
+            time.sleep(0.1)
+        cls.previous_display = os.environ.get("DISPLAY")
+        # The protocol runs in a subprocess that inherits this environment.
+        os.environ["DISPLAY"] = f":{display}"
+        ARTIFACTS.mkdir(exist_ok=True)
+        setupTestProject(cls)
+        rng = np.random.default_rng(3)
+        z, y, x = np.mgrid[:SHAPE[0], :SHAPE[1], :SHAPE[2]]
+        for name in ("ta", "tb"):
+            data = rng.normal(size=SHAPE).astype(np.float32)
+            if name == "ta":
+                data[(x - BLOB[0]) ** 2 + (y - BLOB[1]) ** 2 + (z - BLOB[2]) ** 2 <= 16] += 5
+            with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
+                mrc.set_data(data)
+                mrc.voxel_size = VOXEL_SIZE
+        cls.tomograms = cls.launchProtocol(cls.newProtocol(
+            ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern="t*.mrc",
+            samplingRate=VOXEL_SIZE)).Tomograms
+        np.savetxt(cls.getOutputPath("ta.txt"), [BLOB, [16, 30, 12]])
+        cls.existing = cls.launchProtocol(cls.newProtocol(
+            ProtImportCoordinates3D, filesPath=cls.getOutputPath(), filesPattern="ta.txt",
+            importTomograms=cls.tomograms, boxSize=10)).outputCoordinates
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.xvfb.terminate()
+        cls.xvfb.wait(timeout=10)
+        if cls.previous_display is None:
+            os.environ.pop("DISPLAY")
+        else:
+            os.environ["DISPLAY"] = cls.previous_display
+
+    # ----------------------------------------------------------------- helpers
+    def _open_window(self, protocol) -> tuple[int, int]:
+        """Launch the protocol; its window's top-left corner on the screen."""
+        self.proj.launchProtocol(protocol, wait=False)
+        window = _xdotool("search", "--sync", "--onlyvisible", "--name", "DeepFinder annotation")
+        self.window = window.split()[0]
+        time.sleep(1.0)  # let the first rendering finish
+        geometry = dict(line.split("=") for line in
+                        _xdotool("getwindowgeometry", "--shell", self.window).split())
+        return int(geometry["X"]), int(geometry["Y"])
+
+    def _screen(self, view: str, xyz) -> tuple[int, int]:
+        """Screen pixel of voxel ``xyz`` in ``view`` of a freshly fitted tomogram."""
+        scale = fit_scale(SHAPE, *view_area(*SCREEN))
+        sizes = canvas_sizes(SHAPE, scale)
+        centre = [(n - 1) / 2 for n in SHAPE[::-1]]
+        column, row = to_canvas(view, np.asarray(xyz, float), centre, scale, sizes[view])
+        offset = {"XY": (0, 0), "YZ": (sizes["XY"][0] + VIEW_GAP, 0),
+                  "XZ": (0, sizes["XY"][1] + VIEW_GAP)}[view]
+        return (self.origin[0] + offset[0] + int(column), self.origin[1] + offset[1] + int(row))
+
+    def _click(self, view, xyz, button=1):
+        x, y = self._screen(view, xyz)
+        _xdotool("mousemove", "--sync", x, y, "click", button)
+        time.sleep(0.3)
+
+    def _drag(self, view, start, stop):
+        (x0, y0), (x1, y1) = self._screen(view, start), self._screen(view, stop)
+        _xdotool("mousemove", "--sync", x0, y0, "mousedown", 1)
+        for t in (0.3, 0.7, 1.0):
+            _xdotool("mousemove", "--sync", int(x0 + t * (x1 - x0)), int(y0 + t * (y1 - y0)))
+            time.sleep(0.1)
+        _xdotool("mouseup", 1)
+        time.sleep(0.3)
+
+    def _key(self, key):
+        _xdotool("key", key)
+        time.sleep(0.3)
+
+    def _screenshot(self, name) -> np.ndarray:
+        path = ARTIFACTS / f"annotate_{name}.png"
+        subprocess.run(["import", "-window", "root", str(path)], check=True, timeout=TIMEOUT_S)
+        return np.asarray(Image.open(path).convert("L"))
+
+    def _wait_closed(self, protocol):
+        """The protocol as its run left it, once the window is closed."""
+        deadline = time.time() + TIMEOUT_S
+        while time.time() < deadline:
+            time.sleep(1)
+            # A fresh copy from the run's database: the outputs were rewritten by the run.
+            protocol = getProtocolFromDb(self.proj.path, protocol.getDbPath(), protocol.getObjId())
+            protocol.getProject().closeMapper()
+            protocol.closeMappers()
+            if protocol.getStatus() in (STATUS_INTERACTIVE, STATUS_FINISHED, STATUS_FAILED):
+                break
+        self.assertEqual(protocol.getStatus(), STATUS_INTERACTIVE, "\n".join(
+            Path(protocol.getStdoutLog()).read_text().splitlines()[-30:]))
+        return protocol
+
+    def _particles(self, coordinates):
+        table = coordinates_to_table(coordinates, VOXEL_SIZE)
+        order = np.lexsort((table.xyz[:, 0], table.class_id, table.tomo))
+        return table.select(order)
+
+    # ----------------------------------------------------------------- test
+    def test_annotate_two_classes_in_two_sittings(self):
+        protocol = self.newProtocol(DeepFinderProtAnnotate, inputTomograms=self.tomograms,
+                                    inputCoordinates=[self.existing],
+                                    classNames="ribosome, proteasome", radii="40, 30")
+        self.origin = self._open_window(protocol)
+        opened = self._screenshot("1_opened")
+        # The ball shows where the voxel-to-screen mapping says (slice z = 11 cuts it).
+        blob_x, blob_y = self._screen("XY", BLOB)
+        self.assertGreater(opened[blob_y, blob_x], 200)
+        self.assertLess(opened[self._screen("XY", (20, 40, 11))[::-1]], 240)
+
+        z = 11  # the XY slice shown at the start
+        self._key("2")
+        self._click("XY", (20, 40, z))  # proteasome
+        self._click("XY", (50, 20, z))  # proteasome, then moved
+        self._drag("XY", (50, 20, z), (55, 35, z))
+        self._key("1")
+        self._click("XY", (30, 15, z))  # ribosome
+        self._click("XY", (16, 30, z), button=3)  # delete an existing ribosome
+        self._click("XY", (5, 5, z))  # added by mistake ...
+        self._key("ctrl+z")  # ... and undone
+        self._screenshot("2_ta_annotated")
+
+        self._key("Next")  # tomogram tb
+        self._click("XZ", (10, 23, 5))  # ribosome in the XZ view (slice y = 23)
+        self._key("2")
+        # The click above moved the YZ view to x = 10: a proteasome there.
+        self._click("YZ", (10, 40, 18))
+        self._screenshot("3_tb_annotated")
+        self._key("ctrl+s")
+        self._key("ctrl+q")
+        protocol = self._wait_closed(protocol)
+
+        expected = {  # tomo, class: positions (x, y, z)
+            ("ta", 1): [BLOB, (30, 15, z)], ("ta", 2): [(20, 40, z), (55, 35, z)],
+            ("tb", 1): [(10, 23, 5)], ("tb", 2): [(10, 40, 18)]}
+        self._check_outputs(protocol, expected)
+
+        # Second sitting: the window reopens with everything saved; nothing is lost.
+        self.origin = self._open_window(protocol)
+        self._screenshot("4_reopened")
+        self._click("XY", (45, 40, z))  # one more ribosome in ta
+        self._key("ctrl+q")
+        protocol = self._wait_closed(protocol)
+        expected[("ta", 1)].append((45, 40, z))
+        self._check_outputs(protocol, expected)
+
+    def _check_outputs(self, protocol, expected):
+        everything = self._particles(protocol.annotatedCoordinates)
+        self.assertEqual(len(everything), sum(map(len, expected.values())))
+        for (tomo, class_id), positions in expected.items():
+            found = everything.of_tomogram(tomo).of_class(class_id)
+            np.testing.assert_allclose(found.xyz, sorted(positions), atol=0.5,
+                                       err_msg=f"{tomo}, class {class_id}")
+        for name, class_id, box in (("ribosome", 1, 10), ("proteasome", 2, 8)):
+            output = getattr(protocol, f"coordinates_{name}")
+            self.assertEqual(output.getBoxSize(), box)
+            self.assertEqual(output.getSamplingRate(), VOXEL_SIZE)
+            self.assertEqual(len(output), len(everything.of_class(class_id)))
+            self.assertEqual(set(output.getUniqueValues("_tomoId")), {"ta", "tb"})

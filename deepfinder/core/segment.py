@@ -32,10 +32,11 @@ from .io import create_volume, read_volume, read_voxel_size
 from .model import POOLING_FACTOR, check_patch_size, load_model, output_classes
 from .normalize import normalize, tomogram_stats
 
-# 128^3 tiles need ~2.6 GB of activations on CPU; a 6-voxel crop keeps ~75-80 % of the
-# computed voxels (see benchmarks/RESULTS.md); a larger crop buys exactness at tile seams.
+# 128^3 tiles need ~2.6 GB of activations on CPU. The crop is what tiling costs: computed /
+# useful voxels ~ (1 + 2 crop / tile)^3, 1.22 for a 928 x 928 x 464 tomogram with crop 4
+# (1.34 with 6, 7.0 with the exact 32); see benchmarks/RESULTS.md.
 DEFAULT_PATCH_SIZE = 128
-DEFAULT_CROP_VOXELS = 6
+DEFAULT_CROP_VOXELS = 4
 DEFAULT_BATCH_SIZE = 1
 # Reach of an output voxel into the input, +- voxels, pooling-grid offsets included
 # (measured: tiles cropped by 28 still differ by 3e-5, by 32 only by float round-off).

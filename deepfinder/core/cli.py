@@ -279,18 +279,21 @@ def _add_cluster(subparsers) -> None:
     parser.add_argument("--scores", default=None,
                         help="the --scores path given to segment: particle score = mean class score")
     parser.add_argument("--tomo-id", default=None, help="tomogram id in the table (default: file stem)")
+    parser.add_argument("--binned", action="store_true",
+                        help="the label map was segmented with --bin: write positions in tomogram voxels")
     parser.add_argument("--output", required=True, help="particle table (.csv, .xml or .star)")
     parser.set_defaults(func=_run_cluster)
 
 
 def _run_cluster(args) -> None:
+    import dataclasses
     from pathlib import Path
 
     import numpy as np
 
     from . import io
     from .cluster import find_clusters
-    from .segment import score_map_paths
+    from .segment import score_map_paths, unbin_positions
 
     labels = io.read_volume(args.labels)
     classes = [int(k) for k in np.unique(labels) if k > 0]
@@ -307,8 +310,11 @@ def _run_cluster(args) -> None:
         _per_class(args.min_size, classes, "--min-size", int) if args.min_size else None,
         score_maps, tomo,
         _per_class(args.bandwidth, classes, "--bandwidth") if args.bandwidth else None)
-    _write_particle_file(args.output, clusters.particles, voxel_size=io.read_voxel_size(args.labels) or 1.0,
-                         shape_zyx=labels.shape)
+    particles, voxel_size, shape_zyx = clusters.particles, io.read_voxel_size(args.labels) or 1.0, labels.shape
+    if args.binned:
+        particles = dataclasses.replace(particles, xyz=unbin_positions(particles.xyz))
+        voxel_size, shape_zyx = voxel_size / 2, tuple(2 * n for n in shape_zyx)
+    _write_particle_file(args.output, particles, voxel_size=voxel_size, shape_zyx=shape_zyx)
     counts = np.bincount(clusters.particles.class_id, minlength=max(classes, default=0) + 1)
     print(f"Wrote {len(clusters.particles)} particles to {args.output} (per class: " +
           ", ".join(f"{k}: {counts[k]}" for k in classes) + ")")

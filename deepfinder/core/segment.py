@@ -225,6 +225,14 @@ def downsample_scores(scores: np.ndarray) -> np.ndarray:
     return scores.reshape(z // 2, 2, y // 2, 2, x // 2, 2, n).mean(axis=(1, 3, 5))
 
 
+def unbin_positions(xyz_binned: np.ndarray) -> np.ndarray:
+    """Positions in voxels of a 2x-binned map (``bin_scores=True``) -> voxels of the tomogram.
+
+    Binned voxel ``k`` averages tomogram voxels ``2k`` and ``2k + 1``, so its centre is ``2k + 0.5``.
+    """
+    return 2.0 * np.asarray(xyz_binned, dtype=float) + 0.5
+
+
 def score_map_paths(scores_path: str | os.PathLike, n_classes: int) -> dict[int, Path]:
     """File of each particle class's score map: ``<stem>_class<k>.mrc`` for k = 1..n_classes-1."""
     scores_path = Path(scores_path)
@@ -257,7 +265,8 @@ def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.Pa
         Tile geometry, see :func:`iter_score_slabs`.
     bin_scores : bool
         Average scores over 2x2x2 blocks before labelling: outputs are half size
-        (edges rounded up), so positions found in them are in binned voxels.
+        (edges rounded up), so positions found in them are in binned voxels
+        (:func:`unbin_positions` maps them back).
     n_classes : int, optional
         Expected class count (background included); a model trained for another
         count is refused. Needed for weights without their JSON file.

@@ -215,3 +215,37 @@ class TestAnnotateWindow(BaseTest):
             self.assertEqual(output.getSamplingRate(), VOXEL_SIZE)
             self.assertEqual(len(output), len(everything.of_class(class_id)))
             self.assertEqual(set(output.getUniqueValues("_tomoId")), {"ta", "tb"})
+
+
+class TestAnnotateForm(BaseTest):
+    """Bad input is refused before any window opens."""
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        for name in ("ua", "ub"):
+            with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
+                mrc.set_data(np.zeros((8, 16, 16), np.float32))
+                mrc.voxel_size = VOXEL_SIZE
+        cls.tomos_a, cls.tomos_b = (cls.launchProtocol(cls.newProtocol(
+            ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern=f"{name}.mrc",
+            samplingRate=VOXEL_SIZE)).Tomograms for name in ("ua", "ub"))
+        np.savetxt(cls.getOutputPath("ua.txt"), [[3, 4, 5], [10, 12, 4]])
+        cls.coords_a = cls.launchProtocol(cls.newProtocol(
+            ProtImportCoordinates3D, filesPath=cls.getOutputPath(), filesPattern="ua.txt",
+            importTomograms=cls.tomos_a, boxSize=10)).outputCoordinates
+
+    def _errors(self, **kwargs) -> str:
+        return "\n".join(self.newProtocol(DeepFinderProtAnnotate, **kwargs).validate())
+
+    def test_radii_must_match_the_classes(self):
+        for radii in ("", "-5", "40, 30, 20"):
+            errors = self._errors(inputTomograms=self.tomos_a, classNames="ribosome, proteasome",
+                                  radii=radii)
+            self.assertIn("one per class: ribosome, proteasome", errors, radii)
+        self.assertEqual(self._errors(inputTomograms=self.tomos_a, radii="40"), "")
+
+    def test_existing_particles_must_belong_to_the_tomograms(self):
+        errors = self._errors(inputTomograms=self.tomos_b, inputCoordinates=[self.coords_a],
+                              radii="40")
+        self.assertIn("not in the input tomograms (ua)", errors)

@@ -126,15 +126,17 @@ class AnnotationWindow:
         self.status = tk.StringVar()
         tk.Label(self.master, textvariable=self.status, anchor="w").grid(
             row=1, column=0, columnspan=2, sticky="we")
-        self.master.bind_all("<Delete>", lambda e: self.delete_selected())
-        self.master.bind_all("<BackSpace>", lambda e: self.delete_selected())
+        # Keys typed into the class name and radius fields are text, not commands.
+        self.master.bind_all("<Delete>", lambda e: _typing(e) or self.delete_selected())
+        self.master.bind_all("<BackSpace>", lambda e: _typing(e) or self.delete_selected())
         self.master.bind_all("<Control-z>", lambda e: self.undo())
         self.master.bind_all("<Control-s>", lambda e: self.save())
         self.master.bind_all("<Control-q>", lambda e: self.save_and_close())
         self.master.bind_all("<Next>", lambda e: self.show_tomogram(self.tomo_index + 1))
         self.master.bind_all("<Prior>", lambda e: self.show_tomogram(self.tomo_index - 1))
         for digit in range(1, 10):
-            self.master.bind_all(str(digit), lambda e, c=digit: self.set_current_class(c))
+            self.master.bind_all(str(digit),
+                                 lambda e, c=digit: _typing(e) or self.set_current_class(c))
 
     def _build_tomogram_controls(self, panel: tk.Frame) -> None:
         frame = tk.LabelFrame(panel, text="Tomogram")
@@ -472,6 +474,10 @@ class AnnotationWindow:
     def save_and_close(self) -> None:
         """Close the window: the particles are already saved, the caller saves the rest."""
         self.master.destroy()
+
+
+def _typing(event) -> bool:
+    return isinstance(event.widget, tk.Entry)
 
 
 def annotate(tomograms: list[tuple[str, str]], classes: list[ParticleClass],

@@ -88,6 +88,11 @@ def plan_axis(size: int, patch_size: int, crop_voxels: int) -> AxisTiles:
     return AxisTiles(starts=tuple(starts), length=length, keep=keep)
 
 
+def default_patch_size(shape: tuple[int, int, int]) -> int:
+    """:data:`DEFAULT_PATCH_SIZE`, or less for a tomogram whose largest edge is smaller."""
+    return min(DEFAULT_PATCH_SIZE, _ceil_to(max(shape), POOLING_FACTOR))
+
+
 def check_tiling(shape: tuple[int, int, int], patch_size: int, crop_voxels: int,
                  batch_size: int = 1) -> None:
     """Raise ``ValueError`` for tile geometries that cannot segment a volume of ``shape``."""
@@ -189,7 +194,9 @@ def iter_score_slabs(volume: np.ndarray, model, *, patch_size: int = DEFAULT_PAT
             group = yx_tiles[first:first + batch_size]
             batch = np.stack([_read_tile(volume, (z_start, ys, xs), tile_shape, mean, std)
                               for ys, _, xs, _ in group])
-            scores = np.asarray(model(batch[..., None], training=False))
+            # A compiled predict frees activations as it goes: ~1.1 kB per tile voxel
+            # against ~1.8 kB for an eager call, which keeps every layer's output.
+            scores = np.asarray(model.predict_on_batch(batch[..., None]))
             for tile_scores, (ys, (y0, y1), xs, (x0, x1)) in zip(scores, group):
                 y1, x1 = min(y1, shape[1]), min(x1, shape[2])
                 window[z_keep0 - origin:z_keep1 - origin, y0:y1, x0:x1] += tile_scores[
@@ -242,7 +249,7 @@ def score_map_paths(scores_path: str | os.PathLike, n_classes: int) -> dict[int,
 
 def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.PathLike,
                      labels_path: str | os.PathLike, scores_path: str | os.PathLike | None = None,
-                     *, patch_size: int = DEFAULT_PATCH_SIZE,
+                     *, patch_size: int | None = None,
                      crop_voxels: int = DEFAULT_CROP_VOXELS, batch_size: int = DEFAULT_BATCH_SIZE,
                      bin_scores: bool = False, n_classes: int | None = None,
                      progress: bool = True) -> dict:
@@ -262,7 +269,8 @@ def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.Pa
         If given, one float16 MRC per particle class, ``<stem>_class<k>.mrc``
         (k = 1..n_classes-1; the background score is 1 minus their sum).
     patch_size, crop_voxels, batch_size : int
-        Tile geometry, see :func:`iter_score_slabs`.
+        Tile geometry, see :func:`iter_score_slabs`; ``patch_size`` None:
+        :func:`default_patch_size`.
     bin_scores : bool
         Average scores over 2x2x2 blocks before labelling: outputs are half size
         (edges rounded up), so positions found in them are in binned voxels
@@ -280,6 +288,7 @@ def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.Pa
         ``seconds``, ``voxels_per_second`` (input voxels), ``tile_shape``, ``n_tiles``.
     """
     volume = read_volume(tomogram_path)
+    patch_size = patch_size or default_patch_size(volume.shape)
     check_tiling(volume.shape, patch_size, crop_voxels, batch_size)
     stats = tomogram_stats(volume)
     model, _ = load_model(weights_path, n_classes)

@@ -86,19 +86,21 @@ class DeepFinderProtCluster(EMProtocol):
                                           for tsId in tomograms_by_tsid(self.inputLabelMaps.get())])
         names = self._classNames()
         radii = self._radiiA()
-        outputs = {DeepFinderClusterOutputs.coordinates.name: self._coordinateSet(
-            "", particles, by_tsid, max(radii.values()))}
+        all_classes = DeepFinderClusterOutputs.coordinates.name
+        outputs = {all_classes: self._coordinateSet(all_classes, particles, by_tsid,
+                                                    max(radii.values()))}
         for class_id in range(1, len(names)):
-            outputs[self._outputName(names[class_id])] = self._coordinateSet(
-                names[class_id], particles.of_class(class_id), by_tsid, radii[class_id])
+            name = self._outputName(names[class_id])
+            outputs[name] = self._coordinateSet(name, particles.of_class(class_id), by_tsid,
+                                                radii[class_id])
         self._defineOutputs(**outputs)
         for output in outputs.values():
             self._defineSourceRelation(self.inputLabelMaps, output)
 
     # ----------------------------------------------------------------- helpers
-    def _coordinateSet(self, suffix, particles, tomograms, radius_A) -> SetOfCoordinates3D:
+    def _coordinateSet(self, name, particles, tomograms, radius_A) -> SetOfCoordinates3D:
         sampling = self.inputTomograms.get().getSamplingRate()
-        coordinates = SetOfCoordinates3D.create(self._getPath(), template=f"coordinates{suffix}%s.sqlite")
+        coordinates = SetOfCoordinates3D.create(self._getPath(), prefix=name)
         coordinates.setPrecedents(self.inputTomograms)
         coordinates.setSamplingRate(sampling)
         coordinates.setBoxSize(int(round(self.boxScale.get() * radius_A / sampling)))

@@ -72,7 +72,7 @@ class DeepFinderProtSegment(EMProtocol):
             self._getExtraPath(f"{tsId}_labels.mrc"),
             scores_path=self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None,
             batch_size=self.batchSize.get(), bin_scores=self.binScores.get(),
-            **({"patch_size": self.patchSize.get()} if self.patchSize.get() else {}))
+            patch_size=self.patchSize.get() or None)
         self._appendLabelMap(tomogram, written)
 
     def closeOutputStep(self):
@@ -91,7 +91,7 @@ class DeepFinderProtSegment(EMProtocol):
             name = DeepFinderSegmentOutputs.labelMaps.name
             label_maps = getattr(self, name, None)
             if label_maps is None:
-                label_maps = SetOfTomoMasks.create(self._getPath(), template="tomomasks%s.sqlite")
+                label_maps = SetOfTomoMasks.create(self._getPath(), prefix="labelmaps")
                 label_maps.copyInfo(self.inputTomograms.get())
                 label_maps.setSamplingRate(mask.getSamplingRate())
                 label_maps.setStreamState(label_maps.STREAM_OPEN)

@@ -97,7 +97,7 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
 
     def createOutputStep(self):
         tomograms = self.inputTomograms.get()
-        label_maps = SetOfTomoMasks.create(self._getPath(), template="tomomasks%s.sqlite")
+        label_maps = SetOfTomoMasks.create(self._getPath(), prefix="labelmaps")
         label_maps.copyInfo(tomograms)
         for tsId, tomogram in tomograms_by_tsid(tomograms).items():
             label_maps.append(new_tomo_mask(tomogram, self._labelMapPath(tsId)))

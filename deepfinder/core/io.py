@@ -5,15 +5,17 @@ import csv
 import os
 import warnings
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from pathlib import Path
 
 import mrcfile
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .particles import ParticleTable, rotations_from_euler_zxz
+from .particles import ParticleTable, euler_angles, rotations_from_euler_zxz
 
 PathLike = str | os.PathLike
+ShapeXYZ = tuple[int, int, int]
 
 
 # --------------------------------------------------------------------------- volumes
@@ -34,7 +36,9 @@ def read_volume(path: PathLike, mmap: bool = True) -> np.ndarray:
             mrc = opener(path, mode="r")
     except (ValueError, RuntimeWarning) as strict_error:
         try:
-            mrc = opener(path, mode="r", permissive=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # reported once, below
+                mrc = opener(path, mode="r", permissive=True)
         except ValueError as error:
             raise ValueError(f"{path} is not a readable MRC file: {error}") from error
         if mrc.data is None:
@@ -180,12 +184,13 @@ STAR_CONVENTIONS = ("relion4", "relion5")
 
 def write_particles_star(path: PathLike, table: ParticleTable, convention: str = "relion4",
                          voxel_size: float = 1.0,
-                         volume_shape_xyz: tuple[int, int, int] | None = None) -> Path:
+                         volume_shape_xyz: ShapeXYZ | Mapping[str, ShapeXYZ] | None = None) -> Path:
     """RELION STAR particle file.
 
     ``relion4``: ``rlnCoordinateX/Y/Z`` in voxels from the volume corner.
     ``relion5``: ``rlnCenteredCoordinateX/Y/ZAngst`` in Angstrom from the volume
-    centre (needs ``volume_shape_xyz`` and ``voxel_size``).
+    centre (needs ``voxel_size`` and ``volume_shape_xyz``: one (x, y, z) size, or
+    a mapping from tomogram name to its size).
     Orientations as ``rlnAngleRot/Tilt/Psi`` (ZYZ, degrees); the class as ``rlnClassNumber``.
     """
     _check_star_convention(convention, volume_shape_xyz)
@@ -197,7 +202,7 @@ def write_particles_star(path: PathLike, table: ParticleTable, convention: str =
     else:
         coordinate_labels = ["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
                              "rlnCenteredCoordinateZAngst"]
-        coordinates = (table.xyz - _star_centre(volume_shape_xyz)) * voxel_size
+        coordinates = (table.xyz - _star_centres(volume_shape_xyz, table.tomo)) * voxel_size
     angles = _relion_angles(table.rotation)
     labels = (["rlnTomoName"] + coordinate_labels +
               ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnClassNumber", "rlnAutopickFigureOfMerit"])
@@ -213,7 +218,8 @@ def write_particles_star(path: PathLike, table: ParticleTable, convention: str =
 
 
 def read_particles_star(path: PathLike, convention: str = "relion4", voxel_size: float = 1.0,
-                        volume_shape_xyz: tuple[int, int, int] | None = None) -> ParticleTable:
+                        volume_shape_xyz: ShapeXYZ | Mapping[str, ShapeXYZ] | None = None
+                        ) -> ParticleTable:
     """Read a RELION STAR particle file written in the given convention (see the writer)."""
     _check_star_convention(convention, volume_shape_xyz)
     labels, rows = _read_star_loop(path)
@@ -226,18 +232,19 @@ def read_particles_star(path: PathLike, convention: str = "relion4", voxel_size:
         index = labels.index(name)
         return np.array([float(r[index]) for r in rows])
 
+    tomo = np.array([r[labels.index("rlnTomoName")] if "rlnTomoName" in labels else ""
+                     for r in rows])
     if convention == "relion4":
         xyz = np.stack([column(f"rlnCoordinate{a}") for a in "XYZ"], axis=1)
     else:
         centred = np.stack([column(f"rlnCenteredCoordinate{a}Angst") for a in "XYZ"], axis=1)
-        xyz = centred / voxel_size + _star_centre(volume_shape_xyz)
-    tomo_index = labels.index("rlnTomoName") if "rlnTomoName" in labels else None
+        xyz = centred / voxel_size + _star_centres(volume_shape_xyz, tomo)
     rotation = Rotation.from_euler(
         "ZYZ", np.stack([column("rlnAngleRot", 0), column("rlnAngleTilt", 0),
                          column("rlnAnglePsi", 0)], axis=1).reshape(-1, 3), degrees=True).as_matrix() \
         if rows else np.empty((0, 3, 3))
     return ParticleTable(
-        tomo=np.array([r[tomo_index] if tomo_index is not None else "" for r in rows]),
+        tomo=tomo,
         class_id=column("rlnClassNumber", 1).astype(int), xyz=xyz.reshape(-1, 3),
         rotation=rotation, score=column("rlnAutopickFigureOfMerit", np.nan))
 
@@ -249,16 +256,22 @@ def _check_star_convention(convention, volume_shape_xyz):
         raise ValueError("relion5 STAR coordinates are centred: give the tomogram size volume_shape_xyz")
 
 
-def _star_centre(volume_shape_xyz) -> np.ndarray:
-    # RELION 5 puts the origin at the voxel of index size // 2.
-    return np.asarray(volume_shape_xyz, dtype=float) // 2
+def _star_centres(volume_shape_xyz, tomo: np.ndarray) -> np.ndarray:
+    """Origin of RELION 5 centred coordinates, per particle: the voxel of index size // 2."""
+    if isinstance(volume_shape_xyz, Mapping):
+        unknown = set(tomo) - set(volume_shape_xyz)
+        if unknown:
+            raise ValueError(f"No tomogram size given for {sorted(unknown)[:5]}: relion5 STAR "
+                             "coordinates are centred, every tomogram's size is needed")
+        sizes = np.array([volume_shape_xyz[name] for name in tomo], dtype=float).reshape(-1, 3)
+    else:
+        sizes = np.broadcast_to(np.asarray(volume_shape_xyz, dtype=float), (len(tomo), 3))
+    return sizes // 2
 
 
 def _relion_angles(rotation: np.ndarray) -> np.ndarray:
     """(rot, tilt, psi) with ``rotation = Rz(rot) @ Ry(tilt) @ Rz(psi)`` (intrinsic ZYZ)."""
-    if not len(rotation):
-        return np.empty((0, 3))
-    return Rotation.from_matrix(rotation).as_euler("ZYZ", degrees=True)
+    return euler_angles(rotation, "ZYZ")
 
 
 def _read_star_loop(path: PathLike) -> tuple[list[str], list[list[str]]]:

@@ -1,6 +1,7 @@
 """The particle table: one type used by every stage of the engine."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,9 +91,17 @@ class ParticleTable:
 
         ``rotation = Rz(psi) @ Rx(theta) @ Rz(phi)``.
         """
-        if not len(self):
-            return np.empty((0, 3))
-        return Rotation.from_matrix(self.rotation).as_euler("zxz", degrees=True)
+        return euler_angles(self.rotation, "zxz")
+
+
+def euler_angles(rotation: np.ndarray, sequence: str) -> np.ndarray:
+    """Euler angles in degrees of (n, 3, 3) rotation matrices, in scipy's ``sequence`` notation."""
+    if not len(rotation):
+        return np.empty((0, 3))
+    with warnings.catch_warnings():
+        # At gimbal lock (e.g. no rotation) scipy picks one of the equivalent angle sets: fine.
+        warnings.filterwarnings("ignore", message="Gimbal lock")
+        return Rotation.from_matrix(rotation).as_euler(sequence, degrees=True)
 
 
 def rotations_from_euler_zxz(phi, theta, psi) -> np.ndarray:

@@ -232,14 +232,39 @@ def write_sweep_csv(path: str | os.PathLike, curves: SweepCurves) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["threshold", "class_id", "name", "n_detected", "true_positives",
-                         "precision", "recall", "f1"])
+        writer.writerow(["threshold", "class_id", "name", "n_detected", "n_reference",
+                         "true_positives", "precision", "recall", "f1"])
         for threshold, rows in zip(curves.thresholds, curves.table):
             for row in rows:
                 writer.writerow([f"{threshold:.6g}", "" if row.class_id is None else row.class_id,
-                                 row.name, row.n_detected, row.true_positives,
+                                 row.name, row.n_detected, row.n_reference, row.true_positives,
                                  f"{row.precision:.4f}", f"{row.recall:.4f}", f"{row.f1:.4f}"])
     return path
+
+
+def read_scores_csv(path: str | os.PathLike) -> list[ClassScores]:
+    """Score rows written by :func:`write_scores_csv` (figures rounded to 4 decimals)."""
+    with open(path, newline="") as handle:
+        return [_scores_from_csv(row) for row in csv.DictReader(handle)]
+
+
+def read_sweep_csv(path: str | os.PathLike) -> SweepCurves:
+    """A threshold sweep written by :func:`write_sweep_csv`."""
+    thresholds, table = [], []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if not thresholds or row["threshold"] != thresholds[-1]:
+                thresholds.append(row["threshold"])
+                table.append([])
+            table[-1].append(_scores_from_csv(row))
+    return SweepCurves(np.array(thresholds, dtype=float), table)
+
+
+def _scores_from_csv(row: Mapping[str, str]) -> ClassScores:
+    return ClassScores(class_id=int(row["class_id"]) if row["class_id"] else None, name=row["name"],
+                       n_detected=int(row["n_detected"]), n_reference=int(row["n_reference"]),
+                       true_positives=int(row["true_positives"]),
+                       **{metric: float(row[metric]) for metric in ("precision", "recall", "f1")})
 
 
 def _assign(detected_xyz: np.ndarray, reference_xyz: np.ndarray, tolerance: float) -> np.ndarray:

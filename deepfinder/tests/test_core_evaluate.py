@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from deepfinder.core.evaluate import (format_table, match_by_distance, match_by_occupancy,
-                                      precision_recall_f1, threshold_sweep)
+                                      precision_recall_f1, read_scores_csv, read_sweep_csv,
+                                      threshold_sweep, write_scores_csv, write_sweep_csv)
 from deepfinder.core.particles import ParticleTable
 
 
@@ -123,3 +124,24 @@ def test_command_line_clusters_a_label_map_and_scores_it(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Wrote 3 particles" in printed and "small" in printed
     assert (tmp_path / "scores.csv").read_text().splitlines()[-1].endswith("1.0000,1.0000,1.0000")
+
+
+def test_scores_and_sweep_csv_read_back_what_was_written(tmp_path):
+    reference = table([[10, 10, 10], [30, 10, 10], [50, 10, 10]], [1, 1, 2])
+    detected = table([[11, 10, 10], [30, 11, 10], [70, 10, 10]], [1, 1, 2], score=[0.9, 0.5, 0.7])
+    names = {1: "ribosome", 2: "proteasome"}
+    rows = precision_recall_f1(match_by_distance(detected, reference, 3), names)
+    sweep = threshold_sweep(detected, reference, [0.5, 0.7, 0.9], tolerance_voxels=3,
+                            class_names=names)
+
+    def same(read_rows, written_rows):
+        for read, written in zip(read_rows, written_rows, strict=True):
+            assert read.__dict__ == pytest.approx(written.__dict__, abs=1e-4, nan_ok=True)
+
+    same(read_scores_csv(write_scores_csv(tmp_path / "scores.csv", rows)), rows)
+    read = read_sweep_csv(write_sweep_csv(tmp_path / "sweep.csv", sweep))
+    np.testing.assert_allclose(read.thresholds, [0.5, 0.7, 0.9])
+    np.testing.assert_allclose(read.curve("recall", 1), [1.0, 0.5, 0.5])
+    assert [r.n_reference for r in read.table[2]] == [2, 1, 3]
+    for read_rows, written_rows in zip(read.table, sweep.table, strict=True):
+        same(read_rows, written_rows)

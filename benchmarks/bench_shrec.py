@@ -1,0 +1,286 @@
+"""SHREC'19-like quality: train on a few simulated tomograms under a CPU budget, score a held-out one.
+
+    python benchmarks/bench_shrec.py [--work DIR] [--n-train 3] [--train-minutes 30]
+                                     [--targets shapes|spheres|both] [--loss cross_entropy]
+
+Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the
+training layouts 0..n-1 of ``../shared/data/shrec19/object_list_train.xml`` and, as the
+held-out tomogram, layout 8 (the SHREC'19 validation tomogram), into ``--work`` (reused when
+already there). Builds label maps (rotated shape masks or class-radius balls), trains the
+U-net until ``--train-minutes`` of process CPU time (all threads: user + system) are spent,
+segments the held-out tomogram, clusters the label map and prints per-class precision,
+recall and F1 under the SHREC'19 occupancy rule and the distance rule (tolerance = class
+radius). Also saves a PNG of a predicted label-map slice next to the truth.
+
+Skips (exit 0) when ``../shared/data`` is absent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+HELD_OUT_LAYOUT = 8
+HELD_OUT_NAME = "tomo_test"
+# Clusters smaller than this fraction of the class's ball volume are dropped: a fixed prior,
+# not tuned on the held-out tomogram.
+MIN_CLUSTER_FRACTION = 0.1
+
+
+class BudgetSpent(Exception):
+    """Raised from the epoch hook to stop training once the CPU budget is used."""
+
+
+def cpu_seconds() -> float:
+    """Process CPU time of all threads (user + system), seconds."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def simulate(work: Path, n_train: int, seed: int) -> dict:
+    """Training tomograms tomo_000.. (layouts 0..n_train-1) and the held-out one (layout 8)."""
+    from deepfinder.core.io import write_particles_csv, write_volume
+    from deepfinder.core.simulate import (PRESETS, shrec19_layout, shrec19_shapes, simulate_dataset,
+                                          simulate_tomogram)
+
+    started, cpu = time.perf_counter(), cpu_seconds()
+    names = [f"tomo_{i:03d}" for i in range(n_train)]
+    if not all((work / f"{name}_occupancy.mrc").exists() for name in names) or \
+            not (work / "classes.json").exists():
+        simulate_dataset(work, preset="bench", n_tomograms=n_train, seed=seed)
+    if not (work / f"{HELD_OUT_NAME}_occupancy.mrc").exists():
+        recipe = PRESETS["bench"]
+        print(f"{HELD_OUT_NAME}: simulating SHREC'19 layout {HELD_OUT_LAYOUT}", file=sys.stderr, flush=True)
+        result = simulate_tomogram(shrec19_shapes(recipe.specimen.voxel_size), recipe.specimen,
+                                   recipe.tilt_series, seed=np.random.SeedSequence([seed, HELD_OUT_LAYOUT]),
+                                   layout=shrec19_layout(HELD_OUT_LAYOUT), name=HELD_OUT_NAME)
+        voxel_size = recipe.specimen.voxel_size
+        write_volume(work / f"{HELD_OUT_NAME}.mrc", result.tomogram, voxel_size)
+        write_particles_csv(work / f"{HELD_OUT_NAME}_particles.csv", result.particles)
+        write_volume(work / f"{HELD_OUT_NAME}_labels.mrc", result.labels, voxel_size)
+        write_volume(work / f"{HELD_OUT_NAME}_occupancy.mrc", result.occupancy, voxel_size)
+        del result
+    return {"train": names, "wall": time.perf_counter() - started, "cpu": cpu_seconds() - cpu}
+
+
+def build_targets(work: Path, names: list[str], classes: list[dict], kind: str) -> list[Path]:
+    """Label map per training tomogram: rotated shape masks or balls of the class radius."""
+    from deepfinder.core.io import read_particles_csv, read_volume, write_volume
+    from deepfinder.core.targets import shape_targets, sphere_targets
+
+    paths = []
+    for name in names:
+        path = work / f"{name}_targets_{kind}.mrc"
+        if not path.exists():
+            shape = read_volume(work / f"{name}.mrc").shape
+            table = read_particles_csv(work / f"{name}_particles.csv")
+            if kind == "shapes":
+                masks = {c["id"]: np.asarray(read_volume(work / c["mask"])) > 0 for c in classes}
+                labels = shape_targets(shape, table, masks)
+            else:
+                labels = sphere_targets(shape, table, {c["id"]: c["radius_voxels"] for c in classes})
+            write_volume(path, labels, 10.0)
+        paths.append(path)
+    return paths
+
+
+def train_with_budget(work: Path, names: list[str], targets: list[Path], classes: list[dict], kind: str,
+                      args) -> dict:
+    """Train until the CPU budget would be exceeded by one more epoch; returns the model and times."""
+    from deepfinder.core.io import read_particles_csv
+    from deepfinder.core.train import train
+
+    out_dir = work / f"model_{kind}_{args.loss}"
+    budget = 60.0 * args.train_minutes
+    wall_budget = None if args.train_wall_minutes is None else 60.0 * args.train_wall_minutes
+    started, cpu = time.perf_counter(), cpu_seconds()
+    epoch_cpu, epoch_wall, stopped_by = [], [], []
+
+    def stop_when_spent(epoch: int, row: dict) -> None:
+        used, elapsed = cpu_seconds() - cpu, time.perf_counter() - started
+        epoch_cpu.append(used - sum(epoch_cpu))
+        epoch_wall.append(elapsed - sum(epoch_wall))
+        print(f"[budget] epoch {epoch}: {used / 60:.1f} of {args.train_minutes:g} CPU-min, "
+              f"{elapsed / 60:.1f} wall-min", flush=True)
+        # Stop before an epoch that would overrun a budget (the last epoch's cost as the estimate).
+        if used + epoch_cpu[-1] > budget:
+            stopped_by.append("CPU budget")
+            raise BudgetSpent
+        if wall_budget is not None and elapsed + epoch_wall[-1] > wall_budget:
+            stopped_by.append("wall-clock cap")
+            raise BudgetSpent
+
+    try:
+        train([work / f"{name}.mrc" for name in names], targets,
+              [read_particles_csv(work / f"{name}_particles.csv") for name in names], out_dir,
+              len(classes) + 1, validation_fraction=0.05, patch_size=args.patch, batch_size=args.batch,
+              epochs=10_000, steps_per_epoch=args.steps, validation_steps=args.validation_steps,
+              loss=args.loss, learning_rate=args.learning_rate, shift_voxels=args.shift,
+              class_names=["background"] + [c["name"] for c in classes], voxel_size=10.0,
+              seed=args.seed, resume=False, on_epoch_end=stop_when_spent)
+    except BudgetSpent:
+        pass
+    history = json.loads((out_dir / "history.json").read_text())
+    best = json.loads((out_dir / "best.json").read_text())
+    return {"weights": out_dir / "best.weights.h5", "wall": time.perf_counter() - started,
+            "cpu": cpu_seconds() - cpu, "epochs": len(history), "best_epoch": best["best_epoch"],
+            "steps": len(history) * args.steps, "history": history,
+            "stopped_by": stopped_by[0] if stopped_by else "epoch limit"}
+
+
+def segment_and_score(work: Path, weights: Path, classes: list[dict], tag: str) -> dict:
+    """Segment the held-out tomogram, cluster, match with both rules; returns tables and times."""
+    from deepfinder.core.cluster import ball_volume, find_clusters
+    from deepfinder.core.evaluate import (match_by_distance, match_by_occupancy, precision_recall_f1)
+    from deepfinder.core.io import read_particles_csv, read_volume, write_particles_csv
+    from deepfinder.core.segment import segment_tomogram
+
+    started, cpu = time.perf_counter(), cpu_seconds()
+    segmented = segment_tomogram(work / f"{HELD_OUT_NAME}.mrc", weights,
+                                 work / f"{HELD_OUT_NAME}_pred_{tag}.mrc",
+                                 work / f"{HELD_OUT_NAME}_scores_{tag}.mrc")
+    segment_times = (time.perf_counter() - started, cpu_seconds() - cpu)
+
+    started, cpu = time.perf_counter(), cpu_seconds()
+    radius = {c["id"]: c["radius_voxels"] for c in classes}
+    min_size = {k: int(MIN_CLUSTER_FRACTION * ball_volume(r)) for k, r in radius.items()}
+    label_map = np.asarray(read_volume(segmented["labels"], mmap=False)).astype(np.uint8)
+    score_maps = {k: read_volume(path) for k, path in segmented["scores"].items()}
+    found = find_clusters(label_map, radius, min_size, score_maps, tomo=HELD_OUT_NAME).particles
+    write_particles_csv(work / f"{HELD_OUT_NAME}_found_{tag}.csv", found)
+    cluster_times = (time.perf_counter() - started, cpu_seconds() - cpu)
+
+    reference = read_particles_csv(work / f"{HELD_OUT_NAME}_particles.csv")
+    occupancy = np.asarray(read_volume(work / f"{HELD_OUT_NAME}_occupancy.mrc", mmap=False))
+    names = {c["id"]: c["name"] for c in classes}
+    by_occupancy = precision_recall_f1(match_by_occupancy(found, occupancy, reference), names)
+    by_distance = []
+    for c in classes:
+        rows = precision_recall_f1(match_by_distance(found.of_class(c["id"]), reference.of_class(c["id"]),
+                                                     tolerance_voxels=float(c["radius_voxels"])), names)
+        by_distance += [row for row in rows if row.class_id is not None]
+    save_slice_png(work, segmented["labels"], tag)
+    return {"occupancy": by_occupancy, "distance": by_distance, "segment": segment_times,
+            "cluster": cluster_times, "label_map": label_map}
+
+
+def save_slice_png(work: Path, labels_path: Path, tag: str) -> Path:
+    """Middle z-slice of the tomogram, the true label map and the predicted one, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from deepfinder.core.io import read_volume
+
+    tomogram = read_volume(work / f"{HELD_OUT_NAME}.mrc")
+    z = tomogram.shape[0] // 2
+    panels = [("tomogram", np.asarray(tomogram[z]), "gray"),
+              ("truth", np.asarray(read_volume(work / f"{HELD_OUT_NAME}_labels.mrc")[z]), "tab20"),
+              ("predicted", np.asarray(read_volume(labels_path)[z]), "tab20")]
+    figure, axes = plt.subplots(1, 3, figsize=(18, 6.4))
+    for axis, (title, image, cmap) in zip(axes, panels):
+        if cmap == "tab20":
+            axis.imshow(np.ma.masked_equal(image, 0), cmap=cmap, vmin=0, vmax=20, interpolation="nearest")
+            axis.set_facecolor("black")
+        else:
+            axis.imshow(image, cmap=cmap)
+        axis.set_title(f"{title}, z = {z}")
+        axis.axis("off")
+    figure.tight_layout()
+    path = work / f"{HELD_OUT_NAME}_slice_{tag}.png"
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
+
+
+def markdown_rows(occupancy_rows, distance_rows) -> list[str]:
+    """Markdown table: per class (and overall) precision / recall / F1 under both rules."""
+    distance = {row.class_id: row for row in distance_rows}
+    tp = sum(row.true_positives for row in distance_rows)
+    n_found = sum(row.n_detected for row in distance_rows)
+    n_reference = sum(row.n_reference for row in distance_rows)
+    # Distance matching is one-to-one, so true positives are also the reference particles found.
+    overall = (f"{tp / max(n_found, 1):.2f} / {tp / max(n_reference, 1):.2f} / "
+               f"{2 * tp / max(n_found + n_reference, 1):.2f}")
+    lines = ["| Class | Reference | Found | Occupancy rule P / R / F1 | Distance rule P / R / F1 |",
+             "|---|---|---|---|---|"]
+    for row in occupancy_rows:
+        other = distance.get(row.class_id)
+        if row.class_id is None:
+            text = overall
+        elif other is None:
+            text = "- / - / -"
+        else:
+            text = f"{other.precision:.2f} / {other.recall:.2f} / {other.f1:.2f}"
+        lines.append(f"| {row.name} | {row.n_reference} | {row.n_detected} | "
+                     f"{row.precision:.2f} / {row.recall:.2f} / {row.f1:.2f} | {text} |")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "deepfinder_bench_shrec",
+                        help="folder for simulated data, models and outputs (reused)")
+    parser.add_argument("--n-train", type=int, default=3, help="training tomograms (layouts 0..n-1)")
+    parser.add_argument("--train-minutes", type=float, default=30.0, help="training budget, CPU minutes")
+    parser.add_argument("--train-wall-minutes", type=float, default=None,
+                        help="also stop training after this many wall-clock minutes (shared machines)")
+    parser.add_argument("--targets", choices=("shapes", "spheres", "both"), default="shapes")
+    parser.add_argument("--loss", choices=("cross_entropy", "dice"), default="cross_entropy")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--patch", type=int, default=48)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per epoch")
+    parser.add_argument("--validation-steps", type=int, default=2)
+    parser.add_argument("--shift", type=int, default=13, help="patch-centre jitter, voxels")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not (SHARED_DATA / "shrec19").is_dir():
+        print(f"Skipped: {SHARED_DATA}/shrec19 is absent (the SHREC'19 layouts and templates are needed)")
+        return 0
+
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    simulated = simulate(work, args.n_train, args.seed)
+    classes = json.loads((work / "classes.json").read_text())
+    print(f"Simulation: {simulated['wall']:.0f} s wall, {simulated['cpu']:.0f} s CPU "
+          f"(0 when reused from {work})")
+    report = []
+    for kind in (("shapes", "spheres") if args.targets == "both" else (args.targets,)):
+        targets = build_targets(work, simulated["train"], classes, kind)
+        trained = train_with_budget(work, simulated["train"], targets, classes, kind, args)
+        last = trained["history"][-1]
+        print(f"Training ({kind}): {trained['epochs']} epochs = {trained['steps']} steps of "
+              f"{args.batch} x {args.patch}^3, {trained['cpu'] / 60:.1f} CPU-min, "
+              f"{trained['wall'] / 60:.1f} wall-min (stopped by {trained['stopped_by']}), best epoch {trained['best_epoch']}, "
+              f"last train loss {last['train_loss']:.4f}, last val mean voxel F1 {last['val_mean_f1']:.3f}")
+        scored = segment_and_score(work, trained["weights"], classes, f"{kind}_{args.loss}")
+        from deepfinder.core.evaluate import format_table
+
+        print(f"\nHeld-out SHREC'19 layout {HELD_OUT_LAYOUT}, {kind} targets, occupancy rule:")
+        print(format_table(scored["occupancy"]))
+        print("\nDistance rule (tolerance = class radius):")
+        print(format_table(scored["distance"]))
+        print(f"Segmentation {scored['segment'][0]:.0f} s wall, {scored['segment'][1]:.0f} s CPU; "
+              f"clustering {scored['cluster'][0]:.0f} s wall, {scored['cluster'][1]:.0f} s CPU")
+        report.append({"targets": kind, "train": {k: v for k, v in trained.items() if k != "history"},
+                       "segment": scored["segment"], "cluster": scored["cluster"],
+                       "table": markdown_rows(scored["occupancy"], scored["distance"]),
+                       "val_f1_per_epoch": [row["val_mean_f1"] for row in trained["history"]]})
+    (work / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    for entry in report:
+        print(f"\nMarkdown ({entry['targets']}):")
+        print("\n".join(entry["table"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

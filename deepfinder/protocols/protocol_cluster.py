@@ -64,20 +64,27 @@ class DeepFinderProtCluster(EMProtocol):
         self._insertFunctionStep(self.createOutputStep, prerequisites=steps)
 
     def clusterStep(self, tsId: str):
-        from ..core.cluster import cluster_labels
+        from ..core.cluster import find_clusters
+        from ..viewers.pictures import slices_page, write_cluster_sizes, write_png
 
         label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
         score_files = json.loads(getattr(label_map, SCORE_FILES_ATTR).get()) \
             if hasattr(label_map, SCORE_FILES_ATTR) else {}
         label_scale = label_map.getSamplingRate() / self.inputTomograms.get().getSamplingRate()
-        particles = cluster_labels(
+        clusters = find_clusters(
             io.read_volume(label_map.getFileName(), mmap=False),
             radius_voxels={c: r / label_map.getSamplingRate() for c, r in self._radiiA().items()},
             min_cluster_size=self._minSizes(),
             score_maps={int(c): io.read_volume(path) for c, path in score_files.items()} or None,
             tomo=tsId)
+        particles = clusters.particles
         particles.xyz *= label_scale
         io.write_particles_csv(self._particlesFile(tsId), particles)
+        write_cluster_sizes(self._particlesFile(tsId), clusters.sizes)
+        tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
+        write_png(self._getExtraPath(f"{tsId}_picks.png"),
+                  slices_page(tomogram.getFileName(), self._classNames(), label_map.getFileName(),
+                              particles, self._radiiVoxels(), title=tsId))
 
     def createOutputStep(self):
         tomograms = self.inputTomograms.get()
@@ -96,6 +103,11 @@ class DeepFinderProtCluster(EMProtocol):
         self._defineOutputs(**outputs)
         for output in outputs.values():
             self._defineSourceRelation(self.inputLabelMaps, output)
+        from ..viewers.pictures import HISTOGRAMS_SIZE, clusters_page, write_png
+
+        files = [self._particlesFile(tsId) for tsId in tomograms_by_tsid(self.inputLabelMaps.get())]
+        write_png(self._getExtraPath("cluster_histograms.png"),
+                  clusters_page(files, names, self._hasScoreMaps()), HISTOGRAMS_SIZE)
 
     # ----------------------------------------------------------------- helpers
     def _coordinateSet(self, name, particles, tomograms, radius_A) -> SetOfCoordinates3D:
@@ -131,6 +143,17 @@ class DeepFinderProtCluster(EMProtocol):
 
     def _radiiA(self) -> dict[int, float]:
         return self._perClass(self._radiiValues())
+
+    def _radiiVoxels(self) -> dict[int, float]:
+        """Particle radius per class in voxels of the input tomograms."""
+        sampling = self.inputTomograms.get().getSamplingRate()
+        return {class_id: radius / sampling for class_id, radius in self._radiiA().items()}
+
+    def _hasScoreMaps(self) -> bool:
+        """Whether particle scores are mean class probabilities (else cluster sizes)."""
+        return any(json.loads(getattr(mask, SCORE_FILES_ATTR).get() or "{}")
+                   for mask in self.inputLabelMaps.get().iterItems()
+                   if hasattr(mask, SCORE_FILES_ATTR))
 
     def _minSizes(self) -> dict[int, int] | None:
         values = self._values(self.minSizes.get(""))

@@ -59,6 +59,11 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
                                          class_names=names)
         evaluate.write_sweep_csv(self._getExtraPath("threshold_sweep.csv"), sweep)
         self.info(table)
+        from ..viewers.pictures import EVALUATION_SIZE, evaluation_page, write_png
+
+        write_png(self._getExtraPath("evaluation.png"),
+                  evaluation_page(self._getExtraPath("evaluation.csv"),
+                                  self._getExtraPath("threshold_sweep.csv")), EVALUATION_SIZE)
 
     # ----------------------------------------------------------------- helpers
     def _resultFile(self) -> str:

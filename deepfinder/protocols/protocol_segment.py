@@ -73,6 +73,11 @@ class DeepFinderProtSegment(EMProtocol):
             scores_path=self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None,
             batch_size=self.batchSize.get(), bin_scores=self.binScores.get(),
             patch_size=self.patchSize.get() or None)
+        from ..viewers.pictures import slices_page, write_png
+
+        write_png(self._getExtraPath(f"{tsId}_labels.png"),
+                  slices_page(tomogram.getFileName(), self.inputModel.get().getClassNames(),
+                              written["labels"], title=tsId))
         self._appendLabelMap(tomogram, written)
 
     def closeOutputStep(self):

@@ -94,6 +94,12 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
             labels = targets.shape_targets(volume.shape, particles, self._shapeMasks(),
                                            initial_labels=initial)
         io.write_volume(self._labelMapPath(tsId), labels, voxel_size=tomogram.getSamplingRate())
+        from ..viewers.pictures import slices_page, write_png  # matplotlib only when drawing
+
+        radii = self._radiiVoxels() if self.strategy.get() == SPHERES else None
+        write_png(self._getExtraPath(f"{tsId}_labels.png"),
+                  slices_page(tomogram.getFileName(), self._allClassNames(), self._labelMapPath(tsId),
+                              particles, radii, title=tsId))
 
     def createOutputStep(self):
         tomograms = self.inputTomograms.get()

@@ -115,7 +115,8 @@ class DeepFinderProtTrain(DeepFinderProtBase):
               shift_voxels=self.shiftVoxels.get(),
               initial_weights=initial.getWeightsFile() if initial else None, resume=True,
               class_names=self._allClassNames(),
-              voxel_size=self.inputLabelMaps.get().getSamplingRate(), seed=self.seed.get())
+              voxel_size=self.inputLabelMaps.get().getSamplingRate(), seed=self.seed.get(),
+              on_epoch_end=self._plotLearningCurves)
 
     def createOutputStep(self):
         model = DeepFinderModel(weightsFile=self._getExtraPath("training", "best.weights.h5"),
@@ -131,6 +132,13 @@ class DeepFinderProtTrain(DeepFinderProtBase):
 
     def _historyFile(self) -> str:
         return self._getExtraPath("training", "history.json")
+
+    def _plotLearningCurves(self, epoch: int, row: dict):
+        """Redraw extra/learning_curves.png after every epoch, to follow a running training."""
+        from ..viewers.pictures import training_page, write_png
+
+        write_png(self._getExtraPath("learning_curves.png"),
+                  training_page(self._historyFile(), self._allClassNames()))
 
     def _gpuIds(self) -> str | None:
         return ",".join(map(str, self.getGpuList())) if self.useGpu.get() else ""

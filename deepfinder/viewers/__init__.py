@@ -1,0 +1,3 @@
+"""Viewers of the DeepFinder plugin; Scipion finds the Viewer classes imported here."""
+from .viewers import (DeepFinderEvaluationViewer, DeepFinderLabelMapViewer, DeepFinderPicksViewer,
+                      DeepFinderTrainingViewer)

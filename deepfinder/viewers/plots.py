@@ -35,6 +35,8 @@ MARK_DISTANCE_VOXELS = 3.0
 #: Extra figure width (inches) for the legend column of the orthoslice picture.
 LEGEND_WIDTH_INCHES = 1.8
 METRICS = ("precision", "recall", "f1")
+#: Threshold curves with at most this many points mark them (a single point is no line).
+FEW_THRESHOLDS = 20
 
 
 def class_colour(class_id: int) -> str:
@@ -292,8 +294,10 @@ def plot_cluster_histograms(figure: Figure, class_id: np.ndarray, class_names: S
         finite = np.isfinite(values)
         if name == "size":
             positive = values[finite & (values > 0)]
-            edges = np.geomspace(max(positive.min(), 1.0), positive.max() * 1.01, bins + 1) \
-                if len(positive) else np.geomspace(1, 10, bins + 1)
+            low, high = (positive.min(), positive.max()) if len(positive) else (1.0, 10.0)
+            # At least a factor 4 wide, so a log axis has readable ticks even for equal sizes.
+            widen = np.sqrt(max(4.0 * low / high, 1.0))
+            edges = np.geomspace(low / widen, high * widen * 1.01, bins + 1)
             axes.set_xscale("log")
             axes.set(title="Cluster size", xlabel="size (voxels)")
         else:
@@ -359,7 +363,8 @@ def plot_evaluation(figure: Figure, scores: Sequence[ClassScores],
             axes.plot(sweep.thresholds, sweep.curve(metric, row.class_id), drawstyle="steps-post",
                       color=ALL_CLASSES_COLOUR if is_all else class_colour(row.class_id),
                       linestyle="--" if is_all else "-", linewidth=2 if is_all else 1.5,
-                      label=row.name)
+                      marker="o" if len(sweep.thresholds) <= FEW_THRESHOLDS else None,
+                      markersize=4, label=row.name)
         label = "F1" if metric == "f1" else metric
         axes.set(title=f"{label} vs threshold", xlabel="score threshold (picks kept: score ≥ it)",
                  ylabel=label, ylim=(0, 1.02))

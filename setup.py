@@ -17,7 +17,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(exclude=["benchmarks"]),
     include_package_data=True,
-    package_data={"deepfinder": ["protocols.conf", "templates/*.json"]},
+    package_data={"deepfinder": ["protocols.conf", "templates/*.json.template"]},
     install_requires=[
         "scipion-pyworkflow>=3.11",
         "scipion-em>=3.11",

@@ -236,8 +236,9 @@ def _add_segment(subparsers) -> None:
     parser.add_argument("--labels", required=True, help="output label map (MRC, 1 byte per voxel)")
     parser.add_argument("--scores", default=None,
                         help="also write float16 score maps, one per class: <stem>_class<k>.mrc")
-    parser.add_argument("--patch-size", type=int, default=DEFAULT_PATCH_SIZE,
-                        help="largest tile edge in voxels, a multiple of 4 (memory grows with its cube)")
+    parser.add_argument("--patch-size", type=int, default=None,
+                        help=f"largest tile edge in voxels, a multiple of 4 (memory grows with its cube); "
+                             f"default {DEFAULT_PATCH_SIZE} or the tomogram's largest edge if smaller")
     parser.add_argument("--crop", type=int, default=DEFAULT_CROP_VOXELS,
                         help="voxels dropped from each inner tile side (32 makes tiling exact)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="tiles per forward pass")

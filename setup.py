@@ -31,7 +31,9 @@ setup(
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.16"],
-        "test": ["pytest>=7"],
+        # Other plugins' protocols that our coordinates must feed (their Python steps, no binaries).
+        "test": ["pytest>=7", "scipion-app==3.8.3", "scipion-em-emantomo==3.4.3",
+                 "scipion-em-dynamo==3.5.3", "scipion-em-reliontomo==4.0.5"],
     },
     entry_points={
         "pyworkflow.plugin": ["deepfinder = deepfinder"],

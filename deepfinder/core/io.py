@@ -191,7 +191,8 @@ def write_particles_star(path: PathLike, table: ParticleTable, convention: str =
     ``relion5``: ``rlnCenteredCoordinateX/Y/ZAngst`` in Angstrom from the volume
     centre (needs ``voxel_size`` and ``volume_shape_xyz``: one (x, y, z) size, or
     a mapping from tomogram name to its size).
-    Orientations as ``rlnAngleRot/Tilt/Psi`` (ZYZ, degrees); the class as ``rlnClassNumber``.
+    Orientations as ``rlnAngleRot/Tilt/Psi`` (ZYZ, degrees, RELION's sense: see
+    :func:`_relion_angles`); the class as ``rlnClassNumber``.
     """
     _check_star_convention(convention, volume_shape_xyz)
     path = Path(path)
@@ -239,10 +240,10 @@ def read_particles_star(path: PathLike, convention: str = "relion4", voxel_size:
     else:
         centred = np.stack([column(f"rlnCenteredCoordinate{a}Angst") for a in "XYZ"], axis=1)
         xyz = centred / voxel_size + _star_centres(volume_shape_xyz, tomo)
-    rotation = Rotation.from_euler(
-        "ZYZ", np.stack([column("rlnAngleRot", 0), column("rlnAngleTilt", 0),
-                         column("rlnAnglePsi", 0)], axis=1).reshape(-1, 3), degrees=True).as_matrix() \
-        if rows else np.empty((0, 3, 3))
+    # Picked orientations are rlnAngle* (RELION 4) or rlnTomoSubtomogram* (RELION 5 priors).
+    prefix = "rlnAngle" if "rlnAngleRot" in labels else "rlnTomoSubtomogram"
+    rotation = _rotations_from_relion(np.stack(
+        [column(f"{prefix}{name}", 0) for name in ("Rot", "Tilt", "Psi")], axis=1).reshape(-1, 3))
     return ParticleTable(
         tomo=tomo,
         class_id=column("rlnClassNumber", 1).astype(int), xyz=xyz.reshape(-1, 3),
@@ -270,8 +271,17 @@ def _star_centres(volume_shape_xyz, tomo: np.ndarray) -> np.ndarray:
 
 
 def _relion_angles(rotation: np.ndarray) -> np.ndarray:
-    """(rot, tilt, psi) with ``rotation = Rz(rot) @ Ry(tilt) @ Rz(psi)`` (intrinsic ZYZ)."""
-    return euler_angles(rotation, "ZYZ")
+    """(rot, tilt, psi) of RELION: ``Rz(rot) @ Ry(tilt) @ Rz(psi)`` (intrinsic ZYZ) is the
+    inverse of ``rotation``, as Scipion's reliontomo converts coordinate matrices."""
+    return euler_angles(np.transpose(rotation, (0, 2, 1)), "ZYZ")
+
+
+def _rotations_from_relion(angles: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_relion_angles`."""
+    if not len(angles):
+        return np.empty((0, 3, 3))
+    inverse = Rotation.from_euler("ZYZ", angles, degrees=True).as_matrix()
+    return np.transpose(inverse, (0, 2, 1))
 
 
 def _read_star_loop(path: PathLike) -> tuple[list[str], list[list[str]]]:

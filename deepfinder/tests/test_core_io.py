@@ -103,3 +103,19 @@ def test_identity_orientations_write_without_warnings(tmp_path):
         warnings.simplefilter("error")
         io.write_particles_xml(tmp_path / "i.xml", table)
         io.write_particles_star(tmp_path / "i.star", table)
+
+
+def test_star_angles_follow_relion_convention(tmp_path):
+    # Scipion's reliontomo writes, for a particle of orientation R, angles whose
+    # intrinsic ZYZ matrix Rz(rot) Ry(tilt) Rz(psi) is R^-1.
+    rotation = Rotation.from_euler("ZYZ", [40, 70, -20], degrees=True).inv().as_matrix()
+    table = ParticleTable(tomo="t", class_id=1, xyz=[[1, 2, 3]], rotation=rotation[None])
+    path = io.write_particles_star(tmp_path / "r.star", table)
+    row = path.read_text().strip().splitlines()[-1].split()
+    np.testing.assert_allclose([float(v) for v in row[4:7]], [40, 70, -20], atol=1e-3)
+    (tmp_path / "r5.star").write_text(
+        "data_particles\nloop_\n_rlnTomoName\n_rlnCoordinateX\n_rlnCoordinateY\n_rlnCoordinateZ\n"
+        "_rlnTomoSubtomogramRot\n_rlnTomoSubtomogramTilt\n_rlnTomoSubtomogramPsi\n"
+        "t 1 2 3 40 70 -20\n")
+    np.testing.assert_allclose(io.read_particles_star(tmp_path / "r5.star").rotation[0], rotation,
+                               atol=1e-9)

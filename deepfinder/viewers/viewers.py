@@ -62,7 +62,7 @@ class DeepFinderViewer(Viewer):
 
 class DeepFinderTrainingViewer(DeepFinderViewer):
     """Loss and per-class validation F1 per epoch; follows a training still running."""
-    _label = "learning curves"
+    _name = "DeepFinder learning curves"
     _targets = [DeepFinderProtTrain, DeepFinderModel]
 
     def _pages(self, obj):
@@ -80,7 +80,7 @@ class DeepFinderTrainingViewer(DeepFinderViewer):
 
 class DeepFinderLabelMapViewer(DeepFinderViewer):
     """Orthoslices of each tomogram with its label map (and, for targets, the particles)."""
-    _label = "label maps over tomograms"
+    _name = "DeepFinder label maps over tomograms"
     _targets = [DeepFinderProtGenerateTargets, DeepFinderProtSegment, SetOfTomoMasks]
 
     @classmethod
@@ -106,7 +106,7 @@ class DeepFinderLabelMapViewer(DeepFinderViewer):
 
 class DeepFinderPicksViewer(DeepFinderViewer):
     """Histograms of cluster size and score per class; picks over orthoslices of each tomogram."""
-    _label = "picked particles"
+    _name = "DeepFinder picked particles"
     _targets = [DeepFinderProtCluster]
 
     def _pages(self, obj):
@@ -128,7 +128,7 @@ class DeepFinderPicksViewer(DeepFinderViewer):
 
 class DeepFinderEvaluationViewer(DeepFinderViewer):
     """Per-class precision, recall, F1 table and their curves against the score threshold."""
-    _label = "evaluation"
+    _name = "DeepFinder evaluation"
     _targets = [DeepFinderProtEvaluate]
 
     def _pages(self, obj):

@@ -15,7 +15,8 @@ from ..convert import append_table, class_table, tomograms_by_tsid
 from ..core import io
 from ..core.particles import ParticleTable
 from ..viewers.annotation import ParticleClass, default_colour
-from .protocol_base import CLASSES_FROM_GROUP_ID, CLASSES_PER_SET, classes_table
+from .protocol_base import (CLASSES_FROM_GROUP_ID, CLASSES_PER_SET, classes_table, parse_numbers,
+                            per_class)
 
 CLASSES_FILE = "classes.json"
 
@@ -173,17 +174,12 @@ class DeepFinderProtAnnotate(EMProtocol):
             names.append(next(name for name in candidates if name and name not in names))
         return names
 
-    def _radiiValues(self) -> list[float]:
-        return [float(value) for value in self.radii.get("").replace(";", ",").split(",")
-                if value.strip()]
-
     def _formClasses(self) -> list[ParticleClass]:
         names = self._classNamesList()
-        radii = self._radiiValues()
-        radii = radii * len(names) if len(radii) == 1 else radii
+        radii = per_class(parse_numbers(self.radii.get()), len(names))
         sampling = self.inputTomograms.get().getSamplingRate()
-        return [ParticleClass(name, default_colour(i), radius / sampling)
-                for i, (name, radius) in enumerate(zip(names, radii), start=1)]
+        return [ParticleClass(name, default_colour(i), radii[i] / sampling)
+                for i, name in enumerate(names, start=1)]
 
     def _coordinateSet(self, name: str, particles, tomograms, radius_A) -> SetOfCoordinates3D:
         """The output set ``name``, in its own file ``name.sqlite`` of the run folder."""
@@ -207,7 +203,7 @@ class DeepFinderProtAnnotate(EMProtocol):
             errors.append("The tomograms have no sampling rate: set it when importing them.")
         n = len(self._classNamesList())
         try:
-            radii = self._radiiValues()
+            radii = parse_numbers(self.radii.get())
         except ValueError:
             radii = []
         if not radii or min(radii) <= 0 or len(radii) not in (1, n):

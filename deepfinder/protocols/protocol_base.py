@@ -72,6 +72,17 @@ class DeepFinderProtBase(EMProtocol):
         return errors
 
 
+def parse_numbers(text: str | None) -> list[float]:
+    """Numbers of a form field such as '120, 60' (commas or semicolons); ValueError if not numbers."""
+    return [float(value) for value in (text or "").replace(";", ",").split(",") if value.strip()]
+
+
+def per_class(values: list[float], n_classes: int) -> dict[int, float]:
+    """{1: v1, 2: v2, ...}: one value per class, or one value for all ``n_classes``."""
+    values = values * n_classes if len(values) == 1 else values
+    return {i + 1: value for i, value in enumerate(values)}
+
+
 def classes_table(pointers, classes_from: int, sampling_rate: float) -> ParticleTable:
     """Particles of several coordinate sets, classed by set order or by groupId."""
     per_set = classes_from == CLASSES_PER_SET

@@ -14,6 +14,7 @@ from tomo.objects import SetOfCoordinates3D
 from ..convert import append_table, class_table, get_class_names, tomograms_by_tsid
 from ..core import io
 from ..core.particles import ParticleTable
+from .protocol_base import parse_numbers, per_class
 from .protocol_segment import SCORE_FILES_ATTR
 
 
@@ -124,25 +125,18 @@ class DeepFinderProtCluster(EMProtocol):
 
     def _classNames(self) -> list[str]:
         names = get_class_names(self.inputLabelMaps.get())
-        return names or ["background"] + [f"class{i}" for i in range(1, len(self._radiiValues()) + 1)]
+        return names or ["background"] + [f"class{i}" for i in self._radiiA()]
 
     @staticmethod
     def _outputName(class_name: str) -> str:
         return "coordinates_" + re.sub(r"\W", "_", class_name)
 
-    def _values(self, text: str) -> list[float]:
-        return [float(value) for value in text.replace(";", ",").split(",") if value.strip()]
-
-    def _radiiValues(self) -> list[float]:
-        return self._values(self.radii.get(""))
-
     def _perClass(self, values: list[float]) -> dict[int, float]:
-        n = len(get_class_names(self.inputLabelMaps.get()) or [None] * (len(values) + 1)) - 1
-        values = values * n if len(values) == 1 else values
-        return {i + 1: value for i, value in enumerate(values)}
+        names = get_class_names(self.inputLabelMaps.get())
+        return per_class(values, len(names) - 1 if names else len(values))
 
     def _radiiA(self) -> dict[int, float]:
-        return self._perClass(self._radiiValues())
+        return self._perClass(parse_numbers(self.radii.get()))
 
     def _radiiVoxels(self) -> dict[int, float]:
         """Particle radius per class in voxels of the input tomograms."""
@@ -156,7 +150,7 @@ class DeepFinderProtCluster(EMProtocol):
                    if hasattr(mask, SCORE_FILES_ATTR))
 
     def _minSizes(self) -> dict[int, int] | None:
-        values = self._values(self.minSizes.get(""))
+        values = parse_numbers(self.minSizes.get())
         return {c: int(v) for c, v in self._perClass(values).items()} if values else None
 
     # ----------------------------------------------------------------- info
@@ -165,7 +159,7 @@ class DeepFinderProtCluster(EMProtocol):
         names = get_class_names(self.inputLabelMaps.get())
         n = len(names) - 1 if names else None
         try:
-            radii, sizes = self._radiiValues(), self._values(self.minSizes.get(""))
+            radii, sizes = parse_numbers(self.radii.get()), parse_numbers(self.minSizes.get())
         except ValueError:
             return ["Radii and minimum sizes must be numbers separated by commas."]
         if not radii or min(radii) <= 0 or (n and len(radii) not in (1, n)):

@@ -12,7 +12,7 @@ from tomo.objects import SetOfTomoMasks
 from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_tsid
 from ..core import io, targets
 from ..core.resample import resample_to_voxel_size
-from .protocol_base import DeepFinderProtBase
+from .protocol_base import DeepFinderProtBase, parse_numbers, per_class
 
 SPHERES = 0
 SHAPES = 1
@@ -124,16 +124,10 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
         names = self._classNamesList()
         return names + [self.extraLabelName.get()] if self.extraLabelMaps.get() else names
 
-    def _radiiValues(self) -> list[float]:
-        return [float(value) for value in self.radii.get("").replace(";", ",").split(",")
-                if value.strip()]
-
     def _radiiVoxels(self) -> dict[int, float]:
-        values = self._radiiValues()
-        n = self._numberOfClasses()
-        values = values * n if len(values) == 1 else values
         scale = 1.0 if self.radiusInPixels else 1.0 / self.inputTomograms.get().getSamplingRate()
-        return {i + 1: value * scale for i, value in enumerate(values)}
+        radii = per_class(parse_numbers(self.radii.get()), self._numberOfClasses())
+        return {class_id: radius * scale for class_id, radius in radii.items()}
 
     def _shapeMasks(self) -> dict[int, np.ndarray]:
         sampling = self.inputTomograms.get().getSamplingRate()
@@ -174,7 +168,7 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
         n = self._numberOfClasses()
         if self.strategy.get() == SPHERES:
             try:
-                radii = self._radiiValues()
+                radii = parse_numbers(self.radii.get())
             except ValueError:
                 radii = None
             if radii is None or len(radii) not in (1, n) or min(radii, default=0) <= 0:

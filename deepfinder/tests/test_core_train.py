@@ -10,7 +10,7 @@ from deepfinder.core.model import build_unet, load_model, save_model
 from deepfinder.core.normalize import normalize, tomogram_stats
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.targets import sphere_targets
-from deepfinder.core.train import cross_entropy_loss, soft_dice_loss, train
+from deepfinder.core.train import cross_entropy_loss, dice_cross_entropy_loss, soft_dice_loss, train
 
 SHAPE = (48, 48, 48)
 FAST = dict(patch_size=16, batch_size=4, shift_voxels=4, progress=False)
@@ -199,7 +199,7 @@ def test_losses_are_zero_for_a_perfect_prediction_and_higher_otherwise():
     labels = np.random.default_rng(0).integers(0, 3, (2, 8, 8, 8))
     truth = tf.one_hot(labels, 3)
     wrong = tf.one_hot((labels + 1) % 3, 3)
-    for loss in (soft_dice_loss, cross_entropy_loss):
+    for loss in (soft_dice_loss, cross_entropy_loss, dice_cross_entropy_loss):
         assert float(loss(truth, truth)) < 1e-3
         assert float(loss(truth, 0.5 * truth + 0.5 * wrong)) > float(loss(truth, 0.9 * truth + 0.1 * wrong))
 

@@ -19,7 +19,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=REPO / "output" / "demo", type=Path,
                         help="folder for the Scipion home, data and project (default: ./output/demo)")
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs")
+    parser.add_argument("--epochs", type=int, default=15, help="training epochs (16 steps each)")
     args = parser.parse_args()
     root = headless_scipion.configure(args.out)
 
@@ -39,7 +39,8 @@ def main() -> int:
     project = manager.createProject(project_name)
     print(f">>> Running the pipeline in the Scipion project {project.path}", flush=True)
     run = run_pipeline(project, DEMO, train_pattern="tomo_00[012].mrc",
-                       test_pattern="tomo_003.mrc", training=TrainingSettings(epochs=args.epochs))
+                       test_pattern="tomo_003.mrc", training=TrainingSettings(patchSize=40, shiftVoxels=8,
+                                                         epochs=args.epochs))
     evaluation = Path(run["evaluate"]._getExtraPath("evaluation.txt"))
     print("\nPicking on the held-out tomogram tomo_003 (distance matching, one-to-one):")
     print(evaluation.read_text())

@@ -4,16 +4,20 @@ The upstream method runs one scikit-learn mean-shift over the coordinates of
 all labelled voxels of all classes. Most labelled blobs, however, are single,
 isolated particles whose centre is simply their centroid. So here:
 
-1. Connected components of the labelled voxels (all classes together, so a
-   particle whose voxels got mixed labels stays one particle).
+1. Connected components of the voxels of each class, so a rod touching a
+   ribosome is two components, not one blob for mean-shift to cut. A smaller
+   component of another class whose centre lies within the radius of a larger
+   one (part of a particle labelled as the wrong class) is merged into it: a
+   particle with mixed labels stays one particle, of its majority class.
 2. A component no larger than ``split_factor`` particle volumes (a ball of the
    class radius) is one particle: centroid of its voxels.
 3. A larger component (touching particles) is split by a flat-kernel mean-shift
    restricted to its own voxels, bandwidth tied to the class radius, seeded at
    local maxima of the distance to the component border (particle centres);
    each voxel goes to the nearest mode, the particle position is the mode.
-4. Each particle's class is the majority label of its voxels; clusters smaller
-   than the class's minimum size are dropped.
+4. Clusters smaller than the class's minimum size (default
+   ``DEFAULT_MIN_SIZE_FRACTION`` of a ball of the class radius) are dropped:
+   segmentation specks and fragments, not particles.
 
 Everything but step 3 is vectorised over components; step 3 only runs on the
 few components holding more than one particle. Classes absent from the label
@@ -31,6 +35,9 @@ from scipy.spatial import cKDTree
 from .particles import ParticleTable
 
 DEFAULT_SPLIT_FACTOR = 1.5
+# Measured on the tiny simulated preset: specks and fragments are below 0.3 ball volumes,
+# whole particles well above (benchmarks/RESULTS.md, learning).
+DEFAULT_MIN_SIZE_FRACTION = 0.3
 MAX_MEAN_SHIFT_ITERATIONS = 50
 
 
@@ -72,7 +79,9 @@ def find_clusters(label_map: np.ndarray, radius_voxels: Mapping[int, float],
         Particle radius per class in voxels (> 0); every class present in the
         label map needs one.
     min_cluster_size : {class: voxels}, optional
-        Clusters of a class with fewer voxels are dropped (default: keep all).
+        Clusters of a class with fewer voxels are dropped. Classes not given
+        (all, by default) use ``DEFAULT_MIN_SIZE_FRACTION`` of the ball volume of
+        their radius; give 0 to keep every cluster.
     score_maps : {class: (z, y, x) array}, optional
         Per-class scores (e.g. from segmentation); a particle's score is the mean
         of its class's map over its voxels (NaN for a class without a map).
@@ -91,7 +100,7 @@ def find_clusters(label_map: np.ndarray, radius_voxels: Mapping[int, float],
     label_map = np.asarray(label_map)
     radius, bandwidth, min_size = _check_inputs(label_map, radius_voxels, min_cluster_size,
                                                 score_maps, bandwidth_voxels, split_factor)
-    components, n_components = ndimage.label(label_map > 0)
+    components, n_components = _components_per_class(label_map)
     if n_components == 0:
         return Clusters(ParticleTable.empty(), np.empty(0, dtype=int))
     n_labels = int(label_map.max()) + 1
@@ -120,6 +129,7 @@ def find_clusters(label_map: np.ndarray, radius_voxels: Mapping[int, float],
             for i, centre in enumerate(centres[1:]):
                 modes[next_id + i] = centre
             next_id += len(centres) - 1
+    cluster = _absorb_fragments(cluster, zyx, labels, radius)
     n_clusters = int(cluster.max()) + 1
     count = np.bincount(cluster, minlength=n_clusters)
     keep_cluster = count > 0
@@ -207,6 +217,41 @@ def _mean_shift(points: np.ndarray, point_labels: np.ndarray,
     return modes_array, scaled.argmin(axis=1)
 
 
+def _absorb_fragments(cluster: np.ndarray, zyx: np.ndarray, labels: np.ndarray,
+                      radius: Mapping[int, float]) -> np.ndarray:
+    """Cluster ids after merging wrong-class fragments into the particle they lie in."""
+    n_clusters = int(cluster.max()) + 1
+    count = np.bincount(cluster, minlength=n_clusters)
+    centre = np.stack([np.bincount(cluster, weights=zyx[:, axis], minlength=n_clusters)
+                       for axis in range(3)], axis=1) / np.maximum(count, 1)[:, None]
+    n_labels = int(labels.max()) + 1
+    class_id = np.bincount(cluster * n_labels + labels, minlength=n_clusters * n_labels) \
+        .reshape(n_clusters, n_labels).argmax(axis=1)
+    target = np.arange(n_clusters)
+    tree = cKDTree(centre)
+    for c in np.argsort(-count, kind="stable"):
+        if count[c] == 0 or target[c] != c:
+            continue
+        for d in tree.query_ball_point(centre[c], radius[class_id[c]]):
+            if count[d] < count[c] and class_id[d] != class_id[c] and target[d] == d:
+                target[d] = c
+    return target[cluster]
+
+
+def _components_per_class(label_map: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected components of each class's voxels, numbered 1..n across classes."""
+    components = np.zeros(label_map.shape, dtype=np.int32)
+    n_components = 0
+    for k in np.unique(label_map):
+        if k == 0:
+            continue
+        of_class, n = ndimage.label(label_map == k)
+        inside = of_class > 0
+        components[inside] = of_class[inside] + n_components
+        n_components += n
+    return components, n_components
+
+
 def _check_inputs(label_map, radius_voxels, min_cluster_size, score_maps, bandwidth_voxels,
                   split_factor):
     if label_map.ndim != 3:
@@ -229,8 +274,10 @@ def _check_inputs(label_map, radius_voxels, min_cluster_size, score_maps, bandwi
     missing = sorted(present - set(bandwidth))
     if missing:
         raise ValueError(f"bandwidth_voxels lacks class(es) {missing} present in label_map")
-    min_size = {int(k): int(v) for k, v in dict(min_cluster_size or {}).items()}
-    bad = {k: v for k, v in min_size.items() if v < 0}
+    given = {int(k): int(v) for k, v in dict(min_cluster_size or {}).items()}
+    min_size = {k: int(DEFAULT_MIN_SIZE_FRACTION * ball_volume(r)) for k, r in radius.items()}
+    min_size.update(given)
+    bad = {k: v for k, v in given.items() if v < 0}
     if bad:
         raise ValueError(f"min_cluster_size must be >= 0 voxels, got {bad}")
     for k, score_map in dict(score_maps or {}).items():

@@ -51,7 +51,7 @@ class DeepFinderProtCluster(EMProtocol):
         form.addParam("minSizes", params.StringParam, default="",
                       label="Minimum cluster size per class (voxels)",
                       help="Clusters smaller than this are discarded as false positives. One value "
-                           "per class or one for all; empty: a fifth of a sphere of the radius.")
+                           "per class or one for all; empty: 0.3 of a ball of the radius (0 keeps all).")
         form.addParam("boxScale", params.FloatParam, default=2.5, expertLevel=params.LEVEL_ADVANCED,
                       label="Box size / particle radius",
                       help="The box size of the output coordinates is this times the radius "

@@ -15,7 +15,7 @@ from .protocol_base import DeepFinderProtBase
 
 VALIDATION_FRACTION = 0
 VALIDATION_SET = 1
-LOSSES = ["dice", "cross_entropy"]
+LOSSES = ["dice", "cross_entropy", "dice_cross_entropy"]
 
 
 class DeepFinderTrainOutputs(Enum):
@@ -70,9 +70,11 @@ class DeepFinderProtTrain(DeepFinderProtBase):
                       label="Steps per epoch", help="Batches per epoch (paper: 100).")
         form.addParam("validationSteps", params.IntParam, default=10, validators=[params.GT(0)],
                       label="Validation batches per epoch")
-        form.addParam("loss", params.EnumParam, default=0, choices=LOSSES,
+        form.addParam("loss", params.EnumParam, default=2, choices=LOSSES,
                       display=params.EnumParam.DISPLAY_HLIST, label="Loss",
-                      help="dice: best for small particles (paper); cross_entropy: categorical.")
+                      help="dice: the paper's, best for small particles but slow to start; "
+                           "cross_entropy: categorical; dice_cross_entropy: their sum, learns "
+                           "every class early and tolerates a learning rate of 1e-3.")
         form.addParam("learningRate", params.FloatParam, default=1e-4, validators=[params.GT(0)],
                       expertLevel=params.LEVEL_ADVANCED, label="Learning rate (Adam)")
         form.addParam("bootstrap", params.BooleanParam, default=True,

@@ -3,11 +3,8 @@
 Needs Debian's xvfb, xdotool and imagemagick (for screenshots); skipped without
 them. Screenshots go to test-artifacts/ at the top of the repository.
 """
-import os
-import shutil
 import subprocess
 import time
-import unittest
 from pathlib import Path
 
 import mrcfile
@@ -21,6 +18,7 @@ from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 from deepfinder.convert import coordinates_to_table
 from deepfinder.protocols import DeepFinderProtAnnotate
 from deepfinder.viewers.annotation import canvas_sizes, fit_scale, to_canvas
+from deepfinder.tests.virtual_display import VirtualDisplay
 from deepfinder.viewers.annotation_window import VIEW_GAP, view_area
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -29,13 +27,6 @@ SHAPE = (24, 48, 64)  # z, y, x
 VOXEL_SIZE = 10.0
 BLOB = (40, 10, 12)  # x, y, z of a bright ball in tomogram ta
 TIMEOUT_S = 120
-
-
-def _free_display() -> int:
-    for number in range(90, 300):
-        if not (os.path.exists(f"/tmp/.X11-unix/X{number}") or os.path.exists(f"/tmp/.X{number}-lock")):
-            return number
-    raise RuntimeError("no free X display number between :90 and :299")
 
 
 def _xdotool(*args) -> str:
@@ -47,21 +38,7 @@ class TestAnnotateWindow(BaseTest):
 
     @classmethod
     def setUpClass(cls):
-        missing = [tool for tool in ("Xvfb", "xdotool", "import") if not shutil.which(tool)]
-        if missing:
-            raise unittest.SkipTest(f"{', '.join(missing)} not installed (Debian: apt-get install "
-                                    "xvfb xdotool imagemagick)")
-        display = _free_display()
-        cls.xvfb = subprocess.Popen(["Xvfb", f":{display}", "-screen", "0",
-                                     f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if os.path.exists(f"/tmp/.X11-unix/X{display}"):
-                break
-            time.sleep(0.1)
-        cls.previous_display = os.environ.get("DISPLAY")
-        # The protocol runs in a subprocess that inherits this environment.
-        os.environ["DISPLAY"] = f":{display}"
+        cls.display = VirtualDisplay(SCREEN, tools=("Xvfb", "xdotool", "import"))
         ARTIFACTS.mkdir(exist_ok=True)
         setupTestProject(cls)
         rng = np.random.default_rng(3)
@@ -83,12 +60,7 @@ class TestAnnotateWindow(BaseTest):
 
     @classmethod
     def tearDownClass(cls):
-        cls.xvfb.terminate()
-        cls.xvfb.wait(timeout=10)
-        if cls.previous_display is None:
-            os.environ.pop("DISPLAY")
-        else:
-            os.environ["DISPLAY"] = cls.previous_display
+        cls.display.stop()
 
     # ----------------------------------------------------------------- helpers
     def _open_window(self, protocol) -> tuple[int, int]:

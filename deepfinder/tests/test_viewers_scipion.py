@@ -1,9 +1,6 @@
 """Scipion finds our viewers for our protocols and outputs; runs leave PNGs in their extra folder."""
 import json
 import os
-import shutil
-import subprocess
-import time
 import unittest
 from pathlib import Path
 
@@ -16,6 +13,7 @@ from pyworkflow.viewer import DESKTOP_TKINTER
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 
 from deepfinder.objects import DeepFinderModel
+from deepfinder.tests.virtual_display import VirtualDisplay
 from deepfinder.protocols import (DeepFinderProtCluster, DeepFinderProtEvaluate,
                                   DeepFinderProtGenerateTargets, DeepFinderProtTrain)
 from deepfinder.viewers import (DeepFinderEvaluationViewer, DeepFinderLabelMapViewer,
@@ -132,28 +130,11 @@ class TestPlotWindow(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not shutil.which("Xvfb"):
-            raise unittest.SkipTest("Xvfb not installed (Debian: apt-get install xvfb)")
-        display = next(n for n in range(300, 500) if not os.path.exists(f"/tmp/.X11-unix/X{n}")
-                       and not os.path.exists(f"/tmp/.X{n}-lock"))
-        cls.xvfb = subprocess.Popen(["Xvfb", f":{display}", "-screen", "0", "1280x1024x24",
-                                     "-nolisten", "tcp"], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if os.path.exists(f"/tmp/.X11-unix/X{display}"):
-                break
-            time.sleep(0.1)
-        cls.previous_display = os.environ.get("DISPLAY")
-        os.environ["DISPLAY"] = f":{display}"
+        cls.display = VirtualDisplay()
 
     @classmethod
     def tearDownClass(cls):
-        cls.xvfb.terminate()
-        cls.xvfb.wait(timeout=10)
-        if cls.previous_display is None:
-            os.environ.pop("DISPLAY")
-        else:
-            os.environ["DISPLAY"] = cls.previous_display
+        cls.display.stop()
 
     def test_refresh_follows_the_history_and_pages_switch(self):
         import tkinter as tk

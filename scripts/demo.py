@@ -5,6 +5,7 @@ prints per-class precision, recall and F1. Everything lands in ./output/demo,
 a Scipion home of its own (the user's Scipion configuration is not touched).
 """
 import argparse
+import os
 import shutil
 import sys
 import time
@@ -37,6 +38,7 @@ def main() -> int:
     if project_path.exists():
         shutil.rmtree(project_path)
     project = manager.createProject(project_name)
+    os.chdir(project.path)  # Scipion resolves the project's files from its folder
     print(f">>> Running the pipeline in the Scipion project {project.path}", flush=True)
     run = run_pipeline(project, DEMO, train_pattern="tomo_00[012].mrc",
                        test_pattern="tomo_003.mrc", training=TrainingSettings(patchSize=40, shiftVoxels=8,

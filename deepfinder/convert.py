@@ -24,6 +24,12 @@ def tomograms_by_tsid(tomograms) -> dict:
     return {tomo.getTsId(): tomo.clone() for tomo in tomograms.iterItems()}
 
 
+def unique_values(coordinates: SetOfCoordinates3D, attribute: str) -> set:
+    """Distinct values of an attribute (e.g. "_tomoId", "_groupId"); empty for an empty set,
+    where Scipion's own query fails."""
+    return set(coordinates.getUniqueValues(attribute)) if coordinates.getSize() else set()
+
+
 def coordinates_to_table(coordinates: SetOfCoordinates3D, sampling_rate: float,
                          class_id: int | None = None) -> ParticleTable:
     """Particles of a coordinate set, in voxels at ``sampling_rate`` (A/px).

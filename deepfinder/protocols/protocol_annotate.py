@@ -11,7 +11,7 @@ from pyworkflow.constants import BETA
 from pwem.protocols import EMProtocol
 from tomo.objects import SetOfCoordinates3D
 
-from ..convert import append_table, class_table, tomograms_by_tsid
+from ..convert import append_table, class_table, tomograms_by_tsid, unique_values
 from ..core import io
 from ..core.particles import ParticleTable
 from ..viewers.annotation import ParticleClass, default_colour
@@ -158,7 +158,7 @@ class DeepFinderProtAnnotate(EMProtocol):
             return len(self.inputCoordinates)
         groups = set()
         for pointer in self.inputCoordinates:
-            groups.update(pointer.get().getUniqueValues("_groupId"))
+            groups.update(unique_values(pointer.get(), "_groupId"))
         return max(groups, default=0)
 
     def _classNamesList(self) -> list[str]:
@@ -213,13 +213,13 @@ class DeepFinderProtAnnotate(EMProtocol):
         tsIds = set(tomograms_by_tsid(tomograms))
         for pointer in self.inputCoordinates:
             coords = pointer.get()
-            unknown = set(coords.getUniqueValues("_tomoId")) - tsIds
+            unknown = unique_values(coords, "_tomoId") - tsIds
             if unknown:
                 errors.append(f"{coords.getNameId()} has coordinates of tomograms that are not in "
                               f"the input tomograms ({', '.join(sorted(unknown)[:5])}): pick the "
                               "tomograms they were picked on.")
             if self.classesFrom.get() == CLASSES_FROM_GROUP_ID and \
-                    min(coords.getUniqueValues("_groupId"), default=1) < 1:
+                    min(unique_values(coords, "_groupId"), default=1) < 1:
                 errors.append(f"{coords.getNameId()} has coordinates with groupId 0: groupIds "
                               "must be 1, 2, ... to be used as classes.")
         return errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 
-from ..convert import coordinates_to_table
+from ..convert import coordinates_to_table, unique_values
 from ..core.particles import ParticleTable
 
 CLASSES_PER_SET = 0
@@ -43,7 +43,7 @@ class DeepFinderProtBase(EMProtocol):
             return len(self.inputCoordinates)
         groups = set()
         for coords in self._coordinateSets():
-            groups.update(coords.getUniqueValues("_groupId"))
+            groups.update(unique_values(coords, "_groupId"))
         return max(groups, default=0)
 
     def _classNamesList(self) -> list[str]:
@@ -66,7 +66,7 @@ class DeepFinderProtBase(EMProtocol):
                           "give one name per class, or leave 'Class names' empty.")
         if self.classesFrom.get() == CLASSES_FROM_GROUP_ID:
             for coords in self._coordinateSets():
-                if min(coords.getUniqueValues("_groupId"), default=1) < 1:
+                if min(unique_values(coords, "_groupId"), default=1) < 1:
                     errors.append(f"{coords.getNameId()} has coordinates with groupId 0: "
                                   "groupIds must be 1, 2, ... (0 is the background).")
         return errors

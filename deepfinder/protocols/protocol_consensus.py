@@ -7,7 +7,7 @@ from pyworkflow.constants import BETA
 from pwem.protocols import EMProtocol
 from tomo.objects import SetOfCoordinates3D
 
-from ..convert import append_table, coordinates_to_table, tomograms_by_tsid
+from ..convert import append_table, coordinates_to_table, tomograms_by_tsid, unique_values
 from ..core.consensus import consensus
 from ..core.particles import ParticleTable
 
@@ -86,7 +86,7 @@ class DeepFinderProtConsensus(EMProtocol):
             return ["Give at least two coordinate sets (one per picker)."]
         errors = [f"{coords.getNameId()} has no sampling rate: re-import it with one."
                   for coords in sets if not coords.getSamplingRate()]
-        tomos = [set(coords.getUniqueValues("_tomoId")) for coords in sets]
+        tomos = [unique_values(coords, "_tomoId") for coords in sets]
         if not set.intersection(*tomos):
             errors.append("The sets share no tomogram (tsId): compare picks of the same tomograms.")
         known = set(tomograms_by_tsid(sets[0].getPrecedents()))

@@ -7,6 +7,7 @@ import numpy as np
 import pyworkflow.protocol.params as params
 from pyworkflow.constants import BETA
 
+from ..convert import unique_values
 from .protocol_base import CLASSES_FROM_GROUP_ID, DeepFinderProtBase, classes_table
 
 
@@ -80,9 +81,9 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
         errors = self._validateClasses()
         picked_tomos, reference_tomos = set(), set()
         for pointer in self.pickedCoordinates:
-            picked_tomos.update(pointer.get().getUniqueValues("_tomoId"))
+            picked_tomos.update(unique_values(pointer.get(), "_tomoId"))
         for coords in self._coordinateSets():
-            reference_tomos.update(coords.getUniqueValues("_tomoId"))
+            reference_tomos.update(unique_values(coords, "_tomoId"))
             if not coords.getSamplingRate():
                 errors.append(f"{coords.getNameId()} has no sampling rate: re-import it with one.")
         if picked_tomos and not picked_tomos & reference_tomos:

@@ -9,7 +9,8 @@ from pyworkflow.constants import BETA
 from pyworkflow.protocol import STEPS_PARALLEL
 from tomo.objects import SetOfTomoMasks
 
-from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_tsid
+from ..convert import (class_table, new_tomo_mask, set_class_names, tomograms_by_tsid,
+                       unique_values)
 from ..core import io, targets
 from ..core.resample import resample_to_voxel_size
 from .protocol_base import DeepFinderProtBase, parse_numbers, per_class
@@ -160,7 +161,7 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
         for coords in self._coordinateSets():
             if not coords.getSamplingRate():
                 errors.append(f"{coords.getNameId()} has no sampling rate: re-import it with one.")
-            unknown = set(coords.getUniqueValues("_tomoId")) - tsIds
+            unknown = unique_values(coords, "_tomoId") - tsIds
             if unknown:
                 errors.append(f"{coords.getNameId()} has coordinates of tomograms that are not in the "
                               f"input tomograms ({', '.join(sorted(unknown)[:5])}): pick the "

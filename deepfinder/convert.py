@@ -7,6 +7,7 @@ turned into voxels here and nowhere else.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyworkflow.object as pwobj
@@ -72,6 +73,28 @@ def append_table(coordinates: SetOfCoordinates3D, table: ParticleTable, tomogram
         matrix[:3, :3] = table.rotation[i].T
         coord.setMatrix(matrix)
         coordinates.append(coord)
+
+
+def new_coordinate_set(folder: str, name: str, tomograms, sampling_rate: float, box_size: int,
+                       particles: ParticleTable, labels: np.ndarray | None = None
+                       ) -> SetOfCoordinates3D:
+    """A coordinate set in its own file ``<folder>/<name>.sqlite`` holding ``particles``.
+
+    ``tomograms`` (a SetOfTomograms or a pointer to it) become the precedents;
+    positions are voxels at ``sampling_rate`` (A/px), ``box_size`` in those voxels.
+    """
+    coordinates = SetOfCoordinates3D.create(folder, prefix=name)
+    coordinates.setPrecedents(tomograms)
+    coordinates.setSamplingRate(sampling_rate)
+    coordinates.setBoxSize(box_size)
+    precedents = tomograms.get() if isinstance(tomograms, pwobj.Pointer) else tomograms
+    append_table(coordinates, particles, tomograms_by_tsid(precedents), labels=labels)
+    return coordinates
+
+
+def class_output_name(class_name: str) -> str:
+    """``coordinates_<class>``: the name of a class's output set, a valid identifier."""
+    return "coordinates_" + re.sub(r"\W", "_", class_name)
 
 
 def new_tomo_mask(tomogram, path: str) -> TomoMask:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from enum import Enum
 
 import pyworkflow.protocol.params as params
@@ -11,7 +10,8 @@ from pyworkflow.constants import BETA
 from pwem.protocols import EMProtocol
 from tomo.objects import SetOfCoordinates3D
 
-from ..convert import append_table, class_table, tomograms_by_tsid, unique_values
+from ..convert import (class_output_name, class_table, new_coordinate_set, tomograms_by_tsid,
+                       unique_values)
 from ..core import io
 from ..core.particles import ParticleTable
 from ..viewers.annotation import ParticleClass, default_colour
@@ -107,12 +107,12 @@ class DeepFinderProtAnnotate(EMProtocol):
             output.close()
         everything = DeepFinderAnnotateOutputs.annotatedCoordinates.name
         outputs = {everything: self._coordinateSet(
-            everything, particles, tomograms, max(c.radius_voxels for c in classes) * sampling)}
+            everything, particles, max(c.radius_voxels for c in classes) * sampling)}
         for class_id, particle_class in enumerate(classes, start=1):
             of_class = particles.of_class(class_id)
-            name = self._outputName(particle_class.name)
+            name = class_output_name(particle_class.name)
             if len(of_class):
-                outputs[name] = self._coordinateSet(name, of_class, tomograms,
+                outputs[name] = self._coordinateSet(name, of_class,
                                                     particle_class.radius_voxels * sampling)
         for name, output in list(self.iterOutputAttributes()):
             # A class renamed or emptied since the last save must not leave its old set behind.
@@ -181,19 +181,11 @@ class DeepFinderProtAnnotate(EMProtocol):
         return [ParticleClass(name, default_colour(i), radii[i] / sampling)
                 for i, name in enumerate(names, start=1)]
 
-    def _coordinateSet(self, name: str, particles, tomograms, radius_A) -> SetOfCoordinates3D:
+    def _coordinateSet(self, name: str, particles, radius_A) -> SetOfCoordinates3D:
         """The output set ``name``, in its own file ``name.sqlite`` of the run folder."""
         sampling = self.inputTomograms.get().getSamplingRate()
-        coordinates = SetOfCoordinates3D.create(self._getPath(), prefix=name)
-        coordinates.setPrecedents(self.inputTomograms)
-        coordinates.setSamplingRate(sampling)
-        coordinates.setBoxSize(int(round(self.boxScale.get() * radius_A / sampling)))
-        append_table(coordinates, particles, tomograms)
-        return coordinates
-
-    @staticmethod
-    def _outputName(class_name: str) -> str:
-        return "coordinates_" + re.sub(r"\W", "_", class_name)
+        return new_coordinate_set(self._getPath(), name, self.inputTomograms, sampling,
+                                  int(round(self.boxScale.get() * radius_A / sampling)), particles)
 
     # ----------------------------------------------------------------- info
     def _validate(self):
@@ -230,7 +222,7 @@ class DeepFinderProtAnnotate(EMProtocol):
             return ["Not annotated yet: the window opens when the protocol runs."]
         summary = [f"Classes: {class_table(['background'] + [c.name for c in classes])}"]
         for particle_class in classes:
-            output = getattr(self, self._outputName(particle_class.name), None)
+            output = getattr(self, class_output_name(particle_class.name), None)
             if output is not None:
                 summary.append(f"{particle_class.name}: {output.getSize()} particles")
         summary.append("Run again with 'Continue' to go on annotating.")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 from enum import Enum
 
 import pyworkflow.protocol.params as params
@@ -11,7 +10,8 @@ from pyworkflow.protocol import STEPS_PARALLEL
 from pwem.protocols import EMProtocol
 from tomo.objects import SetOfCoordinates3D
 
-from ..convert import append_table, class_table, get_class_names, tomograms_by_tsid
+from ..convert import (class_output_name, class_table, get_class_names, new_coordinate_set,
+                       tomograms_by_tsid)
 from ..core import io
 from ..core.particles import ParticleTable
 from .protocol_base import parse_numbers, per_class
@@ -88,19 +88,15 @@ class DeepFinderProtCluster(EMProtocol):
                               particles, self._radiiVoxels(), title=tsId))
 
     def createOutputStep(self):
-        tomograms = self.inputTomograms.get()
-        by_tsid = tomograms_by_tsid(tomograms)
         particles = ParticleTable.concat([io.read_particles_csv(self._particlesFile(tsId))
                                           for tsId in tomograms_by_tsid(self.inputLabelMaps.get())])
         names = self._classNames()
         radii = self._radiiA()
         all_classes = DeepFinderClusterOutputs.coordinates.name
-        outputs = {all_classes: self._coordinateSet(all_classes, particles, by_tsid,
-                                                    max(radii.values()))}
+        outputs = {all_classes: self._coordinateSet(all_classes, particles, max(radii.values()))}
         for class_id in range(1, len(names)):
-            name = self._outputName(names[class_id])
-            outputs[name] = self._coordinateSet(name, particles.of_class(class_id), by_tsid,
-                                                radii[class_id])
+            name = class_output_name(names[class_id])
+            outputs[name] = self._coordinateSet(name, particles.of_class(class_id), radii[class_id])
         self._defineOutputs(**outputs)
         for output in outputs.values():
             self._defineSourceRelation(self.inputLabelMaps, output)
@@ -111,14 +107,10 @@ class DeepFinderProtCluster(EMProtocol):
                   clusters_page(files, names, self._hasScoreMaps()), HISTOGRAMS_SIZE)
 
     # ----------------------------------------------------------------- helpers
-    def _coordinateSet(self, name, particles, tomograms, radius_A) -> SetOfCoordinates3D:
+    def _coordinateSet(self, name, particles, radius_A) -> SetOfCoordinates3D:
         sampling = self.inputTomograms.get().getSamplingRate()
-        coordinates = SetOfCoordinates3D.create(self._getPath(), prefix=name)
-        coordinates.setPrecedents(self.inputTomograms)
-        coordinates.setSamplingRate(sampling)
-        coordinates.setBoxSize(int(round(self.boxScale.get() * radius_A / sampling)))
-        append_table(coordinates, particles, tomograms)
-        return coordinates
+        return new_coordinate_set(self._getPath(), name, self.inputTomograms, sampling,
+                                  int(round(self.boxScale.get() * radius_A / sampling)), particles)
 
     def _particlesFile(self, tsId: str) -> str:
         return self._getExtraPath(f"{tsId}_particles.csv")
@@ -126,10 +118,6 @@ class DeepFinderProtCluster(EMProtocol):
     def _classNames(self) -> list[str]:
         names = get_class_names(self.inputLabelMaps.get())
         return names or ["background"] + [f"class{i}" for i in self._radiiA()]
-
-    @staticmethod
-    def _outputName(class_name: str) -> str:
-        return "coordinates_" + re.sub(r"\W", "_", class_name)
 
     def _perClass(self, values: list[float]) -> dict[int, float]:
         names = get_class_names(self.inputLabelMaps.get())
@@ -185,7 +173,7 @@ class DeepFinderProtCluster(EMProtocol):
         names = get_class_names(self.inputLabelMaps.get()) or []
         summary = [f"Classes: {class_table(names)}"] if names else []
         for class_id, name in enumerate(names[1:], start=1):
-            output = getattr(self, self._outputName(name), None)
+            output = getattr(self, class_output_name(name), None)
             if output is not None:
                 summary.append(f"{name}: {output.getSize()} particles")
         return summary

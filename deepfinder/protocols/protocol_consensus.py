@@ -7,7 +7,7 @@ from pyworkflow.constants import BETA
 from pwem.protocols import EMProtocol
 from tomo.objects import SetOfCoordinates3D
 
-from ..convert import append_table, coordinates_to_table, tomograms_by_tsid, unique_values
+from ..convert import coordinates_to_table, new_coordinate_set, tomograms_by_tsid, unique_values
 from ..core.consensus import consensus
 from ..core.particles import ParticleTable
 
@@ -56,13 +56,9 @@ class DeepFinderProtConsensus(EMProtocol):
         outputs = {UNION: (result.union, found_by), INTERSECTION: (result.intersection(), None)}
         for k in range(len(pickers)):
             outputs[f"only{k + 1}"] = (result.only(k), None)
-        tomograms = tomograms_by_tsid(first.getPrecedents())
         for name, (table, labels) in outputs.items():
-            coordinates = SetOfCoordinates3D.create(self._getPath(), prefix=name)
-            coordinates.setPrecedents(first.getPrecedents())
-            coordinates.setSamplingRate(sampling)
-            coordinates.setBoxSize(first.getBoxSize())
-            append_table(coordinates, table, tomograms, labels=labels)
+            coordinates = new_coordinate_set(self._getPath(), name, first.getPrecedents(),
+                                             sampling, first.getBoxSize(), table, labels=labels)
             self._defineOutputs(**{name: coordinates})
             for pointer in self.inputCoordinates:
                 self._defineSourceRelation(pointer, coordinates)

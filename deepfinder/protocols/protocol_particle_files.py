@@ -11,7 +11,7 @@ from pyworkflow.constants import BETA
 from pwem.protocols import EMProtocol
 from tomo.objects import SetOfCoordinates3D
 
-from ..convert import append_table, coordinates_to_table, tomograms_by_tsid
+from ..convert import coordinates_to_table, new_coordinate_set, tomograms_by_tsid
 from ..core import io
 from ..core.particles import ParticleTable
 
@@ -73,11 +73,9 @@ class DeepFinderProtImportParticles(EMProtocol):
         for class_id in np.unique(particles.class_id):
             outputs[f"coordinates_class{class_id}"] = particles.of_class(class_id)
         for name, table in outputs.items():
-            coordinates = SetOfCoordinates3D.create(self._getPath(), prefix=name)
-            coordinates.setPrecedents(self.inputTomograms)
-            coordinates.setSamplingRate(self.inputTomograms.get().getSamplingRate())
-            coordinates.setBoxSize(self.boxSize.get())
-            append_table(coordinates, table, tomograms)
+            coordinates = new_coordinate_set(self._getPath(), name, self.inputTomograms,
+                                             self.inputTomograms.get().getSamplingRate(),
+                                             self.boxSize.get(), table)
             self._defineOutputs(**{name: coordinates})
             self._defineSourceRelation(self.inputTomograms, coordinates)
 

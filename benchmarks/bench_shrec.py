@@ -2,7 +2,8 @@
 
     python benchmarks/bench_shrec.py [--work DIR] [--n-train 3] [--train-minutes 30]
                                      [--train-wall-minutes M] [--targets shapes|spheres|both]
-                                     [--loss cross_entropy] [--learning-rate 1e-4] [--ceiling]
+                                     [--loss dice_cross_entropy] [--learning-rate 1e-3]
+                                     [--patch 40] [--batch 8] [--shift 8] [--precision auto] [--ceiling]
 
 Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the
 training layouts 0..n-1 of ``../shared/data/shrec19/object_list_train.xml`` and, as the
@@ -125,7 +126,7 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
               epochs=10_000, steps_per_epoch=args.steps, validation_steps=args.validation_steps,
               loss=args.loss, learning_rate=args.learning_rate, shift_voxels=args.shift,
               class_names=["background"] + [c["name"] for c in classes], voxel_size=10.0,
-              seed=args.seed, resume=False, on_epoch_end=stop_when_spent)
+              seed=args.seed, precision=args.precision, resume=False, on_epoch_end=stop_when_spent)
     except BudgetSpent:
         pass
     history = json.loads((out_dir / "history.json").read_text())
@@ -139,7 +140,7 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
             "stopped_by": stopped_by[0] if stopped_by else "epoch limit"}
 
 
-def segment_and_score(work: Path, weights: Path, classes: list[dict], tag: str) -> dict:
+def segment_and_score(work: Path, weights: Path, classes: list[dict], tag: str, precision: str = "auto") -> dict:
     """Segment the held-out tomogram, cluster, match with both rules; returns tables and times."""
     from deepfinder.core.cluster import ball_volume, find_clusters
     from deepfinder.core.evaluate import (match_by_distance, match_by_occupancy, precision_recall_f1)
@@ -149,7 +150,7 @@ def segment_and_score(work: Path, weights: Path, classes: list[dict], tag: str) 
     started, cpu = time.perf_counter(), cpu_seconds()
     segmented = segment_tomogram(work / f"{HELD_OUT_NAME}.mrc", weights,
                                  work / f"{HELD_OUT_NAME}_pred_{tag}.mrc",
-                                 work / f"{HELD_OUT_NAME}_scores_{tag}.mrc")
+                                 work / f"{HELD_OUT_NAME}_scores_{tag}.mrc", precision=precision)
     segment_times = (time.perf_counter() - started, cpu_seconds() - cpu)
 
     started, cpu = time.perf_counter(), cpu_seconds()
@@ -252,6 +253,9 @@ def markdown_rows(occupancy_rows, distance_rows) -> list[str]:
 
 
 def main() -> int:
+    from deepfinder.core.model import PRECISIONS
+    from deepfinder.core.train import LOSSES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "deepfinder_bench_shrec",
                         help="folder for simulated data, models and outputs (reused)")
@@ -260,15 +264,16 @@ def main() -> int:
     parser.add_argument("--train-wall-minutes", type=float, default=None,
                         help="also stop training after this many wall-clock minutes (shared machines)")
     parser.add_argument("--targets", choices=("shapes", "spheres", "both"), default="shapes")
-    parser.add_argument("--loss", choices=("cross_entropy", "dice"), default="cross_entropy")
-    # 1e-3 with cross-entropy drove the softmax to all-background within 40 steps here (SNR 0.1).
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--patch", type=int, default=48)
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--loss", choices=LOSSES, default="dice_cross_entropy")
+    # 1e-3 with cross-entropy alone drove the softmax to all-background within 40 steps here (SNR 0.1).
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--patch", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--steps", type=int, default=10,
                         help="training steps per epoch (short epochs: the budget is checked per epoch)")
     parser.add_argument("--validation-steps", type=int, default=2)
-    parser.add_argument("--shift", type=int, default=13, help="patch-centre jitter, voxels")
+    parser.add_argument("--shift", type=int, default=8, help="patch-centre jitter, voxels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ceiling", action="store_true",
                         help="also score the true label map of the held-out tomogram (pipeline ceiling)")
@@ -296,7 +301,7 @@ def main() -> int:
               f"{args.batch} x {args.patch}^3, {trained['cpu'] / 60:.1f} CPU-min, "
               f"{trained['wall'] / 60:.1f} wall-min (stopped by {trained['stopped_by']}), best epoch {trained['best_epoch']}, "
               f"last train loss {last['train_loss']:.4f}, last val mean voxel F1 {last['val_mean_f1']:.3f}")
-        scored = segment_and_score(work, trained["weights"], classes, f"{kind}_{args.loss}")
+        scored = segment_and_score(work, trained["weights"], classes, f"{kind}_{args.loss}", args.precision)
         from deepfinder.core.evaluate import format_table
 
         print(f"\nHeld-out SHREC'19 layout {HELD_OUT_LAYOUT}, {kind} targets, occupancy rule:")

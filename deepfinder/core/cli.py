@@ -166,8 +166,17 @@ def _add_train(subparsers) -> None:
                         help="Angstrom per voxel (default: from the first tomogram's header)")
     parser.add_argument("--star-convention", default="relion4", choices=["relion4", "relion5"])
     parser.add_argument("--seed", type=int, default=0)
+    _add_precision(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     parser.set_defaults(func=_run_train)
+
+
+def _add_precision(parser) -> None:
+    from .model import PRECISIONS
+
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="network arithmetic; auto: mixed bfloat16 on CPUs that compute it "
+                             "natively (faster), else float32")
 
 
 def _tables_for(tomograms, particle_files, star_convention):
@@ -204,7 +213,7 @@ def _run_train(args) -> None:
         learning_rate=args.learning_rate, bootstrap=not args.no_bootstrap, shift_voxels=args.shift,
         initial_weights=args.initial_weights, resume=not args.restart, class_names=args.class_names,
         voxel_size=args.voxel_size or io.read_voxel_size(args.tomograms[0]) or 1.0,
-        seed=args.seed, progress=not args.quiet)
+        seed=args.seed, precision=args.precision, progress=not args.quiet)
     print(f"Best model: {best}")
 
 
@@ -246,6 +255,7 @@ def _add_segment(subparsers) -> None:
                         help="average scores over 2x2x2 voxels before labelling (half-size outputs)")
     parser.add_argument("--n-classes", type=int, default=None,
                         help="expected class count, background included (required for bare weights)")
+    _add_precision(parser)
     parser.set_defaults(func=_run_segment)
 
 
@@ -255,7 +265,7 @@ def _run_segment(args) -> None:
     result = segment_tomogram(args.tomogram, args.model, args.labels, args.scores,
                               patch_size=args.patch_size, crop_voxels=args.crop,
                               batch_size=args.batch_size, bin_scores=args.bin,
-                              n_classes=args.n_classes)
+                              n_classes=args.n_classes, precision=args.precision)
     print(f"Wrote {result['labels']}" + "".join(f", {p}" for p in result["scores"].values()) +
           f" in {result['seconds']:.0f} s ({result['voxels_per_second'] / 1e6:.2f} Mvoxel/s, "
           f"{result['n_tiles']} tiles of {result['tile_shape']})")

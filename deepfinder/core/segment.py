@@ -252,7 +252,7 @@ def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.Pa
                      *, patch_size: int | None = None,
                      crop_voxels: int = DEFAULT_CROP_VOXELS, batch_size: int = DEFAULT_BATCH_SIZE,
                      bin_scores: bool = False, n_classes: int | None = None,
-                     progress: bool = True) -> dict:
+                     precision: str = "auto", progress: bool = True) -> dict:
     """Segment a tomogram file with a trained model; write the label map and score maps.
 
     Parameters
@@ -278,6 +278,10 @@ def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.Pa
     n_classes : int, optional
         Expected class count (background included); a model trained for another
         count is refused. Needed for weights without their JSON file.
+    precision : {"auto", "float32", "bfloat16"}
+        Arithmetic of the network (:func:`deepfinder.core.model.resolve_precision`):
+        ``"auto"`` runs mixed bfloat16 on CPUs that compute it natively (about
+        2.4x faster than float32; label maps differ on a few boundary voxels).
     progress : bool
         Print progress per row of tiles.
 
@@ -291,7 +295,7 @@ def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.Pa
     patch_size = patch_size or default_patch_size(volume.shape)
     check_tiling(volume.shape, patch_size, crop_voxels, batch_size)
     stats = tomogram_stats(volume)
-    model, _ = load_model(weights_path, n_classes)
+    model, _ = load_model(weights_path, n_classes, precision)
     n_model_classes = output_classes(model)
     if n_model_classes > 128:
         raise ValueError(f"{weights_path} has {n_model_classes} classes; label maps hold at most 128")

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from .io import read_volume
-from .model import build_unet, check_patch_size, load_model, metadata_path, save_model
+from .model import (build_unet, check_patch_size, load_model, metadata_path, resolve_precision,
+                    save_model)
 from .normalize import tomogram_stats
 from .particles import ParticleTable
 from .sampling import draw_rows, make_batch, particles_inside, patch_origins, prefetch, training_batches
@@ -78,6 +79,7 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
           class_names: Sequence[str] | None = None,
           voxel_size: float = 1.0,
           seed: int = 0,
+          precision: str = "auto",
           on_epoch_end: Callable[[int, dict], None] | None = None,
           progress: bool = True) -> Path:
     """Train the DeepFinder U-net on tomograms, their label maps and particle positions.
@@ -143,6 +145,10 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
         Fixes the initial weights and the patches drawn, and so the training
         up to floating-point reduction order. Sets the process-wide random
         seeds of Python, numpy and TensorFlow (``keras.utils.set_random_seed``).
+    precision : {"auto", "float32", "bfloat16"}
+        Arithmetic of the network (:func:`deepfinder.core.model.resolve_precision`):
+        ``"auto"`` trains in mixed bfloat16 on CPUs that compute it natively
+        (about 1.8x faster), else in float32. The weights saved are float32.
     on_epoch_end : callable(epoch, row), optional
         Called after each epoch's checkpoint and history are written, with the
         1-based epoch and its history row; an exception it raises stops
@@ -167,6 +173,7 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     """
     _check_settings(n_classes, patch_size, batch_size, epochs, steps_per_epoch, validation_steps,
                     loss, learning_rate, shift_voxels, validation_fraction, class_names)
+    precision = resolve_precision(precision)
     out_dir = Path(out_dir)
     data = _open_data(tomograms, label_maps, particles, n_classes, patch_size, "training")
     validation = None
@@ -189,7 +196,7 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
 
     # Seeds Keras' weight initialisers (a process-wide setting) so that a run is repeatable.
     keras.utils.set_random_seed(seed)
-    model = build_unet(n_classes, patch_size)
+    model = build_unet(n_classes, patch_size, precision)
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999)
     optimizer.build(model.trainable_variables)
     if state is not None:
@@ -235,7 +242,7 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     settings = {"n_classes": n_classes, "patch_size": patch_size, "batch_size": batch_size,
                 "steps_per_epoch": steps_per_epoch, "validation_steps": validation_steps,
                 "loss": loss, "learning_rate": learning_rate, "bootstrap": bootstrap,
-                "shift_voxels": shift_voxels, "seed": seed,
+                "shift_voxels": shift_voxels, "seed": seed, "precision": precision,
                 "class_names": list(class_names) if class_names else
                 [f"class {c}" if c else "background" for c in range(n_classes)],
                 "voxel_size": voxel_size, "normalisation": NORMALISATION,

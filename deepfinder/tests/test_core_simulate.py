@@ -9,8 +9,8 @@ from deepfinder.core.cli import main
 from deepfinder.core.io import read_particles_csv, read_volume, read_voxel_size, write_volume
 from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
 from deepfinder.core.shapes import procedural_shape, rotate_density
-from deepfinder.core.simulate import (SpecimenParameters, TiltSeriesParameters, shrec19_shapes,
-                                      simulate_dataset, simulate_tomogram)
+from deepfinder.core.simulate import (SpecimenParameters, TiltSeriesParameters, occupied_space,
+                                      shrec19_shapes, simulate_dataset, simulate_tomogram)
 
 VOXEL_SIZE = 12.0
 SPECIMEN = SpecimenParameters(shape_zyx=(48, 80, 80), voxel_size=VOXEL_SIZE, particles_per_class=6,
@@ -122,6 +122,15 @@ def test_given_layout_is_rendered_as_given(shapes):
     assert np.allclose(result.particles.xyz, layout.xyz)
     assert result.labels[24, 30, 20] == 1 and result.labels[20, 50, 55] == 3
     assert result.density.max() > 10  # the gold beads, placed around the given particles
+
+
+def test_a_detection_in_a_narrow_pore_is_on_the_particle():
+    z, y, x = np.mgrid[-8:9, -8:9, -8:9]
+    barrel = (x ** 2 + y ** 2 + z ** 2 <= 49) & (x ** 2 + y ** 2 > 1)  # a 3-voxel pore along z
+    ring = (x ** 2 + y ** 2 <= 49) & (x ** 2 + y ** 2 > 16) & (abs(z) <= 2)  # a 7-voxel hole
+    assert not barrel[8, 8, 8] and occupied_space(barrel)[8, 8, 8]
+    assert not occupied_space(ring)[8, 8, 8]
+    assert not np.any(occupied_space(barrel)[abs(z) > 7])  # nothing added outside the particle
 
 
 def test_dataset_files(tmp_path):

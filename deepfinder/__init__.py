@@ -5,7 +5,7 @@ no conda environment, no separate interpreter.
 """
 import pwem
 
-from .constants import DEEPFINDER_DEVICE
+from .constants import DEEPFINDER_DEVICE, DEEPFINDER_PRECISION
 from .version import __version__
 
 _logo = "deepfinder_logo.png"
@@ -20,6 +20,8 @@ class Plugin(pwem.Plugin):
     def _defineVariables(cls):
         # "gpu" (default: use GPUs when TensorFlow sees them) or "cpu" (hide them).
         cls._defineVar(DEEPFINDER_DEVICE, "gpu")
+        # "auto" (mixed bfloat16 on CPUs that compute it natively, else float32), "float32", "bfloat16".
+        cls._defineVar(DEEPFINDER_PRECISION, "auto")
 
     @classmethod
     def getEnviron(cls, gpu_ids: str | None = None) -> dict:
@@ -30,6 +32,17 @@ class Plugin(pwem.Plugin):
         elif gpu_ids is not None:
             environ["CUDA_VISIBLE_DEVICES"] = gpu_ids
         return environ
+
+    @classmethod
+    def precisionErrors(cls) -> list[str]:
+        """A form error if the DEEPFINDER_PRECISION variable holds an unknown value."""
+        from .core.model import PRECISIONS
+
+        precision = cls.getVar(DEEPFINDER_PRECISION)
+        if precision in PRECISIONS:
+            return []
+        return [f"The Scipion variable {DEEPFINDER_PRECISION} is {precision!r}: set it to one of "
+                f"{', '.join(PRECISIONS)} in the Scipion configuration or the environment."]
 
     @classmethod
     def defineBinaries(cls, env):

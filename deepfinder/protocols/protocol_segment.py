@@ -13,6 +13,7 @@ from pwem.protocols import EMProtocol
 from tomo.objects import SetOfTomoMasks
 
 from .. import Plugin
+from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_tsid
 
 SCORE_FILES_ATTR = "deepfinderScoreFiles"
@@ -72,7 +73,8 @@ class DeepFinderProtSegment(EMProtocol):
             self._getExtraPath(f"{tsId}_labels.mrc"),
             scores_path=self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None,
             batch_size=self.batchSize.get(), bin_scores=self.binScores.get(),
-            patch_size=self.patchSize.get() or None)
+            patch_size=self.patchSize.get() or None,
+            precision=Plugin.getVar(DEEPFINDER_PRECISION))
         from ..viewers.pictures import slices_page, write_png
 
         write_png(self._getExtraPath(f"{tsId}_labels.png"),
@@ -116,7 +118,7 @@ class DeepFinderProtSegment(EMProtocol):
 
     # ----------------------------------------------------------------- info
     def _validate(self):
-        errors = []
+        errors = Plugin.precisionErrors()
         patch = self.patchSize.get()
         if patch and patch % 4:
             errors.append(f"Tile size {patch} is not a multiple of 4: use {patch // 4 * 4 or 4} "

@@ -9,6 +9,7 @@ import pyworkflow.protocol.params as params
 from pyworkflow.constants import BETA
 
 from .. import Plugin
+from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, get_class_names, tomograms_by_tsid
 from ..objects import DeepFinderModel
 from .protocol_base import DeepFinderProtBase
@@ -118,7 +119,8 @@ class DeepFinderProtTrain(DeepFinderProtBase):
               initial_weights=initial.getWeightsFile() if initial else None, resume=True,
               class_names=self._allClassNames(),
               voxel_size=self.inputLabelMaps.get().getSamplingRate(), seed=self.seed.get(),
-              on_epoch_end=self._plotLearningCurves)
+              on_epoch_end=self._plotLearningCurves,
+              precision=Plugin.getVar(DEEPFINDER_PRECISION))
 
     def createOutputStep(self):
         model = DeepFinderModel(weightsFile=self._getExtraPath("training", "best.weights.h5"),
@@ -161,7 +163,7 @@ class DeepFinderProtTrain(DeepFinderProtBase):
 
     # ----------------------------------------------------------------- info
     def _validate(self):
-        errors = self._validateClasses()
+        errors = self._validateClasses() + Plugin.precisionErrors()
         patch = self.patchSize.get()
         if patch % 4:
             errors.append(f"Patch size {patch} is not a multiple of 4 (the U-net pools twice): "

@@ -26,6 +26,22 @@ def test_output_is_a_per_voxel_probability_of_each_class():
     np.testing.assert_allclose(scores.sum(axis=-1), 1.0, rtol=1e-5)
 
 
+def test_bfloat16_network_gives_the_float32_answer_with_the_same_weights():
+    exact = build_unet(3, 16)
+    fast = build_unet(3, 16, precision="bfloat16")
+    fast.set_weights(exact.get_weights())
+    assert count_parameters(fast) == count_parameters(exact)
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 16, 1)).astype(np.float32)
+    exact_scores, fast_scores = exact.predict(x, verbose=0), fast.predict(x, verbose=0)
+    assert fast_scores.dtype == np.float32
+    np.testing.assert_allclose(fast_scores, exact_scores, atol=0.02)
+
+
+def test_unknown_precision_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="auto, float32, bfloat16"):
+        build_unet(3, 16, precision="half")
+
+
 def test_one_class_is_refused():
     with pytest.raises(ValueError, match="at least 2 classes"):
         build_unet(1)

@@ -100,9 +100,18 @@ def build_unet(n_classes: int, patch_size: int | None = None, precision: str = "
     x = conv(conv(concatenate(x, mid), 48), 48)
     x = conv(upsample(x), 48, size=2)
     x = conv(conv(concatenate(x, high), 32), 32)
-    # Softmax in float32: probabilities near 0 and 1 keep their resolution for the loss.
-    outputs = conv(x, n_classes, size=1, activation="softmax", dtype="float32")
+    # Logits and softmax in float32, as a layer of their own: training reads the logits
+    # (see logits_model) so that its loss keeps a gradient however confident the softmax.
+    logits = conv(x, n_classes, size=1, activation=None, dtype="float32")
+    outputs = layers.Activation("softmax", dtype="float32", name="softmax")(logits)
     return keras.Model(inputs, outputs, name="deepfinder_unet")
+
+
+def logits_model(model):
+    """The same network (shared weights) stopped before its softmax: per-voxel class logits."""
+    import keras
+
+    return keras.Model(model.inputs, model.get_layer("softmax").input, name="deepfinder_unet_logits")
 
 
 def expected_parameter_count(n_classes: int) -> int:

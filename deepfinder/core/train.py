@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from .io import read_volume
-from .model import (build_unet, check_patch_size, load_model, metadata_path, resolve_precision,
-                    save_model)
+from .model import (build_unet, check_patch_size, load_model, logits_model, metadata_path,
+                    resolve_precision, save_model)
 from .normalize import tomogram_stats
 from .particles import ParticleTable
 from .sampling import draw_rows, make_batch, particles_inside, patch_origins, prefetch, training_batches
@@ -217,11 +217,13 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     loss_function = {"dice": soft_dice_loss, "cross_entropy": cross_entropy_loss,
                      "dice_cross_entropy": dice_cross_entropy_loss}[loss]
 
+    network = logits_model(model)
+
     @tf.function
     def train_step(x, y):
         truth = tf.one_hot(tf.cast(y, tf.int32), n_classes)
         with tf.GradientTape() as tape:
-            value = loss_function(truth, model(x, training=True))
+            value = loss_function(truth, network(x, training=True))
         optimizer.apply_gradients(zip(tape.gradient(value, model.trainable_variables),
                                       model.trainable_variables))
         return value
@@ -229,10 +231,10 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     @tf.function
     def validation_step(x, y):
         truth = tf.one_hot(tf.cast(y, tf.int32), n_classes)
-        scores = model(x, training=False)
-        predicted = tf.one_hot(tf.argmax(scores, axis=-1), n_classes)
+        logits = network(x, training=False)
+        predicted = tf.one_hot(tf.argmax(logits, axis=-1), n_classes)
         axes = (0, 1, 2, 3)
-        return (loss_function(truth, scores), tf.reduce_sum(truth * predicted, axes),
+        return (loss_function(truth, logits), tf.reduce_sum(truth * predicted, axes),
                 tf.reduce_sum(predicted, axes), tf.reduce_sum(truth, axes))
 
     validation_origins = None
@@ -299,29 +301,35 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     return out_dir / BEST
 
 
-def soft_dice_loss(truth, scores):
+def soft_dice_loss(truth, logits):
     """1 - mean over classes of the soft Dice coefficient, summed over the batch.
 
-    ``truth`` is one-hot and ``scores`` softmax, both (batch, z, y, x, classes).
-    A smoothing term of 1 voxel keeps classes absent from a batch defined.
+    ``truth`` is one-hot and ``logits`` the network's pre-softmax output, both
+    (batch, z, y, x, classes). A smoothing term of 1 voxel keeps classes absent
+    from a batch defined.
     """
     import tensorflow as tf
 
+    scores = tf.nn.softmax(logits)
     axes = (0, 1, 2, 3)
     overlap = tf.reduce_sum(truth * scores, axes)
     total = tf.reduce_sum(truth, axes) + tf.reduce_sum(scores, axes)
     return 1.0 - tf.reduce_mean((2.0 * overlap + 1.0) / (total + 1.0))
 
 
-def cross_entropy_loss(truth, scores):
-    """Mean voxel-wise categorical cross-entropy (``truth`` one-hot, ``scores`` softmax)."""
+def cross_entropy_loss(truth, logits):
+    """Mean voxel-wise categorical cross-entropy (``truth`` one-hot, ``logits`` pre-softmax).
+
+    Computed from the logits, not from clipped probabilities: a voxel whose true
+    class got a probability of 1e-30 still pulls it up with full strength, so a
+    network that drifted to all-background recovers.
+    """
     import tensorflow as tf
 
-    scores = tf.clip_by_value(scores, 1e-7, 1.0)
-    return -tf.reduce_mean(tf.reduce_sum(truth * tf.math.log(scores), axis=-1))
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=truth, logits=logits))
 
 
-def dice_cross_entropy_loss(truth, scores):
+def dice_cross_entropy_loss(truth, logits):
     """Sum of :func:`soft_dice_loss` and :func:`cross_entropy_loss`.
 
     Cross-entropy alone is dominated by background and large particles, so thin
@@ -329,7 +337,7 @@ def dice_cross_entropy_loss(truth, scores):
     and can collapse to all-background at larger ones. The sum learns every
     class early and tolerates a step size of 1e-3.
     """
-    return soft_dice_loss(truth, scores) + cross_entropy_loss(truth, scores)
+    return soft_dice_loss(truth, logits) + cross_entropy_loss(truth, logits)
 
 
 def voxel_scores(true_positives: np.ndarray, predicted: np.ndarray,

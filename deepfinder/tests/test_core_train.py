@@ -199,9 +199,26 @@ def test_losses_are_zero_for_a_perfect_prediction_and_higher_otherwise():
     labels = np.random.default_rng(0).integers(0, 3, (2, 8, 8, 8))
     truth = tf.one_hot(labels, 3)
     wrong = tf.one_hot((labels + 1) % 3, 3)
+
+    def logits(probabilities):
+        return tf.math.log(probabilities + 1e-12)
+
     for loss in (soft_dice_loss, cross_entropy_loss, dice_cross_entropy_loss):
-        assert float(loss(truth, truth)) < 1e-3
-        assert float(loss(truth, 0.5 * truth + 0.5 * wrong)) > float(loss(truth, 0.9 * truth + 0.1 * wrong))
+        assert float(loss(truth, logits(truth))) < 1e-3
+        assert float(loss(truth, logits(0.5 * truth + 0.5 * wrong))) > \
+            float(loss(truth, logits(0.9 * truth + 0.1 * wrong)))
+
+
+def test_cross_entropy_still_pulls_a_network_sure_of_the_wrong_class():
+    import tensorflow as tf
+
+    truth = tf.one_hot([[1, 0]], 2)
+    logits = tf.Variable([[[0.0, -80.0], [0.0, -80.0]]])  # true class 1 at probability ~1e-35
+    with tf.GradientTape() as tape:
+        value = cross_entropy_loss(truth, logits)
+    gradient = tape.gradient(value, logits).numpy()
+    assert np.isfinite(float(value)) and float(value) > 10
+    assert abs(gradient[0, 0, 1]) > 0.4  # full-strength gradient on the voxel labelled 1
 
 
 @pytest.mark.filterwarnings("ignore:Gimbal lock")  # identity rotations written as ZXZ angles

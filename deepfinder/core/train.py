@@ -72,6 +72,7 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
           validation_steps: int = PRESETS["cpu"]["validation_steps"],
           loss: str = "dice",
           learning_rate: float = 1e-4,
+          final_learning_rate: float | None = None,
           bootstrap: bool = True,
           shift_voxels: int = 13,
           initial_weights: PathLike | None = None,
@@ -126,6 +127,9 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
         Adam step size (betas 0.9, 0.999). With the Dice loss, 1e-3 can drive
         the softmax to all-background within a few steps, from which it does
         not recover; the paper's 1e-4 does not.
+    final_learning_rate : float, optional
+        Step size of the last epoch: the step size decays geometrically from
+        ``learning_rate`` (first epoch) to it (epoch ``epochs``). None: constant.
     bootstrap : bool
         Draw each batch's particle classes uniformly (else by abundance).
     shift_voxels : int
@@ -172,7 +176,8 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     ``step_seconds`` (time in training steps).
     """
     _check_settings(n_classes, patch_size, batch_size, epochs, steps_per_epoch, validation_steps,
-                    loss, learning_rate, shift_voxels, validation_fraction, class_names)
+                    loss, learning_rate, final_learning_rate, shift_voxels, validation_fraction,
+                    class_names)
     precision = resolve_precision(precision)
     out_dir = Path(out_dir)
     data = _open_data(tomograms, label_maps, particles, n_classes, patch_size, "training")
@@ -243,7 +248,8 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
                                                  validation_steps, shift_voxels, seed)
     settings = {"n_classes": n_classes, "patch_size": patch_size, "batch_size": batch_size,
                 "steps_per_epoch": steps_per_epoch, "validation_steps": validation_steps,
-                "loss": loss, "learning_rate": learning_rate, "bootstrap": bootstrap,
+                "loss": loss, "learning_rate": learning_rate,
+                "final_learning_rate": final_learning_rate, "bootstrap": bootstrap,
                 "shift_voxels": shift_voxels, "seed": seed, "precision": precision,
                 "class_names": list(class_names) if class_names else
                 [f"class {c}" if c else "background" for c in range(n_classes)],
@@ -255,6 +261,8 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     report_every = max(1, steps_per_epoch // 10)
     for epoch in range(state["epoch"] + 1, epochs + 1):
         started = time.perf_counter()
+        step_size = learning_rate_at(epoch, epochs, learning_rate, final_learning_rate)
+        optimizer.learning_rate.assign(step_size)
         rng = np.random.default_rng([seed, epoch])
         batches = prefetch(training_batches(
             data["volumes"], data["labels"], data["stats"], data["tomo_index"], data["centres"],
@@ -276,7 +284,7 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
         if not all(math.isfinite(v) for v in losses):
             raise FloatingPointError(f"The training loss became {losses[-1]} at epoch {epoch}: "
                                      "lower the learning rate")
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "learning_rate": step_size}
         if validation is not None:
             row.update(_validate(validation_step, validation, validation_origins, patch_size,
                                  batch_size, n_classes))
@@ -301,20 +309,34 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     return out_dir / BEST
 
 
+def learning_rate_at(epoch: int, epochs: int, learning_rate: float,
+                     final_learning_rate: float | None = None) -> float:
+    """Adam step size of 1-based ``epoch``: geometric from the first to the final one."""
+    if final_learning_rate is None or epochs == 1:
+        return learning_rate
+    return float(learning_rate * (final_learning_rate / learning_rate) ** ((epoch - 1) / (epochs - 1)))
+
+
 def soft_dice_loss(truth, logits):
-    """1 - mean over classes of the soft Dice coefficient, summed over the batch.
+    """1 - mean soft Dice coefficient of the classes present in the batch.
 
     ``truth`` is one-hot and ``logits`` the network's pre-softmax output, both
-    (batch, z, y, x, classes). A smoothing term of 1 voxel keeps classes absent
-    from a batch defined.
+    (batch, z, y, x, classes); overlaps are summed over the whole batch. Classes
+    absent from the batch are left out: with a dozen classes and a few patches
+    per batch, most batches lack some class, and scoring it would push that
+    class down wherever the network predicts it, batch after batch (classes then
+    take turns being forgotten). False positives of absent classes are left to
+    cross-entropy. A smoothing term of 1 voxel keeps empty predictions defined.
     """
     import tensorflow as tf
 
     scores = tf.nn.softmax(logits)
     axes = (0, 1, 2, 3)
+    size = tf.reduce_sum(truth, axes)
     overlap = tf.reduce_sum(truth * scores, axes)
-    total = tf.reduce_sum(truth, axes) + tf.reduce_sum(scores, axes)
-    return 1.0 - tf.reduce_mean((2.0 * overlap + 1.0) / (total + 1.0))
+    dice = (2.0 * overlap + 1.0) / (size + tf.reduce_sum(scores, axes) + 1.0)
+    present = tf.cast(size > 0, dice.dtype)
+    return 1.0 - tf.reduce_sum(dice * present) / tf.maximum(tf.reduce_sum(present), 1.0)
 
 
 def cross_entropy_loss(truth, logits):
@@ -351,7 +373,8 @@ def voxel_scores(true_positives: np.ndarray, predicted: np.ndarray,
 # --------------------------------------------------------------------------- checks
 
 def _check_settings(n_classes, patch_size, batch_size, epochs, steps_per_epoch, validation_steps,
-                    loss, learning_rate, shift_voxels, validation_fraction, class_names):
+                    loss, learning_rate, final_learning_rate, shift_voxels, validation_fraction,
+                    class_names):
     if int(n_classes) != n_classes or n_classes < 2:
         raise ValueError(f"n_classes must be >= 2 (background + particle classes), got {n_classes}")
     check_patch_size(patch_size)
@@ -363,6 +386,9 @@ def _check_settings(n_classes, patch_size, batch_size, epochs, steps_per_epoch, 
         raise ValueError(f"Unknown loss {loss!r}; use one of {LOSSES}")
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if final_learning_rate is not None and not final_learning_rate > 0:
+        raise ValueError(f"final_learning_rate must be > 0 (or None for a constant step size), "
+                         f"got {final_learning_rate}")
     if int(shift_voxels) != shift_voxels or shift_voxels < 0:
         raise ValueError(f"shift_voxels must be an integer >= 0, got {shift_voxels}")
     if not 0 <= validation_fraction < 1:

@@ -107,7 +107,7 @@ def test_outputs_describe_the_model(trained):
 def test_resume_after_crash_continues_with_history(data, tmp_path):
     settings = dict(n_classes=2, epochs=3, steps_per_epoch=3, validation_steps=1,
                     validation_fraction=0.3, loss="cross_entropy", learning_rate=1e-3,
-                    seed=5, **FAST)
+                    final_learning_rate=1e-4, seed=5, **FAST)
     tomogram, label_map, table = data["train"]
     inputs = dict(tomograms=[tomogram], label_maps=[label_map], particles=[table])
 
@@ -127,6 +127,7 @@ def test_resume_after_crash_continues_with_history(data, tmp_path):
     assert epochs_run == [3]
     after = json.loads((tmp_path / "run" / "history.json").read_text())
     assert after[:2] == before and after[2]["epoch"] == 3
+    np.testing.assert_allclose([row["learning_rate"] for row in after], [1e-3, 10 ** -3.5, 1e-4])
 
     # same batches and optimizer state as a run that never stopped
     train(**inputs, out_dir=tmp_path / "straight", **settings)
@@ -162,6 +163,7 @@ def test_resume_refuses_a_checkpoint_of_another_patch_size(trained, data):
     (dict(patch_size=52), "larger than tomogram"),
     (dict(n_classes=3), "Class\\(es\\) \\[2\\] have no training particles"),
     (dict(loss="focal"), "Unknown loss"),
+    (dict(final_learning_rate=0.0), "final_learning_rate must be > 0"),
     (dict(validation_fraction=0.2), "either validation tomograms or validation_fraction"),
 ])
 def test_bad_settings_fail_early(data, tmp_path, change, message):

@@ -153,6 +153,8 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--loss", choices=LOSSES, default="dice")
     parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--final-learning-rate", type=float, default=None,
+                        help="decay the step size geometrically to this by the last epoch")
     parser.add_argument("--no-bootstrap", action="store_true",
                         help="draw particles by abundance instead of classes uniformly")
     parser.add_argument("--shift", type=int, default=13,
@@ -210,7 +212,8 @@ def _run_train(args) -> None:
         batch_size=args.batch_size or preset["batch_size"], epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch or preset["steps_per_epoch"],
         validation_steps=args.val_steps or preset["validation_steps"], loss=args.loss,
-        learning_rate=args.learning_rate, bootstrap=not args.no_bootstrap, shift_voxels=args.shift,
+        learning_rate=args.learning_rate, final_learning_rate=args.final_learning_rate,
+        bootstrap=not args.no_bootstrap, shift_voxels=args.shift,
         initial_weights=args.initial_weights, resume=not args.restart, class_names=args.class_names,
         voxel_size=args.voxel_size or io.read_voxel_size(args.tomograms[0]) or 1.0,
         seed=args.seed, precision=args.precision, progress=not args.quiet)

@@ -78,6 +78,10 @@ class DeepFinderProtTrain(DeepFinderProtBase):
                            "every class early and tolerates a learning rate of 1e-3.")
         form.addParam("learningRate", params.FloatParam, default=1e-4, validators=[params.GT(0)],
                       expertLevel=params.LEVEL_ADVANCED, label="Learning rate (Adam)")
+        form.addParam("finalLearningRate", params.FloatParam, default=0, validators=[params.GE(0)],
+                      expertLevel=params.LEVEL_ADVANCED, label="Final learning rate",
+                      help="The learning rate decays geometrically to this value by the last "
+                           "epoch: large steps early, fine ones at the end. 0 keeps it constant.")
         form.addParam("bootstrap", params.BooleanParam, default=True,
                       expertLevel=params.LEVEL_ADVANCED, label="Balance classes (bootstrap)?",
                       help="Each batch holds the particle classes in equal numbers.")
@@ -114,7 +118,8 @@ class DeepFinderProtTrain(DeepFinderProtBase):
               patch_size=self.patchSize.get(), batch_size=self.batchSize.get(),
               epochs=self.epochs.get(), steps_per_epoch=self.stepsPerEpoch.get(),
               validation_steps=self.validationSteps.get(), loss=LOSSES[self.loss.get()],
-              learning_rate=self.learningRate.get(), bootstrap=self.bootstrap.get(),
+              learning_rate=self.learningRate.get(),
+              final_learning_rate=self.finalLearningRate.get() or None, bootstrap=self.bootstrap.get(),
               shift_voxels=self.shiftVoxels.get(),
               initial_weights=initial.getWeightsFile() if initial else None, resume=True,
               class_names=self._allClassNames(),

@@ -1,6 +1,6 @@
 """Training throughput on this machine, and whether the patch prefetch keeps the model busy.
 
-    python benchmarks/bench_train.py [--patch 48] [--batch 8] [--steps 5] [--epochs 2]
+    python benchmarks/bench_train.py [--patch 48] [--batch 8] [--steps 5] [--epochs 2] [--precision auto]
 
 Writes a synthetic 200 x 256 x 256 float32 tomogram with blobs to a temporary folder
 (memory-mapped MRC, as in real use), trains for a few epochs and prints, per epoch,
@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto")
     args = parser.parse_args()
     if SHREC.exists():
         shrec_targets()
@@ -96,7 +97,7 @@ def main() -> None:
               f"{rate:.0f} patches/s at patch {args.patch}")
         train([tomogram], [labels], [table], folder / "out", 4, validation_fraction=0.2,
               patch_size=args.patch, batch_size=args.batch, epochs=args.epochs,
-              steps_per_epoch=args.steps, validation_steps=1, progress=False)
+              steps_per_epoch=args.steps, validation_steps=1, precision=args.precision, progress=False)
         history = json.loads((folder / "out" / "history.json").read_text())
     for row in history:
         patches = args.steps * args.batch

@@ -360,8 +360,9 @@ def _run_evaluate(args) -> None:
     import numpy as np
 
     from . import io
-    from .evaluate import (format_table, match_by_distance, match_by_occupancy, precision_recall_f1,
-                           threshold_sweep, write_scores_csv, write_sweep_csv)
+    from .evaluate import (confusion_by_occupancy, format_confusion, format_table, match_by_distance,
+                           match_by_occupancy, precision_recall_f1, threshold_sweep,
+                           write_scores_csv, write_sweep_csv)
 
     detected = _read_particle_file(args.detected, voxel_size=args.voxel_size or 1.0)
     reference = _read_particle_file(args.reference, voxel_size=args.voxel_size or 1.0)
@@ -381,6 +382,9 @@ def _run_evaluate(args) -> None:
         result = match_by_distance(detected, reference, rule["tolerance_voxels"])
     rows = precision_recall_f1(result, names)
     print(format_table(rows))
+    if args.occupancy:
+        print("\nDetections by the class of the particle they lie on:")
+        print(format_confusion(*confusion_by_occupancy(detected, rule["occupancy_map"], reference), names))
     if args.output:
         write_scores_csv(args.output, rows)
     if args.sweep:

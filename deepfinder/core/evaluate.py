@@ -129,19 +129,7 @@ def match_by_occupancy(detected: ParticleTable, occupancy_map: np.ndarray,
     visited by decreasing score, so of several detections on one particle the
     best scored is the true positive and the others are false positives.
     """
-    occupancy_map = np.asarray(occupancy_map)
-    if occupancy_map.ndim != 3:
-        raise ValueError(f"occupancy_map must be a 3D (z, y, x) array, got {occupancy_map.shape}")
-    if len(np.unique(detected.tomo)) > 1:
-        raise ValueError("match_by_occupancy scores one tomogram: select its detections "
-                         "with ParticleTable.of_tomogram")
-    if occupancy_map.size and occupancy_map.max() > len(reference):
-        raise ValueError(f"occupancy_map holds particle id {occupancy_map.max()} but the reference "
-                         f"has {len(reference)} particles: ids must be 1..{len(reference)}")
-    index = np.rint(detected.zyx).astype(int)
-    inside = np.all((index >= 0) & (index < np.array(occupancy_map.shape)), axis=1)
-    particle = np.full(len(detected), -1)
-    particle[inside] = occupancy_map[tuple(index[inside].T)].astype(int) - 1
+    particle = _particle_under(detected, occupancy_map, reference)
     same_class = particle >= 0
     same_class[same_class] = reference.class_id[particle[same_class]] == \
         detected.class_id[same_class]
@@ -152,6 +140,61 @@ def match_by_occupancy(detected: ParticleTable, occupancy_map: np.ndarray,
             taken[particle[i]] = True
             match[i] = particle[i]
     return _result(detected, reference, match)
+
+
+def confusion_by_occupancy(detected: ParticleTable, occupancy_map: np.ndarray,
+                           reference: ParticleTable) -> tuple[np.ndarray, np.ndarray]:
+    """Which reference class each detection lies on, counted per detected class.
+
+    Shows the classes a network mixes up: a detection of class A inside the
+    occupancy of a particle of class B counts in row A, column B; outside every
+    particle, in column 0 (background). Arguments as :func:`match_by_occupancy`.
+
+    Returns
+    -------
+    classes : int array
+        The class ids of the rows and columns, background (0) first.
+    counts : (n, n) int array
+        ``counts[i, j]``: detections of ``classes[i]`` lying on a particle of
+        ``classes[j]`` (row 0 stays empty: detections have a particle class).
+    """
+    particle = _particle_under(detected, occupancy_map, reference)
+    under = np.where(particle >= 0, reference.class_id[np.maximum(particle, 0)], 0)
+    classes = np.union1d([0], np.union1d(detected.class_id, reference.class_id)).astype(int)
+    counts = np.zeros((len(classes), len(classes)), dtype=int)
+    np.add.at(counts, (np.searchsorted(classes, detected.class_id), np.searchsorted(classes, under)), 1)
+    return classes, counts
+
+
+def format_confusion(classes: np.ndarray, counts: np.ndarray,
+                     class_names: Mapping[int, str] | None = None) -> str:
+    """Plain-text table of :func:`confusion_by_occupancy`: rows detected, columns lying on."""
+    names = [("background" if c == 0 else str(c)) if class_names is None or c not in class_names
+             else class_names[c] for c in classes]
+    width = max(8, *(len(name) for name in names))
+    lines = ["detected \\ on".ljust(width) + "".join(name.rjust(width + 1) for name in names)]
+    for name, row in zip(names[1:], counts[1:]):
+        lines.append(name.ljust(width) + "".join(str(n).rjust(width + 1) for n in row))
+    return "\n".join(lines)
+
+
+def _particle_under(detected: ParticleTable, occupancy_map: np.ndarray,
+                    reference: ParticleTable) -> np.ndarray:
+    """Index of the reference particle whose occupancy holds each detection, -1 if none."""
+    occupancy_map = np.asarray(occupancy_map)
+    if occupancy_map.ndim != 3:
+        raise ValueError(f"occupancy_map must be a 3D (z, y, x) array, got {occupancy_map.shape}")
+    if len(np.unique(detected.tomo)) > 1:
+        raise ValueError("Occupancy scores one tomogram: select its detections with "
+                         "ParticleTable.of_tomogram")
+    if occupancy_map.size and occupancy_map.max() > len(reference):
+        raise ValueError(f"occupancy_map holds particle id {occupancy_map.max()} but the reference "
+                         f"has {len(reference)} particles: ids must be 1..{len(reference)}")
+    index = np.rint(detected.zyx).astype(int)
+    inside = np.all((index >= 0) & (index < np.array(occupancy_map.shape)), axis=1)
+    particle = np.full(len(detected), -1)
+    particle[inside] = occupancy_map[tuple(index[inside].T)].astype(int) - 1
+    return particle
 
 
 def precision_recall_f1(result: MatchResult,

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from deepfinder.core.evaluate import (format_table, match_by_distance, match_by_occupancy,
-                                      precision_recall_f1, read_scores_csv, read_sweep_csv,
-                                      threshold_sweep, write_scores_csv, write_sweep_csv)
+from deepfinder.core.evaluate import (confusion_by_occupancy, format_confusion, format_table,
+                                      match_by_distance, match_by_occupancy, precision_recall_f1,
+                                      read_scores_csv, read_sweep_csv, threshold_sweep,
+                                      write_scores_csv, write_sweep_csv)
 from deepfinder.core.particles import ParticleTable
 
 
@@ -70,6 +71,17 @@ def test_occupancy_hits_count_once_per_particle_best_score_first():
     rows = precision_recall_f1(result)
     assert (row(rows, 1).precision, row(rows, 1).recall) == (0.2, 1.0)
     assert row(rows, 2).recall == 0
+
+
+def test_confusion_shows_which_class_a_detection_really_lies_on():
+    occupancy, reference = occupancy_case()
+    detected = table([[6, 6, 6], [4, 12, 12], [5, 13, 13], [15, 15, 15]], [1, 1, 2, 2])
+    classes, counts = confusion_by_occupancy(detected, occupancy, reference)
+    assert classes.tolist() == [0, 1, 2]
+    # class 1: one on a class-1 particle, one on a class-2 particle; class 2: one right, one on nothing
+    assert counts.tolist() == [[0, 0, 0], [0, 1, 1], [1, 0, 1]]
+    text = format_confusion(classes, counts, {1: "ribosome", 2: "proteasome"})
+    assert text.splitlines()[1].split() == ["ribosome", "0", "1", "1"]
 
 
 def test_threshold_sweep_trades_recall_for_precision():

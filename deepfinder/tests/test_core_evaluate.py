@@ -137,6 +137,16 @@ def test_command_line_clusters_a_label_map_and_scores_it(tmp_path, capsys):
     assert "Wrote 3 particles" in printed and "small" in printed
     assert (tmp_path / "scores.csv").read_text().splitlines()[-1].endswith("1.0000,1.0000,1.0000")
 
+    each_own_id = table(truth.xyz, [1, 2, 3], tomo="TS_01")
+    write_volume(tmp_path / "occupancy.mrc",
+                 sphere_targets((28, 40, 44), each_own_id, {1: 3, 2: 5, 3: 3}).astype(np.int16))
+    main(["evaluate", "--detected", str(tmp_path / "found.xml"), "--reference",
+          str(tmp_path / "truth.csv"), "--occupancy", str(tmp_path / "occupancy.mrc"),
+          "--class-names", "1:small", "2:large"])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2].split() == ["small", "0", "2", "0"]  # both small ones on small particles
+    assert printed[-1].split() == ["large", "0", "0", "1"]
+
 
 def test_scores_and_sweep_csv_read_back_what_was_written(tmp_path):
     reference = table([[10, 10, 10], [30, 10, 10], [50, 10, 10]], [1, 1, 2])

@@ -20,7 +20,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=REPO / "output" / "demo", type=Path,
                         help="folder for the Scipion home, data and project (default: ./output/demo)")
-    parser.add_argument("--epochs", type=int, default=15, help="training epochs (16 steps each)")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs (16 steps each)")
     args = parser.parse_args()
     root = headless_scipion.configure(args.out)
 

@@ -77,7 +77,9 @@ class DeepFinderProtTrain(DeepFinderProtBase):
                            "cross_entropy: categorical; dice_cross_entropy: their sum, learns "
                            "every class early and tolerates a learning rate of 1e-3.")
         form.addParam("learningRate", params.FloatParam, default=1e-4, validators=[params.GT(0)],
-                      expertLevel=params.LEVEL_ADVANCED, label="Learning rate (Adam)")
+                      expertLevel=params.LEVEL_ADVANCED, label="Learning rate (Adam)",
+                      help="The paper's 1e-4 is safe with every loss. With dice_cross_entropy, 1e-3 "
+                           "learns several times faster in short runs (what the demo uses).")
         form.addParam("finalLearningRate", params.FloatParam, default=0, validators=[params.GE(0)],
                       expertLevel=params.LEVEL_ADVANCED, label="Final learning rate",
                       help="The learning rate decays geometrically to this value by the last "

@@ -22,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from deepfinder.core.io import read_particles_xml, read_volume, write_volume
+from deepfinder.core.model import PRECISIONS
 from deepfinder.core.normalize import tomogram_stats
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.sampling import training_batches
@@ -83,7 +84,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     args = parser.parse_args()
     if SHREC.exists():
         shrec_targets()

@@ -151,7 +151,8 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--steps-per-epoch", type=int)
     parser.add_argument("--val-steps", type=int, help="validation batches per epoch")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--loss", choices=LOSSES, default="dice")
+    parser.add_argument("--loss", choices=LOSSES, default="dice_cross_entropy",
+                        help="as the train protocol: Dice + cross-entropy learns every class early")
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--final-learning-rate", type=float, default=None,
                         help="decay the step size geometrically to this by the last epoch")

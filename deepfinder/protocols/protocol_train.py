@@ -11,12 +11,12 @@ from pyworkflow.constants import BETA
 from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, get_class_names, tomograms_by_tsid
+from ..core.train import LOSSES
 from ..objects import DeepFinderModel
 from .protocol_base import DeepFinderProtBase
 
 VALIDATION_FRACTION = 0
 VALIDATION_SET = 1
-LOSSES = ["dice", "cross_entropy", "dice_cross_entropy"]
 
 
 class DeepFinderTrainOutputs(Enum):
@@ -71,7 +71,8 @@ class DeepFinderProtTrain(DeepFinderProtBase):
                       label="Steps per epoch", help="Batches per epoch (paper: 100).")
         form.addParam("validationSteps", params.IntParam, default=10, validators=[params.GT(0)],
                       label="Validation batches per epoch")
-        form.addParam("loss", params.EnumParam, default=2, choices=LOSSES,
+        form.addParam("loss", params.EnumParam, default=LOSSES.index("dice_cross_entropy"),
+                      choices=list(LOSSES),
                       display=params.EnumParam.DISPLAY_HLIST, label="Loss",
                       help="dice: the paper's, best for small particles but slow to start; "
                            "cross_entropy: categorical; dice_cross_entropy: their sum, learns "

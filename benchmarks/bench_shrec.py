@@ -148,10 +148,7 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
 def segment_and_score(work: Path, weights: Path, classes: list[dict], tag: str, precision: str = "auto",
                       crop_voxels: int = 4) -> dict:
     """Segment the held-out tomogram, cluster, match with both rules; returns tables and times."""
-    from deepfinder.core.cluster import ball_volume, find_clusters
-    from deepfinder.core.evaluate import (confusion_by_occupancy, format_confusion, match_by_distance,
-                                          match_by_occupancy, precision_recall_f1)
-    from deepfinder.core.io import read_particles_csv, read_volume, write_particles_csv
+    from deepfinder.core.io import read_volume, write_particles_csv
     from deepfinder.core.segment import segment_tomogram
 
     started, cpu = time.perf_counter(), cpu_seconds()
@@ -162,39 +159,41 @@ def segment_and_score(work: Path, weights: Path, classes: list[dict], tag: str, 
     segment_times = (time.perf_counter() - started, cpu_seconds() - cpu)
 
     started, cpu = time.perf_counter(), cpu_seconds()
-    radius = {c["id"]: c["radius_voxels"] for c in classes}
-    min_size = {k: int(MIN_CLUSTER_FRACTION * ball_volume(r)) for k, r in radius.items()}
     label_map = np.asarray(read_volume(segmented["labels"], mmap=False)).astype(np.uint8)
     score_maps = {k: read_volume(path) for k, path in segmented["scores"].items()}
-    found = find_clusters(label_map, radius, min_size, score_maps, tomo=HELD_OUT_NAME).particles
+    found = cluster(label_map, classes, score_maps)
     write_particles_csv(work / f"{HELD_OUT_NAME}_found_{tag}.csv", found)
     cluster_times = (time.perf_counter() - started, cpu_seconds() - cpu)
 
-    reference = read_particles_csv(work / f"{HELD_OUT_NAME}_particles.csv")
-    occupancy = np.asarray(read_volume(work / f"{HELD_OUT_NAME}_occupancy.mrc", mmap=False))
-    names = {c["id"]: c["name"] for c in classes}
-    by_occupancy = precision_recall_f1(match_by_occupancy(found, occupancy, reference), names)
-    by_distance = []
-    for c in classes:
-        rows = precision_recall_f1(match_by_distance(found.of_class(c["id"]), reference.of_class(c["id"]),
-                                                     tolerance_voxels=float(c["radius_voxels"])), names)
-        by_distance += [row for row in rows if row.class_id is not None]
     save_slice_png(work, segmented["labels"], tag)
-    confusion = format_confusion(*confusion_by_occupancy(found, occupancy, reference), names)
-    return {"occupancy": by_occupancy, "distance": by_distance, "confusion": confusion, "segment": segment_times,
-            "cluster": cluster_times, "label_map": label_map}
+    return {**score(work, found, classes), "segment": segment_times, "cluster": cluster_times,
+            "label_map": label_map}
 
 
 def score_true_labels(work: Path, classes: list[dict]) -> dict:
     """Clustering and matching applied to the simulator's true label map: the pipeline's ceiling."""
+    from deepfinder.core.io import read_volume
+
+    label_map = np.asarray(read_volume(work / f"{HELD_OUT_NAME}_labels.mrc", mmap=False)).astype(np.uint8)
+    return score(work, cluster(label_map, classes), classes)
+
+
+def cluster(label_map: np.ndarray, classes: list[dict], score_maps: dict | None = None):
+    """Particles of a label map of the held-out tomogram: class radii, fixed minimum cluster size."""
     from deepfinder.core.cluster import ball_volume, find_clusters
-    from deepfinder.core.evaluate import match_by_distance, match_by_occupancy, precision_recall_f1
-    from deepfinder.core.io import read_particles_csv, read_volume
 
     radius = {c["id"]: c["radius_voxels"] for c in classes}
     min_size = {k: int(MIN_CLUSTER_FRACTION * ball_volume(r)) for k, r in radius.items()}
-    label_map = np.asarray(read_volume(work / f"{HELD_OUT_NAME}_labels.mrc", mmap=False)).astype(np.uint8)
-    found = find_clusters(label_map, radius, min_size, tomo=HELD_OUT_NAME).particles
+    return find_clusters(label_map, radius, min_size, score_maps, tomo=HELD_OUT_NAME).particles
+
+
+def score(work: Path, found, classes: list[dict]) -> dict:
+    """Particles found in the held-out tomogram against its truth: occupancy rule, distance rule
+    (tolerance = class radius) and the class confusion."""
+    from deepfinder.core.evaluate import (confusion_by_occupancy, format_confusion, match_by_distance,
+                                          match_by_occupancy, precision_recall_f1)
+    from deepfinder.core.io import read_particles_csv, read_volume
+
     reference = read_particles_csv(work / f"{HELD_OUT_NAME}_particles.csv")
     occupancy = np.asarray(read_volume(work / f"{HELD_OUT_NAME}_occupancy.mrc", mmap=False))
     names = {c["id"]: c["name"] for c in classes}
@@ -204,7 +203,8 @@ def score_true_labels(work: Path, classes: list[dict]) -> dict:
                                                      tolerance_voxels=float(c["radius_voxels"])), names)
         by_distance += [row for row in rows if row.class_id is not None]
     return {"occupancy": precision_recall_f1(match_by_occupancy(found, occupancy, reference), names),
-            "distance": by_distance}
+            "distance": by_distance,
+            "confusion": format_confusion(*confusion_by_occupancy(found, occupancy, reference), names)}
 
 
 def save_slice_png(work: Path, labels_path: Path, tag: str) -> Path:

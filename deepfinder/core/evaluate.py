@@ -169,8 +169,8 @@ def confusion_by_occupancy(detected: ParticleTable, occupancy_map: np.ndarray,
 def format_confusion(classes: np.ndarray, counts: np.ndarray,
                      class_names: Mapping[int, str] | None = None) -> str:
     """Plain-text table of :func:`confusion_by_occupancy`: rows detected, columns lying on."""
-    names = [("background" if c == 0 else str(c)) if class_names is None or c not in class_names
-             else class_names[c] for c in classes]
+    known = {0: "background", **(class_names or {})}
+    names = [known.get(c, str(c)) for c in classes]
     width = max(8, *(len(name) for name in names))
     lines = ["detected \\ on".ljust(width) + "".join(name.rjust(width + 1) for name in names)]
     for name, row in zip(names[1:], counts[1:]):

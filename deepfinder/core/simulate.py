@@ -336,7 +336,7 @@ def occupied_space(mask: np.ndarray, pore_voxels: int = 2) -> np.ndarray:
     padded = np.pad(mask, pore_voxels + 1)
     closed = ndimage.binary_closing(padded, ball, iterations=pore_voxels)
     inner = tuple(slice(pore_voxels + 1, -pore_voxels - 1) for _ in range(3))
-    return ndimage.binary_fill_holes(closed[inner] | mask)
+    return ndimage.binary_fill_holes(closed[inner])
 
 
 def add_vesicles(density: np.ndarray, occupied: np.ndarray, n_vesicles: int, voxel_size: float,

@@ -314,6 +314,7 @@ def main() -> int:
         ceiling = score_true_labels(work, classes)
         print("\nCeiling: clustering and matching of the true label map")
         print("\n".join(markdown_rows(ceiling["occupancy"], ceiling["distance"])))
+        print(ceiling["confusion"])
     for kind in (("shapes", "spheres") if args.targets == "both" else (args.targets,)):
         targets = build_targets(work, simulated["train"], classes, kind)
         if args.model is None:

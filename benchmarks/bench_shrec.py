@@ -5,7 +5,7 @@
                                      [--loss dice_cross_entropy] [--learning-rate 1e-3]
                                      [--final-learning-rate F --epochs N]
                                      [--patch 40] [--batch 8] [--shift 8] [--precision auto] [--ceiling]
-                                     [--model TRAINED.weights.h5] [--crops 4 32]
+                                     [--model TRAINED.weights.h5] [--crops 4 32] [--name RUN]
 
 Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the
 training layouts 0..n-1 of ``../shared/data/shrec19/object_list_train.xml`` and, as the
@@ -103,7 +103,7 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
     from deepfinder.core.io import read_particles_csv
     from deepfinder.core.train import train
 
-    out_dir = work / f"model_{kind}_{args.loss}"
+    out_dir = work / f"model_{run_name(kind, args)}"
     budget = 60.0 * args.train_minutes
     wall_budget = None if args.train_wall_minutes is None else 60.0 * args.train_wall_minutes
     started, cpu = time.perf_counter(), cpu_seconds()
@@ -143,6 +143,11 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
             "cpu": cpu_seconds() - cpu, "epochs": len(history), "best_epoch": best["best_epoch"],
             "steps": len(history) * args.steps, "history": history,
             "stopped_by": stopped_by[0] if stopped_by else "epoch limit"}
+
+
+def run_name(kind: str, args) -> str:
+    """Names the model folder and output files of one run."""
+    return f"{kind}_{args.loss}" + (f"_{args.name}" if args.name else "")
 
 
 def segment_and_score(work: Path, weights: Path, classes: list[dict], tag: str, precision: str = "auto",
@@ -291,6 +296,8 @@ def main() -> int:
     parser.add_argument("--validation-steps", type=int, default=2)
     parser.add_argument("--shift", type=int, default=8, help="patch-centre jitter, voxels")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="",
+                        help="suffix of this run's model folder and output files (parallel runs)")
     parser.add_argument("--crops", type=int, nargs="+", default=[4],
                         help="segment with each of these tile crops (voxels); the first is reported, "
                              "the others compared with it (32 makes tiling exact)")
@@ -331,7 +338,7 @@ def main() -> int:
 
         first = None
         for crop in args.crops:
-            scored = segment_and_score(work, trained["weights"], classes, f"{kind}_{args.loss}_crop{crop}",
+            scored = segment_and_score(work, trained["weights"], classes, f"{run_name(kind, args)}_crop{crop}",
                                        args.precision, crop)
             print(f"\nHeld-out SHREC'19 layout {HELD_OUT_LAYOUT}, {kind} targets, tiles cropped by {crop} "
                   "voxels, occupancy rule:")
@@ -353,7 +360,7 @@ def main() -> int:
                        "segment": first["segment"], "cluster": first["cluster"],
                        "table": markdown_rows(first["occupancy"], first["distance"]),
                        "val_f1_per_epoch": [row["val_mean_f1"] for row in trained["history"]]})
-    (work / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    (work / f"report{'_' + args.name if args.name else ''}.json").write_text(json.dumps(report, indent=1, default=str))
     for entry in report:
         print(f"\nMarkdown ({entry['targets']}):")
         print("\n".join(entry["table"]))

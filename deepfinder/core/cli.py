@@ -361,8 +361,8 @@ def _run_evaluate(args) -> None:
     import numpy as np
 
     from . import io
-    from .evaluate import (confusion_by_occupancy, format_confusion, format_table, match_by_distance,
-                           match_by_occupancy, precision_recall_f1, threshold_sweep,
+    from .evaluate import (confusion_by_distance, confusion_by_occupancy, format_confusion, format_table,
+                           match_by_distance, match_by_occupancy, precision_recall_f1, threshold_sweep,
                            write_scores_csv, write_sweep_csv)
 
     detected = _read_particle_file(args.detected, voxel_size=args.voxel_size or 1.0)
@@ -375,17 +375,18 @@ def _run_evaluate(args) -> None:
     if args.occupancy:
         rule["occupancy_map"] = io.read_volume(args.occupancy)
         result = match_by_occupancy(detected, rule["occupancy_map"], reference)
+        confusion = confusion_by_occupancy(detected, rule["occupancy_map"], reference)
     else:
         if args.tolerance_angstrom is not None and not args.voxel_size:
             raise SystemExit("deepfinder: --tolerance-angstrom needs --voxel-size")
         rule["tolerance_voxels"] = args.tolerance if args.tolerance is not None else \
             args.tolerance_angstrom / args.voxel_size
         result = match_by_distance(detected, reference, rule["tolerance_voxels"])
+        confusion = confusion_by_distance(detected, reference, rule["tolerance_voxels"])
     rows = precision_recall_f1(result, names)
     print(format_table(rows))
-    if args.occupancy:
-        print("\nDetections by the class of the particle they lie on:")
-        print(format_confusion(*confusion_by_occupancy(detected, rule["occupancy_map"], reference), names))
+    print("\nDetections by the class of the particle they lie on:")
+    print(format_confusion(*confusion, names))
     if args.output:
         write_scores_csv(args.output, rows)
     if args.sweep:

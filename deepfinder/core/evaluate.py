@@ -160,15 +160,43 @@ def confusion_by_occupancy(detected: ParticleTable, occupancy_map: np.ndarray,
     """
     particle = _particle_under(detected, occupancy_map, reference)
     under = np.where(particle >= 0, reference.class_id[np.maximum(particle, 0)], 0)
-    classes = np.union1d([0], np.union1d(detected.class_id, reference.class_id)).astype(int)
+    return _confusion(detected.class_id, under, reference.class_id)
+
+
+def confusion_by_distance(detected: ParticleTable, reference: ParticleTable,
+                          tolerance_voxels: float) -> tuple[np.ndarray, np.ndarray]:
+    """Class of the nearest reference particle of each detection, counted per detected class.
+
+    As :func:`confusion_by_occupancy`, for data without an occupancy map: a
+    detection of class A counts in column B when the nearest reference particle
+    of its tomogram, whatever its class, is a B within ``tolerance_voxels``;
+    in column 0 (background) when none is that close.
+    """
+    if not tolerance_voxels > 0:
+        raise ValueError(f"tolerance_voxels must be > 0, got {tolerance_voxels}")
+    under = np.zeros(len(detected), dtype=int)
+    for tomo in np.intersect1d(detected.tomo, reference.tomo):
+        det = np.flatnonzero(detected.tomo == tomo)
+        ref = np.flatnonzero(reference.tomo == tomo)
+        distance, nearest = cKDTree(reference.xyz[ref]).query(
+            detected.xyz[det], distance_upper_bound=tolerance_voxels)
+        near = np.isfinite(distance)
+        under[det[near]] = reference.class_id[ref[nearest[near]]]
+    return _confusion(detected.class_id, under, reference.class_id)
+
+
+def _confusion(detected_class: np.ndarray, under_class: np.ndarray,
+               reference_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    classes = np.union1d([0], np.union1d(detected_class, reference_class)).astype(int)
     counts = np.zeros((len(classes), len(classes)), dtype=int)
-    np.add.at(counts, (np.searchsorted(classes, detected.class_id), np.searchsorted(classes, under)), 1)
+    np.add.at(counts, (np.searchsorted(classes, detected_class), np.searchsorted(classes, under_class)), 1)
     return classes, counts
 
 
 def format_confusion(classes: np.ndarray, counts: np.ndarray,
                      class_names: Mapping[int, str] | None = None) -> str:
-    """Plain-text table of :func:`confusion_by_occupancy`: rows detected, columns lying on."""
+    """Plain-text table of a class confusion (:func:`confusion_by_occupancy`,
+    :func:`confusion_by_distance`): rows detected, columns lying on."""
     known = {0: "background", **(class_names or {})}
     names = [known.get(c, str(c)) for c in classes]
     width = max(8, *(len(name) for name in names))

@@ -15,8 +15,10 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
     """Score picked particles against reference particles of the same tomograms.
 
     Per class and overall precision, recall and F1 (a pick matches one reference
-    particle of its class within a distance, one-to-one), and the same figures
-    against a threshold on the picks' score, to choose that threshold.
+    particle of its class within a distance, one-to-one), the class confusion
+    (which reference class each pick lies on: the classes a model mixes up), and
+    the same figures against a threshold on the picks' score, to choose that
+    threshold.
     """
     _label = "evaluate picking"
     _devStatus = BETA
@@ -51,7 +53,10 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
         result = evaluate.match_by_distance(picked, reference, tolerance_voxels=tolerance)
         names = dict(enumerate(self._classNamesList()))
         rows = evaluate.precision_recall_f1(result, class_names=names)
-        table = evaluate.format_table(rows)
+        confusion = evaluate.format_confusion(
+            *evaluate.confusion_by_distance(picked, reference, tolerance), names)
+        table = (f"{evaluate.format_table(rows)}\n\nPicks by the class of the nearest reference "
+                 f"particle within {tolerance * sampling:.0f} Å:\n{confusion}")
         with open(self._resultFile(), "w") as handle:
             handle.write(table + "\n")
         evaluate.write_scores_csv(self._getExtraPath("evaluation.csv"), rows)

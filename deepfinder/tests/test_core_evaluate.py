@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from deepfinder.core.evaluate import (confusion_by_occupancy, format_confusion, format_table,
-                                      match_by_distance, match_by_occupancy, precision_recall_f1,
+from deepfinder.core.evaluate import (confusion_by_distance, confusion_by_occupancy, format_confusion,
+                                      format_table, match_by_distance, match_by_occupancy, precision_recall_f1,
                                       read_scores_csv, read_sweep_csv, threshold_sweep,
                                       write_scores_csv, write_sweep_csv)
 from deepfinder.core.particles import ParticleTable
@@ -84,6 +84,20 @@ def test_confusion_shows_which_class_a_detection_really_lies_on():
     assert text.splitlines()[1].split() == ["ribosome", "0", "1", "1"]
 
 
+def test_confusion_by_distance_names_the_nearest_particle_of_any_class():
+    reference = table([[10, 10, 10], [30, 10, 10]], [1, 2])
+    detected = table([[11, 10, 10],   # class 1 on the class-1 particle
+                      [29, 10, 10],   # class 1 on the class-2 particle
+                      [20, 10, 10],   # class 2, 10 voxels from both: on nothing
+                      [31, 11, 10]],  # class 2 on the class-2 particle
+                     [1, 1, 2, 2])
+    classes, counts = confusion_by_distance(detected, reference, tolerance_voxels=3)
+    assert classes.tolist() == [0, 1, 2]
+    assert counts.tolist() == [[0, 0, 0], [0, 1, 1], [1, 0, 1]]
+    with pytest.raises(ValueError, match="tolerance_voxels"):
+        confusion_by_distance(detected, reference, tolerance_voxels=0)
+
+
 def test_threshold_sweep_trades_recall_for_precision():
     reference = table([[10, 10, 10], [30, 10, 10]], [1, 1])
     detected = table([[10, 10, 10], [30, 10, 10], [50, 50, 50]], [1, 1, 1], score=[0.9, 0.3, 0.6])
@@ -135,6 +149,7 @@ def test_command_line_clusters_a_label_map_and_scores_it(tmp_path, capsys):
           "--output", str(tmp_path / "scores.csv"), "--sweep", "3"])
     printed = capsys.readouterr().out
     assert "Wrote 3 particles" in printed and "small" in printed
+    assert ["small", "0", "2", "0"] in [line.split() for line in printed.splitlines()]  # confusion
     assert (tmp_path / "scores.csv").read_text().splitlines()[-1].endswith("1.0000,1.0000,1.0000")
 
     each_own_id = table(truth.xyz, [1, 2, 3], tomo="TS_01")

@@ -72,6 +72,16 @@ class TestPipeline(BaseTest):
         for cls in self.classes:
             self.assertGreaterEqual(f1[cls["name"]], 0.9, f"F1 of {cls['name']}: {rows}")
 
+    def test_summary_shows_which_classes_are_mixed_up(self):
+        summary = self.steps["evaluate"].summary()
+        start = next(i for i, line in enumerate(summary) if line.startswith("Picks by")) + 1
+        columns = summary[start].split()[3:]  # after "detected \\ on"
+        rows = {line.split()[0]: [int(n) for n in line.split()[1:]] for line in summary[start + 1:]}
+        for cls in self.classes:
+            # Most picks of a class lie on a reference particle of that class.
+            counts = rows[cls["name"]]
+            self.assertGreater(counts[columns.index(cls["name"])], sum(counts) / 2, summary)
+
     def test_coordinates_feed_tomo_mask_coordinates(self):
         coordinates = self.steps["cluster"].coordinates
         masked = launch(self.proj, ProtMaskCoordinates, "mask coordinates",

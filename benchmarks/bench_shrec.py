@@ -5,7 +5,7 @@
                                      [--loss dice_cross_entropy] [--learning-rate 1e-3]
                                      [--final-learning-rate F --epochs N]
                                      [--patch 40] [--batch 8] [--shift 8] [--precision auto] [--ceiling]
-                                     [--model TRAINED.weights.h5] [--crops 4 32] [--name RUN]
+                                     [--model TRAINED.weights.h5] [--crops 4 32] [--name RUN] [--bin 2]
 
 Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the
 training layouts 0..n-1 of ``../shared/data/shrec19/object_list_train.xml`` and, as the
@@ -14,7 +14,9 @@ already there). Builds label maps (rotated shape masks or class-radius balls), t
 U-net until ``--train-minutes`` of process CPU time (all threads: user + system) are spent,
 segments the held-out tomogram, clusters the label map and prints per-class precision,
 recall and F1 under the SHREC'19 occupancy rule and the distance rule (tolerance = class
-radius). Also saves a PNG of a predicted label-map slice next to the truth. ``--model`` scores
+radius). Also saves a PNG of a predicted label-map slice next to the truth. ``--bin 2`` trains
+and segments 2x-binned copies of the tomograms (20 A/voxel, as DeepFinder's SHREC'21 re-run) and
+scores the particles found at the full size. ``--model`` scores
 an already trained model; ``--crops 4 32`` also segments with exact tiling and counts the
 labels that differ.
 
@@ -35,6 +37,7 @@ import numpy as np
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HELD_OUT_LAYOUT = 8
 HELD_OUT_NAME = "tomo_test"
+VOXEL_SIZE = 10.0  # Angstrom, the bench preset's
 # Clusters smaller than this fraction of the class's ball volume are dropped: a fixed prior,
 # not tuned on the held-out tomogram.
 MIN_CLUSTER_FRACTION = 0.1
@@ -76,7 +79,37 @@ def simulate(work: Path, n_train: int, seed: int) -> dict:
     return {"train": names, "wall": time.perf_counter() - started, "cpu": cpu_seconds() - cpu}
 
 
-def build_targets(work: Path, names: list[str], classes: list[dict], kind: str) -> list[Path]:
+def bin_data(work: Path, names: list[str], classes: list[dict]) -> Path:
+    """The tomograms (means of 2 x 2 x 2 voxels), particle tables, masks and class radii at twice
+    the voxel size, in ``work/bin2`` (reused when there)."""
+    import dataclasses
+
+    from deepfinder.core.io import read_particles_csv, read_volume, write_particles_csv, write_volume
+    from deepfinder.core.segment import downsample_scores
+    from deepfinder.core.simulate import shrec19_shapes
+
+    binned = work / "bin2"
+    (binned / "masks").mkdir(parents=True, exist_ok=True)
+    for name in names + [HELD_OUT_NAME]:
+        if not (binned / f"{name}_particles.csv").exists():
+            volume = np.asarray(read_volume(work / f"{name}.mrc"), dtype=np.float32)
+            write_volume(binned / f"{name}.mrc", downsample_scores(volume[..., None])[..., 0],
+                         VOXEL_SIZE * 2)
+            table = read_particles_csv(work / f"{name}_particles.csv")
+            # Binned voxel k averages voxels 2k and 2k + 1 (the inverse of segment.unbin_positions).
+            write_particles_csv(binned / f"{name}_particles.csv",
+                                dataclasses.replace(table, xyz=(table.xyz - 0.5) / 2))
+    binned_classes = []
+    masks = {shape.name: shape.mask for shape in shrec19_shapes(VOXEL_SIZE * 2, SHARED_DATA)}
+    for c in classes:
+        write_volume(binned / c["mask"], masks[c["name"]].astype(np.int8), VOXEL_SIZE * 2)
+        binned_classes.append({**c, "radius_voxels": c["radius_voxels"] / 2})
+    (binned / "classes.json").write_text(json.dumps(binned_classes, indent=1))
+    return binned
+
+
+def build_targets(work: Path, names: list[str], classes: list[dict], kind: str,
+                  voxel_size: float) -> list[Path]:
     """Label map per training tomogram: rotated shape masks or balls of the class radius."""
     from deepfinder.core.io import read_particles_csv, read_volume, write_volume
     from deepfinder.core.targets import shape_targets, sphere_targets
@@ -92,7 +125,7 @@ def build_targets(work: Path, names: list[str], classes: list[dict], kind: str) 
                 labels = shape_targets(shape, table, masks)
             else:
                 labels = sphere_targets(shape, table, {c["id"]: c["radius_voxels"] for c in classes})
-            write_volume(path, labels, 10.0)
+            write_volume(path, labels, voxel_size)
         paths.append(path)
     return paths
 
@@ -130,7 +163,7 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
               epochs=args.epochs, steps_per_epoch=args.steps, validation_steps=args.validation_steps,
               loss=args.loss, learning_rate=args.learning_rate,
               final_learning_rate=args.final_learning_rate, shift_voxels=args.shift,
-              class_names=["background"] + [c["name"] for c in classes], voxel_size=10.0,
+              class_names=["background"] + [c["name"] for c in classes], voxel_size=VOXEL_SIZE * args.bin,
               seed=args.seed, precision=args.precision, resume=False, on_epoch_end=stop_when_spent)
     except BudgetSpent:
         pass
@@ -150,27 +183,34 @@ def run_name(kind: str, args) -> str:
     return f"{kind}_{args.loss}" + (f"_{args.name}" if args.name else "")
 
 
-def segment_and_score(work: Path, weights: Path, classes: list[dict], tag: str, precision: str = "auto",
-                      crop_voxels: int = 4) -> dict:
-    """Segment the held-out tomogram, cluster, match with both rules; returns tables and times."""
+def segment_and_score(work: Path, data: Path, weights: Path, classes: list[dict], data_classes: list[dict],
+                      tag: str, precision: str = "auto", crop_voxels: int = 4) -> dict:
+    """Segment the held-out tomogram of ``data`` (``work`` or its 2x-binned copy), cluster, match
+    with both rules against the truth in ``work``; returns tables and times."""
+    import dataclasses
+
     from deepfinder.core.io import read_volume, write_particles_csv
-    from deepfinder.core.segment import segment_tomogram
+    binned = data != work
+    from deepfinder.core.segment import segment_tomogram, unbin_positions
 
     started, cpu = time.perf_counter(), cpu_seconds()
-    segmented = segment_tomogram(work / f"{HELD_OUT_NAME}.mrc", weights,
-                                 work / f"{HELD_OUT_NAME}_pred_{tag}.mrc",
-                                 work / f"{HELD_OUT_NAME}_scores_{tag}.mrc", precision=precision,
+    segmented = segment_tomogram(data / f"{HELD_OUT_NAME}.mrc", weights,
+                                 data / f"{HELD_OUT_NAME}_pred_{tag}.mrc",
+                                 data / f"{HELD_OUT_NAME}_scores_{tag}.mrc", precision=precision,
                                  crop_voxels=crop_voxels)
     segment_times = (time.perf_counter() - started, cpu_seconds() - cpu)
 
     started, cpu = time.perf_counter(), cpu_seconds()
     label_map = np.asarray(read_volume(segmented["labels"], mmap=False)).astype(np.uint8)
     score_maps = {k: read_volume(path) for k, path in segmented["scores"].items()}
-    found = cluster(label_map, classes, score_maps)
+    found = cluster(label_map, data_classes, score_maps)
+    if binned:
+        found = dataclasses.replace(found, xyz=unbin_positions(found.xyz))
     write_particles_csv(work / f"{HELD_OUT_NAME}_found_{tag}.csv", found)
     cluster_times = (time.perf_counter() - started, cpu_seconds() - cpu)
 
-    save_slice_png(work, segmented["labels"], tag)
+    if not binned:
+        save_slice_png(work, segmented["labels"], tag)
     return {**score(work, found, classes), "segment": segment_times, "cluster": cluster_times,
             "label_map": label_map}
 
@@ -295,6 +335,9 @@ def main() -> int:
                         help="training steps per epoch (short epochs: the budget is checked per epoch)")
     parser.add_argument("--validation-steps", type=int, default=2)
     parser.add_argument("--shift", type=int, default=8, help="patch-centre jitter, voxels")
+    parser.add_argument("--bin", type=int, choices=(1, 2), default=1,
+                        help="2: train and segment the tomograms binned by 2 (means of 2^3 voxels, "
+                             "20 A/voxel); particles found are scored at the full size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="",
                         help="suffix of this run's model folder and output files (parallel runs)")
@@ -322,10 +365,14 @@ def main() -> int:
         print("\nCeiling: clustering and matching of the true label map")
         print("\n".join(markdown_rows(ceiling["occupancy"], ceiling["distance"])))
         print(ceiling["confusion"])
+    data, data_classes = work, classes
+    if args.bin > 1:
+        data = bin_data(work, simulated["train"], classes)
+        data_classes = json.loads((data / "classes.json").read_text())
     for kind in (("shapes", "spheres") if args.targets == "both" else (args.targets,)):
-        targets = build_targets(work, simulated["train"], classes, kind)
+        targets = build_targets(data, simulated["train"], data_classes, kind, VOXEL_SIZE * args.bin)
         if args.model is None:
-            trained = train_with_budget(work, simulated["train"], targets, classes, kind, args)
+            trained = train_with_budget(data, simulated["train"], targets, data_classes, kind, args)
             last = trained["history"][-1]
             print(f"Training ({kind}): {trained['epochs']} epochs = {trained['steps']} steps of "
                   f"{args.batch} x {args.patch}^3, {trained['cpu'] / 60:.1f} CPU-min, "
@@ -338,8 +385,8 @@ def main() -> int:
 
         first = None
         for crop in args.crops:
-            scored = segment_and_score(work, trained["weights"], classes, f"{run_name(kind, args)}_crop{crop}",
-                                       args.precision, crop)
+            scored = segment_and_score(work, data, trained["weights"], classes, data_classes,
+                                       f"{run_name(kind, args)}_crop{crop}", args.precision, crop)
             print(f"\nHeld-out SHREC'19 layout {HELD_OUT_LAYOUT}, {kind} targets, tiles cropped by {crop} "
                   "voxels, occupancy rule:")
             print(format_table(scored["occupancy"]))

@@ -53,9 +53,10 @@ def draw_rows(class_ids: np.ndarray, n: int, rng: np.random.Generator,
         Number of rows to draw (with replacement).
     rng : numpy.random.Generator
     bootstrap : bool
-        If True, draw the class uniformly among the classes present, then a
-        particle of that class uniformly; otherwise draw particles uniformly
-        (classes in proportion to their abundance).
+        If True, draw the classes present in rounds (each class once per round,
+        in random order), then a particle of each drawn class uniformly: ``n``
+        at least the number of classes holds every class. Otherwise draw
+        particles uniformly (classes in proportion to their abundance).
 
     Returns
     -------
@@ -70,7 +71,8 @@ def draw_rows(class_ids: np.ndarray, n: int, rng: np.random.Generator,
     by_class = np.argsort(inverse, kind="stable")
     starts = np.searchsorted(inverse[by_class], np.arange(len(classes)))
     counts = np.bincount(inverse, minlength=len(classes))
-    chosen = rng.integers(0, len(classes), size=n)
+    rounds = -(-n // len(classes))
+    chosen = np.concatenate([rng.permutation(len(classes)) for _ in range(rounds)])[:n]
     return by_class[starts[chosen] + (rng.random(n) * counts[chosen]).astype(int)]
 
 

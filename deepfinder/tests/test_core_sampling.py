@@ -17,6 +17,15 @@ def test_bootstrap_draws_classes_uniformly():
     assert len(np.unique(rows[class_ids[rows] == 1])) == 90
 
 
+def test_a_bootstrap_batch_as_large_as_the_class_count_holds_every_class():
+    class_ids = np.repeat(np.arange(1, 13), [500] * 11 + [5])
+    rng = np.random.default_rng(0)
+    for batch_size in (12, 18):
+        for _ in range(50):
+            rows = draw_rows(class_ids, batch_size, rng, bootstrap=True)
+            assert set(class_ids[rows]) == set(range(1, 13))
+
+
 def test_without_bootstrap_classes_follow_abundance():
     class_ids = np.array([1] * 90 + [2] * 10)
     rows = draw_rows(class_ids, 20_000, np.random.default_rng(0), bootstrap=False)

@@ -64,7 +64,9 @@ class DeepFinderProtTrain(DeepFinderProtBase):
                       help="Edge of the cubic training patches, a multiple of 4. At least twice "
                            "the largest particle diameter; the paper used 56.")
         form.addParam("batchSize", params.IntParam, default=8, validators=[params.GT(0)],
-                      label="Batch size", help="Patches per step (paper: 25 on a GPU).")
+                      label="Batch size",
+                      help="Patches per step (paper: 25 on a GPU). With class balancing, at least "
+                           "the number of particle classes, so that every batch holds each class.")
         form.addParam("epochs", params.IntParam, default=30, validators=[params.GT(0)],
                       label="Epochs")
         form.addParam("stepsPerEpoch", params.IntParam, default=50, validators=[params.GT(0)],
@@ -198,6 +200,16 @@ class DeepFinderProtTrain(DeepFinderProtBase):
             elif not self._labelMapFiles()[0]:
                 errors.append("Every tomogram is in the validation set: keep some for training.")
         return errors
+
+    def _warnings(self):
+        n_particle_classes = self._numberOfClasses()
+        if self.bootstrap.get() and self.batchSize.get() < n_particle_classes:
+            # Measured on the SHREC'19-like bench (benchmarks/RESULTS.md): with batches missing
+            # classes, two similar classes win the vote in turn and one of them is never found.
+            return [f"Batch size {self.batchSize.get()} is smaller than the {n_particle_classes} particle "
+                    "classes: batches then miss some classes and the network mixes up similar "
+                    f"ones. A batch of at least {n_particle_classes} holds every class."]
+        return []
 
     def _summary(self):
         summary = [f"Classes: {class_table(self._allClassNames())}"]

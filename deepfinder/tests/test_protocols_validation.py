@@ -92,3 +92,9 @@ class TestFormValidation(BaseTest):
         self.assertIn("Patch size 30 is not a multiple of 4", errors)
         self.assertIn("The starting model has 3 classes", errors)
 
+    def test_train_warns_when_a_batch_cannot_hold_every_class(self):
+        protocol = self.newProtocol(DeepFinderProtTrain, inputCoordinates=[self.coords_a, self.coords_a],
+                                    batchSize=1)
+        self.assertIn("Batch size 1 is smaller than the 2 particle classes", "\n".join(protocol.warnings()))
+        protocol.batchSize.set(2)
+        self.assertEqual(protocol.warnings(), [])

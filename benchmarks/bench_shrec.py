@@ -5,7 +5,7 @@
                                      [--loss dice_cross_entropy] [--learning-rate 1e-3]
                                      [--final-learning-rate F --epochs N]
                                      [--patch 40] [--batch 8] [--shift 8] [--precision auto] [--ceiling]
-                                     [--model TRAINED.weights.h5] [--crops 4 32] [--name RUN] [--bin 2]
+                                     [--model TRAINED.weights.h5] [--crops 4 34] [--name RUN] [--bin 2]
 
 Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the
 training layouts 0..n-1 of ``../shared/data/shrec19/object_list_train.xml`` and, as the
@@ -17,7 +17,7 @@ recall and F1 under the SHREC'19 occupancy rule and the distance rule (tolerance
 radius). Also saves a PNG of a predicted label-map slice next to the truth. ``--bin 2`` trains
 and segments 2x-binned copies of the tomograms (20 A/voxel, as DeepFinder's SHREC'21 re-run) and
 scores the particles found at the full size. ``--model`` scores
-an already trained model; ``--crops 4 32`` also segments with exact tiling and counts the
+an already trained model; ``--crops 4 34`` also segments with exact tiling and counts the
 labels that differ.
 
 Skips (exit 0) when ``../shared/data`` is absent.
@@ -343,7 +343,7 @@ def main() -> int:
                         help="suffix of this run's model folder and output files (parallel runs)")
     parser.add_argument("--crops", type=int, nargs="+", default=[4],
                         help="segment with each of these tile crops (voxels); the first is reported, "
-                             "the others compared with it (32 makes tiling exact)")
+                             "the others compared with it (34 makes tiling exact)")
     parser.add_argument("--model", type=Path, default=None,
                         help="score this trained model (*.weights.h5) instead of training one")
     parser.add_argument("--ceiling", action="store_true",

@@ -34,14 +34,15 @@ from .normalize import normalize, tomogram_stats
 
 # 128^3 tiles need ~2.6 GB of activations on CPU. The crop is what tiling costs: computed /
 # useful voxels ~ (1 + 2 crop / tile)^3, 1.22 for a 928 x 928 x 464 tomogram with crop 4
-# (1.34 with 6, 7.0 with the exact 32); see benchmarks/RESULTS.md.
+# (1.34 with 6, ~8 with the exact 34); see benchmarks/RESULTS.md.
 DEFAULT_PATCH_SIZE = 128
 DEFAULT_CROP_VOXELS = 4
 DEFAULT_BATCH_SIZE = 1
-# Reach of an output voxel into the input, +- voxels, pooling-grid offsets included
-# (measured: tiles cropped by 28 still differ by 3e-5, by 32 only by float round-off).
-# A crop this large makes tiling exact.
-RECEPTIVE_FIELD_RADIUS = 32
+# Reach of an output voxel into the input, +- voxels, pooling-grid offsets included: an input
+# voxel changes outputs from 34 voxels before it to 31 after (measured with He-initialised
+# weights; Glorot ones damp the outer reach below float round-off). A crop this large makes
+# tiling exact.
+RECEPTIVE_FIELD_RADIUS = 34
 # z-slices per yielded slab: small, so the copies made on the way to disk stay small.
 SLAB_DEPTH = 8
 

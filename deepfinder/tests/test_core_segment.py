@@ -47,9 +47,10 @@ def test_tiles_cover_every_voxel_with_a_kept_centre():
 def test_tiled_prediction_equals_whole_volume_prediction(model):
     # Odd sizes, several tiles along y and x with overlapping centres, one along z.
     volume = tomogram((30, 78, 99))
-    tiled = predict_scores(volume, model, patch_size=2 * RECEPTIVE_FIELD_RADIUS + 8,
+    patch_size = 2 * RECEPTIVE_FIELD_RADIUS + 8
+    tiled = predict_scores(volume, model, patch_size=patch_size,
                            crop_voxels=RECEPTIVE_FIELD_RADIUS, batch_size=3)
-    assert len(plan_axis(99, 72, 32).starts) > 2
+    assert len(plan_axis(99, patch_size, RECEPTIVE_FIELD_RADIUS).starts) > 2
     whole = whole_volume_scores(volume, model)
     assert tiled.shape == volume.shape + (N_CLASSES,)
     np.testing.assert_allclose(tiled, whole, atol=2e-5)
@@ -60,7 +61,7 @@ def test_segment_tomogram_writes_byte_labels_and_float16_scores_per_class(model,
     write_volume(tmp_path / "tomo.mrc", volume, voxel_size=13.5)
     result = segment_tomogram(tmp_path / "tomo.mrc", weights, tmp_path / "labels.mrc",
                               tmp_path / "scores.mrc", patch_size=32, crop_voxels=4,
-                              batch_size=2, progress=False)
+                              batch_size=2, precision="float32", progress=False)
     expected = predict_scores(volume, model, patch_size=32, crop_voxels=4)
     labels = read_volume(result["labels"])
     assert labels.itemsize == 1 and labels.shape == volume.shape

@@ -190,6 +190,10 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     elif validation_fraction:
         data, validation = _hold_out(data, validation_fraction, np.random.default_rng(seed))
     _check_classes_present(data["class_ids"], n_classes)
+    if bootstrap and batch_size < n_classes - 1:
+        warnings.warn(f"batch_size {batch_size} is smaller than the {n_classes - 1} particle classes: "
+                      "batches miss some classes and similar classes get mixed up (see "
+                      f"benchmarks/RESULTS.md); use batch_size >= {n_classes - 1}.", stacklevel=2)
     if validation is None:
         warnings.warn("No validation data: the best model is the epoch with the lowest training "
                       "loss. Give validation tomograms or a validation_fraction.", stacklevel=2)

@@ -3,9 +3,9 @@
     python benchmarks/bench_shrec.py [--work DIR] [--n-train 3] [--train-minutes 30]
                                      [--train-wall-minutes M] [--targets shapes|spheres|both]
                                      [--loss dice_cross_entropy] [--learning-rate 1e-3]
-                                     [--final-learning-rate F --epochs N]
-                                     [--patch 40] [--batch 8] [--shift 8] [--precision auto] [--ceiling]
-                                     [--model TRAINED.weights.h5] [--crops 4 34] [--name RUN] [--bin 2]
+                                     [--final-learning-rate 1e-4 --epochs 72] [--bin 2]
+                                     [--patch 32] [--batch 12] [--shift 4] [--precision auto] [--ceiling]
+                                     [--model TRAINED.weights.h5] [--crops 4 34] [--name RUN]
 
 Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the
 training layouts 0..n-1 of ``../shared/data/shrec19/object_list_train.xml`` and, as the
@@ -14,11 +14,11 @@ already there). Builds label maps (rotated shape masks or class-radius balls), t
 U-net until ``--train-minutes`` of process CPU time (all threads: user + system) are spent,
 segments the held-out tomogram, clusters the label map and prints per-class precision,
 recall and F1 under the SHREC'19 occupancy rule and the distance rule (tolerance = class
-radius). Also saves a PNG of a predicted label-map slice next to the truth. ``--bin 2`` trains
-and segments 2x-binned copies of the tomograms (20 A/voxel, as DeepFinder's SHREC'21 re-run) and
-scores the particles found at the full size. ``--model`` scores
-an already trained model; ``--crops 4 34`` also segments with exact tiling and counts the
-labels that differ.
+radius). By default (``--bin 2``) it trains and segments 2x-binned copies of the tomograms
+(20 A/voxel, as DeepFinder's SHREC'21 re-run) and scores the particles found at the full size;
+``--bin 1`` works at 10 A/voxel and also saves a PNG of a predicted label-map slice next to the
+truth. ``--model`` scores an already trained model; ``--crops 4 34`` also segments with exact
+tiling and counts the labels that differ.
 
 Skips (exit 0) when ``../shared/data`` is absent.
 """
@@ -162,7 +162,7 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
               len(classes) + 1, validation_fraction=0.05, patch_size=args.patch, batch_size=args.batch,
               epochs=args.epochs, steps_per_epoch=args.steps, validation_steps=args.validation_steps,
               loss=args.loss, learning_rate=args.learning_rate,
-              final_learning_rate=args.final_learning_rate, shift_voxels=args.shift,
+              final_learning_rate=args.final_learning_rate or None, shift_voxels=args.shift,
               class_names=["background"] + [c["name"] for c in classes], voxel_size=VOXEL_SIZE * args.bin,
               seed=args.seed, precision=args.precision, resume=False, on_epoch_end=stop_when_spent)
     except BudgetSpent:
@@ -321,21 +321,21 @@ def main() -> int:
     parser.add_argument("--loss", choices=LOSSES, default="dice_cross_entropy")
     # 1e-3 with cross-entropy alone drove the softmax to all-background within 40 steps here (SNR 0.1).
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--final-learning-rate", type=float, default=None,
+    parser.add_argument("--final-learning-rate", type=float, default=1e-4,
                         help="step size decays geometrically to this by the last planned epoch "
-                             "(default: constant)")
-    parser.add_argument("--epochs", type=int, default=10_000,
-                        help="planned epochs (the length of a step-size decay); the budget stops "
-                             "training first. On the 2-core machine 55 epochs of 10 steps of 8 x 40^3 "
-                             "take 30 CPU-min")
-    parser.add_argument("--patch", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=8)
+                             "(0: constant)")
+    parser.add_argument("--epochs", type=int, default=72,
+                        help="planned epochs (the length of the step-size decay); the budget may stop "
+                             "training first. On the 2-core machine 71 epochs of 10 steps of 12 x 32^3 "
+                             "(binned) take 30 CPU-min, 55 of 8 x 40^3 (unbinned)")
+    parser.add_argument("--patch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=12, help="12 holds every class in every batch")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--steps", type=int, default=10,
                         help="training steps per epoch (short epochs: the budget is checked per epoch)")
     parser.add_argument("--validation-steps", type=int, default=2)
-    parser.add_argument("--shift", type=int, default=8, help="patch-centre jitter, voxels")
-    parser.add_argument("--bin", type=int, choices=(1, 2), default=1,
+    parser.add_argument("--shift", type=int, default=4, help="patch-centre jitter, voxels")
+    parser.add_argument("--bin", type=int, choices=(1, 2), default=2,
                         help="2: train and segment the tomograms binned by 2 (means of 2^3 voxels, "
                              "20 A/voxel); particles found are scored at the full size")
     parser.add_argument("--seed", type=int, default=0)

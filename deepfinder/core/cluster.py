@@ -117,20 +117,21 @@ def find_clusters(label_map: np.ndarray, radius_voxels: Mapping[int, float],
     # Cluster id of every labelled voxel: its component, unless the component is split.
     cluster = component.copy()
     modes = {}
+    # Ids handed out; a split-off cluster may end up empty (no voxel nearest its mode, or merged
+    # into a neighbour as a fragment), so the largest id in use can be lower.
+    n_clusters = n_components
     if len(to_split):
         order = np.argsort(component, kind="stable")
         bounds = np.searchsorted(component[order], np.arange(n_components + 1))
-        next_id = n_components
         for c in to_split:
             members = order[bounds[c]:bounds[c + 1]]
             centres, assignment = _mean_shift(zyx[members], labels[members], bandwidth)
-            cluster[members] = np.where(assignment == 0, c, next_id + assignment - 1)
+            cluster[members] = np.where(assignment == 0, c, n_clusters + assignment - 1)
             modes[c] = centres[0]
             for i, centre in enumerate(centres[1:]):
-                modes[next_id + i] = centre
-            next_id += len(centres) - 1
-    cluster = _absorb_fragments(cluster, zyx, labels, radius)
-    n_clusters = int(cluster.max()) + 1
+                modes[n_clusters + i] = centre
+            n_clusters += len(centres) - 1
+    cluster = _absorb_fragments(cluster, zyx, labels, radius, n_clusters)
     count = np.bincount(cluster, minlength=n_clusters)
     keep_cluster = count > 0
     centre = np.stack([np.bincount(cluster, weights=zyx[:, axis], minlength=n_clusters)
@@ -218,9 +219,9 @@ def _mean_shift(points: np.ndarray, point_labels: np.ndarray,
 
 
 def _absorb_fragments(cluster: np.ndarray, zyx: np.ndarray, labels: np.ndarray,
-                      radius: Mapping[int, float]) -> np.ndarray:
-    """Cluster ids after merging wrong-class fragments into the particle they lie in."""
-    n_clusters = int(cluster.max()) + 1
+                      radius: Mapping[int, float], n_clusters: int) -> np.ndarray:
+    """Cluster ids (``0..n_clusters-1``) after merging wrong-class fragments into the particle
+    they lie in."""
     count = np.bincount(cluster, minlength=n_clusters)
     centre = np.stack([np.bincount(cluster, weights=zyx[:, axis], minlength=n_clusters)
                        for axis in range(3)], axis=1) / np.maximum(count, 1)[:, None]

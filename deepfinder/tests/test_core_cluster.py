@@ -67,6 +67,14 @@ def test_particle_with_mixed_labels_is_one_particle_of_the_majority_class():
     assert nearest_error(found, truth)[0] < 2.0
 
 
+def test_a_split_off_piece_merged_into_a_larger_particle_is_dropped_cleanly():
+    # Two touching class-1 balls: mean-shift splits them, and the second piece lies inside the
+    # radius of a class-3 particle next to it, which absorbs it as a wrong-class fragment.
+    labels, _ = balls([[20, 24, 34], [20, 24, 22], [20, 24, 28]], [3, 1, 1])
+    found = cluster_labels(labels, RADII)
+    assert sorted(found.class_id) == [1, 3]
+
+
 def test_empty_label_map_gives_an_empty_table():
     found = find_clusters(np.zeros(SHAPE, np.uint8), RADII)
     assert len(found.particles) == 0 and len(found.sizes) == 0

@@ -55,16 +55,16 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
         rows = evaluate.precision_recall_f1(result, class_names=names)
         confusion = evaluate.format_confusion(
             *evaluate.confusion_by_distance(picked, reference, tolerance), names)
-        table = (f"{evaluate.format_table(rows)}\n\nPicks by the class of the nearest reference "
-                 f"particle within {tolerance * sampling:.0f} Å:\n{confusion}")
+        report = (f"{evaluate.format_table(rows)}\n\nPicks by the class of the nearest reference "
+                  f"particle within {tolerance * sampling:.0f} Å:\n{confusion}")
         with open(self._resultFile(), "w") as handle:
-            handle.write(table + "\n")
+            handle.write(report + "\n")
         evaluate.write_scores_csv(self._getExtraPath("evaluation.csv"), rows)
         thresholds = np.unique(picked.score[np.isfinite(picked.score)])
         sweep = evaluate.threshold_sweep(picked, reference, thresholds, tolerance_voxels=tolerance,
                                          class_names=names)
         evaluate.write_sweep_csv(self._getExtraPath("threshold_sweep.csv"), sweep)
-        self.info(table)
+        self.info(report)
         from ..viewers.pictures import EVALUATION_SIZE, evaluation_page, write_png
 
         write_png(self._getExtraPath("evaluation.png"),

@@ -190,9 +190,9 @@ def segment_and_score(work: Path, data: Path, weights: Path, classes: list[dict]
     import dataclasses
 
     from deepfinder.core.io import read_volume, write_particles_csv
-    binned = data != work
     from deepfinder.core.segment import segment_tomogram, unbin_positions
 
+    binned = data != work
     started, cpu = time.perf_counter(), cpu_seconds()
     segmented = segment_tomogram(data / f"{HELD_OUT_NAME}.mrc", weights,
                                  data / f"{HELD_OUT_NAME}_pred_{tag}.mrc",

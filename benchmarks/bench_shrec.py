@@ -3,7 +3,7 @@
     python benchmarks/bench_shrec.py [--work DIR] [--n-train 3] [--train-minutes 30]
                                      [--train-wall-minutes M] [--targets shapes|spheres|both]
                                      [--loss dice_cross_entropy] [--learning-rate 1e-3]
-                                     [--final-learning-rate 1e-4 --epochs 72] [--bin 2]
+                                     [--final-learning-rate 1e-4] [--epochs N] [--bin 2]
                                      [--patch 32] [--batch 12] [--shift 4] [--precision auto] [--ceiling]
                                      [--model TRAINED.weights.h5] [--crops 4 34] [--name RUN]
 
@@ -139,7 +139,6 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
     out_dir = work / f"model_{run_name(kind, args)}"
     budget = 60.0 * args.train_minutes
     wall_budget = None if args.train_wall_minutes is None else 60.0 * args.train_wall_minutes
-    started, cpu = time.perf_counter(), cpu_seconds()
     epoch_cpu, epoch_wall, stopped_by = [], [], []
 
     def stop_when_spent(epoch: int, row: dict) -> None:
@@ -156,15 +155,20 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
             stopped_by.append("wall-clock cap")
             raise BudgetSpent
 
-    try:
+    def run(folder: Path, epochs: int, on_epoch_end) -> None:
         train([work / f"{name}.mrc" for name in names], targets,
-              [read_particles_csv(work / f"{name}_particles.csv") for name in names], out_dir,
+              [read_particles_csv(work / f"{name}_particles.csv") for name in names], folder,
               len(classes) + 1, validation_fraction=0.05, patch_size=args.patch, batch_size=args.batch,
-              epochs=args.epochs, steps_per_epoch=args.steps, validation_steps=args.validation_steps,
+              epochs=epochs, steps_per_epoch=args.steps, validation_steps=args.validation_steps,
               loss=args.loss, learning_rate=args.learning_rate,
               final_learning_rate=args.final_learning_rate or None, shift_voxels=args.shift,
               class_names=["background"] + [c["name"] for c in classes], voxel_size=VOXEL_SIZE * args.bin,
-              seed=args.seed, precision=args.precision, resume=False, on_epoch_end=stop_when_spent)
+              seed=args.seed, precision=args.precision, resume=False, on_epoch_end=on_epoch_end)
+
+    epochs = args.epochs or planned_epochs(lambda folder, hook: run(folder, 2, hook), out_dir, budget)
+    started, cpu = time.perf_counter(), cpu_seconds()
+    try:
+        run(out_dir, epochs, stop_when_spent)
     except BudgetSpent:
         pass
     history = json.loads((out_dir / "history.json").read_text())
@@ -176,6 +180,20 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
             "cpu": cpu_seconds() - cpu, "epochs": len(history), "best_epoch": best["best_epoch"],
             "steps": len(history) * args.steps, "history": history,
             "stopped_by": stopped_by[0] if stopped_by else "epoch limit"}
+
+
+def planned_epochs(run_two_epochs, out_dir: Path, budget_seconds: float) -> int:
+    """Epochs that fit in the CPU budget, from the cost of a second epoch of a throw-away run
+    (the first one compiles), so that the step-size decay spans the budget on any machine."""
+    import shutil
+
+    marks = []
+    folder = out_dir.with_name(out_dir.name + "_calibration")
+    run_two_epochs(folder, lambda epoch, row: marks.append(cpu_seconds()))
+    shutil.rmtree(folder)
+    epochs = max(int(budget_seconds / (marks[1] - marks[0])), 1)
+    print(f"[budget] {marks[1] - marks[0]:.1f} CPU-s per epoch: {epochs} epochs planned", flush=True)
+    return epochs
 
 
 def run_name(kind: str, args) -> str:
@@ -324,10 +342,9 @@ def main() -> int:
     parser.add_argument("--final-learning-rate", type=float, default=1e-4,
                         help="step size decays geometrically to this by the last planned epoch "
                              "(0: constant)")
-    parser.add_argument("--epochs", type=int, default=72,
-                        help="planned epochs (the length of the step-size decay); the budget may stop "
-                             "training first. On the 2-core machine 71 epochs of 10 steps of 12 x 32^3 "
-                             "(binned) take 30 CPU-min, 55 of 8 x 40^3 (unbinned)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="planned epochs (the length of the step-size decay); default: as many as "
+                             "the budget holds, measured on two throw-away epochs")
     parser.add_argument("--patch", type=int, default=32)
     parser.add_argument("--batch", type=int, default=12, help="12 holds every class in every batch")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -51,6 +52,19 @@ def cpu_seconds() -> float:
     """Process CPU time of all threads (user + system), seconds."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def cpu_model() -> str:
+    """The CPU's model name and its bfloat16 instructions: the CPU budget buys several times
+    more training steps where they exist (benchmarks/RESULTS.md)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), "unknown CPU")
+    flags = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in info]
+    return f"{name} ({', '.join(flags) or 'no bfloat16 instructions'})"
 
 
 def simulate(work: Path, n_train: int, seed: int) -> dict:
@@ -325,7 +339,7 @@ def markdown_rows(occupancy_rows, distance_rows) -> list[str]:
 
 
 def main() -> int:
-    from deepfinder.core.model import PRECISIONS
+    from deepfinder.core.model import PRECISIONS, resolve_precision
     from deepfinder.core.train import LOSSES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -372,6 +386,8 @@ def main() -> int:
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
+    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores; U-net arithmetic: "
+          f"{resolve_precision(args.precision)}")
     simulated = simulate(work, args.n_train, args.seed)
     classes = json.loads((work / "classes.json").read_text())
     print(f"Simulation: {simulated['wall']:.0f} s wall, {simulated['cpu']:.0f} s CPU "

@@ -111,7 +111,9 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
         lowest training loss.
     patch_size : int
         Patch edge in voxels, a multiple of 4, at most the smallest tomogram
-        edge. It should exceed the particle diameter plus twice ``shift_voxels``.
+        edge; more than twice ``shift_voxels`` and about 1.5 to 3 times the
+        largest particle diameter. Smaller patches give more steps in the same
+        time, which learnt more on the SHREC'19-like bench (benchmarks/RESULTS.md).
     batch_size, epochs, steps_per_epoch, validation_steps : int
         Batches hold ``batch_size`` patches; each epoch runs ``steps_per_epoch``
         training batches then ``validation_steps`` validation batches (the
@@ -190,10 +192,8 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     elif validation_fraction:
         data, validation = _hold_out(data, validation_fraction, np.random.default_rng(seed))
     _check_classes_present(data["class_ids"], n_classes)
-    if bootstrap and batch_size < n_classes - 1:
-        warnings.warn(f"batch_size {batch_size} is smaller than the {n_classes - 1} particle classes: "
-                      "batches miss some classes and similar classes get mixed up (see "
-                      f"benchmarks/RESULTS.md); use batch_size >= {n_classes - 1}.", stacklevel=2)
+    for message in setting_warnings(n_classes - 1, batch_size, patch_size, shift_voxels, bootstrap):
+        warnings.warn(message, stacklevel=2)
     if validation is None:
         warnings.warn("No validation data: the best model is the epoch with the lowest training "
                       "loss. Give validation tomograms or a validation_fraction.", stacklevel=2)
@@ -311,6 +311,29 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     best_meta = metadata_path(out_dir / BEST)
     _write_json(best_meta, {**json.loads(best_meta.read_text()), "epochs_trained": state["epoch"]})
     return out_dir / BEST
+
+
+def setting_warnings(n_particle_classes: int, batch_size: int, patch_size: int, shift_voxels: int,
+                     bootstrap: bool = True) -> list[str]:
+    """Settings that train, but badly, each with its fix (measured in benchmarks/RESULTS.md).
+
+    Parameters
+    ----------
+    n_particle_classes : int
+        Classes without the background.
+    batch_size, patch_size, shift_voxels, bootstrap
+        As in :func:`train`.
+    """
+    messages = []
+    if bootstrap and batch_size < n_particle_classes:
+        messages.append(f"The batch size ({batch_size}) is smaller than the {n_particle_classes} particle "
+                        "classes: batches miss some classes and similar classes get mixed up; use a "
+                        f"batch of at least {n_particle_classes}.")
+    if 2 * shift_voxels >= patch_size:
+        messages.append(f"The random shift ({shift_voxels} voxels) is at least half the patch size "
+                        f"({patch_size}): some patches miss the particle they were drawn for; use a "
+                        f"shift below {patch_size // 2}.")
+    return messages
 
 
 def learning_rate_at(epoch: int, epochs: int, learning_rate: float,

@@ -252,8 +252,12 @@ def test_without_validation_the_lowest_training_loss_is_kept(data, tmp_path):
     assert metadata["best_epoch"] == int(np.argmin([row["train_loss"] for row in history])) + 1
 
 
-def test_a_batch_smaller_than_the_class_count_is_warned_about(tmp_path):
+@pytest.mark.parametrize("settings, message", [
+    ({"batch_size": 1}, r"batch size \(1\) is smaller than the 2 particle classes"),
+    ({"shift_voxels": 8}, r"shift \(8 voxels\) is at least half the patch size \(16\)"),
+])
+def test_settings_that_train_badly_are_warned_about(tmp_path, settings, message):
     tomogram, label_map, table = blob_tomogram(tmp_path, "two", 3, radii=(4.0, 3.0))
-    with pytest.warns(UserWarning, match="batch_size 1 is smaller than the 2 particle classes"):
+    with pytest.warns(UserWarning, match=message):
         train([tomogram], [label_map], [table], tmp_path / "model", 3, epochs=1, steps_per_epoch=1,
-              validation_fraction=0.2, validation_steps=1, **{**FAST, "batch_size": 1})
+              validation_fraction=0.2, validation_steps=1, **{**FAST, **settings})

@@ -95,6 +95,14 @@ class TestFormValidation(BaseTest):
     def test_train_warns_when_a_batch_cannot_hold_every_class(self):
         protocol = self.newProtocol(DeepFinderProtTrain, inputCoordinates=[self.coords_a, self.coords_a],
                                     batchSize=1)
-        self.assertIn("Batch size 1 is smaller than the 2 particle classes", "\n".join(protocol.warnings()))
+        self.assertIn("The batch size (1) is smaller than the 2 particle classes",
+                      "\n".join(protocol.warnings()))
         protocol.batchSize.set(2)
+        self.assertEqual(protocol.warnings(), [])
+
+    def test_train_warns_when_the_shift_can_move_the_particle_out_of_the_patch(self):
+        protocol = self.newProtocol(DeepFinderProtTrain, inputCoordinates=[self.coords_a],
+                                    patchSize=16, shiftVoxels=13)
+        self.assertIn("use a shift below 8", "\n".join(protocol.warnings()))
+        protocol.shiftVoxels.set(4)
         self.assertEqual(protocol.warnings(), [])

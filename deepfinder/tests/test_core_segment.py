@@ -56,6 +56,18 @@ def test_tiled_prediction_equals_whole_volume_prediction(model):
     np.testing.assert_allclose(tiled, whole, atol=2e-5)
 
 
+def test_rotation_average_equals_averaging_predictions_of_the_rotated_tomogram(model):
+    volume = tomogram((32, 76, 100), seed=2)
+    patch_size = 2 * RECEPTIVE_FIELD_RADIUS + 8
+    averaged = predict_scores(volume, model, patch_size=patch_size,
+                              crop_voxels=RECEPTIVE_FIELD_RADIUS, batch_size=2, average_rotations=True)
+    rotations = [(1, 2), (0, 2), (0, 1)]  # 180 degrees about z, y, x: the missing wedge stays
+    expected = whole_volume_scores(volume, model) + sum(
+        np.flip(whole_volume_scores(np.flip(volume, axes), model), axes) for axes in rotations)
+    np.testing.assert_allclose(averaged, expected / 4, atol=2e-5)
+    assert not np.allclose(averaged, whole_volume_scores(volume, model), atol=1e-3)
+
+
 def test_segment_tomogram_writes_byte_labels_and_float16_scores_per_class(model, weights, tmp_path):
     volume = tomogram((22, 40, 37), seed=1)
     write_volume(tmp_path / "tomo.mrc", volume, voxel_size=13.5)
@@ -115,7 +127,7 @@ def test_command_line_segments_a_tomogram(weights, tmp_path, capsys):
     write_volume(tmp_path / "tomo.mrc", tomogram((20, 28, 24)))
     main(["segment", "--tomogram", str(tmp_path / "tomo.mrc"), "--model", str(weights),
           "--labels", str(tmp_path / "labels.mrc"), "--scores", str(tmp_path / "s.mrc"),
-          "--patch-size", "24", "--crop", "4"])
+          "--patch-size", "24", "--crop", "4", "--average-rotations"])
     assert read_volume(tmp_path / "labels.mrc").shape == (20, 28, 24)
     assert (tmp_path / "s_class2.mrc").exists()
     assert "Mvoxel/s" in capsys.readouterr().out

@@ -104,11 +104,10 @@ def test_outputs_describe_the_model(trained):
     assert state["epoch"] == 4 and state["best_epoch"] == metadata["best_epoch"]
 
 
-@pytest.mark.parametrize("average_weights", [None, 0.5])
-def test_resume_after_crash_continues_with_history(data, tmp_path, average_weights):
+def test_resume_after_crash_continues_with_history(data, tmp_path):
     settings = dict(n_classes=2, epochs=3, steps_per_epoch=3, validation_steps=1,
                     validation_fraction=0.3, loss="cross_entropy", learning_rate=1e-3,
-                    final_learning_rate=1e-4, average_weights=average_weights, seed=5, **FAST)
+                    final_learning_rate=1e-4, seed=5, **FAST)
     tomogram, label_map, table = data["train"]
     inputs = dict(tomograms=[tomogram], label_maps=[label_map], particles=[table])
 
@@ -130,32 +129,11 @@ def test_resume_after_crash_continues_with_history(data, tmp_path, average_weigh
     assert after[:2] == before and after[2]["epoch"] == 3
     np.testing.assert_allclose([row["learning_rate"] for row in after], [1e-3, 10 ** -3.5, 1e-4])
 
-    # same batches, optimizer state and weight average as a run that never stopped
+    # same batches and optimizer state as a run that never stopped
     train(**inputs, out_dir=tmp_path / "straight", **settings)
     straight = json.loads((tmp_path / "straight" / "history.json").read_text())
-    for key in ("train_loss", "val_loss"):
-        np.testing.assert_allclose([row[key] for row in after], [row[key] for row in straight],
-                                   rtol=1e-3)
-
-
-def test_averaged_weights_are_validated_and_kept_not_trained(data, tmp_path):
-    settings = dict(n_classes=2, epochs=2, steps_per_epoch=3, validation_steps=1,
-                    validation_fraction=0.3, loss="cross_entropy", learning_rate=1e-3, seed=5, **FAST)
-    tomogram, label_map, table = data["train"]
-    inputs = dict(tomograms=[tomogram], label_maps=[label_map], particles=[table])
-    runs = {}
-    for average_weights in (None, 0.9):
-        out = tmp_path / str(average_weights)
-        train(**inputs, out_dir=out, average_weights=average_weights, **settings)
-        runs[average_weights] = (json.loads((out / "history.json").read_text()),
-                                 load_model(out / "best.weights.h5")[0].get_weights(),
-                                 load_model(out / "checkpoint.weights.h5")[0].get_weights())
-    (plain, plain_best, plain_last), (averaged, averaged_best, averaged_last) = runs.values()
-    np.testing.assert_allclose([row["train_loss"] for row in averaged],
-                               [row["train_loss"] for row in plain], rtol=1e-3)
-    assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(averaged_last, plain_last))
-    assert averaged[-1]["val_loss"] != pytest.approx(plain[-1]["val_loss"], rel=1e-3)
-    assert not all(np.allclose(a, b, atol=1e-5) for a, b in zip(averaged_best, plain_best))
+    np.testing.assert_allclose([row["train_loss"] for row in after],
+                               [row["train_loss"] for row in straight], rtol=1e-3)
 
 
 def test_fine_tuning_starts_from_the_given_model(trained, data, tmp_path):
@@ -186,7 +164,6 @@ def test_resume_refuses_a_checkpoint_of_another_patch_size(trained, data):
     (dict(n_classes=3), "Class\\(es\\) \\[2\\] have no training particles"),
     (dict(loss="focal"), "Unknown loss"),
     (dict(final_learning_rate=0.0), "final_learning_rate must be > 0"),
-    (dict(average_weights=1.0), "average_weights is the momentum"),
     (dict(validation_fraction=0.2), "either validation tomograms or validation_fraction"),
 ])
 def test_bad_settings_fail_early(data, tmp_path, change, message):

@@ -177,8 +177,7 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
               len(classes) + 1, validation_fraction=0.05, patch_size=args.patch, batch_size=args.batch,
               epochs=epochs, steps_per_epoch=args.steps, validation_steps=args.validation_steps,
               loss=args.loss, learning_rate=args.learning_rate,
-              final_learning_rate=args.final_learning_rate or None,
-              average_weights=args.average_weights, shift_voxels=args.shift,
+              final_learning_rate=args.final_learning_rate or None, shift_voxels=args.shift,
               class_names=["background"] + [c["name"] for c in classes], voxel_size=VOXEL_SIZE * args.bin,
               seed=args.seed, precision=args.precision, resume=False, on_epoch_end=on_epoch_end)
 
@@ -192,9 +191,8 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
     best = json.loads((out_dir / "best.json").read_text())
     # The last epoch's model, not the engine's best-by-validation one: within a budget this short
     # the loss is still falling, and the voxel F1 of the validation patches stays ~0 for many
-    # epochs, so "best" would be an arbitrary early epoch. Averaged weights are only in "best".
-    weights = "best.weights.h5" if args.average_weights else "checkpoint.weights.h5"
-    return {"weights": out_dir / weights, "wall": time.perf_counter() - started,
+    # epochs, so "best" would be an arbitrary early epoch.
+    return {"weights": out_dir / "checkpoint.weights.h5", "wall": time.perf_counter() - started,
             "cpu": cpu_seconds() - cpu, "epochs": len(history), "best_epoch": best["best_epoch"],
             "steps": len(history) * args.steps, "history": history,
             "stopped_by": stopped_by[0] if stopped_by else "epoch limit"}
@@ -376,9 +374,6 @@ def main() -> int:
     parser.add_argument("--final-learning-rate", type=float, default=1e-4,
                         help="step size decays geometrically to this by the last planned epoch "
                              "(0: constant)")
-    parser.add_argument("--average-weights", type=float, default=None,
-                        help="momentum of the moving average of the weights (e.g. 0.999); the run's "
-                             "best model (averaged weights) is scored")
     parser.add_argument("--epochs", type=int, default=None,
                         help="planned epochs (the length of the step-size decay); default: as many as "
                              "the budget holds, measured on two throw-away epochs")

@@ -73,7 +73,6 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
           loss: str = "dice",
           learning_rate: float = 1e-4,
           final_learning_rate: float | None = None,
-          average_weights: float | None = None,
           bootstrap: bool = True,
           shift_voxels: int = 13,
           initial_weights: PathLike | None = None,
@@ -133,13 +132,6 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     final_learning_rate : float, optional
         Step size of the last epoch: the step size decays geometrically from
         ``learning_rate`` (first epoch) to it (epoch ``epochs``). None: constant.
-    average_weights : float, optional
-        Momentum per step of an exponential moving average of the weights
-        (0.999 averages over about the last 1000 steps), which smooths out
-        the step-to-step swings between look-alike classes. Validation and
-        ``best.weights.h5`` use the averaged weights; the checkpoint keeps
-        the trained ones and the average goes with the optimizer state.
-        None: no averaging.
     bootstrap : bool
         Draw each batch's particle classes uniformly (else by abundance).
     shift_voxels : int
@@ -186,8 +178,8 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     ``step_seconds`` (time in training steps).
     """
     _check_settings(n_classes, patch_size, batch_size, epochs, steps_per_epoch, validation_steps,
-                    loss, learning_rate, final_learning_rate, average_weights, shift_voxels,
-                    validation_fraction, class_names)
+                    loss, learning_rate, final_learning_rate, shift_voxels, validation_fraction,
+                    class_names)
     precision = resolve_precision(precision)
     out_dir = Path(out_dir)
     data = _open_data(tomograms, label_maps, particles, n_classes, patch_size, "training")
@@ -214,9 +206,7 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     # Seeds Keras' weight initialisers (a process-wide setting) so that a run is repeatable.
     keras.utils.set_random_seed(seed)
     model = build_unet(n_classes, patch_size, precision)
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999,
-                                      use_ema=average_weights is not None,
-                                      ema_momentum=average_weights or 0.0)
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999)
     optimizer.build(model.trainable_variables)
     if state is not None:
         if initial_weights is not None:
@@ -263,8 +253,7 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     settings = {"n_classes": n_classes, "patch_size": patch_size, "batch_size": batch_size,
                 "steps_per_epoch": steps_per_epoch, "validation_steps": validation_steps,
                 "loss": loss, "learning_rate": learning_rate,
-                "final_learning_rate": final_learning_rate, "average_weights": average_weights,
-                "bootstrap": bootstrap,
+                "final_learning_rate": final_learning_rate, "bootstrap": bootstrap,
                 "shift_voxels": shift_voxels, "seed": seed, "precision": precision,
                 "class_names": list(class_names) if class_names else
                 [f"class {c}" if c else "background" for c in range(n_classes)],
@@ -300,10 +289,6 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
             raise FloatingPointError(f"The training loss became {losses[-1]} at epoch {epoch}: "
                                      "lower the learning rate")
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "learning_rate": step_size}
-        # Validation and the best model see the averaged weights (if averaging: else this swap
-        # changes nothing); training goes on from the trained ones.
-        trained_weights = [v.numpy() for v in model.trainable_variables]
-        optimizer.finalize_variable_values(model.trainable_variables)
         if validation is not None:
             row.update(_validate(validation_step, validation, validation_origins, patch_size,
                                  batch_size, n_classes))
@@ -315,8 +300,6 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
         if state["best_score"] is None or score > state["best_score"]:
             state.update(best_epoch=epoch, best_score=score)
             save_model(model, out_dir / BEST, _best_metadata(settings, row, epoch, validation))
-        for variable, value in zip(model.trainable_variables, trained_weights):
-            variable.assign(value)
         state["epoch"] = epoch
         _write_checkpoint(model, optimizer, out_dir, {**settings, **state})
         _write_json(out_dir / HISTORY, history)
@@ -413,8 +396,8 @@ def voxel_scores(true_positives: np.ndarray, predicted: np.ndarray,
 # --------------------------------------------------------------------------- checks
 
 def _check_settings(n_classes, patch_size, batch_size, epochs, steps_per_epoch, validation_steps,
-                    loss, learning_rate, final_learning_rate, average_weights, shift_voxels,
-                    validation_fraction, class_names):
+                    loss, learning_rate, final_learning_rate, shift_voxels, validation_fraction,
+                    class_names):
     if int(n_classes) != n_classes or n_classes < 2:
         raise ValueError(f"n_classes must be >= 2 (background + particle classes), got {n_classes}")
     check_patch_size(patch_size)
@@ -429,9 +412,6 @@ def _check_settings(n_classes, patch_size, batch_size, epochs, steps_per_epoch, 
     if final_learning_rate is not None and not final_learning_rate > 0:
         raise ValueError(f"final_learning_rate must be > 0 (or None for a constant step size), "
                          f"got {final_learning_rate}")
-    if average_weights is not None and not 0 < average_weights < 1:
-        raise ValueError(f"average_weights is the momentum of the weight average, in (0, 1) such as "
-                         f"0.999 (or None for no averaging), got {average_weights}")
     if int(shift_voxels) != shift_voxels or shift_voxels < 0:
         raise ValueError(f"shift_voxels must be an integer >= 0, got {shift_voxels}")
     if not 0 <= validation_fraction < 1:

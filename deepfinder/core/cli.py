@@ -259,7 +259,7 @@ def _add_segment(subparsers) -> None:
                         help="average scores over 2x2x2 voxels before labelling (half-size outputs)")
     parser.add_argument("--average-rotations", action="store_true",
                         help="average the scores of the tomogram and of its 180-degree rotations about "
-                             "z, y and x: 4x the time, fewer confusions between look-alike classes")
+                             "z, y and x: up to 4x the time, fewer confusions between look-alike classes")
     parser.add_argument("--n-classes", type=int, default=None,
                         help="expected class count, background included (required for bare weights)")
     _add_precision(parser)

@@ -301,9 +301,9 @@ def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.Pa
         (:func:`unbin_positions` maps them back).
     average_rotations : bool
         Average the scores of the tomogram and of its three 180-degree
-        rotations about z, y and x (see :func:`iter_score_slabs`): four times
-        the time; on the SHREC'19-like bench, +0.03 particle F1 overall and up
-        to +0.06 for the most confused class (benchmarks/RESULTS.md).
+        rotations about z, y and x (see :func:`iter_score_slabs`): up to four
+        times the time; on the SHREC'19-like bench, about +0.03 particle F1
+        overall and up to +0.09 for the most confused class (benchmarks/RESULTS.md).
     n_classes : int, optional
         Expected class count (background included); a model trained for another
         count is refused. Needed for weights without their JSON file.

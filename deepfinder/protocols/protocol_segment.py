@@ -45,11 +45,11 @@ class DeepFinderProtSegment(EMProtocol):
                       help="Per-class probability maps (float16): clustering then scores each "
                            "particle by its mean probability. They take Ncl x 2 bytes per voxel.")
         form.addParam("averageRotations", params.BooleanParam, default=False,
-                      label="Average 4 rotations (4x slower)?",
+                      label="Average 4 rotations (up to 4x slower)?",
                       help="Also segment each tomogram rotated by 180 degrees about Z, Y and X "
                            "(rotations that keep the missing wedge in place) and average the four "
-                           "predictions. Fewer confusions between classes of similar size: +0.03 "
-                           "F1 overall, up to +0.06 for a class, on the SHREC'19-like benchmark.")
+                           "predictions. Fewer confusions between classes of similar size: about "
+                           "+0.03 F1 overall, up to +0.09 for a class, on the SHREC'19-like benchmark.")
         form.addParam("binScores", params.BooleanParam, default=False,
                       expertLevel=params.LEVEL_ADVANCED, label="Bin scores 2x before labelling?",
                       help="Faster clustering for large particles; label maps are then binned.")

@@ -157,7 +157,9 @@ class DeepFinderProtSegment(EMProtocol):
         return summary
 
     def _methods(self):
-        return ["Tomograms were segmented with a DeepFinder 3D U-net [Moebel2021]."]
+        rotations = (", averaging the predictions of each tomogram and of its 180-degree rotations "
+                     "about Z, Y and X" if self.averageRotations else "")
+        return [f"Tomograms were segmented with a DeepFinder 3D U-net [Moebel2021]{rotations}."]
 
     def _citations(self):
         return ["Moebel2021"]

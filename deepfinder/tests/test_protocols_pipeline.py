@@ -49,6 +49,7 @@ class TestPipeline(BaseTest):
         self.assertEqual([m.getTsId() for m in label_maps], TEST)
         tomogram = self.steps["test tomograms"].Tomograms.getFirstItem()
         self.assertEqual(label_maps.getFirstItem().getDim(), tomogram.getDim())
+        self.assertIn("rotations about Z, Y and X", self.steps["segment"].methods()[0])
 
     def test_one_coordinate_set_per_class_ready_for_extraction(self):
         cluster = self.steps["cluster"]

@@ -3,6 +3,7 @@
 This file is loaded by pytest before the ``deepfinder`` package (which imports
 pyworkflow), so the private configuration is in place when Scipion reads it.
 """
+
 import atexit
 import os
 import shutil

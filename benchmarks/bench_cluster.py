@@ -12,6 +12,7 @@ a neighbour) is clustered by
 Both are scored against the known positions (distance rule, tolerance = class radius).
 Usage: python benchmarks/bench_cluster.py [--shape Z Y X] [--particles N] [--skip-upstream]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,12 @@ def upstream_mean_shift(labels, bandwidth):
     n = clustering.cluster_centers_.shape[0]
     votes = np.zeros((n, int(labels.max()) + 1), dtype=int)
     np.add.at(votes, (clustering.labels_, voxel_class), 1)
-    return ParticleTable(tomo="synthetic", class_id=votes.argmax(axis=1),
-                         xyz=clustering.cluster_centers_[:, ::-1], score=votes.sum(axis=1))
+    return ParticleTable(
+        tomo="synthetic",
+        class_id=votes.argmax(axis=1),
+        xyz=clustering.cluster_centers_[:, ::-1],
+        score=votes.sum(axis=1),
+    )
 
 
 def report(truth, found):
@@ -92,8 +97,10 @@ def main(argv=None):
 
     labels, truth = synthetic_label_map(tuple(args.shape), args.particles)
     n_blobs = ndimage.label(labels > 0)[1]
-    print(f"label map {labels.shape} (z, y, x): {len(truth)} particles in {n_blobs} connected "
-          f"blobs (the rest touch), {int((labels > 0).sum())} labelled voxels")
+    print(
+        f"label map {labels.shape} (z, y, x): {len(truth)} particles in {n_blobs} connected "
+        f"blobs (the rest touch), {int((labels > 0).sum())} labelled voxels"
+    )
 
     started = time.perf_counter()
     found = cluster_labels(labels, RADII, tomo="synthetic")
@@ -106,8 +113,10 @@ def main(argv=None):
     started = time.perf_counter()
     upstream = upstream_mean_shift(labels, bandwidth)
     theirs = time.perf_counter() - started
-    print(f"\nupstream sklearn MeanShift(bandwidth={bandwidth:g}, bin_seeding=True): "
-          f"{theirs:.1f} s, {len(upstream)} particles")
+    print(
+        f"\nupstream sklearn MeanShift(bandwidth={bandwidth:g}, bin_seeding=True): "
+        f"{theirs:.1f} s, {len(upstream)} particles"
+    )
     print(report(truth, upstream))
     print(f"\nspeed-up: {theirs / ours:.0f}x")
 

@@ -18,6 +18,7 @@ Usage:
     python benchmarks/bench_segment.py [--shape Z Y X] [--crop C] [--precision auto]
     python benchmarks/bench_segment.py --memory-only --shape 464 928 928
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,13 @@ import numpy as np
 
 from deepfinder.core.io import create_volume
 from deepfinder.core.model import PRECISIONS, build_unet, resolve_precision, save_model
-from deepfinder.core.segment import (DEFAULT_BATCH_SIZE, DEFAULT_CROP_VOXELS, DEFAULT_PATCH_SIZE,
-                                     plan_axis, segment_tomogram)
+from deepfinder.core.segment import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CROP_VOXELS,
+    DEFAULT_PATCH_SIZE,
+    plan_axis,
+    segment_tomogram,
+)
 
 N_CLASSES = 4
 UPSTREAM_PATCH, UPSTREAM_CROP = 160, 25
@@ -42,7 +48,7 @@ def noise_tomogram(path: Path, shape, seed=0) -> Path:
     rng = np.random.default_rng(seed)
     mrc = create_volume(path, shape, np.float32, voxel_size=10.0)
     for z in range(0, shape[0], 16):
-        mrc.data[z:z + 16] = rng.normal(size=(min(16, shape[0] - z),) + tuple(shape[1:]))
+        mrc.data[z : z + 16] = rng.normal(size=(min(16, shape[0] - z),) + tuple(shape[1:]))
         mrc.flush()
     mrc.close()
     return path
@@ -59,7 +65,7 @@ def forward_speed(model, shape, repeats=2) -> float:
 
 
 def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def main(argv=None):
@@ -83,42 +89,67 @@ def main(argv=None):
         tomogram = noise_tomogram(folder / "tomo.mrc", tuple(args.shape))
         plans = [plan_axis(size, args.patch_size, args.crop) for size in args.shape]
         computed = np.prod([len(p.starts) * p.length for p in plans])
-        print(f"tomogram {tuple(args.shape)} (z, y, x) = {np.prod(args.shape) / 1e6:.1f} Mvoxel; "
-              f"tiles {tuple(p.length for p in plans)} x {np.prod([len(p.starts) for p in plans])}, "
-              f"crop {args.crop}, batch {args.batch_size}, {precision}: computed/useful voxels "
-              f"{computed / np.prod(args.shape):.3f}")
+        print(
+            f"tomogram {tuple(args.shape)} (z, y, x) = {np.prod(args.shape) / 1e6:.1f} Mvoxel; "
+            f"tiles {tuple(p.length for p in plans)} x {np.prod([len(p.starts) for p in plans])}, "
+            f"crop {args.crop}, batch {args.batch_size}, {precision}: computed/useful voxels "
+            f"{computed / np.prod(args.shape):.3f}"
+        )
         if args.memory_only:
             del model
             rss_before = peak_rss_gb()
-            result = segment_tomogram(tomogram, weights, folder / "labels.mrc", folder / "scores.mrc",
-                                      patch_size=args.patch_size, crop_voxels=args.crop,
-                                      batch_size=args.batch_size, precision=precision)
-            print(f"segment_tomogram: {result['seconds']:.0f} s, "
-                  f"{result['voxels_per_second'] / 1e6:.3f} Mvoxel/s; peak RSS {peak_rss_gb():.2f} GB "
-                  f"(before segmenting {rss_before:.2f} GB; input file "
-                  f"{tomogram.stat().st_size / 1024 ** 3:.2f} GB)")
+            result = segment_tomogram(
+                tomogram,
+                weights,
+                folder / "labels.mrc",
+                folder / "scores.mrc",
+                patch_size=args.patch_size,
+                crop_voxels=args.crop,
+                batch_size=args.batch_size,
+                precision=precision,
+            )
+            print(
+                f"segment_tomogram: {result['seconds']:.0f} s, "
+                f"{result['voxels_per_second'] / 1e6:.3f} Mvoxel/s; peak RSS {peak_rss_gb():.2f} GB "
+                f"(before segmenting {rss_before:.2f} GB; input file "
+                f"{tomogram.stat().st_size / 1024**3:.2f} GB)"
+            )
             return
 
         # The machine is shared: plain speed is taken before and after segmenting and averaged.
         plain_before = forward_speed(model, (args.patch_size,) * 3)
-        result = segment_tomogram(tomogram, weights, folder / "labels.mrc", folder / "scores.mrc",
-                                  patch_size=args.patch_size, crop_voxels=args.crop,
-                                  batch_size=args.batch_size, precision=precision, progress=False)
+        result = segment_tomogram(
+            tomogram,
+            weights,
+            folder / "labels.mrc",
+            folder / "scores.mrc",
+            patch_size=args.patch_size,
+            crop_voxels=args.crop,
+            batch_size=args.batch_size,
+            precision=precision,
+            progress=False,
+        )
         plain_after = forward_speed(model, (args.patch_size,) * 3)
         plain = (plain_before + plain_after) / 2
-        print(f"plain forward, one {args.patch_size}^3 patch: {plain / 1e6:.3f} Mvoxel/s "
-              f"(before {plain_before / 1e6:.3f}, after {plain_after / 1e6:.3f})")
+        print(
+            f"plain forward, one {args.patch_size}^3 patch: {plain / 1e6:.3f} Mvoxel/s "
+            f"(before {plain_before / 1e6:.3f}, after {plain_after / 1e6:.3f})"
+        )
         ours = result["voxels_per_second"]
-        print(f"segment_tomogram (labels + {N_CLASSES - 1} score maps written): "
-              f"{result['seconds']:.1f} s, {ours / 1e6:.3f} Mvoxel/s = {ours / plain:.0%} of plain forward")
-        kept = (UPSTREAM_PATCH - 2 * UPSTREAM_CROP) ** 3 / UPSTREAM_PATCH ** 3
+        print(
+            f"segment_tomogram (labels + {N_CLASSES - 1} score maps written): "
+            f"{result['seconds']:.1f} s, {ours / 1e6:.3f} Mvoxel/s = {ours / plain:.0%} of plain forward"
+        )
+        kept = (UPSTREAM_PATCH - 2 * UPSTREAM_CROP) ** 3 / UPSTREAM_PATCH**3
         float32_model = build_unet(N_CLASSES)
         float32_model.set_weights(model.get_weights())
         for label, network in ((precision, model), ("float32, as upstream runs", float32_model)):
             upstream = forward_speed(network, (UPSTREAM_PATCH,) * 3) * kept
-            print(f"upstream scheme (patch {UPSTREAM_PATCH}, crop {UPSTREAM_CROP}, batch 1, {label}): "
-                  f"{upstream / 1e6:.3f} Mvoxel/s at best ({kept:.3f} of each forward kept); "
-                  f"this engine {ours / upstream:.2f}x faster")
+            print(
+                f"upstream scheme (patch {UPSTREAM_PATCH}, crop {UPSTREAM_CROP}, batch 1, {label}): "
+                f"{upstream / 1e6:.3f} Mvoxel/s at best ({kept:.3f} of each forward kept); "
+                f"this engine {ours / upstream:.2f}x faster"
+            )
         print(f"peak RSS of this run {peak_rss_gb():.2f} GB")
 
 

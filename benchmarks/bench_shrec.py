@@ -23,6 +23,7 @@ averaged over the tomogram's four 180-degree rotations (``average_rotations``).
 
 Skips (exit 0) when ``../shared/data`` is absent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,28 +65,42 @@ def cpu_model() -> str:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         info = ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                 if line.startswith("model name")), "unknown CPU")
+    name = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+        "unknown CPU",
+    )
     return f"{name} ({', '.join(cpu_bfloat16_instructions()) or 'no bfloat16 instructions'})"
 
 
 def simulate(work: Path, n_train: int, seed: int) -> dict:
     """Training tomograms tomo_000.. (layouts 0..n_train-1) and the held-out one (layout 8)."""
     from deepfinder.core.io import write_particles_csv, write_volume
-    from deepfinder.core.simulate import (PRESETS, shrec19_layout, shrec19_shapes, simulate_dataset,
-                                          simulate_tomogram)
+    from deepfinder.core.simulate import (
+        PRESETS,
+        shrec19_layout,
+        shrec19_shapes,
+        simulate_dataset,
+        simulate_tomogram,
+    )
 
     started, cpu = time.perf_counter(), cpu_seconds()
     names = [f"tomo_{i:03d}" for i in range(n_train)]
-    if not all((work / f"{name}_occupancy.mrc").exists() for name in names) or \
-            not (work / "classes.json").exists():
+    if (
+        not all((work / f"{name}_occupancy.mrc").exists() for name in names)
+        or not (work / "classes.json").exists()
+    ):
         simulate_dataset(work, preset="bench", n_tomograms=n_train, seed=seed)
     if not (work / f"{HELD_OUT_NAME}_occupancy.mrc").exists():
         recipe = PRESETS["bench"]
         print(f"{HELD_OUT_NAME}: simulating SHREC'19 layout {HELD_OUT_LAYOUT}", file=sys.stderr, flush=True)
-        result = simulate_tomogram(shrec19_shapes(recipe.specimen.voxel_size), recipe.specimen,
-                                   recipe.tilt_series, seed=np.random.SeedSequence([seed, HELD_OUT_LAYOUT]),
-                                   layout=shrec19_layout(HELD_OUT_LAYOUT), name=HELD_OUT_NAME)
+        result = simulate_tomogram(
+            shrec19_shapes(recipe.specimen.voxel_size),
+            recipe.specimen,
+            recipe.tilt_series,
+            seed=np.random.SeedSequence([seed, HELD_OUT_LAYOUT]),
+            layout=shrec19_layout(HELD_OUT_LAYOUT),
+            name=HELD_OUT_NAME,
+        )
         voxel_size = recipe.specimen.voxel_size
         write_volume(work / f"{HELD_OUT_NAME}.mrc", result.tomogram, voxel_size)
         write_particles_csv(work / f"{HELD_OUT_NAME}_particles.csv", result.particles)
@@ -109,12 +124,12 @@ def bin_data(work: Path, names: list[str], classes: list[dict]) -> Path:
     for name in names + [HELD_OUT_NAME]:
         if not (binned / f"{name}_particles.csv").exists():
             volume = np.asarray(read_volume(work / f"{name}.mrc"), dtype=np.float32)
-            write_volume(binned / f"{name}.mrc", downsample_scores(volume[..., None])[..., 0],
-                         VOXEL_SIZE * 2)
+            write_volume(binned / f"{name}.mrc", downsample_scores(volume[..., None])[..., 0], VOXEL_SIZE * 2)
             table = read_particles_csv(work / f"{name}_particles.csv")
             # Binned voxel k averages voxels 2k and 2k + 1 (the inverse of segment.unbin_positions).
-            write_particles_csv(binned / f"{name}_particles.csv",
-                                dataclasses.replace(table, xyz=(table.xyz - 0.5) / 2))
+            write_particles_csv(
+                binned / f"{name}_particles.csv", dataclasses.replace(table, xyz=(table.xyz - 0.5) / 2)
+            )
     binned_classes = []
     masks = {shape.name: shape.mask for shape in shrec19_shapes(VOXEL_SIZE * 2, SHARED_DATA)}
     for c in classes:
@@ -124,8 +139,9 @@ def bin_data(work: Path, names: list[str], classes: list[dict]) -> Path:
     return binned
 
 
-def build_targets(work: Path, names: list[str], classes: list[dict], kind: str,
-                  voxel_size: float) -> list[Path]:
+def build_targets(
+    work: Path, names: list[str], classes: list[dict], kind: str, voxel_size: float
+) -> list[Path]:
     """Label map per training tomogram: rotated shape masks or balls of the class radius."""
     from deepfinder.core.io import read_particles_csv, read_volume, write_volume
     from deepfinder.core.targets import shape_targets, sphere_targets
@@ -146,8 +162,9 @@ def build_targets(work: Path, names: list[str], classes: list[dict], kind: str,
     return paths
 
 
-def train_with_budget(work: Path, names: list[str], targets: list[Path], classes: list[dict], kind: str,
-                      args) -> dict:
+def train_with_budget(
+    work: Path, names: list[str], targets: list[Path], classes: list[dict], kind: str, args
+) -> dict:
     """Train until the CPU budget would be exceeded by one more epoch; returns the model and times."""
     from deepfinder.core.io import read_particles_csv
     from deepfinder.core.train import train
@@ -161,8 +178,11 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
         used, elapsed = cpu_seconds() - cpu, time.perf_counter() - started
         epoch_cpu.append(used - sum(epoch_cpu))
         epoch_wall.append(elapsed - sum(epoch_wall))
-        print(f"[budget] epoch {epoch}: {used / 60:.1f} of {args.train_minutes:g} CPU-min, "
-              f"{elapsed / 60:.1f} wall-min", flush=True)
+        print(
+            f"[budget] epoch {epoch}: {used / 60:.1f} of {args.train_minutes:g} CPU-min, "
+            f"{elapsed / 60:.1f} wall-min",
+            flush=True,
+        )
         # Stop before an epoch that would overrun a budget (the last epoch's cost as the estimate).
         if used + epoch_cpu[-1] > budget:
             stopped_by.append("CPU budget")
@@ -172,14 +192,29 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
             raise BudgetSpent
 
     def run(folder: Path, epochs: int, on_epoch_end) -> None:
-        train([work / f"{name}.mrc" for name in names], targets,
-              [read_particles_csv(work / f"{name}_particles.csv") for name in names], folder,
-              len(classes) + 1, validation_fraction=0.05, patch_size=args.patch, batch_size=args.batch,
-              epochs=epochs, steps_per_epoch=args.steps, validation_steps=args.validation_steps,
-              loss=args.loss, learning_rate=args.learning_rate,
-              final_learning_rate=args.final_learning_rate or None, shift_voxels=args.shift,
-              class_names=["background"] + [c["name"] for c in classes], voxel_size=VOXEL_SIZE * args.bin,
-              seed=args.seed, precision=args.precision, resume=False, on_epoch_end=on_epoch_end)
+        train(
+            [work / f"{name}.mrc" for name in names],
+            targets,
+            [read_particles_csv(work / f"{name}_particles.csv") for name in names],
+            folder,
+            len(classes) + 1,
+            validation_fraction=0.05,
+            patch_size=args.patch,
+            batch_size=args.batch,
+            epochs=epochs,
+            steps_per_epoch=args.steps,
+            validation_steps=args.validation_steps,
+            loss=args.loss,
+            learning_rate=args.learning_rate,
+            final_learning_rate=args.final_learning_rate or None,
+            shift_voxels=args.shift,
+            class_names=["background"] + [c["name"] for c in classes],
+            voxel_size=VOXEL_SIZE * args.bin,
+            seed=args.seed,
+            precision=args.precision,
+            resume=False,
+            on_epoch_end=on_epoch_end,
+        )
 
     epochs = args.epochs or planned_epochs(lambda folder, hook: run(folder, 2, hook), out_dir, budget)
     started, cpu = time.perf_counter(), cpu_seconds()
@@ -192,10 +227,16 @@ def train_with_budget(work: Path, names: list[str], targets: list[Path], classes
     # The last epoch's model, not the engine's best-by-validation one: within a budget this short
     # the loss is still falling, and the voxel F1 of the validation patches stays ~0 for many
     # epochs, so "best" would be an arbitrary early epoch.
-    return {"weights": out_dir / "checkpoint.weights.h5", "wall": time.perf_counter() - started,
-            "cpu": cpu_seconds() - cpu, "epochs": len(history), "best_epoch": best["best_epoch"],
-            "steps": len(history) * args.steps, "history": history,
-            "stopped_by": stopped_by[0] if stopped_by else "epoch limit"}
+    return {
+        "weights": out_dir / "checkpoint.weights.h5",
+        "wall": time.perf_counter() - started,
+        "cpu": cpu_seconds() - cpu,
+        "epochs": len(history),
+        "best_epoch": best["best_epoch"],
+        "steps": len(history) * args.steps,
+        "history": history,
+        "stopped_by": stopped_by[0] if stopped_by else "epoch limit",
+    }
 
 
 def planned_epochs(run_two_epochs, out_dir: Path, budget_seconds: float) -> int:
@@ -218,9 +259,17 @@ def run_name(kind: str, args) -> str:
     return f"{kind}_{args.loss}" + (f"_{args.name}" if args.name else "")
 
 
-def segment_and_score(work: Path, data: Path, weights: Path, classes: list[dict], data_classes: list[dict],
-                      tag: str, precision: str = "auto", crop_voxels: int = 4,
-                      average_rotations: bool = False) -> dict:
+def segment_and_score(
+    work: Path,
+    data: Path,
+    weights: Path,
+    classes: list[dict],
+    data_classes: list[dict],
+    tag: str,
+    precision: str = "auto",
+    crop_voxels: int = 4,
+    average_rotations: bool = False,
+) -> dict:
     """Segment the held-out tomogram of ``data`` (``work`` or its 2x-binned copy), cluster, match
     with both rules against the truth in ``work``; returns tables and times."""
     import dataclasses
@@ -230,10 +279,15 @@ def segment_and_score(work: Path, data: Path, weights: Path, classes: list[dict]
 
     binned = data != work
     started, cpu = time.perf_counter(), cpu_seconds()
-    segmented = segment_tomogram(data / f"{HELD_OUT_NAME}.mrc", weights,
-                                 data / f"{HELD_OUT_NAME}_pred_{tag}.mrc",
-                                 data / f"{HELD_OUT_NAME}_scores_{tag}.mrc", precision=precision,
-                                 crop_voxels=crop_voxels, average_rotations=average_rotations)
+    segmented = segment_tomogram(
+        data / f"{HELD_OUT_NAME}.mrc",
+        weights,
+        data / f"{HELD_OUT_NAME}_pred_{tag}.mrc",
+        data / f"{HELD_OUT_NAME}_scores_{tag}.mrc",
+        precision=precision,
+        crop_voxels=crop_voxels,
+        average_rotations=average_rotations,
+    )
     segment_times = (time.perf_counter() - started, cpu_seconds() - cpu)
 
     started, cpu = time.perf_counter(), cpu_seconds()
@@ -247,8 +301,12 @@ def segment_and_score(work: Path, data: Path, weights: Path, classes: list[dict]
 
     if not binned:
         save_slice_png(work, segmented["labels"], tag)
-    return {**score(work, found, classes), "segment": segment_times, "cluster": cluster_times,
-            "label_map": label_map}
+    return {
+        **score(work, found, classes),
+        "segment": segment_times,
+        "cluster": cluster_times,
+        "label_map": label_map,
+    }
 
 
 def print_scored(title: str, scored: dict) -> None:
@@ -261,8 +319,10 @@ def print_scored(title: str, scored: dict) -> None:
     print(format_table(scored["distance"]))
     print("\nDetections by the class of the particle they lie on:")
     print(scored["confusion"])
-    print(f"Segmentation {scored['segment'][0]:.0f} s wall, {scored['segment'][1]:.0f} s CPU; "
-          f"clustering {scored['cluster'][0]:.0f} s wall, {scored['cluster'][1]:.0f} s CPU")
+    print(
+        f"Segmentation {scored['segment'][0]:.0f} s wall, {scored['segment'][1]:.0f} s CPU; "
+        f"clustering {scored['cluster'][0]:.0f} s wall, {scored['cluster'][1]:.0f} s CPU"
+    )
 
 
 def score_true_labels(work: Path, classes: list[dict]) -> dict:
@@ -285,8 +345,13 @@ def cluster(label_map: np.ndarray, classes: list[dict], score_maps: dict | None 
 def score(work: Path, found, classes: list[dict]) -> dict:
     """Particles found in the held-out tomogram against its truth: occupancy rule, distance rule
     (tolerance = class radius) and the class confusion."""
-    from deepfinder.core.evaluate import (confusion_by_occupancy, format_confusion, match_by_distance,
-                                          match_by_occupancy, precision_recall_f1)
+    from deepfinder.core.evaluate import (
+        confusion_by_occupancy,
+        format_confusion,
+        match_by_distance,
+        match_by_occupancy,
+        precision_recall_f1,
+    )
     from deepfinder.core.io import read_particles_csv, read_volume
 
     reference = read_particles_csv(work / f"{HELD_OUT_NAME}_particles.csv")
@@ -294,12 +359,20 @@ def score(work: Path, found, classes: list[dict]) -> dict:
     names = {c["id"]: c["name"] for c in classes}
     by_distance = []
     for c in classes:
-        rows = precision_recall_f1(match_by_distance(found.of_class(c["id"]), reference.of_class(c["id"]),
-                                                     tolerance_voxels=float(c["radius_voxels"])), names)
+        rows = precision_recall_f1(
+            match_by_distance(
+                found.of_class(c["id"]),
+                reference.of_class(c["id"]),
+                tolerance_voxels=float(c["radius_voxels"]),
+            ),
+            names,
+        )
         by_distance += [row for row in rows if row.class_id is not None]
-    return {"occupancy": precision_recall_f1(match_by_occupancy(found, occupancy, reference), names),
-            "distance": by_distance,
-            "confusion": format_confusion(*confusion_by_occupancy(found, occupancy, reference), names)}
+    return {
+        "occupancy": precision_recall_f1(match_by_occupancy(found, occupancy, reference), names),
+        "distance": by_distance,
+        "confusion": format_confusion(*confusion_by_occupancy(found, occupancy, reference), names),
+    }
 
 
 def save_slice_png(work: Path, labels_path: Path, tag: str) -> Path:
@@ -313,9 +386,11 @@ def save_slice_png(work: Path, labels_path: Path, tag: str) -> Path:
 
     tomogram = read_volume(work / f"{HELD_OUT_NAME}.mrc")
     z = tomogram.shape[0] // 2
-    panels = [("tomogram", np.asarray(tomogram[z]), "gray"),
-              ("truth", np.asarray(read_volume(work / f"{HELD_OUT_NAME}_labels.mrc")[z]), "tab20"),
-              ("predicted", np.asarray(read_volume(labels_path)[z]), "tab20")]
+    panels = [
+        ("tomogram", np.asarray(tomogram[z]), "gray"),
+        ("truth", np.asarray(read_volume(work / f"{HELD_OUT_NAME}_labels.mrc")[z]), "tab20"),
+        ("predicted", np.asarray(read_volume(labels_path)[z]), "tab20"),
+    ]
     figure, axes = plt.subplots(1, 3, figsize=(18, 6.4))
     for axis, (title, image, cmap) in zip(axes, panels):
         if cmap == "tab20":
@@ -339,10 +414,14 @@ def markdown_rows(occupancy_rows, distance_rows) -> list[str]:
     n_found = sum(row.n_detected for row in distance_rows)
     n_reference = sum(row.n_reference for row in distance_rows)
     # Distance matching is one-to-one, so true positives are also the reference particles found.
-    overall = (f"{tp / max(n_found, 1):.2f} / {tp / max(n_reference, 1):.2f} / "
-               f"{2 * tp / max(n_found + n_reference, 1):.2f}")
-    lines = ["| Class | Reference | Found | Occupancy rule P / R / F1 | Distance rule P / R / F1 |",
-             "|---|---|---|---|---|"]
+    overall = (
+        f"{tp / max(n_found, 1):.2f} / {tp / max(n_reference, 1):.2f} / "
+        f"{2 * tp / max(n_found + n_reference, 1):.2f}"
+    )
+    lines = [
+        "| Class | Reference | Found | Occupancy rule P / R / F1 | Distance rule P / R / F1 |",
+        "|---|---|---|---|---|",
+    ]
     for row in occupancy_rows:
         other = distance.get(row.class_id)
         if row.class_id is None:
@@ -351,8 +430,10 @@ def markdown_rows(occupancy_rows, distance_rows) -> list[str]:
             text = "- / - / -"
         else:
             text = f"{other.precision:.2f} / {other.recall:.2f} / {other.f1:.2f}"
-        lines.append(f"| {row.name} | {row.n_reference} | {row.n_detected} | "
-                     f"{row.precision:.2f} / {row.recall:.2f} / {row.f1:.2f} | {text} |")
+        lines.append(
+            f"| {row.name} | {row.n_reference} | {row.n_detected} | "
+            f"{row.precision:.2f} / {row.recall:.2f} / {row.f1:.2f} | {text} |"
+        )
     return lines
 
 
@@ -361,43 +442,84 @@ def main() -> int:
     from deepfinder.core.train import LOSSES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "deepfinder_bench_shrec",
-                        help="folder for simulated data, models and outputs (reused)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "deepfinder_bench_shrec",
+        help="folder for simulated data, models and outputs (reused)",
+    )
     parser.add_argument("--n-train", type=int, default=3, help="training tomograms (layouts 0..n-1)")
     parser.add_argument("--train-minutes", type=float, default=30.0, help="training budget, CPU minutes")
-    parser.add_argument("--train-wall-minutes", type=float, default=None,
-                        help="also stop training after this many wall-clock minutes (shared machines)")
+    parser.add_argument(
+        "--train-wall-minutes",
+        type=float,
+        default=None,
+        help="also stop training after this many wall-clock minutes (shared machines)",
+    )
     parser.add_argument("--targets", choices=("shapes", "spheres", "both"), default="shapes")
     parser.add_argument("--loss", choices=LOSSES, default="dice_cross_entropy")
     # 1e-3 with cross-entropy alone drove the softmax to all-background within 40 steps here (SNR 0.1).
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--final-learning-rate", type=float, default=1e-4,
-                        help="step size decays geometrically to this by the last planned epoch "
-                             "(0: constant)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="planned epochs (the length of the step-size decay); default: as many as "
-                             "the budget holds, measured on two throw-away epochs")
-    parser.add_argument("--patch", type=int, default=16,
-                        help="training patch edge, voxels: small patches give more steps per CPU-minute")
+    parser.add_argument(
+        "--final-learning-rate",
+        type=float,
+        default=1e-4,
+        help="step size decays geometrically to this by the last planned epoch (0: constant)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="planned epochs (the length of the step-size decay); default: as many as "
+        "the budget holds, measured on two throw-away epochs",
+    )
+    parser.add_argument(
+        "--patch",
+        type=int,
+        default=16,
+        help="training patch edge, voxels: small patches give more steps per CPU-minute",
+    )
     parser.add_argument("--batch", type=int, default=12, help="12 holds every class in every batch")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
-    parser.add_argument("--steps", type=int, default=10,
-                        help="training steps per epoch (short epochs: the budget is checked per epoch)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=10,
+        help="training steps per epoch (short epochs: the budget is checked per epoch)",
+    )
     parser.add_argument("--validation-steps", type=int, default=2)
     parser.add_argument("--shift", type=int, default=4, help="patch-centre jitter, voxels")
-    parser.add_argument("--bin", type=int, choices=(1, 2), default=2,
-                        help="2: train and segment the tomograms binned by 2 (means of 2^3 voxels, "
-                             "20 A/voxel); particles found are scored at the full size")
+    parser.add_argument(
+        "--bin",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="2: train and segment the tomograms binned by 2 (means of 2^3 voxels, "
+        "20 A/voxel); particles found are scored at the full size",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--name", default="",
-                        help="suffix of this run's model folder and output files (parallel runs)")
-    parser.add_argument("--crops", type=int, nargs="+", default=[4],
-                        help="segment with each of these tile crops (voxels); the first is reported, "
-                             "the others compared with it (34 makes tiling exact)")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="score this trained model (*.weights.h5) instead of training one")
-    parser.add_argument("--ceiling", action="store_true",
-                        help="also score the true label map of the held-out tomogram (pipeline ceiling)")
+    parser.add_argument(
+        "--name", default="", help="suffix of this run's model folder and output files (parallel runs)"
+    )
+    parser.add_argument(
+        "--crops",
+        type=int,
+        nargs="+",
+        default=[4],
+        help="segment with each of these tile crops (voxels); the first is reported, "
+        "the others compared with it (34 makes tiling exact)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="score this trained model (*.weights.h5) instead of training one",
+    )
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also score the true label map of the held-out tomogram (pipeline ceiling)",
+    )
     args = parser.parse_args()
     if not (SHARED_DATA / "shrec19").is_dir():
         print(f"Skipped: {SHARED_DATA}/shrec19 is absent (the SHREC'19 layouts and templates are needed)")
@@ -405,12 +527,16 @@ def main() -> int:
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    print(f"Machine: {cpu_model()}, {os.cpu_count()} cores; U-net arithmetic: "
-          f"{resolve_precision(args.precision)}")
+    print(
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores; U-net arithmetic: "
+        f"{resolve_precision(args.precision)}"
+    )
     simulated = simulate(work, args.n_train, args.seed)
     classes = json.loads((work / "classes.json").read_text())
-    print(f"Simulation: {simulated['wall']:.0f} s wall, {simulated['cpu']:.0f} s CPU "
-          f"(0 when reused from {work})")
+    print(
+        f"Simulation: {simulated['wall']:.0f} s wall, {simulated['cpu']:.0f} s CPU "
+        f"(0 when reused from {work})"
+    )
     report = []
     if args.ceiling:
         ceiling = score_true_labels(work, classes)
@@ -421,41 +547,69 @@ def main() -> int:
     if args.bin > 1:
         data = bin_data(work, simulated["train"], classes)
         data_classes = json.loads((data / "classes.json").read_text())
-    for kind in (("shapes", "spheres") if args.targets == "both" else (args.targets,)):
+    for kind in ("shapes", "spheres") if args.targets == "both" else (args.targets,):
         targets = build_targets(data, simulated["train"], data_classes, kind, VOXEL_SIZE * args.bin)
         if args.model is None:
             trained = train_with_budget(data, simulated["train"], targets, data_classes, kind, args)
             last = trained["history"][-1]
-            print(f"Training ({kind}): {trained['epochs']} epochs = {trained['steps']} steps of "
-                  f"{args.batch} x {args.patch}^3, {trained['cpu'] / 60:.1f} CPU-min, "
-                  f"{trained['wall'] / 60:.1f} wall-min (stopped by {trained['stopped_by']}), best epoch "
-                  f"{trained['best_epoch']}, last train loss {last['train_loss']:.4f}, last val mean voxel "
-                  f"F1 {last['val_mean_f1']:.3f}")
+            print(
+                f"Training ({kind}): {trained['epochs']} epochs = {trained['steps']} steps of "
+                f"{args.batch} x {args.patch}^3, {trained['cpu'] / 60:.1f} CPU-min, "
+                f"{trained['wall'] / 60:.1f} wall-min (stopped by {trained['stopped_by']}), best epoch "
+                f"{trained['best_epoch']}, last train loss {last['train_loss']:.4f}, last val mean voxel "
+                f"F1 {last['val_mean_f1']:.3f}"
+            )
         else:
             trained = {"weights": args.model, "history": []}
         first = None
         for crop in args.crops:
-            scored = segment_and_score(work, data, trained["weights"], classes, data_classes,
-                                       f"{run_name(kind, args)}_crop{crop}", args.precision, crop)
+            scored = segment_and_score(
+                work,
+                data,
+                trained["weights"],
+                classes,
+                data_classes,
+                f"{run_name(kind, args)}_crop{crop}",
+                args.precision,
+                crop,
+            )
             print_scored(f"{kind} targets, tiles cropped by {crop} voxels", scored)
             if first is None:
                 first = scored
             else:
                 differ = first["label_map"] != scored["label_map"]
                 particle = (first["label_map"] > 0) | (scored["label_map"] > 0)
-                print(f"Crop {args.crops[0]} vs crop {crop}: labels differ on {differ.mean():.4%} of all "
-                      f"voxels, {differ[particle].mean():.2%} of the voxels either calls a particle")
-        rotated = segment_and_score(work, data, trained["weights"], classes, data_classes,
-                                    f"{run_name(kind, args)}_crop{args.crops[0]}_rotations", args.precision,
-                                    args.crops[0], average_rotations=True)
-        print_scored(f"{kind} targets, tiles cropped by {args.crops[0]} voxels, scores averaged over "
-                     "4 rotations", rotated)
-        report.append({"targets": kind, "train": {k: v for k, v in trained.items() if k != "history"},
-                       "segment": first["segment"], "cluster": first["cluster"],
-                       "table": markdown_rows(first["occupancy"], first["distance"]),
-                       "segment_rotations": rotated["segment"],
-                       "table_rotations": markdown_rows(rotated["occupancy"], rotated["distance"]),
-                       "val_f1_per_epoch": [row["val_mean_f1"] for row in trained["history"]]})
+                print(
+                    f"Crop {args.crops[0]} vs crop {crop}: labels differ on {differ.mean():.4%} of all "
+                    f"voxels, {differ[particle].mean():.2%} of the voxels either calls a particle"
+                )
+        rotated = segment_and_score(
+            work,
+            data,
+            trained["weights"],
+            classes,
+            data_classes,
+            f"{run_name(kind, args)}_crop{args.crops[0]}_rotations",
+            args.precision,
+            args.crops[0],
+            average_rotations=True,
+        )
+        print_scored(
+            f"{kind} targets, tiles cropped by {args.crops[0]} voxels, scores averaged over 4 rotations",
+            rotated,
+        )
+        report.append(
+            {
+                "targets": kind,
+                "train": {k: v for k, v in trained.items() if k != "history"},
+                "segment": first["segment"],
+                "cluster": first["cluster"],
+                "table": markdown_rows(first["occupancy"], first["distance"]),
+                "segment_rotations": rotated["segment"],
+                "table_rotations": markdown_rows(rotated["occupancy"], rotated["distance"]),
+                "val_f1_per_epoch": [row["val_mean_f1"] for row in trained["history"]],
+            }
+        )
     report_path = work / f"report{'_' + args.name if args.name else ''}.json"
     report_path.write_text(json.dumps(report, indent=1, default=str))
     for entry in report:

@@ -5,6 +5,7 @@ Prints the time of each stage and the peak memory. With --shrec, also times
 one SHREC'19-like tomogram of the bench preset (512 x 512 x 200, ~2500
 particles) when ../shared/data is present, and skips it cleanly otherwise.
 """
+
 import argparse
 import resource
 import tempfile
@@ -13,8 +14,14 @@ import time
 import numpy as np
 
 from deepfinder.core.shapes import procedural_shape
-from deepfinder.core.simulate import (SHARED_DATA, SpecimenParameters, TiltSeriesParameters, build_specimen,
-                                      reconstruct_tilt_series, simulate_dataset)
+from deepfinder.core.simulate import (
+    SHARED_DATA,
+    SpecimenParameters,
+    TiltSeriesParameters,
+    build_specimen,
+    reconstruct_tilt_series,
+    simulate_dataset,
+)
 
 
 def peak_memory_mb() -> float:
@@ -28,16 +35,24 @@ def main():
 
     voxel_size = 12.0
     shapes = [procedural_shape(name, voxel_size) for name in ("ribosome", "ring", "rod", "globule")]
-    specimen = SpecimenParameters(shape_zyx=(128, 256, 256), voxel_size=voxel_size, particles_per_class=75,
-                                  slab_thickness_voxels=100, n_vesicles=3, n_gold_beads=5, carbon_edge=True)
+    specimen = SpecimenParameters(
+        shape_zyx=(128, 256, 256),
+        voxel_size=voxel_size,
+        particles_per_class=75,
+        slab_thickness_voxels=100,
+        n_vesicles=3,
+        n_gold_beads=5,
+        carbon_edge=True,
+    )
     tilt_series = TiltSeriesParameters(defocus_um=6.0, amplitude_contrast=0.1, snr=0.5)
     rng = np.random.default_rng(0)
     start = time.perf_counter()
     particle_density, distractors, _, _, particles = build_specimen(shapes, specimen, rng)
     specimen_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    reconstruct_tilt_series(particle_density + distractors, voxel_size, tilt_series,
-                            100 * voxel_size, rng, particle_density)
+    reconstruct_tilt_series(
+        particle_density + distractors, voxel_size, tilt_series, 100 * voxel_size, rng, particle_density
+    )
     imaging_seconds = time.perf_counter() - start
     print(f"256 x 256 x 128 voxels, {len(particles)} particles, {len(tilt_series.angles_deg)} tilts")
     print(f"  specimen (placement + rendering): {specimen_seconds:.1f} s")
@@ -51,8 +66,10 @@ def main():
         with tempfile.TemporaryDirectory() as out_dir:
             start = time.perf_counter()
             simulate_dataset(out_dir, preset="bench", n_tomograms=1, progress=False)
-            print(f"bench preset, 1 tomogram 512 x 512 x 200 (with writing 4 MRC files): "
-                  f"{time.perf_counter() - start:.1f} s, peak memory {peak_memory_mb():.0f} MB")
+            print(
+                f"bench preset, 1 tomogram 512 x 512 x 200 (with writing 4 MRC files): "
+                f"{time.perf_counter() - start:.1f} s, peak memory {peak_memory_mb():.0f} MB"
+            )
 
 
 if __name__ == "__main__":

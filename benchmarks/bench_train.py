@@ -9,6 +9,7 @@ training steps (the first epoch includes graph compilation). Also times the patc
 producer alone and, when ../shared/data/shrec19 exists, label-map painting for a
 SHREC'19 tomogram (spheres and shapes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,11 +40,15 @@ def synthetic(folder: Path) -> tuple[Path, Path, ParticleTable]:
     xyz = rng.uniform(10, np.array(SHAPE[::-1]) - 10, (len(class_ids), 3))
     table = ParticleTable(tomo="bench", class_id=class_ids, xyz=xyz)
     labels = sphere_targets(SHAPE, table, {1: 8, 2: 6, 3: 4})
-    density = ndimage.gaussian_filter(np.select([labels == 1, labels == 2, labels == 3],
-                                                [1.0, -1.0, 0.7], 0.0).astype(np.float32), 1.0)
+    density = ndimage.gaussian_filter(
+        np.select([labels == 1, labels == 2, labels == 3], [1.0, -1.0, 0.7], 0.0).astype(np.float32), 1.0
+    )
     density += rng.normal(0, 0.5, SHAPE).astype(np.float32)
-    return (write_volume(folder / "bench.mrc", density), write_volume(folder / "bench_labels.mrc", labels),
-            table)
+    return (
+        write_volume(folder / "bench.mrc", density),
+        write_volume(folder / "bench_labels.mrc", labels),
+        table,
+    )
 
 
 def producer_rate(tomogram: Path, labels: Path, table: ParticleTable, patch: int, batch: int) -> float:
@@ -51,9 +56,18 @@ def producer_rate(tomogram: Path, labels: Path, table: ParticleTable, patch: int
     stats = [tomogram_stats(volume)]
     started = time.perf_counter()
     n_batches = 10
-    for _ in training_batches([volume], [label_map], stats, np.zeros(len(table), int), table.zyx,
-                              table.class_id, patch_size=patch, batch_size=batch, n_batches=n_batches,
-                              rng=np.random.default_rng(0)):
+    for _ in training_batches(
+        [volume],
+        [label_map],
+        stats,
+        np.zeros(len(table), int),
+        table.zyx,
+        table.class_id,
+        patch_size=patch,
+        batch_size=batch,
+        n_batches=n_batches,
+        rng=np.random.default_rng(0),
+    ):
         pass
     return n_batches * batch / (time.perf_counter() - started)
 
@@ -65,21 +79,27 @@ def shrec_targets() -> None:
     names = "1bxn 1qvr 1s3x 1u6g 2cg9 3cf3 3d2f 3gl1 3h84 3qm1 4b4t 4d8q".split()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        masks = {c: np.asarray(read_volume(SHREC / "masks" / f"{name}.mrc", mmap=False)) > 0.5
-                 for c, name in enumerate(names, start=1)}
+        masks = {
+            c: np.asarray(read_volume(SHREC / "masks" / f"{name}.mrc", mmap=False)) > 0.5
+            for c, name in enumerate(names, start=1)
+        }
         started = time.perf_counter()
         spheres = sphere_targets(shape, objects, radii)
         sphere_seconds = time.perf_counter() - started
         started = time.perf_counter()
         shapes = shape_targets(shape, objects, masks)
         shape_seconds = time.perf_counter() - started
-    print(f"SHREC'19 tomogram 0 ({len(objects)} particles, 512 x 512 x 200): spheres "
-          f"{sphere_seconds:.1f} s ({np.count_nonzero(spheres)} voxels), shapes {shape_seconds:.1f} s "
-          f"({np.count_nonzero(shapes)} voxels)")
+    print(
+        f"SHREC'19 tomogram 0 ({len(objects)} particles, 512 x 512 x 200): spheres "
+        f"{sphere_seconds:.1f} s ({np.count_nonzero(spheres)} voxels), shapes {shape_seconds:.1f} s "
+        f"({np.count_nonzero(shapes)} voxels)"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--patch", type=int, default=48)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
@@ -94,19 +114,35 @@ def main() -> None:
         folder = Path(folder)
         tomogram, labels, table = synthetic(folder)
         rate = producer_rate(tomogram, labels, table, args.patch, args.batch)
-        print(f"patch producer alone (read from memory-mapped MRC, normalise, rotate): "
-              f"{rate:.0f} patches/s at patch {args.patch}")
-        train([tomogram], [labels], [table], folder / "out", 4, validation_fraction=0.2,
-              patch_size=args.patch, batch_size=args.batch, epochs=args.epochs,
-              steps_per_epoch=args.steps, validation_steps=1, precision=args.precision, progress=False)
+        print(
+            f"patch producer alone (read from memory-mapped MRC, normalise, rotate): "
+            f"{rate:.0f} patches/s at patch {args.patch}"
+        )
+        train(
+            [tomogram],
+            [labels],
+            [table],
+            folder / "out",
+            4,
+            validation_fraction=0.2,
+            patch_size=args.patch,
+            batch_size=args.batch,
+            epochs=args.epochs,
+            steps_per_epoch=args.steps,
+            validation_steps=1,
+            precision=args.precision,
+            progress=False,
+        )
         history = json.loads((folder / "out" / "history.json").read_text())
     for row in history:
         patches = args.steps * args.batch
         busy = row["step_seconds"] / (row["step_seconds"] + row["data_wait_seconds"])
-        print(f"epoch {row['epoch']}: {patches / row['step_seconds']:.2f} patches/s in training steps, "
-              f"{patches / (row['step_seconds'] + row['data_wait_seconds']):.2f} patches/s overall; "
-              f"waited {row['data_wait_seconds']:.2f} s for data vs {row['step_seconds']:.1f} s in "
-              f"train_step (model busy {100 * busy:.1f} %); epoch with validation {row['seconds']:.1f} s")
+        print(
+            f"epoch {row['epoch']}: {patches / row['step_seconds']:.2f} patches/s in training steps, "
+            f"{patches / (row['step_seconds'] + row['data_wait_seconds']):.2f} patches/s overall; "
+            f"waited {row['data_wait_seconds']:.2f} s for data vs {row['step_seconds']:.1f} s in "
+            f"train_step (model busy {100 * busy:.1f} %); epoch with validation {row['seconds']:.1f} s"
+        )
 
 
 if __name__ == "__main__":

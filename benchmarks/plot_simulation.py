@@ -5,6 +5,7 @@ Writes, per SNR, a figure with XY and XZ central slices of the tomogram, the
 clean density and the label map, plus the XZ power spectrum (missing wedge)
 and the power spectrum of one projection (CTF Thon rings).
 """
+
 import argparse
 from dataclasses import replace
 from pathlib import Path
@@ -32,9 +33,13 @@ def orthoslice_figure(result, title, path, rings, dpi=70):
     z, y = tomogram.shape[0] // 2, tomogram.shape[1] // 2
     spectrum = np.log(np.abs(np.fft.fftshift(np.fft.fftn(tomogram)))[:, tomogram.shape[1] // 2] ** 2 + 1e-6)
     figure, axes = plt.subplots(2, 4, figsize=(16, 6.5), gridspec_kw={"height_ratios": [2, 1]})
-    for column, (volume, name, cmap) in enumerate([(tomogram, "tomogram", "gray"),
-                                                   (-density, "clean density (inverted)", "gray"),
-                                                   (labels, "labels", "tab10")]):
+    for column, (volume, name, cmap) in enumerate(
+        [
+            (tomogram, "tomogram", "gray"),
+            (-density, "clean density (inverted)", "gray"),
+            (labels, "labels", "tab10"),
+        ]
+    ):
         limits = np.percentile(volume, [1, 99]) if cmap == "gray" else (0, 9)
         axes[0, column].imshow(volume[z], cmap=cmap, vmin=limits[0], vmax=limits[1])
         axes[0, column].set_title(f"{name}: XY slice z={z}")

@@ -3,6 +3,7 @@
 The engine (``deepfinder.core``) runs in Scipion's own Python environment:
 no conda environment, no separate interpreter.
 """
+
 import pwem
 
 from .constants import DEEPFINDER_DEVICE, DEEPFINDER_PRECISION
@@ -41,8 +42,10 @@ class Plugin(pwem.Plugin):
         precision = cls.getVar(DEEPFINDER_PRECISION)
         if precision in PRECISIONS:
             return []
-        return [f"The Scipion variable {DEEPFINDER_PRECISION} is {precision!r}: set it to one of "
-                f"{', '.join(PRECISIONS)} in the Scipion configuration or the environment."]
+        return [
+            f"The Scipion variable {DEEPFINDER_PRECISION} is {precision!r}: set it to one of "
+            f"{', '.join(PRECISIONS)} in the Scipion configuration or the environment."
+        ]
 
     @classmethod
     def defineBinaries(cls, env):

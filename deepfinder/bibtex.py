@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 r"""
 @article{Moebel2021,
 title = {Deep learning improves macromolecule identification in 3D cellular cryo-electron tomograms},

@@ -4,6 +4,7 @@ The only module that knows both worlds. Positions cross it in voxels of the
 tomogram they belong to (corner origin, ``BOTTOM_LEFT_CORNER``); Angstrom are
 turned into voxels here and nowhere else.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,9 @@ def unique_values(coordinates: SetOfCoordinates3D, attribute: str) -> set:
     return set(coordinates.getUniqueValues(attribute)) if coordinates.getSize() else set()
 
 
-def coordinates_to_table(coordinates: SetOfCoordinates3D, sampling_rate: float,
-                         class_id: int | None = None) -> ParticleTable:
+def coordinates_to_table(
+    coordinates: SetOfCoordinates3D, sampling_rate: float, class_id: int | None = None
+) -> ParticleTable:
     """Particles of a coordinate set, in voxels at ``sampling_rate`` (A/px).
 
     The class is ``class_id`` when given (one set per class), else each
@@ -49,12 +51,18 @@ def coordinates_to_table(coordinates: SetOfCoordinates3D, sampling_rate: float,
         score.append(coord.getScore())
     if not tomo:
         return ParticleTable.empty()
-    return ParticleTable(tomo=np.array(tomo), class_id=np.array(classes), xyz=np.array(xyz),
-                         rotation=np.array(rotation), score=np.array(score, dtype=float))
+    return ParticleTable(
+        tomo=np.array(tomo),
+        class_id=np.array(classes),
+        xyz=np.array(xyz),
+        rotation=np.array(rotation),
+        score=np.array(score, dtype=float),
+    )
 
 
-def append_table(coordinates: SetOfCoordinates3D, table: ParticleTable, tomograms: dict,
-                 labels: np.ndarray | None = None) -> None:
+def append_table(
+    coordinates: SetOfCoordinates3D, table: ParticleTable, tomograms: dict, labels: np.ndarray | None = None
+) -> None:
     """Append particles (voxels of the tomograms in ``tomograms``, keyed by tsId) to a set.
 
     ``labels``, one string per particle, is stored in each coordinate's
@@ -75,9 +83,15 @@ def append_table(coordinates: SetOfCoordinates3D, table: ParticleTable, tomogram
         coordinates.append(coord)
 
 
-def new_coordinate_set(folder: str, name: str, tomograms, sampling_rate: float, box_size: int,
-                       particles: ParticleTable, labels: np.ndarray | None = None
-                       ) -> SetOfCoordinates3D:
+def new_coordinate_set(
+    folder: str,
+    name: str,
+    tomograms,
+    sampling_rate: float,
+    box_size: int,
+    particles: ParticleTable,
+    labels: np.ndarray | None = None,
+) -> SetOfCoordinates3D:
     """A coordinate set in its own file ``<folder>/<name>.sqlite`` holding ``particles``.
 
     ``tomograms`` (a SetOfTomograms or a pointer to it) become the precedents;

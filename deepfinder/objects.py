@@ -1,4 +1,5 @@
 """Scipion objects of the DeepFinder plugin."""
+
 import json
 
 import pyworkflow.object as pwobj
@@ -13,8 +14,9 @@ class DeepFinderModel(EMObject):
     rate (A/px) of the training tomograms and the training history file.
     """
 
-    def __init__(self, weightsFile=None, classNames=(), patchSize=None, samplingRate=None,
-                 historyFile=None, **kwargs):
+    def __init__(
+        self, weightsFile=None, classNames=(), patchSize=None, samplingRate=None, historyFile=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self._weightsFile = pwobj.String(weightsFile)
         self._classNames = pwobj.String(json.dumps(list(classNames)))
@@ -47,5 +49,7 @@ class DeepFinderModel(EMObject):
 
     def __str__(self):
         names = ", ".join(self.getClassNames()[1:])
-        return (f"DeepFinderModel ({names}; patch {self.getPatchSize()} px, "
-                f"{self.getSamplingRate() or 0:.2f} A/px)")
+        return (
+            f"DeepFinderModel ({names}; patch {self.getPatchSize()} px, "
+            f"{self.getSamplingRate() or 0:.2f} A/px)"
+        )

@@ -4,6 +4,7 @@ Scipion reads its configuration from environment variables when pyworkflow is
 first imported, so :func:`configure` must run before that. Everything goes
 under one folder: a user's global Scipion configuration is never touched.
 """
+
 import os
 import sys
 from pathlib import Path
@@ -28,16 +29,18 @@ def configure(root: str | os.PathLike) -> Path:
     config.mkdir(parents=True, exist_ok=True)
     hosts = config / "hosts.conf"
     hosts.write_text(HOSTS_CONF)
-    os.environ.update({
-        "SCIPION_HOME": str(root),
-        "SCIPION_USER_DATA": str(root / "ScipionUserData"),
-        "SCIPION_TESTS": str(root / "tests"),
-        "SCIPION_HOSTS": str(hosts),
-        "SCIPION_DOMAIN": "pwem",
-        "SCIPION_PYTHON": sys.executable,
-        "SCIPION_TEST_NOSYNC": "1",
-        "SCIPION_STEPS_CHECK_SEC": "1",
-        "SCIPION_DONT_INSTALL_BINARIES": "1",
-        "MPLBACKEND": "Agg",
-    })
+    os.environ.update(
+        {
+            "SCIPION_HOME": str(root),
+            "SCIPION_USER_DATA": str(root / "ScipionUserData"),
+            "SCIPION_TESTS": str(root / "tests"),
+            "SCIPION_HOSTS": str(hosts),
+            "SCIPION_DOMAIN": "pwem",
+            "SCIPION_PYTHON": sys.executable,
+            "SCIPION_TEST_NOSYNC": "1",
+            "SCIPION_STEPS_CHECK_SEC": "1",
+            "SCIPION_DONT_INSTALL_BINARIES": "1",
+            "MPLBACKEND": "Agg",
+        }
+    )
     return root

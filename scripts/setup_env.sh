@@ -1,5 +1,5 @@
 # Sourced by the other scripts: creates ./.venv with Python 3.11 if absent and installs the plugin
-# (editable, with the test extra) whenever setup.py changed. Sets $PY to the environment's python.
+# (editable, with the test and dev extras) whenever pyproject.toml changed. Sets $PY to the environment's python.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${DEEPFINDER_VENV:-$REPO/.venv}"
@@ -11,10 +11,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 STAMP="$VENV/.deepfinder-installed"
-if [ ! -f "$STAMP" ] || [ "$REPO/setup.py" -nt "$STAMP" ]; then
+if [ ! -f "$STAMP" ] || [ "$REPO/pyproject.toml" -nt "$STAMP" ]; then
     echo ">>> Installing scipion-em-deepfinder and its dependencies into $VENV (about 1-2 minutes)"
     "$PY" -m pip install --quiet --upgrade pip
-    "$PY" -m pip install --quiet -e "$REPO[test]"
+    "$PY" -m pip install --quiet -e "$REPO[test,dev]"
     touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

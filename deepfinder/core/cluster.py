@@ -23,6 +23,7 @@ Everything but step 3 is vectorised over components; step 3 only runs on the
 few components holding more than one particle. Classes absent from the label
 map simply produce no particles.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -61,14 +62,18 @@ class Clusters:
 
 def ball_volume(radius_voxels: float) -> float:
     """Voxels in a ball of ``radius_voxels``."""
-    return 4.0 / 3.0 * np.pi * radius_voxels ** 3
+    return 4.0 / 3.0 * np.pi * radius_voxels**3
 
 
-def find_clusters(label_map: np.ndarray, radius_voxels: Mapping[int, float],
-                  min_cluster_size: Mapping[int, int] | None = None,
-                  score_maps: Mapping[int, np.ndarray] | None = None, tomo: str = "",
-                  bandwidth_voxels: Mapping[int, float] | None = None,
-                  split_factor: float = DEFAULT_SPLIT_FACTOR) -> Clusters:
+def find_clusters(
+    label_map: np.ndarray,
+    radius_voxels: Mapping[int, float],
+    min_cluster_size: Mapping[int, int] | None = None,
+    score_maps: Mapping[int, np.ndarray] | None = None,
+    tomo: str = "",
+    bandwidth_voxels: Mapping[int, float] | None = None,
+    split_factor: float = DEFAULT_SPLIT_FACTOR,
+) -> Clusters:
     """Find particles in a label map.
 
     Parameters
@@ -98,8 +103,9 @@ def find_clusters(label_map: np.ndarray, radius_voxels: Mapping[int, float],
         Particles sorted by class then z, y, x, with their sizes.
     """
     label_map = np.asarray(label_map)
-    radius, bandwidth, min_size = _check_inputs(label_map, radius_voxels, min_cluster_size,
-                                                score_maps, bandwidth_voxels, split_factor)
+    radius, bandwidth, min_size = _check_inputs(
+        label_map, radius_voxels, min_cluster_size, score_maps, bandwidth_voxels, split_factor
+    )
     components, n_components = _components_per_class(label_map)
     if n_components == 0:
         return Clusters(ParticleTable.empty(), np.empty(0, dtype=int))
@@ -108,8 +114,9 @@ def find_clusters(label_map: np.ndarray, radius_voxels: Mapping[int, float],
     component = components.ravel()[foreground] - 1
     labels = label_map.ravel()[foreground].astype(np.int64)
     zyx = np.stack(np.unravel_index(foreground, label_map.shape), axis=1).astype(np.float64)
-    votes = np.bincount(component * n_labels + labels,
-                        minlength=n_components * n_labels).reshape(n_components, n_labels)
+    votes = np.bincount(component * n_labels + labels, minlength=n_components * n_labels).reshape(
+        n_components, n_labels
+    )
     # Particles a component holds, judging by its voxels of each class and their ball volumes.
     expected = np.array([np.inf] + [ball_volume(radius.get(k, 1.0)) for k in range(1, n_labels)])
     to_split = np.flatnonzero((votes / expected).sum(axis=1) > split_factor)
@@ -124,7 +131,7 @@ def find_clusters(label_map: np.ndarray, radius_voxels: Mapping[int, float],
         order = np.argsort(component, kind="stable")
         bounds = np.searchsorted(component[order], np.arange(n_components + 1))
         for c in to_split:
-            members = order[bounds[c]:bounds[c + 1]]
+            members = order[bounds[c] : bounds[c + 1]]
             centres, assignment = _mean_shift(zyx[members], labels[members], bandwidth)
             cluster[members] = np.where(assignment == 0, c, n_clusters + assignment - 1)
             modes[c] = centres[0]
@@ -134,12 +141,17 @@ def find_clusters(label_map: np.ndarray, radius_voxels: Mapping[int, float],
     cluster = _absorb_fragments(cluster, zyx, labels, radius, n_clusters)
     count = np.bincount(cluster, minlength=n_clusters)
     keep_cluster = count > 0
-    centre = np.stack([np.bincount(cluster, weights=zyx[:, axis], minlength=n_clusters)
-                       for axis in range(3)], axis=1) / np.maximum(count, 1)[:, None]
+    centre = (
+        np.stack(
+            [np.bincount(cluster, weights=zyx[:, axis], minlength=n_clusters) for axis in range(3)], axis=1
+        )
+        / np.maximum(count, 1)[:, None]
+    )
     for c, mode in modes.items():
         centre[c] = mode
-    cluster_votes = np.bincount(cluster * n_labels + labels,
-                                minlength=n_clusters * n_labels).reshape(n_clusters, n_labels)
+    cluster_votes = np.bincount(cluster * n_labels + labels, minlength=n_clusters * n_labels).reshape(
+        n_clusters, n_labels
+    )
     class_id = cluster_votes.argmax(axis=1)
     threshold = np.array([min_size.get(k, 1) for k in range(n_labels)])
     keep_cluster &= count >= threshold[class_id]
@@ -154,26 +166,31 @@ def find_clusters(label_map: np.ndarray, radius_voxels: Mapping[int, float],
         score = count.astype(float)
     kept = np.flatnonzero(keep_cluster)
     kept = kept[np.lexsort((centre[kept, 2], centre[kept, 1], centre[kept, 0], class_id[kept]))]
-    table = ParticleTable(tomo=tomo, class_id=class_id[kept], xyz=centre[kept, ::-1],
-                          score=score[kept])
+    table = ParticleTable(tomo=tomo, class_id=class_id[kept], xyz=centre[kept, ::-1], score=score[kept])
     return Clusters(table, count[kept])
 
 
-def cluster_labels(label_map: np.ndarray, radius_voxels: Mapping[int, float],
-                   min_cluster_size: Mapping[int, int] | None = None,
-                   score_maps: Mapping[int, np.ndarray] | None = None, tomo: str = "",
-                   bandwidth_voxels: Mapping[int, float] | None = None) -> ParticleTable:
+def cluster_labels(
+    label_map: np.ndarray,
+    radius_voxels: Mapping[int, float],
+    min_cluster_size: Mapping[int, int] | None = None,
+    score_maps: Mapping[int, np.ndarray] | None = None,
+    tomo: str = "",
+    bandwidth_voxels: Mapping[int, float] | None = None,
+) -> ParticleTable:
     """Particles of a label map as a table; see :func:`find_clusters` for the method.
 
     The score column holds the mean class score when ``score_maps`` are given,
     else the cluster size in voxels (use :func:`find_clusters` for both).
     """
-    return find_clusters(label_map, radius_voxels, min_cluster_size, score_maps, tomo,
-                         bandwidth_voxels).particles
+    return find_clusters(
+        label_map, radius_voxels, min_cluster_size, score_maps, tomo, bandwidth_voxels
+    ).particles
 
 
-def _mean_shift(points: np.ndarray, point_labels: np.ndarray,
-                bandwidth: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
+def _mean_shift(
+    points: np.ndarray, point_labels: np.ndarray, bandwidth: Mapping[int, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """Flat-kernel mean-shift of one component's voxel coordinates (n, 3).
 
     Seeds sit at local maxima of the distance to the component border (the
@@ -198,19 +215,21 @@ def _mean_shift(points: np.ndarray, point_labels: np.ndarray,
     seeds, seed_bandwidth = seeds[first], seed_bandwidth[first]
     tree = cKDTree(points)
     for _ in range(MAX_MEAN_SHIFT_ITERATIONS):
-        shifted = np.array([points[n].mean(axis=0) if len(n) else s for n, s in zip(
-            tree.query_ball_point(seeds, seed_bandwidth), seeds)])
+        shifted = np.array(
+            [
+                points[n].mean(axis=0) if len(n) else s
+                for n, s in zip(tree.query_ball_point(seeds, seed_bandwidth), seeds)
+            ]
+        )
         moved = np.abs(shifted - seeds).max()
         seeds = shifted
         if moved < 1e-3 * seed_bandwidth.min():
             break
     # Strength: share of the kernel ball filled, so small and large particles compare fairly.
-    strength = tree.query_ball_point(seeds, seed_bandwidth, return_length=True) / \
-        ball_volume(seed_bandwidth)
+    strength = tree.query_ball_point(seeds, seed_bandwidth, return_length=True) / ball_volume(seed_bandwidth)
     modes, widths = [], []
     for i in np.argsort(-strength, kind="stable"):
-        if all(np.linalg.norm(seeds[i] - m) >= max(w, seed_bandwidth[i])
-               for m, w in zip(modes, widths)):
+        if all(np.linalg.norm(seeds[i] - m) >= max(w, seed_bandwidth[i]) for m, w in zip(modes, widths)):
             modes.append(seeds[i])
             widths.append(seed_bandwidth[i])
     modes_array, widths_array = np.array(modes), np.array(widths)
@@ -218,16 +237,24 @@ def _mean_shift(points: np.ndarray, point_labels: np.ndarray,
     return modes_array, scaled.argmin(axis=1)
 
 
-def _absorb_fragments(cluster: np.ndarray, zyx: np.ndarray, labels: np.ndarray,
-                      radius: Mapping[int, float], n_clusters: int) -> np.ndarray:
+def _absorb_fragments(
+    cluster: np.ndarray, zyx: np.ndarray, labels: np.ndarray, radius: Mapping[int, float], n_clusters: int
+) -> np.ndarray:
     """Cluster ids (``0..n_clusters-1``) after merging wrong-class fragments into the particle
     they lie in."""
     count = np.bincount(cluster, minlength=n_clusters)
-    centre = np.stack([np.bincount(cluster, weights=zyx[:, axis], minlength=n_clusters)
-                       for axis in range(3)], axis=1) / np.maximum(count, 1)[:, None]
+    centre = (
+        np.stack(
+            [np.bincount(cluster, weights=zyx[:, axis], minlength=n_clusters) for axis in range(3)], axis=1
+        )
+        / np.maximum(count, 1)[:, None]
+    )
     n_labels = int(labels.max()) + 1
-    class_id = np.bincount(cluster * n_labels + labels, minlength=n_clusters * n_labels) \
-        .reshape(n_clusters, n_labels).argmax(axis=1)
+    class_id = (
+        np.bincount(cluster * n_labels + labels, minlength=n_clusters * n_labels)
+        .reshape(n_clusters, n_labels)
+        .argmax(axis=1)
+    )
     target = np.arange(n_clusters)
     tree = cKDTree(centre)
     for c in np.argsort(-count, kind="stable"):
@@ -253,8 +280,7 @@ def _components_per_class(label_map: np.ndarray) -> tuple[np.ndarray, int]:
     return components, n_components
 
 
-def _check_inputs(label_map, radius_voxels, min_cluster_size, score_maps, bandwidth_voxels,
-                  split_factor):
+def _check_inputs(label_map, radius_voxels, min_cluster_size, score_maps, bandwidth_voxels, split_factor):
     if label_map.ndim != 3:
         raise ValueError(f"label_map must be a 3D (z, y, x) array, got shape {label_map.shape}")
     if not np.issubdtype(label_map.dtype, np.integer):
@@ -270,8 +296,9 @@ def _check_inputs(label_map, radius_voxels, min_cluster_size, score_maps, bandwi
     present = {int(k) for k in np.unique(label_map)} - {0}
     missing = sorted(present - set(radius))
     if missing:
-        raise ValueError(f"label_map has class(es) {missing} with no radius in radius_voxels: "
-                         f"give a radius for each class")
+        raise ValueError(
+            f"label_map has class(es) {missing} with no radius in radius_voxels: give a radius for each class"
+        )
     missing = sorted(present - set(bandwidth))
     if missing:
         raise ValueError(f"bandwidth_voxels lacks class(es) {missing} present in label_map")
@@ -283,8 +310,10 @@ def _check_inputs(label_map, radius_voxels, min_cluster_size, score_maps, bandwi
         raise ValueError(f"min_cluster_size must be >= 0 voxels, got {bad}")
     for k, score_map in dict(score_maps or {}).items():
         if np.shape(score_map) != label_map.shape:
-            raise ValueError(f"Score map of class {k} has shape {np.shape(score_map)}, the "
-                             f"label map {label_map.shape}: both must come from one segmentation")
+            raise ValueError(
+                f"Score map of class {k} has shape {np.shape(score_map)}, the "
+                f"label map {label_map.shape}: both must come from one segmentation"
+            )
     if not split_factor > 0:
         raise ValueError(f"split_factor must be > 0, got {split_factor}")
     return radius, bandwidth, min_size

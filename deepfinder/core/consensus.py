@@ -4,6 +4,7 @@ The paper's S_E (expert/template matching) vs S_DF (DeepFinder) analysis: the
 pickers' particles are matched one-to-one within a distance, per tomogram and
 class, giving one row per physical particle and who found it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

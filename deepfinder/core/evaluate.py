@@ -14,6 +14,7 @@ positives / detections; F1 = 2PR / (P + R) = 2 TP / (detections + reference),
 which is 0 when a class has detections but no reference or the reverse.
 Precision without detections and recall without reference are NaN.
 """
+
 from __future__ import annotations
 
 import csv
@@ -77,12 +78,14 @@ class SweepCurves:
 
     def curve(self, metric: str, class_id: int | None = None) -> np.ndarray:
         """One metric ('precision', 'recall', 'f1', ...) versus threshold, for a class or overall."""
-        return np.array([next(getattr(row, metric) for row in rows if row.class_id == class_id)
-                         for rows in self.table])
+        return np.array(
+            [next(getattr(row, metric) for row in rows if row.class_id == class_id) for rows in self.table]
+        )
 
 
-def match_by_distance(detected: ParticleTable, reference: ParticleTable,
-                      tolerance_voxels: float) -> MatchResult:
+def match_by_distance(
+    detected: ParticleTable, reference: ParticleTable, tolerance_voxels: float
+) -> MatchResult:
     """Pair detections with reference particles of the same class and tomogram, one-to-one.
 
     Parameters
@@ -96,9 +99,11 @@ def match_by_distance(detected: ParticleTable, reference: ParticleTable,
     if not tolerance_voxels > 0:
         raise ValueError(f"tolerance_voxels must be > 0, got {tolerance_voxels}")
     if len(detected) and len(reference) and not np.intersect1d(detected.tomo, reference.tomo).size:
-        raise ValueError(f"Detections (tomograms {sorted(set(detected.tomo))[:3]}) and reference "
-                         f"(tomograms {sorted(set(reference.tomo))[:3]}) share no tomogram id: "
-                         f"give both tables the same ids in their tomo column")
+        raise ValueError(
+            f"Detections (tomograms {sorted(set(detected.tomo))[:3]}) and reference "
+            f"(tomograms {sorted(set(reference.tomo))[:3]}) share no tomogram id: "
+            f"give both tables the same ids in their tomo column"
+        )
     match = np.full(len(detected), -1)
     for tomo in np.union1d(detected.tomo, reference.tomo):
         for class_id in np.union1d(detected.class_id, reference.class_id):
@@ -110,8 +115,9 @@ def match_by_distance(detected: ParticleTable, reference: ParticleTable,
     return _result(detected, reference, match)
 
 
-def match_by_occupancy(detected: ParticleTable, occupancy_map: np.ndarray,
-                       reference: ParticleTable) -> MatchResult:
+def match_by_occupancy(
+    detected: ParticleTable, occupancy_map: np.ndarray, reference: ParticleTable
+) -> MatchResult:
     """SHREC'19 rule: a detection hits the particle whose occupancy holds its (rounded) position.
 
     Parameters
@@ -131,8 +137,7 @@ def match_by_occupancy(detected: ParticleTable, occupancy_map: np.ndarray,
     """
     particle = _particle_under(detected, occupancy_map, reference)
     same_class = particle >= 0
-    same_class[same_class] = reference.class_id[particle[same_class]] == \
-        detected.class_id[same_class]
+    same_class[same_class] = reference.class_id[particle[same_class]] == detected.class_id[same_class]
     match = np.full(len(detected), -1)
     taken = np.zeros(len(reference), dtype=bool)
     for i in _by_decreasing_score(detected.score):
@@ -142,8 +147,9 @@ def match_by_occupancy(detected: ParticleTable, occupancy_map: np.ndarray,
     return _result(detected, reference, match)
 
 
-def confusion_by_occupancy(detected: ParticleTable, occupancy_map: np.ndarray,
-                           reference: ParticleTable) -> tuple[np.ndarray, np.ndarray]:
+def confusion_by_occupancy(
+    detected: ParticleTable, occupancy_map: np.ndarray, reference: ParticleTable
+) -> tuple[np.ndarray, np.ndarray]:
     """Which reference class each detection lies on, counted per detected class.
 
     Shows the classes a network mixes up: a detection of class A inside the
@@ -163,8 +169,9 @@ def confusion_by_occupancy(detected: ParticleTable, occupancy_map: np.ndarray,
     return _confusion(detected.class_id, under, reference.class_id)
 
 
-def confusion_by_distance(detected: ParticleTable, reference: ParticleTable,
-                          tolerance_voxels: float) -> tuple[np.ndarray, np.ndarray]:
+def confusion_by_distance(
+    detected: ParticleTable, reference: ParticleTable, tolerance_voxels: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Class of the nearest reference particle of each detection, counted per detected class.
 
     As :func:`confusion_by_occupancy`, for data without an occupancy map: a
@@ -179,22 +186,25 @@ def confusion_by_distance(detected: ParticleTable, reference: ParticleTable,
         det = np.flatnonzero(detected.tomo == tomo)
         ref = np.flatnonzero(reference.tomo == tomo)
         distance, nearest = cKDTree(reference.xyz[ref]).query(
-            detected.xyz[det], distance_upper_bound=tolerance_voxels)
+            detected.xyz[det], distance_upper_bound=tolerance_voxels
+        )
         near = np.isfinite(distance)
         under[det[near]] = reference.class_id[ref[nearest[near]]]
     return _confusion(detected.class_id, under, reference.class_id)
 
 
-def _confusion(detected_class: np.ndarray, under_class: np.ndarray,
-               reference_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _confusion(
+    detected_class: np.ndarray, under_class: np.ndarray, reference_class: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     classes = np.union1d([0], np.union1d(detected_class, reference_class)).astype(int)
     counts = np.zeros((len(classes), len(classes)), dtype=int)
     np.add.at(counts, (np.searchsorted(classes, detected_class), np.searchsorted(classes, under_class)), 1)
     return classes, counts
 
 
-def format_confusion(classes: np.ndarray, counts: np.ndarray,
-                     class_names: Mapping[int, str] | None = None) -> str:
+def format_confusion(
+    classes: np.ndarray, counts: np.ndarray, class_names: Mapping[int, str] | None = None
+) -> str:
     """Plain-text table of a class confusion (:func:`confusion_by_occupancy`,
     :func:`confusion_by_distance`): rows detected, columns lying on."""
     known = {0: "background", **(class_names or {})}
@@ -206,18 +216,22 @@ def format_confusion(classes: np.ndarray, counts: np.ndarray,
     return "\n".join(lines)
 
 
-def _particle_under(detected: ParticleTable, occupancy_map: np.ndarray,
-                    reference: ParticleTable) -> np.ndarray:
+def _particle_under(
+    detected: ParticleTable, occupancy_map: np.ndarray, reference: ParticleTable
+) -> np.ndarray:
     """Index of the reference particle whose occupancy holds each detection, -1 if none."""
     occupancy_map = np.asarray(occupancy_map)
     if occupancy_map.ndim != 3:
         raise ValueError(f"occupancy_map must be a 3D (z, y, x) array, got {occupancy_map.shape}")
     if len(np.unique(detected.tomo)) > 1:
-        raise ValueError("Occupancy scores one tomogram: select its detections with "
-                         "ParticleTable.of_tomogram")
+        raise ValueError(
+            "Occupancy scores one tomogram: select its detections with ParticleTable.of_tomogram"
+        )
     if occupancy_map.size and occupancy_map.max() > len(reference):
-        raise ValueError(f"occupancy_map holds particle id {occupancy_map.max()} but the reference "
-                         f"has {len(reference)} particles: ids must be 1..{len(reference)}")
+        raise ValueError(
+            f"occupancy_map holds particle id {occupancy_map.max()} but the reference "
+            f"has {len(reference)} particles: ids must be 1..{len(reference)}"
+        )
     index = np.rint(detected.zyx).astype(int)
     inside = np.all((index >= 0) & (index < np.array(occupancy_map.shape)), axis=1)
     particle = np.full(len(detected), -1)
@@ -225,27 +239,47 @@ def _particle_under(detected: ParticleTable, occupancy_map: np.ndarray,
     return particle
 
 
-def precision_recall_f1(result: MatchResult,
-                        class_names: Mapping[int, str] | None = None) -> list[ClassScores]:
+def precision_recall_f1(
+    result: MatchResult, class_names: Mapping[int, str] | None = None
+) -> list[ClassScores]:
     """One row per class present in detections or reference, then the overall row (class_id None)."""
     class_names = dict(class_names or {})
     rows = []
     for class_id in np.union1d(result.detected_class, result.reference_class):
         is_det = result.detected_class == class_id
         is_ref = result.reference_class == class_id
-        rows.append(_scores(int(class_id), class_names.get(int(class_id), f"class {class_id}"),
-                            int(is_det.sum()), int(is_ref.sum()),
-                            int(result.detected_hit[is_det].sum()),
-                            int(result.reference_found[is_ref].sum())))
-    rows.append(_scores(None, "all", len(result.detected_class), len(result.reference_class),
-                        int(result.detected_hit.sum()), int(result.reference_found.sum())))
+        rows.append(
+            _scores(
+                int(class_id),
+                class_names.get(int(class_id), f"class {class_id}"),
+                int(is_det.sum()),
+                int(is_ref.sum()),
+                int(result.detected_hit[is_det].sum()),
+                int(result.reference_found[is_ref].sum()),
+            )
+        )
+    rows.append(
+        _scores(
+            None,
+            "all",
+            len(result.detected_class),
+            len(result.reference_class),
+            int(result.detected_hit.sum()),
+            int(result.reference_found.sum()),
+        )
+    )
     return rows
 
 
-def threshold_sweep(detected: ParticleTable, reference: ParticleTable,
-                    thresholds: Sequence[float], *, tolerance_voxels: float | None = None,
-                    occupancy_map: np.ndarray | None = None,
-                    class_names: Mapping[int, str] | None = None) -> SweepCurves:
+def threshold_sweep(
+    detected: ParticleTable,
+    reference: ParticleTable,
+    thresholds: Sequence[float],
+    *,
+    tolerance_voxels: float | None = None,
+    occupancy_map: np.ndarray | None = None,
+    class_names: Mapping[int, str] | None = None,
+) -> SweepCurves:
     """Precision, recall and F1 keeping only detections with score >= each threshold.
 
     Give exactly one rule: ``tolerance_voxels`` (distance) or ``occupancy_map``.
@@ -263,37 +297,63 @@ def threshold_sweep(detected: ParticleTable, reference: ParticleTable,
         else:
             result = match_by_occupancy(kept, occupancy_map, reference)
         rows = {row.class_id: row for row in precision_recall_f1(result, class_names)}
-        table.append([rows.get(int(k)) or _scores(int(k), (class_names or {}).get(
-            int(k), f"class {k}"), 0, int((reference.class_id == k).sum()), 0, 0)
-            for k in classes] + [rows[None]])
+        table.append(
+            [
+                rows.get(int(k))
+                or _scores(
+                    int(k),
+                    (class_names or {}).get(int(k), f"class {k}"),
+                    0,
+                    int((reference.class_id == k).sum()),
+                    0,
+                    0,
+                )
+                for k in classes
+            ]
+            + [rows[None]]
+        )
     return SweepCurves(thresholds, table)
 
 
 def format_table(rows: Sequence[ClassScores]) -> str:
     """Plain-text table: class, detections, reference, TP, precision, recall, F1."""
     width = max([len("class")] + [len(row.name) for row in rows])
-    lines = [f"{'class':<{width}}  {'found':>6} {'ref':>6} {'TP':>6} "
-             f"{'precision':>9} {'recall':>7} {'F1':>6}"]
+    lines = [
+        f"{'class':<{width}}  {'found':>6} {'ref':>6} {'TP':>6} {'precision':>9} {'recall':>7} {'F1':>6}"
+    ]
     for row in rows:
-        lines.append(f"{row.name:<{width}}  {row.n_detected:>6} {row.n_reference:>6} "
-                     f"{row.true_positives:>6} {_ratio(row.precision):>9} "
-                     f"{_ratio(row.recall):>7} {_ratio(row.f1):>6}")
+        lines.append(
+            f"{row.name:<{width}}  {row.n_detected:>6} {row.n_reference:>6} "
+            f"{row.true_positives:>6} {_ratio(row.precision):>9} "
+            f"{_ratio(row.recall):>7} {_ratio(row.f1):>6}"
+        )
     return "\n".join(lines)
 
 
-def write_scores_csv(path: str | os.PathLike, rows: Sequence[ClassScores],
-                     threshold: float | None = None) -> Path:
+def write_scores_csv(
+    path: str | os.PathLike, rows: Sequence[ClassScores], threshold: float | None = None
+) -> Path:
     """Write score rows as CSV (class_id empty for the overall row)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["class_id", "name", "n_detected", "n_reference", "true_positives",
-                         "precision", "recall", "f1"])
+        writer.writerow(
+            ["class_id", "name", "n_detected", "n_reference", "true_positives", "precision", "recall", "f1"]
+        )
         for row in rows:
-            writer.writerow(["" if row.class_id is None else row.class_id, row.name,
-                             row.n_detected, row.n_reference, row.true_positives,
-                             f"{row.precision:.4f}", f"{row.recall:.4f}", f"{row.f1:.4f}"])
+            writer.writerow(
+                [
+                    "" if row.class_id is None else row.class_id,
+                    row.name,
+                    row.n_detected,
+                    row.n_reference,
+                    row.true_positives,
+                    f"{row.precision:.4f}",
+                    f"{row.recall:.4f}",
+                    f"{row.f1:.4f}",
+                ]
+            )
     return path
 
 
@@ -303,13 +363,34 @@ def write_sweep_csv(path: str | os.PathLike, curves: SweepCurves) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["threshold", "class_id", "name", "n_detected", "n_reference",
-                         "true_positives", "precision", "recall", "f1"])
+        writer.writerow(
+            [
+                "threshold",
+                "class_id",
+                "name",
+                "n_detected",
+                "n_reference",
+                "true_positives",
+                "precision",
+                "recall",
+                "f1",
+            ]
+        )
         for threshold, rows in zip(curves.thresholds, curves.table):
             for row in rows:
-                writer.writerow([f"{threshold:.6g}", "" if row.class_id is None else row.class_id,
-                                 row.name, row.n_detected, row.n_reference, row.true_positives,
-                                 f"{row.precision:.4f}", f"{row.recall:.4f}", f"{row.f1:.4f}"])
+                writer.writerow(
+                    [
+                        f"{threshold:.6g}",
+                        "" if row.class_id is None else row.class_id,
+                        row.name,
+                        row.n_detected,
+                        row.n_reference,
+                        row.true_positives,
+                        f"{row.precision:.4f}",
+                        f"{row.recall:.4f}",
+                        f"{row.f1:.4f}",
+                    ]
+                )
     return path
 
 
@@ -332,16 +413,21 @@ def read_sweep_csv(path: str | os.PathLike) -> SweepCurves:
 
 
 def _scores_from_csv(row: Mapping[str, str]) -> ClassScores:
-    return ClassScores(class_id=int(row["class_id"]) if row["class_id"] else None, name=row["name"],
-                       n_detected=int(row["n_detected"]), n_reference=int(row["n_reference"]),
-                       true_positives=int(row["true_positives"]),
-                       **{metric: float(row[metric]) for metric in ("precision", "recall", "f1")})
+    return ClassScores(
+        class_id=int(row["class_id"]) if row["class_id"] else None,
+        name=row["name"],
+        n_detected=int(row["n_detected"]),
+        n_reference=int(row["n_reference"]),
+        true_positives=int(row["true_positives"]),
+        **{metric: float(row[metric]) for metric in ("precision", "recall", "f1")},
+    )
 
 
 def _assign(detected_xyz: np.ndarray, reference_xyz: np.ndarray, tolerance: float) -> np.ndarray:
     """Most pairs within ``tolerance``, then least total distance; (k, 2) index pairs."""
     candidates = cKDTree(detected_xyz).sparse_distance_matrix(
-        cKDTree(reference_xyz), tolerance, output_type="ndarray")
+        cKDTree(reference_xyz), tolerance, output_type="ndarray"
+    )
     if len(candidates) == 0:
         return np.empty((0, 2), dtype=int)
     pairs_i, pairs_j, distance = candidates["i"], candidates["j"], candidates["v"]
@@ -357,8 +443,9 @@ def _assign(detected_xyz: np.ndarray, reference_xyz: np.ndarray, tolerance: floa
         forbidden = tolerance * (min(len(rows), len(cols)) + 1)
         cost = np.full((len(rows), len(cols)), forbidden)
         in_group = group[pairs_i] == g
-        cost[np.searchsorted(rows, pairs_i[in_group]),
-             np.searchsorted(cols, pairs_j[in_group])] = distance[in_group]
+        cost[np.searchsorted(rows, pairs_i[in_group]), np.searchsorted(cols, pairs_j[in_group])] = distance[
+            in_group
+        ]
         r, c = linear_sum_assignment(cost)
         allowed = cost[r, c] < forbidden
         pairs.append(np.stack([rows[r[allowed]], cols[c[allowed]]], axis=1))
@@ -368,9 +455,13 @@ def _assign(detected_xyz: np.ndarray, reference_xyz: np.ndarray, tolerance: floa
 def _result(detected: ParticleTable, reference: ParticleTable, match: np.ndarray) -> MatchResult:
     found = np.zeros(len(reference), dtype=bool)
     found[match[match >= 0]] = True
-    return MatchResult(detected_class=detected.class_id.copy(), detected_hit=match >= 0,
-                       detected_match=match, reference_class=reference.class_id.copy(),
-                       reference_found=found)
+    return MatchResult(
+        detected_class=detected.class_id.copy(),
+        detected_hit=match >= 0,
+        detected_match=match,
+        reference_class=reference.class_id.copy(),
+        reference_found=found,
+    )
 
 
 def _by_decreasing_score(score: np.ndarray) -> np.ndarray:
@@ -382,8 +473,7 @@ def _scores(class_id, name, n_detected, n_reference, true_positives, found) -> C
     recall = found / n_reference if n_reference else np.nan
     # 2PR / (P + R) written so that it is 0, not undefined, when one side is empty.
     f1 = 2 * true_positives / (n_detected + n_reference) if n_detected + n_reference else np.nan
-    return ClassScores(class_id, name, n_detected, n_reference, true_positives,
-                       precision, recall, f1)
+    return ClassScores(class_id, name, n_detected, n_reference, true_positives, precision, recall, f1)
 
 
 def _ratio(value: float) -> str:

@@ -1,4 +1,5 @@
 """Reading and writing volumes (MRC) and particle tables (CSV, XML object lists, RELION STAR)."""
+
 from __future__ import annotations
 
 import csv
@@ -19,6 +20,7 @@ ShapeXYZ = tuple[int, int, int]
 
 
 # --------------------------------------------------------------------------- volumes
+
 
 def read_volume(path: PathLike, mmap: bool = True) -> np.ndarray:
     """Read an MRC volume as a (z, y, x) array, memory-mapped by default.
@@ -42,8 +44,8 @@ def read_volume(path: PathLike, mmap: bool = True) -> np.ndarray:
         except ValueError as error:
             raise ValueError(f"{path} is not a readable MRC file: {error}") from error
         if mrc.data is None:
-            raise ValueError(f"{path} is not a readable MRC file: {strict_error}")
-        warnings.warn(f"{path}: non-standard MRC header ({strict_error}); read permissively")
+            raise ValueError(f"{path} is not a readable MRC file: {strict_error}") from strict_error
+        warnings.warn(f"{path}: non-standard MRC header ({strict_error}); read permissively", stacklevel=2)
     data = mrc.data
     if data is None or data.ndim not in (2, 3):
         raise ValueError(f"{path} holds no 3D volume")
@@ -68,7 +70,7 @@ def write_volume(path: PathLike, data: np.ndarray, voxel_size: float = 1.0) -> P
     elif data.dtype == np.bool_:
         data = data.astype(np.int8)
     elif data.dtype in (np.int64, np.int32, np.uint32):
-        data = data.astype(np.int16 if data.size == 0 or np.abs(data).max() < 2 ** 15 else np.float32)
+        data = data.astype(np.int16 if data.size == 0 or np.abs(data).max() < 2**15 else np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     with mrcfile.new(path, overwrite=True) as mrc:
         mrc.set_data(data)
@@ -90,8 +92,14 @@ def create_volume(path: PathLike, shape: tuple[int, int, int], dtype, voxel_size
 
 
 def _mrc_mode(dtype) -> int:
-    modes = {np.dtype(np.int8): 0, np.dtype(np.int16): 1, np.dtype(np.float32): 2,
-             np.dtype(np.uint8): 6, np.dtype(np.uint16): 6, np.dtype(np.float16): 12}
+    modes = {
+        np.dtype(np.int8): 0,
+        np.dtype(np.int16): 1,
+        np.dtype(np.float32): 2,
+        np.dtype(np.uint8): 6,
+        np.dtype(np.uint16): 6,
+        np.dtype(np.float16): 12,
+    }
     try:
         return modes[np.dtype(dtype)]
     except KeyError as error:
@@ -112,9 +120,15 @@ def write_particles_csv(path: PathLike, table: ParticleTable) -> Path:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for i in range(len(table)):
-            writer.writerow([table.tomo[i], int(table.class_id[i]),
-                             *(f"{v:.4f}" for v in table.xyz[i]),
-                             *(f"{v:.4f}" for v in angles[i]), f"{table.score[i]:.6g}"])
+            writer.writerow(
+                [
+                    table.tomo[i],
+                    int(table.class_id[i]),
+                    *(f"{v:.4f}" for v in table.xyz[i]),
+                    *(f"{v:.4f}" for v in angles[i]),
+                    f"{table.score[i]:.6g}",
+                ]
+            )
     return path
 
 
@@ -126,8 +140,9 @@ def read_particles_csv(path: PathLike) -> ParticleTable:
         return ParticleTable.empty()
     missing = {"class_id", "x", "y", "z"} - set(rows[0])
     if missing:
-        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; "
-                         f"expected columns {', '.join(CSV_COLUMNS)}")
+        raise ValueError(
+            f"{path}: missing column(s) {sorted(missing)}; expected columns {', '.join(CSV_COLUMNS)}"
+        )
 
     def column(name, default):
         return np.array([float(r.get(name) or default) for r in rows])
@@ -137,7 +152,8 @@ def read_particles_csv(path: PathLike) -> ParticleTable:
         class_id=column("class_id", 0).astype(int),
         xyz=np.stack([column("x", 0), column("y", 0), column("z", 0)], axis=1),
         rotation=rotations_from_euler_zxz(column("phi", 0), column("theta", 0), column("psi", 0)),
-        score=column("score", np.nan))
+        score=column("score", np.nan),
+    )
 
 
 def write_particles_xml(path: PathLike, table: ParticleTable) -> Path:
@@ -151,10 +167,16 @@ def write_particles_xml(path: PathLike, table: ParticleTable) -> Path:
     angles = table.euler_zxz()
     for i in range(len(table)):
         phi, the, psi = angles[i]
-        attributes = {"tomo_idx": str(table.tomo[i]), "class_label": str(int(table.class_id[i])),
-                      "x": f"{table.xyz[i, 0]:.4f}", "y": f"{table.xyz[i, 1]:.4f}",
-                      "z": f"{table.xyz[i, 2]:.4f}",
-                      "phi": f"{phi:.4f}", "psi": f"{psi:.4f}", "the": f"{the:.4f}"}
+        attributes = {
+            "tomo_idx": str(table.tomo[i]),
+            "class_label": str(int(table.class_id[i])),
+            "x": f"{table.xyz[i, 0]:.4f}",
+            "y": f"{table.xyz[i, 1]:.4f}",
+            "z": f"{table.xyz[i, 2]:.4f}",
+            "phi": f"{phi:.4f}",
+            "psi": f"{psi:.4f}",
+            "the": f"{the:.4f}",
+        }
         if not np.isnan(table.score[i]):
             attributes["cluster_size"] = f"{table.score[i]:.6g}"
         ET.SubElement(root, "object", attributes)
@@ -176,15 +198,20 @@ def read_particles_xml(path: PathLike) -> ParticleTable:
         class_id=attribute("class_label").astype(int),
         xyz=np.stack([attribute("x"), attribute("y"), attribute("z")], axis=1),
         rotation=rotations_from_euler_zxz(attribute("phi"), attribute("the"), attribute("psi")),
-        score=attribute("cluster_size", np.nan))
+        score=attribute("cluster_size", np.nan),
+    )
 
 
 STAR_CONVENTIONS = ("relion4", "relion5")
 
 
-def write_particles_star(path: PathLike, table: ParticleTable, convention: str = "relion4",
-                         voxel_size: float = 1.0,
-                         volume_shape_xyz: ShapeXYZ | Mapping[str, ShapeXYZ] | None = None) -> Path:
+def write_particles_star(
+    path: PathLike,
+    table: ParticleTable,
+    convention: str = "relion4",
+    voxel_size: float = 1.0,
+    volume_shape_xyz: ShapeXYZ | Mapping[str, ShapeXYZ] | None = None,
+) -> Path:
     """RELION STAR particle file.
 
     ``relion4``: ``rlnCoordinateX/Y/Z`` in voxels from the volume corner.
@@ -201,26 +228,39 @@ def write_particles_star(path: PathLike, table: ParticleTable, convention: str =
         coordinate_labels = ["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]
         coordinates = table.xyz
     else:
-        coordinate_labels = ["rlnCenteredCoordinateXAngst", "rlnCenteredCoordinateYAngst",
-                             "rlnCenteredCoordinateZAngst"]
+        coordinate_labels = [
+            "rlnCenteredCoordinateXAngst",
+            "rlnCenteredCoordinateYAngst",
+            "rlnCenteredCoordinateZAngst",
+        ]
         coordinates = (table.xyz - _star_centres(volume_shape_xyz, table.tomo)) * voxel_size
     angles = _relion_angles(table.rotation)
-    labels = (["rlnTomoName"] + coordinate_labels +
-              ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnClassNumber", "rlnAutopickFigureOfMerit"])
+    labels = (
+        ["rlnTomoName"]
+        + coordinate_labels
+        + ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnClassNumber", "rlnAutopickFigureOfMerit"]
+    )
     lines = ["", "# version 30001", "", "data_particles", "", "loop_"]
     lines += [f"_{label} #{i + 1}" for i, label in enumerate(labels)]
     for i in range(len(table)):
-        values = [table.tomo[i], *(f"{v:.4f}" for v in coordinates[i]),
-                  *(f"{v:.4f}" for v in angles[i]), str(int(table.class_id[i])),
-                  f"{table.score[i]:.6g}"]
+        values = [
+            table.tomo[i],
+            *(f"{v:.4f}" for v in coordinates[i]),
+            *(f"{v:.4f}" for v in angles[i]),
+            str(int(table.class_id[i])),
+            f"{table.score[i]:.6g}",
+        ]
         lines.append("\t".join(values))
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def read_particles_star(path: PathLike, convention: str = "relion4", voxel_size: float = 1.0,
-                        volume_shape_xyz: ShapeXYZ | Mapping[str, ShapeXYZ] | None = None
-                        ) -> ParticleTable:
+def read_particles_star(
+    path: PathLike,
+    convention: str = "relion4",
+    voxel_size: float = 1.0,
+    volume_shape_xyz: ShapeXYZ | Mapping[str, ShapeXYZ] | None = None,
+) -> ParticleTable:
     """Read a RELION STAR particle file written in the given convention (see the writer)."""
     _check_star_convention(convention, volume_shape_xyz)
     labels, rows = _read_star_loop(path)
@@ -233,8 +273,7 @@ def read_particles_star(path: PathLike, convention: str = "relion4", voxel_size:
         index = labels.index(name)
         return np.array([float(r[index]) for r in rows])
 
-    tomo = np.array([r[labels.index("rlnTomoName")] if "rlnTomoName" in labels else ""
-                     for r in rows])
+    tomo = np.array([r[labels.index("rlnTomoName")] if "rlnTomoName" in labels else "" for r in rows])
     if convention == "relion4":
         xyz = np.stack([column(f"rlnCoordinate{a}") for a in "XYZ"], axis=1)
     else:
@@ -242,12 +281,16 @@ def read_particles_star(path: PathLike, convention: str = "relion4", voxel_size:
         xyz = centred / voxel_size + _star_centres(volume_shape_xyz, tomo)
     # Picked orientations are rlnAngle* (RELION 4) or rlnTomoSubtomogram* (RELION 5 priors).
     prefix = "rlnAngle" if "rlnAngleRot" in labels else "rlnTomoSubtomogram"
-    rotation = _rotations_from_relion(np.stack(
-        [column(f"{prefix}{name}", 0) for name in ("Rot", "Tilt", "Psi")], axis=1).reshape(-1, 3))
+    rotation = _rotations_from_relion(
+        np.stack([column(f"{prefix}{name}", 0) for name in ("Rot", "Tilt", "Psi")], axis=1).reshape(-1, 3)
+    )
     return ParticleTable(
         tomo=tomo,
-        class_id=column("rlnClassNumber", 1).astype(int), xyz=xyz.reshape(-1, 3),
-        rotation=rotation, score=column("rlnAutopickFigureOfMerit", np.nan))
+        class_id=column("rlnClassNumber", 1).astype(int),
+        xyz=xyz.reshape(-1, 3),
+        rotation=rotation,
+        score=column("rlnAutopickFigureOfMerit", np.nan),
+    )
 
 
 def _check_star_convention(convention, volume_shape_xyz):
@@ -262,8 +305,10 @@ def _star_centres(volume_shape_xyz, tomo: np.ndarray) -> np.ndarray:
     if isinstance(volume_shape_xyz, Mapping):
         unknown = set(tomo) - set(volume_shape_xyz)
         if unknown:
-            raise ValueError(f"No tomogram size given for {sorted(unknown)[:5]}: relion5 STAR "
-                             "coordinates are centred, every tomogram's size is needed")
+            raise ValueError(
+                f"No tomogram size given for {sorted(unknown)[:5]}: relion5 STAR "
+                "coordinates are centred, every tomogram's size is needed"
+            )
         sizes = np.array([volume_shape_xyz[name] for name in tomo], dtype=float).reshape(-1, 3)
     else:
         sizes = np.broadcast_to(np.asarray(volume_shape_xyz, dtype=float), (len(tomo), 3))

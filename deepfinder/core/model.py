@@ -1,4 +1,5 @@
 """The DeepFinder 3D U-net (Moebel et al. 2021, Supp. Fig. 8) and its files on disk."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,10 @@ def check_patch_size(patch_size: int) -> int:
     """Return ``patch_size`` if the network accepts it, else raise ``ValueError``."""
     if int(patch_size) != patch_size or patch_size < 4 or patch_size % POOLING_FACTOR:
         lower = max(POOLING_FACTOR, int(patch_size) // POOLING_FACTOR * POOLING_FACTOR)
-        raise ValueError(f"Patch size {patch_size} is not a multiple of 4 (the U-net pools twice by 2): "
-                         f"use {lower} or {lower + POOLING_FACTOR}")
+        raise ValueError(
+            f"Patch size {patch_size} is not a multiple of 4 (the U-net pools twice by 2): "
+            f"use {lower} or {lower + POOLING_FACTOR}"
+        )
     return int(patch_size)
 
 
@@ -88,8 +91,9 @@ def build_unet(n_classes: int, patch_size: int | None = None, precision: str = "
         # He initialisation suits ReLU: with Keras' default (Glorot, as upstream) the signal
         # shrinks ~10x on its way through the bottleneck of a new network, which then learns slowly.
         initializer = "he_normal" if activation == "relu" else "glorot_uniform"
-        return layers.Conv3D(filters, size, padding="same", activation=activation,
-                             kernel_initializer=initializer, dtype=dtype)(x)
+        return layers.Conv3D(
+            filters, size, padding="same", activation=activation, kernel_initializer=initializer, dtype=dtype
+        )(x)
 
     def pool(x):
         return layers.MaxPooling3D(2, dtype=dtype)(x)
@@ -130,6 +134,7 @@ def expected_parameter_count(n_classes: int) -> int:
 
 # --------------------------------------------------------------------------- files
 
+
 def metadata_path(weights_path: str | os.PathLike) -> Path:
     """The JSON file that describes a weights file: ``x.weights.h5`` -> ``x.json``."""
     weights_path = Path(weights_path)
@@ -156,9 +161,8 @@ def save_model(model, weights_path: str | os.PathLike, metadata: dict) -> Path:
     return weights_path
 
 
-def load_model(weights_path: str | os.PathLike, n_classes: int | None = None,
-               precision: str = "float32"):
-    """Build the U-net (in ``precision``, see :func:`build_unet`) and load weights; return ``(model, metadata)``.
+def load_model(weights_path: str | os.PathLike, n_classes: int | None = None, precision: str = "float32"):
+    """Build the U-net (in ``precision``, see :func:`build_unet`), load weights; return ``(model, metadata)``.
 
     The class count comes from the JSON beside the weights, or from ``n_classes``
     for a bare weights file (e.g. one written by the upstream DeepFinder).
@@ -171,17 +175,19 @@ def load_model(weights_path: str | os.PathLike, n_classes: int | None = None,
     if n_classes is None:
         n_classes = metadata.get("n_classes")
     if n_classes is None:
-        raise ValueError(f"{weights_path} has no {meta_file.name} beside it: give the number of "
-                         "classes (background included)")
+        raise ValueError(
+            f"{weights_path} has no {meta_file.name} beside it: give the number of "
+            "classes (background included)"
+        )
     if metadata.get("n_classes", n_classes) != n_classes:
-        raise ValueError(f"{weights_path} was trained for {metadata['n_classes']} classes, "
-                         f"not {n_classes}")
+        raise ValueError(f"{weights_path} was trained for {metadata['n_classes']} classes, not {n_classes}")
     model = build_unet(n_classes, precision=precision)
     try:
         model.load_weights(weights_path)
     except ValueError as error:
-        raise ValueError(f"{weights_path} does not hold weights of the DeepFinder U-net with "
-                         f"{n_classes} classes: {error}") from error
+        raise ValueError(
+            f"{weights_path} does not hold weights of the DeepFinder U-net with {n_classes} classes: {error}"
+        ) from error
     return model, {**metadata, "n_classes": n_classes}
 
 

@@ -3,6 +3,7 @@
 Statistics are taken once per tomogram and applied to every patch of it, so
 what the network sees in training is what it sees when segmenting.
 """
+
 from __future__ import annotations
 
 import numpy as np

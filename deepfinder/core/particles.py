@@ -1,4 +1,5 @@
 """The particle table: one type used by every stage of the engine."""
+
 from __future__ import annotations
 
 import warnings
@@ -54,31 +55,36 @@ class ParticleTable:
         return len(self.xyz)
 
     @classmethod
-    def empty(cls) -> "ParticleTable":
-        return cls(tomo=np.empty(0, dtype=str), class_id=np.empty(0, dtype=int),
-                   xyz=np.empty((0, 3)))
+    def empty(cls) -> ParticleTable:
+        return cls(tomo=np.empty(0, dtype=str), class_id=np.empty(0, dtype=int), xyz=np.empty((0, 3)))
 
     @classmethod
-    def concat(cls, tables: list["ParticleTable"]) -> "ParticleTable":
+    def concat(cls, tables: list[ParticleTable]) -> ParticleTable:
         tables = [t for t in tables if len(t)]
         if not tables:
             return cls.empty()
-        return cls(tomo=np.concatenate([t.tomo for t in tables]),
-                   class_id=np.concatenate([t.class_id for t in tables]),
-                   xyz=np.concatenate([t.xyz for t in tables]),
-                   rotation=np.concatenate([t.rotation for t in tables]),
-                   score=np.concatenate([t.score for t in tables]))
+        return cls(
+            tomo=np.concatenate([t.tomo for t in tables]),
+            class_id=np.concatenate([t.class_id for t in tables]),
+            xyz=np.concatenate([t.xyz for t in tables]),
+            rotation=np.concatenate([t.rotation for t in tables]),
+            score=np.concatenate([t.score for t in tables]),
+        )
 
-    def select(self, mask) -> "ParticleTable":
+    def select(self, mask) -> ParticleTable:
         """Rows picked by a boolean mask or an index array."""
-        return ParticleTable(tomo=self.tomo[mask], class_id=self.class_id[mask],
-                             xyz=self.xyz[mask], rotation=self.rotation[mask],
-                             score=self.score[mask])
+        return ParticleTable(
+            tomo=self.tomo[mask],
+            class_id=self.class_id[mask],
+            xyz=self.xyz[mask],
+            rotation=self.rotation[mask],
+            score=self.score[mask],
+        )
 
-    def of_tomogram(self, tomo: str) -> "ParticleTable":
+    def of_tomogram(self, tomo: str) -> ParticleTable:
         return self.select(self.tomo == tomo)
 
-    def of_class(self, class_id: int) -> "ParticleTable":
+    def of_class(self, class_id: int) -> ParticleTable:
         return self.select(self.class_id == class_id)
 
     @property

@@ -1,12 +1,14 @@
 """Changing the voxel size of a volume."""
+
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
 
 
-def resample_to_voxel_size(volume: np.ndarray, voxel_size: float, new_voxel_size: float,
-                           order: int = 1) -> np.ndarray:
+def resample_to_voxel_size(
+    volume: np.ndarray, voxel_size: float, new_voxel_size: float, order: int = 1
+) -> np.ndarray:
     """Resample a (z, y, x) volume from ``voxel_size`` to ``new_voxel_size`` (both in Angstrom).
 
     The centre stays the centre; the returned edge lengths are rounded to whole voxels.

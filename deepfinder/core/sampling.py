@@ -10,6 +10,7 @@ Every function takes the random generator it uses, so a batch sequence is
 fixed by its seed. Volumes are read patch by patch (memory-mapped files stay
 on disk); only the current batch is in memory.
 """
+
 from __future__ import annotations
 
 import queue
@@ -23,8 +24,9 @@ from .normalize import normalize
 from .particles import ParticleTable
 
 
-def particles_inside(particles: ParticleTable, shape_zyx: tuple[int, int, int],
-                     source: str = "") -> ParticleTable:
+def particles_inside(
+    particles: ParticleTable, shape_zyx: tuple[int, int, int], source: str = ""
+) -> ParticleTable:
     """The particles whose nearest voxel lies inside a volume of ``shape_zyx``.
 
     The others are dropped with a warning that counts them (``source`` names
@@ -35,14 +37,16 @@ def particles_inside(particles: ParticleTable, shape_zyx: tuple[int, int, int],
     n_out = int(np.count_nonzero(~inside))
     if n_out:
         where = f" of {source}" if source else ""
-        warnings.warn(f"{n_out} of {len(particles)} particles lie outside the volume{where} "
-                      f"(z, y, x) = {tuple(shape_zyx)} and were skipped; check the coordinates' "
-                      "units (voxels) and binning", stacklevel=2)
+        warnings.warn(
+            f"{n_out} of {len(particles)} particles lie outside the volume{where} "
+            f"(z, y, x) = {tuple(shape_zyx)} and were skipped; check the coordinates' "
+            "units (voxels) and binning",
+            stacklevel=2,
+        )
     return particles.select(inside)
 
 
-def draw_rows(class_ids: np.ndarray, n: int, rng: np.random.Generator,
-              bootstrap: bool = True) -> np.ndarray:
+def draw_rows(class_ids: np.ndarray, n: int, rng: np.random.Generator, bootstrap: bool = True) -> np.ndarray:
     """Indices of ``n`` particles to centre patches on.
 
     Parameters
@@ -76,8 +80,13 @@ def draw_rows(class_ids: np.ndarray, n: int, rng: np.random.Generator,
     return by_class[starts[chosen] + (rng.random(n) * counts[chosen]).astype(int)]
 
 
-def patch_origins(centres_zyx: np.ndarray, shape_zyx: tuple[int, int, int], patch_size: int,
-                  shift_voxels: int, rng: np.random.Generator) -> np.ndarray:
+def patch_origins(
+    centres_zyx: np.ndarray,
+    shape_zyx: tuple[int, int, int],
+    patch_size: int,
+    shift_voxels: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """Corners of patches centred on ``centres_zyx`` plus a random shift, kept inside the volume.
 
     Parameters
@@ -110,7 +119,7 @@ def patch_origins(centres_zyx: np.ndarray, shape_zyx: tuple[int, int, int], patc
 def cut_patch(volume: np.ndarray, origin_zyx: np.ndarray, patch_size: int) -> np.ndarray:
     """The cube of edge ``patch_size`` whose first voxel is ``origin_zyx`` (read into memory)."""
     z, y, x = (int(v) for v in origin_zyx)
-    return np.asarray(volume[z:z + patch_size, y:y + patch_size, x:x + patch_size])
+    return np.asarray(volume[z : z + patch_size, y : y + patch_size, x : x + patch_size])
 
 
 def rotate_about_tilt_axis(patch: np.ndarray) -> np.ndarray:
@@ -118,9 +127,15 @@ def rotate_about_tilt_axis(patch: np.ndarray) -> np.ndarray:
     return patch[::-1, :, ::-1]
 
 
-def make_batch(volumes: Sequence[np.ndarray], label_maps: Sequence[np.ndarray],
-               stats: Sequence[tuple[float, float]], tomo_index: np.ndarray, origins_zyx: np.ndarray,
-               patch_size: int, rotate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def make_batch(
+    volumes: Sequence[np.ndarray],
+    label_maps: Sequence[np.ndarray],
+    stats: Sequence[tuple[float, float]],
+    tomo_index: np.ndarray,
+    origins_zyx: np.ndarray,
+    patch_size: int,
+    rotate: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Cut, normalise and optionally rotate one batch of patches.
 
     Parameters
@@ -153,8 +168,10 @@ def make_batch(volumes: Sequence[np.ndarray], label_maps: Sequence[np.ndarray],
         patch = normalize(cut_patch(volumes[t], origin, patch_size), *stats[t])
         # Tomogram statistics come from a subsample, so NaNs elsewhere surface only here.
         if not np.all(np.isfinite(patch)):
-            raise ValueError(f"Tomogram {t} has NaN or infinite values in the patch at (z, y, x) "
-                             f"{tuple(int(v) for v in origin)}: fix or re-reconstruct it")
+            raise ValueError(
+                f"Tomogram {t} has NaN or infinite values in the patch at (z, y, x) "
+                f"{tuple(int(v) for v in origin)}: fix or re-reconstruct it"
+            )
         labels = cut_patch(label_maps[t], origin, patch_size)
         if rotate is not None and rotate[i]:
             patch, labels = rotate_about_tilt_axis(patch), rotate_about_tilt_axis(labels)
@@ -163,13 +180,22 @@ def make_batch(volumes: Sequence[np.ndarray], label_maps: Sequence[np.ndarray],
     return x, y
 
 
-def training_batches(volumes: Sequence[np.ndarray], label_maps: Sequence[np.ndarray],
-                     stats: Sequence[tuple[float, float]], tomo_index: np.ndarray,
-                     centres_zyx: np.ndarray, class_ids: np.ndarray, *, patch_size: int,
-                     batch_size: int, n_batches: int, rng: np.random.Generator,
-                     bootstrap: bool = True, shift_voxels: int = 13,
-                     rotation_probability: float = 0.5
-                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def training_batches(
+    volumes: Sequence[np.ndarray],
+    label_maps: Sequence[np.ndarray],
+    stats: Sequence[tuple[float, float]],
+    tomo_index: np.ndarray,
+    centres_zyx: np.ndarray,
+    class_ids: np.ndarray,
+    *,
+    patch_size: int,
+    batch_size: int,
+    n_batches: int,
+    rng: np.random.Generator,
+    bootstrap: bool = True,
+    shift_voxels: int = 13,
+    rotation_probability: float = 0.5,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``n_batches`` augmented training batches ``(x, y)`` (see :func:`make_batch`).
 
     Each batch draws its particles with :func:`draw_rows`, shifts the patch
@@ -181,8 +207,9 @@ def training_batches(volumes: Sequence[np.ndarray], label_maps: Sequence[np.ndar
         origins = np.empty((batch_size, 3), dtype=int)
         for t in np.unique(tomo_index[rows]):
             here = tomo_index[rows] == t
-            origins[here] = patch_origins(centres_zyx[rows[here]], volumes[t].shape, patch_size,
-                                          shift_voxels, rng)
+            origins[here] = patch_origins(
+                centres_zyx[rows[here]], volumes[t].shape, patch_size, shift_voxels, rng
+            )
         rotate = rng.random(batch_size) < rotation_probability
         yield make_batch(volumes, label_maps, stats, tomo_index[rows], origins, patch_size, rotate)
 

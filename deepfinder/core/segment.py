@@ -16,6 +16,7 @@ memory holds the network's activations for one batch of tiles, that slab
 (float16 in :func:`segment_tomogram`: tile depth x y x x x classes x 2 bytes)
 and the pages of the memory-mapped input, never whole score volumes.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,7 +64,7 @@ class AxisTiles:
         """Number of kept tile centres covering each of ``size`` voxels (for averaging)."""
         counts = np.zeros(size, dtype=np.int32)
         for begin, end in self.keep:
-            counts[begin:min(end, size)] += 1
+            counts[begin : min(end, size)] += 1
         return counts
 
 
@@ -80,16 +81,16 @@ def plan_axis(size: int, patch_size: int, crop_voxels: int) -> AxisTiles:
     length, starts = patch_size, _tile_starts(padded, patch_size, crop_voxels)
     # Fewer, shorter tiles waste less than full-size tiles with large overlaps.
     for n_tiles in range(2, len(starts) + 1):
-        shorter = _ceil_to(math.ceil((padded + 2 * crop_voxels * (n_tiles - 1)) / n_tiles),
-                           POOLING_FACTOR)
+        shorter = _ceil_to(math.ceil((padded + 2 * crop_voxels * (n_tiles - 1)) / n_tiles), POOLING_FACTOR)
         if shorter <= patch_size and shorter - 2 * crop_voxels >= POOLING_FACTOR:
             candidate = _tile_starts(padded, shorter, crop_voxels)
             if len(candidate) <= n_tiles:
                 length, starts = shorter, candidate
                 break
-    keep = tuple((start + crop_voxels if i else 0,
-                  start + length - crop_voxels if i < len(starts) - 1 else padded)
-                 for i, start in enumerate(starts))
+    keep = tuple(
+        (start + crop_voxels if i else 0, start + length - crop_voxels if i < len(starts) - 1 else padded)
+        for i, start in enumerate(starts)
+    )
     return AxisTiles(starts=tuple(starts), length=length, keep=keep)
 
 
@@ -98,36 +99,47 @@ def default_patch_size(shape: tuple[int, int, int]) -> int:
     return min(DEFAULT_PATCH_SIZE, _ceil_to(max(shape), POOLING_FACTOR))
 
 
-def check_tiling(shape: tuple[int, int, int], patch_size: int, crop_voxels: int,
-                 batch_size: int = 1) -> None:
+def check_tiling(shape: tuple[int, int, int], patch_size: int, crop_voxels: int, batch_size: int = 1) -> None:
     """Raise ``ValueError`` for tile geometries that cannot segment a volume of ``shape``."""
     check_patch_size(patch_size)
     if int(crop_voxels) != crop_voxels or crop_voxels < 0:
         raise ValueError(f"crop_voxels must be a whole number >= 0, got {crop_voxels}")
     if patch_size - 2 * crop_voxels < POOLING_FACTOR:
-        raise ValueError(f"patch_size {patch_size} leaves no centre after cropping {crop_voxels} "
-                         f"voxels per side: use patch_size >= {2 * crop_voxels + POOLING_FACTOR} "
-                         f"or a smaller crop")
+        raise ValueError(
+            f"patch_size {patch_size} leaves no centre after cropping {crop_voxels} "
+            f"voxels per side: use patch_size >= {2 * crop_voxels + POOLING_FACTOR} "
+            f"or a smaller crop"
+        )
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size}")
     if len(shape) != 3:
         raise ValueError(f"Expected a 3D tomogram, got an array of shape {tuple(shape)}")
     if min(shape) < POOLING_FACTOR:
-        raise ValueError(f"Tomogram of shape {tuple(shape)} is too thin: every edge must be "
-                         f">= {POOLING_FACTOR} voxels")
+        raise ValueError(
+            f"Tomogram of shape {tuple(shape)} is too thin: every edge must be >= {POOLING_FACTOR} voxels"
+        )
     # Thin axes just get shorter tiles; a patch exceeding every edge is a mistake.
     largest = _ceil_to(max(shape), POOLING_FACTOR)
     if patch_size > largest:
-        raise ValueError(f"patch_size {patch_size} is larger than the tomogram (shape "
-                         f"{tuple(shape)}): use patch_size <= {largest}")
+        raise ValueError(
+            f"patch_size {patch_size} is larger than the tomogram (shape "
+            f"{tuple(shape)}): use patch_size <= {largest}"
+        )
 
 
-def iter_score_slabs(volume: np.ndarray, model, *, patch_size: int = DEFAULT_PATCH_SIZE,
-                     crop_voxels: int = DEFAULT_CROP_VOXELS,
-                     batch_size: int = DEFAULT_BATCH_SIZE, slab_alignment: int = 1,
-                     stats: tuple[float, float] | None = None, window_dtype=np.float32,
-                     average_rotations: bool = False,
-                     progress: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+def iter_score_slabs(
+    volume: np.ndarray,
+    model,
+    *,
+    patch_size: int = DEFAULT_PATCH_SIZE,
+    crop_voxels: int = DEFAULT_CROP_VOXELS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    slab_alignment: int = 1,
+    stats: tuple[float, float] | None = None,
+    window_dtype=np.float32,
+    average_rotations: bool = False,
+    progress: bool = False,
+) -> Iterator[tuple[int, np.ndarray]]:
     """Predict class scores tile by tile and yield them as finished z-slabs.
 
     Parameters
@@ -167,8 +179,9 @@ def iter_score_slabs(volume: np.ndarray, model, *, patch_size: int = DEFAULT_PAT
     mean, std = stats if stats is not None else tomogram_stats(volume)
     plans = [plan_axis(size, patch_size, crop_voxels) for size in shape]
     tile_shape = tuple(plan.length for plan in plans)
-    coverage_yx = (plans[1].coverage(shape[1])[:, None] *
-                   plans[2].coverage(shape[2])[None, :]).astype(np.float32)
+    coverage_yx = (plans[1].coverage(shape[1])[:, None] * plans[2].coverage(shape[2])[None, :]).astype(
+        np.float32
+    )
     coverage_z = plans[0].coverage(shape[0]).astype(np.float32)
     n_classes = output_classes(model)
     window_depth = max(min(end, shape[0]) - begin for begin, end in plans[0].keep)
@@ -184,34 +197,42 @@ def iter_score_slabs(volume: np.ndarray, model, *, patch_size: int = DEFAULT_PAT
         step = SLAB_DEPTH * slab_alignment
         for begin in range(origin, until, step):
             end = min(begin + step, until)
-            slab = window[begin - origin:end - origin].astype(np.float32)
+            slab = window[begin - origin : end - origin].astype(np.float32)
             slab /= coverage_z[begin:end, None, None, None]
             slab /= coverage_yx[None, :, :, None]
             yield begin, slab
         shift = until - origin
         for i in range(window_depth - shift):  # slice by slice: no temporary window copy
             window[i] = window[i + shift]
-        window[window_depth - shift:] = 0
+        window[window_depth - shift :] = 0
         origin = until
 
-    yx_tiles = [(ys, yk, xs, xk) for ys, yk in zip(plans[1].starts, plans[1].keep)
-                for xs, xk in zip(plans[2].starts, plans[2].keep)]
+    yx_tiles = [
+        (ys, yk, xs, xk)
+        for ys, yk in zip(plans[1].starts, plans[1].keep)
+        for xs, xk in zip(plans[2].starts, plans[2].keep)
+    ]
     started = time.perf_counter()
     for row, (z_start, (z_keep0, z_keep1)) in enumerate(zip(plans[0].starts, plans[0].keep)):
         yield from flush(z_keep0 // slab_alignment * slab_alignment)
         z_keep1 = min(z_keep1, shape[0])
         for first in range(0, len(yx_tiles), batch_size):
-            group = yx_tiles[first:first + batch_size]
-            batch = np.stack([_read_tile(volume, (z_start, ys, xs), tile_shape, mean, std)
-                              for ys, _, xs, _ in group])
+            group = yx_tiles[first : first + batch_size]
+            batch = np.stack(
+                [_read_tile(volume, (z_start, ys, xs), tile_shape, mean, std) for ys, _, xs, _ in group]
+            )
             scores = _predict(model, batch, average_rotations)
             for tile_scores, (ys, (y0, y1), xs, (x0, x1)) in zip(scores, group):
                 y1, x1 = min(y1, shape[1]), min(x1, shape[2])
-                window[z_keep0 - origin:z_keep1 - origin, y0:y1, x0:x1] += tile_scores[
-                    z_keep0 - z_start:z_keep1 - z_start, y0 - ys:y1 - ys, x0 - xs:x1 - xs]
+                window[z_keep0 - origin : z_keep1 - origin, y0:y1, x0:x1] += tile_scores[
+                    z_keep0 - z_start : z_keep1 - z_start, y0 - ys : y1 - ys, x0 - xs : x1 - xs
+                ]
         if progress:
-            print(f"segment: row {row + 1}/{len(plans[0].starts)} of tiles {tile_shape} done "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"segment: row {row + 1}/{len(plans[0].starts)} of tiles {tile_shape} done "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     yield from flush(shape[0])
 
 
@@ -229,17 +250,33 @@ def _predict(model, tiles: np.ndarray, average_rotations: bool) -> np.ndarray:
     return scores
 
 
-def predict_scores(volume: np.ndarray, model, *, patch_size: int = DEFAULT_PATCH_SIZE,
-                   crop_voxels: int = DEFAULT_CROP_VOXELS, batch_size: int = DEFAULT_BATCH_SIZE,
-                   average_rotations: bool = False) -> np.ndarray:
+def predict_scores(
+    volume: np.ndarray,
+    model,
+    *,
+    patch_size: int = DEFAULT_PATCH_SIZE,
+    crop_voxels: int = DEFAULT_CROP_VOXELS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    average_rotations: bool = False,
+) -> np.ndarray:
     """Class scores of a whole tomogram in memory: float32 (z, y, x, n_classes).
 
     Same tiling, normalisation and blending as :func:`segment_tomogram`; meant
     for volumes whose scores fit in memory (tests, small tomograms).
     """
-    return np.concatenate([slab for _, slab in iter_score_slabs(
-        volume, model, patch_size=patch_size, crop_voxels=crop_voxels, batch_size=batch_size,
-        average_rotations=average_rotations)])
+    return np.concatenate(
+        [
+            slab
+            for _, slab in iter_score_slabs(
+                volume,
+                model,
+                patch_size=patch_size,
+                crop_voxels=crop_voxels,
+                batch_size=batch_size,
+                average_rotations=average_rotations,
+            )
+        ]
+    )
 
 
 def labels_from_scores(scores: np.ndarray) -> np.ndarray:
@@ -266,17 +303,25 @@ def unbin_positions(xyz_binned: np.ndarray) -> np.ndarray:
 def score_map_paths(scores_path: str | os.PathLike, n_classes: int) -> dict[int, Path]:
     """File of each particle class's score map: ``<stem>_class<k>.mrc`` for k = 1..n_classes-1."""
     scores_path = Path(scores_path)
-    stem = scores_path.name[:-len(scores_path.suffix)] if scores_path.suffix else scores_path.name
+    stem = scores_path.name[: -len(scores_path.suffix)] if scores_path.suffix else scores_path.name
     return {k: scores_path.with_name(f"{stem}_class{k}.mrc") for k in range(1, n_classes)}
 
 
-def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.PathLike,
-                     labels_path: str | os.PathLike, scores_path: str | os.PathLike | None = None,
-                     *, patch_size: int | None = None,
-                     crop_voxels: int = DEFAULT_CROP_VOXELS, batch_size: int = DEFAULT_BATCH_SIZE,
-                     bin_scores: bool = False, average_rotations: bool = False,
-                     n_classes: int | None = None, precision: str = "auto",
-                     progress: bool = True) -> dict:
+def segment_tomogram(
+    tomogram_path: str | os.PathLike,
+    weights_path: str | os.PathLike,
+    labels_path: str | os.PathLike,
+    scores_path: str | os.PathLike | None = None,
+    *,
+    patch_size: int | None = None,
+    crop_voxels: int = DEFAULT_CROP_VOXELS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    bin_scores: bool = False,
+    average_rotations: bool = False,
+    n_classes: int | None = None,
+    precision: str = "auto",
+    progress: bool = True,
+) -> dict:
     """Segment a tomogram file with a trained model; write the label map and score maps.
 
     Parameters
@@ -334,16 +379,23 @@ def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.Pa
     # MRC mode 0 (8-bit) holds the labels in one byte per voxel; it reads back as int8.
     writers = {0: _SlabWriter(labels_path, out_shape, np.int8, voxel_size * factor)}
     score_paths = score_map_paths(scores_path, n_model_classes) if scores_path else {}
-    writers.update({k: _SlabWriter(path, out_shape, np.float16, voxel_size * factor)
-                    for k, path in score_paths.items()})
+    writers.update(
+        {k: _SlabWriter(path, out_shape, np.float16, voxel_size * factor) for k, path in score_paths.items()}
+    )
     started = time.perf_counter()
     try:
-        for z_start, slab in iter_score_slabs(volume, model, patch_size=patch_size,
-                                              crop_voxels=crop_voxels, batch_size=batch_size,
-                                              slab_alignment=factor, stats=stats,
-                                              window_dtype=np.float16,
-                                              average_rotations=average_rotations,
-                                              progress=progress):
+        for z_start, slab in iter_score_slabs(
+            volume,
+            model,
+            patch_size=patch_size,
+            crop_voxels=crop_voxels,
+            batch_size=batch_size,
+            slab_alignment=factor,
+            stats=stats,
+            window_dtype=np.float16,
+            average_rotations=average_rotations,
+            progress=progress,
+        ):
             if bin_scores:
                 slab = downsample_scores(slab)
             z_out = z_start // factor
@@ -355,10 +407,14 @@ def segment_tomogram(tomogram_path: str | os.PathLike, weights_path: str | os.Pa
             writer.close()
     seconds = time.perf_counter() - started
     plans = [plan_axis(size, patch_size, crop_voxels) for size in volume.shape]
-    return {"labels": Path(labels_path), "scores": score_paths, "seconds": seconds,
-            "voxels_per_second": volume.size / seconds,
-            "tile_shape": tuple(plan.length for plan in plans),
-            "n_tiles": math.prod(len(plan.starts) for plan in plans)}
+    return {
+        "labels": Path(labels_path),
+        "scores": score_paths,
+        "seconds": seconds,
+        "voxels_per_second": volume.size / seconds,
+        "tile_shape": tuple(plan.length for plan in plans),
+        "n_tiles": math.prod(len(plan.starts) for plan in plans),
+    }
 
 
 class _SlabWriter:
@@ -377,7 +433,7 @@ class _SlabWriter:
         mrc.close()
         self.plane_bytes = shape[1] * shape[2] * self.dtype.itemsize
         self.handle = open(self.path, "r+b")
-        self.minimum, self.maximum, self.total, self.squares, self.count = np.inf, -np.inf, 0., 0., 0
+        self.minimum, self.maximum, self.total, self.squares, self.count = np.inf, -np.inf, 0.0, 0.0, 0
 
     def write(self, z_start: int, slab: np.ndarray):
         self.handle.seek(self.offset + z_start * self.plane_bytes)
@@ -395,14 +451,15 @@ class _SlabWriter:
             if self.count:
                 mean = self.total / self.count
                 mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = self.minimum, self.maximum, mean
-                mrc.header.rms = math.sqrt(max(self.squares / self.count - mean ** 2, 0.))
+                mrc.header.rms = math.sqrt(max(self.squares / self.count - mean**2, 0.0))
 
 
-def _read_tile(volume: np.ndarray, start: tuple[int, int, int], tile_shape: tuple[int, int, int],
-               mean: float, std: float) -> np.ndarray:
+def _read_tile(
+    volume: np.ndarray, start: tuple[int, int, int], tile_shape: tuple[int, int, int], mean: float, std: float
+) -> np.ndarray:
     """Normalised tile; edges beyond the volume (< 4 voxels) are mirrored."""
     stops = [min(s + length, size) for s, length, size in zip(start, tile_shape, volume.shape)]
-    tile = normalize(volume[start[0]:stops[0], start[1]:stops[1], start[2]:stops[2]], mean, std)
+    tile = normalize(volume[start[0] : stops[0], start[1] : stops[1], start[2] : stops[2]], mean, std)
     pads = [(0, s + length - stop) for s, length, stop in zip(start, tile_shape, stops)]
     if any(after for _, after in pads):
         tile = np.pad(tile, pads, mode="symmetric")

@@ -6,6 +6,7 @@ the particle's mask is 1 (one unit of protein contrast over ice). The mask is
 ``density > threshold``; rotating the density and thresholding again gives the
 mask of a rotated copy, so label maps follow each particle's orientation.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,20 +54,21 @@ class ParticleShape:
 
 # --------------------------------------------------------------------------- procedural shapes
 
+
 def _inside(name: str, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Whether points (Angstrom, relative to the particle centre) lie inside a built-in shape."""
     if name == "ribosome":
         # A large subunit, a smaller flattened subunit on top and a stalk: compact and asymmetric.
-        large = x ** 2 + y ** 2 + (z + 25) ** 2 < 95 ** 2
+        large = x**2 + y**2 + (z + 25) ** 2 < 95**2
         small = ((x - 10) / 85) ** 2 + (y / 60) ** 2 + ((z - 70) / 45) ** 2 < 1
-        stalk = (x - 85) ** 2 + (y - 20) ** 2 + (z - 15) ** 2 < 28 ** 2
+        stalk = (x - 85) ** 2 + (y - 20) ** 2 + (z - 15) ** 2 < 28**2
         return large | small | stalk
     if name == "ring":
         # Torus: major radius 65 A, tube radius 25 A (a hole of 80 A).
-        return (np.sqrt(x ** 2 + y ** 2) - 65) ** 2 + z ** 2 < 25 ** 2
+        return (np.sqrt(x**2 + y**2) - 65) ** 2 + z**2 < 25**2
     if name == "rod":
         # Capsule along z: 260 A long, 30 A radius.
-        return x ** 2 + y ** 2 + np.clip(np.abs(z) - 100, 0, None) ** 2 < 30 ** 2
+        return x**2 + y**2 + np.clip(np.abs(z) - 100, 0, None) ** 2 < 30**2
     if name == "globule":
         return (x / 55) ** 2 + (y / 48) ** 2 + (z / 42) ** 2 < 1
     raise ValueError(f"Unknown shape {name!r}; built-in shapes are {', '.join(SHAPE_NAMES)}")
@@ -99,9 +101,15 @@ def procedural_shape(name: str, voxel_size: float) -> ParticleShape:
 
 # --------------------------------------------------------------------------- density maps
 
-def load_shape(path: str | os.PathLike, voxel_size: float, template_voxel_size: float | None = None,
-               threshold_fraction: float = 0.05, name: str | None = None,
-               smooth_voxels: float = 0.0) -> ParticleShape:
+
+def load_shape(
+    path: str | os.PathLike,
+    voxel_size: float,
+    template_voxel_size: float | None = None,
+    threshold_fraction: float = 0.05,
+    name: str | None = None,
+    smooth_voxels: float = 0.0,
+) -> ParticleShape:
     """Read a density map (MRC) and resample it to ``voxel_size`` Angstrom per voxel.
 
     Parameters
@@ -145,8 +153,9 @@ def load_shape(path: str | os.PathLike, voxel_size: float, template_voxel_size: 
     half = int(np.ceil(distance / scale)) + 2
     n = 2 * half + 1
     offset = centre_in - half * scale
-    resampled = ndimage.affine_transform(data, np.diag(np.full(3, scale)), offset=offset,
-                                         output_shape=(n, n, n), order=1, mode="constant")
+    resampled = ndimage.affine_transform(
+        data, np.diag(np.full(3, scale)), offset=offset, output_shape=(n, n, n), order=1, mode="constant"
+    )
     if smooth_voxels > 0:
         resampled = ndimage.gaussian_filter(resampled, smooth_voxels)
     if not np.any(resampled > threshold_fraction * resampled.max()):
@@ -168,8 +177,10 @@ def _check_voxel_size(voxel_size: float) -> None:
 
 # --------------------------------------------------------------------------- orientation
 
-def rotate_density(density: np.ndarray, rotation: np.ndarray, shift_zyx=(0.0, 0.0, 0.0),
-                   order: int = 1) -> np.ndarray:
+
+def rotate_density(
+    density: np.ndarray, rotation: np.ndarray, shift_zyx=(0.0, 0.0, 0.0), order: int = 1
+) -> np.ndarray:
     """Rotate a centred (z, y, x) density about its centre voxel ``n // 2``.
 
     ``rotation`` is a 3 x 3 matrix in (x, y, z) order taking template coordinates
@@ -181,5 +192,6 @@ def rotate_density(density: np.ndarray, rotation: np.ndarray, shift_zyx=(0.0, 0.
     inverse_zyx = rotation.T[::-1, ::-1]
     centre = np.array(density.shape) // 2
     offset = centre - inverse_zyx @ (centre + np.asarray(shift_zyx, dtype=float))
-    return ndimage.affine_transform(density, inverse_zyx, offset=offset, order=order,
-                                    mode="constant", cval=0.0)
+    return ndimage.affine_transform(
+        density, inverse_zyx, offset=offset, order=order, mode="constant", cval=0.0
+    )

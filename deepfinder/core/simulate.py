@@ -11,6 +11,7 @@ Z elongation therefore arise from the image formation instead of being painted.
 Conventions: arrays (z, y, x); positions in voxels (x, y, z); densities in units
 of protein contrast over ice (1 = protein); tilt angles in degrees.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,9 +19,9 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from scipy import ndimage, signal, sparse
@@ -30,13 +31,25 @@ from .io import read_particles_xml, write_particles_csv, write_volume
 from .particles import ParticleTable
 from .shapes import ParticleShape, load_shape, procedural_shape, rotate_density
 
-GOLD_DENSITY = 20.0      # gold is ~45x denser than protein over ice; capped to stay a weak phase object
+GOLD_DENSITY = 20.0  # gold is ~45x denser than protein over ice; capped to stay a weak phase object
 CARBON_DENSITY = 2.5
 LIPID_HEAD_DENSITY = 1.0
-PHASE_PER_ANGSTROM = 1e-3   # phase shift (rad) per Angstrom of protein: ~0.25 rad across a ribosome
+PHASE_PER_ANGSTROM = 1e-3  # phase shift (rad) per Angstrom of protein: ~0.25 rad across a ribosome
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-SHREC19_CLASSES = ("1bxn", "1qvr", "1s3x", "1u6g", "2cg9", "3cf3", "3d2f", "3gl1", "3h84",
-                   "3qm1", "4b4t", "4d8q")
+SHREC19_CLASSES = (
+    "1bxn",
+    "1qvr",
+    "1s3x",
+    "1u6g",
+    "2cg9",
+    "3cf3",
+    "3d2f",
+    "3gl1",
+    "3h84",
+    "3qm1",
+    "4b4t",
+    "4d8q",
+)
 
 
 @dataclass(frozen=True)
@@ -89,8 +102,10 @@ class TiltSeriesParameters:
         if not self.snr > 0:
             raise ValueError(f"snr must be > 0 (var(signal)/var(noise)), got {self.snr}")
         if not -90 < self.tilt_min_deg < self.tilt_max_deg < 90:
-            raise ValueError(f"Tilt range [{self.tilt_min_deg}, {self.tilt_max_deg}] degrees is invalid: "
-                             "give -90 < tilt_min_deg < tilt_max_deg < 90")
+            raise ValueError(
+                f"Tilt range [{self.tilt_min_deg}, {self.tilt_max_deg}] degrees is invalid: "
+                "give -90 < tilt_min_deg < tilt_max_deg < 90"
+            )
         if not self.tilt_step_deg > 0:
             raise ValueError(f"tilt_step_deg must be > 0, got {self.tilt_step_deg}")
         if self.noise not in ("gaussian", "poisson"):
@@ -145,8 +160,10 @@ class SpecimenParameters:
         if self.particles_per_class < 0 or self.n_vesicles < 0 or self.n_gold_beads < 0:
             raise ValueError("particles_per_class, n_vesicles and n_gold_beads must be >= 0")
         if self.slab_thickness_voxels is not None and not 0 < self.slab_thickness_voxels <= self.shape_zyx[0]:
-            raise ValueError(f"slab_thickness_voxels must be in 1..{self.shape_zyx[0]} (the Z size), "
-                             f"got {self.slab_thickness_voxels}")
+            raise ValueError(
+                f"slab_thickness_voxels must be in 1..{self.shape_zyx[0]} (the Z size), "
+                f"got {self.slab_thickness_voxels}"
+            )
 
     @property
     def slab_z_range(self) -> tuple[int, int]:
@@ -185,19 +202,28 @@ class SimulatedTomogram:
 
 # --------------------------------------------------------------------------- specimen
 
+
 def _rotated(shape: ParticleShape, rotation: np.ndarray, shift_zyx=(0.0, 0.0, 0.0)):
     density = rotate_density(shape.density, rotation, shift_zyx)
     return density, density > shape.threshold
 
 
-def _find_room(occupied: np.ndarray, box: np.ndarray, centre_in_box: np.ndarray, lowest: np.ndarray,
-               highest: np.ndarray, rng: np.random.Generator, max_tries: int):
+def _find_room(
+    occupied: np.ndarray,
+    box: np.ndarray,
+    centre_in_box: np.ndarray,
+    lowest: np.ndarray,
+    highest: np.ndarray,
+    rng: np.random.Generator,
+    max_tries: int,
+):
     """A random centre (z, y, x) in [lowest, highest] where ``box`` overlaps no occupied voxel.
 
     Marks the box as occupied and returns the centre, or None if there is no room.
     Random tries are fast while the volume is sparse; when they fail, every
     position is tested at once (overlap counts by FFT correlation).
     """
+
     def claim(zyx):
         region = tuple(slice(c, c + s) for c, s in zip(zyx - centre_in_box, box.shape))
         if np.any(occupied[region] & box):
@@ -209,8 +235,9 @@ def _find_room(occupied: np.ndarray, box: np.ndarray, centre_in_box: np.ndarray,
         zyx = rng.integers(lowest, highest + 1)
         if claim(zyx):
             return zyx
-    overlap = signal.fftconvolve(occupied.astype(np.float32), box[::-1, ::-1, ::-1].astype(np.float32),
-                                 mode="valid")
+    overlap = signal.fftconvolve(
+        occupied.astype(np.float32), box[::-1, ::-1, ::-1].astype(np.float32), mode="valid"
+    )
     # overlap[i] counts the occupied voxels under the box whose corner is at i.
     corners = np.argwhere(overlap < 0.5)
     centres = corners + centre_in_box
@@ -221,8 +248,14 @@ def _find_room(occupied: np.ndarray, box: np.ndarray, centre_in_box: np.ndarray,
     return zyx if claim(zyx) else None
 
 
-def place_particles(shapes: list[ParticleShape], particles_per_class: int, occupied: np.ndarray,
-                    rng: np.random.Generator, gap_voxels: int = 1, max_tries: int = 500) -> ParticleTable:
+def place_particles(
+    shapes: list[ParticleShape],
+    particles_per_class: int,
+    occupied: np.ndarray,
+    rng: np.random.Generator,
+    gap_voxels: int = 1,
+    max_tries: int = 500,
+) -> ParticleTable:
     """Random non-overlapping positions and random orientations.
 
     Parameters
@@ -249,9 +282,11 @@ def place_particles(shapes: list[ParticleShape], particles_per_class: int, occup
     needed = particles_per_class * sum(np.count_nonzero(shape.mask) for shape in shapes)
     free = occupied.size - np.count_nonzero(occupied)
     if needed > 0.5 * free:
-        raise ValueError(f"Impossible packing: the particles would fill {needed / max(free, 1):.0%} of the "
-                         "free specimen volume (at most 50% is possible); lower particles_per_class or "
-                         "enlarge the volume")
+        raise ValueError(
+            f"Impossible packing: the particles would fill {needed / max(free, 1):.0%} of the "
+            "free specimen volume (at most 50% is possible); lower particles_per_class or "
+            "enlarge the volume"
+        )
     # Large particles first: they are the hardest to fit.
     order = np.argsort([-np.count_nonzero(s.mask) for s in shapes], kind="stable")
     class_ids, positions, rotations = [], [], []
@@ -267,27 +302,36 @@ def place_particles(shapes: list[ParticleShape], particles_per_class: int, occup
             low = np.array([a.min() for a in nonzero])
             high = np.array([a.max() for a in nonzero])
             centre = np.array(mask.shape) // 2
-            box = mask[low[0]:high[0] + 1, low[1]:high[1] + 1, low[2]:high[2] + 1]
+            box = mask[low[0] : high[0] + 1, low[1] : high[1] + 1, low[2] : high[2] + 1]
             lowest, highest = centre - low, size - 1 - (high - centre)
             if np.any(highest < lowest):
-                raise ValueError(f"Impossible packing: a {shape.name!r} particle is larger than the volume "
-                                 f"{tuple(size)}; enlarge shape_zyx")
+                raise ValueError(
+                    f"Impossible packing: a {shape.name!r} particle is larger than the volume "
+                    f"{tuple(size)}; enlarge shape_zyx"
+                )
             zyx = _find_room(occupied, box, centre - low, lowest, highest, rng, max_tries)
             if zyx is None:
-                raise ValueError(f"Impossible packing: placed {len(positions)} particles but found no free "
-                                 f"room for another {shape.name!r}; lower particles_per_class or enlarge "
-                                 "the volume")
+                raise ValueError(
+                    f"Impossible packing: placed {len(positions)} particles but found no free "
+                    f"room for another {shape.name!r}; lower particles_per_class or enlarge "
+                    "the volume"
+                )
             class_ids.append(index + 1)
             positions.append(zyx[::-1])
             rotations.append(rotation)
     if not positions:
         return ParticleTable.empty()
-    return ParticleTable(tomo="", class_id=np.array(class_ids), xyz=np.array(positions, dtype=float),
-                         rotation=np.array(rotations))
+    return ParticleTable(
+        tomo="",
+        class_id=np.array(class_ids),
+        xyz=np.array(positions, dtype=float),
+        rotation=np.array(rotations),
+    )
 
 
-def render_particles(shapes: list[ParticleShape], particles: ParticleTable,
-                     shape_zyx: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_particles(
+    shapes: list[ParticleShape], particles: ParticleTable, shape_zyx: tuple[int, int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Density, label map and occupancy map of particles at their positions and orientations.
 
     Particles may be fractional and may stick out of the volume (they are cut).
@@ -295,8 +339,10 @@ def render_particles(shapes: list[ParticleShape], particles: ParticleTable,
     occupancy (row + 1, inside each particle's :func:`occupied_space`).
     """
     if len(particles) and (particles.class_id.min() < 1 or particles.class_id.max() > len(shapes)):
-        raise ValueError(f"class_id must be in 1..{len(shapes)} (one per shape), "
-                         f"got {particles.class_id.min()}..{particles.class_id.max()}")
+        raise ValueError(
+            f"class_id must be in 1..{len(shapes)} (one per shape), "
+            f"got {particles.class_id.min()}..{particles.class_id.max()}"
+        )
     if len(shapes) > 127:
         raise ValueError(f"At most 127 classes fit in an int8 label map, got {len(shapes)}")
     density = np.zeros(shape_zyx, dtype=np.float32)
@@ -339,8 +385,15 @@ def occupied_space(mask: np.ndarray, pore_voxels: int = 2) -> np.ndarray:
     return ndimage.binary_fill_holes(closed[inner])
 
 
-def add_vesicles(density: np.ndarray, occupied: np.ndarray, n_vesicles: int, voxel_size: float,
-                 z_range: tuple[int, int], rng: np.random.Generator, max_tries: int = 200) -> None:
+def add_vesicles(
+    density: np.ndarray,
+    occupied: np.ndarray,
+    n_vesicles: int,
+    voxel_size: float,
+    z_range: tuple[int, int],
+    rng: np.random.Generator,
+    max_tries: int = 200,
+) -> None:
     """Add lipid vesicles (bilayer shells, 4 nm between leaflets) in place.
 
     Radii are drawn in 12-40 nm and kept inside the ice; each membrane is marked
@@ -350,16 +403,20 @@ def add_vesicles(density: np.ndarray, occupied: np.ndarray, n_vesicles: int, vox
     thickness_a = (z_range[1] - z_range[0]) * voxel_size
     max_radius_a = min(400.0, thickness_a / 2, min(density.shape[1:]) * voxel_size / 2) - 50 - voxel_size
     if n_vesicles and max_radius_a < 100:
-        raise ValueError(f"The ice ({thickness_a:.0f} A) or volume is too small for vesicles; "
-                         "set n_vesicles=0 or enlarge the volume")
+        raise ValueError(
+            f"The ice ({thickness_a:.0f} A) or volume is too small for vesicles; "
+            "set n_vesicles=0 or enlarge the volume"
+        )
     sigma = np.hypot(7.0, 0.5 * voxel_size)  # leaflet width, widened to be sampled by the grid
     for _ in range(n_vesicles):
         radius = rng.uniform(min(120.0, max_radius_a), max_radius_a)
         half = int(np.ceil((radius + 50) / voxel_size))
-        z, y, x = np.mgrid[-half:half + 1, -half:half + 1, -half:half + 1] * voxel_size
-        distance = np.sqrt(x ** 2 + y ** 2 + z ** 2)
-        shell = LIPID_HEAD_DENSITY * (np.exp(-(distance - radius - 20) ** 2 / (2 * sigma ** 2)) +
-                                      np.exp(-(distance - radius + 20) ** 2 / (2 * sigma ** 2)))
+        z, y, x = np.mgrid[-half : half + 1, -half : half + 1, -half : half + 1] * voxel_size
+        distance = np.sqrt(x**2 + y**2 + z**2)
+        shell = LIPID_HEAD_DENSITY * (
+            np.exp(-((distance - radius - 20) ** 2) / (2 * sigma**2))
+            + np.exp(-((distance - radius + 20) ** 2) / (2 * sigma**2))
+        )
         forbidden = np.abs(distance - radius) < 35 + voxel_size
         lowest = np.array([z_range[0] + half, half, half])
         highest = np.array([z_range[1] - 1 - half, density.shape[1] - 1 - half, density.shape[2] - 1 - half])
@@ -369,18 +426,26 @@ def add_vesicles(density: np.ndarray, occupied: np.ndarray, n_vesicles: int, vox
         density[tuple(slice(c - half, c + half + 1) for c in centre)] += shell.astype(np.float32)
 
 
-def add_gold_beads(density: np.ndarray, occupied: np.ndarray, n_beads: int, voxel_size: float,
-                   z_range: tuple[int, int], rng: np.random.Generator, radius_a: float = 50.0,
-                   max_tries: int = 500) -> None:
+def add_gold_beads(
+    density: np.ndarray,
+    occupied: np.ndarray,
+    n_beads: int,
+    voxel_size: float,
+    z_range: tuple[int, int],
+    rng: np.random.Generator,
+    radius_a: float = 50.0,
+    max_tries: int = 500,
+) -> None:
     """Add 10 nm gold fiducials in place, lying on the top or bottom surface of the ice."""
     radius = radius_a / voxel_size
     half = int(np.ceil(radius)) + 1
-    distance = np.sqrt((np.mgrid[-half:half + 1, -half:half + 1, -half:half + 1] ** 2).sum(axis=0))
+    distance = np.sqrt((np.mgrid[-half : half + 1, -half : half + 1, -half : half + 1] ** 2).sum(axis=0))
     bead = (GOLD_DENSITY * np.clip(radius - distance + 0.5, 0, 1)).astype(np.float32)
     footprint = distance < radius + 1
     depth = density.shape[0]
-    surfaces = [int(np.clip(level, half, depth - 1 - half))
-                for level in (z_range[0] + half, z_range[1] - 1 - half)]
+    surfaces = [
+        int(np.clip(level, half, depth - 1 - half)) for level in (z_range[0] + half, z_range[1] - 1 - half)
+    ]
     for _ in range(n_beads):
         for surface in rng.permutation(surfaces):
             lowest = np.array([surface, half, half])
@@ -393,9 +458,14 @@ def add_gold_beads(density: np.ndarray, occupied: np.ndarray, n_beads: int, voxe
             raise ValueError("No room for a gold bead on the ice surfaces; lower n_gold_beads")
 
 
-def add_carbon_edge(density: np.ndarray, occupied: np.ndarray, voxel_size: float,
-                    z_range: tuple[int, int], rng: np.random.Generator,
-                    film_thickness_a: float = 150.0) -> None:
+def add_carbon_edge(
+    density: np.ndarray,
+    occupied: np.ndarray,
+    voxel_size: float,
+    z_range: tuple[int, int],
+    rng: np.random.Generator,
+    film_thickness_a: float = 150.0,
+) -> None:
     """Add the wavy edge of a carbon support film on top of the ice, entering from the +X side."""
     depth, height, width = density.shape
     y = np.arange(height)
@@ -411,8 +481,12 @@ def add_carbon_edge(density: np.ndarray, occupied: np.ndarray, voxel_size: float
     occupied[z_start:z_top] |= coverage > 0
 
 
-def build_specimen(shapes: list[ParticleShape], specimen: SpecimenParameters, rng: np.random.Generator,
-                   layout: ParticleTable | None = None):
+def build_specimen(
+    shapes: list[ParticleShape],
+    specimen: SpecimenParameters,
+    rng: np.random.Generator,
+    layout: ParticleTable | None = None,
+):
     """Particle density, distractor density, label map, occupancy map and particle table.
 
     With a ``layout`` (given positions and orientations), particles are drawn
@@ -422,7 +496,7 @@ def build_specimen(shapes: list[ParticleShape], specimen: SpecimenParameters, rn
     shape_zyx = tuple(specimen.shape_zyx)
     z_range = specimen.slab_z_range
     occupied = np.ones(shape_zyx, dtype=bool)
-    occupied[z_range[0]:z_range[1]] = False
+    occupied[z_range[0] : z_range[1]] = False
     distractors = np.zeros(shape_zyx, dtype=np.float32)
 
     def add_distractors():
@@ -445,8 +519,10 @@ def build_specimen(shapes: list[ParticleShape], specimen: SpecimenParameters, rn
 
 # --------------------------------------------------------------------------- image formation
 
-def _interpolation_entries(position: np.ndarray, size: int, rows: np.ndarray, columns_base: np.ndarray,
-                           stride: int, weight: float):
+
+def _interpolation_entries(
+    position: np.ndarray, size: int, rows: np.ndarray, columns_base: np.ndarray, stride: int, weight: float
+):
     """Sparse entries of linear interpolation at ``position`` along an axis of ``size``."""
     floor = np.floor(position).astype(np.int64)
     fraction = (position - floor).astype(np.float32)
@@ -494,8 +570,10 @@ def projection_operators(depth: int, width: int, angles_deg: np.ndarray):
         return sparse.csr_matrix((values.astype(np.float32), (rows, columns)), shape=shape)
 
     n_tilts = len(angles_deg)
-    return (assemble(project, (n_tilts * width, depth * width)),
-            assemble(back, (depth * width, n_tilts * width)))
+    return (
+        assemble(project, (n_tilts * width, depth * width)),
+        assemble(back, (depth * width, n_tilts * width)),
+    )
 
 
 def project(volume: np.ndarray, projector) -> np.ndarray:
@@ -519,15 +597,20 @@ def ctf(shape_yx: tuple[int, int], voxel_size: float, tilt_series: TiltSeriesPar
     k2 = ky[:, np.newaxis] ** 2 + kx[np.newaxis, :] ** 2
     defocus = tilt_series.defocus_um * 1e4
     cs = tilt_series.spherical_aberration_mm * 1e7
-    chi = np.pi * wavelength * defocus * k2 - np.pi / 2 * cs * wavelength ** 3 * k2 ** 2
+    chi = np.pi * wavelength * defocus * k2 - np.pi / 2 * cs * wavelength**3 * k2**2
     a = tilt_series.amplitude_contrast
-    transfer = -(np.sqrt(1 - a ** 2) * np.sin(chi) + a * np.cos(chi))
+    transfer = -(np.sqrt(1 - a**2) * np.sin(chi) + a * np.cos(chi))
     return (transfer * np.exp(-tilt_series.bfactor_a2 * k2 / 4)).astype(np.float32)
 
 
-def image_tilt_series(projections: np.ndarray, voxel_size: float, tilt_series: TiltSeriesParameters,
-                      ice_thickness_a: float, rng: np.random.Generator,
-                      reference_projections: np.ndarray | None = None) -> np.ndarray:
+def image_tilt_series(
+    projections: np.ndarray,
+    voxel_size: float,
+    tilt_series: TiltSeriesParameters,
+    ice_thickness_a: float,
+    rng: np.random.Generator,
+    reference_projections: np.ndarray | None = None,
+) -> np.ndarray:
     """Micrographs from projected densities: phase contrast through the CTF, then noise.
 
     The noise level makes ``var(signal) / var(noise) = snr`` where the signal
@@ -556,8 +639,7 @@ def image_tilt_series(projections: np.ndarray, voxel_size: float, tilt_series: T
     intensity = np.clip(1 + signal, 0, None)
     # Counts ~ Poisson(dose_t * I): signal variance dose_t^2 var, noise variance dose_t mean(I).
     mean_intensity = intensity.mean(axis=(1, 2))
-    dose = (tilt_series.snr * np.sum(transmission * mean_intensity) /
-            np.sum(transmission ** 2 * signal_variance))
+    dose = tilt_series.snr * np.sum(transmission * mean_intensity) / np.sum(transmission**2 * signal_variance)
     dose_per_tilt = (dose * transmission)[:, None, None]
     counts = rng.poisson(dose_per_tilt * intensity)
     return (counts / dose_per_tilt - 1).astype(np.float32)
@@ -578,14 +660,15 @@ def ramp_filter(images: np.ndarray, cutoff: float = 0.5, falloff: float = 0.035)
     odd = n % 2 == 1
     kernel[odd] = -1 / (np.pi * n[odd]) ** 2
     frequency = np.fft.rfftfreq(padded)
-    roll_off = np.exp(-np.clip(frequency - cutoff, 0, None) ** 2 / (2 * falloff ** 2))
+    roll_off = np.exp(-(np.clip(frequency - cutoff, 0, None) ** 2) / (2 * falloff**2))
     response = (np.abs(np.fft.rfft(kernel)) * roll_off).astype(np.float32)
     filtered = np.fft.irfft(np.fft.rfft(images, n=padded, axis=-1) * response, n=padded, axis=-1)
     return filtered[..., :width].astype(np.float32)
 
 
-def weighted_back_projection(images: np.ndarray, back_projector, depth: int, cutoff: float = 0.35,
-                             falloff: float = 0.035) -> np.ndarray:
+def weighted_back_projection(
+    images: np.ndarray, back_projector, depth: int, cutoff: float = 0.35, falloff: float = 0.035
+) -> np.ndarray:
     """Reconstruct a (z, y, x) volume of ``depth`` slices from (n_tilts, y, x) images.
 
     ``cutoff`` and ``falloff`` shape the ramp filter (see :func:`ramp_filter`).
@@ -596,9 +679,14 @@ def weighted_back_projection(images: np.ndarray, back_projector, depth: int, cut
     return (back_projector @ columns).reshape(depth, width, height).transpose(0, 2, 1)
 
 
-def reconstruct_tilt_series(density: np.ndarray, voxel_size: float, tilt_series: TiltSeriesParameters,
-                            ice_thickness_a: float, rng: np.random.Generator,
-                            reference_density: np.ndarray | None = None) -> np.ndarray:
+def reconstruct_tilt_series(
+    density: np.ndarray,
+    voxel_size: float,
+    tilt_series: TiltSeriesParameters,
+    ice_thickness_a: float,
+    rng: np.random.Generator,
+    reference_density: np.ndarray | None = None,
+) -> np.ndarray:
     """Image a clean density over the tilt series and reconstruct it (WBP).
 
     ``reference_density`` (e.g. the targets only) sets the noise level for the
@@ -608,19 +696,25 @@ def reconstruct_tilt_series(density: np.ndarray, voxel_size: float, tilt_series:
     depth, _, width = density.shape
     projector, back_projector = projection_operators(depth, width, tilt_series.angles_deg)
     reference = None if reference_density is None else project(reference_density, projector)
-    images = image_tilt_series(project(density, projector), voxel_size, tilt_series, ice_thickness_a, rng,
-                               reference)
-    tomogram = weighted_back_projection(images, back_projector, depth, tilt_series.radial_cutoff,
-                                        tilt_series.radial_falloff)
+    images = image_tilt_series(
+        project(density, projector), voxel_size, tilt_series, ice_thickness_a, rng, reference
+    )
+    tomogram = weighted_back_projection(
+        images, back_projector, depth, tilt_series.radial_cutoff, tilt_series.radial_falloff
+    )
     tomogram -= tomogram.mean()
     tomogram /= tomogram.std()
     return tomogram
 
 
-def simulate_tomogram(shapes: list[ParticleShape], specimen: SpecimenParameters,
-                      tilt_series: TiltSeriesParameters = TiltSeriesParameters(),
-                      seed: int | np.random.SeedSequence = 0,
-                      layout: ParticleTable | None = None, name: str = "") -> SimulatedTomogram:
+def simulate_tomogram(
+    shapes: list[ParticleShape],
+    specimen: SpecimenParameters,
+    tilt_series: TiltSeriesParameters = TiltSeriesParameters(),
+    seed: int | np.random.SeedSequence = 0,
+    layout: ParticleTable | None = None,
+    name: str = "",
+) -> SimulatedTomogram:
     """Simulate one tomogram in memory.
 
     Parameters
@@ -641,19 +735,23 @@ def simulate_tomogram(shapes: list[ParticleShape], specimen: SpecimenParameters,
     if not shapes:
         raise ValueError("Give at least one particle shape")
     rng = np.random.default_rng(seed)
-    particle_density, distractors, labels, occupancy, particles = build_specimen(shapes, specimen, rng,
-                                                                                 layout)
+    particle_density, distractors, labels, occupancy, particles = build_specimen(
+        shapes, specimen, rng, layout
+    )
     density = particle_density + distractors
     particles = replace(particles, tomo=np.full(len(particles), name))
     z_range = specimen.slab_z_range
     ice_thickness_a = (z_range[1] - z_range[0]) * specimen.voxel_size
-    tomogram = reconstruct_tilt_series(density, specimen.voxel_size, tilt_series, ice_thickness_a, rng,
-                                       particle_density)
-    return SimulatedTomogram(tomogram=tomogram, density=density, labels=labels, occupancy=occupancy,
-                             particles=particles)
+    tomogram = reconstruct_tilt_series(
+        density, specimen.voxel_size, tilt_series, ice_thickness_a, rng, particle_density
+    )
+    return SimulatedTomogram(
+        tomogram=tomogram, density=density, labels=labels, occupancy=occupancy, particles=particles
+    )
 
 
 # --------------------------------------------------------------------------- presets and datasets
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -679,31 +777,47 @@ class Preset:
 PRESETS = {
     "tiny": Preset(
         shape_names=("ribosome", "ring", "rod"),
-        specimen=SpecimenParameters(shape_zyx=(64, 96, 96), voxel_size=12.0, particles_per_class=20,
-                                    slab_thickness_voxels=48, n_vesicles=1, n_gold_beads=2),
+        specimen=SpecimenParameters(
+            shape_zyx=(64, 96, 96),
+            voxel_size=12.0,
+            particles_per_class=20,
+            slab_thickness_voxels=48,
+            n_vesicles=1,
+            n_gold_beads=2,
+        ),
         tilt_series=TiltSeriesParameters(defocus_um=6.0, amplitude_contrast=0.1, snr=1.5),
         n_tomograms=3,
-        description="3 easy classes in 96 x 96 x 64 voxels at high SNR, for fast tests"),
+        description="3 easy classes in 96 x 96 x 64 voxels at high SNR, for fast tests",
+    ),
     "demo": Preset(
         shape_names=("ribosome", "ring", "rod", "globule"),
-        specimen=SpecimenParameters(shape_zyx=(80, 160, 160), voxel_size=12.0, particles_per_class=25,
-                                    slab_thickness_voxels=64, n_vesicles=2, n_gold_beads=3,
-                                    carbon_edge=True),
+        specimen=SpecimenParameters(
+            shape_zyx=(80, 160, 160),
+            voxel_size=12.0,
+            particles_per_class=25,
+            slab_thickness_voxels=64,
+            n_vesicles=2,
+            n_gold_beads=3,
+            carbon_edge=True,
+        ),
         tilt_series=TiltSeriesParameters(defocus_um=6.0, amplitude_contrast=0.1, snr=0.5),
         n_tomograms=4,
         description="4 classes in 160 x 160 x 80 voxels at moderate SNR, with vesicles, gold beads and "
-                    "a carbon edge"),
+        "a carbon edge",
+    ),
     "bench": Preset(
         shape_names=SHREC19_CLASSES,
         specimen=SpecimenParameters(shape_zyx=(200, 512, 512), voxel_size=10.0, n_gold_beads=4),
         tilt_series=TiltSeriesParameters(defocus_um=4.0, amplitude_contrast=0.1, snr=0.1),
         n_tomograms=2,
-        description="SHREC'19 layouts and templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1"),
+        description="SHREC'19 layouts and templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1",
+    ),
 }
 
 
-def shrec19_shapes(voxel_size: float = 10.0,
-                   data_dir: str | os.PathLike = SHARED_DATA) -> list[ParticleShape]:
+def shrec19_shapes(
+    voxel_size: float = 10.0, data_dir: str | os.PathLike = SHARED_DATA
+) -> list[ParticleShape]:
     """The 12 SHREC'19 classes in class-label order.
 
     Densities come from ``templates_10A/<pdb>.mrc``; 4b4t and 4d8q, missing
@@ -712,8 +826,10 @@ def shrec19_shapes(voxel_size: float = 10.0,
     """
     data_dir = Path(data_dir)
     if not (data_dir / "shrec19").is_dir():
-        raise ValueError(f"The bench preset needs the SHREC'19 data in {data_dir} (shrec19/ and "
-                         "templates_10A/); it is absent here: use the tiny or demo preset")
+        raise ValueError(
+            f"The bench preset needs the SHREC'19 data in {data_dir} (shrec19/ and "
+            "templates_10A/); it is absent here: use the tiny or demo preset"
+        )
     shapes = []
     for name in SHREC19_CLASSES:
         template = data_dir / "templates_10A" / f"{name}.mrc"
@@ -724,9 +840,16 @@ def shrec19_shapes(voxel_size: float = 10.0,
             with warnings.catch_warnings():
                 # Known: these masks have a zero machine stamp and are read permissively.
                 warnings.simplefilter("ignore")
-                shapes.append(load_shape(data_dir / "shrec19" / "masks" / f"{name}.mrc", voxel_size,
-                                         template_voxel_size=10.0, threshold_fraction=0.5, name=name,
-                                         smooth_voxels=1.0 * 10.0 / voxel_size))
+                shapes.append(
+                    load_shape(
+                        data_dir / "shrec19" / "masks" / f"{name}.mrc",
+                        voxel_size,
+                        template_voxel_size=10.0,
+                        threshold_fraction=0.5,
+                        name=name,
+                        smooth_voxels=1.0 * 10.0 / voxel_size,
+                    )
+                )
     return shapes
 
 
@@ -745,10 +868,16 @@ def _stderr_progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def simulate_dataset(out_dir: str | os.PathLike, preset: str = "tiny", n_tomograms: int | None = None,
-                     seed: int = 0, progress: bool | Callable[[str], None] = True,
-                     snr: float | None = None, templates: list[str | os.PathLike] | None = None,
-                     template_voxel_size: float | None = None) -> dict:
+def simulate_dataset(
+    out_dir: str | os.PathLike,
+    preset: str = "tiny",
+    n_tomograms: int | None = None,
+    seed: int = 0,
+    progress: bool | Callable[[str], None] = True,
+    snr: float | None = None,
+    templates: list[str | os.PathLike] | None = None,
+    template_voxel_size: float | None = None,
+) -> dict:
     """Simulate a dataset of tomograms with ground truth and write it to ``out_dir``.
 
     For each tomogram ``tomo_000``, ``tomo_001``...: ``<name>.mrc`` (the
@@ -795,8 +924,9 @@ def simulate_dataset(out_dir: str | os.PathLike, preset: str = "tiny", n_tomogra
     report = progress if callable(progress) else (_stderr_progress if progress else (lambda message: None))
     if preset == "bench":
         if templates:
-            raise ValueError("The bench preset uses the SHREC'19 templates; "
-                             "custom templates need the tiny or demo preset")
+            raise ValueError(
+                "The bench preset uses the SHREC'19 templates; custom templates need the tiny or demo preset"
+            )
         if n_tomograms > 9:
             raise ValueError(f"SHREC'19 has 9 training layouts; n_tomograms must be <= 9, got {n_tomograms}")
         shapes = shrec19_shapes(voxel_size)
@@ -812,11 +942,17 @@ def simulate_dataset(out_dir: str | os.PathLike, preset: str = "tiny", n_tomogra
     out_dir.mkdir(parents=True, exist_ok=True)
     classes = []
     for class_id, shape in enumerate(shapes, start=1):
-        mask_path = write_volume(out_dir / "masks" / f"{shape.name}.mrc", shape.mask.astype(np.int8),
-                                 voxel_size)
-        classes.append({"id": class_id, "name": shape.name,
-                        "radius_voxels": max(1, int(round(shape.radius_voxels))),
-                        "mask": str(mask_path.relative_to(out_dir))})
+        mask_path = write_volume(
+            out_dir / "masks" / f"{shape.name}.mrc", shape.mask.astype(np.int8), voxel_size
+        )
+        classes.append(
+            {
+                "id": class_id,
+                "name": shape.name,
+                "radius_voxels": max(1, int(round(shape.radius_voxels))),
+                "mask": str(mask_path.relative_to(out_dir)),
+            }
+        )
     classes_path = out_dir / "classes.json"
     classes_path.write_text(json.dumps(classes, indent=2) + "\n")
 
@@ -824,18 +960,30 @@ def simulate_dataset(out_dir: str | os.PathLike, preset: str = "tiny", n_tomogra
     for index in range(n_tomograms):
         name = f"tomo_{index:03d}"
         start = time.perf_counter()
-        report(f"[{index + 1}/{n_tomograms}] {name}: simulating {preset} tomogram "
-               f"{specimen.shape_zyx[2]} x {specimen.shape_zyx[1]} x {specimen.shape_zyx[0]} voxels, "
-               f"{len(tilt_series.angles_deg)} tilts, SNR {tilt_series.snr:g}")
+        report(
+            f"[{index + 1}/{n_tomograms}] {name}: simulating {preset} tomogram "
+            f"{specimen.shape_zyx[2]} x {specimen.shape_zyx[1]} x {specimen.shape_zyx[0]} voxels, "
+            f"{len(tilt_series.angles_deg)} tilts, SNR {tilt_series.snr:g}"
+        )
         layout = shrec19_layout(index) if preset == "bench" else None
-        result = simulate_tomogram(shapes, specimen, tilt_series, seed=np.random.SeedSequence([seed, index]),
-                                   layout=layout, name=name)
-        paths = {"name": name,
-                 "tomogram": write_volume(out_dir / f"{name}.mrc", result.tomogram, voxel_size),
-                 "particles": write_particles_csv(out_dir / f"{name}_particles.csv", result.particles),
-                 "labels": write_volume(out_dir / f"{name}_labels.mrc", result.labels, voxel_size),
-                 "occupancy": write_volume(out_dir / f"{name}_occupancy.mrc", result.occupancy, voxel_size)}
+        result = simulate_tomogram(
+            shapes,
+            specimen,
+            tilt_series,
+            seed=np.random.SeedSequence([seed, index]),
+            layout=layout,
+            name=name,
+        )
+        paths = {
+            "name": name,
+            "tomogram": write_volume(out_dir / f"{name}.mrc", result.tomogram, voxel_size),
+            "particles": write_particles_csv(out_dir / f"{name}_particles.csv", result.particles),
+            "labels": write_volume(out_dir / f"{name}_labels.mrc", result.labels, voxel_size),
+            "occupancy": write_volume(out_dir / f"{name}_occupancy.mrc", result.occupancy, voxel_size),
+        }
         written.append({key: str(value) for key, value in paths.items()})
-        report(f"[{index + 1}/{n_tomograms}] {name}: {len(result.particles)} particles, "
-               f"{time.perf_counter() - start:.1f} s")
+        report(
+            f"[{index + 1}/{n_tomograms}] {name}: {len(result.particles)} particles, "
+            f"{time.perf_counter() - start:.1f} s"
+        )
     return {"voxel_size": voxel_size, "classes": str(classes_path), "tomograms": written}

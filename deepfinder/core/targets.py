@@ -15,6 +15,7 @@ the table and touching particles are split along the plane between them.
 
 Memory: the label volume (one byte per voxel) is the only full-size array.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -28,9 +29,12 @@ from .sampling import particles_inside
 MAX_LABEL = 255
 
 
-def sphere_targets(shape_zyx: tuple[int, int, int], particles: ParticleTable,
-                   radius_voxels: Mapping[int, float],
-                   initial_labels: np.ndarray | None = None) -> np.ndarray:
+def sphere_targets(
+    shape_zyx: tuple[int, int, int],
+    particles: ParticleTable,
+    radius_voxels: Mapping[int, float],
+    initial_labels: np.ndarray | None = None,
+) -> np.ndarray:
     """Label map with a ball of the class radius at each particle.
 
     Parameters
@@ -55,8 +59,10 @@ def sphere_targets(shape_zyx: tuple[int, int, int], particles: ParticleTable,
     classes = _check_classes(particles)
     missing = sorted(set(classes) - set(radius_voxels))
     if missing:
-        raise ValueError(f"No radius given for class(es) {missing}: give radius_voxels for every "
-                         "class in the particle table")
+        raise ValueError(
+            f"No radius given for class(es) {missing}: give radius_voxels for every "
+            "class in the particle table"
+        )
     radii = {int(c): float(r) for c, r in radius_voxels.items()}
     bad = {c: r for c, r in radii.items() if not r > 0}
     if bad:
@@ -75,9 +81,12 @@ def sphere_targets(shape_zyx: tuple[int, int, int], particles: ParticleTable,
     return labels
 
 
-def shape_targets(shape_zyx: tuple[int, int, int], particles: ParticleTable,
-                  masks: Mapping[int, np.ndarray],
-                  initial_labels: np.ndarray | None = None) -> np.ndarray:
+def shape_targets(
+    shape_zyx: tuple[int, int, int],
+    particles: ParticleTable,
+    masks: Mapping[int, np.ndarray],
+    initial_labels: np.ndarray | None = None,
+) -> np.ndarray:
     """Label map with each class's binary mask, rotated and placed at each particle.
 
     Parameters
@@ -109,13 +118,13 @@ def shape_targets(shape_zyx: tuple[int, int, int], particles: ParticleTable,
     classes = _check_classes(particles)
     missing = sorted(set(classes) - set(masks))
     if missing:
-        raise ValueError(f"No mask given for class(es) {missing}: give a mask for every class "
-                         "in the particle table")
+        raise ValueError(
+            f"No mask given for class(es) {missing}: give a mask for every class in the particle table"
+        )
     masks = {int(c): np.asarray(m).astype(bool) for c, m in masks.items()}
     for class_id, mask in masks.items():
         if mask.ndim != 3:
-            raise ValueError(f"Mask of class {class_id} must be a 3D (z, y, x) array, "
-                             f"got shape {mask.shape}")
+            raise ValueError(f"Mask of class {class_id} must be a 3D (z, y, x) array, got shape {mask.shape}")
         if not mask.any():
             raise ValueError(f"Mask of class {class_id} is empty: lower the threshold used to make it")
     labels = _start_labels(shape_zyx, initial_labels)
@@ -123,8 +132,10 @@ def shape_targets(shape_zyx: tuple[int, int, int], particles: ParticleTable,
     if not len(particles):
         return labels
     mask_centre = {c: np.array(m.shape) // 2 for c, m in masks.items()}
-    mask_extent = {c: float(np.sqrt(np.max(np.sum((np.argwhere(m) - mask_centre[c]) ** 2, axis=1))))
-                   for c, m in masks.items()}
+    mask_extent = {
+        c: float(np.sqrt(np.max(np.sum((np.argwhere(m) - mask_centre[c]) ** 2, axis=1))))
+        for c, m in masks.items()
+    }
     centres = particles.zyx
     # The table's rotations act on (x, y, z) vectors; reversing both axes gives
     # the same rotation acting on (z, y, x) vectors.
@@ -167,15 +178,20 @@ def mask_from_density(density: np.ndarray, threshold: float) -> np.ndarray:
         raise ValueError("The density contains NaN or infinite values")
     mask = density > threshold
     if not mask.any():
-        raise ValueError(f"No voxel of the density is above the threshold {threshold} "
-                         f"(density range {density.min():.4g} .. {density.max():.4g}): lower it")
+        raise ValueError(
+            f"No voxel of the density is above the threshold {threshold} "
+            f"(density range {density.min():.4g} .. {density.max():.4g}): lower it"
+        )
     if mask.all():
-        raise ValueError(f"Every voxel of the density is above the threshold {threshold} "
-                         f"(density range {density.min():.4g} .. {density.max():.4g}): raise it")
+        raise ValueError(
+            f"Every voxel of the density is above the threshold {threshold} "
+            f"(density range {density.min():.4g} .. {density.max():.4g}): raise it"
+        )
     return mask
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 def _check_shape(shape_zyx) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in shape_zyx)
@@ -197,16 +213,24 @@ def _start_labels(shape_zyx, initial_labels) -> np.ndarray:
         return np.zeros(shape_zyx, dtype=np.uint8)
     initial = np.asarray(initial_labels)
     if initial.shape != shape_zyx:
-        raise ValueError(f"The initial label volume has shape {initial.shape} but the tomogram "
-                         f"has {shape_zyx}: they must match voxel for voxel")
-    if initial.size and (initial.min() < 0 or initial.max() > MAX_LABEL
-                         or not np.array_equal(initial, np.round(initial))):
+        raise ValueError(
+            f"The initial label volume has shape {initial.shape} but the tomogram "
+            f"has {shape_zyx}: they must match voxel for voxel"
+        )
+    if initial.size and (
+        initial.min() < 0 or initial.max() > MAX_LABEL or not np.array_equal(initial, np.round(initial))
+    ):
         raise ValueError(f"The initial label volume must hold integer labels 0..{MAX_LABEL}")
     return initial.astype(np.uint8)
 
 
-def _paint(labels: np.ndarray, centres: np.ndarray, class_ids: np.ndarray, extents: np.ndarray,
-           member: Callable[[int, np.ndarray], np.ndarray]) -> None:
+def _paint(
+    labels: np.ndarray,
+    centres: np.ndarray,
+    class_ids: np.ndarray,
+    extents: np.ndarray,
+    member: Callable[[int, np.ndarray], np.ndarray],
+) -> None:
     """Write each particle's footprint into ``labels`` with the nearest-centre overlap rule.
 
     ``member(k, coords)`` tells which (m, 3) voxel coordinates lie in particle
@@ -218,8 +242,9 @@ def _paint(labels: np.ndarray, centres: np.ndarray, class_ids: np.ndarray, exten
     for k in range(len(centres)):
         low = np.maximum(np.floor(centres[k] - extents[k]).astype(int), 0)
         high = np.minimum(np.ceil(centres[k] + extents[k]).astype(int) + 1, shape)
-        coords = np.stack(np.meshgrid(*(np.arange(lo, hi) for lo, hi in zip(low, high)),
-                                      indexing="ij"), axis=-1).reshape(-1, 3)
+        coords = np.stack(
+            np.meshgrid(*(np.arange(lo, hi) for lo, hi in zip(low, high)), indexing="ij"), axis=-1
+        ).reshape(-1, 3)
         coords = coords[member(k, coords)]
         if not len(coords):
             continue

@@ -18,6 +18,7 @@ generator is seeded by ``(seed, epoch)``).
 Intensities are normalised per tomogram (:mod:`deepfinder.core.normalize`),
 exactly as segmentation does.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,15 @@ from pathlib import Path
 import numpy as np
 
 from .io import read_volume
-from .model import (build_unet, check_patch_size, load_model, logits_model, metadata_path,
-                    resolve_precision, save_model)
+from .model import (
+    build_unet,
+    check_patch_size,
+    load_model,
+    logits_model,
+    metadata_path,
+    resolve_precision,
+    save_model,
+)
 from .normalize import tomogram_stats
 from .particles import ParticleTable
 from .sampling import draw_rows, make_batch, particles_inside, patch_origins, prefetch, training_batches
@@ -56,33 +64,39 @@ OPTIMIZER_STATE = "checkpoint.optimizer.npz"
 BEST = "best.weights.h5"
 
 # Seeds the validation patches apart from any training epoch's generator.
-VALIDATION_STREAM = 2 ** 31 - 1
+VALIDATION_STREAM = 2**31 - 1
 
 
-def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
-          particles: Sequence[ParticleTable], out_dir: PathLike, n_classes: int, *,
-          validation_tomograms: Sequence[PathLike] = (),
-          validation_label_maps: Sequence[PathLike] = (),
-          validation_particles: Sequence[ParticleTable] = (),
-          validation_fraction: float = 0.0,
-          patch_size: int = PRESETS["cpu"]["patch_size"],
-          batch_size: int = PRESETS["cpu"]["batch_size"],
-          epochs: int = 30,
-          steps_per_epoch: int = PRESETS["cpu"]["steps_per_epoch"],
-          validation_steps: int = PRESETS["cpu"]["validation_steps"],
-          loss: str = "dice",
-          learning_rate: float = 1e-4,
-          final_learning_rate: float | None = None,
-          bootstrap: bool = True,
-          shift_voxels: int = 13,
-          initial_weights: PathLike | None = None,
-          resume: bool = True,
-          class_names: Sequence[str] | None = None,
-          voxel_size: float = 1.0,
-          seed: int = 0,
-          precision: str = "auto",
-          on_epoch_end: Callable[[int, dict], None] | None = None,
-          progress: bool = True) -> Path:
+def train(
+    tomograms: Sequence[PathLike],
+    label_maps: Sequence[PathLike],
+    particles: Sequence[ParticleTable],
+    out_dir: PathLike,
+    n_classes: int,
+    *,
+    validation_tomograms: Sequence[PathLike] = (),
+    validation_label_maps: Sequence[PathLike] = (),
+    validation_particles: Sequence[ParticleTable] = (),
+    validation_fraction: float = 0.0,
+    patch_size: int = PRESETS["cpu"]["patch_size"],
+    batch_size: int = PRESETS["cpu"]["batch_size"],
+    epochs: int = 30,
+    steps_per_epoch: int = PRESETS["cpu"]["steps_per_epoch"],
+    validation_steps: int = PRESETS["cpu"]["validation_steps"],
+    loss: str = "dice",
+    learning_rate: float = 1e-4,
+    final_learning_rate: float | None = None,
+    bootstrap: bool = True,
+    shift_voxels: int = 13,
+    initial_weights: PathLike | None = None,
+    resume: bool = True,
+    class_names: Sequence[str] | None = None,
+    voxel_size: float = 1.0,
+    seed: int = 0,
+    precision: str = "auto",
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+    progress: bool = True,
+) -> Path:
     """Train the DeepFinder U-net on tomograms, their label maps and particle positions.
 
     Parameters
@@ -177,9 +191,20 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     ``data_wait_seconds`` (time the model waited for batches) and
     ``step_seconds`` (time in training steps).
     """
-    _check_settings(n_classes, patch_size, batch_size, epochs, steps_per_epoch, validation_steps,
-                    loss, learning_rate, final_learning_rate, shift_voxels, validation_fraction,
-                    class_names)
+    _check_settings(
+        n_classes,
+        patch_size,
+        batch_size,
+        epochs,
+        steps_per_epoch,
+        validation_steps,
+        loss,
+        learning_rate,
+        final_learning_rate,
+        shift_voxels,
+        validation_fraction,
+        class_names,
+    )
     precision = resolve_precision(precision)
     out_dir = Path(out_dir)
     data = _open_data(tomograms, label_maps, particles, n_classes, patch_size, "training")
@@ -187,16 +212,25 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     if validation_tomograms or validation_label_maps or validation_particles:
         if validation_fraction:
             raise ValueError("Give either validation tomograms or validation_fraction, not both")
-        validation = _open_data(validation_tomograms, validation_label_maps, validation_particles,
-                                n_classes, patch_size, "validation")
+        validation = _open_data(
+            validation_tomograms,
+            validation_label_maps,
+            validation_particles,
+            n_classes,
+            patch_size,
+            "validation",
+        )
     elif validation_fraction:
         data, validation = _hold_out(data, validation_fraction, np.random.default_rng(seed))
     _check_classes_present(data["class_ids"], n_classes)
     for message in setting_warnings(n_classes - 1, batch_size, patch_size, shift_voxels, bootstrap):
         warnings.warn(message, stacklevel=2)
     if validation is None:
-        warnings.warn("No validation data: the best model is the epoch with the lowest training "
-                      "loss. Give validation tomograms or a validation_fraction.", stacklevel=2)
+        warnings.warn(
+            "No validation data: the best model is the epoch with the lowest training "
+            "loss. Give validation tomograms or a validation_fraction.",
+            stacklevel=2,
+        )
     _check_initial_weights(initial_weights, n_classes)
 
     state = _read_checkpoint(out_dir, n_classes, patch_size) if resume else None
@@ -210,8 +244,7 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     optimizer.build(model.trainable_variables)
     if state is not None:
         if initial_weights is not None:
-            warnings.warn(f"Resuming from the checkpoint in {out_dir}: initial_weights ignored",
-                          stacklevel=2)
+            warnings.warn(f"Resuming from the checkpoint in {out_dir}: initial_weights ignored", stacklevel=2)
         model.load_weights(out_dir / CHECKPOINT)
         _restore_optimizer(optimizer, out_dir / OPTIMIZER_STATE)
         history = _read_history(out_dir)[: state["epoch"]]
@@ -223,8 +256,11 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     if state["epoch"] >= epochs and (out_dir / BEST).exists():
         return out_dir / BEST
 
-    loss_function = {"dice": soft_dice_loss, "cross_entropy": cross_entropy_loss,
-                     "dice_cross_entropy": dice_cross_entropy_loss}[loss]
+    loss_function = {
+        "dice": soft_dice_loss,
+        "cross_entropy": cross_entropy_loss,
+        "dice_cross_entropy": dice_cross_entropy_loss,
+    }[loss]
 
     network = logits_model(model)
 
@@ -233,8 +269,9 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
         truth = tf.one_hot(tf.cast(y, tf.int32), n_classes)
         with tf.GradientTape() as tape:
             value = loss_function(truth, network(x, training=True))
-        optimizer.apply_gradients(zip(tape.gradient(value, model.trainable_variables),
-                                      model.trainable_variables))
+        optimizer.apply_gradients(
+            zip(tape.gradient(value, model.trainable_variables), model.trainable_variables)
+        )
         return value
 
     @tf.function
@@ -243,23 +280,39 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
         logits = network(x, training=False)
         predicted = tf.one_hot(tf.argmax(logits, axis=-1), n_classes)
         axes = (0, 1, 2, 3)
-        return (loss_function(truth, logits), tf.reduce_sum(truth * predicted, axes),
-                tf.reduce_sum(predicted, axes), tf.reduce_sum(truth, axes))
+        return (
+            loss_function(truth, logits),
+            tf.reduce_sum(truth * predicted, axes),
+            tf.reduce_sum(predicted, axes),
+            tf.reduce_sum(truth, axes),
+        )
 
     validation_origins = None
     if validation is not None:
-        validation_origins = _validation_patches(validation, patch_size, batch_size,
-                                                 validation_steps, shift_voxels, seed)
-    settings = {"n_classes": n_classes, "patch_size": patch_size, "batch_size": batch_size,
-                "steps_per_epoch": steps_per_epoch, "validation_steps": validation_steps,
-                "loss": loss, "learning_rate": learning_rate,
-                "final_learning_rate": final_learning_rate, "bootstrap": bootstrap,
-                "shift_voxels": shift_voxels, "seed": seed, "precision": precision,
-                "class_names": list(class_names) if class_names else
-                [f"class {c}" if c else "background" for c in range(n_classes)],
-                "voxel_size": voxel_size, "normalisation": NORMALISATION,
-                "tomograms": [str(t) for t in tomograms],
-                "initial_weights": str(initial_weights) if initial_weights else None}
+        validation_origins = _validation_patches(
+            validation, patch_size, batch_size, validation_steps, shift_voxels, seed
+        )
+    settings = {
+        "n_classes": n_classes,
+        "patch_size": patch_size,
+        "batch_size": batch_size,
+        "steps_per_epoch": steps_per_epoch,
+        "validation_steps": validation_steps,
+        "loss": loss,
+        "learning_rate": learning_rate,
+        "final_learning_rate": final_learning_rate,
+        "bootstrap": bootstrap,
+        "shift_voxels": shift_voxels,
+        "seed": seed,
+        "precision": precision,
+        "class_names": list(class_names)
+        if class_names
+        else [f"class {c}" if c else "background" for c in range(n_classes)],
+        "voxel_size": voxel_size,
+        "normalisation": NORMALISATION,
+        "tomograms": [str(t) for t in tomograms],
+        "initial_weights": str(initial_weights) if initial_weights else None,
+    }
 
     # Plain lines, not a terminal progress bar, so that log files stay readable.
     report_every = max(1, steps_per_epoch // 10)
@@ -268,11 +321,23 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
         step_size = learning_rate_at(epoch, epochs, learning_rate, final_learning_rate)
         optimizer.learning_rate.assign(step_size)
         rng = np.random.default_rng([seed, epoch])
-        batches = prefetch(training_batches(
-            data["volumes"], data["labels"], data["stats"], data["tomo_index"], data["centres"],
-            data["class_ids"], patch_size=patch_size, batch_size=batch_size,
-            n_batches=steps_per_epoch, rng=rng, bootstrap=bootstrap, shift_voxels=shift_voxels),
-            depth=1)
+        batches = prefetch(
+            training_batches(
+                data["volumes"],
+                data["labels"],
+                data["stats"],
+                data["tomo_index"],
+                data["centres"],
+                data["class_ids"],
+                patch_size=patch_size,
+                batch_size=batch_size,
+                n_batches=steps_per_epoch,
+                rng=rng,
+                bootstrap=bootstrap,
+                shift_voxels=shift_voxels,
+            ),
+            depth=1,
+        )
         losses, waited, stepped = [], 0.0, 0.0
         for step in range(1, steps_per_epoch + 1):
             tick = time.perf_counter()
@@ -282,18 +347,22 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
             waited += tock - tick
             stepped += time.perf_counter() - tock
             if progress and (step % report_every == 0 or step == steps_per_epoch):
-                print(f"epoch {epoch}/{epochs} step {step}/{steps_per_epoch}: loss "
-                      f"{np.mean(losses):.4f}, {stepped / step:.2f} s/step", flush=True)
+                print(
+                    f"epoch {epoch}/{epochs} step {step}/{steps_per_epoch}: loss "
+                    f"{np.mean(losses):.4f}, {stepped / step:.2f} s/step",
+                    flush=True,
+                )
         batches.close()
         if not all(math.isfinite(v) for v in losses):
-            raise FloatingPointError(f"The training loss became {losses[-1]} at epoch {epoch}: "
-                                     "lower the learning rate")
+            raise FloatingPointError(
+                f"The training loss became {losses[-1]} at epoch {epoch}: lower the learning rate"
+            )
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "learning_rate": step_size}
         if validation is not None:
-            row.update(_validate(validation_step, validation, validation_origins, patch_size,
-                                 batch_size, n_classes))
-        row.update(seconds=time.perf_counter() - started, data_wait_seconds=waited,
-                   step_seconds=stepped)
+            row.update(
+                _validate(validation_step, validation, validation_origins, patch_size, batch_size, n_classes)
+            )
+        row.update(seconds=time.perf_counter() - started, data_wait_seconds=waited, step_seconds=stepped)
         history.append(row)
 
         score = row["val_mean_f1"] if validation is not None else -row["train_loss"]
@@ -313,8 +382,9 @@ def train(tomograms: Sequence[PathLike], label_maps: Sequence[PathLike],
     return out_dir / BEST
 
 
-def setting_warnings(n_particle_classes: int, batch_size: int, patch_size: int, shift_voxels: int,
-                     bootstrap: bool = True) -> list[str]:
+def setting_warnings(
+    n_particle_classes: int, batch_size: int, patch_size: int, shift_voxels: int, bootstrap: bool = True
+) -> list[str]:
     """Settings that train, but badly, each with its fix (measured in benchmarks/RESULTS.md).
 
     Parameters
@@ -326,18 +396,23 @@ def setting_warnings(n_particle_classes: int, batch_size: int, patch_size: int, 
     """
     messages = []
     if bootstrap and batch_size < n_particle_classes:
-        messages.append(f"The batch size ({batch_size}) is smaller than the {n_particle_classes} particle "
-                        "classes: batches miss some classes and similar classes get mixed up; use a "
-                        f"batch of at least {n_particle_classes}.")
+        messages.append(
+            f"The batch size ({batch_size}) is smaller than the {n_particle_classes} particle "
+            "classes: batches miss some classes and similar classes get mixed up; use a "
+            f"batch of at least {n_particle_classes}."
+        )
     if 2 * shift_voxels >= patch_size:
-        messages.append(f"The random shift ({shift_voxels} voxels) is at least half the patch size "
-                        f"({patch_size}): some patches miss the particle they were drawn for; use a "
-                        f"shift below {patch_size // 2}.")
+        messages.append(
+            f"The random shift ({shift_voxels} voxels) is at least half the patch size "
+            f"({patch_size}): some patches miss the particle they were drawn for; use a "
+            f"shift below {patch_size // 2}."
+        )
     return messages
 
 
-def learning_rate_at(epoch: int, epochs: int, learning_rate: float,
-                     final_learning_rate: float | None = None) -> float:
+def learning_rate_at(
+    epoch: int, epochs: int, learning_rate: float, final_learning_rate: float | None = None
+) -> float:
     """Adam step size of 1-based ``epoch``: geometric from the first to the final one."""
     if final_learning_rate is None or epochs == 1:
         return learning_rate
@@ -385,24 +460,44 @@ def dice_cross_entropy_loss(truth, logits):
     return soft_dice_loss(truth, logits) + cross_entropy_loss(truth, logits)
 
 
-def voxel_scores(true_positives: np.ndarray, predicted: np.ndarray,
-                 actual: np.ndarray) -> dict[str, np.ndarray]:
+def voxel_scores(
+    true_positives: np.ndarray, predicted: np.ndarray, actual: np.ndarray
+) -> dict[str, np.ndarray]:
     """Per-class voxel precision, recall and F1 from counts (NaN where undefined)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return {"precision": true_positives / predicted, "recall": true_positives / actual,
-                "f1": 2 * true_positives / (predicted + actual)}
+        return {
+            "precision": true_positives / predicted,
+            "recall": true_positives / actual,
+            "f1": 2 * true_positives / (predicted + actual),
+        }
 
 
 # --------------------------------------------------------------------------- checks
 
-def _check_settings(n_classes, patch_size, batch_size, epochs, steps_per_epoch, validation_steps,
-                    loss, learning_rate, final_learning_rate, shift_voxels, validation_fraction,
-                    class_names):
+
+def _check_settings(
+    n_classes,
+    patch_size,
+    batch_size,
+    epochs,
+    steps_per_epoch,
+    validation_steps,
+    loss,
+    learning_rate,
+    final_learning_rate,
+    shift_voxels,
+    validation_fraction,
+    class_names,
+):
     if int(n_classes) != n_classes or n_classes < 2:
         raise ValueError(f"n_classes must be >= 2 (background + particle classes), got {n_classes}")
     check_patch_size(patch_size)
-    for name, value in (("batch_size", batch_size), ("epochs", epochs),
-                        ("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
+    for name, value in (
+        ("batch_size", batch_size),
+        ("epochs", epochs),
+        ("steps_per_epoch", steps_per_epoch),
+        ("validation_steps", validation_steps),
+    ):
         if int(value) != value or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value}")
     if loss not in LOSSES:
@@ -410,23 +505,27 @@ def _check_settings(n_classes, patch_size, batch_size, epochs, steps_per_epoch, 
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
     if final_learning_rate is not None and not final_learning_rate > 0:
-        raise ValueError(f"final_learning_rate must be > 0 (or None for a constant step size), "
-                         f"got {final_learning_rate}")
+        raise ValueError(
+            f"final_learning_rate must be > 0 (or None for a constant step size), got {final_learning_rate}"
+        )
     if int(shift_voxels) != shift_voxels or shift_voxels < 0:
         raise ValueError(f"shift_voxels must be an integer >= 0, got {shift_voxels}")
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     if class_names is not None and len(class_names) != n_classes:
-        raise ValueError(f"class_names has {len(class_names)} names for {n_classes} classes "
-                         "(background included)")
+        raise ValueError(
+            f"class_names has {len(class_names)} names for {n_classes} classes (background included)"
+        )
 
 
 def _open_data(tomograms, label_maps, particles, n_classes, patch_size, role) -> dict:
     """Open volumes memory-mapped, check them, and gather the patch centres."""
     if not (len(tomograms) == len(label_maps) == len(particles)):
-        raise ValueError(f"Give one label map and one particle table per {role} tomogram: got "
-                         f"{len(tomograms)} tomograms, {len(label_maps)} label maps, "
-                         f"{len(particles)} particle tables")
+        raise ValueError(
+            f"Give one label map and one particle table per {role} tomogram: got "
+            f"{len(tomograms)} tomograms, {len(label_maps)} label maps, "
+            f"{len(particles)} particle tables"
+        )
     if not len(tomograms):
         raise ValueError(f"No {role} tomograms given")
     volumes, labels, stats, tomo_index, centres, class_ids = [], [], [], [], [], []
@@ -434,40 +533,55 @@ def _open_data(tomograms, label_maps, particles, n_classes, patch_size, role) ->
         volume = read_volume(tomogram_path)
         label_map = read_volume(label_path)
         if label_map.shape != volume.shape:
-            raise ValueError(f"Label map {label_path} has shape {label_map.shape} but tomogram "
-                             f"{tomogram_path} has {volume.shape}: they must match voxel for voxel")
+            raise ValueError(
+                f"Label map {label_path} has shape {label_map.shape} but tomogram "
+                f"{tomogram_path} has {volume.shape}: they must match voxel for voxel"
+            )
         if min(volume.shape) < patch_size:
-            raise ValueError(f"Patch size {patch_size} is larger than tomogram {tomogram_path} "
-                             f"{volume.shape}: use a patch size <= {min(volume.shape) // 4 * 4}")
+            raise ValueError(
+                f"Patch size {patch_size} is larger than tomogram {tomogram_path} "
+                f"{volume.shape}: use a patch size <= {min(volume.shape) // 4 * 4}"
+            )
         try:
             stats.append(tomogram_stats(volume))
         except ValueError as error:
             raise ValueError(f"Tomogram {tomogram_path}: {error}") from error
         label_range = (int(label_map.min()), int(label_map.max()))
         if label_range[0] < 0 or label_range[1] >= n_classes:
-            raise ValueError(f"Label map {label_path} holds labels {label_range[0]}..{label_range[1]} "
-                             f"but training is for {n_classes} classes (0..{n_classes - 1})")
+            raise ValueError(
+                f"Label map {label_path} holds labels {label_range[0]}..{label_range[1]} "
+                f"but training is for {n_classes} classes (0..{n_classes - 1})"
+            )
         bad = sorted({int(c) for c in table.class_id} - set(range(1, n_classes)))
         if bad:
-            raise ValueError(f"Particles of {tomogram_path} have class id(s) {bad}, outside "
-                             f"1..{n_classes - 1} for {n_classes} classes")
+            raise ValueError(
+                f"Particles of {tomogram_path} have class id(s) {bad}, outside "
+                f"1..{n_classes - 1} for {n_classes} classes"
+            )
         table = particles_inside(table, volume.shape, str(tomogram_path))
         volumes.append(volume)
         labels.append(label_map)
         tomo_index.append(np.full(len(table), index))
         centres.append(table.zyx)
         class_ids.append(table.class_id)
-    return {"volumes": volumes, "labels": labels, "stats": stats,
-            "tomo_index": np.concatenate(tomo_index), "centres": np.concatenate(centres),
-            "class_ids": np.concatenate(class_ids)}
+    return {
+        "volumes": volumes,
+        "labels": labels,
+        "stats": stats,
+        "tomo_index": np.concatenate(tomo_index),
+        "centres": np.concatenate(centres),
+        "class_ids": np.concatenate(class_ids),
+    }
 
 
 def _check_classes_present(class_ids, n_classes):
     missing = sorted(set(range(1, n_classes)) - {int(c) for c in class_ids})
     if missing:
-        raise ValueError(f"Class(es) {missing} have no training particles (inside the volumes): "
-                         "patches are centred on particles, so the network would never learn "
-                         "them; add positions or lower n_classes")
+        raise ValueError(
+            f"Class(es) {missing} have no training particles (inside the volumes): "
+            "patches are centred on particles, so the network would never learn "
+            "them; add positions or lower n_classes"
+        )
 
 
 def _hold_out(data: dict, fraction: float, rng: np.random.Generator) -> tuple[dict, dict]:
@@ -476,15 +590,20 @@ def _hold_out(data: dict, fraction: float, rng: np.random.Generator) -> tuple[di
     for class_id in np.unique(data["class_ids"]):
         rows = np.flatnonzero(data["class_ids"] == class_id)
         if len(rows) < 2:
-            warnings.warn(f"Class {class_id} has a single particle: it is used for training only",
-                          stacklevel=3)
+            warnings.warn(
+                f"Class {class_id} has a single particle: it is used for training only", stacklevel=3
+            )
             continue
         n_held = min(len(rows) - 1, max(1, round(fraction * len(rows))))
         held[rng.choice(rows, size=n_held, replace=False)] = True
 
     def subset(keep):
-        return {**data, "tomo_index": data["tomo_index"][keep], "centres": data["centres"][keep],
-                "class_ids": data["class_ids"][keep]}
+        return {
+            **data,
+            "tomo_index": data["tomo_index"][keep],
+            "centres": data["centres"][keep],
+            "class_ids": data["class_ids"][keep],
+        }
 
     return subset(~held), subset(held)
 
@@ -499,9 +618,11 @@ def _check_initial_weights(initial_weights, n_classes) -> None:
     meta_file = metadata_path(initial_weights)
     metadata = json.loads(meta_file.read_text()) if meta_file.exists() else {}
     if metadata.get("n_classes", n_classes) != n_classes:
-        raise ValueError(f"Initial model {initial_weights} has {metadata['n_classes']} classes but "
-                         f"the training data has {n_classes} (background included): fine-tune a "
-                         "model with the same classes or train from scratch")
+        raise ValueError(
+            f"Initial model {initial_weights} has {metadata['n_classes']} classes but "
+            f"the training data has {n_classes} (background included): fine-tune a "
+            "model with the same classes or train from scratch"
+        )
 
 
 def _load_initial_weights(initial_weights, n_classes) -> list[np.ndarray]:
@@ -514,8 +635,10 @@ def _load_initial_weights(initial_weights, n_classes) -> list[np.ndarray]:
 
 # --------------------------------------------------------------------------- validation
 
-def _validation_patches(validation: dict, patch_size, batch_size, validation_steps, shift_voxels,
-                        seed) -> tuple[np.ndarray, np.ndarray]:
+
+def _validation_patches(
+    validation: dict, patch_size, batch_size, validation_steps, shift_voxels, seed
+) -> tuple[np.ndarray, np.ndarray]:
     """Fixed (tomogram, origin) of every validation patch, class-balanced."""
     rng = np.random.default_rng([seed, VALIDATION_STREAM])
     rows = draw_rows(validation["class_ids"], batch_size * validation_steps, rng, bootstrap=True)
@@ -523,8 +646,9 @@ def _validation_patches(validation: dict, patch_size, batch_size, validation_ste
     origins = np.empty((len(rows), 3), dtype=int)
     for t in np.unique(tomo_index):
         here = tomo_index == t
-        origins[here] = patch_origins(validation["centres"][rows[here]],
-                                      validation["volumes"][t].shape, patch_size, shift_voxels, rng)
+        origins[here] = patch_origins(
+            validation["centres"][rows[here]], validation["volumes"][t].shape, patch_size, shift_voxels, rng
+        )
     return tomo_index, origins
 
 
@@ -533,9 +657,14 @@ def _validate(validation_step, validation, origins, patch_size, batch_size, n_cl
 
     def batches():
         for start in range(0, len(tomo_index), batch_size):
-            yield make_batch(validation["volumes"], validation["labels"], validation["stats"],
-                             tomo_index[start:start + batch_size], corners[start:start + batch_size],
-                             patch_size)
+            yield make_batch(
+                validation["volumes"],
+                validation["labels"],
+                validation["stats"],
+                tomo_index[start : start + batch_size],
+                corners[start : start + batch_size],
+                patch_size,
+            )
 
     losses = []
     counts = np.zeros((3, n_classes))
@@ -545,9 +674,11 @@ def _validate(validation_step, validation, origins, patch_size, batch_size, n_cl
         counts += np.array([c.numpy() for c in class_counts])
     scores = voxel_scores(*counts)
     particle_f1 = scores["f1"][1:]
-    return {"val_loss": float(np.mean(losses)),
-            **{f"val_{name}": _json_list(values) for name, values in scores.items()},
-            "val_mean_f1": float(np.nanmean(particle_f1)) if np.isfinite(particle_f1).any() else 0.0}
+    return {
+        "val_loss": float(np.mean(losses)),
+        **{f"val_{name}": _json_list(values) for name, values in scores.items()},
+        "val_mean_f1": float(np.nanmean(particle_f1)) if np.isfinite(particle_f1).any() else 0.0,
+    }
 
 
 def _json_list(values: np.ndarray) -> list:
@@ -556,11 +687,19 @@ def _json_list(values: np.ndarray) -> list:
 
 # --------------------------------------------------------------------------- files
 
+
 def _best_metadata(settings, row, epoch, validation) -> dict:
-    return {**settings, "best_epoch": epoch, "selected_by": "val_mean_f1" if validation is not None
-            else "train_loss", "train_loss": row["train_loss"],
-            **{key: row[key] for key in ("val_loss", "val_precision", "val_recall", "val_f1",
-                                         "val_mean_f1") if key in row}}
+    return {
+        **settings,
+        "best_epoch": epoch,
+        "selected_by": "val_mean_f1" if validation is not None else "train_loss",
+        "train_loss": row["train_loss"],
+        **{
+            key: row[key]
+            for key in ("val_loss", "val_precision", "val_recall", "val_f1", "val_mean_f1")
+            if key in row
+        },
+    }
 
 
 def _write_json(path: Path, content) -> None:
@@ -576,8 +715,7 @@ def _write_checkpoint(model, optimizer, out_dir: Path, state: dict) -> None:
     # (which names the epoch) is renamed last.
     temporary = out_dir / "checkpoint.tmp.weights.h5"
     save_model(model, temporary, state)
-    np.savez(out_dir / "checkpoint.tmp.optimizer.npz",
-             *[v.numpy() for v in optimizer.variables])
+    np.savez(out_dir / "checkpoint.tmp.optimizer.npz", *[v.numpy() for v in optimizer.variables])
     os.replace(temporary, out_dir / CHECKPOINT)
     os.replace(out_dir / "checkpoint.tmp.optimizer.npz", out_dir / OPTIMIZER_STATE)
     os.replace(metadata_path(temporary), metadata_path(out_dir / CHECKPOINT))
@@ -590,8 +728,10 @@ def _read_checkpoint(out_dir: Path, n_classes, patch_size) -> dict | None:
     saved = json.loads(state_file.read_text())
     for name, value in (("n_classes", n_classes), ("patch_size", patch_size)):
         if saved.get(name) != value:
-            raise ValueError(f"{out_dir} holds a checkpoint with {name} = {saved.get(name)}, not "
-                             f"{value}: use another output folder or resume=False to start afresh")
+            raise ValueError(
+                f"{out_dir} holds a checkpoint with {name} = {saved.get(name)}, not "
+                f"{value}: use another output folder or resume=False to start afresh"
+            )
     return {key: saved[key] for key in ("epoch", "best_epoch", "best_score")}
 
 
@@ -602,10 +742,10 @@ def _restore_optimizer(optimizer, path: Path) -> None:
     with np.load(path) as saved:
         arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
     variables = optimizer.variables
-    if len(arrays) != len(variables) or any(a.shape != tuple(v.shape)
-                                            for a, v in zip(arrays, variables)):
-        raise ValueError(f"{path} does not match this model's optimizer: remove it to resume "
-                         "with a fresh optimizer state")
+    if len(arrays) != len(variables) or any(a.shape != tuple(v.shape) for a, v in zip(arrays, variables)):
+        raise ValueError(
+            f"{path} does not match this model's optimizer: remove it to resume with a fresh optimizer state"
+        )
     for variable, array in zip(variables, arrays):
         # The step size is the caller's, not the checkpoint's, so it can be changed on resume.
         if "learning_rate" not in variable.path:
@@ -622,6 +762,8 @@ def _summary(row: dict, best_epoch) -> str:
     if "val_loss" in row:
         f1 = " ".join("-" if v is None else f"{v:.2f}" for v in row["val_f1"][1:])
         text += f", val loss {row['val_loss']:.4f}, val F1 per class {f1} (mean {row['val_mean_f1']:.3f})"
-    text += (f", {row['seconds']:.0f} s ({row['data_wait_seconds']:.1f} s waiting for data)"
-             f", best epoch {best_epoch}")
+    text += (
+        f", {row['seconds']:.0f} s ({row['data_wait_seconds']:.1f} s waiting for data)"
+        f", best epoch {best_epoch}"
+    )
     return text

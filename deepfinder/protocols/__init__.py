@@ -1,4 +1,5 @@
 """Scipion protocols of the DeepFinder plugin."""
+
 from .protocol_annotate import DeepFinderProtAnnotate
 from .protocol_cluster import DeepFinderProtCluster
 from .protocol_consensus import DeepFinderProtConsensus
@@ -9,7 +10,15 @@ from .protocol_segment import DeepFinderProtSegment
 from .protocol_targets import DeepFinderProtGenerateTargets
 from .protocol_train import DeepFinderProtTrain
 
-PROTOCOL_CLASSES = [DeepFinderProtAnnotate, DeepFinderProtGenerateTargets, DeepFinderProtTrain,
-                    DeepFinderProtSegment, DeepFinderProtCluster, DeepFinderProtEvaluate,
-                    DeepFinderProtImportModel, DeepFinderProtConsensus,
-                    DeepFinderProtImportParticles, DeepFinderProtExportParticles]
+PROTOCOL_CLASSES = [
+    DeepFinderProtAnnotate,
+    DeepFinderProtGenerateTargets,
+    DeepFinderProtTrain,
+    DeepFinderProtSegment,
+    DeepFinderProtCluster,
+    DeepFinderProtEvaluate,
+    DeepFinderProtImportModel,
+    DeepFinderProtConsensus,
+    DeepFinderProtImportParticles,
+    DeepFinderProtExportParticles,
+]

@@ -1,4 +1,5 @@
 """Annotate particles by hand in linked orthoslices: training data for DeepFinder."""
+
 from __future__ import annotations
 
 import json
@@ -6,17 +7,15 @@ import os
 from enum import Enum
 
 import pyworkflow.protocol.params as params
-from pyworkflow.constants import BETA
 from pwem.protocols import EMProtocol
+from pyworkflow.constants import BETA
 from tomo.objects import SetOfCoordinates3D
 
-from ..convert import (class_output_name, class_table, new_coordinate_set, tomograms_by_tsid,
-                       unique_values)
+from ..convert import class_output_name, class_table, new_coordinate_set, tomograms_by_tsid, unique_values
 from ..core import io
 from ..core.particles import ParticleTable
 from ..viewers.annotation import ParticleClass, default_colour
-from .protocol_base import (CLASSES_FROM_GROUP_ID, CLASSES_PER_SET, classes_table, parse_numbers,
-                            per_class)
+from .protocol_base import CLASSES_FROM_GROUP_ID, CLASSES_PER_SET, classes_table, parse_numbers, per_class
 
 CLASSES_FILE = "classes.json"
 
@@ -35,40 +34,68 @@ class DeepFinderProtAnnotate(EMProtocol):
     annotating where you stopped. Outputs one coordinate set with all classes
     (groupId = class) and one set per class, named after it.
     """
+
     _label = "annotate"
     _devStatus = BETA
     _possibleOutputs = DeepFinderAnnotateOutputs
 
     def _defineParams(self, form):
         form.addSection(label="Input")
-        form.addParam("inputTomograms", params.PointerParam, pointerClass="SetOfTomograms",
-                      label="Tomograms", important=True,
-                      help="The tomograms to annotate, one after the other in the window.")
-        form.addParam("inputCoordinates", params.MultiPointerParam,
-                      pointerClass="SetOfCoordinates3D", allowsNull=True,
-                      label="Existing particles (optional)",
-                      help="Coordinates to start from, e.g. an earlier annotation or another "
-                           "picker's output. Used the first time the window opens; after that "
-                           "the annotations saved in this run are reloaded.")
-        form.addParam("classesFrom", params.EnumParam, default=CLASSES_PER_SET,
-                      choices=["one class per set", "the coordinates' groupId"],
-                      display=params.EnumParam.DISPLAY_HLIST, label="Classes from",
-                      help="How the existing particles are classed: each set is a class "
-                           "(1, 2, ... in set order), or by groupId.")
-        form.addParam("classNames", params.StringParam, default="",
-                      label="Class names",
-                      help="Comma-separated, in class order, e.g. 'ribosome, proteasome'. More "
-                           "names than existing classes add classes to annotate. Empty: the "
-                           "names of the input sets, or 'class1'. Classes can also be added and "
-                           "renamed in the window.")
-        form.addParam("radii", params.StringParam, default="",
-                      label="Particle radius per class (Å)",
-                      help="One radius in Å per class, comma-separated in class order, or one "
-                           "for all. Sets the circles drawn and the box size of the outputs.")
-        form.addParam("boxScale", params.FloatParam, default=2.5, expertLevel=params.LEVEL_ADVANCED,
-                      label="Box size / particle radius",
-                      help="The box size of the output coordinates is this times the radius "
-                           "(2.5: the particle diameter plus a margin).")
+        form.addParam(
+            "inputTomograms",
+            params.PointerParam,
+            pointerClass="SetOfTomograms",
+            label="Tomograms",
+            important=True,
+            help="The tomograms to annotate, one after the other in the window.",
+        )
+        form.addParam(
+            "inputCoordinates",
+            params.MultiPointerParam,
+            pointerClass="SetOfCoordinates3D",
+            allowsNull=True,
+            label="Existing particles (optional)",
+            help="Coordinates to start from, e.g. an earlier annotation or another "
+            "picker's output. Used the first time the window opens; after that "
+            "the annotations saved in this run are reloaded.",
+        )
+        form.addParam(
+            "classesFrom",
+            params.EnumParam,
+            default=CLASSES_PER_SET,
+            choices=["one class per set", "the coordinates' groupId"],
+            display=params.EnumParam.DISPLAY_HLIST,
+            label="Classes from",
+            help="How the existing particles are classed: each set is a class "
+            "(1, 2, ... in set order), or by groupId.",
+        )
+        form.addParam(
+            "classNames",
+            params.StringParam,
+            default="",
+            label="Class names",
+            help="Comma-separated, in class order, e.g. 'ribosome, proteasome'. More "
+            "names than existing classes add classes to annotate. Empty: the "
+            "names of the input sets, or 'class1'. Classes can also be added and "
+            "renamed in the window.",
+        )
+        form.addParam(
+            "radii",
+            params.StringParam,
+            default="",
+            label="Particle radius per class (Å)",
+            help="One radius in Å per class, comma-separated in class order, or one "
+            "for all. Sets the circles drawn and the box size of the outputs.",
+        )
+        form.addParam(
+            "boxScale",
+            params.FloatParam,
+            default=2.5,
+            expertLevel=params.LEVEL_ADVANCED,
+            label="Box size / particle radius",
+            help="The box size of the output coordinates is this times the radius "
+            "(2.5: the particle diameter plus a margin).",
+        )
 
     # ----------------------------------------------------------------- steps
     def _insertAllSteps(self):
@@ -86,17 +113,23 @@ class DeepFinderProtAnnotate(EMProtocol):
             else:
                 particles[tsId] = self._inputParticles(sampling).of_tomogram(tsId)
             self._saveAnnotation(tsId, particles[tsId], classes)
-        tomograms = [(tsId, tomogram.getFileName())
-                     for tsId, tomogram in tomograms_by_tsid(self.inputTomograms.get()).items()]
+        tomograms = [
+            (tsId, tomogram.getFileName())
+            for tsId, tomogram in tomograms_by_tsid(self.inputTomograms.get()).items()
+        ]
         annotate(tomograms, classes, particles, sampling, self._saveAnnotation, self.createOutputs)
         self.createOutputs()
 
     def createOutputs(self):
         """(Re)build the output sets from the annotation files of the run."""
         tomograms = tomograms_by_tsid(self.inputTomograms.get())
-        particles = ParticleTable.concat([io.read_particles_csv(self._particlesFile(tsId))
-                                          for tsId in tomograms
-                                          if os.path.exists(self._particlesFile(tsId))])
+        particles = ParticleTable.concat(
+            [
+                io.read_particles_csv(self._particlesFile(tsId))
+                for tsId in tomograms
+                if os.path.exists(self._particlesFile(tsId))
+            ]
+        )
         classes = self._savedClasses()
         sampling = self.inputTomograms.get().getSamplingRate()
         if not len(particles):
@@ -106,14 +139,16 @@ class DeepFinderProtAnnotate(EMProtocol):
             # Saving again rewrites the same files: let go of the previous sets first.
             output.close()
         everything = DeepFinderAnnotateOutputs.annotatedCoordinates.name
-        outputs = {everything: self._coordinateSet(
-            everything, particles, max(c.radius_voxels for c in classes) * sampling)}
+        outputs = {
+            everything: self._coordinateSet(
+                everything, particles, max(c.radius_voxels for c in classes) * sampling
+            )
+        }
         for class_id, particle_class in enumerate(classes, start=1):
             of_class = particles.of_class(class_id)
             name = class_output_name(particle_class.name)
             if len(of_class):
-                outputs[name] = self._coordinateSet(name, of_class,
-                                                    particle_class.radius_voxels * sampling)
+                outputs[name] = self._coordinateSet(name, of_class, particle_class.radius_voxels * sampling)
         for name, output in list(self.iterOutputAttributes()):
             # A class renamed or emptied since the last save must not leave its old set behind.
             if name not in outputs:
@@ -122,8 +157,7 @@ class DeepFinderProtAnnotate(EMProtocol):
         for output in outputs.values():
             self._defineSourceRelation(self.inputTomograms, output)
         self._store()
-        counts = ", ".join(f"{c.name}: {len(particles.of_class(i))}"
-                           for i, c in enumerate(classes, start=1))
+        counts = ", ".join(f"{c.name}: {len(particles.of_class(i))}" for i, c in enumerate(classes, start=1))
         self.info(f"Saved {len(particles)} particles ({counts}).")
 
     # ----------------------------------------------------------------- files
@@ -135,8 +169,14 @@ class DeepFinderProtAnnotate(EMProtocol):
         io.write_particles_csv(self._particlesFile(tsId), particles)
         sampling = self.inputTomograms.get().getSamplingRate()
         with open(self._getExtraPath(CLASSES_FILE), "w") as handle:
-            json.dump([{"name": c.name, "colour": c.colour, "radius_A": c.radius_voxels * sampling}
-                       for c in classes], handle, indent=1)
+            json.dump(
+                [
+                    {"name": c.name, "colour": c.colour, "radius_A": c.radius_voxels * sampling}
+                    for c in classes
+                ],
+                handle,
+                indent=1,
+            )
 
     def _savedClasses(self) -> list[ParticleClass]:
         path = self._getExtraPath(CLASSES_FILE)
@@ -144,8 +184,9 @@ class DeepFinderProtAnnotate(EMProtocol):
             return []
         sampling = self.inputTomograms.get().getSamplingRate()
         with open(path) as handle:
-            return [ParticleClass(c["name"], c["colour"], c["radius_A"] / sampling)
-                    for c in json.load(handle)]
+            return [
+                ParticleClass(c["name"], c["colour"], c["radius_A"] / sampling) for c in json.load(handle)
+            ]
 
     # ----------------------------------------------------------------- helpers
     def _inputParticles(self, sampling_rate: float) -> ParticleTable:
@@ -165,12 +206,17 @@ class DeepFinderProtAnnotate(EMProtocol):
         """Class names from the form, then the input sets' names, then class1, class2..."""
         given = [name.strip() for name in self.classNames.get("").split(",") if name.strip()]
         n = max(len(given), self._inputClassCount(), 1)
-        labels = [(pointer.getObjValue().getObjLabel() or "").strip().replace(" ", "_")
-                  for pointer in self.inputCoordinates] \
-            if self.classesFrom.get() == CLASSES_PER_SET else []
+        labels = (
+            [
+                (pointer.getObjValue().getObjLabel() or "").strip().replace(" ", "_")
+                for pointer in self.inputCoordinates
+            ]
+            if self.classesFrom.get() == CLASSES_PER_SET
+            else []
+        )
         names = []
         for i in range(n):
-            candidates = given[i:i + 1] + labels[i:i + 1] + [f"class{i + 1}"]
+            candidates = given[i : i + 1] + labels[i : i + 1] + [f"class{i + 1}"]
             names.append(next(name for name in candidates if name and name not in names))
         return names
 
@@ -178,14 +224,22 @@ class DeepFinderProtAnnotate(EMProtocol):
         names = self._classNamesList()
         radii = per_class(parse_numbers(self.radii.get()), len(names))
         sampling = self.inputTomograms.get().getSamplingRate()
-        return [ParticleClass(name, default_colour(i), radii[i] / sampling)
-                for i, name in enumerate(names, start=1)]
+        return [
+            ParticleClass(name, default_colour(i), radii[i] / sampling)
+            for i, name in enumerate(names, start=1)
+        ]
 
     def _coordinateSet(self, name: str, particles, radius_A) -> SetOfCoordinates3D:
         """The output set ``name``, in its own file ``name.sqlite`` of the run folder."""
         sampling = self.inputTomograms.get().getSamplingRate()
-        return new_coordinate_set(self._getPath(), name, self.inputTomograms, sampling,
-                                  int(round(self.boxScale.get() * radius_A / sampling)), particles)
+        return new_coordinate_set(
+            self._getPath(),
+            name,
+            self.inputTomograms,
+            sampling,
+            int(round(self.boxScale.get() * radius_A / sampling)),
+            particles,
+        )
 
     # ----------------------------------------------------------------- info
     def _validate(self):
@@ -199,21 +253,29 @@ class DeepFinderProtAnnotate(EMProtocol):
         except ValueError:
             radii = []
         if not radii or min(radii) <= 0 or len(radii) not in (1, n):
-            errors.append(f"Give one positive radius in Å, or {n} (one per class: "
-                          f"{', '.join(self._classNamesList())}), comma-separated; "
-                          f"got '{self.radii.get('')}'.")
+            errors.append(
+                f"Give one positive radius in Å, or {n} (one per class: "
+                f"{', '.join(self._classNamesList())}), comma-separated; "
+                f"got '{self.radii.get('')}'."
+            )
         tsIds = set(tomograms_by_tsid(tomograms))
         for pointer in self.inputCoordinates:
             coords = pointer.get()
             unknown = unique_values(coords, "_tomoId") - tsIds
             if unknown:
-                errors.append(f"{coords.getNameId()} has coordinates of tomograms that are not in "
-                              f"the input tomograms ({', '.join(sorted(unknown)[:5])}): pick the "
-                              "tomograms they were picked on.")
-            if self.classesFrom.get() == CLASSES_FROM_GROUP_ID and \
-                    min(unique_values(coords, "_groupId"), default=1) < 1:
-                errors.append(f"{coords.getNameId()} has coordinates with groupId 0: groupIds "
-                              "must be 1, 2, ... to be used as classes.")
+                errors.append(
+                    f"{coords.getNameId()} has coordinates of tomograms that are not in "
+                    f"the input tomograms ({', '.join(sorted(unknown)[:5])}): pick the "
+                    "tomograms they were picked on."
+                )
+            if (
+                self.classesFrom.get() == CLASSES_FROM_GROUP_ID
+                and min(unique_values(coords, "_groupId"), default=1) < 1
+            ):
+                errors.append(
+                    f"{coords.getNameId()} has coordinates with groupId 0: groupIds "
+                    "must be 1, 2, ... to be used as classes."
+                )
         return errors
 
     def _summary(self):
@@ -229,8 +291,10 @@ class DeepFinderProtAnnotate(EMProtocol):
         return summary
 
     def _methods(self):
-        return ["Particles were annotated by hand in orthoslices with the DeepFinder "
-                "annotation tool [Moebel2021]."]
+        return [
+            "Particles were annotated by hand in orthoslices with the DeepFinder "
+            "annotation tool [Moebel2021]."
+        ]
 
     def _citations(self):
         return ["Moebel2021"]

@@ -1,4 +1,5 @@
 """What several DeepFinder protocols share: classes given as coordinate sets."""
+
 from __future__ import annotations
 
 import pyworkflow.protocol.params as params
@@ -15,19 +16,33 @@ class DeepFinderProtBase(EMProtocol):
     """Base of DeepFinder protocols that take particle classes as coordinate sets."""
 
     def _defineClassParams(self, form, label="Particles (one set per class)"):
-        form.addParam("inputCoordinates", params.MultiPointerParam,
-                      pointerClass="SetOfCoordinates3D", label=label, important=True,
-                      help="Coordinates of the particles to learn from. With 'one class per "
-                           "set', each set is one class, numbered 1, 2, ... in this order.")
-        form.addParam("classesFrom", params.EnumParam, default=CLASSES_PER_SET,
-                      choices=["one class per set", "the coordinates' groupId"],
-                      display=params.EnumParam.DISPLAY_HLIST, label="Classes from",
-                      help="Use the groupId when a single set holds several classes "
-                           "(groupId 1, 2, ... are the classes).")
-        form.addParam("classNames", params.StringParam, default="",
-                      label="Class names (optional)",
-                      help="Comma-separated, in class order, e.g. 'ribosome, proteasome'. "
-                           "Empty: the names of the input sets.")
+        form.addParam(
+            "inputCoordinates",
+            params.MultiPointerParam,
+            pointerClass="SetOfCoordinates3D",
+            label=label,
+            important=True,
+            help="Coordinates of the particles to learn from. With 'one class per "
+            "set', each set is one class, numbered 1, 2, ... in this order.",
+        )
+        form.addParam(
+            "classesFrom",
+            params.EnumParam,
+            default=CLASSES_PER_SET,
+            choices=["one class per set", "the coordinates' groupId"],
+            display=params.EnumParam.DISPLAY_HLIST,
+            label="Classes from",
+            help="Use the groupId when a single set holds several classes "
+            "(groupId 1, 2, ... are the classes).",
+        )
+        form.addParam(
+            "classNames",
+            params.StringParam,
+            default="",
+            label="Class names (optional)",
+            help="Comma-separated, in class order, e.g. 'ribosome, proteasome'. "
+            "Empty: the names of the input sets.",
+        )
 
     # ----------------------------------------------------------------- helpers
     def _coordinateSets(self) -> list:
@@ -62,13 +77,17 @@ class DeepFinderProtBase(EMProtocol):
         errors = []
         given = [name for name in self.classNames.get("").split(",") if name.strip()]
         if given and len(given) != self._numberOfClasses():
-            errors.append(f"{len(given)} class names given for {self._numberOfClasses()} classes: "
-                          "give one name per class, or leave 'Class names' empty.")
+            errors.append(
+                f"{len(given)} class names given for {self._numberOfClasses()} classes: "
+                "give one name per class, or leave 'Class names' empty."
+            )
         if self.classesFrom.get() == CLASSES_FROM_GROUP_ID:
             for coords in self._coordinateSets():
                 if min(unique_values(coords, "_groupId"), default=1) < 1:
-                    errors.append(f"{coords.getNameId()} has coordinates with groupId 0: "
-                                  "groupIds must be 1, 2, ... (0 is the background).")
+                    errors.append(
+                        f"{coords.getNameId()} has coordinates with groupId 0: "
+                        "groupIds must be 1, 2, ... (0 is the background)."
+                    )
         return errors
 
 
@@ -86,9 +105,12 @@ def per_class(values: list[float], n_classes: int) -> dict[int, float]:
 def classes_table(pointers, classes_from: int, sampling_rate: float) -> ParticleTable:
     """Particles of several coordinate sets, classed by set order or by groupId."""
     per_set = classes_from == CLASSES_PER_SET
-    return ParticleTable.concat([
-        coordinates_to_table(pointer.get(), sampling_rate, class_id=i + 1 if per_set else None)
-        for i, pointer in enumerate(pointers)])
+    return ParticleTable.concat(
+        [
+            coordinates_to_table(pointer.get(), sampling_rate, class_id=i + 1 if per_set else None)
+            for i, pointer in enumerate(pointers)
+        ]
+    )
 
 
 def _short_name(label: str | None) -> str:

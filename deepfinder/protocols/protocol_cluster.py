@@ -1,17 +1,17 @@
 """Turn label maps into particle coordinates, one set per class."""
+
 from __future__ import annotations
 
 import json
 from enum import Enum
 
 import pyworkflow.protocol.params as params
+from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
 from pyworkflow.protocol import STEPS_PARALLEL
-from pwem.protocols import EMProtocol
 from tomo.objects import SetOfCoordinates3D
 
-from ..convert import (class_output_name, class_table, get_class_names, new_coordinate_set,
-                       tomograms_by_tsid)
+from ..convert import class_output_name, class_table, get_class_names, new_coordinate_set, tomograms_by_tsid
 from ..core import io
 from ..core.particles import ParticleTable
 from .protocol_base import parse_numbers, per_class
@@ -30,6 +30,7 @@ class DeepFinderProtCluster(EMProtocol):
     class). The score is the particle's mean class probability when score maps
     were kept, else its size in voxels.
     """
+
     _label = "cluster"
     _devStatus = BETA
     _possibleOutputs = DeepFinderClusterOutputs
@@ -37,31 +38,56 @@ class DeepFinderProtCluster(EMProtocol):
 
     def _defineParams(self, form):
         form.addSection(label="Input")
-        form.addParam("inputTomograms", params.PointerParam, pointerClass="SetOfTomograms",
-                      label="Tomograms", important=True,
-                      help="The tomograms the coordinates will refer to (for extraction).")
-        form.addParam("inputLabelMaps", params.PointerParam, pointerClass="SetOfTomoMasks",
-                      label="Label maps", important=True,
-                      help="DeepFinder segmentations of those tomograms (same tsIds).")
+        form.addParam(
+            "inputTomograms",
+            params.PointerParam,
+            pointerClass="SetOfTomograms",
+            label="Tomograms",
+            important=True,
+            help="The tomograms the coordinates will refer to (for extraction).",
+        )
+        form.addParam(
+            "inputLabelMaps",
+            params.PointerParam,
+            pointerClass="SetOfTomoMasks",
+            label="Label maps",
+            important=True,
+            help="DeepFinder segmentations of those tomograms (same tsIds).",
+        )
         form.addSection(label="Clustering")
-        form.addParam("radii", params.StringParam, default="",
-                      label="Particle radius per class (Å)",
-                      help="One radius in Å per class, comma-separated in class order, or one for "
-                           "all. Sets the mean-shift bandwidth and the box size.")
-        form.addParam("minSizes", params.StringParam, default="",
-                      label="Minimum cluster size per class (voxels)",
-                      help="Clusters smaller than this are discarded as false positives. One value "
-                           "per class or one for all; empty: 0.3 of a ball of the radius (0 keeps all).")
-        form.addParam("boxScale", params.FloatParam, default=2.5, expertLevel=params.LEVEL_ADVANCED,
-                      label="Box size / particle radius",
-                      help="The box size of the output coordinates is this times the radius "
-                           "(2.5: the particle diameter plus a margin).")
+        form.addParam(
+            "radii",
+            params.StringParam,
+            default="",
+            label="Particle radius per class (Å)",
+            help="One radius in Å per class, comma-separated in class order, or one for "
+            "all. Sets the mean-shift bandwidth and the box size.",
+        )
+        form.addParam(
+            "minSizes",
+            params.StringParam,
+            default="",
+            label="Minimum cluster size per class (voxels)",
+            help="Clusters smaller than this are discarded as false positives. One value "
+            "per class or one for all; empty: 0.3 of a ball of the radius (0 keeps all).",
+        )
+        form.addParam(
+            "boxScale",
+            params.FloatParam,
+            default=2.5,
+            expertLevel=params.LEVEL_ADVANCED,
+            label="Box size / particle radius",
+            help="The box size of the output coordinates is this times the radius "
+            "(2.5: the particle diameter plus a margin).",
+        )
         form.addParallelSection(threads=1, mpi=1)
 
     # ----------------------------------------------------------------- steps
     def _insertAllSteps(self):
-        steps = [self._insertFunctionStep(self.clusterStep, tsId, prerequisites=[])
-                 for tsId in tomograms_by_tsid(self.inputLabelMaps.get())]
+        steps = [
+            self._insertFunctionStep(self.clusterStep, tsId, prerequisites=[])
+            for tsId in tomograms_by_tsid(self.inputLabelMaps.get())
+        ]
         self._insertFunctionStep(self.createOutputStep, prerequisites=steps)
 
     def clusterStep(self, tsId: str):
@@ -69,27 +95,43 @@ class DeepFinderProtCluster(EMProtocol):
         from ..viewers.pictures import slices_page, write_cluster_sizes, write_png
 
         label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
-        score_files = json.loads(getattr(label_map, SCORE_FILES_ATTR).get()) \
-            if hasattr(label_map, SCORE_FILES_ATTR) else {}
+        score_files = (
+            json.loads(getattr(label_map, SCORE_FILES_ATTR).get())
+            if hasattr(label_map, SCORE_FILES_ATTR)
+            else {}
+        )
         label_scale = label_map.getSamplingRate() / self.inputTomograms.get().getSamplingRate()
         clusters = find_clusters(
             io.read_volume(label_map.getFileName(), mmap=False),
             radius_voxels={c: r / label_map.getSamplingRate() for c, r in self._radiiA().items()},
             min_cluster_size=self._minSizes(),
             score_maps={int(c): io.read_volume(path) for c, path in score_files.items()} or None,
-            tomo=tsId)
+            tomo=tsId,
+        )
         particles = clusters.particles
         particles.xyz *= label_scale
         io.write_particles_csv(self._particlesFile(tsId), particles)
         write_cluster_sizes(self._particlesFile(tsId), clusters.sizes)
         tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
-        write_png(self._getExtraPath(f"{tsId}_picks.png"),
-                  slices_page(tomogram.getFileName(), self._classNames(), label_map.getFileName(),
-                              particles, self._radiiVoxels(), title=tsId))
+        write_png(
+            self._getExtraPath(f"{tsId}_picks.png"),
+            slices_page(
+                tomogram.getFileName(),
+                self._classNames(),
+                label_map.getFileName(),
+                particles,
+                self._radiiVoxels(),
+                title=tsId,
+            ),
+        )
 
     def createOutputStep(self):
-        particles = ParticleTable.concat([io.read_particles_csv(self._particlesFile(tsId))
-                                          for tsId in tomograms_by_tsid(self.inputLabelMaps.get())])
+        particles = ParticleTable.concat(
+            [
+                io.read_particles_csv(self._particlesFile(tsId))
+                for tsId in tomograms_by_tsid(self.inputLabelMaps.get())
+            ]
+        )
         names = self._classNames()
         radii = self._radiiA()
         all_classes = DeepFinderClusterOutputs.coordinates.name
@@ -103,14 +145,23 @@ class DeepFinderProtCluster(EMProtocol):
         from ..viewers.pictures import HISTOGRAMS_SIZE, clusters_page, write_png
 
         files = [self._particlesFile(tsId) for tsId in tomograms_by_tsid(self.inputLabelMaps.get())]
-        write_png(self._getExtraPath("cluster_histograms.png"),
-                  clusters_page(files, names, self._hasScoreMaps()), HISTOGRAMS_SIZE)
+        write_png(
+            self._getExtraPath("cluster_histograms.png"),
+            clusters_page(files, names, self._hasScoreMaps()),
+            HISTOGRAMS_SIZE,
+        )
 
     # ----------------------------------------------------------------- helpers
     def _coordinateSet(self, name, particles, radius_A) -> SetOfCoordinates3D:
         sampling = self.inputTomograms.get().getSamplingRate()
-        return new_coordinate_set(self._getPath(), name, self.inputTomograms, sampling,
-                                  int(round(self.boxScale.get() * radius_A / sampling)), particles)
+        return new_coordinate_set(
+            self._getPath(),
+            name,
+            self.inputTomograms,
+            sampling,
+            int(round(self.boxScale.get() * radius_A / sampling)),
+            particles,
+        )
 
     def _particlesFile(self, tsId: str) -> str:
         return self._getExtraPath(f"{tsId}_particles.csv")
@@ -133,9 +184,11 @@ class DeepFinderProtCluster(EMProtocol):
 
     def _hasScoreMaps(self) -> bool:
         """Whether particle scores are mean class probabilities (else cluster sizes)."""
-        return any(json.loads(getattr(mask, SCORE_FILES_ATTR).get() or "{}")
-                   for mask in self.inputLabelMaps.get().iterItems()
-                   if hasattr(mask, SCORE_FILES_ATTR))
+        return any(
+            json.loads(getattr(mask, SCORE_FILES_ATTR).get() or "{}")
+            for mask in self.inputLabelMaps.get().iterItems()
+            if hasattr(mask, SCORE_FILES_ATTR)
+        )
 
     def _minSizes(self) -> dict[int, int] | None:
         values = parse_numbers(self.minSizes.get())
@@ -151,36 +204,41 @@ class DeepFinderProtCluster(EMProtocol):
         except ValueError:
             return ["Radii and minimum sizes must be numbers separated by commas."]
         if not radii or min(radii) <= 0 or (n and len(radii) not in (1, n)):
-            errors.append(f"Give one positive radius in Å, or one per class ({n or 'each'}), "
-                          f"comma-separated; got '{self.radii.get('')}'.")
+            errors.append(
+                f"Give one positive radius in Å, or one per class ({n or 'each'}), "
+                f"comma-separated; got '{self.radii.get('')}'."
+            )
         if sizes and (min(sizes) < 0 or (n and len(sizes) not in (1, n))):
             errors.append(f"Give one minimum size, or one per class ({n}), or leave it empty.")
         tomograms = tomograms_by_tsid(self.inputTomograms.get())
         for tsId, label_map in tomograms_by_tsid(self.inputLabelMaps.get()).items():
             if tsId not in tomograms:
-                errors.append(f"Label map {tsId} has no tomogram of that tsId among the input "
-                              "tomograms: pick the tomograms that were segmented.")
+                errors.append(
+                    f"Label map {tsId} has no tomogram of that tsId among the input "
+                    "tomograms: pick the tomograms that were segmented."
+                )
                 continue
             scale = label_map.getSamplingRate() / tomograms[tsId].getSamplingRate()
             expected = [d / scale for d in tomograms[tsId].getDim()]
             # A 2x binned label map may be one voxel short of half the tomogram.
             if any(abs(a - b) > (scale > 1) for a, b in zip(label_map.getDim(), expected)):
-                errors.append(f"Label map {tsId} is {label_map.getDim()} voxels but its tomogram "
-                              f"{tomograms[tsId].getDim()}: they must match.")
+                errors.append(
+                    f"Label map {tsId} is {label_map.getDim()} voxels but its tomogram "
+                    f"{tomograms[tsId].getDim()}: they must match."
+                )
         return errors
 
     def _summary(self):
         names = get_class_names(self.inputLabelMaps.get()) or []
         summary = [f"Classes: {class_table(names)}"] if names else []
-        for class_id, name in enumerate(names[1:], start=1):
+        for _class_id, name in enumerate(names[1:], start=1):
             output = getattr(self, class_output_name(name), None)
             if output is not None:
                 summary.append(f"{name}: {output.getSize()} particles")
         return summary
 
     def _methods(self):
-        return ["Particles were located in DeepFinder label maps by mean-shift clustering "
-                "[Moebel2021]."]
+        return ["Particles were located in DeepFinder label maps by mean-shift clustering [Moebel2021]."]
 
     def _citations(self):
         return ["Moebel2021"]

@@ -1,4 +1,5 @@
 """Precision, recall and F1 of picked particles against reference particles."""
+
 from __future__ import annotations
 
 import os
@@ -20,24 +21,40 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
     the same figures against a threshold on the picks' score, to choose that
     threshold.
     """
+
     _label = "evaluate picking"
     _devStatus = BETA
 
     def _defineParams(self, form):
         form.addSection(label="Input")
-        form.addParam("pickedCoordinates", params.MultiPointerParam,
-                      pointerClass="SetOfCoordinates3D", label="Picked particles", important=True,
-                      help="E.g. the 'coordinates' output of DeepFinder cluster (classes by "
-                           "groupId), or one set per class.")
-        form.addParam("pickedClassesFrom", params.EnumParam, default=CLASSES_FROM_GROUP_ID,
-                      choices=["one class per set", "the coordinates' groupId"],
-                      display=params.EnumParam.DISPLAY_HLIST, label="Picked classes from")
+        form.addParam(
+            "pickedCoordinates",
+            params.MultiPointerParam,
+            pointerClass="SetOfCoordinates3D",
+            label="Picked particles",
+            important=True,
+            help="E.g. the 'coordinates' output of DeepFinder cluster (classes by "
+            "groupId), or one set per class.",
+        )
+        form.addParam(
+            "pickedClassesFrom",
+            params.EnumParam,
+            default=CLASSES_FROM_GROUP_ID,
+            choices=["one class per set", "the coordinates' groupId"],
+            display=params.EnumParam.DISPLAY_HLIST,
+            label="Picked classes from",
+        )
         self._defineClassParams(form, label="Reference particles (one set per class)")
-        form.addParam("toleranceA", params.FloatParam, default=0.0, validators=[params.GE(0)],
-                      label="Match distance (Å)",
-                      help="A pick within this distance of a reference particle of the same class "
-                           "is a true positive. 0: half the box size of the reference set, "
-                           "about the particle radius.")
+        form.addParam(
+            "toleranceA",
+            params.FloatParam,
+            default=0.0,
+            validators=[params.GE(0)],
+            label="Match distance (Å)",
+            help="A pick within this distance of a reference particle of the same class "
+            "is a true positive. 0: half the box size of the reference set, "
+            "about the particle radius.",
+        )
 
     # ----------------------------------------------------------------- steps
     def _insertAllSteps(self):
@@ -54,22 +71,28 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
         names = dict(enumerate(self._classNamesList()))
         rows = evaluate.precision_recall_f1(result, class_names=names)
         confusion = evaluate.format_confusion(
-            *evaluate.confusion_by_distance(picked, reference, tolerance), names)
-        report = (f"{evaluate.format_table(rows)}\n\nPicks by the class of the nearest reference "
-                  f"particle within {tolerance * sampling:.0f} Å:\n{confusion}")
+            *evaluate.confusion_by_distance(picked, reference, tolerance), names
+        )
+        report = (
+            f"{evaluate.format_table(rows)}\n\nPicks by the class of the nearest reference "
+            f"particle within {tolerance * sampling:.0f} Å:\n{confusion}"
+        )
         with open(self._resultFile(), "w") as handle:
             handle.write(report + "\n")
         evaluate.write_scores_csv(self._getExtraPath("evaluation.csv"), rows)
         thresholds = np.unique(picked.score[np.isfinite(picked.score)])
-        sweep = evaluate.threshold_sweep(picked, reference, thresholds, tolerance_voxels=tolerance,
-                                         class_names=names)
+        sweep = evaluate.threshold_sweep(
+            picked, reference, thresholds, tolerance_voxels=tolerance, class_names=names
+        )
         evaluate.write_sweep_csv(self._getExtraPath("threshold_sweep.csv"), sweep)
         self.info(report)
         from ..viewers.pictures import EVALUATION_SIZE, evaluation_page, write_png
 
-        write_png(self._getExtraPath("evaluation.png"),
-                  evaluation_page(self._getExtraPath("evaluation.csv"),
-                                  self._getExtraPath("threshold_sweep.csv")), EVALUATION_SIZE)
+        write_png(
+            self._getExtraPath("evaluation.png"),
+            evaluation_page(self._getExtraPath("evaluation.csv"), self._getExtraPath("threshold_sweep.csv")),
+            EVALUATION_SIZE,
+        )
 
     # ----------------------------------------------------------------- helpers
     def _resultFile(self) -> str:
@@ -92,8 +115,10 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
             if not coords.getSamplingRate():
                 errors.append(f"{coords.getNameId()} has no sampling rate: re-import it with one.")
         if picked_tomos and not picked_tomos & reference_tomos:
-            errors.append("The picked and the reference particles share no tomogram (tsId): "
-                          "compare picks with references of the same tomograms.")
+            errors.append(
+                "The picked and the reference particles share no tomogram (tsId): "
+                "compare picks with references of the same tomograms."
+            )
         if not self.toleranceA.get() and not self._coordinateSets()[0].getBoxSize():
             errors.append("The reference set has no box size: give the match distance in Å.")
         return errors
@@ -105,5 +130,7 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
         return ["Not evaluated yet."]
 
     def _methods(self):
-        return ["Picked particles were scored against reference particles by one-to-one "
-                "matching within a distance (precision, recall, F1)."]
+        return [
+            "Picked particles were scored against reference particles by one-to-one "
+            "matching within a distance (precision, recall, F1)."
+        ]

@@ -1,4 +1,5 @@
 """Bring a trained DeepFinder model into a project."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import shutil
 from enum import Enum
 
 import pyworkflow.protocol.params as params
-from pyworkflow.constants import BETA
 from pwem.protocols import EMProtocol
+from pyworkflow.constants import BETA
 
 from ..convert import class_table
 from ..objects import DeepFinderModel
@@ -24,25 +25,39 @@ class DeepFinderProtImportModel(EMProtocol):
     The weights are checked by loading them into the U-net before the model is
     registered, so a wrong file or class count is reported at once.
     """
+
     _label = "import model"
     _devStatus = BETA
     _possibleOutputs = DeepFinderImportModelOutputs
 
     def _defineParams(self, form):
         form.addSection(label="Input")
-        form.addParam("weightsFile", params.PathParam, label="Weights file", important=True,
-                      help="A *.weights.h5 written by this plugin (its .json beside it gives the "
-                           "classes), or the .h5 weights of a model trained with the upstream "
-                           "DeepFinder.")
-        form.addParam("classNames", params.StringParam, default="",
-                      label="Class names",
-                      help="Comma-separated, in label order without the background, e.g. "
-                           "'ribosome, proteasome'. Empty: from the .json beside the weights.")
+        form.addParam(
+            "weightsFile",
+            params.PathParam,
+            label="Weights file",
+            important=True,
+            help="A *.weights.h5 written by this plugin (its .json beside it gives the "
+            "classes), or the .h5 weights of a model trained with the upstream "
+            "DeepFinder.",
+        )
+        form.addParam(
+            "classNames",
+            params.StringParam,
+            default="",
+            label="Class names",
+            help="Comma-separated, in label order without the background, e.g. "
+            "'ribosome, proteasome'. Empty: from the .json beside the weights.",
+        )
         form.addParam("patchSize", params.IntParam, default=48, label="Training patch size (px)")
-        form.addParam("samplingRate", params.FloatParam, default=0.0,
-                      label="Training sampling rate (Å/px)",
-                      help="The sampling rate of the tomograms the model was trained on; 0: "
-                           "from the .json beside the weights.")
+        form.addParam(
+            "samplingRate",
+            params.FloatParam,
+            default=0.0,
+            label="Training sampling rate (Å/px)",
+            help="The sampling rate of the tomograms the model was trained on; 0: "
+            "from the .json beside the weights.",
+        )
 
     # ----------------------------------------------------------------- steps
     def _insertAllSteps(self):
@@ -53,11 +68,14 @@ class DeepFinderProtImportModel(EMProtocol):
 
         names = self._classNames()
         model, metadata = load_model(self.weightsFile.get(), n_classes=len(names))
-        metadata.update(class_names=names, patch_size=self.patchSize.get(),
-                        voxel_size=self._samplingRate())
+        metadata.update(class_names=names, patch_size=self.patchSize.get(), voxel_size=self._samplingRate())
         weights = save_model(model, self._getExtraPath("model.weights.h5"), metadata)
-        output = DeepFinderModel(weightsFile=str(weights), classNames=names,
-                                 patchSize=self.patchSize.get(), samplingRate=self._samplingRate())
+        output = DeepFinderModel(
+            weightsFile=str(weights),
+            classNames=names,
+            patchSize=self.patchSize.get(),
+            samplingRate=self._samplingRate(),
+        )
         self._defineOutputs(**{DeepFinderImportModelOutputs.model.name: output})
         history = os.path.join(os.path.dirname(self.weightsFile.get()), "history.json")
         if os.path.exists(history):

@@ -1,4 +1,5 @@
 """Label every voxel of tomograms with a trained DeepFinder model."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,9 @@ from enum import Enum
 
 import pyworkflow.object as pwobj
 import pyworkflow.protocol.params as params
+from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
 from pyworkflow.protocol import STEPS_PARALLEL
-from pwem.protocols import EMProtocol
 from tomo.objects import SetOfTomoMasks
 
 from .. import Plugin
@@ -29,6 +30,7 @@ class DeepFinderProtSegment(EMProtocol):
     Tomograms are processed one per step, in parallel when several GPUs or threads
     are given, and each label map is added to the output as soon as it is done.
     """
+
     _label = "segment"
     _devStatus = BETA
     _possibleOutputs = DeepFinderSegmentOutputs
@@ -36,37 +38,74 @@ class DeepFinderProtSegment(EMProtocol):
 
     def _defineParams(self, form):
         form.addSection(label="Input")
-        form.addParam("inputTomograms", params.PointerParam, pointerClass="SetOfTomograms",
-                      label="Tomograms", important=True,
-                      help="At the sampling rate of the training tomograms.")
-        form.addParam("inputModel", params.PointerParam, pointerClass="DeepFinderModel",
-                      label="Trained model", important=True)
-        form.addParam("saveScores", params.BooleanParam, default=True, label="Keep score maps?",
-                      help="Per-class probability maps (float16): clustering then scores each "
-                           "particle by its mean probability. They take Ncl x 2 bytes per voxel.")
-        form.addParam("averageRotations", params.BooleanParam, default=False,
-                      label="Average 4 rotations (up to 4x slower)?",
-                      help="Also segment each tomogram rotated by 180 degrees about Z, Y and X "
-                           "(rotations that keep the missing wedge in place) and average the four "
-                           "predictions. Fewer confusions between classes of similar size: about "
-                           "+0.03 F1 overall, up to +0.09 for a class, on the SHREC'19-like benchmark.")
-        form.addParam("binScores", params.BooleanParam, default=False,
-                      expertLevel=params.LEVEL_ADVANCED, label="Bin scores 2x before labelling?",
-                      help="Faster clustering for large particles; label maps are then binned.")
-        form.addParam("patchSize", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED,
-                      label="Tile size (px)",
-                      help="Edge of the tiles the tomogram is cut into, a multiple of 4; 0 picks "
-                           "a size that fits memory. Larger tiles are faster.")
-        form.addParam("batchSize", params.IntParam, default=1, validators=[params.GT(0)],
-                      expertLevel=params.LEVEL_ADVANCED, label="Tiles per batch")
+        form.addParam(
+            "inputTomograms",
+            params.PointerParam,
+            pointerClass="SetOfTomograms",
+            label="Tomograms",
+            important=True,
+            help="At the sampling rate of the training tomograms.",
+        )
+        form.addParam(
+            "inputModel",
+            params.PointerParam,
+            pointerClass="DeepFinderModel",
+            label="Trained model",
+            important=True,
+        )
+        form.addParam(
+            "saveScores",
+            params.BooleanParam,
+            default=True,
+            label="Keep score maps?",
+            help="Per-class probability maps (float16): clustering then scores each "
+            "particle by its mean probability. They take Ncl x 2 bytes per voxel.",
+        )
+        form.addParam(
+            "averageRotations",
+            params.BooleanParam,
+            default=False,
+            label="Average 4 rotations (up to 4x slower)?",
+            help="Also segment each tomogram rotated by 180 degrees about Z, Y and X "
+            "(rotations that keep the missing wedge in place) and average the four "
+            "predictions. Fewer confusions between classes of similar size: about "
+            "+0.03 F1 overall, up to +0.09 for a class, on the SHREC'19-like benchmark.",
+        )
+        form.addParam(
+            "binScores",
+            params.BooleanParam,
+            default=False,
+            expertLevel=params.LEVEL_ADVANCED,
+            label="Bin scores 2x before labelling?",
+            help="Faster clustering for large particles; label maps are then binned.",
+        )
+        form.addParam(
+            "patchSize",
+            params.IntParam,
+            default=0,
+            expertLevel=params.LEVEL_ADVANCED,
+            label="Tile size (px)",
+            help="Edge of the tiles the tomogram is cut into, a multiple of 4; 0 picks "
+            "a size that fits memory. Larger tiles are faster.",
+        )
+        form.addParam(
+            "batchSize",
+            params.IntParam,
+            default=1,
+            validators=[params.GT(0)],
+            expertLevel=params.LEVEL_ADVANCED,
+            label="Tiles per batch",
+        )
         form.addHidden(params.USE_GPU, params.BooleanParam, default=True, label="Use GPU?")
         form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="GPU IDs")
         form.addParallelSection(threads=1, mpi=1)
 
     # ----------------------------------------------------------------- steps
     def _insertAllSteps(self):
-        steps = [self._insertFunctionStep(self.segmentStep, tsId, prerequisites=[], needsGPU=True)
-                 for tsId in tomograms_by_tsid(self.inputTomograms.get())]
+        steps = [
+            self._insertFunctionStep(self.segmentStep, tsId, prerequisites=[], needsGPU=True)
+            for tsId in tomograms_by_tsid(self.inputTomograms.get())
+        ]
         self._insertFunctionStep(self.closeOutputStep, prerequisites=steps)
 
     def segmentStep(self, tsId: str):
@@ -75,17 +114,24 @@ class DeepFinderProtSegment(EMProtocol):
 
         tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
         written = segment_tomogram(
-            tomogram.getFileName(), self.inputModel.get().getWeightsFile(),
+            tomogram.getFileName(),
+            self.inputModel.get().getWeightsFile(),
             self._getExtraPath(f"{tsId}_labels.mrc"),
             scores_path=self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None,
-            batch_size=self.batchSize.get(), bin_scores=self.binScores.get(),
-            average_rotations=self.averageRotations.get(), patch_size=self.patchSize.get() or None,
-            precision=Plugin.getVar(DEEPFINDER_PRECISION))
+            batch_size=self.batchSize.get(),
+            bin_scores=self.binScores.get(),
+            average_rotations=self.averageRotations.get(),
+            patch_size=self.patchSize.get() or None,
+            precision=Plugin.getVar(DEEPFINDER_PRECISION),
+        )
         from ..viewers.pictures import slices_page, write_png
 
-        write_png(self._getExtraPath(f"{tsId}_labels.png"),
-                  slices_page(tomogram.getFileName(), self.inputModel.get().getClassNames(),
-                              written["labels"], title=tsId))
+        write_png(
+            self._getExtraPath(f"{tsId}_labels.png"),
+            slices_page(
+                tomogram.getFileName(), self.inputModel.get().getClassNames(), written["labels"], title=tsId
+            ),
+        )
         self._appendLabelMap(tomogram, written)
 
     def closeOutputStep(self):
@@ -99,7 +145,11 @@ class DeepFinderProtSegment(EMProtocol):
         mask = new_tomo_mask(tomogram, str(written["labels"]))
         if self.binScores:
             mask.setSamplingRate(tomogram.getSamplingRate() * 2)
-        setattr(mask, SCORE_FILES_ATTR, pwobj.String(json.dumps({k: str(path) for k, path in written["scores"].items()})))
+        setattr(
+            mask,
+            SCORE_FILES_ATTR,
+            pwobj.String(json.dumps({k: str(path) for k, path in written["scores"].items()})),
+        )
         with self._lock:
             name = DeepFinderSegmentOutputs.labelMaps.name
             label_maps = getattr(self, name, None)
@@ -127,8 +177,10 @@ class DeepFinderProtSegment(EMProtocol):
         errors = Plugin.precisionErrors()
         patch = self.patchSize.get()
         if patch and patch % 4:
-            errors.append(f"Tile size {patch} is not a multiple of 4: use {patch // 4 * 4 or 4} "
-                          f"or {patch // 4 * 4 + 4}, or 0 for automatic.")
+            errors.append(
+                f"Tile size {patch} is not a multiple of 4: use {patch // 4 * 4 or 4} "
+                f"or {patch // 4 * 4 + 4}, or 0 for automatic."
+            )
         model = self.inputModel.get()
         tomograms = self.inputTomograms.get()
         if not tomograms.getSamplingRate():
@@ -142,23 +194,31 @@ class DeepFinderProtSegment(EMProtocol):
         if model.getSamplingRate() and tomograms.getSamplingRate():
             ratio = tomograms.getSamplingRate() / model.getSamplingRate()
             if abs(ratio - 1) > 0.1:
-                return [f"The tomograms ({tomograms.getSamplingRate():.2f} Å/px) are not at the "
-                        f"model's sampling rate ({model.getSamplingRate():.2f} Å/px): particles will "
-                        "look {:.1f}x {} than in training.".format(
-                            ratio if ratio > 1 else 1 / ratio, "smaller" if ratio > 1 else "larger")]
+                return [
+                    f"The tomograms ({tomograms.getSamplingRate():.2f} Å/px) are not at the "
+                    f"model's sampling rate ({model.getSamplingRate():.2f} Å/px): particles will "
+                    "look {:.1f}x {} than in training.".format(
+                        ratio if ratio > 1 else 1 / ratio, "smaller" if ratio > 1 else "larger"
+                    )
+                ]
         return []
 
     def _summary(self):
         summary = [f"Classes: {class_table(self.inputModel.get().getClassNames())}"]
         name = DeepFinderSegmentOutputs.labelMaps.name
         if self.hasAttribute(name):
-            summary.append(f"{getattr(self, name).getSize()} of "
-                           f"{self.inputTomograms.get().getSize()} tomograms segmented.")
+            summary.append(
+                f"{getattr(self, name).getSize()} of "
+                f"{self.inputTomograms.get().getSize()} tomograms segmented."
+            )
         return summary
 
     def _methods(self):
-        rotations = (", averaging the predictions of each tomogram and of its 180-degree rotations "
-                     "about Z, Y and X" if self.averageRotations else "")
+        rotations = (
+            ", averaging the predictions of each tomogram and of its 180-degree rotations about Z, Y and X"
+            if self.averageRotations
+            else ""
+        )
         return [f"Tomograms were segmented with a DeepFinder 3D U-net [Moebel2021]{rotations}."]
 
     def _citations(self):

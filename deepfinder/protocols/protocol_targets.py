@@ -1,4 +1,5 @@
 """Label maps (training targets) from particle coordinates."""
+
 from __future__ import annotations
 
 from enum import Enum
@@ -9,8 +10,7 @@ from pyworkflow.constants import BETA
 from pyworkflow.protocol import STEPS_PARALLEL
 from tomo.objects import SetOfTomoMasks
 
-from ..convert import (class_table, new_tomo_mask, set_class_names, tomograms_by_tsid,
-                       unique_values)
+from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_tsid, unique_values
 from ..core import io, targets
 from ..core.resample import resample_to_voxel_size
 from .protocol_base import DeepFinderProtBase, parse_numbers, per_class
@@ -30,6 +30,7 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
     particle's orientation; much better for non-spherical particles). A segmentation
     such as membranes can be merged in as an extra class.
     """
+
     _label = "generate targets"
     _devStatus = BETA
     _possibleOutputs = DeepFinderTargetsOutputs
@@ -37,50 +38,89 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
 
     def _defineParams(self, form):
         form.addSection(label="Input")
-        form.addParam("inputTomograms", params.PointerParam, pointerClass="SetOfTomograms",
-                      label="Tomograms", important=True,
-                      help="The tomograms the coordinates were picked on.")
+        form.addParam(
+            "inputTomograms",
+            params.PointerParam,
+            pointerClass="SetOfTomograms",
+            label="Tomograms",
+            important=True,
+            help="The tomograms the coordinates were picked on.",
+        )
         self._defineClassParams(form)
         form.addSection(label="Targets")
-        form.addParam("strategy", params.EnumParam, default=SPHERES,
-                      choices=["spheres", "shapes"], display=params.EnumParam.DISPLAY_HLIST,
-                      label="Strategy",
-                      help="spheres: a ball of the class radius at each particle.\n"
-                           "shapes: the class mask, rotated by each particle's orientation "
-                           "(needs oriented coordinates, e.g. from template matching or "
-                           "subtomogram averaging). Paper: F1 0.97 with shapes vs 0.13 with "
-                           "spheres for a ring-shaped particle.")
-        form.addParam("radii", params.StringParam, default="", condition=f"strategy == {SPHERES}",
-                      label="Sphere radius per class (Å)",
-                      help="One radius in Å per class, comma-separated in class order "
-                           "(e.g. '120, 60'), or one radius for all. Half the particle diameter "
-                           "is a good choice.")
-        form.addParam("radiusInPixels", params.BooleanParam, default=False,
-                      condition=f"strategy == {SPHERES}", label="Radii in pixels?",
-                      help="Give the radii in tomogram pixels instead of Å.")
-        form.addParam("shapeVolumes", params.MultiPointerParam, pointerClass="Volume",
-                      condition=f"strategy == {SHAPES}", allowsNull=True,
-                      label="Shape per class",
-                      help="One volume per class, in class order: a binary mask or a "
-                           "subtomogram average (thresholded below). Resampled to the "
-                           "tomograms' sampling rate.")
-        form.addParam("shapeThreshold", params.FloatParam, default=0.5,
-                      condition=f"strategy == {SHAPES}", label="Shape threshold",
-                      help="Voxels of each shape volume above this value are the particle. "
-                           "0.5 suits binary masks; for an average pick a contour level.")
-        form.addParam("extraLabelMaps", params.PointerParam, pointerClass="SetOfTomoMasks",
-                      allowsNull=True, expertLevel=params.LEVEL_ADVANCED,
-                      label="Extra segmentation (optional)",
-                      help="E.g. a membrane segmentation of the same tomograms (same tsIds and "
-                           "sizes): its non-zero voxels become one more class.")
-        form.addParam("extraLabelName", params.StringParam, default="membrane",
-                      expertLevel=params.LEVEL_ADVANCED, label="Extra class name")
+        form.addParam(
+            "strategy",
+            params.EnumParam,
+            default=SPHERES,
+            choices=["spheres", "shapes"],
+            display=params.EnumParam.DISPLAY_HLIST,
+            label="Strategy",
+            help="spheres: a ball of the class radius at each particle.\n"
+            "shapes: the class mask, rotated by each particle's orientation "
+            "(needs oriented coordinates, e.g. from template matching or "
+            "subtomogram averaging). Paper: F1 0.97 with shapes vs 0.13 with "
+            "spheres for a ring-shaped particle.",
+        )
+        form.addParam(
+            "radii",
+            params.StringParam,
+            default="",
+            condition=f"strategy == {SPHERES}",
+            label="Sphere radius per class (Å)",
+            help="One radius in Å per class, comma-separated in class order "
+            "(e.g. '120, 60'), or one radius for all. Half the particle diameter "
+            "is a good choice.",
+        )
+        form.addParam(
+            "radiusInPixels",
+            params.BooleanParam,
+            default=False,
+            condition=f"strategy == {SPHERES}",
+            label="Radii in pixels?",
+            help="Give the radii in tomogram pixels instead of Å.",
+        )
+        form.addParam(
+            "shapeVolumes",
+            params.MultiPointerParam,
+            pointerClass="Volume",
+            condition=f"strategy == {SHAPES}",
+            allowsNull=True,
+            label="Shape per class",
+            help="One volume per class, in class order: a binary mask or a "
+            "subtomogram average (thresholded below). Resampled to the "
+            "tomograms' sampling rate.",
+        )
+        form.addParam(
+            "shapeThreshold",
+            params.FloatParam,
+            default=0.5,
+            condition=f"strategy == {SHAPES}",
+            label="Shape threshold",
+            help="Voxels of each shape volume above this value are the particle. "
+            "0.5 suits binary masks; for an average pick a contour level.",
+        )
+        form.addParam(
+            "extraLabelMaps",
+            params.PointerParam,
+            pointerClass="SetOfTomoMasks",
+            allowsNull=True,
+            expertLevel=params.LEVEL_ADVANCED,
+            label="Extra segmentation (optional)",
+            help="E.g. a membrane segmentation of the same tomograms (same tsIds and "
+            "sizes): its non-zero voxels become one more class.",
+        )
+        form.addParam(
+            "extraLabelName",
+            params.StringParam,
+            default="membrane",
+            expertLevel=params.LEVEL_ADVANCED,
+            label="Extra class name",
+        )
         form.addParallelSection(threads=1, mpi=1)
 
     # ----------------------------------------------------------------- steps
     def _insertAllSteps(self):
-        steps = [self._insertFunctionStep(self.targetsStep, tsId, prerequisites=[])
-                 for tsId in self._tsIds()]
+        steps = [self._insertFunctionStep(self.targetsStep, tsId, prerequisites=[]) for tsId in self._tsIds()]
         self._insertFunctionStep(self.createOutputStep, prerequisites=steps)
 
     def targetsStep(self, tsId: str):
@@ -89,18 +129,28 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
         particles = self._particleTable(tomogram.getSamplingRate()).of_tomogram(tsId)
         initial = self._extraLabels(tsId, volume.shape)
         if self.strategy.get() == SPHERES:
-            labels = targets.sphere_targets(volume.shape, particles, self._radiiVoxels(),
-                                            initial_labels=initial)
+            labels = targets.sphere_targets(
+                volume.shape, particles, self._radiiVoxels(), initial_labels=initial
+            )
         else:
-            labels = targets.shape_targets(volume.shape, particles, self._shapeMasks(),
-                                           initial_labels=initial)
+            labels = targets.shape_targets(
+                volume.shape, particles, self._shapeMasks(), initial_labels=initial
+            )
         io.write_volume(self._labelMapPath(tsId), labels, voxel_size=tomogram.getSamplingRate())
         from ..viewers.pictures import slices_page, write_png  # matplotlib only when drawing
 
         radii = self._radiiVoxels() if self.strategy.get() == SPHERES else None
-        write_png(self._getExtraPath(f"{tsId}_labels.png"),
-                  slices_page(tomogram.getFileName(), self._allClassNames(), self._labelMapPath(tsId),
-                              particles, radii, title=tsId))
+        write_png(
+            self._getExtraPath(f"{tsId}_labels.png"),
+            slices_page(
+                tomogram.getFileName(),
+                self._allClassNames(),
+                self._labelMapPath(tsId),
+                particles,
+                radii,
+                title=tsId,
+            ),
+        )
 
     def createOutputStep(self):
         tomograms = self.inputTomograms.get()
@@ -135,8 +185,9 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
         masks = {}
         for i, pointer in enumerate(self.shapeVolumes):
             volume = pointer.get()
-            density = resample_to_voxel_size(io.read_volume(volume.getFileName(), mmap=False),
-                                             volume.getSamplingRate(), sampling)
+            density = resample_to_voxel_size(
+                io.read_volume(volume.getFileName(), mmap=False), volume.getSamplingRate(), sampling
+            )
             masks[i + 1] = targets.mask_from_density(density, self.shapeThreshold.get())
         return masks
 
@@ -146,8 +197,10 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
         extra = tomograms_by_tsid(self.extraLabelMaps.get())[tsId]
         segmentation = io.read_volume(extra.getFileName())
         if segmentation.shape != shape:
-            raise ValueError(f"Extra segmentation of {tsId} is {segmentation.shape[::-1]} voxels, "
-                             f"its tomogram {shape[::-1]}")
+            raise ValueError(
+                f"Extra segmentation of {tsId} is {segmentation.shape[::-1]} voxels, "
+                f"its tomogram {shape[::-1]}"
+            )
         extra_class = self._numberOfClasses() + 1
         return np.where(np.asarray(segmentation) > 0, extra_class, 0).astype(np.uint8)
 
@@ -163,9 +216,11 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
                 errors.append(f"{coords.getNameId()} has no sampling rate: re-import it with one.")
             unknown = unique_values(coords, "_tomoId") - tsIds
             if unknown:
-                errors.append(f"{coords.getNameId()} has coordinates of tomograms that are not in the "
-                              f"input tomograms ({', '.join(sorted(unknown)[:5])}): pick the "
-                              "tomograms they were picked on.")
+                errors.append(
+                    f"{coords.getNameId()} has coordinates of tomograms that are not in the "
+                    f"input tomograms ({', '.join(sorted(unknown)[:5])}): pick the "
+                    "tomograms they were picked on."
+                )
         n = self._numberOfClasses()
         if self.strategy.get() == SPHERES:
             try:
@@ -173,11 +228,12 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
             except ValueError:
                 radii = None
             if radii is None or len(radii) not in (1, n) or min(radii, default=0) <= 0:
-                errors.append(f"Give one positive sphere radius, or {n} (one per class), "
-                              f"comma-separated; got '{self.radii.get('')}'.")
+                errors.append(
+                    f"Give one positive sphere radius, or {n} (one per class), "
+                    f"comma-separated; got '{self.radii.get('')}'."
+                )
         elif len(self.shapeVolumes) != n:
-            errors.append(f"Give one shape volume per class: {n} classes, "
-                          f"{len(self.shapeVolumes)} volumes.")
+            errors.append(f"Give one shape volume per class: {n} classes, {len(self.shapeVolumes)} volumes.")
         if self.extraLabelMaps.get():
             missing = tsIds - {mask.getTsId() for mask in self.extraLabelMaps.get().iterItems()}
             if missing:

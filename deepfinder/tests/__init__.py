@@ -6,6 +6,7 @@ simulated tomograms ``tomo_000.mrc``..., their ground truth
 shape masks, and per-class coordinate files ``class<k>/tomo_000.txt`` (x y z in
 voxels) that tomo's "import coordinates 3D" reads.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,13 @@ class GeneratedDataSet(DataSet):
         from ..core.io import read_particles_csv
         from ..core.simulate import simulate_dataset
 
-        simulate_dataset(folder, preset=self.preset, n_tomograms=PRESET_TOMOGRAMS[self.preset],
-                         seed=self.seed, progress=False)
+        simulate_dataset(
+            folder,
+            preset=self.preset,
+            n_tomograms=PRESET_TOMOGRAMS[self.preset],
+            seed=self.seed,
+            progress=False,
+        )
         for csv in sorted(folder.glob("*_particles.csv")):
             particles = read_particles_csv(csv)
             tomo = csv.name[: -len("_particles.csv")]

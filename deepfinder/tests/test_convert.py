@@ -1,4 +1,5 @@
 """Particles cross the Scipion boundary without losing position, class, score or orientation."""
+
 import mrcfile
 import numpy as np
 from pyworkflow.tests import BaseTest, setupTestProject
@@ -10,7 +11,6 @@ from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
 
 
 class TestCoordinatesRoundTrip(BaseTest):
-
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
@@ -18,16 +18,20 @@ class TestCoordinatesRoundTrip(BaseTest):
             with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
                 mrc.set_data(np.zeros((20, 50, 40), np.float32))
                 mrc.voxel_size = 10.0
-        cls.importer = cls.newProtocol(ProtImportTomograms, filesPath=cls.getOutputPath(),
-                                       filesPattern="t*.mrc", samplingRate=10.0)
+        cls.importer = cls.newProtocol(
+            ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern="t*.mrc", samplingRate=10.0
+        )
         cls.launchProtocol(cls.importer)
 
     def test_table_to_set_and_back(self):
         tomograms = tomograms_by_tsid(self.importer.Tomograms)
-        table = ParticleTable(tomo=["ta", "tb", "tb"], class_id=[1, 2, 1],
-                              xyz=[[3.25, 4.5, 7.75], [39.0, 49.0, 19.0], [0.0, 0.0, 0.0]],
-                              rotation=rotations_from_euler_zxz([10, 200, 0], [30, 90, 0], [5, 60, 0]),
-                              score=[0.9, 0.5, 0.25])
+        table = ParticleTable(
+            tomo=["ta", "tb", "tb"],
+            class_id=[1, 2, 1],
+            xyz=[[3.25, 4.5, 7.75], [39.0, 49.0, 19.0], [0.0, 0.0, 0.0]],
+            rotation=rotations_from_euler_zxz([10, 200, 0], [30, 90, 0], [5, 60, 0]),
+            score=[0.9, 0.5, 0.25],
+        )
         coordinates = SetOfCoordinates3D.create(self.getOutputPath(), prefix="coords")
         coordinates.setPrecedents(self.importer.Tomograms)
         coordinates.setSamplingRate(10.0)

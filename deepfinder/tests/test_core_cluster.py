@@ -16,15 +16,23 @@ def balls(xyz, class_id):
 
 def nearest_error(found: ParticleTable, truth: ParticleTable) -> np.ndarray:
     """Distance from each true particle to the closest found one of its class."""
-    return np.array([np.min(np.linalg.norm(found.xyz[found.class_id == k] - p, axis=1))
-                     for p, k in zip(truth.xyz, truth.class_id)])
+    return np.array(
+        [
+            np.min(np.linalg.norm(found.xyz[found.class_id == k] - p, axis=1))
+            for p, k in zip(truth.xyz, truth.class_id)
+        ]
+    )
 
 
 def test_isolated_and_touching_balls_of_several_sizes_are_found_at_sub_voxel_precision():
-    xyz = [[10.3, 10.0, 10.0],                       # isolated, class 1
-           [30.0, 12.0, 20.0], [42.5, 12.0, 20.0],   # two class-2 balls touching (5 + 5 + 2.5)
-           [48.0, 34.0, 20.6], [48.0, 34.0, 31.1],   # class 3 touching a class 1 ball (7 + 3 + 0.5)
-           [15.0, 36.0, 30.0]]                       # isolated, class 3
+    xyz = [
+        [10.3, 10.0, 10.0],  # isolated, class 1
+        [30.0, 12.0, 20.0],
+        [42.5, 12.0, 20.0],  # two class-2 balls touching (5 + 5 + 2.5)
+        [48.0, 34.0, 20.6],
+        [48.0, 34.0, 31.1],  # class 3 touching a class 1 ball (7 + 3 + 0.5)
+        [15.0, 36.0, 30.0],
+    ]  # isolated, class 3
     labels, truth = balls(xyz, [1, 2, 2, 3, 1, 3])
     found = cluster_labels(labels, RADII, tomo="t")
     assert len(found) == len(truth)
@@ -80,13 +88,16 @@ def test_empty_label_map_gives_an_empty_table():
     assert len(found.particles) == 0 and len(found.sizes) == 0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"radius_voxels": {1: 0.0, 2: 5.0}}, "radius_voxels must be > 0"),
-    ({"radius_voxels": {1: 3.0}}, "no radius"),
-    ({"bandwidth_voxels": {1: -1.0, 2: 2.0}}, "bandwidth_voxels must be > 0"),
-    ({"min_cluster_size": {1: -5}}, "min_cluster_size"),
-    ({"score_maps": {1: np.zeros((4, 4, 4))}}, "Score map of class 1 has shape"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"radius_voxels": {1: 0.0, 2: 5.0}}, "radius_voxels must be > 0"),
+        ({"radius_voxels": {1: 3.0}}, "no radius"),
+        ({"bandwidth_voxels": {1: -1.0, 2: 2.0}}, "bandwidth_voxels must be > 0"),
+        ({"min_cluster_size": {1: -5}}, "min_cluster_size"),
+        ({"score_maps": {1: np.zeros((4, 4, 4))}}, "Score map of class 1 has shape"),
+    ],
+)
 def test_bad_input_raises_a_clear_error(kwargs, message):
     labels, _ = balls([[12, 12, 12], [40, 30, 20]], [1, 2])
     with pytest.raises(ValueError, match=message):

@@ -11,8 +11,7 @@ def _table(xyz, class_id=1, tomo="t", score=None):
 
 def test_two_pickers_split_into_shared_and_own_particles():
     template_matching = _table([[10, 10, 10], [50, 50, 20], [80, 20, 30]], score=[0.3, 0.4, 0.5])
-    deepfinder = _table([[11, 10, 9], [50, 52, 20], [30, 30, 30], [90, 90, 10]],
-                        score=[0.9, 0.2, 0.8, 0.7])
+    deepfinder = _table([[11, 10, 9], [50, 52, 20], [30, 30, 30], [90, 90, 10]], score=[0.9, 0.2, 0.8, 0.7])
     result = consensus([template_matching, deepfinder], tolerance_voxels=4)
 
     assert len(result.union) == 5

@@ -1,10 +1,20 @@
 import numpy as np
 import pytest
 
-from deepfinder.core.evaluate import (confusion_by_distance, confusion_by_occupancy, format_confusion,
-                                      format_table, match_by_distance, match_by_occupancy, precision_recall_f1,
-                                      read_scores_csv, read_sweep_csv, threshold_sweep,
-                                      write_scores_csv, write_sweep_csv)
+from deepfinder.core.evaluate import (
+    confusion_by_distance,
+    confusion_by_occupancy,
+    format_confusion,
+    format_table,
+    match_by_distance,
+    match_by_occupancy,
+    precision_recall_f1,
+    read_scores_csv,
+    read_sweep_csv,
+    threshold_sweep,
+    write_scores_csv,
+    write_sweep_csv,
+)
 from deepfinder.core.particles import ParticleTable
 
 
@@ -18,11 +28,15 @@ def row(rows, class_id):
 
 def test_distance_matching_is_one_to_one_within_tolerance_and_class():
     reference = table([[10, 10, 10], [30, 10, 10], [50, 10, 10]], [1, 1, 2])
-    detected = table([[11, 10, 10],      # TP for reference 0
-                      [10, 11, 10],      # second detection on reference 0: FP
-                      [36, 10, 10],      # 6 voxels off reference 1: FP at tolerance 3
-                      [50, 10, 11]],     # next to reference 2 but wrong class: FP
-                     [1, 1, 1, 1])
+    detected = table(
+        [
+            [11, 10, 10],  # TP for reference 0
+            [10, 11, 10],  # second detection on reference 0: FP
+            [36, 10, 10],  # 6 voxels off reference 1: FP at tolerance 3
+            [50, 10, 11],
+        ],  # next to reference 2 but wrong class: FP
+        [1, 1, 1, 1],
+    )
     result = match_by_distance(detected, reference, tolerance_voxels=3)
     assert result.detected_hit.tolist() == [True, False, False, False]
     assert result.reference_found.tolist() == [True, False, False]
@@ -51,7 +65,7 @@ def test_distance_matching_keeps_tomograms_apart():
 
 def occupancy_case():
     occupancy = np.zeros((20, 20, 20), dtype=np.int16)
-    occupancy[2:8, 2:8, 2:8] = 1     # reference particle 0, class 1
+    occupancy[2:8, 2:8, 2:8] = 1  # reference particle 0, class 1
     occupancy[10:16, 10:16, 2:8] = 2  # reference particle 1, class 2
     reference = table([[5, 5, 5], [5, 13, 13]], [1, 2])
     return occupancy, reference
@@ -59,12 +73,17 @@ def occupancy_case():
 
 def test_occupancy_hits_count_once_per_particle_best_score_first():
     occupancy, reference = occupancy_case()
-    detected = table([[3, 3, 3],      # inside particle 0, low score
-                      [6, 6, 6],      # inside particle 0, best score: the TP
-                      [4, 12, 12],    # inside particle 1 but class 1: FP
-                      [15, 15, 15],   # in background: FP
-                      [40, 3, 3]],    # outside the volume: FP
-                     [1, 1, 1, 1, 1], score=[0.2, 0.9, 0.5, 0.5, 0.5])
+    detected = table(
+        [
+            [3, 3, 3],  # inside particle 0, low score
+            [6, 6, 6],  # inside particle 0, best score: the TP
+            [4, 12, 12],  # inside particle 1 but class 1: FP
+            [15, 15, 15],  # in background: FP
+            [40, 3, 3],
+        ],  # outside the volume: FP
+        [1, 1, 1, 1, 1],
+        score=[0.2, 0.9, 0.5, 0.5, 0.5],
+    )
     result = match_by_occupancy(detected, occupancy, reference)
     assert result.detected_hit.tolist() == [False, True, False, False, False]
     assert result.reference_found.tolist() == [True, False]
@@ -86,11 +105,15 @@ def test_confusion_shows_which_class_a_detection_really_lies_on():
 
 def test_confusion_by_distance_names_the_nearest_particle_of_any_class():
     reference = table([[10, 10, 10], [30, 10, 10]], [1, 2])
-    detected = table([[11, 10, 10],   # class 1 on the class-1 particle
-                      [29, 10, 10],   # class 1 on the class-2 particle
-                      [20, 10, 10],   # class 2, 10 voxels from both: on nothing
-                      [31, 11, 10]],  # class 2 on the class-2 particle
-                     [1, 1, 2, 2])
+    detected = table(
+        [
+            [11, 10, 10],  # class 1 on the class-1 particle
+            [29, 10, 10],  # class 1 on the class-2 particle
+            [20, 10, 10],  # class 2, 10 voxels from both: on nothing
+            [31, 11, 10],
+        ],  # class 2 on the class-2 particle
+        [1, 1, 2, 2],
+    )
     classes, counts = confusion_by_distance(detected, reference, tolerance_voxels=3)
     assert classes.tolist() == [0, 1, 2]
     assert counts.tolist() == [[0, 0, 0], [0, 1, 1], [1, 0, 1]]
@@ -105,8 +128,9 @@ def test_threshold_sweep_trades_recall_for_precision():
     np.testing.assert_allclose(curves.curve("recall", 1), [1.0, 0.5, 0.0])
     np.testing.assert_allclose(curves.curve("precision"), [2 / 3, 0.5, np.nan])
     occupancy, occ_reference = occupancy_case()
-    occ_curves = threshold_sweep(table([[5, 5, 5]], [1], score=[0.7]), occ_reference, [0.5, 0.8],
-                                 occupancy_map=occupancy)
+    occ_curves = threshold_sweep(
+        table([[5, 5, 5]], [1], score=[0.7]), occ_reference, [0.5, 0.8], occupancy_map=occupancy
+    )
     np.testing.assert_allclose(occ_curves.curve("f1"), [2 / 3, 0.0])
     with pytest.raises(ValueError, match="exactly one"):
         threshold_sweep(detected, reference, [0.5])
@@ -130,8 +154,7 @@ def test_bad_input_raises_a_clear_error():
     with pytest.raises(ValueError, match="particle id 2"):
         match_by_occupancy(reference, occupancy, reference.select([0]))
     with pytest.raises(ValueError, match="one tomogram"):
-        match_by_occupancy(table([[1, 1, 1], [2, 2, 2]], [1, 1], tomo=["a", "b"]), occupancy,
-                           reference)
+        match_by_occupancy(table([[1, 1, 1], [2, 2, 2]], [1, 1], tomo=["a", "b"]), occupancy, reference)
 
 
 def test_command_line_clusters_a_label_map_and_scores_it(tmp_path, capsys):
@@ -142,22 +165,60 @@ def test_command_line_clusters_a_label_map_and_scores_it(tmp_path, capsys):
     truth = table([[10, 12, 8], [30, 20, 12], [16, 30, 20]], [1, 2, 1], tomo="TS_01")
     write_volume(tmp_path / "tomo.mrc", sphere_targets((28, 40, 44), truth, {1: 3, 2: 5}).astype(np.int8))
     write_particles_csv(tmp_path / "truth.csv", truth)
-    main(["cluster", "--labels", str(tmp_path / "tomo.mrc"), "--radius", "1:3", "2:5",
-          "--output", str(tmp_path / "found.xml")])
-    main(["evaluate", "--detected", str(tmp_path / "found.xml"), "--reference",
-          str(tmp_path / "truth.csv"), "--tolerance", "2", "--class-names", "1:small", "2:large",
-          "--output", str(tmp_path / "scores.csv"), "--sweep", "3"])
+    main(
+        [
+            "cluster",
+            "--labels",
+            str(tmp_path / "tomo.mrc"),
+            "--radius",
+            "1:3",
+            "2:5",
+            "--output",
+            str(tmp_path / "found.xml"),
+        ]
+    )
+    main(
+        [
+            "evaluate",
+            "--detected",
+            str(tmp_path / "found.xml"),
+            "--reference",
+            str(tmp_path / "truth.csv"),
+            "--tolerance",
+            "2",
+            "--class-names",
+            "1:small",
+            "2:large",
+            "--output",
+            str(tmp_path / "scores.csv"),
+            "--sweep",
+            "3",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "Wrote 3 particles" in printed and "small" in printed
     assert ["small", "0", "2", "0"] in [line.split() for line in printed.splitlines()]  # confusion
     assert (tmp_path / "scores.csv").read_text().splitlines()[-1].endswith("1.0000,1.0000,1.0000")
 
     each_own_id = table(truth.xyz, [1, 2, 3], tomo="TS_01")
-    write_volume(tmp_path / "occupancy.mrc",
-                 sphere_targets((28, 40, 44), each_own_id, {1: 3, 2: 5, 3: 3}).astype(np.int16))
-    main(["evaluate", "--detected", str(tmp_path / "found.xml"), "--reference",
-          str(tmp_path / "truth.csv"), "--occupancy", str(tmp_path / "occupancy.mrc"),
-          "--class-names", "1:small", "2:large"])
+    write_volume(
+        tmp_path / "occupancy.mrc",
+        sphere_targets((28, 40, 44), each_own_id, {1: 3, 2: 5, 3: 3}).astype(np.int16),
+    )
+    main(
+        [
+            "evaluate",
+            "--detected",
+            str(tmp_path / "found.xml"),
+            "--reference",
+            str(tmp_path / "truth.csv"),
+            "--occupancy",
+            str(tmp_path / "occupancy.mrc"),
+            "--class-names",
+            "1:small",
+            "2:large",
+        ]
+    )
     printed = capsys.readouterr().out.splitlines()
     assert printed[-2].split() == ["small", "0", "2", "0"]  # both small ones on small particles
     assert printed[-1].split() == ["large", "0", "0", "1"]
@@ -168,8 +229,7 @@ def test_scores_and_sweep_csv_read_back_what_was_written(tmp_path):
     detected = table([[11, 10, 10], [30, 11, 10], [70, 10, 10]], [1, 1, 2], score=[0.9, 0.5, 0.7])
     names = {1: "ribosome", 2: "proteasome"}
     rows = precision_recall_f1(match_by_distance(detected, reference, 3), names)
-    sweep = threshold_sweep(detected, reference, [0.5, 0.7, 0.9], tolerance_voxels=3,
-                            class_names=names)
+    sweep = threshold_sweep(detected, reference, [0.5, 0.7, 0.9], tolerance_voxels=3, class_names=names)
 
     def same(read_rows, written_rows):
         for read, written in zip(read_rows, written_rows, strict=True):

@@ -12,10 +12,13 @@ from deepfinder.core.particles import ParticleTable
 @pytest.fixture
 def particles():
     rng = np.random.default_rng(4)
-    return ParticleTable(tomo=["tomo_a", "tomo_a", "tomo_b", "tomo_b"], class_id=[1, 2, 2, 3],
-                         xyz=rng.uniform(0, 60, (4, 3)).round(2),
-                         rotation=Rotation.random(4, random_state=5).as_matrix(),
-                         score=[0.5, 0.25, 0.75, 1.0])
+    return ParticleTable(
+        tomo=["tomo_a", "tomo_a", "tomo_b", "tomo_b"],
+        class_id=[1, 2, 2, 3],
+        xyz=rng.uniform(0, 60, (4, 3)).round(2),
+        rotation=Rotation.random(4, random_state=5).as_matrix(),
+        score=[0.5, 0.25, 0.75, 1.0],
+    )
 
 
 def _assert_same(read, written, atol=1e-3):
@@ -53,8 +56,7 @@ def test_missing_and_non_mrc_files_are_clear_errors(tmp_path):
 
 
 def test_csv_round_trip(tmp_path, particles):
-    _assert_same(io.read_particles_csv(io.write_particles_csv(tmp_path / "p.csv", particles)),
-                 particles)
+    _assert_same(io.read_particles_csv(io.write_particles_csv(tmp_path / "p.csv", particles)), particles)
 
 
 def test_xml_object_list_round_trip_and_upstream_angle_names(tmp_path, particles):
@@ -67,7 +69,8 @@ def test_xml_object_list_round_trip_and_upstream_angle_names(tmp_path, particles
 def test_xml_angles_follow_zxz_phi_the_psi(tmp_path):
     (tmp_path / "one.xml").write_text(
         '<objlist><object tomo_idx="0" class_label="4" x="1" y="2" z="3" '
-        'phi="30" psi="10" the="90"/></objlist>')
+        'phi="30" psi="10" the="90"/></objlist>'
+    )
     table = io.read_particles_xml(tmp_path / "one.xml")
     expected = Rotation.from_euler("zxz", [30, 90, 10], degrees=True).as_matrix()
     np.testing.assert_allclose(table.rotation[0], expected, atol=1e-9)
@@ -77,17 +80,18 @@ def test_xml_angles_follow_zxz_phi_the_psi(tmp_path):
 @pytest.mark.parametrize("convention", ["relion4", "relion5"])
 def test_star_round_trip(tmp_path, particles, convention):
     shapes = {"tomo_a": (64, 64, 32), "tomo_b": (63, 65, 31)}
-    path = io.write_particles_star(tmp_path / "p.star", particles, convention=convention,
-                                   voxel_size=7.5, volume_shape_xyz=shapes)
-    read = io.read_particles_star(path, convention=convention, voxel_size=7.5,
-                                  volume_shape_xyz=shapes)
+    path = io.write_particles_star(
+        tmp_path / "p.star", particles, convention=convention, voxel_size=7.5, volume_shape_xyz=shapes
+    )
+    read = io.read_particles_star(path, convention=convention, voxel_size=7.5, volume_shape_xyz=shapes)
     _assert_same(read, particles)
 
 
 def test_relion5_coordinates_are_centred_angstrom(tmp_path):
     table = ParticleTable(tomo="t", class_id=1, xyz=[[32, 32, 16]])
-    path = io.write_particles_star(tmp_path / "c.star", table, convention="relion5",
-                                   voxel_size=10, volume_shape_xyz=(64, 64, 32))
+    path = io.write_particles_star(
+        tmp_path / "c.star", table, convention="relion5", voxel_size=10, volume_shape_xyz=(64, 64, 32)
+    )
     row = path.read_text().strip().splitlines()[-1].split()
     assert [float(v) for v in row[1:4]] == [0.0, 0.0, 0.0]
 
@@ -116,6 +120,6 @@ def test_star_angles_follow_relion_convention(tmp_path):
     (tmp_path / "r5.star").write_text(
         "data_particles\nloop_\n_rlnTomoName\n_rlnCoordinateX\n_rlnCoordinateY\n_rlnCoordinateZ\n"
         "_rlnTomoSubtomogramRot\n_rlnTomoSubtomogramTilt\n_rlnTomoSubtomogramPsi\n"
-        "t 1 2 3 40 70 -20\n")
-    np.testing.assert_allclose(io.read_particles_star(tmp_path / "r5.star").rotation[0], rotation,
-                               atol=1e-9)
+        "t 1 2 3 40 70 -20\n"
+    )
+    np.testing.assert_allclose(io.read_particles_star(tmp_path / "r5.star").rotation[0], rotation, atol=1e-9)

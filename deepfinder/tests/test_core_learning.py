@@ -5,6 +5,7 @@ evaluate: every class must reach F1 >= 0.9. This is the slowest test of the
 engine (a few minutes on 2 CPU cores); it fails when any stage stops working
 with the others (orientation of targets, normalisation, loss, tiling, clustering).
 """
+
 import json
 
 import numpy as np
@@ -21,9 +22,18 @@ from deepfinder.core.train import train
 # Dice + cross-entropy at 1e-3 learns the thin ring and rod within ~100 steps,
 # where Dice alone at 1e-4 has not left the all-background start.
 # Patches of 32 with a shift of 6 keep the 22-voxel rod inside the patch.
-TRAINING = dict(patch_size=32, batch_size=4, epochs=20, steps_per_epoch=16, validation_steps=2,
-                validation_fraction=0.2, loss="dice_cross_entropy", learning_rate=1e-3,
-                shift_voxels=6, progress=False)
+TRAINING = dict(
+    patch_size=32,
+    batch_size=4,
+    epochs=20,
+    steps_per_epoch=16,
+    validation_steps=2,
+    validation_fraction=0.2,
+    loss="dice_cross_entropy",
+    learning_rate=1e-3,
+    shift_voxels=6,
+    progress=False,
+)
 # About the particle radii (5 to 8 voxels).
 TOLERANCE_VOXELS = 6
 
@@ -42,13 +52,13 @@ def learnt(tmp_path_factory):
         label_maps.append(write_volume(folder / f"{entry['name']}_targets.mrc", labels))
         tables.append(table)
     names = ["background"] + [c["name"] for c in classes]
-    best = train(tomograms, label_maps, tables, folder / "model", len(names), class_names=names,
-                 seed=0, **TRAINING)
+    best = train(
+        tomograms, label_maps, tables, folder / "model", len(names), class_names=names, seed=0, **TRAINING
+    )
     test = dataset["tomograms"][2]
     segment_tomogram(test["tomogram"], best, folder / "predicted.mrc", progress=False)
     radius = {c["id"]: c["radius_voxels"] for c in classes}
-    found = cluster_labels(np.asarray(read_volume(folder / "predicted.mrc")), radius,
-                           tomo=test["name"])
+    found = cluster_labels(np.asarray(read_volume(folder / "predicted.mrc")), radius, tomo=test["name"])
     reference = read_particles_csv(test["particles"])
     result = match_by_distance(found, reference, tolerance_voxels=TOLERANCE_VOXELS)
     return precision_recall_f1(result, {c["id"]: c["name"] for c in classes})

@@ -59,13 +59,15 @@ def test_upstream_keras2_weights_predict_exactly_as_the_same_weights_in_our_form
     reference = build_unet(5)
     reference.set_weights(arrays)
     patch = np.random.default_rng(0).normal(size=(1, 24, 24, 24, 1)).astype(np.float32)
-    np.testing.assert_allclose(model.predict(patch, verbose=0), reference.predict(patch, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        model.predict(patch, verbose=0), reference.predict(patch, verbose=0), rtol=1e-5, atol=1e-6
+    )
 
     ours = save_model(model, tmp_path / "ours.weights.h5", {"class_names": list("abcde")})
     again, _ = load_model(ours)
-    np.testing.assert_allclose(again.predict(patch, verbose=0), reference.predict(patch, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        again.predict(patch, verbose=0), reference.predict(patch, verbose=0), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_upstream_weights_with_another_class_count_are_refused(tmp_path):

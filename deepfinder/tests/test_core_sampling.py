@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 
 from deepfinder.core.particles import ParticleTable
-from deepfinder.core.sampling import (draw_rows, make_batch, patch_origins, particles_inside,
-                                      prefetch, rotate_about_tilt_axis, training_batches)
+from deepfinder.core.sampling import (
+    draw_rows,
+    make_batch,
+    particles_inside,
+    patch_origins,
+    prefetch,
+    rotate_about_tilt_axis,
+    training_batches,
+)
 
 SHAPE = (40, 44, 48)
 
@@ -63,9 +70,16 @@ def test_batch_normalised_with_tomogram_stats_and_labels_follow_rotation():
     rng = np.random.default_rng(2)
     volume = rng.normal(5.0, 2.0, SHAPE).astype(np.float32)
     labels = np.zeros(SHAPE, dtype=np.uint8)
-    labels[10:14, 10:30, 10:14] = 1   # a bar near the (z, x) corner of the first patch
-    x, y = make_batch([volume], [labels], [(5.0, 2.0)], np.array([0, 0]),
-                      np.array([[8, 8, 8], [8, 8, 8]]), 16, rotate=np.array([False, True]))
+    labels[10:14, 10:30, 10:14] = 1  # a bar near the (z, x) corner of the first patch
+    x, y = make_batch(
+        [volume],
+        [labels],
+        [(5.0, 2.0)],
+        np.array([0, 0]),
+        np.array([[8, 8, 8], [8, 8, 8]]),
+        16,
+        rotate=np.array([False, True]),
+    )
     assert x.shape == (2, 16, 16, 16, 1) and x.dtype == np.float32 and y.dtype == np.uint8
     np.testing.assert_allclose(x[0, ..., 0], (volume[8:24, 8:24, 8:24] - 5.0) / 2.0, rtol=1e-6)
     np.testing.assert_array_equal(y[1], y[0][::-1, :, ::-1])
@@ -80,9 +94,21 @@ def test_training_batches_reproducible_and_about_half_rotated():
     centres = np.array([[20.0, 22, 24]])
 
     def run(seed):
-        return list(training_batches([volume], [labels], [(0.0, 1.0)], np.array([0]), centres,
-                                     np.array([1]), patch_size=8, batch_size=50, n_batches=4,
-                                     rng=np.random.default_rng(seed), shift_voxels=0))
+        return list(
+            training_batches(
+                [volume],
+                [labels],
+                [(0.0, 1.0)],
+                np.array([0]),
+                centres,
+                np.array([1]),
+                patch_size=8,
+                batch_size=50,
+                n_batches=4,
+                rng=np.random.default_rng(seed),
+                shift_voxels=0,
+            )
+        )
 
     first, again = run(3), run(3)
     for (x1, _), (x2, _) in zip(first, again):

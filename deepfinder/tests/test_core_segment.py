@@ -4,8 +4,7 @@ import pytest
 from deepfinder.core.io import read_volume, read_voxel_size, write_volume
 from deepfinder.core.model import build_unet, save_model
 from deepfinder.core.normalize import normalize, tomogram_stats
-from deepfinder.core.segment import (RECEPTIVE_FIELD_RADIUS, plan_axis, predict_scores,
-                                     segment_tomogram)
+from deepfinder.core.segment import RECEPTIVE_FIELD_RADIUS, plan_axis, predict_scores, segment_tomogram
 
 N_CLASSES = 3
 
@@ -33,7 +32,7 @@ def whole_volume_scores(volume, model):
     pads = [(0, -size % 4) for size in volume.shape]
     padded = np.pad(normalize(volume, mean, std), pads, mode="symmetric")
     scores = np.asarray(model(padded[None, ..., None], training=False))[0]
-    return scores[:volume.shape[0], :volume.shape[1], :volume.shape[2]]
+    return scores[: volume.shape[0], : volume.shape[1], : volume.shape[2]]
 
 
 def test_tiles_cover_every_voxel_with_a_kept_centre():
@@ -48,8 +47,9 @@ def test_tiled_prediction_equals_whole_volume_prediction(model):
     # Odd sizes, several tiles along y and x with overlapping centres, one along z.
     volume = tomogram((30, 78, 99))
     patch_size = 2 * RECEPTIVE_FIELD_RADIUS + 8
-    tiled = predict_scores(volume, model, patch_size=patch_size,
-                           crop_voxels=RECEPTIVE_FIELD_RADIUS, batch_size=3)
+    tiled = predict_scores(
+        volume, model, patch_size=patch_size, crop_voxels=RECEPTIVE_FIELD_RADIUS, batch_size=3
+    )
     assert len(plan_axis(99, patch_size, RECEPTIVE_FIELD_RADIUS).starts) > 2
     whole = whole_volume_scores(volume, model)
     assert tiled.shape == volume.shape + (N_CLASSES,)
@@ -59,11 +59,18 @@ def test_tiled_prediction_equals_whole_volume_prediction(model):
 def test_rotation_average_equals_averaging_predictions_of_the_rotated_tomogram(model):
     volume = tomogram((32, 76, 100), seed=2)
     patch_size = 2 * RECEPTIVE_FIELD_RADIUS + 8
-    averaged = predict_scores(volume, model, patch_size=patch_size,
-                              crop_voxels=RECEPTIVE_FIELD_RADIUS, batch_size=2, average_rotations=True)
+    averaged = predict_scores(
+        volume,
+        model,
+        patch_size=patch_size,
+        crop_voxels=RECEPTIVE_FIELD_RADIUS,
+        batch_size=2,
+        average_rotations=True,
+    )
     rotations = [(1, 2), (0, 2), (0, 1)]  # 180 degrees about z, y, x: the missing wedge stays
     expected = whole_volume_scores(volume, model) + sum(
-        np.flip(whole_volume_scores(np.flip(volume, axes), model), axes) for axes in rotations)
+        np.flip(whole_volume_scores(np.flip(volume, axes), model), axes) for axes in rotations
+    )
     np.testing.assert_allclose(averaged, expected / 4, atol=2e-5)
     assert not np.allclose(averaged, whole_volume_scores(volume, model), atol=1e-3)
 
@@ -71,9 +78,17 @@ def test_rotation_average_equals_averaging_predictions_of_the_rotated_tomogram(m
 def test_segment_tomogram_writes_byte_labels_and_float16_scores_per_class(model, weights, tmp_path):
     volume = tomogram((22, 40, 37), seed=1)
     write_volume(tmp_path / "tomo.mrc", volume, voxel_size=13.5)
-    result = segment_tomogram(tmp_path / "tomo.mrc", weights, tmp_path / "labels.mrc",
-                              tmp_path / "scores.mrc", patch_size=32, crop_voxels=4,
-                              batch_size=2, precision="float32", progress=False)
+    result = segment_tomogram(
+        tmp_path / "tomo.mrc",
+        weights,
+        tmp_path / "labels.mrc",
+        tmp_path / "scores.mrc",
+        patch_size=32,
+        crop_voxels=4,
+        batch_size=2,
+        precision="float32",
+        progress=False,
+    )
     expected = predict_scores(volume, model, patch_size=32, crop_voxels=4)
     labels = read_volume(result["labels"])
     assert labels.itemsize == 1 and labels.shape == volume.shape
@@ -90,44 +105,83 @@ def test_segment_tomogram_writes_byte_labels_and_float16_scores_per_class(model,
 
 def test_binned_scores_give_half_size_outputs(weights, tmp_path):
     write_volume(tmp_path / "tomo.mrc", tomogram((21, 40, 36)), voxel_size=10)
-    result = segment_tomogram(tmp_path / "tomo.mrc", weights, tmp_path / "labels.mrc",
-                              tmp_path / "scores.mrc", patch_size=24, crop_voxels=4,
-                              bin_scores=True, progress=False)
+    result = segment_tomogram(
+        tmp_path / "tomo.mrc",
+        weights,
+        tmp_path / "labels.mrc",
+        tmp_path / "scores.mrc",
+        patch_size=24,
+        crop_voxels=4,
+        bin_scores=True,
+        progress=False,
+    )
     assert read_volume(result["labels"]).shape == (11, 20, 18)
     assert read_volume(result["scores"][1]).shape == (11, 20, 18)
     assert read_voxel_size(result["labels"]) == pytest.approx(20)
 
 
-@pytest.mark.parametrize("volume, kwargs, message", [
-    (tomogram((20, 24, 24)), {"patch_size": 30}, "not a multiple of 4"),
-    (tomogram((20, 24, 24)), {"patch_size": 48}, "larger than the tomogram"),
-    (tomogram((20, 24, 24)), {"patch_size": 24, "crop_voxels": 12}, "leaves no centre"),
-    (tomogram((20, 24, 24)), {"patch_size": 24, "batch_size": 0}, "batch_size"),
-    (np.full((20, 24, 24), 3.0, np.float32), {"patch_size": 24}, "constant"),
-    (np.where(np.arange(20)[:, None, None] == 3, np.nan, tomogram((20, 24, 24))).astype(np.float32),
-     {"patch_size": 24}, "NaN"),
-])
+@pytest.mark.parametrize(
+    "volume, kwargs, message",
+    [
+        (tomogram((20, 24, 24)), {"patch_size": 30}, "not a multiple of 4"),
+        (tomogram((20, 24, 24)), {"patch_size": 48}, "larger than the tomogram"),
+        (tomogram((20, 24, 24)), {"patch_size": 24, "crop_voxels": 12}, "leaves no centre"),
+        (tomogram((20, 24, 24)), {"patch_size": 24, "batch_size": 0}, "batch_size"),
+        (np.full((20, 24, 24), 3.0, np.float32), {"patch_size": 24}, "constant"),
+        (
+            np.where(np.arange(20)[:, None, None] == 3, np.nan, tomogram((20, 24, 24))).astype(np.float32),
+            {"patch_size": 24},
+            "NaN",
+        ),
+    ],
+)
 def test_bad_input_is_refused_before_loading_the_model(volume, kwargs, message, tmp_path):
     write_volume(tmp_path / "tomo.mrc", volume)
     with pytest.raises(ValueError, match=message):
-        segment_tomogram(tmp_path / "tomo.mrc", tmp_path / "absent.weights.h5",
-                         tmp_path / "labels.mrc", progress=False, **kwargs)
+        segment_tomogram(
+            tmp_path / "tomo.mrc",
+            tmp_path / "absent.weights.h5",
+            tmp_path / "labels.mrc",
+            progress=False,
+            **kwargs,
+        )
 
 
 def test_model_with_another_class_count_is_refused(weights, tmp_path):
     write_volume(tmp_path / "tomo.mrc", tomogram((20, 24, 24)))
     with pytest.raises(ValueError, match=f"trained for {N_CLASSES} classes"):
-        segment_tomogram(tmp_path / "tomo.mrc", weights, tmp_path / "labels.mrc", patch_size=24,
-                         n_classes=N_CLASSES + 1, progress=False)
+        segment_tomogram(
+            tmp_path / "tomo.mrc",
+            weights,
+            tmp_path / "labels.mrc",
+            patch_size=24,
+            n_classes=N_CLASSES + 1,
+            progress=False,
+        )
 
 
 def test_command_line_segments_a_tomogram(weights, tmp_path, capsys):
     from deepfinder.core.cli import main
 
     write_volume(tmp_path / "tomo.mrc", tomogram((20, 28, 24)))
-    main(["segment", "--tomogram", str(tmp_path / "tomo.mrc"), "--model", str(weights),
-          "--labels", str(tmp_path / "labels.mrc"), "--scores", str(tmp_path / "s.mrc"),
-          "--patch-size", "24", "--crop", "4", "--average-rotations"])
+    main(
+        [
+            "segment",
+            "--tomogram",
+            str(tmp_path / "tomo.mrc"),
+            "--model",
+            str(weights),
+            "--labels",
+            str(tmp_path / "labels.mrc"),
+            "--scores",
+            str(tmp_path / "s.mrc"),
+            "--patch-size",
+            "24",
+            "--crop",
+            "4",
+            "--average-rotations",
+        ]
+    )
     assert read_volume(tmp_path / "labels.mrc").shape == (20, 28, 24)
     assert (tmp_path / "s_class2.mrc").exists()
     assert "Mvoxel/s" in capsys.readouterr().out
@@ -145,5 +199,6 @@ def test_positions_found_in_binned_scores_map_back_to_the_tomogram():
     binned = downsample_scores(scores)
     assert binned.shape == (16, 18, 20, 2)
     found = cluster_labels(labels_from_scores(binned), {1: 3})
-    np.testing.assert_allclose(np.sort(unbin_positions(found.xyz), axis=0),
-                               np.sort(truth.xyz, axis=0), atol=0.3)
+    np.testing.assert_allclose(
+        np.sort(unbin_positions(found.xyz), axis=0), np.sort(truth.xyz, axis=0), atol=0.3
+    )

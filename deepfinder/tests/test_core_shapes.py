@@ -1,4 +1,5 @@
 """Particle shapes: built-in procedural shapes, MRC templates, rotation convention."""
+
 import mrcfile
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ def test_rotation_follows_the_particle_table_convention():
 
 def _write_sphere(path, voxel_size, radius_a, size=48, header_voxel_size=True):
     grid = (np.indices((size,) * 3) - size // 2) * voxel_size
-    data = (np.sqrt((grid ** 2).sum(0)) < radius_a).astype(np.float32) * 3.0
+    data = (np.sqrt((grid**2).sum(0)) < radius_a).astype(np.float32) * 3.0
     with mrcfile.new(path, overwrite=True) as mrc:
         mrc.set_data(data)
         if header_voxel_size:

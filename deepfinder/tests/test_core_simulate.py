@@ -1,4 +1,5 @@
 """The tomogram simulator: determinism, ground truth, image formation, outputs, errors."""
+
 import json
 
 import numpy as np
@@ -9,12 +10,25 @@ from deepfinder.core.cli import main
 from deepfinder.core.io import read_particles_csv, read_volume, read_voxel_size, write_volume
 from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
 from deepfinder.core.shapes import procedural_shape, rotate_density
-from deepfinder.core.simulate import (SpecimenParameters, TiltSeriesParameters, occupied_space,
-                                      shrec19_shapes, simulate_dataset, simulate_tomogram)
+from deepfinder.core.simulate import (
+    SpecimenParameters,
+    TiltSeriesParameters,
+    occupied_space,
+    shrec19_shapes,
+    simulate_dataset,
+    simulate_tomogram,
+)
 
 VOXEL_SIZE = 12.0
-SPECIMEN = SpecimenParameters(shape_zyx=(48, 80, 80), voxel_size=VOXEL_SIZE, particles_per_class=6,
-                              slab_thickness_voxels=40, n_vesicles=1, n_gold_beads=1, carbon_edge=True)
+SPECIMEN = SpecimenParameters(
+    shape_zyx=(48, 80, 80),
+    voxel_size=VOXEL_SIZE,
+    particles_per_class=6,
+    slab_thickness_voxels=40,
+    n_vesicles=1,
+    n_gold_beads=1,
+    carbon_edge=True,
+)
 TILTS = TiltSeriesParameters(defocus_um=6.0, amplitude_contrast=0.1, snr=1.0)
 
 
@@ -67,7 +81,10 @@ def test_particles_are_where_the_table_says(shapes, simulated):
     # Row i of the table owns occupancy id i + 1: its mask, labelled with its class, and its pores.
     for row, class_id in enumerate(table.class_id):
         inside = simulated.occupancy == row + 1
-        assert class_id in simulated.labels[inside] and set(np.unique(simulated.labels[inside])) <= {0, class_id}
+        assert class_id in simulated.labels[inside] and set(np.unique(simulated.labels[inside])) <= {
+            0,
+            class_id,
+        }
     assert simulated.occupancy.max() == len(table)
     assert np.all(simulated.occupancy[simulated.labels > 0] > 0)
 
@@ -115,8 +132,12 @@ def test_lower_snr_is_harder_to_see(shapes):
 
 
 def test_given_layout_is_rendered_as_given(shapes):
-    layout = ParticleTable(tomo="", class_id=[1, 3], xyz=[[20.0, 30.0, 24.0], [55.0, 50.0, 20.0]],
-                           rotation=rotations_from_euler_zxz([0, 30], [0, 60], [0, 90]))
+    layout = ParticleTable(
+        tomo="",
+        class_id=[1, 3],
+        xyz=[[20.0, 30.0, 24.0], [55.0, 50.0, 20.0]],
+        rotation=rotations_from_euler_zxz([0, 30], [0, 60], [0, 90]),
+    )
     specimen = SpecimenParameters(shape_zyx=(48, 80, 80), voxel_size=VOXEL_SIZE, n_gold_beads=2)
     result = simulate_tomogram(shapes, specimen, TILTS, seed=0, layout=layout)
     assert np.allclose(result.particles.xyz, layout.xyz)
@@ -126,8 +147,8 @@ def test_given_layout_is_rendered_as_given(shapes):
 
 def test_a_detection_in_a_narrow_pore_is_on_the_particle():
     z, y, x = np.mgrid[-8:9, -8:9, -8:9]
-    barrel = (x ** 2 + y ** 2 + z ** 2 <= 49) & (x ** 2 + y ** 2 > 1)  # a 3-voxel pore along z
-    ring = (x ** 2 + y ** 2 <= 49) & (x ** 2 + y ** 2 > 16) & (abs(z) <= 2)  # a 7-voxel hole
+    barrel = (x**2 + y**2 + z**2 <= 49) & (x**2 + y**2 > 1)  # a 3-voxel pore along z
+    ring = (x**2 + y**2 <= 49) & (x**2 + y**2 > 16) & (abs(z) <= 2)  # a 7-voxel hole
     assert not barrel[8, 8, 8] and occupied_space(barrel)[8, 8, 8]
     assert not occupied_space(ring)[8, 8, 8]
     assert not np.any(occupied_space(barrel)[abs(z) > 7])  # nothing added outside the particle
@@ -165,8 +186,21 @@ def test_dataset_files(tmp_path):
 
 
 def test_command_line(tmp_path, capsys):
-    main(["simulate", "--preset", "tiny", "--out", str(tmp_path), "--tomograms", "1", "--seed", "2",
-          "--snr", "0.5"])
+    main(
+        [
+            "simulate",
+            "--preset",
+            "tiny",
+            "--out",
+            str(tmp_path),
+            "--tomograms",
+            "1",
+            "--seed",
+            "2",
+            "--snr",
+            "0.5",
+        ]
+    )
     assert (tmp_path / "tomo_000.mrc").exists() and not (tmp_path / "tomo_001.mrc").exists()
     captured = capsys.readouterr()
     assert "SNR 0.5" in captured.err and "Wrote 1 tomograms" in captured.out
@@ -177,8 +211,9 @@ def test_custom_templates(tmp_path):
     density = np.zeros((31, 31, 31), np.float32)
     density[10:21, 12:19, 8:23] = 1  # a 5 A/voxel brick
     write_volume(path, density, voxel_size=5.0)
-    result = simulate_dataset(tmp_path / "out", preset="tiny", n_tomograms=1, progress=False,
-                              templates=[path])
+    result = simulate_dataset(
+        tmp_path / "out", preset="tiny", n_tomograms=1, progress=False, templates=[path]
+    )
     classes = json.loads((tmp_path / "out" / "classes.json").read_text())
     assert [c["name"] for c in classes] == ["blob"]
     assert set(read_particles_csv(result["tomograms"][0]["particles"]).class_id) == {1}
@@ -186,11 +221,17 @@ def test_custom_templates(tmp_path):
 
 def test_bad_parameters_give_clear_errors(tmp_path, shapes):
     with pytest.raises(ValueError, match="Impossible packing"):
-        simulate_tomogram(shapes, SpecimenParameters(shape_zyx=(48, 80, 80), voxel_size=VOXEL_SIZE,
-                                                     particles_per_class=200), TILTS)
+        simulate_tomogram(
+            shapes,
+            SpecimenParameters(shape_zyx=(48, 80, 80), voxel_size=VOXEL_SIZE, particles_per_class=200),
+            TILTS,
+        )
     with pytest.raises(ValueError, match="Impossible packing"):
-        simulate_tomogram(shapes, SpecimenParameters(shape_zyx=(16, 80, 80), voxel_size=VOXEL_SIZE,
-                                                     particles_per_class=1), TILTS)
+        simulate_tomogram(
+            shapes,
+            SpecimenParameters(shape_zyx=(16, 80, 80), voxel_size=VOXEL_SIZE, particles_per_class=1),
+            TILTS,
+        )
     with pytest.raises(ValueError, match="not found"):
         simulate_dataset(tmp_path, templates=[tmp_path / "absent.mrc"], progress=False)
     with pytest.raises(ValueError, match="snr must be > 0"):

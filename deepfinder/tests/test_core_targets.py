@@ -23,7 +23,7 @@ def test_sphere_volume_and_position_follow_xyz_order():
 
 def ball_voxels(radius):
     grid = np.indices((21, 21, 21)) - 10
-    return np.count_nonzero(np.sum(grid ** 2, axis=0) <= radius ** 2)
+    return np.count_nonzero(np.sum(grid**2, axis=0) <= radius**2)
 
 
 def test_radius_per_class():
@@ -41,7 +41,8 @@ def test_overlap_goes_to_nearest_centre_regardless_of_order():
     assert set(np.unique(a[:, :, :14])) == {0, 1}
     assert set(np.unique(a[:, :, 14:])) == {0, 2}
     assert np.count_nonzero(a == 1) + np.count_nonzero(a == 2) == np.count_nonzero(
-        sphere_targets(SHAPE, table(xyz, [1, 1]), {1: 5}))
+        sphere_targets(SHAPE, table(xyz, [1, 1]), {1: 5})
+    )
 
 
 def test_initial_labels_kept_and_overridden_by_particles():
@@ -74,8 +75,8 @@ def test_sphere_bad_input():
 def l_shaped_mask():
     """A 9^3 mask (centre index 4): an arm of 4 voxels along +x and one voxel at +2 y."""
     mask = np.zeros((9, 9, 9), dtype=bool)
-    mask[4, 4, 4:9] = True          # (z, y, x): centre and x = +1..+4
-    mask[4, 6, 4] = True            # y = +2
+    mask[4, 4, 4:9] = True  # (z, y, x): centre and x = +1..+4
+    mask[4, 6, 4] = True  # y = +2
     return mask
 
 
@@ -122,7 +123,7 @@ def test_shape_bad_input():
 
 def test_mask_from_density():
     grid = np.indices((11, 11, 11)) - 5
-    density = np.exp(-np.sum(grid ** 2, axis=0) / 8.0)
+    density = np.exp(-np.sum(grid**2, axis=0) / 8.0)
     mask = mask_from_density(density, 0.5)
     assert mask.dtype == bool and mask[5, 5, 5] and not mask[0, 0, 0]
     with pytest.raises(ValueError, match="lower it"):
@@ -138,19 +139,49 @@ def test_command_line_paints_spheres_and_shapes(tmp_path):
 
     write_volume(tmp_path / "tomo.mrc", np.zeros(SHAPE, np.float32), voxel_size=7.0)
     rotation = Rotation.from_euler("z", 90, degrees=True).as_matrix()
-    write_particles_csv(tmp_path / "p.csv", ParticleTable(
-        tomo=["tomo", "tomo", "other"], class_id=[1, 2, 1], xyz=[[12, 14, 10], [25, 20, 20], [5, 5, 5]],
-        rotation=[rotation, np.eye(3), np.eye(3)]))
-    main(["targets", "--tomogram", str(tmp_path / "tomo.mrc"), "--particles", str(tmp_path / "p.csv"),
-          "--radius", "1:2", "2:3", "--out", str(tmp_path / "spheres.mrc")])
+    write_particles_csv(
+        tmp_path / "p.csv",
+        ParticleTable(
+            tomo=["tomo", "tomo", "other"],
+            class_id=[1, 2, 1],
+            xyz=[[12, 14, 10], [25, 20, 20], [5, 5, 5]],
+            rotation=[rotation, np.eye(3), np.eye(3)],
+        ),
+    )
+    main(
+        [
+            "targets",
+            "--tomogram",
+            str(tmp_path / "tomo.mrc"),
+            "--particles",
+            str(tmp_path / "p.csv"),
+            "--radius",
+            "1:2",
+            "2:3",
+            "--out",
+            str(tmp_path / "spheres.mrc"),
+        ]
+    )
     spheres = np.asarray(read_volume(tmp_path / "spheres.mrc"))
     assert spheres.shape == SHAPE
     assert np.count_nonzero(spheres == 1) == ball_voxels(2) and spheres[20, 20, 25] == 2
 
     write_volume(tmp_path / "mask.mrc", l_shaped_mask().astype(np.float32))
-    main(["targets", "--tomogram", str(tmp_path / "tomo.mrc"), "--particles", str(tmp_path / "p.csv"),
-          "--mask", f"1:{tmp_path / 'mask.mrc'}", f"2:{tmp_path / 'mask.mrc'}",
-          "--out", str(tmp_path / "shapes.mrc")])
+    main(
+        [
+            "targets",
+            "--tomogram",
+            str(tmp_path / "tomo.mrc"),
+            "--particles",
+            str(tmp_path / "p.csv"),
+            "--mask",
+            f"1:{tmp_path / 'mask.mrc'}",
+            f"2:{tmp_path / 'mask.mrc'}",
+            "--out",
+            str(tmp_path / "shapes.mrc"),
+        ]
+    )
     shapes = np.asarray(read_volume(tmp_path / "shapes.mrc"))
     assert set(map(tuple, np.argwhere(shapes == 1))) == (
-        {(10, 14 + i, 12) for i in range(5)} | {(10, 14, 10)})
+        {(10, 14 + i, 12) for i in range(5)} | {(10, 14, 10)}
+    )

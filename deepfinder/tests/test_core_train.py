@@ -38,9 +38,15 @@ def data(tmp_path_factory):
 def args(data, **extra):
     tomogram, label_map, table = data["train"]
     v_tomogram, v_label_map, v_table = data["val"]
-    return dict(tomograms=[tomogram], label_maps=[label_map], particles=[table],
-                validation_tomograms=[v_tomogram], validation_label_maps=[v_label_map],
-                validation_particles=[v_table], **extra)
+    return dict(
+        tomograms=[tomogram],
+        label_maps=[label_map],
+        particles=[table],
+        validation_tomograms=[v_tomogram],
+        validation_label_maps=[v_label_map],
+        validation_particles=[v_table],
+        **extra,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +59,18 @@ def trained(data, tmp_path_factory):
     def keep_checkpoint(epoch, row):
         shutil.copy(out / "checkpoint.weights.h5", snapshots / f"epoch{epoch}.weights.h5")
 
-    best = train(**args(data), out_dir=out, n_classes=2, epochs=4, steps_per_epoch=15,
-                 validation_steps=2, class_names=["background", "blob"], voxel_size=10.0, on_epoch_end=keep_checkpoint,
-                 **FAST)
+    best = train(
+        **args(data),
+        out_dir=out,
+        n_classes=2,
+        epochs=4,
+        steps_per_epoch=15,
+        validation_steps=2,
+        class_names=["background", "blob"],
+        voxel_size=10.0,
+        on_epoch_end=keep_checkpoint,
+        **FAST,
+    )
     return out, best, snapshots
 
 
@@ -96,8 +111,16 @@ def test_outputs_describe_the_model(trained):
     assert metadata["class_names"] == ["background", "blob"] and metadata["voxel_size"] == 10.0
     assert "per-tomogram" in metadata["normalisation"] and metadata["epochs_trained"] == 4
     row = json.loads((out / "history.json").read_text())[0]
-    for key in ("train_loss", "val_loss", "val_precision", "val_recall", "val_f1", "seconds",
-                "data_wait_seconds", "step_seconds"):
+    for key in (
+        "train_loss",
+        "val_loss",
+        "val_precision",
+        "val_recall",
+        "val_f1",
+        "seconds",
+        "data_wait_seconds",
+        "step_seconds",
+    ):
         assert key in row
     assert len(row["val_f1"]) == 2
     state = json.loads((out / "checkpoint.json").read_text())
@@ -105,9 +128,18 @@ def test_outputs_describe_the_model(trained):
 
 
 def test_resume_after_crash_continues_with_history(data, tmp_path):
-    settings = dict(n_classes=2, epochs=3, steps_per_epoch=3, validation_steps=1,
-                    validation_fraction=0.3, loss="cross_entropy", learning_rate=1e-3,
-                    final_learning_rate=1e-4, seed=5, **FAST)
+    settings = dict(
+        n_classes=2,
+        epochs=3,
+        steps_per_epoch=3,
+        validation_steps=1,
+        validation_fraction=0.3,
+        loss="cross_entropy",
+        learning_rate=1e-3,
+        final_learning_rate=1e-4,
+        seed=5,
+        **FAST,
+    )
     tomogram, label_map, table = data["train"]
     inputs = dict(tomograms=[tomogram], label_maps=[label_map], particles=[table])
 
@@ -122,24 +154,32 @@ def test_resume_after_crash_continues_with_history(data, tmp_path):
     assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["epoch"] == 2
 
     epochs_run = []
-    train(**inputs, out_dir=tmp_path / "run", on_epoch_end=lambda e, r: epochs_run.append(e),
-          **settings)
+    train(**inputs, out_dir=tmp_path / "run", on_epoch_end=lambda e, r: epochs_run.append(e), **settings)
     assert epochs_run == [3]
     after = json.loads((tmp_path / "run" / "history.json").read_text())
     assert after[:2] == before and after[2]["epoch"] == 3
-    np.testing.assert_allclose([row["learning_rate"] for row in after], [1e-3, 10 ** -3.5, 1e-4])
+    np.testing.assert_allclose([row["learning_rate"] for row in after], [1e-3, 10**-3.5, 1e-4])
 
     # same batches and optimizer state as a run that never stopped
     train(**inputs, out_dir=tmp_path / "straight", **settings)
     straight = json.loads((tmp_path / "straight" / "history.json").read_text())
-    np.testing.assert_allclose([row["train_loss"] for row in after],
-                               [row["train_loss"] for row in straight], rtol=1e-3)
+    np.testing.assert_allclose(
+        [row["train_loss"] for row in after], [row["train_loss"] for row in straight], rtol=1e-3
+    )
 
 
 def test_fine_tuning_starts_from_the_given_model(trained, data, tmp_path):
     _, best, _ = trained
-    train(**args(data), out_dir=tmp_path, n_classes=2, epochs=1, steps_per_epoch=1,
-          validation_steps=2, initial_weights=best, **FAST)
+    train(
+        **args(data),
+        out_dir=tmp_path,
+        n_classes=2,
+        epochs=1,
+        steps_per_epoch=1,
+        validation_steps=2,
+        initial_weights=best,
+        **FAST,
+    )
     history = json.loads((tmp_path / "history.json").read_text())
     assert history[0]["val_f1"][1] > 0.6
     assert json.loads((tmp_path / "best.json").read_text())["initial_weights"] == str(best)
@@ -158,14 +198,17 @@ def test_resume_refuses_a_checkpoint_of_another_patch_size(trained, data):
         train(**args(data), out_dir=out, n_classes=2, **{**FAST, "patch_size": 24})
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(patch_size=18), "not a multiple of 4"),
-    (dict(patch_size=52), "larger than tomogram"),
-    (dict(n_classes=3), "Class\\(es\\) \\[2\\] have no training particles"),
-    (dict(loss="focal"), "Unknown loss"),
-    (dict(final_learning_rate=0.0), "final_learning_rate must be > 0"),
-    (dict(validation_fraction=0.2), "either validation tomograms or validation_fraction"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(patch_size=18), "not a multiple of 4"),
+        (dict(patch_size=52), "larger than tomogram"),
+        (dict(n_classes=3), "Class\\(es\\) \\[2\\] have no training particles"),
+        (dict(loss="focal"), "Unknown loss"),
+        (dict(final_learning_rate=0.0), "final_learning_rate must be > 0"),
+        (dict(validation_fraction=0.2), "either validation tomograms or validation_fraction"),
+    ],
+)
 def test_bad_settings_fail_early(data, tmp_path, change, message):
     settings = {**FAST, "n_classes": 2, **change}
     with pytest.raises(ValueError, match=message):
@@ -181,8 +224,12 @@ def test_bad_volumes_fail_early(data, tmp_path):
     nan[3, 3, 3] = np.nan
     nan = write_volume(tmp_path / "nan.mrc", nan)
     too_many = write_volume(tmp_path / "labels3.mrc", np.full(SHAPE, 3, np.uint8))
-    for volume, labels, message in [(tomogram, small_labels, "shape"), (constant, label_map, "constant"),
-                                    (nan, label_map, "NaN"), (tomogram, too_many, "holds labels 3..3")]:
+    for volume, labels, message in [
+        (tomogram, small_labels, "shape"),
+        (constant, label_map, "constant"),
+        (nan, label_map, "NaN"),
+        (tomogram, too_many, "holds labels 3..3"),
+    ]:
         with pytest.raises(ValueError, match=message):
             train([volume], [labels], [table], tmp_path / "out", 2, **FAST)
 
@@ -207,8 +254,9 @@ def test_losses_are_zero_for_a_perfect_prediction_and_higher_otherwise():
 
     for loss in (soft_dice_loss, cross_entropy_loss, dice_cross_entropy_loss):
         assert float(loss(truth, logits(truth))) < 1e-3
-        assert float(loss(truth, logits(0.5 * truth + 0.5 * wrong))) > \
-            float(loss(truth, logits(0.9 * truth + 0.1 * wrong)))
+        assert float(loss(truth, logits(0.5 * truth + 0.5 * wrong))) > float(
+            loss(truth, logits(0.9 * truth + 0.1 * wrong))
+        )
 
 
 def test_cross_entropy_still_pulls_a_network_sure_of_the_wrong_class():
@@ -230,10 +278,30 @@ def test_command_line_trains_and_resumes(data, tmp_path, capsys):
 
     tomogram, label_map, table = data["train"]
     write_particles_csv(tmp_path / "particles.csv", table)
-    command = ["train", "--tomograms", str(tomogram), "--labels", str(label_map),
-               "--particles", str(tmp_path / "particles.csv"), "--classes", "2",
-               "--out", str(tmp_path / "model"), "--val-fraction", "0.3", "--patch-size", "16",
-               "--batch-size", "2", "--steps-per-epoch", "2", "--val-steps", "1", "--quiet"]
+    command = [
+        "train",
+        "--tomograms",
+        str(tomogram),
+        "--labels",
+        str(label_map),
+        "--particles",
+        str(tmp_path / "particles.csv"),
+        "--classes",
+        "2",
+        "--out",
+        str(tmp_path / "model"),
+        "--val-fraction",
+        "0.3",
+        "--patch-size",
+        "16",
+        "--batch-size",
+        "2",
+        "--steps-per-epoch",
+        "2",
+        "--val-steps",
+        "1",
+        "--quiet",
+    ]
     main(command + ["--epochs", "1"])
     main(command + ["--epochs", "2"])
     history = json.loads((tmp_path / "model" / "history.json").read_text())
@@ -244,20 +312,43 @@ def test_command_line_trains_and_resumes(data, tmp_path, capsys):
 def test_without_validation_the_lowest_training_loss_is_kept(data, tmp_path):
     tomogram, label_map, table = data["train"]
     with pytest.warns(UserWarning, match="No validation data"):
-        train([tomogram], [label_map], [table], tmp_path, 2, epochs=3, steps_per_epoch=2,
-              learning_rate=1e-3, loss="cross_entropy", **FAST)
+        train(
+            [tomogram],
+            [label_map],
+            [table],
+            tmp_path,
+            2,
+            epochs=3,
+            steps_per_epoch=2,
+            learning_rate=1e-3,
+            loss="cross_entropy",
+            **FAST,
+        )
     history = json.loads((tmp_path / "history.json").read_text())
     metadata = json.loads((tmp_path / "best.json").read_text())
     assert "val_f1" not in history[0] and metadata["selected_by"] == "train_loss"
     assert metadata["best_epoch"] == int(np.argmin([row["train_loss"] for row in history])) + 1
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"batch_size": 1}, r"batch size \(1\) is smaller than the 2 particle classes"),
-    ({"shift_voxels": 8}, r"shift \(8 voxels\) is at least half the patch size \(16\)"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"batch_size": 1}, r"batch size \(1\) is smaller than the 2 particle classes"),
+        ({"shift_voxels": 8}, r"shift \(8 voxels\) is at least half the patch size \(16\)"),
+    ],
+)
 def test_settings_that_train_badly_are_warned_about(tmp_path, settings, message):
     tomogram, label_map, table = blob_tomogram(tmp_path, "two", 3, radii=(4.0, 3.0))
     with pytest.warns(UserWarning, match=message):
-        train([tomogram], [label_map], [table], tmp_path / "model", 3, epochs=1, steps_per_epoch=1,
-              validation_fraction=0.2, validation_steps=1, **{**FAST, **settings})
+        train(
+            [tomogram],
+            [label_map],
+            [table],
+            tmp_path / "model",
+            3,
+            epochs=1,
+            steps_per_epoch=1,
+            validation_fraction=0.2,
+            validation_steps=1,
+            **{**FAST, **settings},
+        )

@@ -1,4 +1,5 @@
 """The plugin as Scipion sees it: discovered through its entry point, protocols listed."""
+
 import configparser
 import json
 from pathlib import Path
@@ -54,8 +55,9 @@ class TestImportTomogram(BaseTest):
         with mrcfile.new(path) as mrc:
             mrc.set_data(np.random.default_rng(0).normal(size=(24, 40, 32)).astype(np.float32))
             mrc.voxel_size = 13.7
-        prot = self.newProtocol(ProtImportTomograms, filesPath=self.getOutputPath(),
-                                filesPattern="tomo_a.mrc", samplingRate=13.7)
+        prot = self.newProtocol(
+            ProtImportTomograms, filesPath=self.getOutputPath(), filesPattern="tomo_a.mrc", samplingRate=13.7
+        )
         self.launchProtocol(prot)
         tomograms = prot.Tomograms
         self.assertEqual(tomograms.getSize(), 1)

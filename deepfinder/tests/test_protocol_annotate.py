@@ -3,6 +3,7 @@
 Needs Debian's xvfb, xdotool and imagemagick (for screenshots); skipped without
 them. Screenshots go to test-artifacts/ at the top of the repository.
 """
+
 import subprocess
 import time
 from pathlib import Path
@@ -10,15 +11,14 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 from PIL import Image
-from pyworkflow.protocol import (STATUS_FAILED, STATUS_FINISHED, STATUS_INTERACTIVE,
-                                 getProtocolFromDb)
+from pyworkflow.protocol import STATUS_FAILED, STATUS_FINISHED, STATUS_INTERACTIVE, getProtocolFromDb
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 
 from deepfinder.convert import coordinates_to_table
 from deepfinder.protocols import DeepFinderProtAnnotate
-from deepfinder.viewers.annotation import canvas_sizes, fit_scale, to_canvas
 from deepfinder.tests.virtual_display import VirtualDisplay
+from deepfinder.viewers.annotation import canvas_sizes, fit_scale, to_canvas
 from deepfinder.viewers.annotation_window import VIEW_GAP, view_area
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -30,19 +30,19 @@ TIMEOUT_S = 120
 
 
 def _xdotool(*args) -> str:
-    return subprocess.run(["xdotool", *map(str, args)], check=True, capture_output=True,
-                          text=True, timeout=TIMEOUT_S).stdout
+    return subprocess.run(
+        ["xdotool", *map(str, args)], check=True, capture_output=True, text=True, timeout=TIMEOUT_S
+    ).stdout
 
 
 class TestAnnotateWindow(BaseTest):
-
     @classmethod
     def setUpClass(cls):
         cls.display = VirtualDisplay(SCREEN, tools=("Xvfb", "xdotool", "import"))
         ARTIFACTS.mkdir(exist_ok=True)
         setupTestProject(cls)
         rng = np.random.default_rng(3)
-        z, y, x = np.mgrid[:SHAPE[0], :SHAPE[1], :SHAPE[2]]
+        z, y, x = np.mgrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
         for name in ("ta", "tb"):
             data = rng.normal(size=SHAPE).astype(np.float32)
             if name == "ta":
@@ -50,13 +50,24 @@ class TestAnnotateWindow(BaseTest):
             with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
                 mrc.set_data(data)
                 mrc.voxel_size = VOXEL_SIZE
-        cls.tomograms = cls.launchProtocol(cls.newProtocol(
-            ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern="t*.mrc",
-            samplingRate=VOXEL_SIZE)).Tomograms
+        cls.tomograms = cls.launchProtocol(
+            cls.newProtocol(
+                ProtImportTomograms,
+                filesPath=cls.getOutputPath(),
+                filesPattern="t*.mrc",
+                samplingRate=VOXEL_SIZE,
+            )
+        ).Tomograms
         np.savetxt(cls.getOutputPath("ta.txt"), [BLOB, [16, 30, 12]])
-        cls.existing = cls.launchProtocol(cls.newProtocol(
-            ProtImportCoordinates3D, filesPath=cls.getOutputPath(), filesPattern="ta.txt",
-            importTomograms=cls.tomograms, boxSize=10)).outputCoordinates
+        cls.existing = cls.launchProtocol(
+            cls.newProtocol(
+                ProtImportCoordinates3D,
+                filesPath=cls.getOutputPath(),
+                filesPattern="ta.txt",
+                importTomograms=cls.tomograms,
+                boxSize=10,
+            )
+        ).outputCoordinates
 
     @classmethod
     def tearDownClass(cls):
@@ -69,8 +80,9 @@ class TestAnnotateWindow(BaseTest):
         window = _xdotool("search", "--sync", "--onlyvisible", "--name", "DeepFinder annotation")
         self.window = window.split()[0]
         time.sleep(1.0)  # let the first rendering finish
-        geometry = dict(line.split("=") for line in
-                        _xdotool("getwindowgeometry", "--shell", self.window).split())
+        geometry = dict(
+            line.split("=") for line in _xdotool("getwindowgeometry", "--shell", self.window).split()
+        )
         return int(geometry["X"]), int(geometry["Y"])
 
     def _screen(self, view: str, xyz) -> tuple[int, int]:
@@ -79,8 +91,9 @@ class TestAnnotateWindow(BaseTest):
         sizes = canvas_sizes(SHAPE, scale)
         centre = [(n - 1) / 2 for n in SHAPE[::-1]]
         column, row = to_canvas(view, np.asarray(xyz, float), centre, scale, sizes[view])
-        offset = {"XY": (0, 0), "YZ": (sizes["XY"][0] + VIEW_GAP, 0),
-                  "XZ": (0, sizes["XY"][1] + VIEW_GAP)}[view]
+        offset = {"XY": (0, 0), "YZ": (sizes["XY"][0] + VIEW_GAP, 0), "XZ": (0, sizes["XY"][1] + VIEW_GAP)}[
+            view
+        ]
         return (self.origin[0] + offset[0] + int(column), self.origin[1] + offset[1] + int(row))
 
     def _click(self, view, xyz, button=1):
@@ -117,8 +130,11 @@ class TestAnnotateWindow(BaseTest):
             protocol.closeMappers()
             if protocol.getStatus() in (STATUS_INTERACTIVE, STATUS_FINISHED, STATUS_FAILED):
                 break
-        self.assertEqual(protocol.getStatus(), STATUS_INTERACTIVE, "\n".join(
-            Path(protocol.getStdoutLog()).read_text().splitlines()[-30:]))
+        self.assertEqual(
+            protocol.getStatus(),
+            STATUS_INTERACTIVE,
+            "\n".join(Path(protocol.getStdoutLog()).read_text().splitlines()[-30:]),
+        )
         return protocol
 
     def _particles(self, coordinates):
@@ -128,9 +144,13 @@ class TestAnnotateWindow(BaseTest):
 
     # ----------------------------------------------------------------- test
     def test_annotate_two_classes_in_two_sittings(self):
-        protocol = self.newProtocol(DeepFinderProtAnnotate, inputTomograms=self.tomograms,
-                                    inputCoordinates=[self.existing],
-                                    classNames="ribosome, proteasome", radii="40, 30")
+        protocol = self.newProtocol(
+            DeepFinderProtAnnotate,
+            inputTomograms=self.tomograms,
+            inputCoordinates=[self.existing],
+            classNames="ribosome, proteasome",
+            radii="40, 30",
+        )
         self.origin = self._open_window(protocol)
         opened = self._screenshot("1_opened")
         # The ball shows where the voxel-to-screen mapping says (slice z = 11 cuts it).
@@ -161,8 +181,11 @@ class TestAnnotateWindow(BaseTest):
         protocol = self._wait_closed(protocol)
 
         expected = {  # tomo, class: positions (x, y, z)
-            ("ta", 1): [BLOB, (30, 15, z)], ("ta", 2): [(20, 40, z), (55, 35, z)],
-            ("tb", 1): [(10, 23, 5)], ("tb", 2): [(10, 40, 18)]}
+            ("ta", 1): [BLOB, (30, 15, z)],
+            ("ta", 2): [(20, 40, z), (55, 35, z)],
+            ("tb", 1): [(10, 23, 5)],
+            ("tb", 2): [(10, 40, 18)],
+        }
         self._check_outputs(protocol, expected)
 
         # Second sitting: the window reopens with everything saved; nothing is lost.
@@ -179,8 +202,9 @@ class TestAnnotateWindow(BaseTest):
         self.assertEqual(len(everything), sum(map(len, expected.values())))
         for (tomo, class_id), positions in expected.items():
             found = everything.of_tomogram(tomo).of_class(class_id)
-            np.testing.assert_allclose(found.xyz, sorted(positions), atol=0.5,
-                                       err_msg=f"{tomo}, class {class_id}")
+            np.testing.assert_allclose(
+                found.xyz, sorted(positions), atol=0.5, err_msg=f"{tomo}, class {class_id}"
+            )
         for name, class_id, box in (("ribosome", 1, 10), ("proteasome", 2, 8)):
             output = getattr(protocol, f"coordinates_{name}")
             self.assertEqual(output.getBoxSize(), box)
@@ -199,25 +223,37 @@ class TestAnnotateForm(BaseTest):
             with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
                 mrc.set_data(np.zeros((8, 16, 16), np.float32))
                 mrc.voxel_size = VOXEL_SIZE
-        cls.tomos_a, cls.tomos_b = (cls.launchProtocol(cls.newProtocol(
-            ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern=f"{name}.mrc",
-            samplingRate=VOXEL_SIZE)).Tomograms for name in ("ua", "ub"))
+        cls.tomos_a, cls.tomos_b = (
+            cls.launchProtocol(
+                cls.newProtocol(
+                    ProtImportTomograms,
+                    filesPath=cls.getOutputPath(),
+                    filesPattern=f"{name}.mrc",
+                    samplingRate=VOXEL_SIZE,
+                )
+            ).Tomograms
+            for name in ("ua", "ub")
+        )
         np.savetxt(cls.getOutputPath("ua.txt"), [[3, 4, 5], [10, 12, 4]])
-        cls.coords_a = cls.launchProtocol(cls.newProtocol(
-            ProtImportCoordinates3D, filesPath=cls.getOutputPath(), filesPattern="ua.txt",
-            importTomograms=cls.tomos_a, boxSize=10)).outputCoordinates
+        cls.coords_a = cls.launchProtocol(
+            cls.newProtocol(
+                ProtImportCoordinates3D,
+                filesPath=cls.getOutputPath(),
+                filesPattern="ua.txt",
+                importTomograms=cls.tomos_a,
+                boxSize=10,
+            )
+        ).outputCoordinates
 
     def _errors(self, **kwargs) -> str:
         return "\n".join(self.newProtocol(DeepFinderProtAnnotate, **kwargs).validate())
 
     def test_radii_must_match_the_classes(self):
         for radii in ("", "-5", "40, 30, 20"):
-            errors = self._errors(inputTomograms=self.tomos_a, classNames="ribosome, proteasome",
-                                  radii=radii)
+            errors = self._errors(inputTomograms=self.tomos_a, classNames="ribosome, proteasome", radii=radii)
             self.assertIn("one per class: ribosome, proteasome", errors, radii)
         self.assertEqual(self._errors(inputTomograms=self.tomos_a, radii="40"), "")
 
     def test_existing_particles_must_belong_to_the_tomograms(self):
-        errors = self._errors(inputTomograms=self.tomos_b, inputCoordinates=[self.coords_a],
-                              radii="40")
+        errors = self._errors(inputTomograms=self.tomos_b, inputCoordinates=[self.coords_a], radii="40")
         self.assertIn("not in the input tomograms (ua)", errors)

@@ -1,23 +1,26 @@
 """Working with other pickers and with the upstream DeepFinder inside Scipion."""
+
 import os
 
 import mrcfile
 import numpy as np
 from pyworkflow.tests import BaseTest, setupTestProject
-from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
-
 from scipy.spatial.transform import Rotation
+from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 
 from deepfinder.convert import LABEL_ATTR, coordinates_to_table
 from deepfinder.core import io
 from deepfinder.core.particles import ParticleTable
-from deepfinder.protocols import (DeepFinderProtConsensus, DeepFinderProtExportParticles,
-                                  DeepFinderProtImportModel, DeepFinderProtImportParticles)
+from deepfinder.protocols import (
+    DeepFinderProtConsensus,
+    DeepFinderProtExportParticles,
+    DeepFinderProtImportModel,
+    DeepFinderProtImportParticles,
+)
 from deepfinder.tests.upstream_weights import write_upstream_weights
 
 
 class TestInteroperability(BaseTest):
-
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
@@ -25,23 +28,32 @@ class TestInteroperability(BaseTest):
             with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
                 mrc.set_data(np.zeros(shape, np.float32))
                 mrc.voxel_size = 8.0
-        cls.tomograms = cls.launchProtocol(cls.newProtocol(
-            ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern="t?.mrc",
-            samplingRate=8.0)).Tomograms
+        cls.tomograms = cls.launchProtocol(
+            cls.newProtocol(
+                ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern="t?.mrc", samplingRate=8.0
+            )
+        ).Tomograms
 
     def _coordinates(self, folder, xyz):
         path = self.getOutputPath(folder)
         os.makedirs(path, exist_ok=True)
         np.savetxt(f"{path}/ta.txt", xyz)
-        return self.launchProtocol(self.newProtocol(
-            ProtImportCoordinates3D, filesPath=path, filesPattern="ta.txt",
-            importTomograms=self.tomograms, boxSize=8)).outputCoordinates
+        return self.launchProtocol(
+            self.newProtocol(
+                ProtImportCoordinates3D,
+                filesPath=path,
+                filesPattern="ta.txt",
+                importTomograms=self.tomograms,
+                boxSize=8,
+            )
+        ).outputCoordinates
 
     def test_consensus_of_template_matching_and_deepfinder(self):
         template_matching = self._coordinates("tm", [[10, 10, 10], [40, 40, 20], [50, 12, 8]])
         deepfinder = self._coordinates("df", [[11, 10, 10], [40, 41, 20], [20, 50, 16], [5, 60, 4]])
-        protocol = self.launchProtocol(self.newProtocol(
-            DeepFinderProtConsensus, inputCoordinates=[template_matching, deepfinder]))
+        protocol = self.launchProtocol(
+            self.newProtocol(DeepFinderProtConsensus, inputCoordinates=[template_matching, deepfinder])
+        )
         self.assertEqual(protocol.union.getSize(), 5)
         self.assertEqual(protocol.intersection.getSize(), 2)
         self.assertEqual(protocol.only1.getSize(), 1)
@@ -54,9 +66,15 @@ class TestInteroperability(BaseTest):
     def test_upstream_weights_become_a_model(self):
         weights = self.getOutputPath("net_weights_FINAL.h5")
         write_upstream_weights(weights, n_classes=3)
-        protocol = self.launchProtocol(self.newProtocol(
-            DeepFinderProtImportModel, weightsFile=weights, classNames="ribosome, proteasome",
-            patchSize=56, samplingRate=13.68))
+        protocol = self.launchProtocol(
+            self.newProtocol(
+                DeepFinderProtImportModel,
+                weightsFile=weights,
+                classNames="ribosome, proteasome",
+                patchSize=56,
+                samplingRate=13.68,
+            )
+        )
         model = protocol.model
         self.assertEqual(model.getClassNames(), ["background", "ribosome", "proteasome"])
         self.assertEqual(model.getPatchSize(), 56)
@@ -65,30 +83,53 @@ class TestInteroperability(BaseTest):
     def test_upstream_weights_of_another_class_count_fail_clearly(self):
         weights = self.getOutputPath("other_FINAL.h5")
         write_upstream_weights(weights, n_classes=5)
-        protocol = self.newProtocol(DeepFinderProtImportModel, weightsFile=weights,
-                                    classNames="ribosome, proteasome", samplingRate=10.0)
+        protocol = self.newProtocol(
+            DeepFinderProtImportModel,
+            weightsFile=weights,
+            classNames="ribosome, proteasome",
+            samplingRate=10.0,
+        )
         self.proj.launchProtocol(protocol, wait=True)
         self.assertTrue(protocol.isFailed())
         self.assertIn("DeepFinder U-net with 3 classes", protocol.getErrorMessage())
 
     def test_particle_lists_round_trip_through_every_format(self):
-        particles = ParticleTable(tomo=["ta", "ta", "tb"], class_id=[1, 2, 2],
-                                  xyz=[[10.25, 20.5, 5.75], [40, 41.5, 20], [60.5, 3.25, 29]],
-                                  rotation=Rotation.random(3, random_state=2).as_matrix(),
-                                  score=[0.5, 0.25, 0.75])
+        particles = ParticleTable(
+            tomo=["ta", "ta", "tb"],
+            class_id=[1, 2, 2],
+            xyz=[[10.25, 20.5, 5.75], [40, 41.5, 20], [60.5, 3.25, 29]],
+            rotation=Rotation.random(3, random_state=2).as_matrix(),
+            score=[0.5, 0.25, 0.75],
+        )
         source = io.write_particles_csv(self.getOutputPath("picks.csv"), particles)
-        imported = self.launchProtocol(self.newProtocol(
-            DeepFinderProtImportParticles, filesPath=str(source), inputTomograms=self.tomograms,
-            boxSize=12))
+        imported = self.launchProtocol(
+            self.newProtocol(
+                DeepFinderProtImportParticles,
+                filesPath=str(source),
+                inputTomograms=self.tomograms,
+                boxSize=12,
+            )
+        )
         self.assertEqual(imported.coordinates_class2.getSize(), 2)
         for file_format, convention in (("xml", 0), ("csv", 0), ("star", 0), ("star", 1)):
-            exported = self.launchProtocol(self.newProtocol(
-                DeepFinderProtExportParticles, inputCoordinates=[imported.coordinates],
-                fileFormat=["xml", "csv", "star"].index(file_format), starConvention=convention))
+            exported = self.launchProtocol(
+                self.newProtocol(
+                    DeepFinderProtExportParticles,
+                    inputCoordinates=[imported.coordinates],
+                    fileFormat=["xml", "csv", "star"].index(file_format),
+                    starConvention=convention,
+                )
+            )
             path = exported._getExtraPath(f"particles.{file_format}")
-            back = self.launchProtocol(self.newProtocol(
-                DeepFinderProtImportParticles, filesPath=path, inputTomograms=self.tomograms,
-                starConvention=convention, boxSize=12))
+            back = self.launchProtocol(
+                self.newProtocol(
+                    DeepFinderProtImportParticles,
+                    filesPath=path,
+                    inputTomograms=self.tomograms,
+                    starConvention=convention,
+                    boxSize=12,
+                )
+            )
             table = coordinates_to_table(back.coordinates, 8.0)
             order = np.lexsort(table.xyz.T)
             expected = particles.select(np.lexsort(particles.xyz.T))
@@ -96,5 +137,4 @@ class TestInteroperability(BaseTest):
             self.assertEqual(list(table.tomo[order]), list(expected.tomo), label)
             self.assertEqual(list(table.class_id[order]), list(expected.class_id), label)
             np.testing.assert_allclose(table.xyz[order], expected.xyz, atol=1e-3, err_msg=label)
-            np.testing.assert_allclose(table.rotation[order], expected.rotation, atol=1e-4,
-                                       err_msg=label)
+            np.testing.assert_allclose(table.rotation[order], expected.rotation, atol=1e-4, err_msg=label)

@@ -24,6 +24,7 @@ short of that:
 
 Each test is skipped when its plugin is not installed.
 """
+
 import glob
 import os
 import unittest
@@ -56,7 +57,6 @@ def _by_position(xyz: np.ndarray) -> np.ndarray:
 
 
 class TestOtherPluginsExtraction(BaseTest):
-
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
@@ -64,19 +64,33 @@ class TestOtherPluginsExtraction(BaseTest):
             with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
                 mrc.set_data(np.zeros(shape, np.float32))
                 mrc.voxel_size = VOXEL_SIZE
-        tomograms = cls.launchProtocol(cls.newProtocol(
-            ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern="t?.mrc",
-            samplingRate=VOXEL_SIZE)).Tomograms
+        tomograms = cls.launchProtocol(
+            cls.newProtocol(
+                ProtImportTomograms,
+                filesPath=cls.getOutputPath(),
+                filesPattern="t?.mrc",
+                samplingRate=VOXEL_SIZE,
+            )
+        ).Tomograms
         cls.particles = ParticleTable(
-            tomo=["ta", "ta", "ta", "tb", "tb"], class_id=[1, 1, 2, 1, 2],
-            xyz=[[10.25, 20.5, 5.75], [40.0, 41.5, 20.0], [52.5, 8.0, 12.25],
-                 [60.5, 3.25, 29.0], [30.0, 33.0, 15.5]],
+            tomo=["ta", "ta", "ta", "tb", "tb"],
+            class_id=[1, 1, 2, 1, 2],
+            xyz=[
+                [10.25, 20.5, 5.75],
+                [40.0, 41.5, 20.0],
+                [52.5, 8.0, 12.25],
+                [60.5, 3.25, 29.0],
+                [30.0, 33.0, 15.5],
+            ],
             rotation=Rotation.random(5, random_state=7).as_matrix(),
-            score=[0.5, 0.25, 0.75, 0.9, 0.6])
+            score=[0.5, 0.25, 0.75, 0.9, 0.6],
+        )
         source = io.write_particles_csv(cls.getOutputPath("picks.csv"), cls.particles)
-        cls.coordinates = cls.launchProtocol(cls.newProtocol(
-            DeepFinderProtImportParticles, filesPath=str(source), inputTomograms=tomograms,
-            boxSize=12)).coordinates
+        cls.coordinates = cls.launchProtocol(
+            cls.newProtocol(
+                DeepFinderProtImportParticles, filesPath=str(source), inputTomograms=tomograms, boxSize=12
+            )
+        ).coordinates
 
     def _expected(self, tomo: str) -> ParticleTable:
         mine = self.particles.select(self.particles.tomo == tomo)
@@ -98,9 +112,8 @@ class TestOtherPluginsExtraction(BaseTest):
         self.assertTrue(written, protocol.getErrorMessage())
         for path in written:
             xyz = np.loadtxt(path, ndmin=2)
-            expected = self._expected(os.path.basename(path)[:-len(".coords")])
-            np.testing.assert_allclose(xyz[_by_position(xyz)], expected.xyz, atol=1e-3,
-                                       err_msg=path)
+            expected = self._expected(os.path.basename(path)[: -len(".coords")])
+            np.testing.assert_allclose(xyz[_by_position(xyz)], expected.xyz, atol=1e-3, err_msg=path)
 
     def test_dynamo_extraction_accepts_positions_and_orientations(self):
         extraction = _other_protocol("DynamoExtraction", "scipion-em-dynamo")
@@ -108,7 +121,8 @@ class TestOtherPluginsExtraction(BaseTest):
         from tomo.constants import BOTTOM_LEFT_CORNER
 
         self._assert_only_the_program_is_missing(
-            self.newProtocol(extraction, inputCoords=self.coordinates, boxSize=12))
+            self.newProtocol(extraction, inputCoords=self.coordinates, boxSize=12)
+        )
         # What DynamoExtraction.writeSetOfCoordinates3D writes for Dynamo, per tomogram.
         for tomo in self.coordinates.getPrecedents():
             xyz, angles = [], []
@@ -137,17 +151,21 @@ class TestOtherPluginsExtraction(BaseTest):
         self.assertEqual(len(table), len(self.particles))
         for tomo in ("ta", "tb"):
             mine = [row for row in table if row.rlnTomoName == tomo]
-            xyz = np.array([[row.rlnCoordinateX, row.rlnCoordinateY, row.rlnCoordinateZ]
-                            for row in mine])
-            angles = np.array([[row.rlnTomoSubtomogramRot, row.rlnTomoSubtomogramTilt,
-                                row.rlnTomoSubtomogramPsi] for row in mine])
+            xyz = np.array([[row.rlnCoordinateX, row.rlnCoordinateY, row.rlnCoordinateZ] for row in mine])
+            angles = np.array(
+                [
+                    [row.rlnTomoSubtomogramRot, row.rlnTomoSubtomogramTilt, row.rlnTomoSubtomogramPsi]
+                    for row in mine
+                ]
+            )
             expected = self._expected(tomo)
             order = _by_position(xyz)
             np.testing.assert_allclose(xyz[order], expected.xyz, atol=1e-4, err_msg=tomo)
             # RELION's (rot, tilt, psi) as Scipion's reliontomo converts M for
             # rotation only: M = Rz(rot) Ry(tilt) Rz(psi), intrinsic.
             matrices = Rotation.from_euler("ZYZ", angles[order], degrees=True).as_matrix()
-            np.testing.assert_allclose(matrices, expected.rotation.transpose(0, 2, 1),
-                                       atol=1e-4, err_msg=tomo)
+            np.testing.assert_allclose(
+                matrices, expected.rotation.transpose(0, 2, 1), atol=1e-4, err_msg=tomo
+            )
             groups = sorted(int(row.get(SCIPION_COORD_GROUP_ID)) for row in mine)
             self.assertEqual(groups, sorted(expected.class_id), tomo)

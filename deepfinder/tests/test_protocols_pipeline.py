@@ -1,4 +1,5 @@
 """The whole chain in a real (headless) Scipion project, and its outputs used by other plugins."""
+
 import csv
 import json
 import time
@@ -11,8 +12,13 @@ from tomo.protocols import ProtMaskCoordinates
 
 from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtTrain
 from deepfinder.tests import TINY
-from deepfinder.tests.pipeline import TrainingSettings, import_class_coordinates, import_tomograms, \
-    launch, run_pipeline
+from deepfinder.tests.pipeline import (
+    TrainingSettings,
+    import_class_coordinates,
+    import_tomograms,
+    launch,
+    run_pipeline,
+)
 
 TRAIN, TEST = ["tomo_000", "tomo_001"], ["tomo_002"]
 TRAIN_PATTERN, TEST_PATTERN = "tomo_00[01].mrc", "tomo_002.mrc"
@@ -34,8 +40,9 @@ class TestPipeline(BaseTest):
         self.assertEqual({m.getTsId() for m in label_maps}, set(TRAIN))
         self.assertAlmostEqual(label_maps.getSamplingRate(), self.voxel_size, places=3)
         for label_map in label_maps:
-            self.assertEqual(label_map.getDim(),
-                             self.steps["train tomograms"].Tomograms[label_map.getObjId()].getDim())
+            self.assertEqual(
+                label_map.getDim(), self.steps["train tomograms"].Tomograms[label_map.getObjId()].getDim()
+            )
 
     def test_model_knows_its_classes(self):
         model = self.steps["train"].model
@@ -62,9 +69,10 @@ class TestPipeline(BaseTest):
             self.assertEqual(coordinates.getPrecedents().getFirstItem().getTsId(), "tomo_002")
             self.assertEqual(set(coordinates.getUniqueValues("_tomoId")), set(TEST))
             self.assertEqual(set(coordinates.getUniqueValues("_groupId")), {cls["id"]})
-        self.assertEqual(cluster.coordinates.getSize(),
-                         sum(getattr(cluster, f"coordinates_{c['name']}").getSize()
-                             for c in self.classes))
+        self.assertEqual(
+            cluster.coordinates.getSize(),
+            sum(getattr(cluster, f"coordinates_{c['name']}").getSize() for c in self.classes),
+        )
         self.assertEqual(tomograms.getSize(), 1)
 
     def test_every_class_is_found(self):
@@ -77,7 +85,7 @@ class TestPipeline(BaseTest):
         summary = self.steps["evaluate"].summary()
         start = next(i for i, line in enumerate(summary) if line.startswith("Picks by")) + 1
         columns = summary[start].split()[3:]  # after "detected \\ on"
-        rows = {line.split()[0]: [int(n) for n in line.split()[1:]] for line in summary[start + 1:]}
+        rows = {line.split()[0]: [int(n) for n in line.split()[1:]] for line in summary[start + 1 :]}
         for cls in self.classes:
             # Most picks of a class lie on a reference particle of that class.
             counts = rows[cls["name"]]
@@ -85,9 +93,13 @@ class TestPipeline(BaseTest):
 
     def test_coordinates_feed_tomo_mask_coordinates(self):
         coordinates = self.steps["cluster"].coordinates
-        masked = launch(self.proj, ProtMaskCoordinates, "mask coordinates",
-                        inputCoordinates=coordinates,
-                        inputSegmentations=self.steps["segment"].labelMaps)
+        masked = launch(
+            self.proj,
+            ProtMaskCoordinates,
+            "mask coordinates",
+            inputCoordinates=coordinates,
+            inputSegmentations=self.steps["segment"].labelMaps,
+        )
         output = masked.Coordinates
         # Particles whose centre is labelled stay (a ring's centre is its hole: it goes).
         self.assertGreater(output.getSize(), coordinates.getSize() / 2)
@@ -106,8 +118,9 @@ class TestPipeline(BaseTest):
         coordinates = self.steps["cluster"].coordinates
         first = self.classes[0]
         kept = self._filter("keep one class", f"item._groupId.get() == {first['id']}")
-        self.assertEqual(kept.getSize(),
-                         getattr(self.steps["cluster"], f"coordinates_{first['name']}").getSize())
+        self.assertEqual(
+            kept.getSize(), getattr(self.steps["cluster"], f"coordinates_{first['name']}").getSize()
+        )
         scores = sorted(c.getScore() for c in coordinates)
         median = scores[len(scores) // 2]
         kept = self._filter("keep high scores", f"item._score.get() >= {median}")
@@ -125,13 +138,27 @@ class TestTrainingContinues(BaseTest):
         tomograms = import_tomograms(self.proj, TINY, TRAIN_PATTERN, "tomograms").Tomograms
         coordinates = import_class_coordinates(self.proj, TINY, tomograms, "particles")
         radii = ", ".join(f"{c['radius_voxels']:g}" for c in TINY.classes())
-        targets = launch(self.proj, DeepFinderProtGenerateTargets, "targets",
-                         inputTomograms=tomograms, inputCoordinates=coordinates, radii=radii,
-                         radiusInPixels=True)
+        targets = launch(
+            self.proj,
+            DeepFinderProtGenerateTargets,
+            "targets",
+            inputTomograms=tomograms,
+            inputCoordinates=coordinates,
+            radii=radii,
+            radiusInPixels=True,
+        )
         epochs = 6
-        train = self.proj.newProtocol(DeepFinderProtTrain, inputLabelMaps=targets.labelMaps,
-                                      inputCoordinates=coordinates, patchSize=24, shiftVoxels=6, batchSize=2,
-                                      epochs=epochs, stepsPerEpoch=5, validationSteps=2)
+        train = self.proj.newProtocol(
+            DeepFinderProtTrain,
+            inputLabelMaps=targets.labelMaps,
+            inputCoordinates=coordinates,
+            patchSize=24,
+            shiftVoxels=6,
+            batchSize=2,
+            epochs=epochs,
+            stepsPerEpoch=5,
+            validationSteps=2,
+        )
         self.proj.launchProtocol(train, wait=False)
         history = Path(train._getExtraPath("training", "history.json"))
         deadline = time.time() + 600

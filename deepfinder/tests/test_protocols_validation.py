@@ -1,13 +1,18 @@
 """Bad input is refused by the protocols' forms, with a message that says what to change."""
+
 import mrcfile
 import numpy as np
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 
 from deepfinder.core.model import build_unet, save_model
-from deepfinder.protocols import (DeepFinderProtCluster, DeepFinderProtGenerateTargets,
-                                  DeepFinderProtImportModel, DeepFinderProtSegment,
-                                  DeepFinderProtTrain)
+from deepfinder.protocols import (
+    DeepFinderProtCluster,
+    DeepFinderProtGenerateTargets,
+    DeepFinderProtImportModel,
+    DeepFinderProtSegment,
+    DeepFinderProtTrain,
+)
 
 
 def _errors(protocol) -> str:
@@ -15,7 +20,6 @@ def _errors(protocol) -> str:
 
 
 class TestFormValidation(BaseTest):
-
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
@@ -27,43 +31,72 @@ class TestFormValidation(BaseTest):
         np.savetxt(cls.getOutputPath("ta.txt"), [[5, 5, 5], [20, 20, 8]])
         cls.tomos_a = cls._import("ta.mrc")
         cls.tomos_b = cls._import("tb.mrc")
-        cls.coords_a = cls.launchProtocol(cls.newProtocol(
-            ProtImportCoordinates3D, filesPath=cls.getOutputPath(), filesPattern="ta.txt",
-            importTomograms=cls.tomos_a, boxSize=10)).outputCoordinates
-        weights = save_model(build_unet(3), cls.getOutputPath("m.weights.h5"),
-                             {"class_names": ["background", "a", "b"], "voxel_size": 10.0})
-        cls.model = cls.launchProtocol(cls.newProtocol(
-            DeepFinderProtImportModel, weightsFile=str(weights))).model
+        cls.coords_a = cls.launchProtocol(
+            cls.newProtocol(
+                ProtImportCoordinates3D,
+                filesPath=cls.getOutputPath(),
+                filesPattern="ta.txt",
+                importTomograms=cls.tomos_a,
+                boxSize=10,
+            )
+        ).outputCoordinates
+        weights = save_model(
+            build_unet(3),
+            cls.getOutputPath("m.weights.h5"),
+            {"class_names": ["background", "a", "b"], "voxel_size": 10.0},
+        )
+        cls.model = cls.launchProtocol(
+            cls.newProtocol(DeepFinderProtImportModel, weightsFile=str(weights))
+        ).model
 
     @classmethod
     def _import(cls, pattern):
-        return cls.launchProtocol(cls.newProtocol(
-            ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern=pattern,
-            samplingRate=10.0)).Tomograms
+        return cls.launchProtocol(
+            cls.newProtocol(
+                ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern=pattern, samplingRate=10.0
+            )
+        ).Tomograms
 
     def test_targets_refuses_coordinates_of_other_tomograms(self):
-        protocol = self.newProtocol(DeepFinderProtGenerateTargets, inputTomograms=self.tomos_b,
-                                    inputCoordinates=[self.coords_a], radii="50")
+        protocol = self.newProtocol(
+            DeepFinderProtGenerateTargets,
+            inputTomograms=self.tomos_b,
+            inputCoordinates=[self.coords_a],
+            radii="50",
+        )
         self.assertIn("not in the input tomograms", _errors(protocol))
 
     def test_targets_refuses_bad_radii(self):
         for radii in ("", "-3", "50, 60"):
-            protocol = self.newProtocol(DeepFinderProtGenerateTargets, inputTomograms=self.tomos_a,
-                                        inputCoordinates=[self.coords_a], radii=radii)
+            protocol = self.newProtocol(
+                DeepFinderProtGenerateTargets,
+                inputTomograms=self.tomos_a,
+                inputCoordinates=[self.coords_a],
+                radii=radii,
+            )
             self.assertIn("positive sphere radius", _errors(protocol), radii)
-        good = self.newProtocol(DeepFinderProtGenerateTargets, inputTomograms=self.tomos_a,
-                                inputCoordinates=[self.coords_a], radii="50")
+        good = self.newProtocol(
+            DeepFinderProtGenerateTargets,
+            inputTomograms=self.tomos_a,
+            inputCoordinates=[self.coords_a],
+            radii="50",
+        )
         self.assertEqual(_errors(good), "")
 
     def test_targets_refuses_wrong_number_of_class_names(self):
-        protocol = self.newProtocol(DeepFinderProtGenerateTargets, inputTomograms=self.tomos_a,
-                                    inputCoordinates=[self.coords_a], radii="50",
-                                    classNames="a, b")
+        protocol = self.newProtocol(
+            DeepFinderProtGenerateTargets,
+            inputTomograms=self.tomos_a,
+            inputCoordinates=[self.coords_a],
+            radii="50",
+            classNames="a, b",
+        )
         self.assertIn("2 class names given for 1 classes", _errors(protocol))
 
     def test_segment_refuses_tiles_not_multiple_of_4(self):
-        protocol = self.newProtocol(DeepFinderProtSegment, inputTomograms=self.tomos_a,
-                                    inputModel=self.model, patchSize=50)
+        protocol = self.newProtocol(
+            DeepFinderProtSegment, inputTomograms=self.tomos_a, inputModel=self.model, patchSize=50
+        )
         self.assertIn("not a multiple of 4: use 48 or 52", _errors(protocol))
 
     def test_import_model_refuses_missing_file(self):
@@ -71,38 +104,57 @@ class TestFormValidation(BaseTest):
         self.assertIn("Weights file not found", _errors(protocol))
 
     def test_cluster_refuses_missing_radius(self):
-        targets = self.launchProtocol(self.newProtocol(
-            DeepFinderProtGenerateTargets, inputTomograms=self.tomos_a,
-            inputCoordinates=[self.coords_a], radii="40"))
-        protocol = self.newProtocol(DeepFinderProtCluster, inputTomograms=self.tomos_a,
-                                    inputLabelMaps=targets.labelMaps, radii="")
+        targets = self.launchProtocol(
+            self.newProtocol(
+                DeepFinderProtGenerateTargets,
+                inputTomograms=self.tomos_a,
+                inputCoordinates=[self.coords_a],
+                radii="40",
+            )
+        )
+        protocol = self.newProtocol(
+            DeepFinderProtCluster, inputTomograms=self.tomos_a, inputLabelMaps=targets.labelMaps, radii=""
+        )
         self.assertIn("positive radius", _errors(protocol))
-        wrong_tomograms = self.newProtocol(DeepFinderProtCluster, inputTomograms=self.tomos_b,
-                                           inputLabelMaps=targets.labelMaps, radii="40")
+        wrong_tomograms = self.newProtocol(
+            DeepFinderProtCluster, inputTomograms=self.tomos_b, inputLabelMaps=targets.labelMaps, radii="40"
+        )
         self.assertIn("has no tomogram of that tsId", _errors(wrong_tomograms))
 
     def test_train_refuses_patch_and_model_mismatch(self):
-        targets = self.launchProtocol(self.newProtocol(
-            DeepFinderProtGenerateTargets, inputTomograms=self.tomos_a,
-            inputCoordinates=[self.coords_a], radii="40"))
-        protocol = self.newProtocol(DeepFinderProtTrain, inputLabelMaps=targets.labelMaps,
-                                    inputCoordinates=[self.coords_a], patchSize=30,
-                                    initialModel=self.model)
+        targets = self.launchProtocol(
+            self.newProtocol(
+                DeepFinderProtGenerateTargets,
+                inputTomograms=self.tomos_a,
+                inputCoordinates=[self.coords_a],
+                radii="40",
+            )
+        )
+        protocol = self.newProtocol(
+            DeepFinderProtTrain,
+            inputLabelMaps=targets.labelMaps,
+            inputCoordinates=[self.coords_a],
+            patchSize=30,
+            initialModel=self.model,
+        )
         errors = _errors(protocol)
         self.assertIn("Patch size 30 is not a multiple of 4", errors)
         self.assertIn("The starting model has 3 classes", errors)
 
     def test_train_warns_when_a_batch_cannot_hold_every_class(self):
-        protocol = self.newProtocol(DeepFinderProtTrain, inputCoordinates=[self.coords_a, self.coords_a],
-                                    batchSize=1)
-        self.assertIn("The batch size (1) is smaller than the 2 particle classes",
-                      "\n".join(protocol.warnings()))
+        protocol = self.newProtocol(
+            DeepFinderProtTrain, inputCoordinates=[self.coords_a, self.coords_a], batchSize=1
+        )
+        self.assertIn(
+            "The batch size (1) is smaller than the 2 particle classes", "\n".join(protocol.warnings())
+        )
         protocol.batchSize.set(2)
         self.assertEqual(protocol.warnings(), [])
 
     def test_train_warns_when_the_shift_can_move_the_particle_out_of_the_patch(self):
-        protocol = self.newProtocol(DeepFinderProtTrain, inputCoordinates=[self.coords_a],
-                                    patchSize=16, shiftVoxels=13)
+        protocol = self.newProtocol(
+            DeepFinderProtTrain, inputCoordinates=[self.coords_a], patchSize=16, shiftVoxels=13
+        )
         self.assertIn("use a shift below 8", "\n".join(protocol.warnings()))
         protocol.shiftVoxels.set(4)
         self.assertEqual(protocol.warnings(), [])

@@ -1,15 +1,23 @@
 """What the annotation window edits and draws, checked without a display."""
+
 import numpy as np
 import pytest
 
 from deepfinder.core.particles import ParticleTable
-from deepfinder.viewers.annotation import (Annotation, canvas_image, canvas_sizes, fit_scale,
-                                           from_canvas, orthoslice, to_canvas, to_grey)
+from deepfinder.viewers.annotation import (
+    Annotation,
+    canvas_image,
+    canvas_sizes,
+    fit_scale,
+    from_canvas,
+    orthoslice,
+    to_canvas,
+    to_grey,
+)
 
 
 def _existing():
-    return ParticleTable(tomo="t", class_id=[1, 2], xyz=[[10, 20, 5], [30, 8, 12]],
-                         score=[0.9, 0.4])
+    return ParticleTable(tomo="t", class_id=[1, 2], xyz=[[10, 20, 5], [30, 8, 12]], score=[0.9, 0.4])
 
 
 def test_add_move_delete_and_undo_each_step():

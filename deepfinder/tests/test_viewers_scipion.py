@@ -1,4 +1,5 @@
 """Scipion finds our viewers for our protocols and outputs; runs leave PNGs in their extra folder."""
+
 import json
 import os
 import unittest
@@ -13,23 +14,39 @@ from pyworkflow.viewer import DESKTOP_TKINTER
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 
 from deepfinder.objects import DeepFinderModel
+from deepfinder.protocols import (
+    DeepFinderProtCluster,
+    DeepFinderProtEvaluate,
+    DeepFinderProtGenerateTargets,
+    DeepFinderProtTrain,
+)
 from deepfinder.tests.virtual_display import VirtualDisplay
-from deepfinder.protocols import (DeepFinderProtCluster, DeepFinderProtEvaluate,
-                                  DeepFinderProtGenerateTargets, DeepFinderProtTrain)
-from deepfinder.viewers import (DeepFinderEvaluationViewer, DeepFinderLabelMapViewer,
-                                DeepFinderPicksViewer, DeepFinderTrainingViewer)
+from deepfinder.viewers import (
+    DeepFinderEvaluationViewer,
+    DeepFinderLabelMapViewer,
+    DeepFinderPicksViewer,
+    DeepFinderTrainingViewer,
+)
 from deepfinder.viewers.viewers import HISTOGRAMS_PAGE, PlotView
 
 NAMES = ["background", "ta"]
 
 
 def _history(epochs: int) -> list[dict]:
-    return [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_f1": [0.99, 0.2 * e],
-             "val_mean_f1": 0.2 * e, "seconds": 1.0} for e in range(1, epochs + 1)]
+    return [
+        {
+            "epoch": e,
+            "train_loss": 1 / e,
+            "val_loss": 1.1 / e,
+            "val_f1": [0.99, 0.2 * e],
+            "val_mean_f1": 0.2 * e,
+            "seconds": 1.0,
+        }
+        for e in range(1, epochs + 1)
+    ]
 
 
 class TestViewers(BaseTest):
-
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
@@ -38,21 +55,44 @@ class TestViewers(BaseTest):
             mrc.set_data(rng.normal(size=(16, 32, 32)).astype(np.float32))
             mrc.voxel_size = 10.0
         np.savetxt(cls.getOutputPath("ta.txt"), [[8, 8, 6], [22, 20, 9]])
-        cls.tomograms = cls.launchProtocol(cls.newProtocol(
-            ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern="ta.mrc",
-            samplingRate=10.0)).Tomograms
-        cls.coords = cls.launchProtocol(cls.newProtocol(
-            ProtImportCoordinates3D, filesPath=cls.getOutputPath(), filesPattern="ta.txt",
-            importTomograms=cls.tomograms, boxSize=8)).outputCoordinates
-        cls.targets = cls.launchProtocol(cls.newProtocol(
-            DeepFinderProtGenerateTargets, inputTomograms=cls.tomograms,
-            inputCoordinates=[cls.coords], radii="40", classNames="ta"))
-        cls.cluster = cls.launchProtocol(cls.newProtocol(
-            DeepFinderProtCluster, inputTomograms=cls.tomograms,
-            inputLabelMaps=cls.targets.labelMaps, radii="40"))
-        cls.evaluate = cls.launchProtocol(cls.newProtocol(
-            DeepFinderProtEvaluate, pickedCoordinates=[cls.cluster.coordinates],
-            inputCoordinates=[cls.coords]))
+        cls.tomograms = cls.launchProtocol(
+            cls.newProtocol(
+                ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern="ta.mrc", samplingRate=10.0
+            )
+        ).Tomograms
+        cls.coords = cls.launchProtocol(
+            cls.newProtocol(
+                ProtImportCoordinates3D,
+                filesPath=cls.getOutputPath(),
+                filesPattern="ta.txt",
+                importTomograms=cls.tomograms,
+                boxSize=8,
+            )
+        ).outputCoordinates
+        cls.targets = cls.launchProtocol(
+            cls.newProtocol(
+                DeepFinderProtGenerateTargets,
+                inputTomograms=cls.tomograms,
+                inputCoordinates=[cls.coords],
+                radii="40",
+                classNames="ta",
+            )
+        )
+        cls.cluster = cls.launchProtocol(
+            cls.newProtocol(
+                DeepFinderProtCluster,
+                inputTomograms=cls.tomograms,
+                inputLabelMaps=cls.targets.labelMaps,
+                radii="40",
+            )
+        )
+        cls.evaluate = cls.launchProtocol(
+            cls.newProtocol(
+                DeepFinderProtEvaluate,
+                pickedCoordinates=[cls.cluster.coordinates],
+                inputCoordinates=[cls.coords],
+            )
+        )
         cls.tsId = next(iter(cls.tomograms.iterItems())).getTsId()
 
     def _pages(self, viewer_class, obj) -> dict:
@@ -62,22 +102,27 @@ class TestViewers(BaseTest):
         return views[0].pages
 
     def test_scipion_finds_our_viewers(self):
-        expected = [(self.targets, DeepFinderLabelMapViewer),
-                    (self.targets.labelMaps, DeepFinderLabelMapViewer),
-                    (self.cluster, DeepFinderPicksViewer),
-                    (self.evaluate, DeepFinderEvaluationViewer),
-                    (self.newProtocol(DeepFinderProtTrain), DeepFinderTrainingViewer),
-                    (DeepFinderModel(classNames=NAMES), DeepFinderTrainingViewer)]
+        expected = [
+            (self.targets, DeepFinderLabelMapViewer),
+            (self.targets.labelMaps, DeepFinderLabelMapViewer),
+            (self.cluster, DeepFinderPicksViewer),
+            (self.evaluate, DeepFinderEvaluationViewer),
+            (self.newProtocol(DeepFinderProtTrain), DeepFinderTrainingViewer),
+            (DeepFinderModel(classNames=NAMES), DeepFinderTrainingViewer),
+        ]
         for obj, viewer in expected:
             self.assertIn(viewer, Domain.findViewers(obj, DESKTOP_TKINTER), type(obj).__name__)
         # Masks of other plugins (no class names) are left to the tomo plugin's viewers.
-        self.assertNotIn(DeepFinderLabelMapViewer,
-                         Domain.findViewers(self.coords.__class__(), DESKTOP_TKINTER))
+        self.assertNotIn(
+            DeepFinderLabelMapViewer, Domain.findViewers(self.coords.__class__(), DESKTOP_TKINTER)
+        )
 
     def test_runs_leave_pngs_in_their_extra_folder(self):
-        for protocol, names in ((self.targets, [f"{self.tsId}_labels.png"]),
-                                (self.cluster, [f"{self.tsId}_picks.png", "cluster_histograms.png"]),
-                                (self.evaluate, ["evaluation.png"])):
+        for protocol, names in (
+            (self.targets, [f"{self.tsId}_labels.png"]),
+            (self.cluster, [f"{self.tsId}_picks.png", "cluster_histograms.png"]),
+            (self.evaluate, ["evaluation.png"]),
+        ):
             pictures = sorted(p.name for p in Path(protocol._getExtraPath()).glob("*.png"))
             self.assertEqual(pictures, sorted(names))
             for name in names:
@@ -103,8 +148,7 @@ class TestViewers(BaseTest):
         pages[HISTOGRAMS_PAGE](figure)
         # Without score maps the score is the cluster size: one histogram, of sizes.
         self.assertEqual([axes.get_title() for axes in figure.axes], ["Cluster size"])
-        self.assertEqual([t.get_text() for t in figure.axes[0].get_legend().get_texts()],
-                         ["ta (2)"])
+        self.assertEqual([t.get_text() for t in figure.axes[0].get_legend().get_texts()], ["ta (2)"])
 
     def test_evaluation_viewer_draws_the_table_and_curves(self):
         figure = Figure()
@@ -115,8 +159,7 @@ class TestViewers(BaseTest):
     def test_training_viewer_reads_the_model_history(self):
         path = self.getOutputPath("history.json")
         Path(path).write_text(json.dumps(_history(3)))
-        pages = self._pages(DeepFinderTrainingViewer,
-                            DeepFinderModel(classNames=NAMES, historyFile=path))
+        pages = self._pages(DeepFinderTrainingViewer, DeepFinderModel(classNames=NAMES, historyFile=path))
         figure = Figure()
         pages["learning curves"](figure)
         self.assertEqual(len(figure.axes[1].get_lines()), 3)  # class ta, mean, best epoch
@@ -137,8 +180,8 @@ class TestPlotWindow(unittest.TestCase):
         cls.display.stop()
 
     def test_refresh_follows_the_history_and_pages_switch(self):
-        import tkinter as tk
         import tempfile
+        import tkinter as tk
 
         from deepfinder.viewers.pictures import training_page
         from deepfinder.viewers.plot_window import PlotWindow
@@ -148,9 +191,12 @@ class TestPlotWindow(unittest.TestCase):
             path.write_text(json.dumps(_history(2)))
             root = tk.Tk()
             try:
-                window = PlotWindow(root, "training", {"curves": training_page(path, NAMES),
-                                                       "other": training_page(path, NAMES[:1])},
-                                    refresh_seconds=60)
+                window = PlotWindow(
+                    root,
+                    "training",
+                    {"curves": training_page(path, NAMES), "other": training_page(path, NAMES[:1])},
+                    refresh_seconds=60,
+                )
                 root.update()
                 self.assertEqual(len(window.figure.axes[0].get_lines()[0].get_xdata()), 2)
                 path.write_text(json.dumps(_history(5)))

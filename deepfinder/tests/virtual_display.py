@@ -1,4 +1,5 @@
 """A private X display (Xvfb) for the tests that open real Tk windows."""
+
 from __future__ import annotations
 
 import os
@@ -18,14 +19,19 @@ class VirtualDisplay:
     def __init__(self, size=(1280, 1024), tools=("Xvfb",)):
         missing = [tool for tool in tools if not shutil.which(tool)]
         if missing:
-            raise unittest.SkipTest(f"{', '.join(missing)} not installed (Debian: apt-get install "
-                                    "xvfb xdotool imagemagick)")
-        self.number = next(n for n in range(90, 500)
-                           if not os.path.exists(f"/tmp/.X11-unix/X{n}")
-                           and not os.path.exists(f"/tmp/.X{n}-lock"))
+            raise unittest.SkipTest(
+                f"{', '.join(missing)} not installed (Debian: apt-get install xvfb xdotool imagemagick)"
+            )
+        self.number = next(
+            n
+            for n in range(90, 500)
+            if not os.path.exists(f"/tmp/.X11-unix/X{n}") and not os.path.exists(f"/tmp/.X{n}-lock")
+        )
         self.process = subprocess.Popen(
-            ["Xvfb", f":{self.number}", "-screen", "0", f"{size[0]}x{size[1]}x24",
-             "-nolisten", "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            ["Xvfb", f":{self.number}", "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(100):
             if os.path.exists(f"/tmp/.X11-unix/X{self.number}"):
                 break

@@ -9,6 +9,7 @@ Positions are x, y, z in voxels (as in :class:`ParticleTable`); arrays are
 ``v`` (pointing up on screen, as Scipion's bottom-left-corner convention) and
 a slice axis ``w``, given as indices into x, y, z.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,8 +22,18 @@ from ..core.particles import ParticleTable
 #: (u, v, w) of each view, as indices into (x, y, z).
 VIEW_AXES = {"XY": (0, 1, 2), "XZ": (0, 2, 1), "YZ": (2, 1, 0)}
 
-PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
-           "#bfef45", "#fabed4", "#469990")
+PALETTE = (
+    "#e6194b",
+    "#3cb44b",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#42d4f4",
+    "#f032e6",
+    "#bfef45",
+    "#fabed4",
+    "#469990",
+)
 
 
 @dataclass
@@ -74,8 +85,9 @@ class Annotation:
 
     def table(self) -> ParticleTable:
         """The particles as a table of this tomogram."""
-        return ParticleTable(tomo=self.tomo, class_id=self._class_id, xyz=self._xyz,
-                             rotation=self._rotation, score=self._score)
+        return ParticleTable(
+            tomo=self.tomo, class_id=self._class_id, xyz=self._xyz, rotation=self._rotation, score=self._score
+        )
 
     def counts(self) -> dict[int, int]:
         """Particles per class id."""
@@ -121,8 +133,7 @@ class Annotation:
         self._xyz, self._class_id, self._rotation, self._score = self._history.pop()
         return True
 
-    def nearest(self, xyz, slice_axis: int, radii: dict[int, float],
-                min_radius: float = 0.0) -> int | None:
+    def nearest(self, xyz, slice_axis: int, radii: dict[int, float], min_radius: float = 0.0) -> int | None:
         """The particle shown under ``xyz`` in a view sliced along ``slice_axis``, or None.
 
         A particle is shown in a slice as a disc: the section of a ball of its
@@ -134,7 +145,7 @@ class Annotation:
         point = np.asarray(xyz, dtype=float)
         radius = np.array([radii.get(int(c), 0.0) for c in self._class_id])
         offset = np.abs(self._xyz[:, slice_axis] - point[slice_axis])
-        section = np.sqrt(np.clip(radius ** 2 - offset ** 2, 0.0, None))
+        section = np.sqrt(np.clip(radius**2 - offset**2, 0.0, None))
         in_plane = [a for a in range(3) if a != slice_axis]
         distance = np.linalg.norm(self._xyz[:, in_plane] - point[in_plane], axis=1)
         hit = (offset <= np.maximum(radius, min_radius)) & (distance <= np.maximum(section, min_radius))
@@ -151,6 +162,7 @@ class Annotation:
 
 
 # --------------------------------------------------------------------------- images
+
 
 def orthoslice(volume: np.ndarray, view: str, index: int, lowpass_sigma: float = 0.0) -> np.ndarray:
     """The slice of ``volume`` (z, y, x) shown in ``view``, as a (v, u) float32 array.
@@ -196,8 +208,11 @@ def fit_scale(shape_zyx: tuple[int, int, int], width: int, height: int) -> float
 def canvas_sizes(shape_zyx: tuple[int, int, int], scale: float) -> dict[str, tuple[int, int]]:
     """(width, height) in pixels of each view's canvas at ``scale`` pixels per voxel."""
     nz, ny, nx = shape_zyx
-    return {"XY": (round(nx * scale), round(ny * scale)), "XZ": (round(nx * scale), round(nz * scale)),
-            "YZ": (round(nz * scale), round(ny * scale))}
+    return {
+        "XY": (round(nx * scale), round(ny * scale)),
+        "XZ": (round(nx * scale), round(nz * scale)),
+        "YZ": (round(nz * scale), round(ny * scale)),
+    }
 
 
 def to_canvas(view: str, xyz, centre_xyz, scale: float, canvas_size: tuple[int, int]) -> np.ndarray:
@@ -209,12 +224,20 @@ def to_canvas(view: str, xyz, centre_xyz, scale: float, canvas_size: tuple[int, 
     u, v, _ = VIEW_AXES[view]
     xyz, centre = np.asarray(xyz, dtype=float), np.asarray(centre_xyz, dtype=float)
     width, height = canvas_size
-    return np.array([(xyz[..., u] - centre[u]) * scale + width / 2,
-                     height / 2 - (xyz[..., v] - centre[v]) * scale])
+    return np.array(
+        [(xyz[..., u] - centre[u]) * scale + width / 2, height / 2 - (xyz[..., v] - centre[v]) * scale]
+    )
 
 
-def from_canvas(view: str, column: float, row: float, slice_index: float, centre_xyz,
-                scale: float, canvas_size: tuple[int, int]) -> np.ndarray:
+def from_canvas(
+    view: str,
+    column: float,
+    row: float,
+    slice_index: float,
+    centre_xyz,
+    scale: float,
+    canvas_size: tuple[int, int],
+) -> np.ndarray:
     """The point (x, y, z, voxels) under canvas pixel (column, row) of ``view``."""
     u, v, w = VIEW_AXES[view]
     width, height = canvas_size
@@ -225,8 +248,9 @@ def from_canvas(view: str, column: float, row: float, slice_index: float, centre
     return xyz
 
 
-def canvas_image(grey: np.ndarray, view: str, centre_xyz, scale: float,
-                 canvas_size: tuple[int, int], fill: int = 32) -> np.ndarray:
+def canvas_image(
+    grey: np.ndarray, view: str, centre_xyz, scale: float, canvas_size: tuple[int, int], fill: int = 32
+) -> np.ndarray:
     """The (height, width) uint8 image of a canvas showing the (v, u) slice ``grey``.
 
     Each canvas pixel takes its nearest voxel; pixels off the tomogram are ``fill``.
@@ -235,8 +259,13 @@ def canvas_image(grey: np.ndarray, view: str, centre_xyz, scale: float,
     u, v, _ = VIEW_AXES[view]
     columns = np.floor((np.arange(width) + 0.5 - width / 2) / scale + centre_xyz[u] + 0.5).astype(int)
     rows = np.floor((height / 2 - np.arange(height) - 0.5) / scale + centre_xyz[v] + 0.5).astype(int)
-    inside = (rows[:, None] >= 0) & (rows[:, None] < grey.shape[0]) \
-        & (columns[None, :] >= 0) & (columns[None, :] < grey.shape[1])
-    image = grey[np.clip(rows, 0, grey.shape[0] - 1)[:, None],
-                 np.clip(columns, 0, grey.shape[1] - 1)[None, :]]
+    inside = (
+        (rows[:, None] >= 0)
+        & (rows[:, None] < grey.shape[0])
+        & (columns[None, :] >= 0)
+        & (columns[None, :] < grey.shape[1])
+    )
+    image = grey[
+        np.clip(rows, 0, grey.shape[0] - 1)[:, None], np.clip(columns, 0, grey.shape[1] - 1)[None, :]
+    ]
     return np.where(inside, image, np.uint8(fill)).astype(np.uint8)

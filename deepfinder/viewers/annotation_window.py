@@ -12,6 +12,7 @@ Page Up / Page Down previous / next tomogram, Ctrl+S save, Ctrl+Q save and close
 Everything drawn comes from :mod:`deepfinder.viewers.annotation`; this module
 only wires it to Tk widgets and events.
 """
+
 from __future__ import annotations
 
 import tkinter as tk
@@ -23,8 +24,19 @@ from PIL import Image, ImageTk
 
 from ..core import io
 from ..core.particles import ParticleTable
-from .annotation import (VIEW_AXES, Annotation, ParticleClass, canvas_image, canvas_sizes,
-                         default_colour, fit_scale, from_canvas, orthoslice, to_canvas, to_grey)
+from .annotation import (
+    VIEW_AXES,
+    Annotation,
+    ParticleClass,
+    canvas_image,
+    canvas_sizes,
+    default_colour,
+    fit_scale,
+    from_canvas,
+    orthoslice,
+    to_canvas,
+    to_grey,
+)
 
 #: Largest area (pixels) the three views take at the start, on a large enough screen.
 VIEW_AREA = (900, 760)
@@ -41,8 +53,7 @@ ChangeCallback = Callable[[str, ParticleTable, list[ParticleClass]], None]
 
 def view_area(screen_width: int, screen_height: int) -> tuple[int, int]:
     """Pixels the three views may take on a screen of that size."""
-    return (min(VIEW_AREA[0], screen_width - PANEL_ROOM[0]),
-            min(VIEW_AREA[1], screen_height - PANEL_ROOM[1]))
+    return (min(VIEW_AREA[0], screen_width - PANEL_ROOM[0]), min(VIEW_AREA[1], screen_height - PANEL_ROOM[1]))
 
 
 class AnnotationWindow:
@@ -67,9 +78,16 @@ class AnnotationWindow:
         not call it: the caller does what is needed once the window is closed.
     """
 
-    def __init__(self, master: tk.Tk, tomograms: list[tuple[str, str]],
-                 classes: list[ParticleClass], particles: dict[str, ParticleTable],
-                 voxel_size: float, on_change: ChangeCallback, on_save: Callable[[], None]):
+    def __init__(
+        self,
+        master: tk.Tk,
+        tomograms: list[tuple[str, str]],
+        classes: list[ParticleClass],
+        particles: dict[str, ParticleTable],
+        voxel_size: float,
+        on_change: ChangeCallback,
+        on_save: Callable[[], None],
+    ):
         if not tomograms:
             raise ValueError("No tomograms to annotate: give at least one (tsId, file).")
         if not classes:
@@ -79,8 +97,10 @@ class AnnotationWindow:
         self.classes = [ParticleClass(c.name, c.colour, c.radius_voxels) for c in classes]
         for tsId, table in particles.items():
             if len(table) and table.class_id.max() > len(classes):
-                raise ValueError(f"Particles of {tsId} have class {table.class_id.max()} but only "
-                                 f"{len(classes)} classes are given: give a class for each id.")
+                raise ValueError(
+                    f"Particles of {tsId} have class {table.class_id.max()} but only "
+                    f"{len(classes)} classes are given: give a class for each id."
+                )
         self.annotations = {tsId: Annotation(tsId, particles.get(tsId)) for tsId, _ in tomograms}
         self.voxel_size = voxel_size
         self.on_change = on_change
@@ -105,10 +125,16 @@ class AnnotationWindow:
         views.grid(row=0, column=0, sticky="nw")
         self.canvases = {}
         for view, (row, column) in {"XY": (0, 0), "YZ": (0, 1), "XZ": (1, 0)}.items():
-            canvas = tk.Canvas(views, background="black", borderwidth=0, highlightthickness=0,
-                               cursor="crosshair")
-            canvas.grid(row=row, column=column, sticky="nw", padx=(0, VIEW_GAP * (column == 0)),
-                        pady=(0, VIEW_GAP * (row == 0)))
+            canvas = tk.Canvas(
+                views, background="black", borderwidth=0, highlightthickness=0, cursor="crosshair"
+            )
+            canvas.grid(
+                row=row,
+                column=column,
+                sticky="nw",
+                padx=(0, VIEW_GAP * (column == 0)),
+                pady=(0, VIEW_GAP * (row == 0)),
+            )
             canvas.create_image(0, 0, anchor="nw", tags="image")
             canvas.create_text(6, 4, anchor="nw", text=view, fill="yellow", tags="name")
             self._bind_view(canvas, view)
@@ -125,7 +151,8 @@ class AnnotationWindow:
         tk.Button(buttons, text="Save and close", command=self.save_and_close).pack(side="left")
         self.status = tk.StringVar()
         tk.Label(self.master, textvariable=self.status, anchor="w").grid(
-            row=1, column=0, columnspan=2, sticky="we")
+            row=1, column=0, columnspan=2, sticky="we"
+        )
         # Keys typed into the class name and radius fields are text, not commands.
         self.master.bind_all("<Delete>", lambda e: _typing(e) or self.delete_selected())
         self.master.bind_all("<BackSpace>", lambda e: _typing(e) or self.delete_selected())
@@ -135,24 +162,24 @@ class AnnotationWindow:
         self.master.bind_all("<Next>", lambda e: self.show_tomogram(self.tomo_index + 1))
         self.master.bind_all("<Prior>", lambda e: self.show_tomogram(self.tomo_index - 1))
         for digit in range(1, 10):
-            self.master.bind_all(str(digit),
-                                 lambda e, c=digit: _typing(e) or self.set_current_class(c))
+            self.master.bind_all(str(digit), lambda e, c=digit: _typing(e) or self.set_current_class(c))
 
     def _build_tomogram_controls(self, panel: tk.Frame) -> None:
         frame = tk.LabelFrame(panel, text="Tomogram")
         frame.pack(fill="x")
         self.tomo_label = tk.StringVar()
         tk.Label(frame, textvariable=self.tomo_label).pack(anchor="w")
-        tk.Button(frame, text="< previous",
-                  command=lambda: self.show_tomogram(self.tomo_index - 1)).pack(side="left")
-        tk.Button(frame, text="next >",
-                  command=lambda: self.show_tomogram(self.tomo_index + 1)).pack(side="left")
+        tk.Button(frame, text="< previous", command=lambda: self.show_tomogram(self.tomo_index - 1)).pack(
+            side="left"
+        )
+        tk.Button(frame, text="next >", command=lambda: self.show_tomogram(self.tomo_index + 1)).pack(
+            side="left"
+        )
 
     def _build_class_controls(self, panel: tk.Frame) -> None:
         frame = tk.LabelFrame(panel, text="Classes (keys 1-9)")
         frame.pack(fill="x", pady=(8, 0))
-        self.class_list = tk.Listbox(frame, height=6, exportselection=False,
-                                     selectbackground="#c8c8c8")
+        self.class_list = tk.Listbox(frame, height=6, exportselection=False, selectbackground="#c8c8c8")
         self.class_list.pack(fill="x")
         self.class_list.bind("<<ListboxSelect>>", self._on_class_selected)
         entries = tk.Frame(frame)
@@ -166,8 +193,7 @@ class AnnotationWindow:
         buttons = tk.Frame(frame)
         buttons.pack(fill="x")
         tk.Button(buttons, text="Add", command=self.add_class_from_entries).pack(side="left")
-        tk.Button(buttons, text="Rename / resize",
-                  command=self.update_class_from_entries).pack(side="left")
+        tk.Button(buttons, text="Rename / resize", command=self.update_class_from_entries).pack(side="left")
         tk.Button(buttons, text="Colour...", command=self.choose_colour).pack(side="left")
 
     def _build_display_controls(self, panel: tk.Frame) -> None:
@@ -175,16 +201,36 @@ class AnnotationWindow:
         frame.pack(fill="x", pady=(8, 0))
         self.range_std = tk.DoubleVar(value=3.0)
         self.lowpass = tk.DoubleVar(value=0.0)
-        tk.Scale(frame, label="contrast range (± std)", variable=self.range_std, from_=0.5, to=8,
-                 resolution=0.1, orient="horizontal", command=lambda _: self.render()).pack(fill="x")
-        tk.Scale(frame, label="low-pass σ (voxels, 0: off)", variable=self.lowpass, from_=0, to=6,
-                 resolution=0.5, orient="horizontal", command=lambda _: self.render()).pack(fill="x")
+        tk.Scale(
+            frame,
+            label="contrast range (± std)",
+            variable=self.range_std,
+            from_=0.5,
+            to=8,
+            resolution=0.1,
+            orient="horizontal",
+            command=lambda _: self.render(),
+        ).pack(fill="x")
+        tk.Scale(
+            frame,
+            label="low-pass σ (voxels, 0: off)",
+            variable=self.lowpass,
+            from_=0,
+            to=6,
+            resolution=0.5,
+            orient="horizontal",
+            command=lambda _: self.render(),
+        ).pack(fill="x")
         self.slice_vars = {}
         for view, axis_name in (("XY", "z"), ("XZ", "y"), ("YZ", "x")):
             variable = tk.IntVar()
-            scale = tk.Scale(frame, label=f"{view} slice ({axis_name})", variable=variable,
-                             orient="horizontal",
-                             command=lambda value, v=view: self.set_slice(v, int(float(value))))
+            scale = tk.Scale(
+                frame,
+                label=f"{view} slice ({axis_name})",
+                variable=variable,
+                orient="horizontal",
+                command=lambda value, v=view: self.set_slice(v, int(float(value))),
+            )
             scale.pack(fill="x")
             self.slice_vars[view] = (variable, scale)
         zoom = tk.Frame(frame)
@@ -221,7 +267,7 @@ class AnnotationWindow:
         self._grey_cache.clear()
         self.selected = None
         self.cursor = np.array([(n - 1) // 2 for n in self.shape[::-1]])
-        for view, (variable, scale) in self.slice_vars.items():
+        for view, (_variable, scale) in self.slice_vars.items():
             size = self.shape[2 - VIEW_AXES[view][2]]
             scale.configure(from_=0, to=size - 1)
         self.tomo_label.set(f"{index + 1} / {len(self.tomograms)}: {tsId}")
@@ -261,8 +307,10 @@ class AnnotationWindow:
         counts = self.annotation.counts()
         per_class = ", ".join(f"{c.name}: {counts.get(i, 0)}" for i, c in enumerate(self.classes, 1))
         x, y, z = self.cursor
-        self.status.set(f"{self.tomograms[self.tomo_index][0]}  |  {per_class}  |  "
-                        f"slices x {x}, y {y}, z {z}  |  zoom {self.scale:.2f} px/voxel")
+        self.status.set(
+            f"{self.tomograms[self.tomo_index][0]}  |  {per_class}  |  "
+            f"slices x {x}, y {y}, z {z}  |  zoom {self.scale:.2f} px/voxel"
+        )
 
     def _grey(self, view: str) -> np.ndarray:
         index = int(self.cursor[VIEW_AXES[view][2]])
@@ -296,12 +344,18 @@ class AnnotationWindow:
             offset = abs(xyz[index, w] - self.cursor[w])
             if offset > particle_class.radius_voxels:
                 continue
-            radius = max(np.sqrt(particle_class.radius_voxels ** 2 - offset ** 2) * self.scale, 3)
+            radius = max(np.sqrt(particle_class.radius_voxels**2 - offset**2) * self.scale, 3)
             column, row = to_canvas(view, xyz[index], self.centre, self.scale, size)
             selected = index == self.selected
-            canvas.create_oval(column - radius, row - radius, column + radius, row + radius,
-                               outline=particle_class.colour, width=3 if selected else 2,
-                               tags="overlay")
+            canvas.create_oval(
+                column - radius,
+                row - radius,
+                column + radius,
+                row + radius,
+                outline=particle_class.colour,
+                width=3 if selected else 2,
+                tags="overlay",
+            )
             if selected:
                 canvas.create_line(column - 4, row, column + 5, row, fill="white", tags="overlay")
                 canvas.create_line(column, row - 4, column, row + 5, fill="white", tags="overlay")
@@ -311,10 +365,12 @@ class AnnotationWindow:
         self.class_list.delete(0, "end")
         for class_id, particle_class in enumerate(self.classes, start=1):
             radius_A = particle_class.radius_voxels * self.voxel_size
-            self.class_list.insert("end", f"{class_id}  {particle_class.name}  "
-                                          f"(r {radius_A:.0f} Å)  {counts.get(class_id, 0)}")
-            self.class_list.itemconfigure(class_id - 1, foreground=particle_class.colour,
-                                          selectforeground=particle_class.colour)
+            self.class_list.insert(
+                "end", f"{class_id}  {particle_class.name}  (r {radius_A:.0f} Å)  {counts.get(class_id, 0)}"
+            )
+            self.class_list.itemconfigure(
+                class_id - 1, foreground=particle_class.colour, selectforeground=particle_class.colour
+            )
         self.class_list.selection_clear(0, "end")
         self.class_list.selection_set(self.current_class - 1)
 
@@ -322,15 +378,17 @@ class AnnotationWindow:
     def _point(self, view: str, event) -> np.ndarray:
         canvas = self.canvases[view]
         size = (int(canvas.cget("width")), int(canvas.cget("height")))
-        return from_canvas(view, event.x, event.y, self.cursor[VIEW_AXES[view][2]], self.centre,
-                           self.scale, size)
+        return from_canvas(
+            view, event.x, event.y, self.cursor[VIEW_AXES[view][2]], self.centre, self.scale, size
+        )
 
     def _radii(self) -> dict[int, float]:
         return {i: c.radius_voxels for i, c in enumerate(self.classes, start=1)}
 
     def _hit(self, view: str, point: np.ndarray) -> int | None:
-        return self.annotation.nearest(point, VIEW_AXES[view][2], self._radii(),
-                                       min_radius=CLICK_TOLERANCE_PX / self.scale)
+        return self.annotation.nearest(
+            point, VIEW_AXES[view][2], self._radii(), min_radius=CLICK_TOLERANCE_PX / self.scale
+        )
 
     def _press(self, view: str, event) -> None:
         point = self._point(view, event)
@@ -362,8 +420,9 @@ class AnnotationWindow:
         if moved:
             self._changed()
         # Linked views: the other slices go through the particle just clicked.
-        self.cursor = np.clip(np.round(self.annotation.xyz[index]).astype(int), 0,
-                              np.array(self.shape[::-1]) - 1)
+        self.cursor = np.clip(
+            np.round(self.annotation.xyz[index]).astype(int), 0, np.array(self.shape[::-1]) - 1
+        )
         self.render()
 
     def _delete_at(self, view: str, event) -> None:
@@ -439,8 +498,9 @@ class AnnotationWindow:
 
     def choose_colour(self) -> None:
         particle_class = self.classes[self.current_class - 1]
-        _, colour = colorchooser.askcolor(particle_class.colour, parent=self.master,
-                                          title=f"Colour of {particle_class.name}")
+        _, colour = colorchooser.askcolor(
+            particle_class.colour, parent=self.master, title=f"Colour of {particle_class.name}"
+        )
         if colour:
             particle_class.colour = colour
             self._changed()
@@ -480,9 +540,14 @@ def _typing(event) -> bool:
     return isinstance(event.widget, tk.Entry)
 
 
-def annotate(tomograms: list[tuple[str, str]], classes: list[ParticleClass],
-             particles: dict[str, ParticleTable], voxel_size: float,
-             on_change: ChangeCallback, on_save: Callable[[], None]) -> None:
+def annotate(
+    tomograms: list[tuple[str, str]],
+    classes: list[ParticleClass],
+    particles: dict[str, ParticleTable],
+    voxel_size: float,
+    on_change: ChangeCallback,
+    on_save: Callable[[], None],
+) -> None:
     """Open the annotation window and return when the user closes it.
 
     Every edit is passed to ``on_change`` as it happens; ``on_save`` runs when the

@@ -5,6 +5,7 @@ the files when called, so a window redrawing it shows files still being
 written (a training history grows every epoch). :func:`write_png` draws one
 into a PNG without any display. No Scipion here: paths, tables and names in.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,14 @@ from matplotlib.figure import Figure
 from ..core import io
 from ..core.evaluate import read_scores_csv, read_sweep_csv
 from ..core.particles import ParticleTable
-from .plots import (plot_cluster_histograms, plot_evaluation, plot_orthoslices,
-                    plot_training_history, read_history, save_png)
+from .plots import (
+    plot_cluster_histograms,
+    plot_evaluation,
+    plot_orthoslices,
+    plot_training_history,
+    read_history,
+    save_png,
+)
 
 Draw = Callable[[Figure], object]
 
@@ -27,8 +34,7 @@ HISTOGRAMS_SIZE = (11.0, 4.5)
 EVALUATION_SIZE = (12.0, 7.0)
 
 
-def write_png(path: str | os.PathLike, draw: Draw,
-              size_inches: tuple[float, float] = TRAINING_SIZE) -> str:
+def write_png(path: str | os.PathLike, draw: Draw, size_inches: tuple[float, float] = TRAINING_SIZE) -> str:
     """Draw ``draw`` into a new figure of ``size_inches`` and save it as a PNG at ``path``."""
     figure = Figure(figsize=size_inches)
     draw(figure)
@@ -40,21 +46,35 @@ def training_page(history_path: str | os.PathLike, class_names: Sequence[str]) -
     return lambda figure: plot_training_history(figure, read_history(history_path), class_names)
 
 
-def slices_page(tomogram_path: str | os.PathLike, class_names: Sequence[str],
-                labels_path: str | os.PathLike | None = None,
-                particles: ParticleTable | None = None,
-                radius_voxels: Mapping[int, float] | None = None, title: str = "") -> Draw:
+def slices_page(
+    tomogram_path: str | os.PathLike,
+    class_names: Sequence[str],
+    labels_path: str | os.PathLike | None = None,
+    particles: ParticleTable | None = None,
+    radius_voxels: Mapping[int, float] | None = None,
+    title: str = "",
+) -> Draw:
     """Orthoslices of a tomogram with its label map (MRC, possibly binned) and particles.
 
     Particles are in voxels of the tomogram; ``radius_voxels`` per class too.
     The label map's binning is its size relative to the tomogram's.
     """
+
     def draw(figure: Figure):
         tomogram = io.read_volume(tomogram_path)
         labels = io.read_volume(labels_path) if labels_path else None
         binning = max(1, round(tomogram.shape[2] / labels.shape[2])) if labels is not None else 1
-        return plot_orthoslices(figure, tomogram, class_names, labels=labels, particles=particles,
-                                radius_voxels=radius_voxels, label_binning=binning, title=title)
+        return plot_orthoslices(
+            figure,
+            tomogram,
+            class_names,
+            labels=labels,
+            particles=particles,
+            radius_voxels=radius_voxels,
+            label_binning=binning,
+            title=title,
+        )
+
     return draw
 
 
@@ -63,14 +83,16 @@ def cluster_sizes_path(particles_path: str | os.PathLike) -> str:
     return os.fspath(particles_path).removesuffix(".csv") + "_sizes.txt"
 
 
-def clusters_page(particles_paths: Sequence[str | os.PathLike], class_names: Sequence[str],
-                  score_is_probability: bool) -> Draw:
+def clusters_page(
+    particles_paths: Sequence[str | os.PathLike], class_names: Sequence[str], score_is_probability: bool
+) -> Draw:
     """Histograms of cluster size and score per class, over several particle CSV files.
 
     Sizes come from each file's :func:`cluster_sizes_path` when all are there.
     ``score_is_probability`` False: the scores are cluster sizes (no score
     maps), so they are drawn as sizes.
     """
+
     def draw(figure: Figure):
         tables = [io.read_particles_csv(path) for path in particles_paths]
         particles = ParticleTable.concat(tables) if tables else ParticleTable.empty()
@@ -79,8 +101,14 @@ def clusters_page(particles_paths: Sequence[str | os.PathLike], class_names: Seq
             sizes = np.concatenate([_read_sizes(path) for path in size_files] or [np.empty(0)])
         else:
             sizes = None if score_is_probability else particles.score
-        plot_cluster_histograms(figure, particles.class_id, class_names, sizes_voxels=sizes,
-                                scores=particles.score if score_is_probability else None)
+        plot_cluster_histograms(
+            figure,
+            particles.class_id,
+            class_names,
+            sizes_voxels=sizes,
+            scores=particles.score if score_is_probability else None,
+        )
+
     return draw
 
 
@@ -98,7 +126,9 @@ def _read_sizes(path: str) -> np.ndarray:
 
 def evaluation_page(scores_csv: str | os.PathLike, sweep_csv: str | os.PathLike | None = None) -> Draw:
     """Table of per-class precision, recall, F1 and, if the sweep file exists, curves against threshold."""
+
     def draw(figure: Figure):
         sweep = read_sweep_csv(sweep_csv) if sweep_csv and os.path.exists(sweep_csv) else None
         plot_evaluation(figure, read_scores_csv(scores_csv), sweep)
+
     return draw

@@ -3,6 +3,7 @@
 The pictures come from :mod:`deepfinder.viewers.pictures`; this module only
 puts them in a window, with matplotlib's toolbar (zoom, pan, save).
 """
+
 from __future__ import annotations
 
 import tkinter as tk
@@ -32,8 +33,7 @@ class PlotWindow:
         e.g. to follow a training that is still running.
     """
 
-    def __init__(self, master: tk.Misc, title: str, pages: Mapping[str, Draw],
-                 refresh_seconds: float = 0.0):
+    def __init__(self, master: tk.Misc, title: str, pages: Mapping[str, Draw], refresh_seconds: float = 0.0):
         if not pages:
             raise ValueError("PlotWindow needs at least one page to show.")
         if refresh_seconds < 0:
@@ -47,8 +47,13 @@ class PlotWindow:
         self.page = tk.StringVar(value=next(iter(self.pages)))
         if len(self.pages) > 1:
             tk.Label(controls, text="Show").pack(side="left", padx=4)
-            chooser = ttk.Combobox(controls, textvariable=self.page, values=list(self.pages),
-                                   state="readonly", width=max(len(name) for name in self.pages) + 2)
+            chooser = ttk.Combobox(
+                controls,
+                textvariable=self.page,
+                values=list(self.pages),
+                state="readonly",
+                width=max(len(name) for name in self.pages) + 2,
+            )
             chooser.pack(side="left")
             chooser.bind("<<ComboboxSelected>>", lambda event: self.refresh())
         tk.Button(controls, text="Refresh", command=self.refresh).pack(side="left", padx=4)
@@ -65,8 +70,7 @@ class PlotWindow:
         """Redraw the chosen page from its files."""
         try:
             self.pages[self.page.get()](self.figure)
-            self.status.set(f"auto-refresh every {self.refresh_seconds:g} s"
-                            if self.refresh_seconds else "")
+            self.status.set(f"auto-refresh every {self.refresh_seconds:g} s" if self.refresh_seconds else "")
         except (OSError, ValueError) as error:
             # A file being written or not there yet: say so and keep the window usable.
             self.figure.clear()
@@ -78,8 +82,9 @@ class PlotWindow:
             self._timer = self.master.after(int(self.refresh_seconds * 1000), self.refresh)
 
 
-def open_plot_window(title: str, pages: Mapping[str, Draw], refresh_seconds: float = 0.0,
-                     parent: tk.Misc | None = None) -> PlotWindow:
+def open_plot_window(
+    title: str, pages: Mapping[str, Draw], refresh_seconds: float = 0.0, parent: tk.Misc | None = None
+) -> PlotWindow:
     """A :class:`PlotWindow` in a new top-level window of ``parent`` (its own Tk without one).
 
     Without a parent nothing else runs Tk's event loop: this call then blocks

@@ -9,6 +9,7 @@ are drawn in black.
 
 Positions are voxels; arrays are (z, y, x) and tables hold x, y, z.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,6 +58,7 @@ def _class_name(class_names: Sequence[str], class_id: int) -> str:
 
 # --------------------------------------------------------------------------- training
 
+
 def read_history(path: str | os.PathLike) -> list[dict]:
     """Rows of a training ``history.json`` (one per epoch); empty if the file is not there yet."""
     if not os.path.exists(path):
@@ -65,8 +67,7 @@ def read_history(path: str | os.PathLike) -> list[dict]:
         return json.load(handle)
 
 
-def plot_training_history(figure: Figure, history: Sequence[Mapping],
-                          class_names: Sequence[str]) -> None:
+def plot_training_history(figure: Figure, history: Sequence[Mapping], class_names: Sequence[str]) -> None:
     """Loss (training, validation) and per-class validation F1 per epoch.
 
     Parameters
@@ -84,32 +85,69 @@ def plot_training_history(figure: Figure, history: Sequence[Mapping],
     figure.clear()
     loss_axes, f1_axes = figure.subplots(1, 2)
     loss_axes.set(title="Loss", xlabel="epoch", ylabel="loss (lower is better)")
-    f1_axes.set(title="Validation F1 per class", xlabel="epoch",
-                ylabel="F1, voxel-wise (higher is better)", ylim=(0, 1.02))
+    f1_axes.set(
+        title="Validation F1 per class",
+        xlabel="epoch",
+        ylabel="F1, voxel-wise (higher is better)",
+        ylim=(0, 1.02),
+    )
     if not history:
         for axes in (loss_axes, f1_axes):
-            axes.text(0.5, 0.5, "no epoch finished yet", ha="center", va="center",
-                      transform=axes.transAxes, color="grey")
+            axes.text(
+                0.5,
+                0.5,
+                "no epoch finished yet",
+                ha="center",
+                va="center",
+                transform=axes.transAxes,
+                color="grey",
+            )
         figure.tight_layout()
         return
     epochs = np.array([row["epoch"] for row in history])
     validated = [row for row in history if "val_loss" in row]
-    loss_axes.plot(epochs, [row["train_loss"] for row in history], "o-", color="black",
-                   markersize=3, label="training")
+    loss_axes.plot(
+        epochs, [row["train_loss"] for row in history], "o-", color="black", markersize=3, label="training"
+    )
     if validated:
         val_epochs = [row["epoch"] for row in validated]
-        loss_axes.plot(val_epochs, [row["val_loss"] for row in validated], "s--", color="grey",
-                       markersize=3, label="validation")
+        loss_axes.plot(
+            val_epochs,
+            [row["val_loss"] for row in validated],
+            "s--",
+            color="grey",
+            markersize=3,
+            label="validation",
+        )
         for class_id in range(1, len(class_names)):
             f1 = [_none_to_nan(row["val_f1"], class_id) for row in validated]
-            f1_axes.plot(val_epochs, f1, "o-", color=class_colour(class_id), markersize=3,
-                         label=_class_name(class_names, class_id))
-        f1_axes.plot(val_epochs, [row["val_mean_f1"] for row in validated], "--",
-                     color=ALL_CLASSES_COLOUR, linewidth=2, label="mean")
+            f1_axes.plot(
+                val_epochs,
+                f1,
+                "o-",
+                color=class_colour(class_id),
+                markersize=3,
+                label=_class_name(class_names, class_id),
+            )
+        f1_axes.plot(
+            val_epochs,
+            [row["val_mean_f1"] for row in validated],
+            "--",
+            color=ALL_CLASSES_COLOUR,
+            linewidth=2,
+            label="mean",
+        )
         best = validated[int(np.argmax([row["val_mean_f1"] for row in validated]))]
     else:
-        f1_axes.text(0.5, 0.5, "no validation data", ha="center", va="center",
-                     transform=f1_axes.transAxes, color="grey")
+        f1_axes.text(
+            0.5,
+            0.5,
+            "no validation data",
+            ha="center",
+            va="center",
+            transform=f1_axes.transAxes,
+            color="grey",
+        )
         best = history[int(np.argmin([row["train_loss"] for row in history]))]
     for axes in (loss_axes, f1_axes):
         axes.axvline(best["epoch"], color="grey", linestyle=":", label=f"best epoch {best['epoch']}")
@@ -125,11 +163,19 @@ def _none_to_nan(values: Sequence, index: int) -> float:
 
 # --------------------------------------------------------------------------- slices
 
-def plot_orthoslices(figure: Figure, tomogram: np.ndarray, class_names: Sequence[str],
-                     labels: np.ndarray | None = None, particles: ParticleTable | None = None,
-                     radius_voxels: Mapping[int, float] | None = None,
-                     centre_xyz: Sequence[float] | None = None, lowpass_sigma: float = 1.0,
-                     label_binning: int = 1, title: str = "") -> tuple[int, int, int]:
+
+def plot_orthoslices(
+    figure: Figure,
+    tomogram: np.ndarray,
+    class_names: Sequence[str],
+    labels: np.ndarray | None = None,
+    particles: ParticleTable | None = None,
+    radius_voxels: Mapping[int, float] | None = None,
+    centre_xyz: Sequence[float] | None = None,
+    lowpass_sigma: float = 1.0,
+    label_binning: int = 1,
+    title: str = "",
+) -> tuple[int, int, int]:
     """Three orthoslices of a tomogram with its label map and particles in class colours.
 
     Laid out as ``XY | YZ`` over ``XZ`` at one scale, ``y`` and ``z`` pointing
@@ -170,10 +216,13 @@ def plot_orthoslices(figure: Figure, tomogram: np.ndarray, class_names: Sequence
     if label_binning < 1:
         raise ValueError(f"label_binning must be 1 or more, got {label_binning}")
     shape_xyz = np.array(tomogram.shape[::-1])
-    if labels is not None and np.any(np.abs(np.array(labels.shape[::-1]) * label_binning - shape_xyz)
-                                     >= label_binning):
-        raise ValueError(f"labels of shape {labels.shape} (z, y, x) do not cover the tomogram "
-                         f"{tomogram.shape} at label_binning {label_binning}")
+    if labels is not None and np.any(
+        np.abs(np.array(labels.shape[::-1]) * label_binning - shape_xyz) >= label_binning
+    ):
+        raise ValueError(
+            f"labels of shape {labels.shape} (z, y, x) do not cover the tomogram "
+            f"{tomogram.shape} at label_binning {label_binning}"
+        )
     particles = particles if particles is not None else ParticleTable.empty()
     radius_voxels = radius_voxels or {}
     if centre_xyz is None:
@@ -185,24 +234,32 @@ def plot_orthoslices(figure: Figure, tomogram: np.ndarray, class_names: Sequence
     height_inches = 7.0
     scale = height_inches / (ny + nz)
     figure.set_size_inches(max((nx + nz) * scale, 3.0) + LEGEND_WIDTH_INCHES, height_inches)
-    grid = figure.add_gridspec(2, 3, width_ratios=[nx, nz, LEGEND_WIDTH_INCHES / scale],
-                               height_ratios=[ny, nz])
-    views = {"XY": figure.add_subplot(grid[0, 0]), "YZ": figure.add_subplot(grid[0, 1]),
-             "XZ": figure.add_subplot(grid[1, 0])}
+    grid = figure.add_gridspec(
+        2, 3, width_ratios=[nx, nz, LEGEND_WIDTH_INCHES / scale], height_ratios=[ny, nz]
+    )
+    views = {
+        "XY": figure.add_subplot(grid[0, 0]),
+        "YZ": figure.add_subplot(grid[0, 1]),
+        "XZ": figure.add_subplot(grid[1, 0]),
+    }
     axis_names = "xyz"
     shown = set()
     for view, axes in views.items():
         u, v, w = VIEW_AXES[view]
         grey = to_grey(orthoslice(tomogram, view, centre[w], lowpass_sigma), GREY_RANGE_STD)
         extent = (-0.5, shape_xyz[u] - 0.5, -0.5, shape_xyz[v] - 0.5)
-        axes.imshow(grey, cmap="gray", origin="lower", extent=extent, interpolation="nearest",
-                    vmin=0, vmax=255)
+        axes.imshow(
+            grey, cmap="gray", origin="lower", extent=extent, interpolation="nearest", vmin=0, vmax=255
+        )
         if labels is not None:
             section = orthoslice(labels, view, centre[w] // label_binning).astype(int)
-            label_extent = (-0.5, section.shape[1] * label_binning - 0.5,
-                            -0.5, section.shape[0] * label_binning - 0.5)
-            axes.imshow(_label_rgba(section), origin="lower", extent=label_extent,
-                        interpolation="nearest")
+            label_extent = (
+                -0.5,
+                section.shape[1] * label_binning - 0.5,
+                -0.5,
+                section.shape[0] * label_binning - 0.5,
+            )
+            axes.imshow(_label_rgba(section), origin="lower", extent=label_extent, interpolation="nearest")
             shown.update(int(k) for k in np.unique(section) if k > 0)
         shown.update(_draw_particles(axes, particles, radius_voxels, u, v, w, centre[w]))
         axes.set_xlim(extent[:2])
@@ -212,8 +269,10 @@ def plot_orthoslices(figure: Figure, tomogram: np.ndarray, class_names: Sequence
         axes.set_ylabel(f"{axis_names[v]} (voxels)")
     legend_axes = figure.add_subplot(grid[:, 2])
     legend_axes.axis("off")
-    handles = [Patch(facecolor=class_colour(k), edgecolor=class_colour(k),
-                     label=_class_name(class_names, k)) for k in sorted(shown)]
+    handles = [
+        Patch(facecolor=class_colour(k), edgecolor=class_colour(k), label=_class_name(class_names, k))
+        for k in sorted(shown)
+    ]
     if handles:
         legend_axes.legend(handles=handles, loc="upper left", title="classes", frameon=False)
     if title:
@@ -231,8 +290,15 @@ def _label_rgba(section: np.ndarray) -> np.ndarray:
     return rgba
 
 
-def _draw_particles(axes, particles: ParticleTable, radius_voxels: Mapping[int, float],
-                    u: int, v: int, w: int, slice_index: int) -> set[int]:
+def _draw_particles(
+    axes,
+    particles: ParticleTable,
+    radius_voxels: Mapping[int, float],
+    u: int,
+    v: int,
+    w: int,
+    slice_index: int,
+) -> set[int]:
     """Mark the particles cut by the slice ``slice_index`` along axis ``w``; returns their classes."""
     shown = set()
     for class_id in np.unique(particles.class_id):
@@ -242,13 +308,13 @@ def _draw_particles(axes, particles: ParticleTable, radius_voxels: Mapping[int, 
         radius = radius_voxels.get(int(class_id))
         if radius:
             cut = offset < radius
-            for point, section in zip(xyz[cut], np.sqrt(radius ** 2 - offset[cut] ** 2)):
-                axes.add_patch(Circle((point[u], point[v]), section, fill=False, edgecolor=colour,
-                                      linewidth=1.2))
+            for point, section in zip(xyz[cut], np.sqrt(radius**2 - offset[cut] ** 2)):
+                axes.add_patch(
+                    Circle((point[u], point[v]), section, fill=False, edgecolor=colour, linewidth=1.2)
+                )
         else:
             cut = offset <= MARK_DISTANCE_VOXELS
-            axes.plot(xyz[cut, u], xyz[cut, v], "+", color=colour, markersize=8,
-                      markeredgewidth=1.5)
+            axes.plot(xyz[cut, u], xyz[cut, v], "+", color=colour, markersize=8, markeredgewidth=1.5)
         if cut.any():
             shown.add(int(class_id))
     return shown
@@ -256,9 +322,15 @@ def _draw_particles(axes, particles: ParticleTable, radius_voxels: Mapping[int, 
 
 # --------------------------------------------------------------------------- clusters
 
-def plot_cluster_histograms(figure: Figure, class_id: np.ndarray, class_names: Sequence[str],
-                            sizes_voxels: np.ndarray | None = None,
-                            scores: np.ndarray | None = None, bins: int = 30) -> None:
+
+def plot_cluster_histograms(
+    figure: Figure,
+    class_id: np.ndarray,
+    class_names: Sequence[str],
+    sizes_voxels: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+    bins: int = 30,
+) -> None:
     """Per-class histograms of cluster size and score, to choose thresholds.
 
     Parameters
@@ -279,14 +351,18 @@ def plot_cluster_histograms(figure: Figure, class_id: np.ndarray, class_names: S
         Bins per histogram.
     """
     class_id = np.asarray(class_id, dtype=int)
-    quantities = [(name, np.asarray(values, dtype=float)) for name, values in
-                  (("size", sizes_voxels), ("score", scores)) if values is not None]
+    quantities = [
+        (name, np.asarray(values, dtype=float))
+        for name, values in (("size", sizes_voxels), ("score", scores))
+        if values is not None
+    ]
     if not quantities:
         raise ValueError("Give sizes_voxels, scores or both: there is nothing to plot.")
     for name, values in quantities:
         if values.shape != class_id.shape:
-            raise ValueError(f"{name} has {values.shape} values for {class_id.shape} class ids: "
-                             "give one per particle")
+            raise ValueError(
+                f"{name} has {values.shape} values for {class_id.shape} class ids: give one per particle"
+            )
     figure.clear()
     all_axes = np.atleast_1d(figure.subplots(1, len(quantities)))
     classes = np.unique(class_id)
@@ -305,23 +381,30 @@ def plot_cluster_histograms(figure: Figure, class_id: np.ndarray, class_names: S
             axes.set(title="Particle score", xlabel="score (mean class probability)")
         for k in classes:
             chosen = values[(class_id == k) & finite]
-            axes.hist(chosen, bins=edges, histtype="step", linewidth=1.5, color=class_colour(int(k)),
-                      label=f"{_class_name(class_names, int(k))} ({len(chosen)})")
+            axes.hist(
+                chosen,
+                bins=edges,
+                histtype="step",
+                linewidth=1.5,
+                color=class_colour(int(k)),
+                label=f"{_class_name(class_names, int(k))} ({len(chosen)})",
+            )
         axes.set_ylabel("particles")
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))
         if len(classes):
             axes.legend(fontsize="small", title="class (particles)")
         else:
-            axes.text(0.5, 0.5, "no particles", ha="center", va="center",
-                      transform=axes.transAxes, color="grey")
+            axes.text(
+                0.5, 0.5, "no particles", ha="center", va="center", transform=axes.transAxes, color="grey"
+            )
         axes.grid(alpha=0.3)
     figure.tight_layout()
 
 
 # --------------------------------------------------------------------------- evaluation
 
-def plot_evaluation(figure: Figure, scores: Sequence[ClassScores],
-                    sweep: SweepCurves | None = None) -> None:
+
+def plot_evaluation(figure: Figure, scores: Sequence[ClassScores], sweep: SweepCurves | None = None) -> None:
     """Per-class precision, recall, F1 as a table, and the same against the score threshold.
 
     Parameters
@@ -343,12 +426,23 @@ def plot_evaluation(figure: Figure, scores: Sequence[ClassScores],
     else:
         table_axes, metric_axes = figure.add_subplot(1, 1, 1), []
     table_axes.axis("off")
-    cells = [[row.name, row.n_detected, row.n_reference, row.true_positives,
-              *(_ratio(getattr(row, metric)) for metric in METRICS)] for row in scores]
+    cells = [
+        [
+            row.name,
+            row.n_detected,
+            row.n_reference,
+            row.true_positives,
+            *(_ratio(getattr(row, metric)) for metric in METRICS),
+        ]
+        for row in scores
+    ]
     if cells:
-        table = table_axes.table(cellText=cells, colLabels=["class", "picked", "reference", "TP",
-                                                            "precision", "recall", "F1"],
-                                 loc="center", cellLoc="center")
+        table = table_axes.table(
+            cellText=cells,
+            colLabels=["class", "picked", "reference", "TP", "precision", "recall", "F1"],
+            loc="center",
+            cellLoc="center",
+        )
         table.auto_set_font_size(False)
         table.set_fontsize(9)
         table.scale(1.0, 1.3)
@@ -360,14 +454,24 @@ def plot_evaluation(figure: Figure, scores: Sequence[ClassScores],
     for axes, metric in zip(metric_axes, METRICS):
         for row in sweep.table[0]:
             is_all = row.class_id is None
-            axes.plot(sweep.thresholds, sweep.curve(metric, row.class_id), drawstyle="steps-post",
-                      color=ALL_CLASSES_COLOUR if is_all else class_colour(row.class_id),
-                      linestyle="--" if is_all else "-", linewidth=2 if is_all else 1.5,
-                      marker="o" if len(sweep.thresholds) <= FEW_THRESHOLDS else None,
-                      markersize=4, label=row.name)
+            axes.plot(
+                sweep.thresholds,
+                sweep.curve(metric, row.class_id),
+                drawstyle="steps-post",
+                color=ALL_CLASSES_COLOUR if is_all else class_colour(row.class_id),
+                linestyle="--" if is_all else "-",
+                linewidth=2 if is_all else 1.5,
+                marker="o" if len(sweep.thresholds) <= FEW_THRESHOLDS else None,
+                markersize=4,
+                label=row.name,
+            )
         label = "F1" if metric == "f1" else metric
-        axes.set(title=f"{label} vs threshold", xlabel="score threshold (picks kept: score ≥ it)",
-                 ylabel=label, ylim=(0, 1.02))
+        axes.set(
+            title=f"{label} vs threshold",
+            xlabel="score threshold (picks kept: score ≥ it)",
+            ylabel=label,
+            ylim=(0, 1.02),
+        )
         axes.grid(alpha=0.3)
     if metric_axes:
         metric_axes[-1].legend(fontsize="small")
@@ -376,4 +480,3 @@ def plot_evaluation(figure: Figure, scores: Sequence[ClassScores],
 
 def _ratio(value: float) -> str:
     return "-" if not np.isfinite(value) else f"{value:.3f}"
-

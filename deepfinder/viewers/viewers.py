@@ -3,6 +3,7 @@
 Scipion offers them for the objects in ``_targets`` (a protocol: "Analyze
 results"; an output: its context menu), through ``Domain.findViewers``.
 """
+
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ from tomo.objects import SetOfTomoMasks
 from ..convert import get_class_names, tomograms_by_tsid
 from ..core import io
 from ..objects import DeepFinderModel
+
 # From the modules, not the package: the protocols package imports the viewers package.
 from ..protocols.protocol_cluster import DeepFinderProtCluster
 from ..protocols.protocol_evaluate import DeepFinderProtEvaluate
@@ -29,8 +31,7 @@ HISTOGRAMS_PAGE = "cluster size and score histograms"
 class PlotView(View):
     """A window of matplotlib pictures (:class:`~deepfinder.viewers.plot_window.PlotWindow`)."""
 
-    def __init__(self, title: str, pages: dict[str, Draw], refresh_seconds: float = 0.0,
-                 parent=None):
+    def __init__(self, title: str, pages: dict[str, Draw], refresh_seconds: float = 0.0, parent=None):
         self.title, self.pages = title, pages
         self.refresh_seconds, self.parent = refresh_seconds, parent
 
@@ -42,13 +43,13 @@ class PlotView(View):
 
 class DeepFinderViewer(Viewer):
     """Common part: a window of the pages (name: draw) that a subclass's ``_pages(obj)`` gives."""
+
     _environments = [DESKTOP_TKINTER]
 
     def _visualize(self, obj, **kwargs):
         pages = self._pages(obj)
         if not pages:
-            return [self.infoMessage("Nothing to show yet: run the protocol first.",
-                                     title=self.getName())]
+            return [self.infoMessage("Nothing to show yet: run the protocol first.", title=self.getName())]
         refresh = TRAINING_REFRESH_SECONDS if self._isRunning(obj) else 0.0
         return [PlotView(f"DeepFinder: {self._title(obj)}", pages, refresh, self.getTkRoot())]
 
@@ -62,6 +63,7 @@ class DeepFinderViewer(Viewer):
 
 class DeepFinderTrainingViewer(DeepFinderViewer):
     """Loss and per-class validation F1 per epoch; follows a training still running."""
+
     _name = "DeepFinder learning curves"
     _targets = [DeepFinderProtTrain, DeepFinderModel]
 
@@ -80,6 +82,7 @@ class DeepFinderTrainingViewer(DeepFinderViewer):
 
 class DeepFinderLabelMapViewer(DeepFinderViewer):
     """Orthoslices of each tomogram with its label map (and, for targets, the particles)."""
+
     _name = "DeepFinder label maps over tomograms"
     _targets = [DeepFinderProtGenerateTargets, DeepFinderProtSegment, SetOfTomoMasks]
 
@@ -98,21 +101,30 @@ class DeepFinderLabelMapViewer(DeepFinderViewer):
             tomograms = obj.inputTomograms.get()
             particles = obj._particleTable(tomograms.getSamplingRate())
             radii = obj._radiiVoxels() if obj.strategy.get() == SPHERES else None
-        return {tsId: slices_page(mask.getVolName(), names, mask.getFileName(),
-                                  particles.of_tomogram(tsId) if particles is not None else None,
-                                  radii, title=tsId)
-                for tsId, mask in tomograms_by_tsid(label_maps).items()}
+        return {
+            tsId: slices_page(
+                mask.getVolName(),
+                names,
+                mask.getFileName(),
+                particles.of_tomogram(tsId) if particles is not None else None,
+                radii,
+                title=tsId,
+            )
+            for tsId, mask in tomograms_by_tsid(label_maps).items()
+        }
 
 
 class DeepFinderPicksViewer(DeepFinderViewer):
     """Histograms of cluster size and score per class; picks over orthoslices of each tomogram."""
+
     _name = "DeepFinder picked particles"
     _targets = [DeepFinderProtCluster]
 
     def _pages(self, obj):
         label_maps = tomograms_by_tsid(obj.inputLabelMaps.get())
-        done = {tsId: obj._particlesFile(tsId) for tsId in label_maps
-                if os.path.exists(obj._particlesFile(tsId))}
+        done = {
+            tsId: obj._particlesFile(tsId) for tsId in label_maps if os.path.exists(obj._particlesFile(tsId))
+        }
         if not done:
             return {}
         names = obj._classNames()
@@ -120,14 +132,20 @@ class DeepFinderPicksViewer(DeepFinderViewer):
         radii = obj._radiiVoxels()
         tomograms = tomograms_by_tsid(obj.inputTomograms.get())
         for tsId, path in done.items():
-            pages[tsId] = slices_page(tomograms[tsId].getFileName(), names,
-                                      label_maps[tsId].getFileName(), io.read_particles_csv(path),
-                                      radii, title=tsId)
+            pages[tsId] = slices_page(
+                tomograms[tsId].getFileName(),
+                names,
+                label_maps[tsId].getFileName(),
+                io.read_particles_csv(path),
+                radii,
+                title=tsId,
+            )
         return pages
 
 
 class DeepFinderEvaluationViewer(DeepFinderViewer):
     """Per-class precision, recall, F1 table and their curves against the score threshold."""
+
     _name = "DeepFinder evaluation"
     _targets = [DeepFinderProtEvaluate]
 

@@ -13,8 +13,9 @@ from tomo.objects import SetOfCoordinates3D
 
 from ..convert import class_output_name, class_table, new_coordinate_set, tomograms_by_tsid, unique_values
 from ..core import io
+from ..core.annotation import ParticleClass
 from ..core.particles import ParticleTable
-from ..viewers.annotation import ParticleClass, default_colour
+from ..figures.orthoslices import default_colour
 from .protocol_base import CLASSES_FROM_GROUP_ID, CLASSES_PER_SET, classes_table, parse_numbers, per_class
 
 CLASSES_FILE = "classes.json"

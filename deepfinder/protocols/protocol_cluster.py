@@ -92,7 +92,7 @@ class DeepFinderProtCluster(EMProtocol):
 
     def clusterStep(self, tsId: str):
         from ..core.cluster import find_clusters
-        from ..viewers.pictures import slices_page, write_cluster_sizes, write_png
+        from ..figures.pictures import slices_page, write_cluster_sizes, write_png
 
         label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
         score_files = (
@@ -142,7 +142,7 @@ class DeepFinderProtCluster(EMProtocol):
         self._defineOutputs(**outputs)
         for output in outputs.values():
             self._defineSourceRelation(self.inputLabelMaps, output)
-        from ..viewers.pictures import HISTOGRAMS_SIZE, clusters_page, write_png
+        from ..figures.pictures import HISTOGRAMS_SIZE, clusters_page, write_png
 
         files = [self._particlesFile(tsId) for tsId in tomograms_by_tsid(self.inputLabelMaps.get())]
         write_png(

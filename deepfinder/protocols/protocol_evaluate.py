@@ -86,7 +86,7 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
         )
         evaluate.write_sweep_csv(self._getExtraPath("threshold_sweep.csv"), sweep)
         self.info(report)
-        from ..viewers.pictures import EVALUATION_SIZE, evaluation_page, write_png
+        from ..figures.pictures import EVALUATION_SIZE, evaluation_page, write_png
 
         write_png(
             self._getExtraPath("evaluation.png"),

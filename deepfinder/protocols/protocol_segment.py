@@ -124,7 +124,7 @@ class DeepFinderProtSegment(EMProtocol):
             patch_size=self.patchSize.get() or None,
             precision=Plugin.getVar(DEEPFINDER_PRECISION),
         )
-        from ..viewers.pictures import slices_page, write_png
+        from ..figures.pictures import slices_page, write_png
 
         write_png(
             self._getExtraPath(f"{tsId}_labels.png"),

@@ -137,7 +137,7 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
                 volume.shape, particles, self._shapeMasks(), initial_labels=initial
             )
         io.write_volume(self._labelMapPath(tsId), labels, voxel_size=tomogram.getSamplingRate())
-        from ..viewers.pictures import slices_page, write_png  # matplotlib only when drawing
+        from ..figures.pictures import slices_page, write_png  # matplotlib only when drawing
 
         radii = self._radiiVoxels() if self.strategy.get() == SPHERES else None
         write_png(

@@ -244,7 +244,7 @@ class DeepFinderProtTrain(DeepFinderProtBase):
 
     def _plotLearningCurves(self, epoch: int, row: dict):
         """Redraw extra/learning_curves.png after every epoch, to follow a running training."""
-        from ..viewers.pictures import training_page, write_png
+        from ..figures.pictures import training_page, write_png
 
         write_png(
             self._getExtraPath("learning_curves.png"),

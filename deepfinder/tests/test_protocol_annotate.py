@@ -16,9 +16,9 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 
 from deepfinder.convert import coordinates_to_table
+from deepfinder.figures.orthoslices import canvas_sizes, fit_scale, to_canvas
 from deepfinder.protocols import DeepFinderProtAnnotate
 from deepfinder.tests.virtual_display import VirtualDisplay
-from deepfinder.viewers.annotation import canvas_sizes, fit_scale, to_canvas
 from deepfinder.viewers.annotation_window import VIEW_GAP, view_area
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

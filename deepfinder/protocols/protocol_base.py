@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
+from tomo.objects import Coordinate3D
 
 from ..convert import coordinates_to_table, unique_values
 from ..core.particles import ParticleTable
@@ -58,7 +59,7 @@ class DeepFinderProtBase(EMProtocol):
             return len(self.inputCoordinates)
         groups = set()
         for coords in self._coordinateSets():
-            groups.update(unique_values(coords, "_groupId"))
+            groups.update(unique_values(coords, Coordinate3D.GROUP_ID_ATTR))
         return max(groups, default=0)
 
     def _classNamesList(self) -> list[str]:
@@ -83,7 +84,7 @@ class DeepFinderProtBase(EMProtocol):
             )
         if self.classesFrom.get() == CLASSES_FROM_GROUP_ID:
             for coords in self._coordinateSets():
-                if min(unique_values(coords, "_groupId"), default=1) < 1:
+                if min(unique_values(coords, Coordinate3D.GROUP_ID_ATTR), default=1) < 1:
                     errors.append(
                         f"{coords.getNameId()} has coordinates with groupId 0: "
                         "groupIds must be 1, 2, ... (0 is the background)."

@@ -6,7 +6,7 @@ import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
-from tomo.objects import SetOfCoordinates3D
+from tomo.objects import Coordinate3D, SetOfCoordinates3D
 
 from ..convert import coordinates_to_table, new_coordinate_set, tomograms_by_tsid, unique_values
 from ..core.consensus import consensus
@@ -105,7 +105,7 @@ class DeepFinderProtConsensus(EMProtocol):
             for coords in sets
             if not coords.getSamplingRate()
         ]
-        tomos = [unique_values(coords, "_tomoId") for coords in sets]
+        tomos = [unique_values(coords, Coordinate3D.TOMO_ID_ATTR) for coords in sets]
         if not set.intersection(*tomos):
             errors.append("The sets share no tomogram (tsId): compare picks of the same tomograms.")
         known = set(tomograms_by_tsid(sets[0].getPrecedents()))

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pyworkflow.protocol.params as params
 from pyworkflow.constants import BETA
+from tomo.objects import Coordinate3D
 
 from ..convert import unique_values
 from .protocol_base import CLASSES_FROM_GROUP_ID, DeepFinderProtBase, classes_table
@@ -109,9 +110,9 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
         errors = self._validateClasses()
         picked_tomos, reference_tomos = set(), set()
         for pointer in self.pickedCoordinates:
-            picked_tomos.update(unique_values(pointer.get(), "_tomoId"))
+            picked_tomos.update(unique_values(pointer.get(), Coordinate3D.TOMO_ID_ATTR))
         for coords in self._coordinateSets():
-            reference_tomos.update(unique_values(coords, "_tomoId"))
+            reference_tomos.update(unique_values(coords, Coordinate3D.TOMO_ID_ATTR))
             if not coords.getSamplingRate():
                 errors.append(f"{coords.getNameId()} has no sampling rate: re-import it with one.")
         if picked_tomos and not picked_tomos & reference_tomos:

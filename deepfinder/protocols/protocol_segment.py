@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 from enum import Enum
 
-import pyworkflow.object as pwobj
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
@@ -15,9 +13,7 @@ from tomo.objects import SetOfTomoMasks
 
 from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
-from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_tsid
-
-SCORE_FILES_ATTR = "deepfinderScoreFiles"
+from ..convert import class_table, new_tomo_mask, set_class_names, set_score_files, tomograms_by_tsid
 
 
 class DeepFinderSegmentOutputs(Enum):
@@ -145,11 +141,7 @@ class DeepFinderProtSegment(EMProtocol):
         mask = new_tomo_mask(tomogram, str(written["labels"]))
         if self.binScores:
             mask.setSamplingRate(tomogram.getSamplingRate() * 2)
-        setattr(
-            mask,
-            SCORE_FILES_ATTR,
-            pwobj.String(json.dumps({k: str(path) for k, path in written["scores"].items()})),
-        )
+        set_score_files(mask, written["scores"])
         with self._lock:
             name = DeepFinderSegmentOutputs.labelMaps.name
             label_maps = getattr(self, name, None)

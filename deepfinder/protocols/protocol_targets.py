@@ -8,7 +8,7 @@ import numpy as np
 import pyworkflow.protocol.params as params
 from pyworkflow.constants import BETA
 from pyworkflow.protocol import STEPS_PARALLEL
-from tomo.objects import SetOfTomoMasks
+from tomo.objects import Coordinate3D, SetOfTomoMasks
 
 from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_tsid, unique_values
 from ..core import io, targets
@@ -214,7 +214,7 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
         for coords in self._coordinateSets():
             if not coords.getSamplingRate():
                 errors.append(f"{coords.getNameId()} has no sampling rate: re-import it with one.")
-            unknown = unique_values(coords, "_tomoId") - tsIds
+            unknown = unique_values(coords, Coordinate3D.TOMO_ID_ATTR) - tsIds
             if unknown:
                 errors.append(
                     f"{coords.getNameId()} has coordinates of tomograms that are not in the "

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 from pyworkflow.protocol import STATUS_FAILED, STATUS_FINISHED, STATUS_INTERACTIVE, getProtocolFromDb
 from pyworkflow.tests import BaseTest, setupTestProject
+from tomo.objects import Coordinate3D
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 
 from deepfinder.convert import coordinates_to_table
@@ -210,7 +211,7 @@ class TestAnnotateWindow(BaseTest):
             self.assertEqual(output.getBoxSize(), box)
             self.assertEqual(output.getSamplingRate(), VOXEL_SIZE)
             self.assertEqual(len(output), len(everything.of_class(class_id)))
-            self.assertEqual(set(output.getUniqueValues("_tomoId")), {"ta", "tb"})
+            self.assertEqual(set(output.getUniqueValues(Coordinate3D.TOMO_ID_ATTR)), {"ta", "tb"})
 
 
 class TestAnnotateForm(BaseTest):

@@ -16,7 +16,14 @@ from ..core import io
 from ..core.annotation import ParticleClass
 from ..core.particles import ParticleTable
 from ..figures.orthoslices import default_colour
-from .protocol_base import CLASSES_FROM_GROUP_ID, CLASSES_PER_SET, classes_table, parse_numbers, per_class
+from .protocol_base import (
+    CLASSES_FROM_GROUP_ID,
+    CLASSES_PER_SET,
+    classes_table,
+    parse_numbers,
+    per_class,
+    volumes_without_sampling_rate,
+)
 
 CLASSES_FILE = "classes.json"
 
@@ -244,10 +251,8 @@ class DeepFinderProtAnnotate(EMProtocol):
 
     # ----------------------------------------------------------------- info
     def _validate(self):
-        errors = []
         tomograms = self.inputTomograms.get()
-        if not tomograms.getSamplingRate():
-            errors.append("The tomograms have no sampling rate: set it when importing them.")
+        errors = volumes_without_sampling_rate(tomograms, "tomograms")
         n = len(self._classNamesList())
         try:
             radii = parse_numbers(self.radii.get())

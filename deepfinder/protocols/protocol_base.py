@@ -1,4 +1,4 @@
-"""What several DeepFinder protocols share: classes given as coordinate sets."""
+"""What several DeepFinder protocols share: classes given as coordinate sets, form checks, GPUs."""
 
 from __future__ import annotations
 
@@ -90,6 +90,27 @@ class DeepFinderProtBase(EMProtocol):
                         "groupIds must be 1, 2, ... (0 is the background)."
                     )
         return errors
+
+
+def volumes_without_sampling_rate(volumes, kind: str) -> list[str]:
+    """A form error if the set of volumes (``kind``: "tomograms", "label maps") has no sampling rate."""
+    if volumes.getSamplingRate():
+        return []
+    return [f"The {kind} have no sampling rate: set it when importing them."]
+
+
+def coordinates_without_sampling_rate(coordinate_sets) -> list[str]:
+    """A form error for each coordinate set that has no sampling rate."""
+    return [
+        f"{coords.getNameId()} has no sampling rate: re-import it with one."
+        for coords in coordinate_sets
+        if not coords.getSamplingRate()
+    ]
+
+
+def gpu_ids(protocol) -> str:
+    """The GPUs a protocol's run may use (CUDA_VISIBLE_DEVICES): its GPU list, or "" when 'Use GPU' is off."""
+    return ",".join(map(str, protocol.getGpuList())) if protocol.useGpu.get() else ""
 
 
 def parse_numbers(text: str | None) -> list[float]:

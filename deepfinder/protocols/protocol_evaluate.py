@@ -10,7 +10,12 @@ from pyworkflow.constants import BETA
 from tomo.objects import Coordinate3D
 
 from ..convert import unique_values
-from .protocol_base import CLASSES_FROM_GROUP_ID, DeepFinderProtBase, classes_table
+from .protocol_base import (
+    CLASSES_FROM_GROUP_ID,
+    DeepFinderProtBase,
+    classes_table,
+    coordinates_without_sampling_rate,
+)
 
 
 class DeepFinderProtEvaluate(DeepFinderProtBase):
@@ -113,8 +118,7 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
             picked_tomos.update(unique_values(pointer.get(), Coordinate3D.TOMO_ID_ATTR))
         for coords in self._coordinateSets():
             reference_tomos.update(unique_values(coords, Coordinate3D.TOMO_ID_ATTR))
-            if not coords.getSamplingRate():
-                errors.append(f"{coords.getNameId()} has no sampling rate: re-import it with one.")
+        errors += coordinates_without_sampling_rate(self._coordinateSets())
         if picked_tomos and not picked_tomos & reference_tomos:
             errors.append(
                 "The picked and the reference particles share no tomogram (tsId): "

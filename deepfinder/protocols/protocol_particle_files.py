@@ -15,6 +15,7 @@ from tomo.objects import SetOfCoordinates3D
 from ..convert import coordinates_to_table, new_coordinate_set, tomograms_by_tsid
 from ..core import io
 from ..core.particles import ParticleTable
+from .protocol_base import coordinates_without_sampling_rate
 
 FORMATS = ["xml", "csv", "star"]
 STAR_CONVENTIONS = list(io.STAR_CONVENTIONS)
@@ -223,10 +224,11 @@ class DeepFinderProtExportParticles(EMProtocol):
         self.info(f"Wrote {len(particles)} particles to {path}")
 
     def _validate(self):
-        samplings = {round(p.get().getSamplingRate() or 0, 3) for p in self.inputCoordinates}
-        if 0 in samplings:
-            return ["A coordinate set has no sampling rate: re-import it with one."]
-        if len(samplings) > 1:
+        sets = [pointer.get() for pointer in self.inputCoordinates]
+        missing = coordinates_without_sampling_rate(sets)
+        if missing:
+            return missing
+        if len({round(coords.getSamplingRate(), 3) for coords in sets}) > 1:
             return ["The coordinate sets have different sampling rates: export them separately."]
         return []
 

@@ -14,6 +14,7 @@ from tomo.objects import SetOfTomoMasks
 from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, new_tomo_mask, set_class_names, set_score_files, tomograms_by_tsid
+from .protocol_base import gpu_ids, volumes_without_sampling_rate
 
 
 class DeepFinderSegmentOutputs(Enum):
@@ -105,7 +106,7 @@ class DeepFinderProtSegment(EMProtocol):
         self._insertFunctionStep(self.closeOutputStep, prerequisites=steps)
 
     def segmentStep(self, tsId: str):
-        os.environ.update(Plugin.getEnviron(self._gpuIds()))
+        os.environ.update(Plugin.getEnviron(gpu_ids(self)))
         from ..core.segment import segment_tomogram  # TensorFlow loads after the GPU choice
 
         tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
@@ -161,9 +162,6 @@ class DeepFinderProtSegment(EMProtocol):
                 label_maps.write()
                 self._store(label_maps)
 
-    def _gpuIds(self) -> str:
-        return ",".join(map(str, self.getGpuList())) if self.useGpu.get() else ""
-
     # ----------------------------------------------------------------- info
     def _validate(self):
         errors = Plugin.precisionErrors()
@@ -175,8 +173,7 @@ class DeepFinderProtSegment(EMProtocol):
             )
         model = self.inputModel.get()
         tomograms = self.inputTomograms.get()
-        if not tomograms.getSamplingRate():
-            errors.append("The tomograms have no sampling rate: set it when importing them.")
+        errors += volumes_without_sampling_rate(tomograms, "tomograms")
         if not os.path.exists(model.getWeightsFile() or ""):
             errors.append(f"The model's weights file is missing: {model.getWeightsFile()}")
         return errors

@@ -13,7 +13,13 @@ from tomo.objects import Coordinate3D, SetOfTomoMasks
 from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_tsid, unique_values
 from ..core import io, targets
 from ..core.resample import resample_to_voxel_size
-from .protocol_base import DeepFinderProtBase, parse_numbers, per_class
+from .protocol_base import (
+    DeepFinderProtBase,
+    coordinates_without_sampling_rate,
+    parse_numbers,
+    per_class,
+    volumes_without_sampling_rate,
+)
 
 SPHERES = 0
 SHAPES = 1
@@ -207,13 +213,10 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
     # ----------------------------------------------------------------- info
     def _validate(self):
         errors = self._validateClasses()
-        tomograms = self.inputTomograms.get()
-        if not tomograms.getSamplingRate():
-            errors.append("The tomograms have no sampling rate: set it when importing them.")
+        errors += volumes_without_sampling_rate(self.inputTomograms.get(), "tomograms")
+        errors += coordinates_without_sampling_rate(self._coordinateSets())
         tsIds = set(self._tsIds())
         for coords in self._coordinateSets():
-            if not coords.getSamplingRate():
-                errors.append(f"{coords.getNameId()} has no sampling rate: re-import it with one.")
             unknown = unique_values(coords, Coordinate3D.TOMO_ID_ATTR) - tsIds
             if unknown:
                 errors.append(

@@ -125,7 +125,7 @@ def test_the_source_checks_see_every_kind_of_import(tmp_path):
     """Relative imports are resolved, and imports inside functions told apart."""
     path = tmp_path / "x.py"
     path.write_text(
-        "import numpy\nfrom .. import Plugin\nfrom . import io\nfrom ..viewers.plots import a\n"
+        "import numpy\nfrom .. import Plugin\nfrom . import io\nfrom ..viewers.viewers import a\n"
         "class A:\n    from tomo.objects import TomoMask\n"
         "def f():\n    import pwem.objects\n"
     )
@@ -134,7 +134,7 @@ def test_the_source_checks_see_every_kind_of_import(tmp_path):
         "numpy",
         "deepfinder",
         "deepfinder.core",
-        "deepfinder.viewers.plots",
+        "deepfinder.viewers.viewers",
         "tomo.objects",
         "pwem.objects",
     ]

@@ -19,6 +19,7 @@ from .core.particles import ParticleTable
 
 CLASS_NAMES_ATTR = "deepfinderClassNames"
 LABEL_ATTR = "_deepfinderLabel"
+SCORE_FILES_ATTR = "deepfinderScoreFiles"
 
 
 def tomograms_by_tsid(tomograms) -> dict:
@@ -27,7 +28,7 @@ def tomograms_by_tsid(tomograms) -> dict:
 
 
 def unique_values(coordinates: SetOfCoordinates3D, attribute: str) -> set:
-    """Distinct values of an attribute (e.g. "_tomoId", "_groupId"); empty for an empty set,
+    """Distinct values of an attribute (e.g. ``Coordinate3D.TOMO_ID_ATTR``); empty for an empty set,
     where Scipion's own query fails."""
     return set(coordinates.getUniqueValues(attribute)) if coordinates.getSize() else set()
 
@@ -133,6 +134,21 @@ def get_class_names(label_set) -> list[str] | None:
     """Class names recorded by :func:`set_class_names`, or None."""
     value = getattr(label_set, CLASS_NAMES_ATTR, None)
     return json.loads(value.get()) if value is not None and value.get() else None
+
+
+def set_score_files(label_map, score_files: dict) -> None:
+    """Record on a label map the score map file of each class (class id: path)."""
+    setattr(
+        label_map,
+        SCORE_FILES_ATTR,
+        pwobj.String(json.dumps({k: str(path) for k, path in score_files.items()})),
+    )
+
+
+def get_score_files(label_map) -> dict[str, str]:
+    """Score map files recorded by :func:`set_score_files` (class ids as strings), or {}."""
+    value = getattr(label_map, SCORE_FILES_ATTR, None)
+    return json.loads(value.get() or "{}") if value is not None else {}
 
 
 def class_table(names: list[str]) -> str:

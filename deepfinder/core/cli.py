@@ -59,23 +59,6 @@ def _run_simulate(args) -> None:
     )
 
 
-def _read_particle_file(path, shape_zyx=None, voxel_size: float = 1.0, star_convention: str = "relion4"):
-    """A particle table from CSV, DeepFinder XML or RELION STAR, chosen by the file extension."""
-    from pathlib import Path
-
-    from . import io
-
-    suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
-        return io.read_particles_csv(path)
-    if suffix == ".xml":
-        return io.read_particles_xml(path)
-    if suffix == ".star":
-        shape_xyz = tuple(shape_zyx[::-1]) if shape_zyx is not None else None
-        return io.read_particles_star(path, star_convention, voxel_size, shape_xyz)
-    raise ValueError(f"{path}: unknown particle file type; use .csv, .xml or .star")
-
-
 def _particles_of(table, tomogram, tomo_id=None):
     """Rows of ``table`` for ``tomogram``: those named ``tomo_id`` or the file stem, or all
     rows when the table names a single tomogram."""
@@ -151,7 +134,7 @@ def _run_targets(args) -> None:
 
     shape = io.read_volume(args.tomogram).shape
     voxel_size = io.read_voxel_size(args.tomogram) or 1.0
-    table = _read_particle_file(args.particles, shape, voxel_size, args.star_convention)
+    table = io.read_particles(args.particles, args.star_convention, voxel_size, shape[::-1])
     particles = _particles_of(table, args.tomogram, args.tomo_id)
     initial = io.read_volume(args.initial_labels) if args.initial_labels else None
     if args.radius:
@@ -261,8 +244,8 @@ def _tables_for(tomograms, particle_files, star_convention):
     from . import io
 
     def read(path, tomogram):
-        return _read_particle_file(
-            path, io.read_volume(tomogram).shape, io.read_voxel_size(tomogram) or 1.0, star_convention
+        return io.read_particles(
+            path, star_convention, io.read_voxel_size(tomogram) or 1.0, io.read_volume(tomogram).shape[::-1]
         )
 
     if len(particle_files) == len(tomograms):
@@ -311,25 +294,6 @@ def _run_train(args) -> None:
         progress=not args.quiet,
     )
     print(f"Best model: {best}")
-
-
-def _write_particle_file(
-    path, table, star_convention: str = "relion4", voxel_size: float = 1.0, shape_zyx=None
-):
-    """Write a particle table as CSV, DeepFinder XML or RELION STAR, chosen by the file extension."""
-    from pathlib import Path
-
-    from . import io
-
-    suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
-        return io.write_particles_csv(path, table)
-    if suffix == ".xml":
-        return io.write_particles_xml(path, table)
-    if suffix == ".star":
-        shape_xyz = tuple(shape_zyx[::-1]) if shape_zyx is not None else None
-        return io.write_particles_star(path, table, star_convention, voxel_size, shape_xyz)
-    raise ValueError(f"{path}: unknown particle file type; use .csv, .xml or .star")
 
 
 def _add_segment(subparsers) -> None:
@@ -483,7 +447,7 @@ def _run_cluster(args) -> None:
     if args.binned:
         particles = dataclasses.replace(particles, xyz=unbin_positions(particles.xyz))
         voxel_size, shape_zyx = voxel_size / 2, tuple(2 * n for n in shape_zyx)
-    _write_particle_file(args.output, particles, voxel_size=voxel_size, shape_zyx=shape_zyx)
+    io.write_particles(args.output, particles, voxel_size=voxel_size, volume_shape_xyz=shape_zyx[::-1])
     counts = np.bincount(clusters.particles.class_id, minlength=max(classes, default=0) + 1)
     print(
         f"Wrote {len(clusters.particles)} particles to {args.output} (per class: "
@@ -542,8 +506,8 @@ def _run_evaluate(args) -> None:
         write_sweep_csv,
     )
 
-    detected = _read_particle_file(args.detected, voxel_size=args.voxel_size or 1.0)
-    reference = _read_particle_file(args.reference, voxel_size=args.voxel_size or 1.0)
+    detected = io.read_particles(args.detected, voxel_size=args.voxel_size or 1.0)
+    reference = io.read_particles(args.reference, voxel_size=args.voxel_size or 1.0)
     if len(set(detected.tomo)) == 1 and len(set(reference.tomo)) == 1:
         # One tomogram each: the same one, whatever the ids (e.g. a label-map file stem).
         detected = dataclasses.replace(detected, tomo=reference.tomo[0])

@@ -293,6 +293,54 @@ def read_particles_star(
     )
 
 
+PARTICLE_FILE_TYPES = (".csv", ".xml", ".star")
+
+
+def particle_file_type(path: PathLike) -> str:
+    """The type of a particle file from its extension: .csv, .xml or .star; ValueError for others."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in PARTICLE_FILE_TYPES:
+        raise ValueError(f"{path}: unknown particle file type; use .csv, .xml or .star")
+    return suffix
+
+
+def read_particles(
+    path: PathLike,
+    star_convention: str = "relion4",
+    voxel_size: float = 1.0,
+    volume_shape_xyz: ShapeXYZ | Mapping[str, ShapeXYZ] | None = None,
+) -> ParticleTable:
+    """A particle table from CSV, DeepFinder XML or RELION STAR, chosen by the file extension.
+
+    The other parameters are those of :func:`read_particles_star`, for STAR files.
+    """
+    file_type = particle_file_type(path)
+    if file_type == ".csv":
+        return read_particles_csv(path)
+    if file_type == ".xml":
+        return read_particles_xml(path)
+    return read_particles_star(path, star_convention, voxel_size, volume_shape_xyz)
+
+
+def write_particles(
+    path: PathLike,
+    table: ParticleTable,
+    star_convention: str = "relion4",
+    voxel_size: float = 1.0,
+    volume_shape_xyz: ShapeXYZ | Mapping[str, ShapeXYZ] | None = None,
+) -> Path:
+    """Write a particle table as CSV, DeepFinder XML or RELION STAR, chosen by the file extension.
+
+    The other parameters are those of :func:`write_particles_star`, for STAR files.
+    """
+    file_type = particle_file_type(path)
+    if file_type == ".csv":
+        return write_particles_csv(path, table)
+    if file_type == ".xml":
+        return write_particles_xml(path, table)
+    return write_particles_star(path, table, star_convention, voxel_size, volume_shape_xyz)
+
+
 def _check_star_convention(convention, volume_shape_xyz):
     if convention not in STAR_CONVENTIONS:
         raise ValueError(f"Unknown STAR convention {convention!r}; use one of {STAR_CONVENTIONS}")

@@ -9,13 +9,21 @@ from enum import Enum
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
-from tomo.objects import SetOfCoordinates3D
+from tomo.objects import Coordinate3D, SetOfCoordinates3D
 
 from ..convert import class_output_name, class_table, new_coordinate_set, tomograms_by_tsid, unique_values
 from ..core import io
+from ..core.annotation import ParticleClass
 from ..core.particles import ParticleTable
-from ..viewers.annotation import ParticleClass, default_colour
-from .protocol_base import CLASSES_FROM_GROUP_ID, CLASSES_PER_SET, classes_table, parse_numbers, per_class
+from ..figures.orthoslices import default_colour
+from .protocol_base import (
+    CLASSES_FROM_GROUP_ID,
+    CLASSES_PER_SET,
+    classes_table,
+    parse_numbers,
+    per_class,
+    volumes_without_sampling_rate,
+)
 
 CLASSES_FILE = "classes.json"
 
@@ -199,7 +207,7 @@ class DeepFinderProtAnnotate(EMProtocol):
             return len(self.inputCoordinates)
         groups = set()
         for pointer in self.inputCoordinates:
-            groups.update(unique_values(pointer.get(), "_groupId"))
+            groups.update(unique_values(pointer.get(), Coordinate3D.GROUP_ID_ATTR))
         return max(groups, default=0)
 
     def _classNamesList(self) -> list[str]:
@@ -243,10 +251,8 @@ class DeepFinderProtAnnotate(EMProtocol):
 
     # ----------------------------------------------------------------- info
     def _validate(self):
-        errors = []
         tomograms = self.inputTomograms.get()
-        if not tomograms.getSamplingRate():
-            errors.append("The tomograms have no sampling rate: set it when importing them.")
+        errors = volumes_without_sampling_rate(tomograms, "tomograms")
         n = len(self._classNamesList())
         try:
             radii = parse_numbers(self.radii.get())
@@ -261,7 +267,7 @@ class DeepFinderProtAnnotate(EMProtocol):
         tsIds = set(tomograms_by_tsid(tomograms))
         for pointer in self.inputCoordinates:
             coords = pointer.get()
-            unknown = unique_values(coords, "_tomoId") - tsIds
+            unknown = unique_values(coords, Coordinate3D.TOMO_ID_ATTR) - tsIds
             if unknown:
                 errors.append(
                     f"{coords.getNameId()} has coordinates of tomograms that are not in "
@@ -270,7 +276,7 @@ class DeepFinderProtAnnotate(EMProtocol):
                 )
             if (
                 self.classesFrom.get() == CLASSES_FROM_GROUP_ID
-                and min(unique_values(coords, "_groupId"), default=1) < 1
+                and min(unique_values(coords, Coordinate3D.GROUP_ID_ATTR), default=1) < 1
             ):
                 errors.append(
                     f"{coords.getNameId()} has coordinates with groupId 0: groupIds "

@@ -1,9 +1,10 @@
-"""What several DeepFinder protocols share: classes given as coordinate sets."""
+"""What several DeepFinder protocols share: classes given as coordinate sets, form checks, GPUs."""
 
 from __future__ import annotations
 
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
+from tomo.objects import Coordinate3D
 
 from ..convert import coordinates_to_table, unique_values
 from ..core.particles import ParticleTable
@@ -58,7 +59,7 @@ class DeepFinderProtBase(EMProtocol):
             return len(self.inputCoordinates)
         groups = set()
         for coords in self._coordinateSets():
-            groups.update(unique_values(coords, "_groupId"))
+            groups.update(unique_values(coords, Coordinate3D.GROUP_ID_ATTR))
         return max(groups, default=0)
 
     def _classNamesList(self) -> list[str]:
@@ -83,12 +84,33 @@ class DeepFinderProtBase(EMProtocol):
             )
         if self.classesFrom.get() == CLASSES_FROM_GROUP_ID:
             for coords in self._coordinateSets():
-                if min(unique_values(coords, "_groupId"), default=1) < 1:
+                if min(unique_values(coords, Coordinate3D.GROUP_ID_ATTR), default=1) < 1:
                     errors.append(
                         f"{coords.getNameId()} has coordinates with groupId 0: "
                         "groupIds must be 1, 2, ... (0 is the background)."
                     )
         return errors
+
+
+def volumes_without_sampling_rate(volumes, kind: str) -> list[str]:
+    """A form error if the set of volumes (``kind``: "tomograms", "label maps") has no sampling rate."""
+    if volumes.getSamplingRate():
+        return []
+    return [f"The {kind} have no sampling rate: set it when importing them."]
+
+
+def coordinates_without_sampling_rate(coordinate_sets) -> list[str]:
+    """A form error for each coordinate set that has no sampling rate."""
+    return [
+        f"{coords.getNameId()} has no sampling rate: re-import it with one."
+        for coords in coordinate_sets
+        if not coords.getSamplingRate()
+    ]
+
+
+def gpu_ids(protocol) -> str:
+    """The GPUs a protocol's run may use (CUDA_VISIBLE_DEVICES): its GPU list, or "" when 'Use GPU' is off."""
+    return ",".join(map(str, protocol.getGpuList())) if protocol.useGpu.get() else ""
 
 
 def parse_numbers(text: str | None) -> list[float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 
 import pyworkflow.protocol.params as params
@@ -11,11 +10,17 @@ from pyworkflow.constants import BETA
 from pyworkflow.protocol import STEPS_PARALLEL
 from tomo.objects import SetOfCoordinates3D
 
-from ..convert import class_output_name, class_table, get_class_names, new_coordinate_set, tomograms_by_tsid
+from ..convert import (
+    class_output_name,
+    class_table,
+    get_class_names,
+    get_score_files,
+    new_coordinate_set,
+    tomograms_by_tsid,
+)
 from ..core import io
 from ..core.particles import ParticleTable
 from .protocol_base import parse_numbers, per_class
-from .protocol_segment import SCORE_FILES_ATTR
 
 
 class DeepFinderClusterOutputs(Enum):
@@ -92,14 +97,10 @@ class DeepFinderProtCluster(EMProtocol):
 
     def clusterStep(self, tsId: str):
         from ..core.cluster import find_clusters
-        from ..viewers.pictures import slices_page, write_cluster_sizes, write_png
+        from ..figures.pictures import slices_page, write_cluster_sizes, write_png
 
         label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
-        score_files = (
-            json.loads(getattr(label_map, SCORE_FILES_ATTR).get())
-            if hasattr(label_map, SCORE_FILES_ATTR)
-            else {}
-        )
+        score_files = get_score_files(label_map)
         label_scale = label_map.getSamplingRate() / self.inputTomograms.get().getSamplingRate()
         clusters = find_clusters(
             io.read_volume(label_map.getFileName(), mmap=False),
@@ -142,7 +143,7 @@ class DeepFinderProtCluster(EMProtocol):
         self._defineOutputs(**outputs)
         for output in outputs.values():
             self._defineSourceRelation(self.inputLabelMaps, output)
-        from ..viewers.pictures import HISTOGRAMS_SIZE, clusters_page, write_png
+        from ..figures.pictures import HISTOGRAMS_SIZE, clusters_page, write_png
 
         files = [self._particlesFile(tsId) for tsId in tomograms_by_tsid(self.inputLabelMaps.get())]
         write_png(
@@ -184,11 +185,7 @@ class DeepFinderProtCluster(EMProtocol):
 
     def _hasScoreMaps(self) -> bool:
         """Whether particle scores are mean class probabilities (else cluster sizes)."""
-        return any(
-            json.loads(getattr(mask, SCORE_FILES_ATTR).get() or "{}")
-            for mask in self.inputLabelMaps.get().iterItems()
-            if hasattr(mask, SCORE_FILES_ATTR)
-        )
+        return any(get_score_files(mask) for mask in self.inputLabelMaps.get().iterItems())
 
     def _minSizes(self) -> dict[int, int] | None:
         values = parse_numbers(self.minSizes.get())

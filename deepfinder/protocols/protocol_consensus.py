@@ -6,11 +6,12 @@ import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
-from tomo.objects import SetOfCoordinates3D
+from tomo.objects import Coordinate3D, SetOfCoordinates3D
 
 from ..convert import coordinates_to_table, new_coordinate_set, tomograms_by_tsid, unique_values
 from ..core.consensus import consensus
 from ..core.particles import ParticleTable
+from .protocol_base import coordinates_without_sampling_rate
 
 UNION, INTERSECTION = "union", "intersection"
 
@@ -100,12 +101,8 @@ class DeepFinderProtConsensus(EMProtocol):
         sets = self._sets()
         if len(sets) < 2:
             return ["Give at least two coordinate sets (one per picker)."]
-        errors = [
-            f"{coords.getNameId()} has no sampling rate: re-import it with one."
-            for coords in sets
-            if not coords.getSamplingRate()
-        ]
-        tomos = [unique_values(coords, "_tomoId") for coords in sets]
+        errors = coordinates_without_sampling_rate(sets)
+        tomos = [unique_values(coords, Coordinate3D.TOMO_ID_ATTR) for coords in sets]
         if not set.intersection(*tomos):
             errors.append("The sets share no tomogram (tsId): compare picks of the same tomograms.")
         known = set(tomograms_by_tsid(sets[0].getPrecedents()))

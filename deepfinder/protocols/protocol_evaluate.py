@@ -7,9 +7,15 @@ import os
 import numpy as np
 import pyworkflow.protocol.params as params
 from pyworkflow.constants import BETA
+from tomo.objects import Coordinate3D
 
 from ..convert import unique_values
-from .protocol_base import CLASSES_FROM_GROUP_ID, DeepFinderProtBase, classes_table
+from .protocol_base import (
+    CLASSES_FROM_GROUP_ID,
+    DeepFinderProtBase,
+    classes_table,
+    coordinates_without_sampling_rate,
+)
 
 
 class DeepFinderProtEvaluate(DeepFinderProtBase):
@@ -86,7 +92,7 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
         )
         evaluate.write_sweep_csv(self._getExtraPath("threshold_sweep.csv"), sweep)
         self.info(report)
-        from ..viewers.pictures import EVALUATION_SIZE, evaluation_page, write_png
+        from ..figures.pictures import EVALUATION_SIZE, evaluation_page, write_png
 
         write_png(
             self._getExtraPath("evaluation.png"),
@@ -109,11 +115,10 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
         errors = self._validateClasses()
         picked_tomos, reference_tomos = set(), set()
         for pointer in self.pickedCoordinates:
-            picked_tomos.update(unique_values(pointer.get(), "_tomoId"))
+            picked_tomos.update(unique_values(pointer.get(), Coordinate3D.TOMO_ID_ATTR))
         for coords in self._coordinateSets():
-            reference_tomos.update(unique_values(coords, "_tomoId"))
-            if not coords.getSamplingRate():
-                errors.append(f"{coords.getNameId()} has no sampling rate: re-import it with one.")
+            reference_tomos.update(unique_values(coords, Coordinate3D.TOMO_ID_ATTR))
+        errors += coordinates_without_sampling_rate(self._coordinateSets())
         if picked_tomos and not picked_tomos & reference_tomos:
             errors.append(
                 "The picked and the reference particles share no tomogram (tsId): "

@@ -15,6 +15,7 @@ from tomo.objects import SetOfCoordinates3D
 from ..convert import coordinates_to_table, new_coordinate_set, tomograms_by_tsid
 from ..core import io
 from ..core.particles import ParticleTable
+from .protocol_base import coordinates_without_sampling_rate
 
 FORMATS = ["xml", "csv", "star"]
 STAR_CONVENTIONS = list(io.STAR_CONVENTIONS)
@@ -118,19 +119,12 @@ class DeepFinderProtImportParticles(EMProtocol):
         return sorted(glob.glob(os.path.expanduser(self.filesPath.get("").strip())))
 
     def _read(self, path: str, tomograms: dict) -> ParticleTable:
-        extension = Path(path).suffix.lower()
-        if extension == ".xml":
-            table = io.read_particles_xml(path)
-        elif extension == ".csv":
-            table = io.read_particles_csv(path)
-        else:
-            tomo_sampling = self.inputTomograms.get().getSamplingRate()
-            table = io.read_particles_star(
-                path,
-                STAR_CONVENTIONS[self.starConvention.get()],
-                voxel_size=self.samplingRate.get() or tomo_sampling,
-                volume_shape_xyz=_tomogram_sizes(tomograms),
-            )
+        table = io.read_particles(
+            path,
+            STAR_CONVENTIONS[self.starConvention.get()],
+            voxel_size=self.samplingRate.get() or self.inputTomograms.get().getSamplingRate(),
+            volume_shape_xyz=_tomogram_sizes(tomograms),
+        )
         by_file_name = {Path(tomo.getFileName()).stem: tsId for tsId, tomo in tomograms.items()}
         own = by_file_name.get(Path(path).stem, Path(path).stem)
         tomo = np.array([name if name in tomograms else by_file_name.get(name, own) for name in table.tomo])
@@ -146,7 +140,7 @@ class DeepFinderProtImportParticles(EMProtocol):
         files = self._files()
         if not files:
             return [f"No file matches '{self.filesPath.get('')}'."]
-        unknown = [f for f in files if Path(f).suffix.lower() not in (".xml", ".csv", ".star")]
+        unknown = [f for f in files if Path(f).suffix.lower() not in io.PARTICLE_FILE_TYPES]
         if unknown:
             return [f"Unknown particle list format: {unknown[0]} (use .xml, .csv or .star)."]
         return []
@@ -217,27 +211,24 @@ class DeepFinderProtExportParticles(EMProtocol):
             self._write(Path(folder) / f"particles.{FORMATS[self.fileFormat.get()]}", particles, first)
 
     def _write(self, path: Path, particles: ParticleTable, coordinates):
-        file_format = FORMATS[self.fileFormat.get()]
-        if file_format == "xml":
-            io.write_particles_xml(path, particles)
-        elif file_format == "csv":
-            io.write_particles_csv(path, particles)
-        else:
-            tomograms = tomograms_by_tsid(coordinates.getPrecedents())
-            io.write_particles_star(
-                path,
-                particles,
-                STAR_CONVENTIONS[self.starConvention.get()],
-                voxel_size=coordinates.getSamplingRate(),
-                volume_shape_xyz=_tomogram_sizes(tomograms),
-            )
+        sizes = None
+        if io.particle_file_type(path) == ".star":  # RELION 5 coordinates are centred: sizes needed
+            sizes = _tomogram_sizes(tomograms_by_tsid(coordinates.getPrecedents()))
+        io.write_particles(
+            path,
+            particles,
+            STAR_CONVENTIONS[self.starConvention.get()],
+            voxel_size=coordinates.getSamplingRate(),
+            volume_shape_xyz=sizes,
+        )
         self.info(f"Wrote {len(particles)} particles to {path}")
 
     def _validate(self):
-        samplings = {round(p.get().getSamplingRate() or 0, 3) for p in self.inputCoordinates}
-        if 0 in samplings:
-            return ["A coordinate set has no sampling rate: re-import it with one."]
-        if len(samplings) > 1:
+        sets = [pointer.get() for pointer in self.inputCoordinates]
+        missing = coordinates_without_sampling_rate(sets)
+        if missing:
+            return missing
+        if len({round(coords.getSamplingRate(), 3) for coords in sets}) > 1:
             return ["The coordinate sets have different sampling rates: export them separately."]
         return []
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 from enum import Enum
 
-import pyworkflow.object as pwobj
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
@@ -15,9 +13,8 @@ from tomo.objects import SetOfTomoMasks
 
 from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
-from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_tsid
-
-SCORE_FILES_ATTR = "deepfinderScoreFiles"
+from ..convert import class_table, new_tomo_mask, set_class_names, set_score_files, tomograms_by_tsid
+from .protocol_base import gpu_ids, volumes_without_sampling_rate
 
 
 class DeepFinderSegmentOutputs(Enum):
@@ -109,7 +106,7 @@ class DeepFinderProtSegment(EMProtocol):
         self._insertFunctionStep(self.closeOutputStep, prerequisites=steps)
 
     def segmentStep(self, tsId: str):
-        os.environ.update(Plugin.getEnviron(self._gpuIds()))
+        os.environ.update(Plugin.getEnviron(gpu_ids(self)))
         from ..core.segment import segment_tomogram  # TensorFlow loads after the GPU choice
 
         tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
@@ -124,7 +121,7 @@ class DeepFinderProtSegment(EMProtocol):
             patch_size=self.patchSize.get() or None,
             precision=Plugin.getVar(DEEPFINDER_PRECISION),
         )
-        from ..viewers.pictures import slices_page, write_png
+        from ..figures.pictures import slices_page, write_png
 
         write_png(
             self._getExtraPath(f"{tsId}_labels.png"),
@@ -145,11 +142,7 @@ class DeepFinderProtSegment(EMProtocol):
         mask = new_tomo_mask(tomogram, str(written["labels"]))
         if self.binScores:
             mask.setSamplingRate(tomogram.getSamplingRate() * 2)
-        setattr(
-            mask,
-            SCORE_FILES_ATTR,
-            pwobj.String(json.dumps({k: str(path) for k, path in written["scores"].items()})),
-        )
+        set_score_files(mask, written["scores"])
         with self._lock:
             name = DeepFinderSegmentOutputs.labelMaps.name
             label_maps = getattr(self, name, None)
@@ -169,9 +162,6 @@ class DeepFinderProtSegment(EMProtocol):
                 label_maps.write()
                 self._store(label_maps)
 
-    def _gpuIds(self) -> str:
-        return ",".join(map(str, self.getGpuList())) if self.useGpu.get() else ""
-
     # ----------------------------------------------------------------- info
     def _validate(self):
         errors = Plugin.precisionErrors()
@@ -183,8 +173,7 @@ class DeepFinderProtSegment(EMProtocol):
             )
         model = self.inputModel.get()
         tomograms = self.inputTomograms.get()
-        if not tomograms.getSamplingRate():
-            errors.append("The tomograms have no sampling rate: set it when importing them.")
+        errors += volumes_without_sampling_rate(tomograms, "tomograms")
         if not os.path.exists(model.getWeightsFile() or ""):
             errors.append(f"The model's weights file is missing: {model.getWeightsFile()}")
         return errors

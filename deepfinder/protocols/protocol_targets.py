@@ -8,12 +8,18 @@ import numpy as np
 import pyworkflow.protocol.params as params
 from pyworkflow.constants import BETA
 from pyworkflow.protocol import STEPS_PARALLEL
-from tomo.objects import SetOfTomoMasks
+from tomo.objects import Coordinate3D, SetOfTomoMasks
 
 from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_tsid, unique_values
 from ..core import io, targets
 from ..core.resample import resample_to_voxel_size
-from .protocol_base import DeepFinderProtBase, parse_numbers, per_class
+from .protocol_base import (
+    DeepFinderProtBase,
+    coordinates_without_sampling_rate,
+    parse_numbers,
+    per_class,
+    volumes_without_sampling_rate,
+)
 
 SPHERES = 0
 SHAPES = 1
@@ -137,7 +143,7 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
                 volume.shape, particles, self._shapeMasks(), initial_labels=initial
             )
         io.write_volume(self._labelMapPath(tsId), labels, voxel_size=tomogram.getSamplingRate())
-        from ..viewers.pictures import slices_page, write_png  # matplotlib only when drawing
+        from ..figures.pictures import slices_page, write_png  # matplotlib only when drawing
 
         radii = self._radiiVoxels() if self.strategy.get() == SPHERES else None
         write_png(
@@ -207,14 +213,11 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
     # ----------------------------------------------------------------- info
     def _validate(self):
         errors = self._validateClasses()
-        tomograms = self.inputTomograms.get()
-        if not tomograms.getSamplingRate():
-            errors.append("The tomograms have no sampling rate: set it when importing them.")
+        errors += volumes_without_sampling_rate(self.inputTomograms.get(), "tomograms")
+        errors += coordinates_without_sampling_rate(self._coordinateSets())
         tsIds = set(self._tsIds())
         for coords in self._coordinateSets():
-            if not coords.getSamplingRate():
-                errors.append(f"{coords.getNameId()} has no sampling rate: re-import it with one.")
-            unknown = unique_values(coords, "_tomoId") - tsIds
+            unknown = unique_values(coords, Coordinate3D.TOMO_ID_ATTR) - tsIds
             if unknown:
                 errors.append(
                     f"{coords.getNameId()} has coordinates of tomograms that are not in the "

@@ -14,7 +14,12 @@ from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, get_class_names, tomograms_by_tsid
 from ..core.train import LOSSES, setting_warnings
 from ..objects import DeepFinderModel
-from .protocol_base import DeepFinderProtBase
+from .protocol_base import (
+    DeepFinderProtBase,
+    coordinates_without_sampling_rate,
+    gpu_ids,
+    volumes_without_sampling_rate,
+)
 
 VALIDATION_FRACTION = 0
 VALIDATION_SET = 1
@@ -188,7 +193,7 @@ class DeepFinderProtTrain(DeepFinderProtBase):
         self._insertFunctionStep(self.createOutputStep)
 
     def trainStep(self):
-        os.environ.update(Plugin.getEnviron(self._gpuIds()))
+        os.environ.update(Plugin.getEnviron(gpu_ids(self)))
         from ..core.train import train  # TensorFlow loads here, after the GPU choice
 
         train_maps, validation_maps = self._labelMapFiles()
@@ -244,15 +249,12 @@ class DeepFinderProtTrain(DeepFinderProtBase):
 
     def _plotLearningCurves(self, epoch: int, row: dict):
         """Redraw extra/learning_curves.png after every epoch, to follow a running training."""
-        from ..viewers.pictures import training_page, write_png
+        from ..figures.pictures import training_page, write_png
 
         write_png(
             self._getExtraPath("learning_curves.png"),
             training_page(self._historyFile(), self._allClassNames()),
         )
-
-    def _gpuIds(self) -> str | None:
-        return ",".join(map(str, self.getGpuList())) if self.useGpu.get() else ""
 
     def _allClassNames(self) -> list[str]:
         return get_class_names(self.inputLabelMaps.get()) or self._classNamesList()
@@ -282,11 +284,8 @@ class DeepFinderProtTrain(DeepFinderProtBase):
                 f"use {patch // 4 * 4 or 4} or {patch // 4 * 4 + 4}."
             )
         label_maps = self.inputLabelMaps.get()
-        if not label_maps.getSamplingRate():
-            errors.append("The label maps have no sampling rate: set it when importing them.")
-        for coords in self._coordinateSets():
-            if not coords.getSamplingRate():
-                errors.append(f"{coords.getNameId()} has no sampling rate: re-import it with one.")
+        errors += volumes_without_sampling_rate(label_maps, "label maps")
+        errors += coordinates_without_sampling_rate(self._coordinateSets())
         n_classes = len(self._allClassNames())
         named = get_class_names(label_maps)
         if named and len(named) - 1 < self._numberOfClasses():

@@ -1,12 +1,19 @@
-"""Particles cross the Scipion boundary without losing position, class, score or orientation."""
+"""Particles cross the Scipion boundary without losing position, class, score or orientation;
+label maps keep what they record."""
 
 import mrcfile
 import numpy as np
 from pyworkflow.tests import BaseTest, setupTestProject
-from tomo.objects import SetOfCoordinates3D
+from tomo.objects import SetOfCoordinates3D, SetOfTomoMasks, TomoMask
 from tomo.protocols import ProtImportTomograms
 
-from deepfinder.convert import append_table, coordinates_to_table, tomograms_by_tsid
+from deepfinder.convert import (
+    append_table,
+    coordinates_to_table,
+    get_score_files,
+    set_score_files,
+    tomograms_by_tsid,
+)
 from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
 
 
@@ -49,3 +56,16 @@ class TestCoordinatesRoundTrip(BaseTest):
         binned = coordinates_to_table(coordinates, sampling_rate=20.0, class_id=3)
         np.testing.assert_allclose(binned.xyz, table.xyz / 2, atol=1e-6)
         self.assertTrue(np.all(binned.class_id == 3))
+
+    def test_label_maps_keep_their_score_files_in_the_set_file(self):
+        masks = SetOfTomoMasks.create(self.getOutputPath(), prefix="masks")
+        for tsId, scores in (("ta", {1: "/s/ta_1.mrc", 2: "/s/ta_2.mrc"}), ("tb", {})):
+            mask = TomoMask()
+            mask.setTsId(tsId)
+            set_score_files(mask, scores)
+            masks.append(mask)
+        masks.write()
+        reread = SetOfTomoMasks(filename=masks.getFileName())
+        files = {mask.getTsId(): get_score_files(mask) for mask in reread.iterItems()}
+        self.assertEqual(files, {"ta": {"1": "/s/ta_1.mrc", "2": "/s/ta_2.mrc"}, "tb": {}})
+        self.assertEqual(get_score_files(TomoMask()), {})  # another plugin's label map

@@ -87,6 +87,23 @@ def test_star_round_trip(tmp_path, particles, convention):
     _assert_same(read, particles)
 
 
+@pytest.mark.parametrize("name", ["p.csv", "p.xml", "p.star", "P.STAR"])
+def test_the_extension_chooses_the_format(tmp_path, particles, name):
+    shapes = {"tomo_a": (64, 64, 32), "tomo_b": (63, 65, 31)}
+    written = io.write_particles(tmp_path / name, particles, "relion5", 7.5, shapes)
+    header = written.read_text()[:40]
+    assert {"p.csv": "tomo,class_id", "p.xml": "<objlist"}.get(name, "data_particles") in header
+    _assert_same(io.read_particles(written, "relion5", 7.5, shapes), particles)
+
+
+def test_other_extensions_are_refused(tmp_path, particles):
+    with pytest.raises(ValueError, match="unknown particle file type; use .csv, .xml or .star"):
+        io.write_particles(tmp_path / "p.txt", particles)
+    with pytest.raises(ValueError, match="unknown particle file type"):
+        io.read_particles(tmp_path / "p")
+    assert not list(tmp_path.iterdir())
+
+
 def test_relion5_coordinates_are_centred_angstrom(tmp_path):
     table = ParticleTable(tomo="t", class_id=1, xyz=[[32, 32, 16]])
     path = io.write_particles_star(

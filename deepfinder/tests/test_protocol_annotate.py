@@ -13,12 +13,13 @@ import numpy as np
 from PIL import Image
 from pyworkflow.protocol import STATUS_FAILED, STATUS_FINISHED, STATUS_INTERACTIVE, getProtocolFromDb
 from pyworkflow.tests import BaseTest, setupTestProject
+from tomo.objects import Coordinate3D
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 
 from deepfinder.convert import coordinates_to_table
+from deepfinder.figures.orthoslices import canvas_sizes, fit_scale, to_canvas
 from deepfinder.protocols import DeepFinderProtAnnotate
 from deepfinder.tests.virtual_display import VirtualDisplay
-from deepfinder.viewers.annotation import canvas_sizes, fit_scale, to_canvas
 from deepfinder.viewers.annotation_window import VIEW_GAP, view_area
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -210,7 +211,7 @@ class TestAnnotateWindow(BaseTest):
             self.assertEqual(output.getBoxSize(), box)
             self.assertEqual(output.getSamplingRate(), VOXEL_SIZE)
             self.assertEqual(len(output), len(everything.of_class(class_id)))
-            self.assertEqual(set(output.getUniqueValues("_tomoId")), {"ta", "tb"})
+            self.assertEqual(set(output.getUniqueValues(Coordinate3D.TOMO_ID_ATTR)), {"ta", "tb"})
 
 
 class TestAnnotateForm(BaseTest):

@@ -8,6 +8,7 @@ from pathlib import Path
 from pwem.protocols import ProtSetFilter
 from pyworkflow.protocol import MODE_RESUME
 from pyworkflow.tests import BaseTest, setupTestProject
+from tomo.objects import Coordinate3D
 from tomo.protocols import ProtMaskCoordinates
 
 from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtTrain
@@ -67,8 +68,8 @@ class TestPipeline(BaseTest):
             self.assertAlmostEqual(coordinates.getSamplingRate(), self.voxel_size, places=3)
             self.assertEqual(coordinates.getBoxSize(), round(2.5 * cls["radius_voxels"]))
             self.assertEqual(coordinates.getPrecedents().getFirstItem().getTsId(), "tomo_002")
-            self.assertEqual(set(coordinates.getUniqueValues("_tomoId")), set(TEST))
-            self.assertEqual(set(coordinates.getUniqueValues("_groupId")), {cls["id"]})
+            self.assertEqual(set(coordinates.getUniqueValues(Coordinate3D.TOMO_ID_ATTR)), set(TEST))
+            self.assertEqual(set(coordinates.getUniqueValues(Coordinate3D.GROUP_ID_ATTR)), {cls["id"]})
         self.assertEqual(
             cluster.coordinates.getSize(),
             sum(getattr(cluster, f"coordinates_{c['name']}").getSize() for c in self.classes),
@@ -104,7 +105,7 @@ class TestPipeline(BaseTest):
         # Particles whose centre is labelled stay (a ring's centre is its hole: it goes).
         self.assertGreater(output.getSize(), coordinates.getSize() / 2)
         self.assertLessEqual(output.getSize(), coordinates.getSize())
-        self.assertEqual(set(output.getUniqueValues("_tomoId")), set(TEST))
+        self.assertEqual(set(output.getUniqueValues(Coordinate3D.TOMO_ID_ATTR)), set(TEST))
 
     def _filter(self, label: str, formula: str):
         """pwem's ProtSetFilter on the cluster output, selected as the GUI does (by output name)."""
@@ -117,7 +118,7 @@ class TestPipeline(BaseTest):
     def test_coordinates_filtered_by_score_and_group_in_pwem(self):
         coordinates = self.steps["cluster"].coordinates
         first = self.classes[0]
-        kept = self._filter("keep one class", f"item._groupId.get() == {first['id']}")
+        kept = self._filter("keep one class", f"item.{Coordinate3D.GROUP_ID_ATTR}.get() == {first['id']}")
         self.assertEqual(
             kept.getSize(), getattr(self.steps["cluster"], f"coordinates_{first['name']}").getSize()
         )

@@ -3,6 +3,7 @@
 import mrcfile
 import numpy as np
 from pyworkflow.tests import BaseTest, setupTestProject
+from tomo.objects import SetOfCoordinates3D, SetOfTomoMasks
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 
 from deepfinder.core.model import build_unet, save_model
@@ -13,10 +14,29 @@ from deepfinder.protocols import (
     DeepFinderProtSegment,
     DeepFinderProtTrain,
 )
+from deepfinder.protocols.protocol_base import (
+    coordinates_without_sampling_rate,
+    volumes_without_sampling_rate,
+)
 
 
 def _errors(protocol) -> str:
     return "\n".join(protocol.validate())
+
+
+def test_sets_without_sampling_rate_are_refused_by_name():
+    label_maps = SetOfTomoMasks()
+    assert volumes_without_sampling_rate(label_maps, "label maps") == [
+        "The label maps have no sampling rate: set it when importing them."
+    ]
+    label_maps.setSamplingRate(10.0)
+    assert volumes_without_sampling_rate(label_maps, "label maps") == []
+    with_rate, without_rate = SetOfCoordinates3D(), SetOfCoordinates3D()
+    with_rate.setSamplingRate(10.0)
+    without_rate.setObjLabel("manual picks")
+    assert coordinates_without_sampling_rate([with_rate, without_rate]) == [
+        "manual picks has no sampling rate: re-import it with one."
+    ]
 
 
 class TestFormValidation(BaseTest):

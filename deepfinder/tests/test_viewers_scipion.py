@@ -183,7 +183,7 @@ class TestPlotWindow(unittest.TestCase):
         import tempfile
         import tkinter as tk
 
-        from deepfinder.viewers.pictures import training_page
+        from deepfinder.figures.pictures import training_page
         from deepfinder.viewers.plot_window import PlotWindow
 
         with tempfile.TemporaryDirectory() as folder:

@@ -9,8 +9,9 @@ Mouse, in any of the three views (XY, XZ, YZ):
 Keys: 1-9 current class, Delete removes the selected particle, Ctrl+Z undo,
 Page Up / Page Down previous / next tomogram, Ctrl+S save, Ctrl+Q save and close.
 
-Everything drawn comes from :mod:`deepfinder.viewers.annotation`; this module
-only wires it to Tk widgets and events.
+The particles edited are :class:`deepfinder.core.annotation.Annotation` objects and
+the images come from :mod:`deepfinder.figures.orthoslices`; this module only wires
+them to Tk widgets and events.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ import numpy as np
 from PIL import Image, ImageTk
 
 from ..core import io
+from ..core.annotation import Annotation, ParticleClass
 from ..core.particles import ParticleTable
-from .annotation import (
+from ..figures.orthoslices import (
     VIEW_AXES,
-    Annotation,
-    ParticleClass,
     canvas_image,
     canvas_sizes,
     default_colour,

@@ -1,6 +1,6 @@
 """A Tk window showing matplotlib pictures: a choice of pages, Refresh, optional auto-refresh.
 
-The pictures come from :mod:`deepfinder.viewers.pictures`; this module only
+The pictures come from :mod:`deepfinder.figures.pictures`; this module only
 puts them in a window, with matplotlib's toolbar (zoom, pan, save).
 """
 
@@ -13,7 +13,7 @@ from tkinter import ttk
 from matplotlib.backends.backend_tkagg import FigureCanvasTkAgg, NavigationToolbar2Tk
 from matplotlib.figure import Figure
 
-from .pictures import Draw
+from ..figures.pictures import Draw
 
 
 class PlotWindow:

@@ -13,15 +13,16 @@ from tomo.objects import SetOfTomoMasks
 
 from ..convert import get_class_names, tomograms_by_tsid
 from ..core import io
+from ..figures.pictures import Draw, clusters_page, evaluation_page, slices_page, training_page
 from ..objects import DeepFinderModel
-
-# From the modules, not the package: the protocols package imports the viewers package.
-from ..protocols.protocol_cluster import DeepFinderProtCluster
-from ..protocols.protocol_evaluate import DeepFinderProtEvaluate
-from ..protocols.protocol_segment import DeepFinderProtSegment
-from ..protocols.protocol_targets import SPHERES, DeepFinderProtGenerateTargets
-from ..protocols.protocol_train import DeepFinderProtTrain
-from .pictures import Draw, clusters_page, evaluation_page, slices_page, training_page
+from ..protocols import (
+    DeepFinderProtCluster,
+    DeepFinderProtEvaluate,
+    DeepFinderProtGenerateTargets,
+    DeepFinderProtSegment,
+    DeepFinderProtTrain,
+)
+from ..protocols.protocol_targets import SPHERES
 
 #: How often a window of a running training re-reads its history.
 TRAINING_REFRESH_SECONDS = 20.0

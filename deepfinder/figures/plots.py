@@ -4,7 +4,7 @@ Each ``plot_*`` function clears the :class:`~matplotlib.figure.Figure` it is
 given and draws into it, so the same code fills a Tk window (redrawn when the
 user refreshes) and the PNG files a headless run leaves in its extra folder.
 Class ``k`` has the same colour in every picture, the annotation window's
-(:func:`deepfinder.viewers.annotation.default_colour`); all classes together
+(:func:`deepfinder.figures.orthoslices.default_colour`); all classes together
 are drawn in black.
 
 Positions are voxels; arrays are (z, y, x) and tables hold x, y, z.
@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..core.evaluate import ClassScores, SweepCurves
 from ..core.particles import ParticleTable
-from .annotation import VIEW_AXES, default_colour, orthoslice, to_grey
+from .orthoslices import VIEW_AXES, default_colour, orthoslice, to_grey
 
 ALL_CLASSES_COLOUR = "black"
 #: Opacity of the label-map colours over the tomogram.

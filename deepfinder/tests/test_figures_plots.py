@@ -1,4 +1,5 @@
-"""The viewers' pictures, drawn headless from small synthetic histories, tables and volumes."""
+"""The pictures (plots and the pages of result files), drawn headless from small synthetic histories,
+tables and volumes."""
 
 import json
 
@@ -11,7 +12,7 @@ from matplotlib.patches import Circle
 from deepfinder.core import evaluate, io
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.targets import sphere_targets
-from deepfinder.viewers.pictures import (
+from deepfinder.figures.pictures import (
     clusters_page,
     evaluation_page,
     slices_page,
@@ -19,7 +20,7 @@ from deepfinder.viewers.pictures import (
     write_cluster_sizes,
     write_png,
 )
-from deepfinder.viewers.plots import (
+from deepfinder.figures.plots import (
     LABEL_ALPHA,
     class_colour,
     plot_cluster_histograms,

@@ -14,8 +14,9 @@ from tomo.objects import SetOfCoordinates3D
 from ..convert import class_output_name, class_table, new_coordinate_set, tomograms_by_tsid, unique_values
 from ..core import io
 from ..core.particles import ParticleTable
+from ..core.settings import SettingError, per_class, split_values
 from ..viewers.annotation import ParticleClass, default_colour
-from .protocol_base import CLASSES_FROM_GROUP_ID, CLASSES_PER_SET, classes_table, parse_numbers, per_class
+from .protocol_base import CLASSES_FROM_GROUP_ID, CLASSES_PER_SET, classes_table
 
 CLASSES_FILE = "classes.json"
 
@@ -222,12 +223,16 @@ class DeepFinderProtAnnotate(EMProtocol):
 
     def _formClasses(self) -> list[ParticleClass]:
         names = self._classNamesList()
-        radii = per_class(parse_numbers(self.radii.get()), len(names))
+        radii = self._radiiA(len(names))
         sampling = self.inputTomograms.get().getSamplingRate()
         return [
             ParticleClass(name, default_colour(i), radii[i] / sampling)
             for i, name in enumerate(names, start=1)
         ]
+
+    def _radiiA(self, n_classes: int) -> dict[int, float]:
+        """Particle radius in Å of each of ``n_classes`` classes."""
+        return per_class(split_values(self.radii.get()), range(1, n_classes + 1), "radii")
 
     def _coordinateSet(self, name: str, particles, radius_A) -> SetOfCoordinates3D:
         """The output set ``name``, in its own file ``name.sqlite`` of the run folder."""
@@ -249,10 +254,10 @@ class DeepFinderProtAnnotate(EMProtocol):
             errors.append("The tomograms have no sampling rate: set it when importing them.")
         n = len(self._classNamesList())
         try:
-            radii = parse_numbers(self.radii.get())
-        except ValueError:
-            radii = []
-        if not radii or min(radii) <= 0 or len(radii) not in (1, n):
+            radii = self._radiiA(n)
+        except SettingError:
+            radii = {}
+        if not radii or min(radii.values()) <= 0:
             errors.append(
                 f"Give one positive radius in Å, or {n} (one per class: "
                 f"{', '.join(self._classNamesList())}), comma-separated; "

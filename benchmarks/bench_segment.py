@@ -30,14 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from deepfinder.core.io import create_volume
-from deepfinder.core.model import PRECISIONS, build_unet, resolve_precision, save_model
-from deepfinder.core.segment import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CROP_VOXELS,
-    DEFAULT_PATCH_SIZE,
-    plan_axis,
-    segment_tomogram,
-)
+from deepfinder.core.logs import engine_log
+from deepfinder.core.model import build_unet, resolve_precision, save_model
+from deepfinder.core.segment import plan_axis, segment_tomogram
+from deepfinder.core.settings import AUTOMATIC_TILE_SIZE, PRECISIONS, SegmentationSettings, default_of
 
 N_CLASSES = 4
 UPSTREAM_PATCH, UPSTREAM_CROP = 160, 25
@@ -71,9 +67,9 @@ def peak_rss_gb() -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=int, nargs=3, default=(232, 464, 464), metavar=("Z", "Y", "X"))
-    parser.add_argument("--patch-size", type=int, default=DEFAULT_PATCH_SIZE)
-    parser.add_argument("--crop", type=int, default=DEFAULT_CROP_VOXELS)
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--patch-size", type=int, default=AUTOMATIC_TILE_SIZE)
+    parser.add_argument("--crop", type=int, default=default_of(SegmentationSettings, "crop_voxels"))
+    parser.add_argument("--batch-size", type=int, default=default_of(SegmentationSettings, "batch_size"))
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument("--memory-only", action="store_true")
     args = parser.parse_args(argv)
@@ -95,19 +91,16 @@ def main(argv=None):
             f"crop {args.crop}, batch {args.batch_size}, {precision}: computed/useful voxels "
             f"{computed / np.prod(args.shape):.3f}"
         )
+        settings = SegmentationSettings(
+            patch_size=args.patch_size, crop_voxels=args.crop, batch_size=args.batch_size, precision=precision
+        )
         if args.memory_only:
             del model
             rss_before = peak_rss_gb()
-            result = segment_tomogram(
-                tomogram,
-                weights,
-                folder / "labels.mrc",
-                folder / "scores.mrc",
-                patch_size=args.patch_size,
-                crop_voxels=args.crop,
-                batch_size=args.batch_size,
-                precision=precision,
-            )
+            with engine_log():
+                result = segment_tomogram(
+                    tomogram, weights, folder / "labels.mrc", folder / "scores.mrc", settings
+                )
             print(
                 f"segment_tomogram: {result['seconds']:.0f} s, "
                 f"{result['voxels_per_second'] / 1e6:.3f} Mvoxel/s; peak RSS {peak_rss_gb():.2f} GB "
@@ -118,17 +111,7 @@ def main(argv=None):
 
         # The machine is shared: plain speed is taken before and after segmenting and averaged.
         plain_before = forward_speed(model, (args.patch_size,) * 3)
-        result = segment_tomogram(
-            tomogram,
-            weights,
-            folder / "labels.mrc",
-            folder / "scores.mrc",
-            patch_size=args.patch_size,
-            crop_voxels=args.crop,
-            batch_size=args.batch_size,
-            precision=precision,
-            progress=False,
-        )
+        result = segment_tomogram(tomogram, weights, folder / "labels.mrc", folder / "scores.mrc", settings)
         plain_after = forward_speed(model, (args.patch_size,) * 3)
         plain = (plain_before + plain_after) / 2
         print(

@@ -167,6 +167,7 @@ def train_with_budget(
 ) -> dict:
     """Train until the CPU budget would be exceeded by one more epoch; returns the model and times."""
     from deepfinder.core.io import read_particles_csv
+    from deepfinder.core.settings import TrainingSettings
     from deepfinder.core.train import train
 
     out_dir = work / f"model_{run_name(kind, args)}"
@@ -192,13 +193,7 @@ def train_with_budget(
             raise BudgetSpent
 
     def run(folder: Path, epochs: int, on_epoch_end) -> None:
-        train(
-            [work / f"{name}.mrc" for name in names],
-            targets,
-            [read_particles_csv(work / f"{name}_particles.csv") for name in names],
-            folder,
-            len(classes) + 1,
-            validation_fraction=0.05,
+        settings = TrainingSettings(
             patch_size=args.patch,
             batch_size=args.batch,
             epochs=epochs,
@@ -208,10 +203,19 @@ def train_with_budget(
             learning_rate=args.learning_rate,
             final_learning_rate=args.final_learning_rate or None,
             shift_voxels=args.shift,
-            class_names=["background"] + [c["name"] for c in classes],
-            voxel_size=VOXEL_SIZE * args.bin,
             seed=args.seed,
             precision=args.precision,
+        )
+        train(
+            [work / f"{name}.mrc" for name in names],
+            targets,
+            [read_particles_csv(work / f"{name}_particles.csv") for name in names],
+            folder,
+            len(classes) + 1,
+            settings,
+            validation_fraction=0.05,
+            class_names=["background"] + [c["name"] for c in classes],
+            voxel_size=VOXEL_SIZE * args.bin,
             resume=False,
             on_epoch_end=on_epoch_end,
         )
@@ -276,6 +280,7 @@ def segment_and_score(
 
     from deepfinder.core.io import read_volume, write_particles_csv
     from deepfinder.core.segment import segment_tomogram, unbin_positions
+    from deepfinder.core.settings import SegmentationSettings
 
     binned = data != work
     started, cpu = time.perf_counter(), cpu_seconds()
@@ -284,9 +289,9 @@ def segment_and_score(
         weights,
         data / f"{HELD_OUT_NAME}_pred_{tag}.mrc",
         data / f"{HELD_OUT_NAME}_scores_{tag}.mrc",
-        precision=precision,
-        crop_voxels=crop_voxels,
-        average_rotations=average_rotations,
+        SegmentationSettings(
+            precision=precision, crop_voxels=crop_voxels, average_rotations=average_rotations
+        ),
     )
     segment_times = (time.perf_counter() - started, cpu_seconds() - cpu)
 
@@ -438,8 +443,8 @@ def markdown_rows(occupancy_rows, distance_rows) -> list[str]:
 
 
 def main() -> int:
-    from deepfinder.core.model import PRECISIONS, resolve_precision
-    from deepfinder.core.train import LOSSES
+    from deepfinder.core.model import resolve_precision
+    from deepfinder.core.settings import LOSSES, PRECISIONS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -621,4 +626,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from deepfinder.core.logs import engine_log
+
+    with engine_log():
+        status = main()
+    sys.exit(status)

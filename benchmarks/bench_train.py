@@ -23,10 +23,10 @@ import numpy as np
 from scipy import ndimage
 
 from deepfinder.core.io import read_particles_xml, read_volume, write_volume
-from deepfinder.core.model import PRECISIONS
 from deepfinder.core.normalize import tomogram_stats
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.sampling import training_batches
+from deepfinder.core.settings import PRECISIONS, TrainingSettings
 from deepfinder.core.targets import shape_targets, sphere_targets
 from deepfinder.core.train import train
 
@@ -124,14 +124,16 @@ def main() -> None:
             [table],
             folder / "out",
             4,
+            TrainingSettings(
+                patch_size=args.patch,
+                batch_size=args.batch,
+                epochs=args.epochs,
+                steps_per_epoch=args.steps,
+                validation_steps=1,
+                loss="dice",
+                precision=args.precision,
+            ),
             validation_fraction=0.2,
-            patch_size=args.patch,
-            batch_size=args.batch,
-            epochs=args.epochs,
-            steps_per_epoch=args.steps,
-            validation_steps=1,
-            precision=args.precision,
-            progress=False,
         )
         history = json.loads((folder / "out" / "history.json").read_text())
     for row in history:

@@ -1,14 +1,86 @@
-"""The ``deepfinder`` command line: argument parsing only, each subcommand calls the engine."""
+"""The ``deepfinder`` command line: argument parsing only, each subcommand calls the engine.
+
+Options of a setting take their help and default from the stage's settings
+(:mod:`deepfinder.core.settings`); the engine's progress is printed as it logs it
+(``--quiet``: warnings only, ``--verbose``: details).
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
+
+from .settings import (
+    LOSSES,
+    PRECISIONS,
+    TRAINING_PRESETS,
+    ClusterSettings,
+    SegmentationSettings,
+    SettingError,
+    TargetSettings,
+    TrainingSettings,
+    default_of,
+    help_of,
+    per_class,
+    training_preset,
+)
+
+
+def _command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand's parser, with the options every subcommand has."""
+    parser = subparsers.add_parser(name, help=help)
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("--quiet", action="store_true", help="print warnings and results only")
+    verbosity.add_argument("--verbose", action="store_true", help="also print the engine's details")
+    parser.set_defaults(command_parser=parser)
+    return parser
+
+
+def _add_setting(parser, settings_class: type, name: str, *flags: str, **options) -> None:
+    """An option for the setting ``name`` of ``settings_class``, with the setting's help.
+
+    The option's value is None unless given, so that :func:`settings_from` can tell
+    given values from defaults (which a preset may change).
+    """
+    default = default_of(settings_class, name)
+    shown = "" if isinstance(default, bool) else f" (default: {default})"
+    turns_off = "Turn off: " if options.get("action") == "store_false" else ""
+    parser.add_argument(
+        *flags, dest=name, default=None, help=turns_off + help_of(settings_class, name) + shown, **options
+    )
+
+
+def settings_from(args: argparse.Namespace, base):
+    """``base`` (a settings object) with the settings given on the command line."""
+    given = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(base)
+        if getattr(args, f.name, None) is not None
+    }
+    return dataclasses.replace(base, **given)
+
+
+def training_settings(args: argparse.Namespace) -> TrainingSettings:
+    """The training settings of a ``train`` command line: its preset and the options given."""
+    return settings_from(args, training_preset(args.preset))
+
+
+def segmentation_settings(args: argparse.Namespace) -> SegmentationSettings:
+    """The segmentation settings of a ``segment`` command line."""
+    return settings_from(args, SegmentationSettings())
+
+
+def target_settings(args: argparse.Namespace) -> TargetSettings:
+    """The target settings of a ``targets`` command line."""
+    return settings_from(args, TargetSettings())
 
 
 def _add_simulate(subparsers) -> None:
     from .simulate import PRESETS
 
-    parser = subparsers.add_parser(
+    parser = _command(
+        subparsers,
         "simulate",
         help="simulate tomograms with known particles (tomogram, particle table, label and occupancy maps)",
     )
@@ -76,19 +148,9 @@ def _particles_of(table, tomogram, tomo_id=None):
     )
 
 
-def _pairs(values: list[str], what: str) -> dict[int, str]:
-    pairs = {}
-    for value in values:
-        class_id, sep, rest = value.partition(":")
-        if not sep or not class_id.isdigit():
-            raise SystemExit(f"deepfinder: {what} must be CLASS:VALUE (e.g. 1:6), got {value!r}")
-        pairs[int(class_id)] = rest
-    return pairs
-
-
 def _add_targets(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "targets", help="paint a training label map from particle positions (spheres or shapes)"
+    parser = _command(
+        subparsers, "targets", help="paint a training label map from particle positions (spheres or shapes)"
     )
     parser.add_argument("--tomogram", required=True, help="tomogram (MRC): gives the map's shape")
     parser.add_argument("--particles", required=True, help="particle table (.csv, .xml or .star)")
@@ -100,7 +162,10 @@ def _add_targets(subparsers) -> None:
     )
     footprint = parser.add_mutually_exclusive_group(required=True)
     footprint.add_argument(
-        "--radius", nargs="+", metavar="CLASS:VOXELS", help="sphere radius in voxels per class, e.g. 1:6 2:8"
+        "--radius",
+        nargs="+",
+        metavar="R | CLASS:R",
+        help="sphere radius in voxels, one for all classes or per class, e.g. 1:6 2:8",
     )
     footprint.add_argument(
         "--mask",
@@ -109,13 +174,7 @@ def _add_targets(subparsers) -> None:
         help="particle mask or density (MRC, centred at size // 2) per class, "
         "rotated by each particle's orientation",
     )
-    parser.add_argument(
-        "--mask-threshold",
-        type=float,
-        default=0.5,
-        help="mask voxels are those above this value (0.5 for binary masks; a "
-        "density level for a subtomogram average)",
-    )
+    _add_setting(parser, TargetSettings, "mask_threshold", "--mask-threshold", type=float)
     parser.add_argument(
         "--initial-labels",
         default=None,
@@ -132,18 +191,20 @@ def _run_targets(args) -> None:
     from . import io
     from .targets import mask_from_density, shape_targets, sphere_targets
 
+    settings = target_settings(args)
+    settings.check()
     shape = io.read_volume(args.tomogram).shape
     voxel_size = io.read_voxel_size(args.tomogram) or 1.0
     table = io.read_particles(args.particles, args.star_convention, voxel_size, shape[::-1])
     particles = _particles_of(table, args.tomogram, args.tomo_id)
     initial = io.read_volume(args.initial_labels) if args.initial_labels else None
+    classes = sorted({int(c) for c in particles.class_id})
     if args.radius:
-        radii = {c: float(r) for c, r in _pairs(args.radius, "--radius").items()}
-        labels = sphere_targets(shape, particles, radii, initial)
+        labels = sphere_targets(shape, particles, per_class(args.radius, classes, "--radius"), initial)
     else:
         masks = {
-            c: mask_from_density(io.read_volume(path, mmap=False), args.mask_threshold)
-            for c, path in _pairs(args.mask, "--mask").items()
+            c: mask_from_density(io.read_volume(path, mmap=False), settings.mask_threshold)
+            for c, path in per_class(args.mask, [], "--mask", str).items()
         }
         labels = shape_targets(shape, particles, masks, initial)
     io.write_volume(args.out, labels, voxel_size)
@@ -152,10 +213,8 @@ def _run_targets(args) -> None:
 
 
 def _add_train(subparsers) -> None:
-    from .train import LOSSES, PRESETS
-
-    parser = subparsers.add_parser(
-        "train", help="train the U-net on tomograms, label maps and particle positions"
+    parser = _command(
+        subparsers, "train", help="train the U-net on tomograms, label maps and particle positions"
     )
     parser.add_argument("--tomograms", nargs="+", required=True, help="training tomograms (MRC)")
     parser.add_argument(
@@ -181,35 +240,21 @@ def _add_train(subparsers) -> None:
     )
     parser.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
+        choices=sorted(TRAINING_PRESETS),
         default="cpu",
-        help="defaults for patch size, batch size and steps: "
-        + "; ".join(f"{name}: {values}" for name, values in PRESETS.items()),
+        help="training settings that fit the hardware, changed by the options given: "
+        + "; ".join(f"{name}: {changes or 'the defaults'}" for name, changes in TRAINING_PRESETS.items()),
     )
-    parser.add_argument("--patch-size", type=int, help="patch edge in voxels (multiple of 4)")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--steps-per-epoch", type=int)
-    parser.add_argument("--val-steps", type=int, help="validation batches per epoch")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument(
-        "--loss",
-        choices=LOSSES,
-        default="dice_cross_entropy",
-        help="as the train protocol: Dice + cross-entropy learns every class early",
-    )
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument(
-        "--final-learning-rate",
-        type=float,
-        default=None,
-        help="decay the step size geometrically to this by the last epoch",
-    )
-    parser.add_argument(
-        "--no-bootstrap", action="store_true", help="draw particles by abundance instead of classes uniformly"
-    )
-    parser.add_argument(
-        "--shift", type=int, default=13, help="random shift of patch centres, voxels per axis"
-    )
+    _add_setting(parser, TrainingSettings, "patch_size", "--patch-size", type=int)
+    _add_setting(parser, TrainingSettings, "batch_size", "--batch-size", type=int)
+    _add_setting(parser, TrainingSettings, "steps_per_epoch", "--steps-per-epoch", type=int)
+    _add_setting(parser, TrainingSettings, "validation_steps", "--val-steps", type=int)
+    _add_setting(parser, TrainingSettings, "epochs", "--epochs", type=int)
+    _add_setting(parser, TrainingSettings, "loss", "--loss", choices=LOSSES)
+    _add_setting(parser, TrainingSettings, "learning_rate", "--learning-rate", type=float)
+    _add_setting(parser, TrainingSettings, "final_learning_rate", "--final-learning-rate", type=float)
+    _add_setting(parser, TrainingSettings, "bootstrap", "--no-bootstrap", action="store_false")
+    _add_setting(parser, TrainingSettings, "shift_voxels", "--shift", type=int)
     parser.add_argument("--initial-weights", default=None, help="model (.weights.h5) to fine-tune")
     parser.add_argument(
         "--restart", action="store_true", help="ignore a checkpoint in --out and start afresh"
@@ -222,22 +267,9 @@ def _add_train(subparsers) -> None:
         help="Angstrom per voxel (default: from the first tomogram's header)",
     )
     parser.add_argument("--star-convention", default="relion4", choices=["relion4", "relion5"])
-    parser.add_argument("--seed", type=int, default=0)
-    _add_precision(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    _add_setting(parser, TrainingSettings, "seed", "--seed", type=int)
+    _add_setting(parser, TrainingSettings, "precision", "--precision", choices=PRECISIONS)
     parser.set_defaults(func=_run_train)
-
-
-def _add_precision(parser) -> None:
-    from .model import PRECISIONS
-
-    parser.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="network arithmetic; auto: mixed bfloat16 on CPUs that compute it "
-        "natively (faster), else float32",
-    )
 
 
 def _tables_for(tomograms, particle_files, star_convention):
@@ -260,47 +292,36 @@ def _tables_for(tomograms, particle_files, star_convention):
 
 def _run_train(args) -> None:
     from . import io
-    from .train import PRESETS, train
+    from .train import train
 
-    preset = PRESETS[args.preset]
+    settings = training_settings(args)
+    settings.check()
     best = train(
         args.tomograms,
         args.labels,
         _tables_for(args.tomograms, args.particles, args.star_convention),
         args.out,
         args.classes,
+        settings,
         validation_tomograms=args.val_tomograms,
         validation_label_maps=args.val_labels,
         validation_particles=_tables_for(args.val_tomograms, args.val_particles, args.star_convention)
         if args.val_tomograms
         else (),
         validation_fraction=args.val_fraction,
-        patch_size=args.patch_size or preset["patch_size"],
-        batch_size=args.batch_size or preset["batch_size"],
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch or preset["steps_per_epoch"],
-        validation_steps=args.val_steps or preset["validation_steps"],
-        loss=args.loss,
-        learning_rate=args.learning_rate,
-        final_learning_rate=args.final_learning_rate,
-        bootstrap=not args.no_bootstrap,
-        shift_voxels=args.shift,
         initial_weights=args.initial_weights,
         resume=not args.restart,
         class_names=args.class_names,
         voxel_size=args.voxel_size or io.read_voxel_size(args.tomograms[0]) or 1.0,
-        seed=args.seed,
-        precision=args.precision,
-        progress=not args.quiet,
     )
     print(f"Best model: {best}")
 
 
 def _add_segment(subparsers) -> None:
-    from .segment import DEFAULT_BATCH_SIZE, DEFAULT_CROP_VOXELS, DEFAULT_PATCH_SIZE
-
-    parser = subparsers.add_parser(
-        "segment", help="label every voxel of a tomogram with a trained model (label map, score maps)"
+    parser = _command(
+        subparsers,
+        "segment",
+        help="label every voxel of a tomogram with a trained model (label map, score maps)",
     )
     parser.add_argument("--tomogram", required=True, help="tomogram (MRC)")
     parser.add_argument("--model", required=True, help="trained weights (*.weights.h5)")
@@ -308,30 +329,12 @@ def _add_segment(subparsers) -> None:
     parser.add_argument(
         "--scores", default=None, help="also write float16 score maps, one per class: <stem>_class<k>.mrc"
     )
-    parser.add_argument(
-        "--patch-size",
-        type=int,
-        default=None,
-        help=f"largest tile edge in voxels, a multiple of 4 (memory grows with its cube); "
-        f"default {DEFAULT_PATCH_SIZE} or the tomogram's largest edge if smaller",
-    )
-    parser.add_argument(
-        "--crop",
-        type=int,
-        default=DEFAULT_CROP_VOXELS,
-        help="voxels dropped from each inner tile side (32 makes tiling exact)",
-    )
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="tiles per forward pass")
-    parser.add_argument(
-        "--bin",
-        action="store_true",
-        help="average scores over 2x2x2 voxels before labelling (half-size outputs)",
-    )
-    parser.add_argument(
-        "--average-rotations",
-        action="store_true",
-        help="average the scores of the tomogram and of its 180-degree rotations about "
-        "z, y and x: up to 4x the time, fewer confusions between look-alike classes",
+    _add_setting(parser, SegmentationSettings, "patch_size", "--patch-size", type=int)
+    _add_setting(parser, SegmentationSettings, "crop_voxels", "--crop", type=int)
+    _add_setting(parser, SegmentationSettings, "batch_size", "--batch-size", type=int)
+    _add_setting(parser, SegmentationSettings, "bin_scores", "--bin", action="store_true")
+    _add_setting(
+        parser, SegmentationSettings, "average_rotations", "--average-rotations", action="store_true"
     )
     parser.add_argument(
         "--n-classes",
@@ -339,25 +342,17 @@ def _add_segment(subparsers) -> None:
         default=None,
         help="expected class count, background included (required for bare weights)",
     )
-    _add_precision(parser)
+    _add_setting(parser, SegmentationSettings, "precision", "--precision", choices=PRECISIONS)
     parser.set_defaults(func=_run_segment)
 
 
 def _run_segment(args) -> None:
     from .segment import segment_tomogram
 
+    settings = segmentation_settings(args)
+    settings.check()
     result = segment_tomogram(
-        args.tomogram,
-        args.model,
-        args.labels,
-        args.scores,
-        patch_size=args.patch_size,
-        crop_voxels=args.crop,
-        batch_size=args.batch_size,
-        bin_scores=args.bin,
-        average_rotations=args.average_rotations,
-        n_classes=args.n_classes,
-        precision=args.precision,
+        args.tomogram, args.model, args.labels, args.scores, settings, n_classes=args.n_classes
     )
     print(
         f"Wrote {result['labels']}"
@@ -367,15 +362,8 @@ def _run_segment(args) -> None:
     )
 
 
-def _per_class(values: list[str], classes, what: str, kind=float) -> dict[int, float]:
-    """``["6"]`` -> the same value for every class; ``["1:6", "2:9"]`` -> per class."""
-    if len(values) == 1 and ":" not in values[0]:
-        return {int(k): kind(values[0]) for k in classes}
-    return {k: kind(v) for k, v in _pairs(values, what).items()}
-
-
 def _add_cluster(subparsers) -> None:
-    parser = subparsers.add_parser("cluster", help="turn a label map into particles (one row per particle)")
+    parser = _command(subparsers, "cluster", help="turn a label map into particles (one row per particle)")
     parser.add_argument("--labels", required=True, help="label map (MRC) from segment")
     parser.add_argument(
         "--radius",
@@ -389,7 +377,9 @@ def _add_cluster(subparsers) -> None:
         nargs="+",
         default=None,
         metavar="N | CLASS:N",
-        help="drop clusters with fewer voxels (one for all classes or per class)",
+        help="drop clusters with fewer voxels (one for all classes or per class); default: "
+        + help_of(ClusterSettings, "min_size_fraction")[0].lower()
+        + help_of(ClusterSettings, "min_size_fraction")[1:],
     )
     parser.add_argument(
         "--bandwidth",
@@ -433,11 +423,11 @@ def _run_cluster(args) -> None:
     tomo = args.tomo_id or Path(args.labels).stem
     clusters = find_clusters(
         labels,
-        _per_class(args.radius, classes, "--radius"),
-        _per_class(args.min_size, classes, "--min-size", int) if args.min_size else None,
+        per_class(args.radius, classes, "--radius"),
+        per_class(args.min_size, classes, "--min-size", int) if args.min_size else None,
         score_maps,
         tomo,
-        _per_class(args.bandwidth, classes, "--bandwidth") if args.bandwidth else None,
+        per_class(args.bandwidth, classes, "--bandwidth") if args.bandwidth else None,
     )
     particles, voxel_size, shape_zyx = (
         clusters.particles,
@@ -457,8 +447,8 @@ def _run_cluster(args) -> None:
 
 
 def _add_evaluate(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "evaluate", help="precision, recall and F1 of detections against a reference, per class"
+    parser = _command(
+        subparsers, "evaluate", help="precision, recall and F1 of detections against a reference, per class"
     )
     parser.add_argument("--detected", required=True, help="detected particles (.csv, .xml or .star)")
     parser.add_argument("--reference", required=True, help="reference particles (.csv, .xml or .star)")
@@ -511,7 +501,7 @@ def _run_evaluate(args) -> None:
     if len(set(detected.tomo)) == 1 and len(set(reference.tomo)) == 1:
         # One tomogram each: the same one, whatever the ids (e.g. a label-map file stem).
         detected = dataclasses.replace(detected, tomo=reference.tomo[0])
-    names = _pairs(args.class_names, "--class-names")
+    names = per_class(args.class_names, [], "--class-names", str)
     rule = {}
     if args.occupancy:
         rule["occupancy_map"] = io.read_volume(args.occupancy)
@@ -544,7 +534,8 @@ def _run_evaluate(args) -> None:
             write_sweep_csv(args.sweep_output, curves)
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``deepfinder`` parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="deepfinder", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_simulate(subparsers)
@@ -553,8 +544,27 @@ def main(argv=None) -> None:
     _add_segment(subparsers)
     _add_cluster(subparsers)
     _add_evaluate(subparsers)
-    args = parser.parse_args(argv)
-    args.func(args)
+    return parser
+
+
+def main(argv=None) -> None:
+    from .logs import engine_log
+
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    with engine_log(level):
+        try:
+            args.func(args)
+        except SettingError as error:
+            args.command_parser.error(f"{_option_of(args.command_parser, error.setting)}: {error.problem}")
+
+
+def _option_of(parser: argparse.ArgumentParser, setting: str) -> str:
+    """The command-line option of a setting (the setting's name if it has none)."""
+    for action in parser._actions:
+        if action.dest == setting and action.option_strings:
+            return "/".join(action.option_strings)
+    return setting
 
 
 if __name__ == "__main__":

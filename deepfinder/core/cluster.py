@@ -16,8 +16,8 @@ isolated particles whose centre is simply their centroid. So here:
    local maxima of the distance to the component border (particle centres);
    each voxel goes to the nearest mode, the particle position is the mode.
 4. Clusters smaller than the class's minimum size (default
-   ``DEFAULT_MIN_SIZE_FRACTION`` of a ball of the class radius) are dropped:
-   segmentation specks and fragments, not particles.
+   ``ClusterSettings.min_size_fraction`` of a ball of the class radius) are
+   dropped: segmentation specks and fragments, not particles.
 
 Everything but step 3 is vectorised over components; step 3 only runs on the
 few components holding more than one particle. Classes absent from the label
@@ -34,11 +34,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .particles import ParticleTable
+from .settings import ClusterSettings
 
-DEFAULT_SPLIT_FACTOR = 1.5
-# Measured on the tiny simulated preset: specks and fragments are below 0.3 ball volumes,
-# whole particles well above (benchmarks/RESULTS.md, learning).
-DEFAULT_MIN_SIZE_FRACTION = 0.3
 MAX_MEAN_SHIFT_ITERATIONS = 50
 
 
@@ -72,7 +69,7 @@ def find_clusters(
     score_maps: Mapping[int, np.ndarray] | None = None,
     tomo: str = "",
     bandwidth_voxels: Mapping[int, float] | None = None,
-    split_factor: float = DEFAULT_SPLIT_FACTOR,
+    settings: ClusterSettings | None = None,
 ) -> Clusters:
     """Find particles in a label map.
 
@@ -85,8 +82,8 @@ def find_clusters(
         label map needs one.
     min_cluster_size : {class: voxels}, optional
         Clusters of a class with fewer voxels are dropped. Classes not given
-        (all, by default) use ``DEFAULT_MIN_SIZE_FRACTION`` of the ball volume of
-        their radius; give 0 to keep every cluster.
+        (all, by default) use ``settings.min_size_fraction`` of the ball volume
+        of their radius; give 0 to keep every cluster.
     score_maps : {class: (z, y, x) array}, optional
         Per-class scores (e.g. from segmentation); a particle's score is the mean
         of its class's map over its voxels (NaN for a class without a map).
@@ -94,8 +91,9 @@ def find_clusters(
         Tomogram identifier written in the table.
     bandwidth_voxels : {class: bandwidth}, optional
         Mean-shift bandwidth per class; default the class radius.
-    split_factor : float
-        Components larger than this many ball volumes are split by mean-shift.
+    settings : ClusterSettings, optional
+        Default minimum size and when to split a cluster (see
+        :class:`deepfinder.core.settings.ClusterSettings`); default ``ClusterSettings()``.
 
     Returns
     -------
@@ -103,8 +101,9 @@ def find_clusters(
         Particles sorted by class then z, y, x, with their sizes.
     """
     label_map = np.asarray(label_map)
+    settings = settings or ClusterSettings()
     radius, bandwidth, min_size = _check_inputs(
-        label_map, radius_voxels, min_cluster_size, score_maps, bandwidth_voxels, split_factor
+        label_map, radius_voxels, min_cluster_size, score_maps, bandwidth_voxels, settings
     )
     components, n_components = _components_per_class(label_map)
     if n_components == 0:
@@ -119,7 +118,7 @@ def find_clusters(
     )
     # Particles a component holds, judging by its voxels of each class and their ball volumes.
     expected = np.array([np.inf] + [ball_volume(radius.get(k, 1.0)) for k in range(1, n_labels)])
-    to_split = np.flatnonzero((votes / expected).sum(axis=1) > split_factor)
+    to_split = np.flatnonzero((votes / expected).sum(axis=1) > settings.split_factor)
 
     # Cluster id of every labelled voxel: its component, unless the component is split.
     cluster = component.copy()
@@ -280,7 +279,8 @@ def _components_per_class(label_map: np.ndarray) -> tuple[np.ndarray, int]:
     return components, n_components
 
 
-def _check_inputs(label_map, radius_voxels, min_cluster_size, score_maps, bandwidth_voxels, split_factor):
+def _check_inputs(label_map, radius_voxels, min_cluster_size, score_maps, bandwidth_voxels, settings):
+    settings.check()
     if label_map.ndim != 3:
         raise ValueError(f"label_map must be a 3D (z, y, x) array, got shape {label_map.shape}")
     if not np.issubdtype(label_map.dtype, np.integer):
@@ -303,7 +303,7 @@ def _check_inputs(label_map, radius_voxels, min_cluster_size, score_maps, bandwi
     if missing:
         raise ValueError(f"bandwidth_voxels lacks class(es) {missing} present in label_map")
     given = {int(k): int(v) for k, v in dict(min_cluster_size or {}).items()}
-    min_size = {k: int(DEFAULT_MIN_SIZE_FRACTION * ball_volume(r)) for k, r in radius.items()}
+    min_size = {k: int(settings.min_size_fraction * ball_volume(r)) for k, r in radius.items()}
     min_size.update(given)
     bad = {k: v for k, v in given.items() if v < 0}
     if bad:
@@ -314,6 +314,4 @@ def _check_inputs(label_map, radius_voxels, min_cluster_size, score_maps, bandwi
                 f"Score map of class {k} has shape {np.shape(score_map)}, the "
                 f"label map {label_map.shape}: both must come from one segmentation"
             )
-    if not split_factor > 0:
-        raise ValueError(f"split_factor must be > 0, got {split_factor}")
     return radius, bandwidth, min_size

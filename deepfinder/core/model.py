@@ -10,19 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-POOLING_FACTOR = 4  # two 2x max-poolings
-PRECISIONS = ("auto", "float32", "bfloat16")
-
-
-def check_patch_size(patch_size: int) -> int:
-    """Return ``patch_size`` if the network accepts it, else raise ``ValueError``."""
-    if int(patch_size) != patch_size or patch_size < 4 or patch_size % POOLING_FACTOR:
-        lower = max(POOLING_FACTOR, int(patch_size) // POOLING_FACTOR * POOLING_FACTOR)
-        raise ValueError(
-            f"Patch size {patch_size} is not a multiple of 4 (the U-net pools twice by 2): "
-            f"use {lower} or {lower + POOLING_FACTOR}"
-        )
-    return int(patch_size)
+from .settings import PRECISIONS, check_patch_size  # noqa: E402
 
 
 def cpu_bfloat16_instructions() -> list[str]:
@@ -48,8 +36,8 @@ def resolve_precision(precision: str = "auto") -> str:
     """The arithmetic the U-net runs in: ``"float32"`` or ``"bfloat16"``.
 
     ``"auto"`` picks bfloat16 (weights and softmax kept in float32, "mixed
-    precision") where the CPU computes it natively: about 1.8x faster training
-    and 2.4x faster segmentation than float32 on such CPUs; float32 elsewhere.
+    precision") where the CPU computes it natively, which is faster (see
+    benchmarks/RESULTS.md); float32 elsewhere.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")

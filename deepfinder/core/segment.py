@@ -19,6 +19,8 @@ and the pages of the memory-mapped input, never whole score volumes.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import os
 import time
@@ -30,20 +32,12 @@ import mrcfile
 import numpy as np
 
 from .io import create_volume, read_volume, read_voxel_size
-from .model import POOLING_FACTOR, check_patch_size, load_model, output_classes
+from .model import load_model, output_classes
 from .normalize import normalize, tomogram_stats
+from .settings import AUTOMATIC_TILE_SIZE, POOLING_FACTOR, SegmentationSettings
 
-# 128^3 tiles need ~2.6 GB of activations on CPU. The crop is what tiling costs: computed /
-# useful voxels ~ (1 + 2 crop / tile)^3, 1.22 for a 928 x 928 x 464 tomogram with crop 4
-# (1.34 with 6, ~8 with the exact 34); see benchmarks/RESULTS.md.
-DEFAULT_PATCH_SIZE = 128
-DEFAULT_CROP_VOXELS = 4
-DEFAULT_BATCH_SIZE = 1
-# Reach of an output voxel into the input, +- voxels, pooling-grid offsets included: an input
-# voxel changes outputs from 34 voxels before it to 31 after (measured with He-initialised
-# weights; Glorot ones damp the outer reach below float round-off). A crop this large makes
-# tiling exact.
-RECEPTIVE_FIELD_RADIUS = 34
+log = logging.getLogger(__name__)
+
 # z-slices per yielded slab: small, so the copies made on the way to disk stay small.
 SLAB_DEPTH = 8
 # The 180-degree rotations about z, y and x, as the (z, y, x) axes each one reverses. They keep the
@@ -95,23 +89,18 @@ def plan_axis(size: int, patch_size: int, crop_voxels: int) -> AxisTiles:
 
 
 def default_patch_size(shape: tuple[int, int, int]) -> int:
-    """:data:`DEFAULT_PATCH_SIZE`, or less for a tomogram whose largest edge is smaller."""
-    return min(DEFAULT_PATCH_SIZE, _ceil_to(max(shape), POOLING_FACTOR))
+    """:data:`~deepfinder.core.settings.AUTOMATIC_TILE_SIZE`, or less for a tomogram whose
+    largest edge is smaller."""
+    return min(AUTOMATIC_TILE_SIZE, _ceil_to(max(shape), POOLING_FACTOR))
 
 
-def check_tiling(shape: tuple[int, int, int], patch_size: int, crop_voxels: int, batch_size: int = 1) -> None:
-    """Raise ``ValueError`` for tile geometries that cannot segment a volume of ``shape``."""
-    check_patch_size(patch_size)
-    if int(crop_voxels) != crop_voxels or crop_voxels < 0:
-        raise ValueError(f"crop_voxels must be a whole number >= 0, got {crop_voxels}")
-    if patch_size - 2 * crop_voxels < POOLING_FACTOR:
-        raise ValueError(
-            f"patch_size {patch_size} leaves no centre after cropping {crop_voxels} "
-            f"voxels per side: use patch_size >= {2 * crop_voxels + POOLING_FACTOR} "
-            f"or a smaller crop"
-        )
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size}")
+def tiling_for(shape: tuple[int, int, int], settings: SegmentationSettings) -> SegmentationSettings:
+    """``settings`` with the tile size chosen for a volume of ``shape`` (when it is 0, automatic),
+    checked: raise ``ValueError`` for tile geometries that cannot segment such a volume."""
+    if not settings.patch_size:
+        settings = dataclasses.replace(settings, patch_size=default_patch_size(shape))
+    settings.check()
+    patch_size = settings.patch_size
     if len(shape) != 3:
         raise ValueError(f"Expected a 3D tomogram, got an array of shape {tuple(shape)}")
     if min(shape) < POOLING_FACTOR:
@@ -125,22 +114,21 @@ def check_tiling(shape: tuple[int, int, int], patch_size: int, crop_voxels: int,
             f"patch_size {patch_size} is larger than the tomogram (shape "
             f"{tuple(shape)}): use patch_size <= {largest}"
         )
+    return settings
 
 
 def iter_score_slabs(
     volume: np.ndarray,
     model,
+    settings: SegmentationSettings,
     *,
-    patch_size: int = DEFAULT_PATCH_SIZE,
-    crop_voxels: int = DEFAULT_CROP_VOXELS,
-    batch_size: int = DEFAULT_BATCH_SIZE,
     slab_alignment: int = 1,
     stats: tuple[float, float] | None = None,
     window_dtype=np.float32,
-    average_rotations: bool = False,
-    progress: bool = False,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Predict class scores tile by tile and yield them as finished z-slabs.
+
+    Logs a line per row of tiles at INFO level (``deepfinder.core.segment`` logger).
 
     Parameters
     ----------
@@ -148,12 +136,13 @@ def iter_score_slabs(
         The tomogram (may be memory-mapped; tiles are read on demand).
     model : keras.Model
         A fully convolutional U-net (``build_unet(n_classes)``).
-    patch_size : int
-        Largest tile edge in voxels, a multiple of 4.
-    crop_voxels : int
-        Voxels dropped from each inner side of a tile.
-    batch_size : int
-        Tiles per forward pass.
+    settings : SegmentationSettings
+        Tile size (``patch_size``, 0: :func:`default_patch_size`), ``crop_voxels``
+        dropped from each inner side of a tile, tiles per forward pass
+        (``batch_size``), and ``average_rotations``: also predict each tile
+        rotated by 180 degrees about z, y and x (:data:`WEDGE_PRESERVING_ROTATIONS`)
+        and average the four scores. ``bin_scores`` and ``precision`` are not
+        used here (the caller bins; the model has its precision).
     slab_alignment : int
         Slab boundaries (except the last) are multiples of this (2 for binning).
     stats : (mean, std), optional
@@ -161,12 +150,6 @@ def iter_score_slabs(
     window_dtype : numpy dtype
         Storage of the scores of one row of tiles (a full-width slab as deep as a
         tile): float32 keeps tiling exact, float16 halves the largest buffer.
-    average_rotations : bool
-        Also predict each tile rotated by 180 degrees about z, y and x
-        (:data:`WEDGE_PRESERVING_ROTATIONS`) and average the four scores: four
-        times the computation, fewer confusions between look-alike classes.
-    progress : bool
-        Print one line per row of tiles.
 
     Yields
     ------
@@ -175,7 +158,8 @@ def iter_score_slabs(
         dz <= ``SLAB_DEPTH * slab_alignment``; slabs are consecutive and cover the volume.
     """
     shape = tuple(volume.shape)
-    check_tiling(shape, patch_size, crop_voxels, batch_size)
+    settings = tiling_for(shape, settings)
+    patch_size, crop_voxels, batch_size = settings.patch_size, settings.crop_voxels, settings.batch_size
     mean, std = stats if stats is not None else tomogram_stats(volume)
     plans = [plan_axis(size, patch_size, crop_voxels) for size in shape]
     tile_shape = tuple(plan.length for plan in plans)
@@ -221,18 +205,19 @@ def iter_score_slabs(
             batch = np.stack(
                 [_read_tile(volume, (z_start, ys, xs), tile_shape, mean, std) for ys, _, xs, _ in group]
             )
-            scores = _predict(model, batch, average_rotations)
+            scores = _predict(model, batch, settings.average_rotations)
             for tile_scores, (ys, (y0, y1), xs, (x0, x1)) in zip(scores, group):
                 y1, x1 = min(y1, shape[1]), min(x1, shape[2])
                 window[z_keep0 - origin : z_keep1 - origin, y0:y1, x0:x1] += tile_scores[
                     z_keep0 - z_start : z_keep1 - z_start, y0 - ys : y1 - ys, x0 - xs : x1 - xs
                 ]
-        if progress:
-            print(
-                f"segment: row {row + 1}/{len(plans[0].starts)} of tiles {tile_shape} done "
-                f"({time.perf_counter() - started:.0f} s)",
-                flush=True,
-            )
+        log.info(
+            "segment: row %d/%d of tiles %s done (%.0f s)",
+            row + 1,
+            len(plans[0].starts),
+            tile_shape,
+            time.perf_counter() - started,
+        )
     yield from flush(shape[0])
 
 
@@ -250,33 +235,16 @@ def _predict(model, tiles: np.ndarray, average_rotations: bool) -> np.ndarray:
     return scores
 
 
-def predict_scores(
-    volume: np.ndarray,
-    model,
-    *,
-    patch_size: int = DEFAULT_PATCH_SIZE,
-    crop_voxels: int = DEFAULT_CROP_VOXELS,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    average_rotations: bool = False,
-) -> np.ndarray:
+def predict_scores(volume: np.ndarray, model, settings: SegmentationSettings | None = None) -> np.ndarray:
     """Class scores of a whole tomogram in memory: float32 (z, y, x, n_classes).
 
-    Same tiling, normalisation and blending as :func:`segment_tomogram`; meant
-    for volumes whose scores fit in memory (tests, small tomograms).
+    Same tiling, normalisation, blending and binning as :func:`segment_tomogram`
+    (``settings`` default: ``SegmentationSettings()``); meant for volumes whose
+    scores fit in memory (tests, small tomograms).
     """
-    return np.concatenate(
-        [
-            slab
-            for _, slab in iter_score_slabs(
-                volume,
-                model,
-                patch_size=patch_size,
-                crop_voxels=crop_voxels,
-                batch_size=batch_size,
-                average_rotations=average_rotations,
-            )
-        ]
-    )
+    settings = settings or SegmentationSettings()
+    scores = np.concatenate([slab for _, slab in iter_score_slabs(volume, model, settings)])
+    return downsample_scores(scores) if settings.bin_scores else scores
 
 
 def labels_from_scores(scores: np.ndarray) -> np.ndarray:
@@ -312,17 +280,13 @@ def segment_tomogram(
     weights_path: str | os.PathLike,
     labels_path: str | os.PathLike,
     scores_path: str | os.PathLike | None = None,
+    settings: SegmentationSettings | None = None,
     *,
-    patch_size: int | None = None,
-    crop_voxels: int = DEFAULT_CROP_VOXELS,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    bin_scores: bool = False,
-    average_rotations: bool = False,
     n_classes: int | None = None,
-    precision: str = "auto",
-    progress: bool = True,
 ) -> dict:
     """Segment a tomogram file with a trained model; write the label map and score maps.
+
+    Logs a line per row of tiles at INFO level (``deepfinder.core.segment`` logger).
 
     Parameters
     ----------
@@ -333,31 +297,21 @@ def segment_tomogram(
     labels_path : path
         Output label map: class of highest score per voxel, one byte per voxel (MRC
         mode 0, which reads back as int8; class ids are < 128), voxel size of the
-        tomogram (twice it with ``bin_scores``).
+        tomogram (twice it with ``settings.bin_scores``).
     scores_path : path, optional
         If given, one float16 MRC per particle class, ``<stem>_class<k>.mrc``
         (k = 1..n_classes-1; the background score is 1 minus their sum).
-    patch_size, crop_voxels, batch_size : int
-        Tile geometry, see :func:`iter_score_slabs`; ``patch_size`` None:
-        :func:`default_patch_size`.
-    bin_scores : bool
-        Average scores over 2x2x2 blocks before labelling: outputs are half size
-        (edges rounded up), so positions found in them are in binned voxels
-        (:func:`unbin_positions` maps them back).
-    average_rotations : bool
-        Average the scores of the tomogram and of its three 180-degree
-        rotations about z, y and x (see :func:`iter_score_slabs`): up to four
-        times the time; on the SHREC'19-like bench, about +0.03 particle F1
-        overall and up to +0.09 for the most confused class (benchmarks/RESULTS.md).
+    settings : SegmentationSettings, optional
+        Tile geometry, rotation averaging, binning and precision (see
+        :class:`deepfinder.core.settings.SegmentationSettings`); default
+        ``SegmentationSettings()``. With ``bin_scores``, scores are averaged
+        over 2x2x2 blocks before labelling: outputs are half size (edges
+        rounded up), so positions found in them are in binned voxels
+        (:func:`unbin_positions` maps them back). With ``precision`` bfloat16,
+        label maps differ from float32 ones on a few boundary voxels.
     n_classes : int, optional
         Expected class count (background included); a model trained for another
         count is refused. Needed for weights without their JSON file.
-    precision : {"auto", "float32", "bfloat16"}
-        Arithmetic of the network (:func:`deepfinder.core.model.resolve_precision`):
-        ``"auto"`` runs mixed bfloat16 on CPUs that compute it natively (about
-        2.4x faster than float32; label maps differ on a few boundary voxels).
-    progress : bool
-        Print progress per row of tiles.
 
     Returns
     -------
@@ -366,15 +320,14 @@ def segment_tomogram(
         ``seconds``, ``voxels_per_second`` (input voxels), ``tile_shape``, ``n_tiles``.
     """
     volume = read_volume(tomogram_path)
-    patch_size = patch_size or default_patch_size(volume.shape)
-    check_tiling(volume.shape, patch_size, crop_voxels, batch_size)
+    settings = tiling_for(volume.shape, settings or SegmentationSettings())
     stats = tomogram_stats(volume)
-    model, _ = load_model(weights_path, n_classes, precision)
+    model, _ = load_model(weights_path, n_classes, settings.precision)
     n_model_classes = output_classes(model)
     if n_model_classes > 128:
         raise ValueError(f"{weights_path} has {n_model_classes} classes; label maps hold at most 128")
     voxel_size = read_voxel_size(tomogram_path) or 1.0
-    factor = 2 if bin_scores else 1
+    factor = 2 if settings.bin_scores else 1
     out_shape = tuple(-(-size // factor) for size in volume.shape)
     # MRC mode 0 (8-bit) holds the labels in one byte per voxel; it reads back as int8.
     writers = {0: _SlabWriter(labels_path, out_shape, np.int8, voxel_size * factor)}
@@ -385,18 +338,9 @@ def segment_tomogram(
     started = time.perf_counter()
     try:
         for z_start, slab in iter_score_slabs(
-            volume,
-            model,
-            patch_size=patch_size,
-            crop_voxels=crop_voxels,
-            batch_size=batch_size,
-            slab_alignment=factor,
-            stats=stats,
-            window_dtype=np.float16,
-            average_rotations=average_rotations,
-            progress=progress,
+            volume, model, settings, slab_alignment=factor, stats=stats, window_dtype=np.float16
         ):
-            if bin_scores:
+            if settings.bin_scores:
                 slab = downsample_scores(slab)
             z_out = z_start // factor
             writers[0].write(z_out, labels_from_scores(slab))
@@ -406,7 +350,7 @@ def segment_tomogram(
         for writer in writers.values():
             writer.close()
     seconds = time.perf_counter() - started
-    plans = [plan_axis(size, patch_size, crop_voxels) for size in volume.shape]
+    plans = [plan_axis(size, settings.patch_size, settings.crop_voxels) for size in volume.shape]
     return {
         "labels": Path(labels_path),
         "scores": score_paths,

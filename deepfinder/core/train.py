@@ -21,42 +21,31 @@ exactly as segmentation does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
 import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .io import read_volume
-from .model import (
-    build_unet,
-    check_patch_size,
-    load_model,
-    logits_model,
-    metadata_path,
-    resolve_precision,
-    save_model,
-)
+from .model import build_unet, load_model, logits_model, metadata_path, resolve_precision, save_model
 from .normalize import tomogram_stats
 from .particles import ParticleTable
 from .sampling import draw_rows, make_batch, particles_inside, patch_origins, prefetch, training_batches
+from .settings import TrainingSettings
 
 PathLike = str | os.PathLike
 
-LOSSES = ("dice", "cross_entropy", "dice_cross_entropy")
-NORMALISATION = "per-tomogram mean and standard deviation (deepfinder.core.normalize.tomogram_stats)"
+log = logging.getLogger(__name__)
 
-#: Settings that fit the hardware. ``cpu``: a few cores, about 6 s per step
-#: of 8 patches of 48^3. ``gpu``: the paper's settings (batch 25, patch 56,
-#: 100 steps per epoch), for patches of particles up to radius ~10 voxels.
-PRESETS = {
-    "cpu": {"patch_size": 48, "batch_size": 8, "steps_per_epoch": 50, "validation_steps": 5},
-    "gpu": {"patch_size": 56, "batch_size": 25, "steps_per_epoch": 100, "validation_steps": 10},
-}
+NORMALISATION = "per-tomogram mean and standard deviation (deepfinder.core.normalize.tomogram_stats)"
 
 HISTORY = "history.json"
 CHECKPOINT = "checkpoint.weights.h5"
@@ -67,37 +56,69 @@ BEST = "best.weights.h5"
 VALIDATION_STREAM = 2**31 - 1
 
 
+@dataclass(frozen=True)
+class PatchSource:
+    """Open volumes and the particles patches are centred on (one row per particle).
+
+    Attributes
+    ----------
+    volumes, labels : lists of (z, y, x) arrays
+        Tomograms and their label maps, memory-mapped.
+    stats : list of (mean, std)
+        Normalisation statistics of each tomogram.
+    tomo_index : (n,) int array
+        Index into ``volumes`` of each particle.
+    centres : (n, 3) array
+        Particle positions, (z, y, x) voxels.
+    class_ids : (n,) int array
+        Particle classes.
+    """
+
+    volumes: list
+    labels: list
+    stats: list
+    tomo_index: np.ndarray
+    centres: np.ndarray
+    class_ids: np.ndarray
+
+    def subset(self, keep: np.ndarray) -> PatchSource:
+        """The same volumes with the particles selected by ``keep`` (a mask or indices)."""
+        return dataclasses.replace(
+            self, tomo_index=self.tomo_index[keep], centres=self.centres[keep], class_ids=self.class_ids[keep]
+        )
+
+
+@dataclass
+class _Progress:
+    """Where a training run is: last completed epoch, best epoch and its score."""
+
+    epoch: int = 0
+    best_epoch: int | None = None
+    best_score: float | None = None
+
+
 def train(
     tomograms: Sequence[PathLike],
     label_maps: Sequence[PathLike],
     particles: Sequence[ParticleTable],
     out_dir: PathLike,
     n_classes: int,
+    settings: TrainingSettings,
     *,
     validation_tomograms: Sequence[PathLike] = (),
     validation_label_maps: Sequence[PathLike] = (),
     validation_particles: Sequence[ParticleTable] = (),
     validation_fraction: float = 0.0,
-    patch_size: int = PRESETS["cpu"]["patch_size"],
-    batch_size: int = PRESETS["cpu"]["batch_size"],
-    epochs: int = 30,
-    steps_per_epoch: int = PRESETS["cpu"]["steps_per_epoch"],
-    validation_steps: int = PRESETS["cpu"]["validation_steps"],
-    loss: str = "dice",
-    learning_rate: float = 1e-4,
-    final_learning_rate: float | None = None,
-    bootstrap: bool = True,
-    shift_voxels: int = 13,
     initial_weights: PathLike | None = None,
     resume: bool = True,
     class_names: Sequence[str] | None = None,
     voxel_size: float = 1.0,
-    seed: int = 0,
-    precision: str = "auto",
     on_epoch_end: Callable[[int, dict], None] | None = None,
-    progress: bool = True,
 ) -> Path:
     """Train the DeepFinder U-net on tomograms, their label maps and particle positions.
+
+    Progress (the running loss about every tenth of an epoch, a summary line per
+    epoch) is logged at INFO level by the ``deepfinder.core.train`` logger.
 
     Parameters
     ----------
@@ -115,6 +136,15 @@ def train(
         Where history, checkpoints and the best model are written.
     n_classes : int
         Number of classes, background included.
+    settings : TrainingSettings
+        Patch and batch sizes, epochs, steps, loss, learning rate, shift, seed,
+        precision (see :class:`deepfinder.core.settings.TrainingSettings` for
+        each one and :func:`deepfinder.core.settings.training_preset`). Patches
+        are at most the smallest tomogram edge. Each epoch runs
+        ``steps_per_epoch`` training batches then ``validation_steps``
+        validation batches (the same validation patches every epoch, so
+        epochs are comparable). Settings that train badly are warned about
+        (:meth:`~deepfinder.core.settings.TrainingSettings.warnings`).
     validation_tomograms, validation_label_maps, validation_particles : sequences
         Held-out tomograms for validation, as for training.
     validation_fraction : float
@@ -123,33 +153,6 @@ def train(
         training patches of the same tomogram). 0 and no validation
         tomograms: no validation, and the best model is the one with the
         lowest training loss.
-    patch_size : int
-        Patch edge in voxels, a multiple of 4, at most the smallest tomogram
-        edge; more than twice ``shift_voxels`` and about 1.5 to 3 times the
-        largest particle diameter. Smaller patches give more steps in the same
-        time, which learnt more on the SHREC'19-like bench (benchmarks/RESULTS.md).
-    batch_size, epochs, steps_per_epoch, validation_steps : int
-        Batches hold ``batch_size`` patches; each epoch runs ``steps_per_epoch``
-        training batches then ``validation_steps`` validation batches (the
-        same validation patches every epoch, so epochs are comparable).
-        Defaults: :data:`PRESETS` ``["cpu"]``; the paper (GPU) used batch 25,
-        patch 56, 100 steps.
-    loss : {"dice", "cross_entropy", "dice_cross_entropy"}
-        Soft Dice over all classes (paper's choice for small particles),
-        categorical cross-entropy, or their sum: cross-entropy gives every
-        voxel a strong gradient from the first step, Dice weighs small
-        classes as much as large ones (see :func:`dice_cross_entropy_loss`).
-    learning_rate : float
-        Adam step size (betas 0.9, 0.999). With the Dice loss, 1e-3 can drive
-        the softmax to all-background within a few steps, from which it does
-        not recover; the paper's 1e-4 does not.
-    final_learning_rate : float, optional
-        Step size of the last epoch: the step size decays geometrically from
-        ``learning_rate`` (first epoch) to it (epoch ``epochs``). None: constant.
-    bootstrap : bool
-        Draw each batch's particle classes uniformly (else by abundance).
-    shift_voxels : int
-        Patch centres move by up to this many voxels per axis from the particle.
     initial_weights : path, optional
         A ``.weights.h5`` model to fine-tune; it must have ``n_classes`` classes.
         Ignored when resuming from a checkpoint.
@@ -161,21 +164,10 @@ def train(
         ``n_classes`` names, background first, stored with the model.
     voxel_size : float
         Angstrom per voxel of the training tomograms, stored with the model.
-    seed : int
-        Fixes the initial weights and the patches drawn, and so the training
-        up to floating-point reduction order. Sets the process-wide random
-        seeds of Python, numpy and TensorFlow (``keras.utils.set_random_seed``).
-    precision : {"auto", "float32", "bfloat16"}
-        Arithmetic of the network (:func:`deepfinder.core.model.resolve_precision`):
-        ``"auto"`` trains in mixed bfloat16 on CPUs that compute it natively
-        (about 1.8x faster), else in float32. The weights saved are float32.
     on_epoch_end : callable(epoch, row), optional
         Called after each epoch's checkpoint and history are written, with the
         1-based epoch and its history row; an exception it raises stops
         training (the files written so far stay valid).
-    progress : bool
-        Print the running loss about every tenth of an epoch and a summary
-        line per epoch on stdout.
 
     Returns
     -------
@@ -190,22 +182,19 @@ def train(
     over particle classes: the score that selects the best model), ``seconds``,
     ``data_wait_seconds`` (time the model waited for batches) and
     ``step_seconds`` (time in training steps).
+
+    The weights start from ``settings.seed``, which also fixes the patches
+    drawn, and so the training up to floating-point reduction order; it sets
+    the process-wide random seeds of Python, numpy and TensorFlow
+    (``keras.utils.set_random_seed``).
     """
-    _check_settings(
-        n_classes,
-        patch_size,
-        batch_size,
-        epochs,
-        steps_per_epoch,
-        validation_steps,
-        loss,
-        learning_rate,
-        final_learning_rate,
-        shift_voxels,
-        validation_fraction,
-        class_names,
+    _check_inputs(n_classes, settings, validation_fraction, class_names)
+    patch_size, batch_size, steps_per_epoch = (
+        settings.patch_size,
+        settings.batch_size,
+        settings.steps_per_epoch,
     )
-    precision = resolve_precision(precision)
+    precision = resolve_precision(settings.precision)
     out_dir = Path(out_dir)
     data = _open_data(tomograms, label_maps, particles, n_classes, patch_size, "training")
     validation = None
@@ -221,9 +210,9 @@ def train(
             "validation",
         )
     elif validation_fraction:
-        data, validation = _hold_out(data, validation_fraction, np.random.default_rng(seed))
-    _check_classes_present(data["class_ids"], n_classes)
-    for message in setting_warnings(n_classes - 1, batch_size, patch_size, shift_voxels, bootstrap):
+        data, validation = _hold_out(data, validation_fraction, np.random.default_rng(settings.seed))
+    _check_classes_present(data.class_ids, n_classes)
+    for message in settings.warnings(n_classes - 1):
         warnings.warn(message, stacklevel=2)
     if validation is None:
         warnings.warn(
@@ -233,34 +222,34 @@ def train(
         )
     _check_initial_weights(initial_weights, n_classes)
 
-    state = _read_checkpoint(out_dir, n_classes, patch_size) if resume else None
+    progress = _read_checkpoint(out_dir, n_classes, patch_size) if resume else None
     import keras
     import tensorflow as tf
 
     # Seeds Keras' weight initialisers (a process-wide setting) so that a run is repeatable.
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(settings.seed)
     model = build_unet(n_classes, patch_size, precision)
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999)
+    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate, beta_1=0.9, beta_2=0.999)
     optimizer.build(model.trainable_variables)
-    if state is not None:
+    if progress is not None:
         if initial_weights is not None:
             warnings.warn(f"Resuming from the checkpoint in {out_dir}: initial_weights ignored", stacklevel=2)
         model.load_weights(out_dir / CHECKPOINT)
         _restore_optimizer(optimizer, out_dir / OPTIMIZER_STATE)
-        history = _read_history(out_dir)[: state["epoch"]]
+        history = _read_history(out_dir)[: progress.epoch]
     else:
         if initial_weights is not None:
             model.set_weights(_load_initial_weights(initial_weights, n_classes))
         history = []
-        state = {"epoch": 0, "best_epoch": None, "best_score": None}
-    if state["epoch"] >= epochs and (out_dir / BEST).exists():
+        progress = _Progress()
+    if progress.epoch >= settings.epochs and (out_dir / BEST).exists():
         return out_dir / BEST
 
     loss_function = {
         "dice": soft_dice_loss,
         "cross_entropy": cross_entropy_loss,
         "dice_cross_entropy": dice_cross_entropy_loss,
-    }[loss]
+    }[settings.loss]
 
     network = logits_model(model)
 
@@ -289,21 +278,10 @@ def train(
 
     validation_origins = None
     if validation is not None:
-        validation_origins = _validation_patches(
-            validation, patch_size, batch_size, validation_steps, shift_voxels, seed
-        )
-    settings = {
+        validation_origins = _validation_patches(validation, settings)
+    metadata = {
+        **dataclasses.asdict(settings),
         "n_classes": n_classes,
-        "patch_size": patch_size,
-        "batch_size": batch_size,
-        "steps_per_epoch": steps_per_epoch,
-        "validation_steps": validation_steps,
-        "loss": loss,
-        "learning_rate": learning_rate,
-        "final_learning_rate": final_learning_rate,
-        "bootstrap": bootstrap,
-        "shift_voxels": shift_voxels,
-        "seed": seed,
         "precision": precision,
         "class_names": list(class_names)
         if class_names
@@ -316,25 +294,26 @@ def train(
 
     # Plain lines, not a terminal progress bar, so that log files stay readable.
     report_every = max(1, steps_per_epoch // 10)
-    for epoch in range(state["epoch"] + 1, epochs + 1):
+    epochs = settings.epochs
+    for epoch in range(progress.epoch + 1, epochs + 1):
         started = time.perf_counter()
-        step_size = learning_rate_at(epoch, epochs, learning_rate, final_learning_rate)
+        step_size = learning_rate_at(epoch, epochs, settings.learning_rate, settings.final_learning_rate)
         optimizer.learning_rate.assign(step_size)
-        rng = np.random.default_rng([seed, epoch])
+        rng = np.random.default_rng([settings.seed, epoch])
         batches = prefetch(
             training_batches(
-                data["volumes"],
-                data["labels"],
-                data["stats"],
-                data["tomo_index"],
-                data["centres"],
-                data["class_ids"],
+                data.volumes,
+                data.labels,
+                data.stats,
+                data.tomo_index,
+                data.centres,
+                data.class_ids,
                 patch_size=patch_size,
                 batch_size=batch_size,
                 n_batches=steps_per_epoch,
                 rng=rng,
-                bootstrap=bootstrap,
-                shift_voxels=shift_voxels,
+                bootstrap=settings.bootstrap,
+                shift_voxels=settings.shift_voxels,
             ),
             depth=1,
         )
@@ -346,11 +325,15 @@ def train(
             losses.append(float(train_step(x, y)))
             waited += tock - tick
             stepped += time.perf_counter() - tock
-            if progress and (step % report_every == 0 or step == steps_per_epoch):
-                print(
-                    f"epoch {epoch}/{epochs} step {step}/{steps_per_epoch}: loss "
-                    f"{np.mean(losses):.4f}, {stepped / step:.2f} s/step",
-                    flush=True,
+            if step % report_every == 0 or step == steps_per_epoch:
+                log.info(
+                    "epoch %d/%d step %d/%d: loss %.4f, %.2f s/step",
+                    epoch,
+                    epochs,
+                    step,
+                    steps_per_epoch,
+                    np.mean(losses),
+                    stepped / step,
                 )
         batches.close()
         if not all(math.isfinite(v) for v in losses):
@@ -366,48 +349,19 @@ def train(
         history.append(row)
 
         score = row["val_mean_f1"] if validation is not None else -row["train_loss"]
-        if state["best_score"] is None or score > state["best_score"]:
-            state.update(best_epoch=epoch, best_score=score)
-            save_model(model, out_dir / BEST, _best_metadata(settings, row, epoch, validation))
-        state["epoch"] = epoch
-        _write_checkpoint(model, optimizer, out_dir, {**settings, **state})
+        if progress.best_score is None or score > progress.best_score:
+            progress.best_epoch, progress.best_score = epoch, score
+            save_model(model, out_dir / BEST, _best_metadata(metadata, row, epoch, validation))
+        progress.epoch = epoch
+        _write_checkpoint(model, optimizer, out_dir, {**metadata, **dataclasses.asdict(progress)})
         _write_json(out_dir / HISTORY, history)
-        if progress:
-            print(_summary(row, state["best_epoch"]), flush=True)
+        log.info(_summary(row, progress.best_epoch))
         if on_epoch_end is not None:
             on_epoch_end(epoch, row)
 
     best_meta = metadata_path(out_dir / BEST)
-    _write_json(best_meta, {**json.loads(best_meta.read_text()), "epochs_trained": state["epoch"]})
+    _write_json(best_meta, {**json.loads(best_meta.read_text()), "epochs_trained": progress.epoch})
     return out_dir / BEST
-
-
-def setting_warnings(
-    n_particle_classes: int, batch_size: int, patch_size: int, shift_voxels: int, bootstrap: bool = True
-) -> list[str]:
-    """Settings that train, but badly, each with its fix (measured in benchmarks/RESULTS.md).
-
-    Parameters
-    ----------
-    n_particle_classes : int
-        Classes without the background.
-    batch_size, patch_size, shift_voxels, bootstrap
-        As in :func:`train`.
-    """
-    messages = []
-    if bootstrap and batch_size < n_particle_classes:
-        messages.append(
-            f"The batch size ({batch_size}) is smaller than the {n_particle_classes} particle "
-            "classes: batches miss some classes and similar classes get mixed up; use a "
-            f"batch of at least {n_particle_classes}."
-        )
-    if 2 * shift_voxels >= patch_size:
-        messages.append(
-            f"The random shift ({shift_voxels} voxels) is at least half the patch size "
-            f"({patch_size}): some patches miss the particle they were drawn for; use a "
-            f"shift below {patch_size // 2}."
-        )
-    return messages
 
 
 def learning_rate_at(
@@ -475,41 +429,10 @@ def voxel_scores(
 # --------------------------------------------------------------------------- checks
 
 
-def _check_settings(
-    n_classes,
-    patch_size,
-    batch_size,
-    epochs,
-    steps_per_epoch,
-    validation_steps,
-    loss,
-    learning_rate,
-    final_learning_rate,
-    shift_voxels,
-    validation_fraction,
-    class_names,
-):
+def _check_inputs(n_classes, settings: TrainingSettings, validation_fraction, class_names) -> None:
     if int(n_classes) != n_classes or n_classes < 2:
         raise ValueError(f"n_classes must be >= 2 (background + particle classes), got {n_classes}")
-    check_patch_size(patch_size)
-    for name, value in (
-        ("batch_size", batch_size),
-        ("epochs", epochs),
-        ("steps_per_epoch", steps_per_epoch),
-        ("validation_steps", validation_steps),
-    ):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
-    if loss not in LOSSES:
-        raise ValueError(f"Unknown loss {loss!r}; use one of {LOSSES}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
-    if final_learning_rate is not None and not final_learning_rate > 0:
-        raise ValueError(
-            f"final_learning_rate must be > 0 (or None for a constant step size), got {final_learning_rate}"
-        )
-    if int(shift_voxels) != shift_voxels or shift_voxels < 0:
-        raise ValueError(f"shift_voxels must be an integer >= 0, got {shift_voxels}")
+    settings.check()
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     if class_names is not None and len(class_names) != n_classes:
@@ -518,7 +441,7 @@ def _check_settings(
         )
 
 
-def _open_data(tomograms, label_maps, particles, n_classes, patch_size, role) -> dict:
+def _open_data(tomograms, label_maps, particles, n_classes, patch_size, role) -> PatchSource:
     """Open volumes memory-mapped, check them, and gather the patch centres."""
     if not (len(tomograms) == len(label_maps) == len(particles)):
         raise ValueError(
@@ -564,14 +487,14 @@ def _open_data(tomograms, label_maps, particles, n_classes, patch_size, role) ->
         tomo_index.append(np.full(len(table), index))
         centres.append(table.zyx)
         class_ids.append(table.class_id)
-    return {
-        "volumes": volumes,
-        "labels": labels,
-        "stats": stats,
-        "tomo_index": np.concatenate(tomo_index),
-        "centres": np.concatenate(centres),
-        "class_ids": np.concatenate(class_ids),
-    }
+    return PatchSource(
+        volumes,
+        labels,
+        stats,
+        np.concatenate(tomo_index),
+        np.concatenate(centres),
+        np.concatenate(class_ids),
+    )
 
 
 def _check_classes_present(class_ids, n_classes):
@@ -584,11 +507,13 @@ def _check_classes_present(class_ids, n_classes):
         )
 
 
-def _hold_out(data: dict, fraction: float, rng: np.random.Generator) -> tuple[dict, dict]:
+def _hold_out(
+    data: PatchSource, fraction: float, rng: np.random.Generator
+) -> tuple[PatchSource, PatchSource]:
     """Split particles into training and validation, ``fraction`` of each class (at least one)."""
-    held = np.zeros(len(data["class_ids"]), dtype=bool)
-    for class_id in np.unique(data["class_ids"]):
-        rows = np.flatnonzero(data["class_ids"] == class_id)
+    held = np.zeros(len(data.class_ids), dtype=bool)
+    for class_id in np.unique(data.class_ids):
+        rows = np.flatnonzero(data.class_ids == class_id)
         if len(rows) < 2:
             warnings.warn(
                 f"Class {class_id} has a single particle: it is used for training only", stacklevel=3
@@ -596,16 +521,7 @@ def _hold_out(data: dict, fraction: float, rng: np.random.Generator) -> tuple[di
             continue
         n_held = min(len(rows) - 1, max(1, round(fraction * len(rows))))
         held[rng.choice(rows, size=n_held, replace=False)] = True
-
-    def subset(keep):
-        return {
-            **data,
-            "tomo_index": data["tomo_index"][keep],
-            "centres": data["centres"][keep],
-            "class_ids": data["class_ids"][keep],
-        }
-
-    return subset(~held), subset(held)
+    return data.subset(~held), data.subset(held)
 
 
 def _check_initial_weights(initial_weights, n_classes) -> None:
@@ -636,31 +552,34 @@ def _load_initial_weights(initial_weights, n_classes) -> list[np.ndarray]:
 # --------------------------------------------------------------------------- validation
 
 
-def _validation_patches(
-    validation: dict, patch_size, batch_size, validation_steps, shift_voxels, seed
-) -> tuple[np.ndarray, np.ndarray]:
+def _validation_patches(validation: PatchSource, settings: TrainingSettings) -> tuple[np.ndarray, np.ndarray]:
     """Fixed (tomogram, origin) of every validation patch, class-balanced."""
-    rng = np.random.default_rng([seed, VALIDATION_STREAM])
-    rows = draw_rows(validation["class_ids"], batch_size * validation_steps, rng, bootstrap=True)
-    tomo_index = validation["tomo_index"][rows]
+    rng = np.random.default_rng([settings.seed, VALIDATION_STREAM])
+    n_patches = settings.batch_size * settings.validation_steps
+    rows = draw_rows(validation.class_ids, n_patches, rng, bootstrap=True)
+    tomo_index = validation.tomo_index[rows]
     origins = np.empty((len(rows), 3), dtype=int)
     for t in np.unique(tomo_index):
         here = tomo_index == t
         origins[here] = patch_origins(
-            validation["centres"][rows[here]], validation["volumes"][t].shape, patch_size, shift_voxels, rng
+            validation.centres[rows[here]],
+            validation.volumes[t].shape,
+            settings.patch_size,
+            settings.shift_voxels,
+            rng,
         )
     return tomo_index, origins
 
 
-def _validate(validation_step, validation, origins, patch_size, batch_size, n_classes) -> dict:
+def _validate(validation_step, validation: PatchSource, origins, patch_size, batch_size, n_classes) -> dict:
     tomo_index, corners = origins
 
     def batches():
         for start in range(0, len(tomo_index), batch_size):
             yield make_batch(
-                validation["volumes"],
-                validation["labels"],
-                validation["stats"],
+                validation.volumes,
+                validation.labels,
+                validation.stats,
                 tomo_index[start : start + batch_size],
                 corners[start : start + batch_size],
                 patch_size,
@@ -688,9 +607,9 @@ def _json_list(values: np.ndarray) -> list:
 # --------------------------------------------------------------------------- files
 
 
-def _best_metadata(settings, row, epoch, validation) -> dict:
+def _best_metadata(metadata, row, epoch, validation) -> dict:
     return {
-        **settings,
+        **metadata,
         "best_epoch": epoch,
         "selected_by": "val_mean_f1" if validation is not None else "train_loss",
         "train_loss": row["train_loss"],
@@ -721,7 +640,7 @@ def _write_checkpoint(model, optimizer, out_dir: Path, state: dict) -> None:
     os.replace(metadata_path(temporary), metadata_path(out_dir / CHECKPOINT))
 
 
-def _read_checkpoint(out_dir: Path, n_classes, patch_size) -> dict | None:
+def _read_checkpoint(out_dir: Path, n_classes, patch_size) -> _Progress | None:
     state_file = metadata_path(out_dir / CHECKPOINT)
     if not (state_file.exists() and (out_dir / CHECKPOINT).exists()):
         return None
@@ -732,7 +651,7 @@ def _read_checkpoint(out_dir: Path, n_classes, patch_size) -> dict | None:
                 f"{out_dir} holds a checkpoint with {name} = {saved.get(name)}, not "
                 f"{value}: use another output folder or resume=False to start afresh"
             )
-    return {key: saved[key] for key in ("epoch", "best_epoch", "best_score")}
+    return _Progress(saved["epoch"], saved["best_epoch"], saved["best_score"])
 
 
 def _restore_optimizer(optimizer, path: Path) -> None:

@@ -15,13 +15,12 @@ from ..convert import class_output_name, class_table, new_coordinate_set, tomogr
 from ..core import io
 from ..core.annotation import ParticleClass
 from ..core.particles import ParticleTable
+from ..core.settings import SettingError, per_class, split_values
 from ..figures.orthoslices import default_colour
 from .protocol_base import (
     CLASSES_FROM_GROUP_ID,
     CLASSES_PER_SET,
     classes_table,
-    parse_numbers,
-    per_class,
     volumes_without_sampling_rate,
 )
 
@@ -230,12 +229,16 @@ class DeepFinderProtAnnotate(EMProtocol):
 
     def _formClasses(self) -> list[ParticleClass]:
         names = self._classNamesList()
-        radii = per_class(parse_numbers(self.radii.get()), len(names))
+        radii = self._radiiA(len(names))
         sampling = self.inputTomograms.get().getSamplingRate()
         return [
             ParticleClass(name, default_colour(i), radii[i] / sampling)
             for i, name in enumerate(names, start=1)
         ]
+
+    def _radiiA(self, n_classes: int) -> dict[int, float]:
+        """Particle radius in Å of each of ``n_classes`` classes."""
+        return per_class(split_values(self.radii.get()), range(1, n_classes + 1), "radii")
 
     def _coordinateSet(self, name: str, particles, radius_A) -> SetOfCoordinates3D:
         """The output set ``name``, in its own file ``name.sqlite`` of the run folder."""
@@ -255,10 +258,10 @@ class DeepFinderProtAnnotate(EMProtocol):
         errors = volumes_without_sampling_rate(tomograms, "tomograms")
         n = len(self._classNamesList())
         try:
-            radii = parse_numbers(self.radii.get())
-        except ValueError:
-            radii = []
-        if not radii or min(radii) <= 0 or len(radii) not in (1, n):
+            radii = self._radiiA(n)
+        except SettingError:
+            radii = {}
+        if not radii or min(radii.values()) <= 0:
             errors.append(
                 f"Give one positive radius in Å, or {n} (one per class: "
                 f"{', '.join(self._classNamesList())}), comma-separated; "

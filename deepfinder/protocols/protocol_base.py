@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from tomo.objects import Coordinate3D
 
 from ..convert import coordinates_to_table, unique_values
 from ..core.particles import ParticleTable
+from ..core.settings import SettingError
 
 CLASSES_PER_SET = 0
 CLASSES_FROM_GROUP_ID = 1
@@ -113,15 +116,25 @@ def gpu_ids(protocol) -> str:
     return ",".join(map(str, protocol.getGpuList())) if protocol.useGpu.get() else ""
 
 
-def parse_numbers(text: str | None) -> list[float]:
-    """Numbers of a form field such as '120, 60' (commas or semicolons); ValueError if not numbers."""
-    return [float(value) for value in (text or "").replace(";", ",").split(",") if value.strip()]
+def form_settings(protocol, settings_class: type, form_params: dict[str, str], **values):
+    """The settings (``settings_class``) a protocol's form holds.
+
+    ``form_params`` names the form parameter of each setting; ``values`` are
+    settings converted from the form (e.g. an enum index into its name).
+    """
+    from_form = {setting: getattr(protocol, param).get() for setting, param in form_params.items()}
+    return settings_class(**{**from_form, **values})
 
 
-def per_class(values: list[float], n_classes: int) -> dict[int, float]:
-    """{1: v1, 2: v2, ...}: one value per class, or one value for all ``n_classes``."""
-    values = values * n_classes if len(values) == 1 else values
-    return {i + 1: value for i, value in enumerate(values)}
+def settings_errors(protocol, settings, form_params: dict[str, str]) -> list[str]:
+    """The form error of a setting the engine refuses, named by its form label (units dropped)."""
+    try:
+        settings.check()
+    except SettingError as error:
+        param = form_params.get(error.setting)
+        label = protocol.getParam(param).getLabel() if param else error.setting
+        return [f"{re.sub(r' [(].*[)]$', '', label)} {error.problem}."]
+    return []
 
 
 def classes_table(pointers, classes_from: int, sampling_rate: float) -> ParticleTable:

@@ -20,7 +20,7 @@ from ..convert import (
 )
 from ..core import io
 from ..core.particles import ParticleTable
-from .protocol_base import parse_numbers, per_class
+from ..core.settings import ClusterSettings, SettingError, default_of, per_class, split_values
 
 
 class DeepFinderClusterOutputs(Enum):
@@ -74,7 +74,9 @@ class DeepFinderProtCluster(EMProtocol):
             default="",
             label="Minimum cluster size per class (voxels)",
             help="Clusters smaller than this are discarded as false positives. One value "
-            "per class or one for all; empty: 0.3 of a ball of the radius (0 keeps all).",
+            "per class or one for all; 0 keeps all. Empty: "
+            f"{default_of(ClusterSettings, 'min_size_fraction')} of a ball of the class radius "
+            "(see benchmarks/RESULTS.md).",
         )
         form.addParam(
             "boxScale",
@@ -171,12 +173,14 @@ class DeepFinderProtCluster(EMProtocol):
         names = get_class_names(self.inputLabelMaps.get())
         return names or ["background"] + [f"class{i}" for i in self._radiiA()]
 
-    def _perClass(self, values: list[float]) -> dict[int, float]:
+    def _perClass(self, text: str | None, setting: str) -> dict[int, float]:
+        """Per-class values of a form field: one for all classes, or one per class."""
+        values = split_values(text)
         names = get_class_names(self.inputLabelMaps.get())
-        return per_class(values, len(names) - 1 if names else len(values))
+        return per_class(values, range(1, len(names) if names else len(values) + 1), setting)
 
     def _radiiA(self) -> dict[int, float]:
-        return self._perClass(parse_numbers(self.radii.get()))
+        return self._perClass(self.radii.get(), "radii")
 
     def _radiiVoxels(self) -> dict[int, float]:
         """Particle radius per class in voxels of the input tomograms."""
@@ -188,8 +192,9 @@ class DeepFinderProtCluster(EMProtocol):
         return any(get_score_files(mask) for mask in self.inputLabelMaps.get().iterItems())
 
     def _minSizes(self) -> dict[int, int] | None:
-        values = parse_numbers(self.minSizes.get())
-        return {c: int(v) for c, v in self._perClass(values).items()} if values else None
+        if not split_values(self.minSizes.get()):
+            return None
+        return {c: int(v) for c, v in self._perClass(self.minSizes.get(), "minSizes").items()}
 
     # ----------------------------------------------------------------- info
     def _validate(self):
@@ -197,15 +202,19 @@ class DeepFinderProtCluster(EMProtocol):
         names = get_class_names(self.inputLabelMaps.get())
         n = len(names) - 1 if names else None
         try:
-            radii, sizes = parse_numbers(self.radii.get()), parse_numbers(self.minSizes.get())
-        except ValueError:
-            return ["Radii and minimum sizes must be numbers separated by commas."]
-        if not radii or min(radii) <= 0 or (n and len(radii) not in (1, n)):
+            radii = self._radiiA()
+        except SettingError:
+            radii = {}
+        if not radii or min(radii.values()) <= 0:
             errors.append(
                 f"Give one positive radius in Å, or one per class ({n or 'each'}), "
                 f"comma-separated; got '{self.radii.get('')}'."
             )
-        if sizes and (min(sizes) < 0 or (n and len(sizes) not in (1, n))):
+        try:
+            sizes_valid = min((self._minSizes() or {}).values(), default=0) >= 0
+        except SettingError:
+            sizes_valid = False
+        if not sizes_valid:
             errors.append(f"Give one minimum size, or one per class ({n}), or leave it empty.")
         tomograms = tomograms_by_tsid(self.inputTomograms.get())
         for tsId, label_map in tomograms_by_tsid(self.inputLabelMaps.get()).items():

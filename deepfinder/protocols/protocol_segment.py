@@ -14,7 +14,25 @@ from tomo.objects import SetOfTomoMasks
 from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, new_tomo_mask, set_class_names, set_score_files, tomograms_by_tsid
-from .protocol_base import gpu_ids, volumes_without_sampling_rate
+from ..core.settings import SegmentationSettings, default_of, help_of
+from .protocol_base import form_settings, gpu_ids, settings_errors, volumes_without_sampling_rate
+
+#: The form parameter of each segmentation setting (precision is the Scipion variable
+#: DEEPFINDER_PRECISION; the crop keeps the engine's default).
+FORM_PARAMS = {
+    "patch_size": "patchSize",
+    "batch_size": "batchSize",
+    "bin_scores": "binScores",
+    "average_rotations": "averageRotations",
+}
+
+
+def _default(setting: str):
+    return default_of(SegmentationSettings, setting)
+
+
+def _help(setting: str) -> str:
+    return help_of(SegmentationSettings, setting)
 
 
 class DeepFinderSegmentOutputs(Enum):
@@ -61,37 +79,34 @@ class DeepFinderProtSegment(EMProtocol):
         form.addParam(
             "averageRotations",
             params.BooleanParam,
-            default=False,
+            default=_default("average_rotations"),
             label="Average 4 rotations (up to 4x slower)?",
-            help="Also segment each tomogram rotated by 180 degrees about Z, Y and X "
-            "(rotations that keep the missing wedge in place) and average the four "
-            "predictions. Fewer confusions between classes of similar size: about "
-            "+0.03 F1 overall, up to +0.09 for a class, on the SHREC'19-like benchmark.",
+            help=_help("average_rotations"),
         )
         form.addParam(
             "binScores",
             params.BooleanParam,
-            default=False,
+            default=_default("bin_scores"),
             expertLevel=params.LEVEL_ADVANCED,
             label="Bin scores 2x before labelling?",
-            help="Faster clustering for large particles; label maps are then binned.",
+            help=_help("bin_scores"),
         )
         form.addParam(
             "patchSize",
             params.IntParam,
-            default=0,
+            default=_default("patch_size"),
             expertLevel=params.LEVEL_ADVANCED,
             label="Tile size (px)",
-            help="Edge of the tiles the tomogram is cut into, a multiple of 4; 0 picks "
-            "a size that fits memory. Larger tiles are faster.",
+            help=_help("patch_size"),
         )
         form.addParam(
             "batchSize",
             params.IntParam,
-            default=1,
+            default=_default("batch_size"),
             validators=[params.GT(0)],
             expertLevel=params.LEVEL_ADVANCED,
             label="Tiles per batch",
+            help=_help("batch_size"),
         )
         form.addHidden(params.USE_GPU, params.BooleanParam, default=True, label="Use GPU?")
         form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="GPU IDs")
@@ -115,11 +130,7 @@ class DeepFinderProtSegment(EMProtocol):
             self.inputModel.get().getWeightsFile(),
             self._getExtraPath(f"{tsId}_labels.mrc"),
             scores_path=self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None,
-            batch_size=self.batchSize.get(),
-            bin_scores=self.binScores.get(),
-            average_rotations=self.averageRotations.get(),
-            patch_size=self.patchSize.get() or None,
-            precision=Plugin.getVar(DEEPFINDER_PRECISION),
+            settings=self._settings(),
         )
         from ..figures.pictures import slices_page, write_png
 
@@ -138,6 +149,12 @@ class DeepFinderProtSegment(EMProtocol):
         self._store(label_maps)
 
     # ----------------------------------------------------------------- helpers
+    def _settings(self) -> SegmentationSettings:
+        """The segmentation settings of the form (and the Scipion variable of the precision)."""
+        return form_settings(
+            self, SegmentationSettings, FORM_PARAMS, precision=Plugin.getVar(DEEPFINDER_PRECISION)
+        )
+
     def _appendLabelMap(self, tomogram, written: dict):
         mask = new_tomo_mask(tomogram, str(written["labels"]))
         if self.binScores:
@@ -164,13 +181,8 @@ class DeepFinderProtSegment(EMProtocol):
 
     # ----------------------------------------------------------------- info
     def _validate(self):
-        errors = Plugin.precisionErrors()
-        patch = self.patchSize.get()
-        if patch and patch % 4:
-            errors.append(
-                f"Tile size {patch} is not a multiple of 4: use {patch // 4 * 4 or 4} "
-                f"or {patch // 4 * 4 + 4}, or 0 for automatic."
-            )
+        # The settings' check names a wrong precision too, but not as the Scipion variable it is.
+        errors = Plugin.precisionErrors() or settings_errors(self, self._settings(), FORM_PARAMS)
         model = self.inputModel.get()
         tomograms = self.inputTomograms.get()
         errors += volumes_without_sampling_rate(tomograms, "tomograms")

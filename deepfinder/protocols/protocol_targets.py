@@ -13,16 +13,20 @@ from tomo.objects import Coordinate3D, SetOfTomoMasks
 from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_tsid, unique_values
 from ..core import io, targets
 from ..core.resample import resample_to_voxel_size
+from ..core.settings import SettingError, TargetSettings, default_of, help_of, per_class, split_values
 from .protocol_base import (
     DeepFinderProtBase,
     coordinates_without_sampling_rate,
-    parse_numbers,
-    per_class,
+    form_settings,
+    settings_errors,
     volumes_without_sampling_rate,
 )
 
 SPHERES = 0
 SHAPES = 1
+
+#: The form parameter of each target setting.
+FORM_PARAMS = {"mask_threshold": "shapeThreshold"}
 
 
 class DeepFinderTargetsOutputs(Enum):
@@ -99,11 +103,10 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
         form.addParam(
             "shapeThreshold",
             params.FloatParam,
-            default=0.5,
+            default=default_of(TargetSettings, "mask_threshold"),
             condition=f"strategy == {SHAPES}",
             label="Shape threshold",
-            help="Voxels of each shape volume above this value are the particle. "
-            "0.5 suits binary masks; for an average pick a contour level.",
+            help=help_of(TargetSettings, "mask_threshold"),
         )
         form.addParam(
             "extraLabelMaps",
@@ -183,8 +186,11 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
 
     def _radiiVoxels(self) -> dict[int, float]:
         scale = 1.0 if self.radiusInPixels else 1.0 / self.inputTomograms.get().getSamplingRate()
-        radii = per_class(parse_numbers(self.radii.get()), self._numberOfClasses())
-        return {class_id: radius * scale for class_id, radius in radii.items()}
+        return {class_id: radius * scale for class_id, radius in self._radii().items()}
+
+    def _radii(self) -> dict[int, float]:
+        """Sphere radius of each class as given (Å or pixels)."""
+        return per_class(split_values(self.radii.get()), range(1, self._numberOfClasses() + 1), "radii")
 
     def _shapeMasks(self) -> dict[int, np.ndarray]:
         sampling = self.inputTomograms.get().getSamplingRate()
@@ -194,8 +200,11 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
             density = resample_to_voxel_size(
                 io.read_volume(volume.getFileName(), mmap=False), volume.getSamplingRate(), sampling
             )
-            masks[i + 1] = targets.mask_from_density(density, self.shapeThreshold.get())
+            masks[i + 1] = targets.mask_from_density(density, self._settings().mask_threshold)
         return masks
+
+    def _settings(self) -> TargetSettings:
+        return form_settings(self, TargetSettings, FORM_PARAMS)
 
     def _extraLabels(self, tsId: str, shape) -> np.ndarray | None:
         if not self.extraLabelMaps.get():
@@ -227,16 +236,20 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
         n = self._numberOfClasses()
         if self.strategy.get() == SPHERES:
             try:
-                radii = parse_numbers(self.radii.get())
-            except ValueError:
-                radii = None
-            if radii is None or len(radii) not in (1, n) or min(radii, default=0) <= 0:
+                radii = self._radii()
+            except SettingError:
+                radii = {}
+            if set(radii) != set(range(1, n + 1)) or min(radii.values(), default=0) <= 0:
                 errors.append(
                     f"Give one positive sphere radius, or {n} (one per class), "
                     f"comma-separated; got '{self.radii.get('')}'."
                 )
-        elif len(self.shapeVolumes) != n:
-            errors.append(f"Give one shape volume per class: {n} classes, {len(self.shapeVolumes)} volumes.")
+        else:
+            if len(self.shapeVolumes) != n:
+                errors.append(
+                    f"Give one shape volume per class: {n} classes, {len(self.shapeVolumes)} volumes."
+                )
+            errors += settings_errors(self, self._settings(), FORM_PARAMS)
         if self.extraLabelMaps.get():
             missing = tsIds - {mask.getTsId() for mask in self.extraLabelMaps.get().iterItems()}
             if missing:

@@ -12,17 +12,42 @@ from pyworkflow.constants import BETA
 from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, get_class_names, tomograms_by_tsid
-from ..core.train import LOSSES, setting_warnings
+from ..core.settings import LOSSES, TrainingSettings, default_of, help_of
 from ..objects import DeepFinderModel
 from .protocol_base import (
     DeepFinderProtBase,
     coordinates_without_sampling_rate,
+    form_settings,
     gpu_ids,
+    settings_errors,
     volumes_without_sampling_rate,
 )
 
 VALIDATION_FRACTION = 0
 VALIDATION_SET = 1
+
+#: The form parameter of each training setting (precision is the Scipion variable DEEPFINDER_PRECISION).
+FORM_PARAMS = {
+    "patch_size": "patchSize",
+    "batch_size": "batchSize",
+    "epochs": "epochs",
+    "steps_per_epoch": "stepsPerEpoch",
+    "validation_steps": "validationSteps",
+    "loss": "loss",
+    "learning_rate": "learningRate",
+    "final_learning_rate": "finalLearningRate",
+    "bootstrap": "bootstrap",
+    "shift_voxels": "shiftVoxels",
+    "seed": "seed",
+}
+
+
+def _default(setting: str):
+    return default_of(TrainingSettings, setting)
+
+
+def _help(setting: str) -> str:
+    return help_of(TrainingSettings, setting)
 
 
 class DeepFinderTrainOutputs(Enum):
@@ -93,90 +118,94 @@ class DeepFinderProtTrain(DeepFinderProtBase):
         form.addParam(
             "patchSize",
             params.IntParam,
-            default=48,
+            default=_default("patch_size"),
             validators=[params.GT(0)],
             label="Patch size (px)",
-            help="Edge of the cubic training patches, a multiple of 4, about 1.5 to 3 "
-            "times the largest particle diameter (the paper used 56). Smaller patches "
-            "give more steps in the same time: on 2x-binned SHREC'19-like data 16 "
-            "learnt the most in 30 CPU-minutes, ahead of 24, 32 and 48. Keep the "
-            "random shift below half the patch.",
+            help=_help("patch_size"),
         )
         form.addParam(
             "batchSize",
             params.IntParam,
-            default=8,
+            default=_default("batch_size"),
             validators=[params.GT(0)],
             label="Batch size",
-            help="Patches per step (paper: 25 on a GPU). With class balancing, at least "
-            "the number of particle classes, so that every batch holds each class.",
+            help=_help("batch_size"),
         )
-        form.addParam("epochs", params.IntParam, default=30, validators=[params.GT(0)], label="Epochs")
+        form.addParam(
+            "epochs",
+            params.IntParam,
+            default=_default("epochs"),
+            validators=[params.GT(0)],
+            label="Epochs",
+            help=_help("epochs"),
+        )
         form.addParam(
             "stepsPerEpoch",
             params.IntParam,
-            default=50,
+            default=_default("steps_per_epoch"),
             validators=[params.GT(0)],
             label="Steps per epoch",
-            help="Batches per epoch (paper: 100).",
+            help=_help("steps_per_epoch"),
         )
         form.addParam(
             "validationSteps",
             params.IntParam,
-            default=10,
+            default=_default("validation_steps"),
             validators=[params.GT(0)],
             label="Validation batches per epoch",
+            help=_help("validation_steps"),
         )
         form.addParam(
             "loss",
             params.EnumParam,
-            default=LOSSES.index("dice_cross_entropy"),
+            default=LOSSES.index(_default("loss")),
             choices=list(LOSSES),
             display=params.EnumParam.DISPLAY_HLIST,
             label="Loss",
-            help="dice: the paper's, best for small particles but slow to start; "
-            "cross_entropy: categorical; dice_cross_entropy: their sum, learns "
-            "every class early and tolerates a learning rate of 1e-3.",
+            help=_help("loss"),
         )
         form.addParam(
             "learningRate",
             params.FloatParam,
-            default=1e-4,
+            default=_default("learning_rate"),
             validators=[params.GT(0)],
             expertLevel=params.LEVEL_ADVANCED,
             label="Learning rate (Adam)",
-            help="The paper's 1e-4 is safe with every loss. With dice_cross_entropy, 1e-3 "
-            "learns several times faster in short runs (what the demo uses).",
+            help=_help("learning_rate"),
         )
         form.addParam(
             "finalLearningRate",
             params.FloatParam,
-            default=0,
+            default=_default("final_learning_rate") or 0,  # 0 stands for None: a constant step size
             validators=[params.GE(0)],
             expertLevel=params.LEVEL_ADVANCED,
             label="Final learning rate",
-            help="The learning rate decays geometrically to this value by the last "
-            "epoch: large steps early, fine ones at the end. 0 keeps it constant.",
+            help=_help("final_learning_rate"),
         )
         form.addParam(
             "bootstrap",
             params.BooleanParam,
-            default=True,
+            default=_default("bootstrap"),
             expertLevel=params.LEVEL_ADVANCED,
             label="Balance classes (bootstrap)?",
-            help="Each batch holds the particle classes in equal numbers.",
+            help=_help("bootstrap"),
         )
         form.addParam(
             "shiftVoxels",
             params.IntParam,
-            default=13,
+            default=_default("shift_voxels"),
             validators=[params.GE(0)],
             expertLevel=params.LEVEL_ADVANCED,
             label="Random shift (px)",
-            help="Patch centres move by up to this many pixels from the particle.",
+            help=_help("shift_voxels"),
         )
         form.addParam(
-            "seed", params.IntParam, default=0, expertLevel=params.LEVEL_ADVANCED, label="Random seed"
+            "seed",
+            params.IntParam,
+            default=_default("seed"),
+            expertLevel=params.LEVEL_ADVANCED,
+            label="Random seed",
+            help=_help("seed"),
         )
         form.addHidden(
             params.USE_GPU,
@@ -206,27 +235,16 @@ class DeepFinderProtTrain(DeepFinderProtBase):
             particles=by_tomo(train_maps),
             out_dir=self._trainingDir(),
             n_classes=len(self._allClassNames()),
+            settings=self._settings(),
             validation_tomograms=[tomo for tomo, _ in validation_maps.values()],
             validation_label_maps=[labels for _, labels in validation_maps.values()],
             validation_particles=by_tomo(validation_maps),
             validation_fraction=self.validationFraction.get() if not validation_maps else 0.0,
-            patch_size=self.patchSize.get(),
-            batch_size=self.batchSize.get(),
-            epochs=self.epochs.get(),
-            steps_per_epoch=self.stepsPerEpoch.get(),
-            validation_steps=self.validationSteps.get(),
-            loss=LOSSES[self.loss.get()],
-            learning_rate=self.learningRate.get(),
-            final_learning_rate=self.finalLearningRate.get() or None,
-            bootstrap=self.bootstrap.get(),
-            shift_voxels=self.shiftVoxels.get(),
             initial_weights=initial.getWeightsFile() if initial else None,
             resume=True,
             class_names=self._allClassNames(),
             voxel_size=self.inputLabelMaps.get().getSamplingRate(),
-            seed=self.seed.get(),
             on_epoch_end=self._plotLearningCurves,
-            precision=Plugin.getVar(DEEPFINDER_PRECISION),
         )
 
     def createOutputStep(self):
@@ -241,6 +259,17 @@ class DeepFinderProtTrain(DeepFinderProtBase):
         self._defineSourceRelation(self.inputLabelMaps, model)
 
     # ----------------------------------------------------------------- helpers
+    def _settings(self) -> TrainingSettings:
+        """The training settings of the form (and the Scipion variable of the precision)."""
+        return form_settings(
+            self,
+            TrainingSettings,
+            FORM_PARAMS,
+            loss=LOSSES[self.loss.get()],
+            final_learning_rate=self.finalLearningRate.get() or None,
+            precision=Plugin.getVar(DEEPFINDER_PRECISION),
+        )
+
     def _trainingDir(self) -> str:
         return self._getExtraPath("training")
 
@@ -276,13 +305,10 @@ class DeepFinderProtTrain(DeepFinderProtBase):
 
     # ----------------------------------------------------------------- info
     def _validate(self):
-        errors = self._validateClasses() + Plugin.precisionErrors()
-        patch = self.patchSize.get()
-        if patch % 4:
-            errors.append(
-                f"Patch size {patch} is not a multiple of 4 (the U-net pools twice): "
-                f"use {patch // 4 * 4 or 4} or {patch // 4 * 4 + 4}."
-            )
+        # The settings' check names a wrong precision too, but not as the Scipion variable it is.
+        errors = self._validateClasses() + (
+            Plugin.precisionErrors() or settings_errors(self, self._settings(), FORM_PARAMS)
+        )
         label_maps = self.inputLabelMaps.get()
         errors += volumes_without_sampling_rate(label_maps, "label maps")
         errors += coordinates_without_sampling_rate(self._coordinateSets())
@@ -308,13 +334,7 @@ class DeepFinderProtTrain(DeepFinderProtBase):
         return errors
 
     def _warnings(self):
-        return setting_warnings(
-            self._numberOfClasses(),
-            self.batchSize.get(),
-            self.patchSize.get(),
-            self.shiftVoxels.get(),
-            self.bootstrap.get(),
-        )
+        return self._settings().warnings(self._numberOfClasses())
 
     def _summary(self):
         summary = [f"Classes: {class_table(self._allClassNames())}"]

@@ -15,6 +15,7 @@ from deepfinder.core.cluster import cluster_labels
 from deepfinder.core.evaluate import format_table, match_by_distance, precision_recall_f1
 from deepfinder.core.io import read_particles_csv, read_volume, write_volume
 from deepfinder.core.segment import segment_tomogram
+from deepfinder.core.settings import TrainingSettings
 from deepfinder.core.simulate import simulate_dataset
 from deepfinder.core.targets import shape_targets
 from deepfinder.core.train import train
@@ -22,17 +23,16 @@ from deepfinder.core.train import train
 # Dice + cross-entropy at 1e-3 learns the thin ring and rod within ~100 steps,
 # where Dice alone at 1e-4 has not left the all-background start.
 # Patches of 32 with a shift of 6 keep the 22-voxel rod inside the patch.
-TRAINING = dict(
+TRAINING = TrainingSettings(
     patch_size=32,
     batch_size=4,
     epochs=20,
     steps_per_epoch=16,
     validation_steps=2,
-    validation_fraction=0.2,
     loss="dice_cross_entropy",
     learning_rate=1e-3,
     shift_voxels=6,
-    progress=False,
+    seed=0,
 )
 # About the particle radii (5 to 8 voxels).
 TOLERANCE_VOXELS = 6
@@ -53,10 +53,17 @@ def learnt(tmp_path_factory):
         tables.append(table)
     names = ["background"] + [c["name"] for c in classes]
     best = train(
-        tomograms, label_maps, tables, folder / "model", len(names), class_names=names, seed=0, **TRAINING
+        tomograms,
+        label_maps,
+        tables,
+        folder / "model",
+        len(names),
+        TRAINING,
+        validation_fraction=0.2,
+        class_names=names,
     )
     test = dataset["tomograms"][2]
-    segment_tomogram(test["tomogram"], best, folder / "predicted.mrc", progress=False)
+    segment_tomogram(test["tomogram"], best, folder / "predicted.mrc")
     radius = {c["id"]: c["radius_voxels"] for c in classes}
     found = cluster_labels(np.asarray(read_volume(folder / "predicted.mrc")), radius, tomo=test["name"])
     reference = read_particles_csv(test["particles"])

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from deepfinder.core.model import build_unet, check_patch_size, count_parameters
+from deepfinder.core.model import build_unet, count_parameters
+from deepfinder.core.settings import check_patch_size
 
 
 @pytest.mark.parametrize("n_classes, expected", [(2, 902_994), (4, 903_060), (13, 903_357)])

@@ -4,7 +4,8 @@ import pytest
 from deepfinder.core.io import read_volume, read_voxel_size, write_volume
 from deepfinder.core.model import build_unet, save_model
 from deepfinder.core.normalize import normalize, tomogram_stats
-from deepfinder.core.segment import RECEPTIVE_FIELD_RADIUS, plan_axis, predict_scores, segment_tomogram
+from deepfinder.core.segment import plan_axis, predict_scores, segment_tomogram
+from deepfinder.core.settings import RECEPTIVE_FIELD_RADIUS, SegmentationSettings
 
 N_CLASSES = 3
 
@@ -48,7 +49,9 @@ def test_tiled_prediction_equals_whole_volume_prediction(model):
     volume = tomogram((30, 78, 99))
     patch_size = 2 * RECEPTIVE_FIELD_RADIUS + 8
     tiled = predict_scores(
-        volume, model, patch_size=patch_size, crop_voxels=RECEPTIVE_FIELD_RADIUS, batch_size=3
+        volume,
+        model,
+        SegmentationSettings(patch_size=patch_size, crop_voxels=RECEPTIVE_FIELD_RADIUS, batch_size=3),
     )
     assert len(plan_axis(99, patch_size, RECEPTIVE_FIELD_RADIUS).starts) > 2
     whole = whole_volume_scores(volume, model)
@@ -62,10 +65,9 @@ def test_rotation_average_equals_averaging_predictions_of_the_rotated_tomogram(m
     averaged = predict_scores(
         volume,
         model,
-        patch_size=patch_size,
-        crop_voxels=RECEPTIVE_FIELD_RADIUS,
-        batch_size=2,
-        average_rotations=True,
+        SegmentationSettings(
+            patch_size=patch_size, crop_voxels=RECEPTIVE_FIELD_RADIUS, batch_size=2, average_rotations=True
+        ),
     )
     rotations = [(1, 2), (0, 2), (0, 1)]  # 180 degrees about z, y, x: the missing wedge stays
     expected = whole_volume_scores(volume, model) + sum(
@@ -83,13 +85,9 @@ def test_segment_tomogram_writes_byte_labels_and_float16_scores_per_class(model,
         weights,
         tmp_path / "labels.mrc",
         tmp_path / "scores.mrc",
-        patch_size=32,
-        crop_voxels=4,
-        batch_size=2,
-        precision="float32",
-        progress=False,
+        SegmentationSettings(patch_size=32, crop_voxels=4, batch_size=2, precision="float32"),
     )
-    expected = predict_scores(volume, model, patch_size=32, crop_voxels=4)
+    expected = predict_scores(volume, model, SegmentationSettings(patch_size=32, crop_voxels=4))
     labels = read_volume(result["labels"])
     assert labels.itemsize == 1 and labels.shape == volume.shape
     assert read_voxel_size(result["labels"]) == pytest.approx(13.5)
@@ -110,10 +108,7 @@ def test_binned_scores_give_half_size_outputs(weights, tmp_path):
         weights,
         tmp_path / "labels.mrc",
         tmp_path / "scores.mrc",
-        patch_size=24,
-        crop_voxels=4,
-        bin_scores=True,
-        progress=False,
+        SegmentationSettings(patch_size=24, crop_voxels=4, bin_scores=True),
     )
     assert read_volume(result["labels"]).shape == (11, 20, 18)
     assert read_volume(result["scores"][1]).shape == (11, 20, 18)
@@ -123,10 +118,10 @@ def test_binned_scores_give_half_size_outputs(weights, tmp_path):
 @pytest.mark.parametrize(
     "volume, kwargs, message",
     [
-        (tomogram((20, 24, 24)), {"patch_size": 30}, "not a multiple of 4"),
+        (tomogram((20, 24, 24)), {"patch_size": 30}, "patch_size: 30 is not a multiple of 4"),
         (tomogram((20, 24, 24)), {"patch_size": 48}, "larger than the tomogram"),
         (tomogram((20, 24, 24)), {"patch_size": 24, "crop_voxels": 12}, "leaves no centre"),
-        (tomogram((20, 24, 24)), {"patch_size": 24, "batch_size": 0}, "batch_size"),
+        (tomogram((20, 24, 24)), {"patch_size": 24, "batch_size": 0}, "batch_size: must be"),
         (np.full((20, 24, 24), 3.0, np.float32), {"patch_size": 24}, "constant"),
         (
             np.where(np.arange(20)[:, None, None] == 3, np.nan, tomogram((20, 24, 24))).astype(np.float32),
@@ -142,8 +137,7 @@ def test_bad_input_is_refused_before_loading_the_model(volume, kwargs, message, 
             tmp_path / "tomo.mrc",
             tmp_path / "absent.weights.h5",
             tmp_path / "labels.mrc",
-            progress=False,
-            **kwargs,
+            settings=SegmentationSettings(**kwargs),
         )
 
 
@@ -154,9 +148,8 @@ def test_model_with_another_class_count_is_refused(weights, tmp_path):
             tmp_path / "tomo.mrc",
             weights,
             tmp_path / "labels.mrc",
-            patch_size=24,
+            settings=SegmentationSettings(patch_size=24),
             n_classes=N_CLASSES + 1,
-            progress=False,
         )
 
 

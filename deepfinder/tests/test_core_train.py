@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 
@@ -9,11 +10,17 @@ from deepfinder.core.io import read_volume, write_volume
 from deepfinder.core.model import build_unet, load_model, save_model
 from deepfinder.core.normalize import normalize, tomogram_stats
 from deepfinder.core.particles import ParticleTable
+from deepfinder.core.settings import TrainingSettings
 from deepfinder.core.targets import sphere_targets
 from deepfinder.core.train import cross_entropy_loss, dice_cross_entropy_loss, soft_dice_loss, train
 
 SHAPE = (48, 48, 48)
-FAST = dict(patch_size=16, batch_size=4, shift_voxels=4, progress=False)
+# Small patches, and the paper's loss and step size (Dice, 1e-4).
+FAST = TrainingSettings(patch_size=16, batch_size=4, shift_voxels=4, loss="dice")
+
+
+def fast(**changes) -> TrainingSettings:
+    return dataclasses.replace(FAST, **changes)
 
 
 def blob_tomogram(folder, name, seed, radii=(4.0,), n_per_class=10):
@@ -63,13 +70,10 @@ def trained(data, tmp_path_factory):
         **args(data),
         out_dir=out,
         n_classes=2,
-        epochs=4,
-        steps_per_epoch=15,
-        validation_steps=2,
+        settings=fast(epochs=4, steps_per_epoch=15, validation_steps=2),
         class_names=["background", "blob"],
         voxel_size=10.0,
         on_epoch_end=keep_checkpoint,
-        **FAST,
     )
     return out, best, snapshots
 
@@ -130,15 +134,16 @@ def test_outputs_describe_the_model(trained):
 def test_resume_after_crash_continues_with_history(data, tmp_path):
     settings = dict(
         n_classes=2,
-        epochs=3,
-        steps_per_epoch=3,
-        validation_steps=1,
+        settings=fast(
+            epochs=3,
+            steps_per_epoch=3,
+            validation_steps=1,
+            loss="cross_entropy",
+            learning_rate=1e-3,
+            final_learning_rate=1e-4,
+            seed=5,
+        ),
         validation_fraction=0.3,
-        loss="cross_entropy",
-        learning_rate=1e-3,
-        final_learning_rate=1e-4,
-        seed=5,
-        **FAST,
     )
     tomogram, label_map, table = data["train"]
     inputs = dict(tomograms=[tomogram], label_maps=[label_map], particles=[table])
@@ -174,11 +179,8 @@ def test_fine_tuning_starts_from_the_given_model(trained, data, tmp_path):
         **args(data),
         out_dir=tmp_path,
         n_classes=2,
-        epochs=1,
-        steps_per_epoch=1,
-        validation_steps=2,
+        settings=fast(epochs=1, steps_per_epoch=1, validation_steps=2),
         initial_weights=best,
-        **FAST,
     )
     history = json.loads((tmp_path / "history.json").read_text())
     assert history[0]["val_f1"][1] > 0.6
@@ -188,31 +190,31 @@ def test_fine_tuning_starts_from_the_given_model(trained, data, tmp_path):
 def test_fine_tuning_with_other_class_count_is_refused(data, tmp_path):
     other = save_model(build_unet(3), tmp_path / "three.weights.h5", {})
     with pytest.raises(ValueError, match="has 3 classes but the training data has 2"):
-        train(**args(data), out_dir=tmp_path / "out", n_classes=2, initial_weights=other, **FAST)
+        train(**args(data), out_dir=tmp_path / "out", n_classes=2, settings=FAST, initial_weights=other)
     assert not (tmp_path / "out" / "history.json").exists()
 
 
 def test_resume_refuses_a_checkpoint_of_another_patch_size(trained, data):
     out, _, _ = trained
     with pytest.raises(ValueError, match="patch_size = 16, not 24"):
-        train(**args(data), out_dir=out, n_classes=2, **{**FAST, "patch_size": 24})
+        train(**args(data), out_dir=out, n_classes=2, settings=fast(patch_size=24))
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        (dict(patch_size=18), "not a multiple of 4"),
-        (dict(patch_size=52), "larger than tomogram"),
+        (dict(settings=fast(patch_size=18)), "patch_size: 18 is not a multiple of 4"),
+        (dict(settings=fast(patch_size=52)), "larger than tomogram"),
         (dict(n_classes=3), "Class\\(es\\) \\[2\\] have no training particles"),
-        (dict(loss="focal"), "Unknown loss"),
-        (dict(final_learning_rate=0.0), "final_learning_rate must be > 0"),
+        (dict(settings=fast(loss="focal")), "loss: unknown value 'focal'"),
+        (dict(settings=fast(final_learning_rate=0.0)), "final_learning_rate: must be > 0"),
         (dict(validation_fraction=0.2), "either validation tomograms or validation_fraction"),
     ],
 )
 def test_bad_settings_fail_early(data, tmp_path, change, message):
-    settings = {**FAST, "n_classes": 2, **change}
+    inputs = {"n_classes": 2, "settings": FAST, **change}
     with pytest.raises(ValueError, match=message):
-        train(**args(data), out_dir=tmp_path, **settings)
+        train(**args(data), out_dir=tmp_path, **inputs)
 
 
 @pytest.mark.filterwarnings("ignore:Data array contains NaN")
@@ -231,7 +233,7 @@ def test_bad_volumes_fail_early(data, tmp_path):
         (tomogram, too_many, "holds labels 3..3"),
     ]:
         with pytest.raises(ValueError, match=message):
-            train([volume], [labels], [table], tmp_path / "out", 2, **FAST)
+            train([volume], [labels], [table], tmp_path / "out", 2, FAST)
 
 
 def test_particles_outside_counted_then_empty_class_refused(data, tmp_path):
@@ -239,7 +241,7 @@ def test_particles_outside_counted_then_empty_class_refused(data, tmp_path):
     outside = ParticleTable(tomo="train", class_id=[1, 2, 2], xyz=[[10, 10, 10], [60, 5, 5], [5, -9, 5]])
     with pytest.warns(UserWarning, match="2 of 3 particles lie outside"):
         with pytest.raises(ValueError, match="Class\\(es\\) \\[2\\]"):
-            train([tomogram], [label_map], [outside], tmp_path, 3, **FAST)
+            train([tomogram], [label_map], [outside], tmp_path, 3, FAST)
 
 
 def test_losses_are_zero_for_a_perfect_prediction_and_higher_otherwise():
@@ -300,6 +302,8 @@ def test_command_line_trains_and_resumes(data, tmp_path, capsys):
         "2",
         "--val-steps",
         "1",
+        "--shift",
+        "4",
         "--quiet",
     ]
     main(command + ["--epochs", "1"])
@@ -318,11 +322,7 @@ def test_without_validation_the_lowest_training_loss_is_kept(data, tmp_path):
             [table],
             tmp_path,
             2,
-            epochs=3,
-            steps_per_epoch=2,
-            learning_rate=1e-3,
-            loss="cross_entropy",
-            **FAST,
+            fast(epochs=3, steps_per_epoch=2, learning_rate=1e-3, loss="cross_entropy"),
         )
     history = json.loads((tmp_path / "history.json").read_text())
     metadata = json.loads((tmp_path / "best.json").read_text())
@@ -331,13 +331,13 @@ def test_without_validation_the_lowest_training_loss_is_kept(data, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "settings, message",
+    "change, message",
     [
         ({"batch_size": 1}, r"batch size \(1\) is smaller than the 2 particle classes"),
         ({"shift_voxels": 8}, r"shift \(8 voxels\) is at least half the patch size \(16\)"),
     ],
 )
-def test_settings_that_train_badly_are_warned_about(tmp_path, settings, message):
+def test_settings_that_train_badly_are_warned_about(tmp_path, change, message):
     tomogram, label_map, table = blob_tomogram(tmp_path, "two", 3, radii=(4.0, 3.0))
     with pytest.warns(UserWarning, match=message):
         train(
@@ -346,9 +346,6 @@ def test_settings_that_train_badly_are_warned_about(tmp_path, settings, message)
             [table],
             tmp_path / "model",
             3,
-            epochs=1,
-            steps_per_epoch=1,
+            fast(epochs=1, steps_per_epoch=1, validation_steps=1, **change),
             validation_fraction=0.2,
-            validation_steps=1,
-            **{**FAST, **settings},
         )

@@ -52,6 +52,12 @@ class TestPipeline(BaseTest):
         history = json.loads(Path(model.getHistoryFile()).read_text())
         self.assertEqual(len(history), TrainingSettings().epochs)
 
+    def test_run_logs_show_epochs_losses_and_tiles(self):
+        train_log = Path(self.steps["train"].getStdoutLog()).read_text()
+        self.assertIn(f"epoch 1/{TrainingSettings().epochs} step", train_log)
+        self.assertIn("val loss", train_log)
+        self.assertIn("segment: row 1/", Path(self.steps["segment"].getStdoutLog()).read_text())
+
     def test_segmentation_covers_the_test_tomogram(self):
         label_maps = self.steps["segment"].labelMaps
         self.assertEqual([m.getTsId() for m in label_maps], TEST)

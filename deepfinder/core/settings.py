@@ -1,0 +1,364 @@
+"""The settings of each stage: targets, training, segmentation, clustering.
+
+Each setting is a field of a frozen dataclass that holds its default and, in the
+field's metadata, its help text; the class's ``check()`` refuses values the
+engine cannot use, naming the setting and the fix. The engine functions take
+these objects; the command line (:mod:`deepfinder.core.cli`) and the Scipion
+forms read their defaults and help texts from them (:func:`default_of`,
+:func:`help_of`), so the three interfaces agree. Measured effects of the
+settings are in benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+POOLING_FACTOR = 4  # the U-net pools twice by 2: patch edges are multiples of 4
+PRECISIONS = ("auto", "float32", "bfloat16")
+LOSSES = ("dice", "cross_entropy", "dice_cross_entropy")
+# Tile edge of automatic tiling: memory grows with its cube (benchmarks/RESULTS.md).
+AUTOMATIC_TILE_SIZE = 128
+# Reach of an output voxel into the input, +- voxels, pooling-grid offsets included: an input
+# voxel changes outputs from 34 voxels before it to 31 after (measured with He-initialised
+# weights; Glorot ones damp the outer reach below float round-off). A crop this large makes
+# tiling exact.
+RECEPTIVE_FIELD_RADIUS = 34
+
+
+class SettingError(ValueError):
+    """A value the engine refuses, with the name of the setting (``setting``) and the fix."""
+
+    def __init__(self, setting: str, problem: str):
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+def default_of(settings_class: type, name: str) -> Any:
+    """Default value of the setting ``name`` of a settings class."""
+    return _field(settings_class, name).default
+
+
+def help_of(settings_class: type, name: str) -> str:
+    """Help text of the setting ``name`` of a settings class."""
+    return _field(settings_class, name).metadata["help"]
+
+
+def _field(settings_class: type, name: str) -> dataclasses.Field:
+    fields = {f.name: f for f in dataclasses.fields(settings_class)}
+    if name not in fields:
+        raise KeyError(f"{settings_class.__name__} has no setting {name!r}")
+    return fields[name]
+
+
+# --------------------------------------------------------------------------- rules used by several settings
+
+
+def check_patch_size(patch_size: int, setting: str = "patch_size") -> int:
+    """Return ``patch_size`` if the U-net accepts patches of this edge, else raise :class:`SettingError`."""
+    if int(patch_size) != patch_size or patch_size < POOLING_FACTOR or patch_size % POOLING_FACTOR:
+        lower = max(POOLING_FACTOR, int(patch_size) // POOLING_FACTOR * POOLING_FACTOR)
+        raise SettingError(
+            setting,
+            f"{patch_size} is not a multiple of 4: use {lower} or {lower + POOLING_FACTOR} "
+            "(the U-net pools twice by 2)",
+        )
+    return int(patch_size)
+
+
+def _check_whole(settings, name: str, minimum: int) -> None:
+    value = getattr(settings, name)
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise SettingError(name, f"must be a whole number >= {minimum}, got {value}")
+
+
+def _check_choice(settings, name: str, choices: Sequence[str]) -> None:
+    value = getattr(settings, name)
+    if value not in choices:
+        raise SettingError(name, f"unknown value {value!r}: use one of {', '.join(choices)}")
+
+
+def split_values(text: str | None) -> list[str]:
+    """The values of a text field such as ``"120, 60"`` (commas or semicolons)."""
+    return [value.strip() for value in (text or "").replace(";", ",").split(",") if value.strip()]
+
+
+def per_class(
+    values: Sequence[str], classes: Sequence[int], setting: str, kind: Callable[[str], Any] = float
+) -> dict[int, Any]:
+    """{class id: value} of a per-class setting given as text.
+
+    Parameters
+    ----------
+    values : sequence of str
+        One value for every class (``["6"]``), one per class in the order of
+        ``classes`` (``["6", "9"]``), or ``CLASS:VALUE`` pairs (``["1:6", "2:9"]``).
+    classes : sequence of int
+        The class ids the values are for.
+    setting : str
+        Name of the setting, for the error message.
+    kind : callable
+        Converts each value (``float``, ``int``, ``str``...).
+
+    Raises
+    ------
+    SettingError
+        Values that are neither of the three forms, or that ``kind`` refuses.
+    """
+    values, classes = list(values), [int(c) for c in classes]
+
+    def convert(value: str):
+        try:
+            return kind(value.strip())
+        except (TypeError, ValueError) as error:
+            raise SettingError(setting, f"cannot read {value!r}: {error}") from error
+
+    if any(":" in value for value in values):
+        pairs = {}
+        for value in values:
+            class_id, sep, rest = value.partition(":")
+            if not sep or not class_id.strip().isdigit():
+                raise SettingError(setting, f"give CLASS:VALUE pairs (e.g. 1:6), got {value!r}")
+            pairs[int(class_id)] = convert(rest)
+        return pairs
+    if len(values) == 1 and classes:
+        return {c: convert(values[0]) for c in classes}
+    if len(values) == len(classes):
+        return {c: convert(value) for c, value in zip(classes, values)}
+    raise SettingError(
+        setting,
+        f"give one value, one per class ({len(classes)}: {classes}) or CLASS:VALUE pairs; got {values}",
+    )
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """Settings of painting training label maps (:mod:`deepfinder.core.targets`)."""
+
+    mask_threshold: float = _setting(
+        0.5,
+        "Voxels of a class's shape volume above this value are the particle: 0.5 suits binary "
+        "masks; for a subtomogram average, pick a contour level of its density.",
+    )
+
+    def check(self) -> None:
+        """Raise :class:`SettingError` for a value the engine cannot use."""
+        if not math.isfinite(self.mask_threshold):
+            raise SettingError("mask_threshold", f"must be a finite number, got {self.mask_threshold}")
+
+
+# --------------------------------------------------------------------------- training
+
+
+_PRECISION_HELP = (
+    "Arithmetic of the network: auto runs in mixed bfloat16 on CPUs that compute it natively "
+    "(faster; see benchmarks/RESULTS.md), else in float32; float32 and bfloat16 force one."
+)
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Settings of training the U-net (:func:`deepfinder.core.train.train`).
+
+    The defaults suit a CPU of a few cores (the ``cpu`` preset of
+    :data:`TRAINING_PRESETS`); the ``gpu`` preset holds the paper's settings.
+    """
+
+    patch_size: int = _setting(
+        48,
+        "Edge of the cubic training patches in voxels, a multiple of 4, about 1.5 to 3 times the "
+        "largest particle diameter (the paper used 56); more than twice the random shift. "
+        "Smaller patches give more steps in the same time (see benchmarks/RESULTS.md).",
+    )
+    batch_size: int = _setting(
+        8,
+        "Patches per training step (the paper: 25 on a GPU). With class balancing, at least the "
+        "number of particle classes, so that every batch holds each class.",
+    )
+    epochs: int = _setting(30, "Number of epochs; the model is saved after each one.")
+    steps_per_epoch: int = _setting(50, "Training batches per epoch (the paper: 100).")
+    validation_steps: int = _setting(
+        10,
+        "Validation batches per epoch: the same patches every epoch, so that epochs compare.",
+    )
+    loss: str = _setting(
+        "dice_cross_entropy",
+        "dice: soft Dice over the classes (the paper's), weighs small classes as much as large "
+        "ones but is slow to start; cross_entropy: voxel-wise categorical; dice_cross_entropy: "
+        "their sum, learns every class early and tolerates a learning rate of 1e-3.",
+    )
+    learning_rate: float = _setting(
+        1e-4,
+        "Adam step size. The paper's 1e-4 is safe with every loss; with dice_cross_entropy, 1e-3 "
+        "learns faster in short runs, while with dice alone it can collapse to all-background.",
+    )
+    final_learning_rate: float | None = _setting(
+        None,
+        "Step size of the last epoch: it decays geometrically from the learning rate to this "
+        "value (large steps early, fine ones at the end). None (0 in the Scipion form): a "
+        "constant step size.",
+    )
+    bootstrap: bool = _setting(
+        True,
+        "Balance classes: each batch holds the particle classes in equal numbers (else particles "
+        "are drawn by abundance).",
+    )
+    shift_voxels: int = _setting(
+        13,
+        "Patch centres move by up to this many voxels per axis from their particle; keep it "
+        "below half the patch size.",
+    )
+    seed: int = _setting(
+        0,
+        "Fixes the initial weights and the patches drawn, so that a run can be repeated (it sets "
+        "the process-wide seeds of Python, numpy and TensorFlow).",
+    )
+    precision: str = _setting("auto", _PRECISION_HELP)
+
+    def check(self) -> None:
+        """Raise :class:`SettingError` for a value the engine cannot use."""
+        check_patch_size(self.patch_size)
+        _check_whole(self, "batch_size", 1)
+        _check_whole(self, "epochs", 1)
+        _check_whole(self, "steps_per_epoch", 1)
+        _check_whole(self, "validation_steps", 1)
+        _check_choice(self, "loss", LOSSES)
+        if not self.learning_rate > 0:
+            raise SettingError("learning_rate", f"must be > 0, got {self.learning_rate}")
+        if self.final_learning_rate is not None and not self.final_learning_rate > 0:
+            raise SettingError(
+                "final_learning_rate",
+                f"must be > 0 (or None for a constant step size), got {self.final_learning_rate}",
+            )
+        _check_whole(self, "shift_voxels", 0)
+        _check_whole(self, "seed", 0)
+        _check_choice(self, "precision", PRECISIONS)
+
+    def warnings(self, n_particle_classes: int) -> list[str]:
+        """Settings that train, but badly, each with its fix (measured in benchmarks/RESULTS.md).
+
+        Parameters
+        ----------
+        n_particle_classes : int
+            Classes without the background.
+        """
+        messages = []
+        if self.bootstrap and self.batch_size < n_particle_classes:
+            messages.append(
+                f"The batch size ({self.batch_size}) is smaller than the {n_particle_classes} "
+                "particle classes: batches miss some classes and similar classes get mixed up; "
+                f"use a batch of at least {n_particle_classes}."
+            )
+        if 2 * self.shift_voxels >= self.patch_size:
+            messages.append(
+                f"The random shift ({self.shift_voxels} voxels) is at least half the patch size "
+                f"({self.patch_size}): some patches miss the particle they were drawn for; use a "
+                f"shift below {self.patch_size // 2}."
+            )
+        return messages
+
+
+#: Named overrides of :class:`TrainingSettings` that fit the hardware. ``cpu``: the
+#: defaults, for a few cores. ``gpu``: the paper's settings (batch 25, patch 56, 100 steps per
+#: epoch), for particles up to a radius of about 10 voxels.
+TRAINING_PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "gpu": {"patch_size": 56, "batch_size": 25, "steps_per_epoch": 100, "validation_steps": 10},
+}
+
+
+def training_preset(name: str, **changes) -> TrainingSettings:
+    """The training settings of preset ``name`` (:data:`TRAINING_PRESETS`), with ``changes``."""
+    if name not in TRAINING_PRESETS:
+        raise SettingError("preset", f"unknown preset {name!r}: use one of {', '.join(TRAINING_PRESETS)}")
+    return dataclasses.replace(TrainingSettings(), **{**TRAINING_PRESETS[name], **changes})
+
+
+# --------------------------------------------------------------------------- segmentation
+
+
+@dataclass(frozen=True)
+class SegmentationSettings:
+    """Settings of segmenting a tomogram (:func:`deepfinder.core.segment.segment_tomogram`)."""
+
+    patch_size: int = _setting(
+        0,
+        "Largest edge of the tiles the tomogram is cut into, in voxels, a multiple of 4 (memory "
+        f"grows with its cube; larger tiles are faster). 0: {AUTOMATIC_TILE_SIZE}, or the "
+        "tomogram's largest edge if smaller.",
+    )
+    crop_voxels: int = _setting(
+        4,
+        f"Voxels dropped from each inner side of a tile, where tiles overlap: {RECEPTIVE_FIELD_RADIUS} "
+        "(the network's reach) makes tiling exact, smaller crops recompute less: computed / useful "
+        "voxels ~ (1 + 2 crop / tile)^3 (see benchmarks/RESULTS.md).",
+    )
+    batch_size: int = _setting(1, "Tiles per forward pass of the network.")
+    bin_scores: bool = _setting(
+        False,
+        "Average the scores over 2x2x2 voxels before labelling: label and score maps are half "
+        "size, which makes clustering of large particles faster.",
+    )
+    average_rotations: bool = _setting(
+        False,
+        "Also segment the tomogram rotated by 180 degrees about z, y and x (rotations that keep "
+        "the missing wedge in place) and average the four predictions: up to 4 times the time, "
+        "fewer confusions between look-alike classes (see benchmarks/RESULTS.md).",
+    )
+    precision: str = _setting("auto", _PRECISION_HELP)
+
+    def check(self) -> None:
+        """Raise :class:`SettingError` for a value the engine cannot use (see also
+        :func:`deepfinder.core.segment.tiling_for` for a given tomogram)."""
+        if self.patch_size:
+            try:
+                check_patch_size(self.patch_size)
+            except SettingError as error:
+                raise SettingError("patch_size", f"{error.problem}, or 0 for automatic") from None
+        _check_whole(self, "crop_voxels", 0)
+        if self.patch_size and self.patch_size - 2 * self.crop_voxels < POOLING_FACTOR:
+            raise SettingError(
+                "patch_size",
+                f"{self.patch_size} leaves no centre after cropping {self.crop_voxels} voxels per "
+                f"side: use patch_size >= {2 * self.crop_voxels + POOLING_FACTOR} or a smaller crop",
+            )
+        _check_whole(self, "batch_size", 1)
+        _check_choice(self, "precision", PRECISIONS)
+
+
+# --------------------------------------------------------------------------- clustering
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Settings of turning a label map into particles (:func:`deepfinder.core.cluster.find_clusters`)."""
+
+    min_size_fraction: float = _setting(
+        0.3,
+        "Without a minimum cluster size for a class, clusters smaller than this fraction of a "
+        "ball of the class radius are dropped: segmentation specks and fragments, not particles "
+        "(see benchmarks/RESULTS.md).",
+    )
+    split_factor: float = _setting(
+        1.5,
+        "Clusters larger than this many balls of the class radius hold touching particles and "
+        "are split by mean-shift.",
+    )
+
+    def check(self) -> None:
+        """Raise :class:`SettingError` for a value the engine cannot use."""
+        if not self.min_size_fraction >= 0:
+            raise SettingError("min_size_fraction", f"must be >= 0, got {self.min_size_fraction}")
+        if not self.split_factor > 0:
+            raise SettingError("split_factor", f"must be > 0, got {self.split_factor}")

@@ -50,8 +50,8 @@ PROGRESS_SECONDS = 10
 PROGRESS_CHARACTERS = 110
 _COMPLETE_MARK = ".generated"
 _COLOUR_CODE = re.compile(r"\x1b\[[0-9;]*m")
-_STEP_STARTED = re.compile(r"^STARTED: (?P<step>\w+), step (?P<number>\d+)")
-_STEP_MARKER = re.compile(r"^(STARTED|FINISHED|FAILED): ")
+# Scipion's line at each step's start and end, e.g. "STARTED: trainStep, step 1, time 2026-12-02 ...".
+_STEP_MARKER = re.compile(r"^(?P<event>STARTED|FINISHED|FAILED): (?P<step>\w+), step (?P<number>\d+)")
 
 
 class SimulatedDataset:
@@ -144,16 +144,18 @@ def duration(seconds: float) -> str:
 def progress_line(run_log: str) -> str | None:
     """What a running protocol is doing, from the text of its ``logs/run.stdout``.
 
-    The latest line written by its steps (e.g. an epoch's loss, a row of tiles),
-    else the step that last started; None before the first step starts.
+    The latest line written by a step (e.g. an epoch's loss, a row of tiles),
+    else the latest step's start or end; None before the first step starts.
+    Lines outside steps are Scipion's own bookkeeping and are skipped.
     """
-    lines = [_COLOUR_CODE.sub("", line).strip() for line in run_log.splitlines()]
-    latest = None
-    for line in lines:
-        started = _STEP_STARTED.match(line)
-        if started:
-            latest = f"{started['step']} (step {started['number']}) started"
-        elif latest is not None and line and not _STEP_MARKER.match(line):
+    latest, in_step = None, False
+    for line in run_log.splitlines():
+        line = _COLOUR_CODE.sub("", line).strip()
+        marker = _STEP_MARKER.match(line)
+        if marker:
+            latest = f"{marker['step']} (step {marker['number']}) {marker['event'].lower()}"
+            in_step = marker["event"] == "STARTED"
+        elif in_step and line:
             latest = line
     if latest is not None and len(latest) > PROGRESS_CHARACTERS:
         latest = latest[: PROGRESS_CHARACTERS - 3] + "..."

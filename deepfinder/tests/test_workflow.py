@@ -38,6 +38,13 @@ Getting the dimensions for the first item: Runs/000674_DeepFinderProtSegment/ext
 \x1b[35mFINISHED\x1b[0m: segmentStep, step 1, time 2026-12-02 03:14:33.122878
 \x1b[35mSTARTED\x1b[0m: closeOutputStep, step 2, time 2026-12-02 03:14:33.149697
 """
+PROTOCOL_END = """\
+\x1b[35mFINISHED\x1b[0m: closeOutputStep, step 2, time 2026-12-02 03:14:33.163661
+*** Last status is finished\x20
+Cleaning temp folder....
+Nothing to clean up
+\x1b[32m------------------- PROTOCOL FINISHED\x1b[0m
+"""
 
 
 def test_nothing_to_report_before_the_first_step():
@@ -48,6 +55,10 @@ def test_nothing_to_report_before_the_first_step():
 def test_the_step_that_started_until_it_writes_a_line():
     assert progress_line(TRAIN_LOG_HEAD + TRAIN_STEP_STARTED) == "trainStep (step 1) started"
     assert progress_line(SEGMENT_LOG_TAIL) == "closeOutputStep (step 2) started"
+
+
+def test_scipion_bookkeeping_after_a_step_is_not_progress():
+    assert progress_line(SEGMENT_LOG_TAIL + PROTOCOL_END) == "closeOutputStep (step 2) finished"
 
 
 def test_the_latest_line_of_the_engine():

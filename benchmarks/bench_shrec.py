@@ -8,7 +8,7 @@
                                      [--model TRAINED.weights.h5] [--crops 4 34] [--name RUN]
 
 Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the
-training layouts 0..n-1 of ``../shared/data/shrec19/object_list_train.xml`` and, as the
+training layouts 0..n-1 of ``shrec19/object_list_train.xml`` and, as the
 held-out tomogram, layout 8 (the SHREC'19 validation tomogram), into ``--work`` (reused when
 already there). Builds label maps (rotated shape masks or class-radius balls), trains the
 U-net until ``--train-minutes`` of process CPU time (all threads: user + system) are spent,
@@ -21,13 +21,15 @@ truth. ``--model`` scores an already trained model; ``--crops 4 34`` also segmen
 tiling and counts the labels that differ. The first crop is also scored with the scores
 averaged over the tomogram's four 180-degree rotations (``average_rotations``).
 
-Skips (exit 0) when ``../shared/data`` is absent.
+The SHREC'19 data is found as ``benchmarks/shrec_data.py`` says (``--shrec-dir``); skips (exit 0)
+when it is absent.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import sys
@@ -36,8 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from shrec_data import add_shrec_dir_option, find_shrec_dir
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 HELD_OUT_LAYOUT = 8
 HELD_OUT_NAME = "tomo_test"
 VOXEL_SIZE = 10.0  # Angstrom, the bench preset's
@@ -72,7 +74,7 @@ def cpu_model() -> str:
     return f"{name} ({', '.join(cpu_bfloat16_instructions()) or 'no bfloat16 instructions'})"
 
 
-def simulate(work: Path, n_train: int, seed: int) -> dict:
+def simulate(work: Path, n_train: int, seed: int, shrec_dir: Path) -> dict:
     """Training tomograms tomo_000.. (layouts 0..n_train-1) and the held-out one (layout 8)."""
     from deepfinder.core.io import write_particles_csv, write_volume
     from deepfinder.core.simulate import (
@@ -89,16 +91,16 @@ def simulate(work: Path, n_train: int, seed: int) -> dict:
         not all((work / f"{name}_occupancy.mrc").exists() for name in names)
         or not (work / "classes.json").exists()
     ):
-        simulate_dataset(work, preset="bench", n_tomograms=n_train, seed=seed)
+        simulate_dataset(work, preset="bench", n_tomograms=n_train, seed=seed, shrec_dir=shrec_dir)
     if not (work / f"{HELD_OUT_NAME}_occupancy.mrc").exists():
         recipe = PRESETS["bench"]
         print(f"{HELD_OUT_NAME}: simulating SHREC'19 layout {HELD_OUT_LAYOUT}", file=sys.stderr, flush=True)
         result = simulate_tomogram(
-            shrec19_shapes(recipe.specimen.voxel_size),
+            shrec19_shapes(recipe.specimen.voxel_size, shrec_dir),
             recipe.specimen,
             recipe.tilt_series,
             seed=np.random.SeedSequence([seed, HELD_OUT_LAYOUT]),
-            layout=shrec19_layout(HELD_OUT_LAYOUT),
+            layout=shrec19_layout(HELD_OUT_LAYOUT, shrec_dir),
             name=HELD_OUT_NAME,
         )
         voxel_size = recipe.specimen.voxel_size
@@ -110,7 +112,7 @@ def simulate(work: Path, n_train: int, seed: int) -> dict:
     return {"train": names, "wall": time.perf_counter() - started, "cpu": cpu_seconds() - cpu}
 
 
-def bin_data(work: Path, names: list[str], classes: list[dict]) -> Path:
+def bin_data(work: Path, names: list[str], classes: list[dict], shrec_dir: Path) -> Path:
     """The tomograms (means of 2 x 2 x 2 voxels), particle tables, masks and class radii at twice
     the voxel size, in ``work/bin2`` (reused when there)."""
     import dataclasses
@@ -131,7 +133,7 @@ def bin_data(work: Path, names: list[str], classes: list[dict]) -> Path:
                 binned / f"{name}_particles.csv", dataclasses.replace(table, xyz=(table.xyz - 0.5) / 2)
             )
     binned_classes = []
-    masks = {shape.name: shape.mask for shape in shrec19_shapes(VOXEL_SIZE * 2, SHARED_DATA)}
+    masks = {shape.name: shape.mask for shape in shrec19_shapes(VOXEL_SIZE * 2, shrec_dir)}
     for c in classes:
         write_volume(binned / c["mask"], masks[c["name"]].astype(np.int8), VOXEL_SIZE * 2)
         binned_classes.append({**c, "radius_voxels": c["radius_voxels"] / 2})
@@ -525,10 +527,13 @@ def main() -> int:
         action="store_true",
         help="also score the true label map of the held-out tomogram (pipeline ceiling)",
     )
+    add_shrec_dir_option(parser)
     args = parser.parse_args()
-    if not (SHARED_DATA / "shrec19").is_dir():
-        print(f"Skipped: {SHARED_DATA}/shrec19 is absent (the SHREC'19 layouts and templates are needed)")
+    shrec_dir = find_shrec_dir(args.shrec_dir)
+    if shrec_dir is None:
         return 0
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("deepfinder").setLevel(logging.INFO)  # the simulator's progress
 
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -536,7 +541,7 @@ def main() -> int:
         f"Machine: {cpu_model()}, {os.cpu_count()} cores; U-net arithmetic: "
         f"{resolve_precision(args.precision)}"
     )
-    simulated = simulate(work, args.n_train, args.seed)
+    simulated = simulate(work, args.n_train, args.seed, shrec_dir)
     classes = json.loads((work / "classes.json").read_text())
     print(
         f"Simulation: {simulated['wall']:.0f} s wall, {simulated['cpu']:.0f} s CPU "
@@ -550,7 +555,7 @@ def main() -> int:
         print(ceiling["confusion"])
     data, data_classes = work, classes
     if args.bin > 1:
-        data = bin_data(work, simulated["train"], classes)
+        data = bin_data(work, simulated["train"], classes, shrec_dir)
         data_classes = json.loads((data / "classes.json").read_text())
     for kind in ("shapes", "spheres") if args.targets == "both" else (args.targets,):
         targets = build_targets(data, simulated["train"], data_classes, kind, VOXEL_SIZE * args.bin)

@@ -1,9 +1,10 @@
 """Simulator speed: one 256 x 256 x 128 tomogram with about 300 particles.
 
-Usage: python benchmarks/bench_simulate.py [--shrec]
+Usage: python benchmarks/bench_simulate.py [--shrec] [--shrec-dir DIR]
 Prints the time of each stage and the peak memory. With --shrec, also times
 one SHREC'19-like tomogram of the bench preset (512 x 512 x 200, ~2500
-particles) when ../shared/data is present, and skips it cleanly otherwise.
+particles) when the SHREC'19 data is found (benchmarks/shrec_data.py), and
+skips it cleanly otherwise.
 """
 
 import argparse
@@ -12,10 +13,10 @@ import tempfile
 import time
 
 import numpy as np
+from shrec_data import add_shrec_dir_option, find_shrec_dir
 
 from deepfinder.core.shapes import procedural_shape
 from deepfinder.core.simulate import (
-    SHARED_DATA,
     SpecimenParameters,
     TiltSeriesParameters,
     build_specimen,
@@ -31,6 +32,7 @@ def peak_memory_mb() -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shrec", action="store_true", help="also time one bench-preset tomogram")
+    add_shrec_dir_option(parser)
     args = parser.parse_args()
 
     voxel_size = 12.0
@@ -60,12 +62,12 @@ def main():
     print(f"  total: {specimen_seconds + imaging_seconds:.1f} s, peak memory {peak_memory_mb():.0f} MB")
 
     if args.shrec:
-        if not (SHARED_DATA / "shrec19").is_dir():
-            print(f"SHREC'19 data not found in {SHARED_DATA}: bench preset skipped")
+        shrec_dir = find_shrec_dir(args.shrec_dir)
+        if shrec_dir is None:
             return
         with tempfile.TemporaryDirectory() as out_dir:
             start = time.perf_counter()
-            simulate_dataset(out_dir, preset="bench", n_tomograms=1, progress=False)
+            simulate_dataset(out_dir, preset="bench", n_tomograms=1, shrec_dir=shrec_dir)
             print(
                 f"bench preset, 1 tomogram 512 x 512 x 200 (with writing 4 MRC files): "
                 f"{time.perf_counter() - start:.1f} s, peak memory {peak_memory_mb():.0f} MB"

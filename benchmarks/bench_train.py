@@ -6,8 +6,8 @@ Writes a synthetic 200 x 256 x 256 float32 tomogram with blobs to a temporary fo
 (memory-mapped MRC, as in real use), trains for a few epochs and prints, per epoch,
 patches per second, the time the model waited for batches and the time spent in
 training steps (the first epoch includes graph compilation). Also times the patch
-producer alone and, when ../shared/data/shrec19 exists, label-map painting for a
-SHREC'19 tomogram (spheres and shapes).
+producer alone and, when the SHREC'19 data is found (``--shrec-dir``, see
+benchmarks/shrec_data.py), label-map painting for a SHREC'19 tomogram (spheres and shapes).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+from shrec_data import add_shrec_dir_option, find_shrec_dir
 
 from deepfinder.core.io import read_particles_xml, read_volume, write_volume
 from deepfinder.core.normalize import tomogram_stats
@@ -30,7 +31,6 @@ from deepfinder.core.settings import PRECISIONS, TrainingSettings
 from deepfinder.core.targets import shape_targets, sphere_targets
 from deepfinder.core.train import train
 
-SHREC = Path(__file__).resolve().parents[2] / "shared" / "data" / "shrec19"
 SHAPE = (200, 256, 256)
 
 
@@ -72,15 +72,15 @@ def producer_rate(tomogram: Path, labels: Path, table: ParticleTable, patch: int
     return n_batches * batch / (time.perf_counter() - started)
 
 
-def shrec_targets() -> None:
-    objects = read_particles_xml(SHREC / "object_list_tomo0.xml")
+def shrec_targets(shrec_dir: Path) -> None:
+    objects = read_particles_xml(shrec_dir / "shrec19" / "object_list_tomo0.xml")
     shape = (200, 512, 512)
     radii = dict(zip(range(1, 13), (6, 6, 3, 6, 6, 7, 6, 4, 4, 3, 10, 8)))
     names = "1bxn 1qvr 1s3x 1u6g 2cg9 3cf3 3d2f 3gl1 3h84 3qm1 4b4t 4d8q".split()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         masks = {
-            c: np.asarray(read_volume(SHREC / "masks" / f"{name}.mrc", mmap=False)) > 0.5
+            c: np.asarray(read_volume(shrec_dir / "shrec19" / "masks" / f"{name}.mrc", mmap=False)) > 0.5
             for c, name in enumerate(names, start=1)
         }
         started = time.perf_counter()
@@ -105,11 +105,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
+    add_shrec_dir_option(parser)
     args = parser.parse_args()
-    if SHREC.exists():
-        shrec_targets()
-    else:
-        print(f"{SHREC} absent: skipping the SHREC'19 label-map timing")
+    shrec_dir = find_shrec_dir(args.shrec_dir)
+    if shrec_dir is not None:
+        shrec_targets(shrec_dir)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         tomogram, labels, table = synthetic(folder)

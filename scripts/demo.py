@@ -3,18 +3,55 @@
 Simulates four tomograms, trains on three, picks particles in the fourth and
 prints per-class precision, recall and F1. Everything lands in ./output/demo,
 a Scipion home of its own (the user's Scipion configuration is not touched).
+Each protocol is reported as it starts and ends, with its progress in between.
 """
 
 import argparse
+import logging
 import os
-import shutil
+import runpy
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import headless_scipion
-
 REPO = Path(__file__).resolve().parent.parent
+# Run from its file: importing it would import the deepfinder package, and pyworkflow, before it configures.
+configure_scipion = runpy.run_path(str(REPO / "deepfinder" / "headless_scipion.py"))["configure"]
+
+
+@contextmanager
+def subprocess_stderr_to(path: Path) -> Iterator[None]:
+    """Send what child processes write to the terminal's stderr into ``path``.
+
+    The protocols' Python output goes to their run logs, but native libraries
+    write to the inherited file descriptor: TensorFlow's start-up lines (oneDNN,
+    CUDA drivers, "failed call to cuInit" without a GPU) whatever its log level.
+    This process's own errors still reach the terminal.
+    """
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    python_stderr, sys.stderr = sys.stderr, os.fdopen(terminal, "w", buffering=1)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(terminal, 2)
+        sys.stderr.close()
+        sys.stderr = python_stderr
+
+
+def show_progress() -> None:
+    """Print the deepfinder loggers' INFO messages (simulation, protocols) with the time of day."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", datefmt="%H:%M:%S"))
+    logger = logging.getLogger("deepfinder")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def main() -> int:
@@ -27,31 +64,27 @@ def main() -> int:
     )
     parser.add_argument("--epochs", type=int, default=30, help="training epochs (16 steps each)")
     args = parser.parse_args()
-    root = headless_scipion.configure(args.out)
+    root = configure_scipion(args.out)
 
-    from pyworkflow.project import Manager
+    from deepfinder.workflow import SimulatedDataset, TrainingSettings, create_project, run_pipeline
 
-    from deepfinder.tests import DEMO
-    from deepfinder.tests.pipeline import TrainingSettings, run_pipeline
-
+    show_progress()
     start = time.time()
-    print(f">>> Generating the demo dataset in {DEMO.path} (once)", flush=True)
-    DEMO.ensure()
-    manager = Manager()
-    project_name = "DeepFinderDemo"
-    project_path = Path(manager.getProjectPath(project_name))
-    if project_path.exists():
-        shutil.rmtree(project_path)
-    project = manager.createProject(project_name)
-    os.chdir(project.path)  # Scipion resolves the project's files from its folder
+    dataset = SimulatedDataset(root / "tests" / "deepfinder_demo", "demo")
+    print(f">>> Generating the demo dataset in {dataset.path} (once)", flush=True)
+    dataset.ensure()
+    project = create_project("DeepFinderDemo")
+    native_log = root / "native_stderr.log"
     print(f">>> Running the pipeline in the Scipion project {project.path}", flush=True)
-    run = run_pipeline(
-        project,
-        DEMO,
-        train_pattern="tomo_00[012].mrc",
-        test_pattern="tomo_003.mrc",
-        training=TrainingSettings(patchSize=40, shiftVoxels=8, epochs=args.epochs),
-    )
+    print(f"    (TensorFlow's own start-up messages go to {native_log})", flush=True)
+    with subprocess_stderr_to(native_log):
+        run = run_pipeline(
+            project,
+            dataset,
+            train_pattern="tomo_00[012].mrc",
+            test_pattern="tomo_003.mrc",
+            training=TrainingSettings(patchSize=40, shiftVoxels=8, epochs=args.epochs),
+        )
     evaluation = Path(run["evaluate"]._getExtraPath("evaluation.txt"))
     print("\nPicking on the held-out tomogram tomo_003 (distance matching, one-to-one):")
     print(evaluation.read_text())

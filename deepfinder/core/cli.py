@@ -77,7 +77,7 @@ def target_settings(args: argparse.Namespace) -> TargetSettings:
 
 
 def _add_simulate(subparsers) -> None:
-    from .simulate import PRESETS
+    from .simulate import PRESETS, SHREC19_DIR_VARIABLE
 
     parser = _command(
         subparsers,
@@ -109,6 +109,12 @@ def _add_simulate(subparsers) -> None:
         default=None,
         help="voxel size (Angstrom) of the templates if their headers lack it",
     )
+    parser.add_argument(
+        "--shrec-dir",
+        default=None,
+        help="bench preset: the folder holding shrec19/ and templates_10A/ "
+        f"(default: ${SHREC19_DIR_VARIABLE})",
+    )
     parser.set_defaults(func=_run_simulate)
 
 
@@ -120,10 +126,10 @@ def _run_simulate(args) -> None:
         preset=args.preset,
         n_tomograms=args.tomograms,
         seed=args.seed,
-        progress=True,
         snr=args.snr,
         templates=args.templates,
         template_voxel_size=args.template_voxel_size,
+        shrec_dir=args.shrec_dir,
     )
     print(
         f"Wrote {len(result['tomograms'])} tomograms to {args.out} "

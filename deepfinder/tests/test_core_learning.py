@@ -41,7 +41,7 @@ TOLERANCE_VOXELS = 6
 @pytest.fixture(scope="module")
 def learnt(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
-    dataset = simulate_dataset(folder, preset="tiny", n_tomograms=3, seed=0, progress=False)
+    dataset = simulate_dataset(folder, preset="tiny", n_tomograms=3, seed=0)
     classes = json.loads((folder / "classes.json").read_text())
     masks = {c["id"]: np.asarray(read_volume(folder / c["mask"])) > 0 for c in classes}
     tomograms, label_maps, tables = [], [], []

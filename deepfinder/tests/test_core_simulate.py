@@ -1,6 +1,8 @@
 """The tomogram simulator: determinism, ground truth, image formation, outputs, errors."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +13,13 @@ from deepfinder.core.io import read_particles_csv, read_volume, read_voxel_size,
 from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
 from deepfinder.core.shapes import procedural_shape, rotate_density
 from deepfinder.core.simulate import (
+    SHREC19_CLASSES,
+    SHREC19_DIR_VARIABLE,
     SpecimenParameters,
     TiltSeriesParameters,
     occupied_space,
+    shrec19_dir,
+    shrec19_layout,
     shrec19_shapes,
     simulate_dataset,
     simulate_tomogram,
@@ -155,7 +161,7 @@ def test_a_detection_in_a_narrow_pore_is_on_the_particle():
 
 
 def test_dataset_files(tmp_path):
-    result = simulate_dataset(tmp_path, preset="tiny", n_tomograms=2, seed=5, progress=False)
+    result = simulate_dataset(tmp_path, preset="tiny", n_tomograms=2, seed=5)
     assert result["voxel_size"] == VOXEL_SIZE
     classes = json.loads((tmp_path / "classes.json").read_text())
     assert [c["id"] for c in classes] == [1, 2, 3]
@@ -185,7 +191,8 @@ def test_dataset_files(tmp_path):
     assert not np.allclose(first.xyz[:5], second.xyz[:5])
 
 
-def test_command_line(tmp_path, capsys):
+def test_command_line(tmp_path, capsys, caplog):
+    caplog.set_level("INFO", logger="deepfinder")
     main(
         [
             "simulate",
@@ -203,7 +210,7 @@ def test_command_line(tmp_path, capsys):
     )
     assert (tmp_path / "tomo_000.mrc").exists() and not (tmp_path / "tomo_001.mrc").exists()
     captured = capsys.readouterr()
-    assert "SNR 0.5" in captured.err and "Wrote 1 tomograms" in captured.out
+    assert "SNR 0.5" in caplog.text and "Wrote 1 tomograms" in captured.out
 
 
 def test_custom_templates(tmp_path):
@@ -211,9 +218,7 @@ def test_custom_templates(tmp_path):
     density = np.zeros((31, 31, 31), np.float32)
     density[10:21, 12:19, 8:23] = 1  # a 5 A/voxel brick
     write_volume(path, density, voxel_size=5.0)
-    result = simulate_dataset(
-        tmp_path / "out", preset="tiny", n_tomograms=1, progress=False, templates=[path]
-    )
+    result = simulate_dataset(tmp_path / "out", preset="tiny", n_tomograms=1, templates=[path])
     classes = json.loads((tmp_path / "out" / "classes.json").read_text())
     assert [c["name"] for c in classes] == ["blob"]
     assert set(read_particles_csv(result["tomograms"][0]["particles"]).class_id) == {1}
@@ -233,14 +238,44 @@ def test_bad_parameters_give_clear_errors(tmp_path, shapes):
             TILTS,
         )
     with pytest.raises(ValueError, match="not found"):
-        simulate_dataset(tmp_path, templates=[tmp_path / "absent.mrc"], progress=False)
+        simulate_dataset(tmp_path, templates=[tmp_path / "absent.mrc"])
     with pytest.raises(ValueError, match="snr must be > 0"):
         TiltSeriesParameters(snr=0)
     with pytest.raises(ValueError, match="snr must be > 0"):
-        simulate_dataset(tmp_path, snr=-1.0, progress=False)
+        simulate_dataset(tmp_path, snr=-1.0)
     with pytest.raises(ValueError, match="Tilt range"):
         TiltSeriesParameters(tilt_min_deg=-95, tilt_max_deg=60)
     with pytest.raises(ValueError, match="Unknown preset"):
-        simulate_dataset(tmp_path, preset="huge", progress=False)
-    with pytest.raises(ValueError, match="absent"):
-        shrec19_shapes(data_dir=tmp_path)
+        simulate_dataset(tmp_path, preset="huge")
+
+
+def test_shrec19_data_is_found_through_an_option_or_a_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv(SHREC19_DIR_VARIABLE, raising=False)
+    both_ways = f"with --shrec-dir or the {SHREC19_DIR_VARIABLE} environment variable"
+    with pytest.raises(ValueError, match=f"no folder was given.*{both_ways}"):
+        simulate_dataset(tmp_path / "out", preset="bench", n_tomograms=1)
+    with pytest.raises(ValueError, match=f"{tmp_path} has no shrec19/ folder"):
+        main(["simulate", "--preset", "bench", "--out", str(tmp_path / "out"), "--shrec-dir", str(tmp_path)])
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv(SHREC19_DIR_VARIABLE, str(tmp_path))
+    with pytest.raises(ValueError, match=f"{tmp_path} has no shrec19/ folder.*{both_ways}"):
+        shrec19_layout(0)
+    (tmp_path / "shrec19").mkdir()
+    assert shrec19_dir() == tmp_path
+    monkeypatch.setenv(SHREC19_DIR_VARIABLE, str(tmp_path / "absent"))
+    assert shrec19_dir(tmp_path) == tmp_path  # the option wins over the variable
+
+
+SHREC_DIR = Path(
+    os.environ.get(SHREC19_DIR_VARIABLE) or Path(__file__).resolve().parents[3] / "shared" / "data"
+)
+
+
+@pytest.mark.skipif(
+    not (SHREC_DIR / "shrec19").is_dir(), reason=f"no SHREC'19 data: set {SHREC19_DIR_VARIABLE}"
+)
+def test_shrec19_templates_and_layouts():
+    shapes = shrec19_shapes(10.0, SHREC_DIR)
+    assert [shape.name for shape in shapes] == list(SHREC19_CLASSES)
+    layout = shrec19_layout(0, SHREC_DIR)
+    assert len(layout) > 1000 and set(layout.class_id) <= set(range(1, len(SHREC19_CLASSES) + 1))

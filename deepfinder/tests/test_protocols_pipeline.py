@@ -2,6 +2,8 @@
 
 import csv
 import json
+import logging
+import re
 import time
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from tomo.protocols import ProtMaskCoordinates
 
 from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtTrain
 from deepfinder.tests import TINY
-from deepfinder.tests.pipeline import (
+from deepfinder.workflow import (
+    PROGRESS_SECONDS,
     TrainingSettings,
     import_class_coordinates,
     import_tomograms,
@@ -25,15 +28,59 @@ TRAIN, TEST = ["tomo_000", "tomo_001"], ["tomo_002"]
 TRAIN_PATTERN, TEST_PATTERN = "tomo_00[01].mrc", "tomo_002.mrc"
 
 
+class RecordedLogs(logging.Handler):
+    """The INFO records of a logger, kept in a list while attached."""
+
+    def __init__(self, name: str):
+        super().__init__(logging.INFO)
+        self.logger, self.records = logging.getLogger(name), []
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def __enter__(self):
+        self.level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info):
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level)
+
+
 class TestPipeline(BaseTest):
     """import -> targets -> train -> segment -> cluster -> evaluate on the tiny dataset."""
 
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        cls.steps = run_pipeline(cls.proj, TINY, TRAIN_PATTERN, TEST_PATTERN, TrainingSettings())
+        with RecordedLogs("deepfinder.workflow") as cls.reports:
+            cls.steps = run_pipeline(cls.proj, TINY, TRAIN_PATTERN, TEST_PATTERN, TrainingSettings())
         cls.classes = TINY.classes()
         cls.voxel_size = TINY.voxel_size()
+
+    def test_each_protocol_reports_its_start_progress_and_end(self):
+        messages = [record.getMessage() for record in self.reports.records]
+        for label in (
+            "training tomograms",
+            "particles",
+            "targets",
+            "train",
+            "segment",
+            "cluster",
+            "evaluate",
+        ):
+            self.assertTrue(any(m.startswith(f"{label}: started (") for m in messages), label)
+            self.assertTrue(any(re.match(rf"{label}: finished in \d+", m) for m in messages), label)
+        training = [r for r in self.reports.records if r.getMessage().startswith("train: ")]
+        epochs = TrainingSettings().epochs
+        self.assertTrue(
+            any(re.search(rf"epoch \d+/{epochs} step \d+/\d+: loss", r.getMessage()) for r in training),
+            [r.getMessage() for r in training],
+        )
+        gaps = [later.created - earlier.created for earlier, later in zip(training, training[1:])]
+        self.assertLess(max(gaps), PROGRESS_SECONDS + 5)
 
     def test_label_maps_match_the_training_tomograms(self):
         label_maps = self.steps["targets"].labelMaps

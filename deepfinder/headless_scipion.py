@@ -3,6 +3,13 @@
 Scipion reads its configuration from environment variables when pyworkflow is
 first imported, so :func:`configure` must run before that. Everything goes
 under one folder: a user's global Scipion configuration is never touched.
+
+Importing the ``deepfinder`` package imports pyworkflow (the Plugin class), so
+callers run this file without importing the package::
+
+    configure = runpy.run_path("deepfinder/headless_scipion.py")["configure"]
+
+which is why it imports nothing but the standard library.
 """
 
 import os

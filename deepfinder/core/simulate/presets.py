@@ -1,0 +1,214 @@
+"""Ready-made dataset recipes and the writer of a whole simulated dataset."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..io import write_particles_csv, write_volume
+from ..shapes import load_shape, procedural_shape
+from .imaging import TiltSeriesParameters
+from .shrec19 import SHREC19_CLASSES, shrec19_layout, shrec19_shapes
+from .specimen import SpecimenParameters
+from .tomogram import simulate_tomogram
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A ready-made dataset recipe.
+
+    Attributes
+    ----------
+    shape_names : tuple of str
+        Built-in shapes (the bench preset uses the SHREC'19 templates instead).
+    specimen, tilt_series : parameters of every tomogram.
+    n_tomograms : int
+        Default number of tomograms.
+    description : str
+    """
+
+    shape_names: tuple[str, ...]
+    specimen: SpecimenParameters
+    tilt_series: TiltSeriesParameters
+    n_tomograms: int
+    description: str = ""
+
+
+PRESETS = {
+    "tiny": Preset(
+        shape_names=("ribosome", "ring", "rod"),
+        specimen=SpecimenParameters(
+            shape_zyx=(64, 96, 96),
+            voxel_size=12.0,
+            particles_per_class=20,
+            slab_thickness_voxels=48,
+            n_vesicles=1,
+            n_gold_beads=2,
+        ),
+        tilt_series=TiltSeriesParameters(defocus_um=6.0, amplitude_contrast=0.1, snr=1.5),
+        n_tomograms=3,
+        description="3 easy classes in 96 x 96 x 64 voxels at high SNR, for fast tests",
+    ),
+    "demo": Preset(
+        shape_names=("ribosome", "ring", "rod", "globule"),
+        specimen=SpecimenParameters(
+            shape_zyx=(80, 160, 160),
+            voxel_size=12.0,
+            particles_per_class=25,
+            slab_thickness_voxels=64,
+            n_vesicles=2,
+            n_gold_beads=3,
+            carbon_edge=True,
+        ),
+        tilt_series=TiltSeriesParameters(defocus_um=6.0, amplitude_contrast=0.1, snr=0.5),
+        n_tomograms=4,
+        description="4 classes in 160 x 160 x 80 voxels at moderate SNR, with vesicles, gold beads and "
+        "a carbon edge",
+    ),
+    "bench": Preset(
+        shape_names=SHREC19_CLASSES,
+        specimen=SpecimenParameters(shape_zyx=(200, 512, 512), voxel_size=10.0, n_gold_beads=4),
+        tilt_series=TiltSeriesParameters(defocus_um=4.0, amplitude_contrast=0.1, snr=0.1),
+        n_tomograms=2,
+        description="SHREC'19 layouts and templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1",
+    ),
+}
+
+
+def simulate_dataset(
+    out_dir: str | os.PathLike,
+    preset: str = "tiny",
+    n_tomograms: int | None = None,
+    seed: int = 0,
+    snr: float | None = None,
+    templates: list[str | os.PathLike] | None = None,
+    template_voxel_size: float | None = None,
+    shrec_dir: str | os.PathLike | None = None,
+) -> dict:
+    """Simulate a dataset of tomograms with ground truth and write it to ``out_dir``.
+
+    For each tomogram ``tomo_000``, ``tomo_001``...: ``<name>.mrc`` (the
+    tomogram, voxel size in the header), ``<name>_particles.csv``,
+    ``<name>_labels.mrc`` (class ids), ``<name>_occupancy.mrc`` (row ``i`` of
+    the CSV is id ``i + 1``). Once: ``classes.json`` (id, name,
+    radius_voxels, mask) and ``masks/<class>.mrc``. Progress is logged at INFO level.
+
+    Parameters
+    ----------
+    out_dir : path
+    preset : str
+        ``tiny``, ``demo`` or ``bench`` (see ``PRESETS``).
+    n_tomograms : int, optional
+        The preset's default when None.
+    seed : int
+        Tomogram ``i`` uses seed ``(seed, i)``: datasets are reproducible.
+    snr : float, optional
+        Override the preset's SNR.
+    templates : list of paths, optional
+        MRC density maps replacing the preset's classes (tiny and demo only),
+        resampled to the preset's voxel size.
+    template_voxel_size : float, optional
+        Voxel size (Angstrom) of the templates when their headers lack it.
+    shrec_dir : path, optional
+        The SHREC'19 data of the bench preset (see :func:`shrec19_dir`).
+
+    Returns
+    -------
+    dict
+        ``voxel_size`` (Angstrom), ``classes`` (path of classes.json),
+        ``tomograms`` (list of dicts with ``name``, ``tomogram``, ``particles``,
+        ``labels``, ``occupancy`` paths).
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    recipe = PRESETS[preset]
+    n_tomograms = recipe.n_tomograms if n_tomograms is None else n_tomograms
+    if n_tomograms < 1:
+        raise ValueError(f"n_tomograms must be >= 1, got {n_tomograms}")
+    tilt_series = recipe.tilt_series if snr is None else replace(recipe.tilt_series, snr=snr)
+    specimen = recipe.specimen
+    voxel_size = specimen.voxel_size
+    if preset == "bench":
+        if templates:
+            raise ValueError(
+                "The bench preset uses the SHREC'19 templates; custom templates need the tiny or demo preset"
+            )
+        if n_tomograms > 9:
+            raise ValueError(f"SHREC'19 has 9 training layouts; n_tomograms must be <= 9, got {n_tomograms}")
+        shapes = shrec19_shapes(voxel_size, shrec_dir)
+    elif templates:
+        shapes = [load_shape(path, voxel_size, template_voxel_size) for path in templates]
+    else:
+        shapes = [procedural_shape(name, voxel_size) for name in recipe.shape_names]
+    names = [shape.name for shape in shapes]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Class names must be distinct, got {names}; rename the template files")
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    classes = []
+    for class_id, shape in enumerate(shapes, start=1):
+        mask_path = write_volume(
+            out_dir / "masks" / f"{shape.name}.mrc", shape.mask.astype(np.int8), voxel_size
+        )
+        classes.append(
+            {
+                "id": class_id,
+                "name": shape.name,
+                "radius_voxels": max(1, int(round(shape.radius_voxels))),
+                "mask": str(mask_path.relative_to(out_dir)),
+            }
+        )
+    classes_path = out_dir / "classes.json"
+    classes_path.write_text(json.dumps(classes, indent=2) + "\n")
+
+    written = []
+    for index in range(n_tomograms):
+        name = f"tomo_{index:03d}"
+        start = time.perf_counter()
+        logger.info(
+            "[%d/%d] %s: simulating %s tomogram %d x %d x %d voxels, %d tilts, SNR %g",
+            index + 1,
+            n_tomograms,
+            name,
+            preset,
+            specimen.shape_zyx[2],
+            specimen.shape_zyx[1],
+            specimen.shape_zyx[0],
+            len(tilt_series.angles_deg),
+            tilt_series.snr,
+        )
+        layout = shrec19_layout(index, shrec_dir) if preset == "bench" else None
+        result = simulate_tomogram(
+            shapes,
+            specimen,
+            tilt_series,
+            seed=np.random.SeedSequence([seed, index]),
+            layout=layout,
+            name=name,
+        )
+        paths = {
+            "name": name,
+            "tomogram": write_volume(out_dir / f"{name}.mrc", result.tomogram, voxel_size),
+            "particles": write_particles_csv(out_dir / f"{name}_particles.csv", result.particles),
+            "labels": write_volume(out_dir / f"{name}_labels.mrc", result.labels, voxel_size),
+            "occupancy": write_volume(out_dir / f"{name}_occupancy.mrc", result.occupancy, voxel_size),
+        }
+        written.append({key: str(value) for key, value in paths.items()})
+        logger.info(
+            "[%d/%d] %s: %d particles, %.1f s",
+            index + 1,
+            n_tomograms,
+            name,
+            len(result.particles),
+            time.perf_counter() - start,
+        )
+    return {"voxel_size": voxel_size, "classes": str(classes_path), "tomograms": written}

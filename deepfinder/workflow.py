@@ -1,0 +1,348 @@
+"""The whole DeepFinder chain in a Scipion project, on a simulated dataset.
+
+Used by the README's main job (scripts/demo.py) and by the protocol tests, so
+both run exactly the same chain: import tomograms -> import particles (with
+orientations) and class shapes -> generate targets -> train -> segment ->
+cluster -> evaluate.
+
+Each protocol is logged (logger ``deepfinder.workflow``, INFO) as it starts and
+ends, and every :data:`PROGRESS_SECONDS` while it runs, with the latest line of
+its run log (epoch and loss, rows of tiles...).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pwem.protocols import ProtImportVolumes
+from pyworkflow.project import Manager, Project
+from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
+
+from .core.io import read_particles_csv, read_voxel_size
+from .core.simulate import simulate_dataset
+from .protocols import (
+    DeepFinderProtCluster,
+    DeepFinderProtEvaluate,
+    DeepFinderProtGenerateTargets,
+    DeepFinderProtImportParticles,
+    DeepFinderProtSegment,
+    DeepFinderProtTrain,
+)
+from .protocols.protocol_base import CLASSES_FROM_GROUP_ID
+from .protocols.protocol_targets import SHAPES
+
+logger = logging.getLogger(__name__)
+
+# The view of tomo's protocols.conf, where this plugin's protocols are listed too.
+TOMOGRAPHY_VIEW = "Tomography"
+PROGRESS_SECONDS = 10
+PROGRESS_CHARACTERS = 110
+_COMPLETE_MARK = ".generated"
+_COLOUR_CODE = re.compile(r"\x1b\[[0-9;]*m")
+# Scipion's line at each step's start and end, e.g. "STARTED: trainStep, step 1, time 2026-12-02 ...".
+_STEP_MARKER = re.compile(r"^(?P<event>STARTED|FINISHED|FAILED): (?P<step>\w+), step (?P<number>\d+)")
+
+
+class SimulatedDataset:
+    """A simulated dataset in a folder, written on first use.
+
+    Holds the tomograms ``tomo_000.mrc``..., their ground truth
+    (``tomo_000_particles.csv``, label and occupancy maps), ``classes.json``,
+    class shape masks, and per-class coordinate files ``class<k>/tomo_000.txt``
+    (x y z in voxels) that tomo's "import coordinates 3D" reads.
+
+    Parameters
+    ----------
+    path : path
+        The dataset's folder.
+    preset : str
+        A simulator preset (``tiny``, ``demo``); the dataset has its default number of tomograms.
+    seed : int
+        The simulator's seed.
+    """
+
+    def __init__(self, path: str | os.PathLike, preset: str, seed: int = 0):
+        self.path, self.preset, self.seed = str(path), preset, seed
+
+    def getPath(self) -> str:
+        """The dataset's folder, simulated first if needed (pyworkflow's DataSet naming)."""
+        self.ensure()
+        return self.path
+
+    def classes(self) -> list[dict]:
+        """The simulated classes: id, name, radius_voxels, mask file."""
+        return json.loads(Path(self.getPath(), "classes.json").read_text())
+
+    def voxel_size(self) -> float:
+        """Voxel size of the simulated tomograms, in Angstrom."""
+        return read_voxel_size(Path(self.getPath(), "tomo_000.mrc"))
+
+    def ensure(self) -> None:
+        """Simulate the dataset unless a complete one is already in the folder."""
+        folder = Path(self.path)
+        if (folder / _COMPLETE_MARK).exists():
+            return
+        simulate_dataset(folder, preset=self.preset, seed=self.seed)
+        for csv in sorted(folder.glob("*_particles.csv")):
+            particles = read_particles_csv(csv)
+            tomo = csv.name[: -len("_particles.csv")]
+            for class_id in np.unique(particles.class_id):
+                class_folder = folder / f"class{class_id}"
+                class_folder.mkdir(exist_ok=True)
+                np.savetxt(class_folder / f"{tomo}.txt", particles.of_class(class_id).xyz, fmt="%.2f")
+        (folder / _COMPLETE_MARK).touch()
+
+
+@dataclass
+class TrainingSettings:
+    """Settings that learn the generated presets in minutes on 2 CPU cores (see RESULTS.md)."""
+
+    patchSize: int = 32
+    batchSize: int = 4
+    epochs: int = 20
+    stepsPerEpoch: int = 16
+    validationSteps: int = 2
+    learningRate: float = 1e-3
+    shiftVoxels: int = 6
+    extra: dict = field(default_factory=dict)
+
+
+def create_project(name: str) -> Project:
+    """A new Scipion project that opens in the tomography view; an old one of that name is deleted.
+
+    The working directory becomes the project's folder, from which Scipion resolves its files.
+    """
+    manager = Manager()
+    path = Path(manager.getProjectPath(name))
+    if path.exists():
+        shutil.rmtree(path)
+    project = manager.createProject(name)
+    # Without a saved view, the GUI opens the first one it reads: pwem's "Protocols SPA".
+    project.getSettings().setProtocolView(TOMOGRAPHY_VIEW)
+    project.saveSettings()
+    os.chdir(project.path)
+    return project
+
+
+def duration(seconds: float) -> str:
+    """``42 s`` or ``3 min 05 s``."""
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def progress_line(run_log: str) -> str | None:
+    """What a running protocol is doing, from the text of its ``logs/run.stdout``.
+
+    The latest line written by a step (e.g. an epoch's loss, a row of tiles),
+    else the latest step's start or end; None before the first step starts.
+    Lines outside steps are Scipion's own bookkeeping and are skipped.
+    """
+    latest, in_step = None, False
+    for line in run_log.splitlines():
+        line = _COLOUR_CODE.sub("", line).strip()
+        marker = _STEP_MARKER.match(line)
+        if marker:
+            latest = f"{marker['step']} (step {marker['number']}) {marker['event'].lower()}"
+            in_step = marker["event"] == "STARTED"
+        elif in_step and line:
+            latest = line
+    if latest is not None and len(latest) > PROGRESS_CHARACTERS:
+        latest = latest[: PROGRESS_CHARACTERS - 3] + "..."
+    return latest
+
+
+def _run_log(project: Project, protocol) -> str:
+    """The text of a protocol's ``logs/run.stdout`` so far ("" before the run has a folder)."""
+    if not protocol.getWorkingDir():
+        return ""
+    try:
+        return Path(project.path, protocol.getStdoutLog()).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+@contextmanager
+def _progress_reports(project: Project, protocol, label: str, started: float) -> Iterator[None]:
+    """Log the protocol's :func:`progress_line` every PROGRESS_SECONDS until the block ends."""
+    done = threading.Event()
+
+    def report():
+        while not done.wait(PROGRESS_SECONDS):
+            progress = progress_line(_run_log(project, protocol)) or "starting"
+            logger.info("%s: %s, %s", label, duration(time.monotonic() - started), progress)
+
+    # A thread that only reads the log file: the project's database stays with the caller's thread.
+    reporter = threading.Thread(target=report, name=f"progress of {label}", daemon=True)
+    reporter.start()
+    try:
+        yield
+    finally:
+        done.set()
+        reporter.join()
+
+
+def launch(project: Project, protocol_class, label: str, **params):
+    """Create, run and return a protocol, logging its start, progress and end.
+
+    Raises RuntimeError with the tail of its log if it does not finish.
+    """
+    protocol = project.newProtocol(protocol_class, objLabel=label, **params)
+    logger.info("%s: started (%s)", label, protocol_class.__name__)
+    started = time.monotonic()
+    with _progress_reports(project, protocol, label, started):
+        project.launchProtocol(protocol, wait=True)
+    elapsed = duration(time.monotonic() - started)
+    if not protocol.isFinished():
+        tail = "\n".join(protocol.getLogsLastLines(40, logFile=1))
+        raise RuntimeError(f"Protocol '{label}' ended {protocol.getStatus()} after {elapsed}:\n{tail}")
+    logger.info("%s: finished in %s", label, elapsed)
+    return protocol
+
+
+def import_tomograms(project: Project, dataset: SimulatedDataset, pattern: str, label: str):
+    """Import the dataset's tomograms whose file names match a glob ``pattern``."""
+    return launch(
+        project,
+        ProtImportTomograms,
+        label,
+        filesPath=dataset.getPath(),
+        filesPattern=pattern,
+        samplingRate=dataset.voxel_size(),
+    )
+
+
+def import_class_coordinates(project: Project, dataset: SimulatedDataset, tomograms, label: str):
+    """One coordinate set per class with tomo's importer (positions only), for the given tomograms."""
+    sets = []
+    for cls in dataset.classes():
+        protocol = launch(
+            project,
+            ProtImportCoordinates3D,
+            f"{label} {cls['name']}",
+            filesPath=f"{dataset.getPath()}/class{cls['id']}",
+            filesPattern="*.txt",
+            importTomograms=tomograms,
+            boxSize=box_size(cls),
+        )
+        sets.append(protocol.outputCoordinates)
+    return sets
+
+
+def box_size(cls: dict) -> int:
+    return int(round(2.5 * cls["radius_voxels"]))
+
+
+def import_particles(project: Project, dataset: SimulatedDataset, tomograms, label: str):
+    """All classes (groupId) with orientations, from the simulator's particle tables."""
+    return launch(
+        project,
+        DeepFinderProtImportParticles,
+        label,
+        filesPath=f"{dataset.getPath()}/tomo_*_particles.csv",
+        inputTomograms=tomograms,
+        boxSize=max(box_size(cls) for cls in dataset.classes()),
+    ).coordinates
+
+
+def import_shapes(project: Project, dataset: SimulatedDataset) -> list:
+    """Each class's shape mask as a Volume, in class order."""
+    return [
+        launch(
+            project,
+            ProtImportVolumes,
+            f"shape {cls['name']}",
+            filesPath=f"{dataset.getPath()}/{cls['mask']}",
+            samplingRate=dataset.voxel_size(),
+        ).outputVolume
+        for cls in dataset.classes()
+    ]
+
+
+def run_pipeline(
+    project: Project,
+    dataset: SimulatedDataset,
+    train_pattern: str,
+    test_pattern: str,
+    training: TrainingSettings | None = None,
+) -> dict:
+    """Run the chain, training on the tomograms matching ``train_pattern`` (a glob) and
+    picking in those matching ``test_pattern``; return its protocols by step name.
+
+    Targets are the particles' shapes, rotated by their orientations (the
+    simulator's tables keep them); evaluation is against the true particles.
+    """
+    training = training or TrainingSettings()
+    classes = dataset.classes()
+    names = ", ".join(cls["name"] for cls in classes)
+    radii_A = ", ".join(f"{cls['radius_voxels'] * dataset.voxel_size():g}" for cls in classes)
+    run = {}
+    run["train tomograms"] = import_tomograms(project, dataset, train_pattern, "training tomograms")
+    run["test tomograms"] = import_tomograms(project, dataset, test_pattern, "test tomograms")
+    training_tomograms = run["train tomograms"].Tomograms
+    test_tomograms = run["test tomograms"].Tomograms
+    particles = import_particles(project, dataset, training_tomograms, "particles")
+    reference = import_particles(project, dataset, test_tomograms, "reference")
+    by_group = {"classesFrom": CLASSES_FROM_GROUP_ID, "classNames": names}
+    run["targets"] = launch(
+        project,
+        DeepFinderProtGenerateTargets,
+        "targets",
+        inputTomograms=training_tomograms,
+        inputCoordinates=[particles],
+        strategy=SHAPES,
+        shapeVolumes=import_shapes(project, dataset),
+        **by_group,
+    )
+    run["train"] = launch(
+        project,
+        DeepFinderProtTrain,
+        "train",
+        inputLabelMaps=run["targets"].labelMaps,
+        inputCoordinates=[particles],
+        patchSize=training.patchSize,
+        batchSize=training.batchSize,
+        epochs=training.epochs,
+        stepsPerEpoch=training.stepsPerEpoch,
+        validationSteps=training.validationSteps,
+        learningRate=training.learningRate,
+        shiftVoxels=training.shiftVoxels,
+        **by_group,
+        **training.extra,
+    )
+    run["segment"] = launch(
+        project,
+        DeepFinderProtSegment,
+        "segment",
+        inputTomograms=test_tomograms,
+        inputModel=run["train"].model,
+        averageRotations=True,
+    )
+    run["cluster"] = launch(
+        project,
+        DeepFinderProtCluster,
+        "cluster",
+        inputTomograms=test_tomograms,
+        inputLabelMaps=run["segment"].labelMaps,
+        radii=radii_A,
+    )
+    run["evaluate"] = launch(
+        project,
+        DeepFinderProtEvaluate,
+        "evaluate",
+        pickedCoordinates=[run["cluster"].coordinates],
+        inputCoordinates=[reference],
+        toleranceA=6 * dataset.voxel_size(),
+        **by_group,
+    )
+    return run

@@ -191,8 +191,7 @@ def test_dataset_files(tmp_path):
     assert not np.allclose(first.xyz[:5], second.xyz[:5])
 
 
-def test_command_line(tmp_path, capsys, caplog):
-    caplog.set_level("INFO", logger="deepfinder")
+def test_command_line(tmp_path, capsys):
     main(
         [
             "simulate",
@@ -210,7 +209,7 @@ def test_command_line(tmp_path, capsys, caplog):
     )
     assert (tmp_path / "tomo_000.mrc").exists() and not (tmp_path / "tomo_001.mrc").exists()
     captured = capsys.readouterr()
-    assert "SNR 0.5" in caplog.text and "Wrote 1 tomograms" in captured.out
+    assert "SNR 0.5" in captured.out and "Wrote 1 tomograms" in captured.out
 
 
 def test_custom_templates(tmp_path):

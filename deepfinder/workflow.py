@@ -7,7 +7,7 @@ cluster -> evaluate.
 
 Each protocol is logged (logger ``deepfinder.workflow``, INFO) as it starts and
 ends, and every :data:`PROGRESS_SECONDS` while it runs, with the latest line of
-its run log (epoch and loss, rows of tiles...).
+its run log (epoch and loss, tiles done...).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def duration(seconds: float) -> str:
 def progress_line(run_log: str) -> str | None:
     """What a running protocol is doing, from the text of its ``logs/run.stdout``.
 
-    The latest line written by a step (e.g. an epoch's loss, a row of tiles),
+    The latest line written by a step (e.g. an epoch's loss, the tiles done),
     else the latest step's start or end; None before the first step starts.
     Lines outside steps are Scipion's own bookkeeping and are skipped.
     """

@@ -38,6 +38,8 @@ from .settings import AUTOMATIC_TILE_SIZE, POOLING_FACTOR, SegmentationSettings
 
 log = logging.getLogger(__name__)
 
+# Seconds between progress lines: often enough to watch, rare enough for large tomograms.
+PROGRESS_SECONDS = 5
 # z-slices per yielded slab: small, so the copies made on the way to disk stay small.
 SLAB_DEPTH = 8
 # The 180-degree rotations about z, y and x, as the (z, y, x) axes each one reverses. They keep the
@@ -128,7 +130,8 @@ def iter_score_slabs(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Predict class scores tile by tile and yield them as finished z-slabs.
 
-    Logs a line per row of tiles at INFO level (``deepfinder.core.segment`` logger).
+    Logs the tiles done at INFO level (``deepfinder.core.segment`` logger), every
+    :data:`PROGRESS_SECONDS` and at the end.
 
     Parameters
     ----------
@@ -196,8 +199,9 @@ def iter_score_slabs(
         for ys, yk in zip(plans[1].starts, plans[1].keep)
         for xs, xk in zip(plans[2].starts, plans[2].keep)
     ]
-    started = time.perf_counter()
-    for row, (z_start, (z_keep0, z_keep1)) in enumerate(zip(plans[0].starts, plans[0].keep)):
+    n_tiles, done = len(plans[0].starts) * len(yx_tiles), 0
+    started = last_report = time.perf_counter()
+    for z_start, (z_keep0, z_keep1) in zip(plans[0].starts, plans[0].keep):
         yield from flush(z_keep0 // slab_alignment * slab_alignment)
         z_keep1 = min(z_keep1, shape[0])
         for first in range(0, len(yx_tiles), batch_size):
@@ -211,13 +215,11 @@ def iter_score_slabs(
                 window[z_keep0 - origin : z_keep1 - origin, y0:y1, x0:x1] += tile_scores[
                     z_keep0 - z_start : z_keep1 - z_start, y0 - ys : y1 - ys, x0 - xs : x1 - xs
                 ]
-        log.info(
-            "segment: row %d/%d of tiles %s done (%.0f s)",
-            row + 1,
-            len(plans[0].starts),
-            tile_shape,
-            time.perf_counter() - started,
-        )
+            done += len(group)
+            now = time.perf_counter()
+            if now - last_report >= PROGRESS_SECONDS or done == n_tiles:
+                log.info("segment: %d/%d tiles of %s done (%.0f s)", done, n_tiles, tile_shape, now - started)
+                last_report = now
     yield from flush(shape[0])
 
 
@@ -286,7 +288,8 @@ def segment_tomogram(
 ) -> dict:
     """Segment a tomogram file with a trained model; write the label map and score maps.
 
-    Logs a line per row of tiles at INFO level (``deepfinder.core.segment`` logger).
+    Logs the tiles done at INFO level (``deepfinder.core.segment`` logger), every
+    :data:`PROGRESS_SECONDS` and at the end.
 
     Parameters
     ----------

@@ -5,6 +5,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from pwem.protocols import ProtSetFilter
 from pyworkflow.protocol import MODE_RESUME
 from pyworkflow.tests import BaseTest, setupTestProject
@@ -19,6 +20,8 @@ from deepfinder.tests.pipeline import (
     launch,
     run_pipeline,
 )
+
+pytestmark = pytest.mark.slow
 
 TRAIN, TEST = ["tomo_000", "tomo_001"], ["tomo_002"]
 TRAIN_PATTERN, TEST_PATTERN = "tomo_00[01].mrc", "tomo_002.mrc"

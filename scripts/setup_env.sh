@@ -3,9 +3,14 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${DEEPFINDER_VENV:-$REPO/.venv}"
+# PYTHON chooses the interpreter (it must exist); without it, python3.11 or else python3.
 PYTHON_BIN="${PYTHON:-python3.11}"
-command -v "$PYTHON_BIN" >/dev/null || PYTHON_BIN=python3
+if [ -z "${PYTHON:-}" ] && ! command -v python3.11 >/dev/null; then PYTHON_BIN=python3; fi
 if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$PYTHON_BIN" --version >/dev/null 2>&1; then
+        echo "Cannot run the Python interpreter '$PYTHON_BIN': set PYTHON to a working one" >&2
+        exit 1
+    fi
     echo ">>> Creating the virtual environment $VENV with $("$PYTHON_BIN" --version)"
     "$PYTHON_BIN" -m venv "$VENV"
 fi

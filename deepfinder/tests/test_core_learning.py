@@ -20,6 +20,8 @@ from deepfinder.core.simulate import simulate_dataset
 from deepfinder.core.targets import shape_targets
 from deepfinder.core.train import train
 
+pytestmark = pytest.mark.slow
+
 # Dice + cross-entropy at 1e-3 learns the thin ring and rod within ~100 steps,
 # where Dice alone at 1e-4 has not left the all-background start.
 # Patches of 32 with a shift of 6 keep the 22-voxel rod inside the patch.

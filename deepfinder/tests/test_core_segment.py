@@ -44,6 +44,7 @@ def test_tiles_cover_every_voxel_with_a_kept_centre():
         assert plan.coverage(size).min() >= 1
 
 
+@pytest.mark.slow
 def test_tiled_prediction_equals_whole_volume_prediction(model):
     # Odd sizes, several tiles along y and x with overlapping centres, one along z.
     volume = tomogram((30, 78, 99))
@@ -59,6 +60,7 @@ def test_tiled_prediction_equals_whole_volume_prediction(model):
     np.testing.assert_allclose(tiled, whole, atol=2e-5)
 
 
+@pytest.mark.slow
 def test_rotation_average_equals_averaging_predictions_of_the_rotated_tomogram(model):
     volume = tomogram((32, 76, 100), seed=2)
     patch_size = 2 * RECEPTIVE_FIELD_RADIUS + 8

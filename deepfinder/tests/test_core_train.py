@@ -131,6 +131,7 @@ def test_outputs_describe_the_model(trained):
     assert state["epoch"] == 4 and state["best_epoch"] == metadata["best_epoch"]
 
 
+@pytest.mark.slow
 def test_resume_after_crash_continues_with_history(data, tmp_path):
     settings = dict(
         n_classes=2,
@@ -173,6 +174,7 @@ def test_resume_after_crash_continues_with_history(data, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_fine_tuning_starts_from_the_given_model(trained, data, tmp_path):
     _, best, _ = trained
     train(
@@ -273,6 +275,7 @@ def test_cross_entropy_still_pulls_a_network_sure_of_the_wrong_class():
     assert abs(gradient[0, 0, 1]) > 0.4  # full-strength gradient on the voxel labelled 1
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Gimbal lock")  # identity rotations written as ZXZ angles
 def test_command_line_trains_and_resumes(data, tmp_path, capsys):
     from deepfinder.core.cli import main
@@ -313,6 +316,7 @@ def test_command_line_trains_and_resumes(data, tmp_path, capsys):
     assert "best.weights.h5" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_without_validation_the_lowest_training_loss_is_kept(data, tmp_path):
     tomogram, label_map, table = data["train"]
     with pytest.warns(UserWarning, match="No validation data"):
@@ -337,6 +341,7 @@ def test_without_validation_the_lowest_training_loss_is_kept(data, tmp_path):
         ({"shift_voxels": 8}, r"shift \(8 voxels\) is at least half the patch size \(16\)"),
     ],
 )
+@pytest.mark.slow
 def test_settings_that_train_badly_are_warned_about(tmp_path, change, message):
     tomogram, label_map, table = blob_tomogram(tmp_path, "two", 3, radii=(4.0, 3.0))
     with pytest.warns(UserWarning, match=message):

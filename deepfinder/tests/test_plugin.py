@@ -7,6 +7,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pwem
+from PIL import Image
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.protocols import ProtImportTomograms
 
@@ -26,6 +27,15 @@ def test_protocols_are_discovered_and_prefixed():
     assert names, "the plugin defines no protocol"
     assert names <= set(protocols), f"not discovered: {names - set(protocols)}"
     assert all(name.startswith("DeepFinder") for name in names)
+
+
+def test_protocol_forms_find_the_plugin_logo():
+    for cls in PROTOCOL_CLASSES:
+        logo = cls.getPluginLogoPath()
+        assert logo and Path(logo).is_file(), f"{cls.__name__}: no logo at {logo}"
+        with Image.open(logo) as image:
+            assert image.format == "PNG"
+            assert 32 <= min(image.size) <= 256
 
 
 def _menu_protocols(tree) -> set[str]:

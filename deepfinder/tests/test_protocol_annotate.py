@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
+import pytest
 from PIL import Image
 from pyworkflow.protocol import STATUS_FAILED, STATUS_FINISHED, STATUS_INTERACTIVE, getProtocolFromDb
 from pyworkflow.tests import BaseTest, setupTestProject
@@ -36,6 +37,7 @@ def _xdotool(*args) -> str:
     ).stdout
 
 
+@pytest.mark.slow
 class TestAnnotateWindow(BaseTest):
     @classmethod
     def setUpClass(cls):

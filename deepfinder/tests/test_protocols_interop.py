@@ -4,6 +4,7 @@ import os
 
 import mrcfile
 import numpy as np
+import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 from scipy.spatial.transform import Rotation
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
@@ -18,6 +19,8 @@ from deepfinder.protocols import (
     DeepFinderProtImportParticles,
 )
 from deepfinder.tests.upstream_weights import write_upstream_weights
+
+pytestmark = pytest.mark.slow
 
 
 class TestInteroperability(BaseTest):

@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 from pwem.protocols import ProtSetFilter
 from pyworkflow.protocol import MODE_RESUME
 from pyworkflow.tests import BaseTest, setupTestProject
@@ -23,6 +24,8 @@ from deepfinder.workflow import (
     launch,
     run_pipeline,
 )
+
+pytestmark = pytest.mark.slow
 
 TRAIN, TEST = ["tomo_000", "tomo_001"], ["tomo_002"]
 TRAIN_PATTERN, TEST_PATTERN = "tomo_00[01].mrc", "tomo_002.mrc"

@@ -3,9 +3,12 @@
 from pathlib import Path
 
 import pwem
+import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from deepfinder.tests import TINY
+
+pytestmark = pytest.mark.slow
 
 
 class TestWorkflowTemplate(BaseTest):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
+import pytest
 from matplotlib.figure import Figure
 from pwem import Domain
 from pyworkflow.tests import BaseTest, setupTestProject
@@ -168,6 +169,7 @@ class TestViewers(BaseTest):
         self.assertNotIsInstance(views[0], PlotView)
 
 
+@pytest.mark.slow
 class TestPlotWindow(unittest.TestCase):
     """The Tk window under Xvfb: page choice, Refresh re-reading a growing history."""
 

@@ -62,6 +62,8 @@ def imported_alone(request) -> dict[str, subprocess.CompletedProcess]:
         return dict(zip(names, pool.map(_import_alone, names)))
 
 
+# About 3 s of Scipion start-up per module: a minute or more in all.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_module_imports_alone(name, imported_alone):
     result = imported_alone[name]

@@ -56,10 +56,11 @@ def refuse_overwriting_inputs(outputs: Iterable[PathLike | None], inputs: Iterab
 
 def _file_identity(path: PathLike):
     """The file ``path`` names: its device and inode when it exists, else its resolved path."""
+    resolved = os.path.realpath(path)
     try:
-        status = os.stat(path)
+        status = os.stat(resolved)
     except OSError:
-        return os.path.realpath(path)
+        return resolved
     return status.st_dev, status.st_ino
 
 

@@ -1,4 +1,8 @@
-"""Reading and writing volumes (MRC) and particle tables (CSV, XML object lists, RELION STAR)."""
+"""Reading and writing volumes (MRC) and particle tables (CSV, XML object lists, RELION STAR).
+
+Every writer replaces its file whole or not at all (:func:`atomic_output`), and
+commands refuse outputs that would overwrite their inputs (:func:`refuse_overwriting_inputs`).
+"""
 
 from __future__ import annotations
 

@@ -304,6 +304,9 @@ def segment_tomogram(
     scores_path : path, optional
         If given, one float16 MRC per particle class, ``<stem>_class<k>.mrc``
         (k = 1..n_classes-1; the background score is 1 minus their sum).
+        The label map and score maps replace earlier files only once all are
+        complete; an output path naming an input file is refused
+        (:class:`deepfinder.core.io.OutputOverwritesInput`) before any work.
     settings : SegmentationSettings, optional
         Tile geometry, rotation averaging, binning and precision (see
         :class:`deepfinder.core.settings.SegmentationSettings`); default
@@ -322,6 +325,7 @@ def segment_tomogram(
         ``labels`` (Path), ``scores`` ({class: Path}, empty without ``scores_path``),
         ``seconds``, ``voxels_per_second`` (input voxels), ``tile_shape``, ``n_tiles``.
     """
+    # The class count is known once the model is loaded: check every score map a model could have.
     refuse_overwriting_inputs(
         [labels_path, *(score_map_paths(scores_path, MAX_LABEL_CLASSES).values() if scores_path else ())],
         [tomogram_path, weights_path, metadata_path(weights_path)],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 
 from .settings import (
     LOSSES,
@@ -199,6 +200,10 @@ def _run_targets(args) -> None:
 
     settings = target_settings(args)
     settings.check()
+    masks = per_class(args.mask, [], "--mask", str) if args.mask else {}
+    io.refuse_overwriting_inputs(
+        [args.out], [args.tomogram, args.particles, args.initial_labels, *masks.values()]
+    )
     shape = io.read_volume(args.tomogram).shape
     voxel_size = io.read_voxel_size(args.tomogram) or 1.0
     table = io.read_particles(args.particles, args.star_convention, voxel_size, shape[::-1])
@@ -208,11 +213,11 @@ def _run_targets(args) -> None:
     if args.radius:
         labels = sphere_targets(shape, particles, per_class(args.radius, classes, "--radius"), initial)
     else:
-        masks = {
+        densities = {
             c: mask_from_density(io.read_volume(path, mmap=False), settings.mask_threshold)
-            for c, path in per_class(args.mask, [], "--mask", str).items()
+            for c, path in masks.items()
         }
-        labels = shape_targets(shape, particles, masks, initial)
+        labels = shape_targets(shape, particles, densities, initial)
     io.write_volume(args.out, labels, voxel_size)
     counts = {int(c): int(n) for c, n in enumerate(np.bincount(labels.ravel())) if c and n}
     print(f"Wrote {args.out}: {len(particles)} particles, voxels per class {counts}")
@@ -415,8 +420,12 @@ def _run_cluster(args) -> None:
 
     from . import io
     from .cluster import find_clusters
-    from .segment import score_map_paths, unbin_positions
+    from .segment import MAX_LABEL_CLASSES, score_map_paths, unbin_positions
 
+    io.refuse_overwriting_inputs(
+        [args.output],
+        [args.labels, *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ())],
+    )
     labels = io.read_volume(args.labels)
     classes = [int(k) for k in np.unique(labels) if k > 0]
     score_maps = None
@@ -502,6 +511,9 @@ def _run_evaluate(args) -> None:
         write_sweep_csv,
     )
 
+    io.refuse_overwriting_inputs(
+        [args.output, args.sweep_output], [args.detected, args.reference, args.occupancy]
+    )
     detected = io.read_particles(args.detected, voxel_size=args.voxel_size or 1.0)
     reference = io.read_particles(args.reference, voxel_size=args.voxel_size or 1.0)
     if len(set(detected.tomo)) == 1 and len(set(reference.tomo)) == 1:
@@ -554,15 +566,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
+    from .io import OutputOverwritesInput
     from .logs import engine_log
 
     args = build_parser().parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    # A terminated run (a batch system's time limit) unwinds like an interrupted one, so that
+    # its temporary output files are removed and the previous outputs stay.
+    previous_handler = signal.signal(signal.SIGTERM, _exit_when_terminated)
     with engine_log(level):
         try:
             args.func(args)
         except SettingError as error:
             args.command_parser.error(f"{_option_of(args.command_parser, error.setting)}: {error.problem}")
+        except OutputOverwritesInput as error:
+            args.command_parser.error(str(error))
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _exit_when_terminated(signal_number, frame) -> None:
+    raise SystemExit(128 + signal_number)
 
 
 def _option_of(parser: argparse.ArgumentParser, setting: str) -> str:

@@ -29,6 +29,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from .io import atomic_output
 from .particles import ParticleTable
 
 
@@ -335,8 +336,7 @@ def write_scores_csv(
 ) -> Path:
     """Write score rows as CSV (class_id empty for the overall row)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
+    with atomic_output(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
             ["class_id", "name", "n_detected", "n_reference", "true_positives", "precision", "recall", "f1"]
@@ -360,8 +360,7 @@ def write_scores_csv(
 def write_sweep_csv(path: str | os.PathLike, curves: SweepCurves) -> Path:
     """Write a threshold sweep as CSV: one line per threshold and class (overall: empty class_id)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
+    with atomic_output(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
             [

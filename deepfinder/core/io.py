@@ -1,12 +1,19 @@
-"""Reading and writing volumes (MRC) and particle tables (CSV, XML object lists, RELION STAR)."""
+"""Reading and writing volumes (MRC) and particle tables (CSV, XML object lists, RELION STAR).
+
+Every writer replaces its file whole or not at all (:func:`atomic_output`), and
+commands refuse outputs that would overwrite their inputs (:func:`refuse_overwriting_inputs`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import logging
 import os
+import re
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import mrcfile
@@ -17,6 +24,94 @@ from .particles import ParticleTable, euler_angles, rotations_from_euler_zxz
 
 PathLike = str | os.PathLike
 ShapeXYZ = tuple[int, int, int]
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- output files
+
+
+class OutputOverwritesInput(ValueError):
+    """An output path names an input file (or another output): nothing was written."""
+
+
+def refuse_overwriting_inputs(outputs: Iterable[PathLike | None], inputs: Iterable[PathLike | None]) -> None:
+    """Raise :class:`OutputOverwritesInput` if an output is an input or another output.
+
+    Paths are compared as the files they name: through symbolic links and, for
+    files that exist, as the same file on disk (which catches hard links too).
+    ``None`` entries (optional paths not given) are skipped. Call it before any
+    work, so that a mistyped output path costs nothing.
+    """
+    sources = {_file_identity(path): path for path in inputs if path}
+    written: dict = {}
+    for output in (path for path in outputs if path):
+        identity = _file_identity(output)
+        if identity in sources:
+            raise OutputOverwritesInput(
+                f"output {output} would overwrite the input {sources[identity]}: choose another output path"
+            )
+        if identity in written:
+            raise OutputOverwritesInput(
+                f"outputs {written[identity]} and {output} are the same file: choose different output paths"
+            )
+        written[identity] = output
+
+
+def _file_identity(path: PathLike):
+    """The file ``path`` names: its device and inode when it exists, else its resolved path."""
+    resolved = os.path.realpath(path)
+    try:
+        status = os.stat(resolved)
+    except OSError:
+        return resolved
+    return status.st_dev, status.st_ino
+
+
+@contextlib.contextmanager
+def atomic_output(path: PathLike, suffix: str = "") -> Iterator[Path]:
+    """A temporary path to write ``path``'s content to, renamed over ``path`` when the block ends.
+
+    When the block raises (an interrupt too), the temporary is removed and
+    ``path`` is left as it was: readers see the previous complete file or the
+    new complete one, never a partial one. The temporary is
+    ``.<name>.tmp-<pid><suffix>`` in the folder of the file ``path`` resolves to
+    (through links), so globs on the target's extension do not see it;
+    ``suffix`` is for writers that insist on an extension. One left by a killed
+    process is removed when the same file is next written. Several files are
+    replaced together by nesting blocks (or a :class:`contextlib.ExitStack`):
+    the first entered is renamed last.
+    """
+    target = Path(os.path.realpath(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_temporaries(target)
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}{suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _remove_abandoned_temporaries(target: Path) -> None:
+    """Remove temporaries of ``target`` written by processes that no longer run."""
+    prefix = f".{target.name}.tmp-"
+    for name in os.listdir(target.parent):
+        owner = re.match(r"\d+", name[len(prefix) :]) if name.startswith(prefix) else None
+        if owner and not _process_runs(int(owner.group())):
+            log.info("removing %s, left by an interrupted run", target.parent / name)
+            (target.parent / name).unlink(missing_ok=True)
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 # --------------------------------------------------------------------------- volumes
@@ -71,8 +166,7 @@ def write_volume(path: PathLike, data: np.ndarray, voxel_size: float = 1.0) -> P
         data = data.astype(np.int8)
     elif data.dtype in (np.int64, np.int32, np.uint32):
         data = data.astype(np.int16 if data.size == 0 or np.abs(data).max() < 2**15 else np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with mrcfile.new(path, overwrite=True) as mrc:
+    with atomic_output(path) as temporary, mrcfile.new(temporary, overwrite=True) as mrc:
         mrc.set_data(data)
         mrc.voxel_size = voxel_size
     return path
@@ -82,7 +176,8 @@ def create_volume(path: PathLike, shape: tuple[int, int, int], dtype, voxel_size
     """Create an MRC file of ``shape`` (z, y, x) and return it open, memory-mapped for writing.
 
     Used to write outputs slab by slab so memory stays bounded. Close the
-    returned object (or use it as a context manager) when done.
+    returned object (or use it as a context manager) when done. The file is
+    written in place: create it at a temporary path of :func:`atomic_output`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,9 +209,8 @@ CSV_COLUMNS = ("tomo", "class_id", "x", "y", "z", "phi", "theta", "psi", "score"
 def write_particles_csv(path: PathLike, table: ParticleTable) -> Path:
     """CSV with columns tomo, class_id, x, y, z (voxels), phi, theta, psi (ZXZ, degrees), score."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     angles = table.euler_zxz()
-    with open(path, "w", newline="") as handle:
+    with atomic_output(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_COLUMNS)
         for i in range(len(table)):
@@ -162,7 +256,6 @@ def write_particles_xml(path: PathLike, table: ParticleTable) -> Path:
     ``tomo_idx`` is the tomogram identifier as given; ``cluster_size`` carries the score.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     root = ET.Element("objlist")
     angles = table.euler_zxz()
     for i in range(len(table)):
@@ -180,7 +273,8 @@ def write_particles_xml(path: PathLike, table: ParticleTable) -> Path:
         if not np.isnan(table.score[i]):
             attributes["cluster_size"] = f"{table.score[i]:.6g}"
         ET.SubElement(root, "object", attributes)
-    ET.ElementTree(root).write(path)
+    with atomic_output(path) as temporary:
+        ET.ElementTree(root).write(temporary)
     return path
 
 
@@ -223,7 +317,6 @@ def write_particles_star(
     """
     _check_star_convention(convention, volume_shape_xyz)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if convention == "relion4":
         coordinate_labels = ["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]
         coordinates = table.xyz
@@ -251,7 +344,8 @@ def write_particles_star(
             f"{table.score[i]:.6g}",
         ]
         lines.append("\t".join(values))
-    path.write_text("\n".join(lines) + "\n")
+    with atomic_output(path) as temporary:
+        temporary.write_text("\n".join(lines) + "\n")
     return path
 
 

@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from .io import atomic_output  # noqa: E402
 from .settings import PRECISIONS, check_patch_size  # noqa: E402
 
 
@@ -142,10 +143,14 @@ def save_model(model, weights_path: str | os.PathLike, metadata: dict) -> Path:
     weights_path = Path(weights_path)
     if not weights_path.name.endswith(".weights.h5"):
         raise ValueError(f"Weights file name must end with .weights.h5: {weights_path}")
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {**metadata, "n_classes": int(model.output_shape[-1])}
-    model.save_weights(weights_path)
-    metadata_path(weights_path).write_text(json.dumps(metadata, indent=2))
+    # Keras insists on the .weights.h5 extension, even for a temporary file.
+    with (
+        atomic_output(metadata_path(weights_path)) as metadata_temporary,
+        atomic_output(weights_path, suffix=".weights.h5") as weights_temporary,
+    ):
+        model.save_weights(weights_temporary)
+        metadata_temporary.write_text(json.dumps(metadata, indent=2))
     return weights_path
 
 

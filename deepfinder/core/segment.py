@@ -19,6 +19,7 @@ and the pages of the memory-mapped input, never whole score volumes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -31,8 +32,8 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
-from .io import create_volume, read_volume, read_voxel_size
-from .model import load_model, output_classes
+from .io import atomic_output, create_volume, read_volume, read_voxel_size, refuse_overwriting_inputs
+from .model import load_model, metadata_path, output_classes
 from .normalize import normalize, tomogram_stats
 from .settings import AUTOMATIC_TILE_SIZE, POOLING_FACTOR, SegmentationSettings
 
@@ -46,6 +47,8 @@ SLAB_DEPTH = 8
 # missing wedge (tilt axis y) where it was and the particles' hand, so a network trained on
 # tomograms sees each rotated tile as another tomogram of the same kind.
 WEDGE_PRESERVING_ROTATIONS = ((1, 2), (0, 2), (0, 1))
+# Label maps hold one signed byte per voxel.
+MAX_LABEL_CLASSES = 128
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,9 @@ def segment_tomogram(
     scores_path : path, optional
         If given, one float16 MRC per particle class, ``<stem>_class<k>.mrc``
         (k = 1..n_classes-1; the background score is 1 minus their sum).
+        The label map and score maps replace earlier files only once all are
+        complete; an output path naming an input file is refused
+        (:class:`deepfinder.core.io.OutputOverwritesInput`) before any work.
     settings : SegmentationSettings, optional
         Tile geometry, rotation averaging, binning and precision (see
         :class:`deepfinder.core.settings.SegmentationSettings`); default
@@ -322,24 +328,35 @@ def segment_tomogram(
         ``labels`` (Path), ``scores`` ({class: Path}, empty without ``scores_path``),
         ``seconds``, ``voxels_per_second`` (input voxels), ``tile_shape``, ``n_tiles``.
     """
+    # The class count is known once the model is loaded: check every score map a model could have.
+    refuse_overwriting_inputs(
+        [labels_path, *(score_map_paths(scores_path, MAX_LABEL_CLASSES).values() if scores_path else ())],
+        [tomogram_path, weights_path, metadata_path(weights_path)],
+    )
     volume = read_volume(tomogram_path)
     settings = tiling_for(volume.shape, settings or SegmentationSettings())
     stats = tomogram_stats(volume)
     model, _ = load_model(weights_path, n_classes, settings.precision)
     n_model_classes = output_classes(model)
-    if n_model_classes > 128:
-        raise ValueError(f"{weights_path} has {n_model_classes} classes; label maps hold at most 128")
+    if n_model_classes > MAX_LABEL_CLASSES:
+        raise ValueError(
+            f"{weights_path} has {n_model_classes} classes; label maps hold at most {MAX_LABEL_CLASSES}"
+        )
     voxel_size = read_voxel_size(tomogram_path) or 1.0
     factor = 2 if settings.bin_scores else 1
     out_shape = tuple(-(-size // factor) for size in volume.shape)
-    # MRC mode 0 (8-bit) holds the labels in one byte per voxel; it reads back as int8.
-    writers = {0: _SlabWriter(labels_path, out_shape, np.int8, voxel_size * factor)}
     score_paths = score_map_paths(scores_path, n_model_classes) if scores_path else {}
-    writers.update(
-        {k: _SlabWriter(path, out_shape, np.float16, voxel_size * factor) for k, path in score_paths.items()}
-    )
+    # MRC mode 0 (8-bit) holds the labels in one byte per voxel; it reads back as int8.
+    outputs = {0: (labels_path, np.int8), **{k: (path, np.float16) for k, path in score_paths.items()}}
     started = time.perf_counter()
-    try:
+    # Every map is written under a temporary name and all are renamed at the end, the label
+    # map last: a run that stops early leaves the previous maps as they were.
+    with contextlib.ExitStack() as stack:
+        writers = {}
+        for k, (path, dtype) in outputs.items():
+            temporary = stack.enter_context(atomic_output(path))
+            writers[k] = _SlabWriter(temporary, out_shape, dtype, voxel_size * factor)
+            stack.callback(writers[k].close)
         for z_start, slab in iter_score_slabs(
             volume, model, settings, slab_alignment=factor, stats=stats, window_dtype=np.float16
         ):
@@ -349,9 +366,8 @@ def segment_tomogram(
             writers[0].write(z_out, labels_from_scores(slab))
             for k in score_paths:
                 writers[k].write(z_out, slab[..., k].astype(np.float16))
-    finally:
         for writer in writers.values():
-            writer.close()
+            writer.finish()
     seconds = time.perf_counter() - started
     plans = [plan_axis(size, settings.patch_size, settings.crop_voxels) for size in volume.shape]
     return {
@@ -369,7 +385,7 @@ class _SlabWriter:
 
     Writing through a memory map would keep every written page resident; plain
     writes leave them to the page cache, so memory does not grow with the output.
-    Header statistics are accumulated on the way and written at the end.
+    Header statistics are accumulated on the way and written by :meth:`finish`.
     """
 
     def __init__(self, path, shape, dtype, voxel_size):
@@ -394,6 +410,10 @@ class _SlabWriter:
 
     def close(self):
         self.handle.close()
+
+    def finish(self):
+        """Close the file with the header statistics of what was written."""
+        self.close()
         with mrcfile.mmap(self.path, mode="r+") as mrc:
             if self.count:
                 mean = self.total / self.count

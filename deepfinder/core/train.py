@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import read_volume
+from .io import atomic_output, read_volume, refuse_overwriting_inputs
 from .model import build_unet, load_model, logits_model, metadata_path, resolve_precision, save_model
 from .normalize import tomogram_stats
 from .particles import ParticleTable
@@ -51,6 +51,15 @@ HISTORY = "history.json"
 CHECKPOINT = "checkpoint.weights.h5"
 OPTIMIZER_STATE = "checkpoint.optimizer.npz"
 BEST = "best.weights.h5"
+# Every file a run writes in its folder.
+OUTPUT_FILES = (
+    HISTORY,
+    CHECKPOINT,
+    metadata_path(CHECKPOINT).name,
+    OPTIMIZER_STATE,
+    BEST,
+    metadata_path(BEST).name,
+)
 
 # Seeds the validation patches apart from any training epoch's generator.
 VALIDATION_STREAM = 2**31 - 1
@@ -189,6 +198,10 @@ def train(
     (``keras.utils.set_random_seed``).
     """
     _check_inputs(n_classes, settings, validation_fraction, class_names)
+    refuse_overwriting_inputs(
+        [out_dir, *(Path(out_dir) / name for name in OUTPUT_FILES)],
+        [*tomograms, *label_maps, *validation_tomograms, *validation_label_maps, initial_weights],
+    )
     patch_size, batch_size, steps_per_epoch = (
         settings.patch_size,
         settings.batch_size,
@@ -623,10 +636,8 @@ def _best_metadata(metadata, row, epoch, validation) -> dict:
 
 def _write_json(path: Path, content) -> None:
     """Write JSON through a temporary file so a crash never leaves a truncated file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(content, indent=1))
-    os.replace(temporary, path)
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps(content, indent=1))
 
 
 def _write_checkpoint(model, optimizer, out_dir: Path, state: dict) -> None:

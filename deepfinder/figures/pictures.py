@@ -115,7 +115,8 @@ def clusters_page(
 def write_cluster_sizes(particles_path: str | os.PathLike, sizes_voxels: np.ndarray) -> str:
     """Keep the cluster sizes (voxels) of the particles in ``particles_path``, in table order."""
     path = cluster_sizes_path(particles_path)
-    np.savetxt(path, np.asarray(sizes_voxels, dtype=int), fmt="%d")
+    with io.atomic_output(path) as temporary:
+        np.savetxt(temporary, np.asarray(sizes_voxels, dtype=int), fmt="%d")
     return path
 
 

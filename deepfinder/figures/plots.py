@@ -23,6 +23,7 @@ from matplotlib.patches import Circle, Patch
 from matplotlib.ticker import MaxNLocator
 
 from ..core.evaluate import ClassScores, SweepCurves
+from ..core.io import atomic_output
 from ..core.particles import ParticleTable
 from .orthoslices import VIEW_AXES, default_colour, orthoslice, to_grey
 
@@ -47,8 +48,8 @@ def class_colour(class_id: int) -> str:
 
 def save_png(figure: Figure, path: str | os.PathLike, dpi: int = 100) -> str:
     """Write ``figure`` as a PNG (folders created); returns the path."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=dpi, format="png")
+    with atomic_output(path) as temporary:
+        figure.savefig(temporary, dpi=dpi, format="png")
     return str(path)
 
 

@@ -175,7 +175,7 @@ class DeepFinderProtAnnotate(EMProtocol):
         """Write one tomogram's particles and the class list: nothing is lost on a crash."""
         io.write_particles_csv(self._particlesFile(tsId), particles)
         sampling = self.inputTomograms.get().getSamplingRate()
-        with open(self._getExtraPath(CLASSES_FILE), "w") as handle:
+        with io.atomic_output(self._getExtraPath(CLASSES_FILE)) as temporary, open(temporary, "w") as handle:
             json.dump(
                 [
                     {"name": c.name, "colour": c.colour, "radius_A": c.radius_voxels * sampling}

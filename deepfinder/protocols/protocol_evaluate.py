@@ -67,7 +67,7 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
         self._insertFunctionStep(self.evaluateStep)
 
     def evaluateStep(self):
-        from ..core import evaluate
+        from ..core import evaluate, io
 
         sampling = self._coordinateSets()[0].getSamplingRate()
         picked = classes_table(self.pickedCoordinates, self.pickedClassesFrom.get(), sampling)
@@ -83,8 +83,8 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
             f"{evaluate.format_table(rows)}\n\nPicks by the class of the nearest reference "
             f"particle within {tolerance * sampling:.0f} Å:\n{confusion}"
         )
-        with open(self._resultFile(), "w") as handle:
-            handle.write(report + "\n")
+        with io.atomic_output(self._resultFile()) as temporary:
+            temporary.write_text(report + "\n")
         evaluate.write_scores_csv(self._getExtraPath("evaluation.csv"), rows)
         thresholds = np.unique(picked.score[np.isfinite(picked.score)])
         sweep = evaluate.threshold_sweep(

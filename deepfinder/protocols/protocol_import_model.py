@@ -64,6 +64,7 @@ class DeepFinderProtImportModel(EMProtocol):
         self._insertFunctionStep(self.importStep)
 
     def importStep(self):
+        from ..core import io
         from ..core.model import load_model, save_model
 
         names = self._classNames()
@@ -79,7 +80,8 @@ class DeepFinderProtImportModel(EMProtocol):
         self._defineOutputs(**{DeepFinderImportModelOutputs.model.name: output})
         history = os.path.join(os.path.dirname(self.weightsFile.get()), "history.json")
         if os.path.exists(history):
-            shutil.copy(history, self._getExtraPath("history.json"))
+            with io.atomic_output(self._getExtraPath("history.json")) as temporary:
+                shutil.copy(history, temporary)
 
     # ----------------------------------------------------------------- helpers
     def _metadata(self) -> dict:

@@ -264,9 +264,11 @@ def train(
         "validation": _data_fingerprint(validation_tomograms, validation_label_maps, validation_particles),
     }
     state = _read_checkpoint(out_dir, fingerprint) if resume else None
+    if resume:
+        _remove_leftovers(out_dir, state)
+    else:
+        _remove_run(out_dir)
     if state is None:
-        if not resume:
-            _remove_run(out_dir)
         history, progress = [], _Progress()
     else:
         history = state["history"]
@@ -720,9 +722,7 @@ def _write_checkpoint(
         "history": history,
     }
     _write_json(out_dir / CHECKPOINT_STATE, state)
-    for path in out_dir.glob("checkpoint-*"):
-        if not path.name.startswith(stem + "."):
-            path.unlink()
+    _remove_leftovers(out_dir, state)
 
 
 def _read_checkpoint(out_dir: Path, fingerprint: dict) -> dict | None:
@@ -748,6 +748,22 @@ def _read_checkpoint(out_dir: Path, fingerprint: dict) -> dict | None:
         if not (out_dir / name).exists():
             raise TrainingFolderError(f"{out_dir / name}, named by {state_file}, is missing: {START_AFRESH}")
     return state
+
+
+def _remove_leftovers(out_dir: Path, state: dict | None) -> None:
+    """Remove the files of a run that ``state`` (the checkpoint's, or None) does not name: earlier
+    epochs' checkpoints, and what a killed run was writing."""
+    named = (
+        {state["weights"], metadata_path(state["weights"]).name, state["optimizer_state"]} if state else set()
+    )
+    temporary = [f"{name}.tmp" for name in (HISTORY, CHECKPOINT_STATE, metadata_path(BEST).name)]
+    for path in [
+        *out_dir.glob("checkpoint-*"),
+        *out_dir.glob("best.tmp.*"),
+        *map(out_dir.joinpath, temporary),
+    ]:
+        if path.name not in named:
+            path.unlink(missing_ok=True)
 
 
 def _remove_run(out_dir: Path) -> None:

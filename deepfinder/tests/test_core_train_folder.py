@@ -338,8 +338,8 @@ def test_killed_at_random_moments_the_folder_stays_whole_and_resumes(project, tm
     resuming completes the run with every epoch once."""
     _, files = project
     out = tmp_path / "model"
-    arguments = [sys.executable, "-m", "deepfinder.core.cli", *command(files["a"], out, "--epochs", "4")]
-    arguments[arguments.index("--steps-per-epoch") + 1] = "3"
+    arguments = [sys.executable, "-m", "deepfinder.core.cli", *command(files["a"], out, "--epochs", "6")]
+    arguments[arguments.index("--steps-per-epoch") + 1] = "8"  # about a second per epoch
     state_file = out / "checkpoint.json"
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -352,20 +352,30 @@ def test_killed_at_random_moments_the_folder_stays_whole_and_resumes(project, tm
         ):
             assert time.time() < deadline, "the training wrote no checkpoint"
             time.sleep(0.05)
-        time.sleep(rng.uniform(0, 2))
+        time.sleep(rng.uniform(0, 1.5))
         process.send_signal(signal.SIGKILL)
         process.wait()
 
         state = json.loads(state_file.read_text())
         assert epochs_of(state["history"]) == list(range(1, state["epoch"] + 1))
         assert history(out) in (state["history"], state["history"][:-1])
+        print(f"killed after epoch {state['epoch']}, files {sorted(path.name for path in out.iterdir())}")
         load_model(out / state["weights"])
         load_model(out / "best.weights.h5")
         assert (out / state["optimizer_state"]).exists()
 
     subprocess.run(arguments, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert epochs_of(history(out)) == [1, 2, 3, 4]
+    assert epochs_of(history(out)) == [1, 2, 3, 4, 5, 6]
     assert json.loads(state_file.read_text())["history"] == history(out)
+    assert sorted(path.name for path in out.iterdir()) == [
+        "best.json",
+        "best.weights.h5",
+        "checkpoint-0006.json",
+        "checkpoint-0006.optimizer.npz",
+        "checkpoint-0006.weights.h5",
+        "checkpoint.json",
+        "history.json",
+    ]
 
 
 @pytest.mark.parametrize("case", ["file in the way", "file in the path", "read-only folder"])

@@ -227,7 +227,6 @@ def train(
         settings.batch_size,
         settings.steps_per_epoch,
     )
-    precision = resolve_precision(settings.precision)
     out_dir = Path(out_dir)
     data = _open_data(tomograms, label_maps, particles, n_classes, patch_size, "training")
     validation = None
@@ -285,6 +284,8 @@ def train(
             )
             return out_dir / BEST
 
+    # May load TensorFlow (to look for a GPU): after every check.
+    precision = resolve_precision(settings.precision)
     import keras
     import tensorflow as tf
 

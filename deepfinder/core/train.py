@@ -276,7 +276,7 @@ def train(
         progress = _Progress(state["epoch"], state["best_epoch"], state["best_score"])
         if progress.epoch >= settings.epochs:
             log.warning(
-                "%s already holds %d epochs of this training and %d were asked for: nothing to train "
+                "%s already holds this training up to epoch %d (%d asked for): nothing to train "
                 "(ask for more epochs to continue it)",
                 out_dir,
                 progress.epoch,

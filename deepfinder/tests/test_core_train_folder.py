@@ -137,7 +137,7 @@ def test_a_finished_run_says_so_then_continues_with_more_epochs(project, trained
     code, printed, _ = run_cli(command(files["a"], out, "--epochs", "1"), capsys)
     assert code == 0
     assert printed.startswith(
-        f"{out} already holds 1 epochs of this training and 1 were asked for: nothing to train "
+        f"{out} already holds this training up to epoch 1 (1 asked for): nothing to train "
         "(ask for more epochs to continue it)\n"
     )
     assert checksums(out) == before

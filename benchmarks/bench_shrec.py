@@ -170,7 +170,7 @@ def train_with_budget(
     """Train until the CPU budget would be exceeded by one more epoch; returns the model and times."""
     from deepfinder.core.io import read_particles_csv
     from deepfinder.core.settings import TrainingSettings
-    from deepfinder.core.train import train
+    from deepfinder.core.train import last_checkpoint, train
 
     out_dir = work / f"model_{run_name(kind, args)}"
     budget = 60.0 * args.train_minutes
@@ -234,7 +234,7 @@ def train_with_budget(
     # the loss is still falling, and the voxel F1 of the validation patches stays ~0 for many
     # epochs, so "best" would be an arbitrary early epoch.
     return {
-        "weights": out_dir / "checkpoint.weights.h5",
+        "weights": last_checkpoint(out_dir),
         "wall": time.perf_counter() - started,
         "cpu": cpu_seconds() - cpu,
         "epochs": len(history),

@@ -268,7 +268,10 @@ def _add_train(subparsers) -> None:
     _add_setting(parser, TrainingSettings, "shift_voxels", "--shift", type=int)
     parser.add_argument("--initial-weights", default=None, help="model (.weights.h5) to fine-tune")
     parser.add_argument(
-        "--restart", action="store_true", help="ignore a checkpoint in --out and start afresh"
+        "--restart",
+        action="store_true",
+        help="start afresh: remove the training in --out (checkpoints, history, best model); without "
+        "it, a training in --out of the same data and settings is continued",
     )
     parser.add_argument("--class-names", nargs="+", default=None, help="class names, background first")
     parser.add_argument(
@@ -302,29 +305,35 @@ def _tables_for(tomograms, particle_files, star_convention):
 
 
 def _run_train(args) -> None:
+    import sys
+
     from . import io
-    from .train import train
+    from .train import TrainingFolderError, train
 
     settings = training_settings(args)
     settings.check()
-    best = train(
-        args.tomograms,
-        args.labels,
-        _tables_for(args.tomograms, args.particles, args.star_convention),
-        args.out,
-        args.classes,
-        settings,
-        validation_tomograms=args.val_tomograms,
-        validation_label_maps=args.val_labels,
-        validation_particles=_tables_for(args.val_tomograms, args.val_particles, args.star_convention)
-        if args.val_tomograms
-        else (),
-        validation_fraction=args.val_fraction,
-        initial_weights=args.initial_weights,
-        resume=not args.restart,
-        class_names=args.class_names,
-        voxel_size=args.voxel_size or io.read_voxel_size(args.tomograms[0]) or 1.0,
-    )
+    try:
+        best = train(
+            args.tomograms,
+            args.labels,
+            _tables_for(args.tomograms, args.particles, args.star_convention),
+            args.out,
+            args.classes,
+            settings,
+            validation_tomograms=args.val_tomograms,
+            validation_label_maps=args.val_labels,
+            validation_particles=_tables_for(args.val_tomograms, args.val_particles, args.star_convention)
+            if args.val_tomograms
+            else (),
+            validation_fraction=args.val_fraction,
+            initial_weights=args.initial_weights,
+            resume=not args.restart,
+            class_names=args.class_names,
+            voxel_size=args.voxel_size or io.read_voxel_size(args.tomograms[0]) or 1.0,
+        )
+    except TrainingFolderError as error:
+        print(f"deepfinder: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"Best model: {best}")
 
 

@@ -269,6 +269,16 @@ class TrainingSettings:
         return messages
 
 
+#: Settings of :class:`TrainingSettings` that may change when a training run is resumed:
+#: they change how the remaining epochs train, not what the weights or the history rows
+#: mean. Any other setting (patch and batch size, loss, shift, seed, validation steps: the
+#: latter four also fix the validation patches) belongs to the run, and a checkpoint made
+#: with other values is refused (:func:`deepfinder.core.train.train`).
+RESUMABLE_TRAINING_SETTINGS = frozenset(
+    {"epochs", "steps_per_epoch", "learning_rate", "final_learning_rate", "bootstrap", "precision"}
+)
+
+
 #: Named overrides of :class:`TrainingSettings` that fit the hardware. ``cpu``: the
 #: defaults, for a few cores. ``gpu``: the paper's settings (batch 25, patch 56, 100 steps per
 #: epoch), for particles up to a radius of about 10 voxels.

@@ -4,16 +4,26 @@ One call to :func:`train` runs epochs of ``steps_per_epoch`` batches, each
 followed by ``validation_steps`` validation batches, and after every epoch
 writes to ``out_dir``:
 
-- ``history.json``: a list with one row per epoch (see :func:`train`);
-- ``checkpoint.weights.h5`` + ``checkpoint.json`` (epoch, best score, settings)
-  + ``checkpoint.optimizer.npz`` (Adam's moments): what resume needs;
 - ``best.weights.h5`` + ``best.json``: the model of the epoch with the best
-  validation score, loadable with :func:`deepfinder.core.model.load_model`.
+  validation score, loadable with :func:`deepfinder.core.model.load_model`;
+- ``checkpoint-NNNN.weights.h5`` (+ its ``.json``) and
+  ``checkpoint-NNNN.optimizer.npz``: the model and Adam's moments after epoch
+  NNNN (:func:`last_checkpoint`);
+- ``checkpoint.json``: the run's state, replaced in one step once the files it
+  names are complete: the last completed epoch, the best one and its score, the
+  history, and the fingerprint of the run's data and settings;
+- ``history.json``: a list with one row per epoch (see :func:`train`), a copy of
+  the checkpoint's history for plots.
 
-A crash loses at most the epoch in progress: calling :func:`train` again
-on the same ``out_dir`` continues after the last completed epoch with the
-same batches an uninterrupted run would have drawn (each epoch's random
-generator is seeded by ``(seed, epoch)``).
+A kill at any moment loses at most the epoch in progress: ``checkpoint.json``
+always names the whole files of one epoch, and calling :func:`train` again on
+the same ``out_dir`` continues after that epoch with its history (rewriting
+``history.json`` from it) and the same batches an uninterrupted run would
+have drawn (each epoch's random generator is seeded by ``(seed, epoch)``). A
+run is only continued with the same data (identified by content, not by path,
+so a moved project still resumes) and the same settings, except those of
+:data:`~deepfinder.core.settings.RESUMABLE_TRAINING_SETTINGS`; anything else
+is refused before any work, as is an output folder that cannot be written.
 
 Intensities are normalised per tomogram (:mod:`deepfinder.core.normalize`),
 exactly as segmentation does.
@@ -22,10 +32,12 @@ exactly as segmentation does.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -39,7 +51,7 @@ from .model import build_unet, load_model, logits_model, metadata_path, resolve_
 from .normalize import tomogram_stats
 from .particles import ParticleTable
 from .sampling import draw_rows, make_batch, particles_inside, patch_origins, prefetch, training_batches
-from .settings import TrainingSettings
+from .settings import RESUMABLE_TRAINING_SETTINGS, TrainingSettings
 
 PathLike = str | os.PathLike
 
@@ -48,18 +60,16 @@ log = logging.getLogger(__name__)
 NORMALISATION = "per-tomogram mean and standard deviation (deepfinder.core.normalize.tomogram_stats)"
 
 HISTORY = "history.json"
-CHECKPOINT = "checkpoint.weights.h5"
-OPTIMIZER_STATE = "checkpoint.optimizer.npz"
+CHECKPOINT_STATE = "checkpoint.json"
 BEST = "best.weights.h5"
-# Every file a run writes in its folder.
-OUTPUT_FILES = (
-    HISTORY,
-    CHECKPOINT,
-    metadata_path(CHECKPOINT).name,
-    OPTIMIZER_STATE,
-    BEST,
-    metadata_path(BEST).name,
+# The remedy for an output folder holding another run.
+START_AFRESH = (
+    "use another output folder, or start afresh with --restart (resume=False in Python), "
+    "which replaces that run"
 )
+# z-slices of a tomogram read into its fingerprint: another tomogram, or the same one
+# reprocessed, differs in every slice (label maps and particle tables are read whole).
+TOMOGRAM_SLICES_FINGERPRINTED = 32
 
 # Seeds the validation patches apart from any training epoch's generator.
 VALIDATION_STREAM = 2**31 - 1
@@ -95,6 +105,10 @@ class PatchSource:
         return dataclasses.replace(
             self, tomo_index=self.tomo_index[keep], centres=self.centres[keep], class_ids=self.class_ids[keep]
         )
+
+
+class TrainingFolderError(ValueError):
+    """The output folder cannot take this training: not writable, or holding another run."""
 
 
 @dataclass
@@ -142,7 +156,8 @@ def train(
         volume are skipped with a warning; every class 1..n_classes-1 needs
         at least one particle.
     out_dir : path
-        Where history, checkpoints and the best model are written.
+        Where history, checkpoints and the best model are written (see
+        :mod:`deepfinder.core.train`).
     n_classes : int
         Number of classes, background included.
     settings : TrainingSettings
@@ -167,8 +182,11 @@ def train(
         Ignored when resuming from a checkpoint.
     resume : bool
         Continue from ``out_dir``'s checkpoint if there is one (with its
-        history, optimizer state and best score); False starts afresh and
-        overwrites.
+        history, optimizer state and best score): it must be of the same data
+        and settings (except :data:`~deepfinder.core.settings.RESUMABLE_TRAINING_SETTINGS`),
+        and when it already holds ``settings.epochs`` epochs or more, nothing is
+        trained. False removes the run in ``out_dir`` (checkpoints, history, best
+        model) and starts afresh.
     class_names : sequence of str, optional
         ``n_classes`` names, background first, stored with the model.
     voxel_size : float
@@ -182,6 +200,12 @@ def train(
     -------
     Path
         ``out_dir / "best.weights.h5"``.
+
+    Raises
+    ------
+    TrainingFolderError
+        Before any model is built: ``out_dir`` cannot be written, or holds a
+        checkpoint of other data or settings (the message names what differs).
 
     Notes
     -----
@@ -199,7 +223,7 @@ def train(
     """
     _check_inputs(n_classes, settings, validation_fraction, class_names)
     refuse_overwriting_inputs(
-        [out_dir, *(Path(out_dir) / name for name in OUTPUT_FILES)],
+        [out_dir, *_run_files(Path(out_dir))],
         [*tomograms, *label_maps, *validation_tomograms, *validation_label_maps, initial_weights],
     )
     patch_size, batch_size, steps_per_epoch = (
@@ -207,7 +231,6 @@ def train(
         settings.batch_size,
         settings.steps_per_epoch,
     )
-    precision = resolve_precision(settings.precision)
     out_dir = Path(out_dir)
     data = _open_data(tomograms, label_maps, particles, n_classes, patch_size, "training")
     validation = None
@@ -234,8 +257,39 @@ def train(
             stacklevel=2,
         )
     _check_initial_weights(initial_weights, n_classes)
+    _check_writable(out_dir)
+    class_names = (
+        list(class_names) if class_names else [f"class {c}" if c else "background" for c in range(n_classes)]
+    )
+    fingerprint = {
+        "settings": _run_settings(settings, n_classes, class_names, voxel_size, validation_fraction),
+        "training": _data_fingerprint(tomograms, label_maps, particles),
+        "validation": _data_fingerprint(validation_tomograms, validation_label_maps, validation_particles),
+    }
+    state = _read_checkpoint(out_dir, fingerprint) if resume else None
+    if resume:
+        _remove_leftovers(out_dir, state)
+    else:
+        _remove_run(out_dir)
+    if state is None:
+        history, progress = [], _Progress()
+    else:
+        history = state["history"]
+        # A kill after the checkpoint and before history.json left it a row short.
+        _write_json(out_dir / HISTORY, history)
+        progress = _Progress(state["epoch"], state["best_epoch"], state["best_score"])
+        if progress.epoch >= settings.epochs:
+            log.warning(
+                "%s already holds this training up to epoch %d (%d asked for): nothing to train "
+                "(ask for more epochs to continue it)",
+                out_dir,
+                progress.epoch,
+                settings.epochs,
+            )
+            return out_dir / BEST
 
-    progress = _read_checkpoint(out_dir, n_classes, patch_size) if resume else None
+    # May load TensorFlow (to look for a GPU): after every check.
+    precision = resolve_precision(settings.precision)
     import keras
     import tensorflow as tf
 
@@ -244,19 +298,13 @@ def train(
     model = build_unet(n_classes, patch_size, precision)
     optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate, beta_1=0.9, beta_2=0.999)
     optimizer.build(model.trainable_variables)
-    if progress is not None:
+    if state is not None:
         if initial_weights is not None:
             warnings.warn(f"Resuming from the checkpoint in {out_dir}: initial_weights ignored", stacklevel=2)
-        model.load_weights(out_dir / CHECKPOINT)
-        _restore_optimizer(optimizer, out_dir / OPTIMIZER_STATE)
-        history = _read_history(out_dir)[: progress.epoch]
-    else:
-        if initial_weights is not None:
-            model.set_weights(_load_initial_weights(initial_weights, n_classes))
-        history = []
-        progress = _Progress()
-    if progress.epoch >= settings.epochs and (out_dir / BEST).exists():
-        return out_dir / BEST
+        model.load_weights(out_dir / state["weights"])
+        _restore_optimizer(optimizer, out_dir / state["optimizer_state"])
+    elif initial_weights is not None:
+        model.set_weights(_load_initial_weights(initial_weights, n_classes))
 
     loss_function = {
         "dice": soft_dice_loss,
@@ -296,9 +344,7 @@ def train(
         **dataclasses.asdict(settings),
         "n_classes": n_classes,
         "precision": precision,
-        "class_names": list(class_names)
-        if class_names
-        else [f"class {c}" if c else "background" for c in range(n_classes)],
+        "class_names": class_names,
         "voxel_size": voxel_size,
         "normalisation": NORMALISATION,
         "tomograms": [str(t) for t in tomograms],
@@ -366,7 +412,9 @@ def train(
             progress.best_epoch, progress.best_score = epoch, score
             save_model(model, out_dir / BEST, _best_metadata(metadata, row, epoch, validation))
         progress.epoch = epoch
-        _write_checkpoint(model, optimizer, out_dir, {**metadata, **dataclasses.asdict(progress)})
+        _write_checkpoint(
+            model, optimizer, out_dir, {**metadata, **dataclasses.asdict(progress)}, fingerprint, history
+        )
         _write_json(out_dir / HISTORY, history)
         log.info(_summary(row, progress.best_epoch))
         if on_epoch_end is not None:
@@ -640,51 +688,201 @@ def _write_json(path: Path, content) -> None:
         temporary.write_text(json.dumps(content, indent=1))
 
 
-def _write_checkpoint(model, optimizer, out_dir: Path, state: dict) -> None:
-    # Files are completed under temporary names, then renamed; the state JSON
-    # (which names the epoch) is renamed last.
-    temporary = out_dir / "checkpoint.tmp.weights.h5"
-    save_model(model, temporary, state)
-    np.savez(out_dir / "checkpoint.tmp.optimizer.npz", *[v.numpy() for v in optimizer.variables])
-    os.replace(temporary, out_dir / CHECKPOINT)
-    os.replace(out_dir / "checkpoint.tmp.optimizer.npz", out_dir / OPTIMIZER_STATE)
-    os.replace(metadata_path(temporary), metadata_path(out_dir / CHECKPOINT))
+def last_checkpoint(out_dir: PathLike) -> Path:
+    """The weights of the last completed epoch of the training in ``out_dir`` (loadable with
+    :func:`deepfinder.core.model.load_model`)."""
+    state_file = Path(out_dir) / CHECKPOINT_STATE
+    if not state_file.exists():
+        raise FileNotFoundError(f"{out_dir} holds no training checkpoint ({CHECKPOINT_STATE})")
+    return Path(out_dir) / json.loads(state_file.read_text())["weights"]
 
 
-def _read_checkpoint(out_dir: Path, n_classes, patch_size) -> _Progress | None:
-    state_file = metadata_path(out_dir / CHECKPOINT)
-    if not (state_file.exists() and (out_dir / CHECKPOINT).exists()):
+def _write_checkpoint(
+    model, optimizer, out_dir: Path, metadata: dict, fingerprint: dict, history: list[dict]
+) -> None:
+    """Save the model and optimizer after epoch ``metadata["epoch"]``, then the state naming them.
+
+    The state file is replaced in one step once the epoch's files are complete, and the
+    previous epoch's files are removed only after it, so that it always names whole files.
+    """
+    stem = f"checkpoint-{metadata['epoch']:04d}"
+    weights, optimizer_state = out_dir / f"{stem}.weights.h5", out_dir / f"{stem}.optimizer.npz"
+    save_model(model, weights, metadata)
+    np.savez(optimizer_state, *[v.numpy() for v in optimizer.variables])
+    state = {
+        **metadata,
+        "weights": weights.name,
+        "optimizer_state": optimizer_state.name,
+        "fingerprint": fingerprint,
+        "history": history,
+    }
+    _write_json(out_dir / CHECKPOINT_STATE, state)
+    _remove_leftovers(out_dir, state)
+
+
+def _read_checkpoint(out_dir: Path, fingerprint: dict) -> dict | None:
+    """The state of the checkpoint in ``out_dir`` (None if there is none) if it is of this run."""
+    state_file = out_dir / CHECKPOINT_STATE
+    if not state_file.exists():
         return None
-    saved = json.loads(state_file.read_text())
-    for name, value in (("n_classes", n_classes), ("patch_size", patch_size)):
-        if saved.get(name) != value:
-            raise ValueError(
-                f"{out_dir} holds a checkpoint with {name} = {saved.get(name)}, not "
-                f"{value}: use another output folder or resume=False to start afresh"
-            )
-    return _Progress(saved["epoch"], saved["best_epoch"], saved["best_score"])
+    try:
+        state = json.loads(state_file.read_text())
+    except ValueError as error:
+        raise TrainingFolderError(f"{state_file} is not readable ({error}): {START_AFRESH}") from error
+    if "fingerprint" not in state:
+        raise TrainingFolderError(
+            f"{out_dir} holds a checkpoint of an earlier DeepFinder, which does not record its data: "
+            + START_AFRESH
+        )
+    differences = _differences(state["fingerprint"], fingerprint)
+    if differences:
+        raise TrainingFolderError(
+            f"{out_dir} holds a training of other data or settings ({'; '.join(differences)}): {START_AFRESH}"
+        )
+    for name in (state["weights"], state["optimizer_state"]):
+        if not (out_dir / name).exists():
+            raise TrainingFolderError(f"{out_dir / name}, named by {state_file}, is missing: {START_AFRESH}")
+    return state
+
+
+def _remove_leftovers(out_dir: Path, state: dict | None) -> None:
+    """Remove the files of a run that ``state`` (the checkpoint's, or None) does not name: earlier
+    epochs' checkpoints, and what a killed run was writing."""
+    named = (
+        {state["weights"], metadata_path(state["weights"]).name, state["optimizer_state"]} if state else set()
+    )
+    # What a killed run was writing under temporary names goes when the same file is written
+    # again (io.atomic_output); a half-written optimizer state is named by no checkpoint.
+    for path in out_dir.glob("checkpoint-*"):
+        if path.name not in named:
+            path.unlink(missing_ok=True)
+
+
+def _run_files(out_dir: Path) -> list[Path]:
+    """The files a run writes, or may replace or remove, in ``out_dir``."""
+    names = (HISTORY, CHECKPOINT_STATE, BEST, metadata_path(BEST).name)
+    return [*(out_dir / name for name in names), *out_dir.glob("checkpoint-*")]
+
+
+def _remove_run(out_dir: Path) -> None:
+    """Remove the files of a training run from ``out_dir``, the checkpoint state first."""
+    (out_dir / CHECKPOINT_STATE).unlink(missing_ok=True)
+    for pattern in ("checkpoint-*", "checkpoint.*", "best.*", HISTORY + "*"):
+        for path in out_dir.glob(pattern):
+            path.unlink()
 
 
 def _restore_optimizer(optimizer, path: Path) -> None:
-    if not path.exists():
-        warnings.warn(f"{path} missing: resuming with a fresh optimizer state", stacklevel=3)
-        return
     with np.load(path) as saved:
         arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
     variables = optimizer.variables
     if len(arrays) != len(variables) or any(a.shape != tuple(v.shape) for a, v in zip(arrays, variables)):
-        raise ValueError(
-            f"{path} does not match this model's optimizer: remove it to resume with a fresh optimizer state"
-        )
+        raise TrainingFolderError(f"{path} does not match this model's optimizer: {START_AFRESH}")
     for variable, array in zip(variables, arrays):
         # The step size is the caller's, not the checkpoint's, so it can be changed on resume.
         if "learning_rate" not in variable.path:
             variable.assign(array)
 
 
-def _read_history(out_dir: Path) -> list[dict]:
-    path = out_dir / HISTORY
-    return json.loads(path.read_text()) if path.exists() else []
+def _check_writable(out_dir: Path) -> None:
+    """Refuse an output folder that cannot be created or written, before any work."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TrainingFolderError(f"Output folder {out_dir} is a file: give a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as error:
+        raise TrainingFolderError(
+            f"Cannot write to the output folder {out_dir}: {error.strerror or error}"
+        ) from error
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+def _run_settings(
+    settings: TrainingSettings, n_classes, class_names, voxel_size, validation_fraction
+) -> dict:
+    """The settings a checkpoint belongs to: those that give its weights and history their meaning."""
+    fixed = {
+        name: value
+        for name, value in dataclasses.asdict(settings).items()
+        if name not in RESUMABLE_TRAINING_SETTINGS
+    }
+    run = {
+        **fixed,
+        "n_classes": n_classes,
+        "class_names": class_names,
+        "voxel_size": voxel_size,
+        "validation_fraction": validation_fraction,
+    }
+    return json.loads(json.dumps(run))  # as read back from the state file
+
+
+def _data_fingerprint(tomograms, label_maps, particles) -> list[dict]:
+    """Paths (to name them in messages) and content digests of each tomogram's inputs."""
+    return [
+        {
+            "tomogram": str(tomogram),
+            "tomogram_digest": _volume_digest(read_volume(tomogram), TOMOGRAM_SLICES_FINGERPRINTED),
+            "label_map": str(label_map),
+            "label_map_digest": _volume_digest(read_volume(label_map)),
+            "particles": len(table),
+            "particles_digest": _digest(
+                [np.asarray(table.class_id, np.int64), np.asarray(table.xyz, np.float64)]
+            ),
+        }
+        for tomogram, label_map, table in zip(tomograms, label_maps, particles)
+    ]
+
+
+def _volume_digest(volume: np.ndarray, n_slices: int | None = None) -> str:
+    """Digest of a volume's shape, type and voxels (of ``n_slices`` evenly spaced z-slices if given)."""
+    z = (
+        range(len(volume))
+        if n_slices is None
+        else np.unique(np.linspace(0, len(volume) - 1, n_slices).astype(int))
+    )
+    header = np.array([*volume.shape, *volume.dtype.str.encode()], np.int64)
+    return _digest([header, *(volume[i] for i in z)])
+
+
+def _digest(arrays) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array))
+    return digest.hexdigest()
+
+
+def _differences(saved: dict, current: dict) -> list[str]:
+    """What differs between a checkpoint's fingerprint and this run's, one phrase each."""
+    differences = [
+        f"{name} {current['settings'].get(name)!r} (the checkpoint's: {saved['settings'].get(name)!r})"
+        for name in sorted(set(saved["settings"]) | set(current["settings"]))
+        if saved["settings"].get(name) != current["settings"].get(name)
+    ]
+    for role in ("training", "validation"):
+        before, now = saved[role], current[role]
+        if len(before) != len(now):
+            differences.append(f"{len(now)} {role} tomograms, not {len(before)}")
+            continue
+        for index, (old, new) in enumerate(zip(before, now), start=1):
+            for key in ("tomogram", "label_map"):
+                if old[f"{key}_digest"] != new[f"{key}_digest"]:
+                    what = f"{role} {key.replace('_', ' ')} {index}"
+                    differences.append(
+                        f"{what} {new[key]} has changed"
+                        if old[key] == new[key]
+                        else f"{what} {new[key]} is not {old[key]}"
+                    )
+            if old["particles_digest"] != new["particles_digest"]:
+                counts = new["particles"], old["particles"]
+                differences.append(
+                    f"the particles of {role} tomogram {index} have changed"
+                    + (f" ({counts[0]}, not {counts[1]})" if counts[0] != counts[1] else "")
+                )
+    return differences
 
 
 def _summary(row: dict, best_epoch) -> str:

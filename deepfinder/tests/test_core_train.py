@@ -12,7 +12,13 @@ from deepfinder.core.normalize import normalize, tomogram_stats
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.settings import TrainingSettings
 from deepfinder.core.targets import sphere_targets
-from deepfinder.core.train import cross_entropy_loss, dice_cross_entropy_loss, soft_dice_loss, train
+from deepfinder.core.train import (
+    cross_entropy_loss,
+    dice_cross_entropy_loss,
+    last_checkpoint,
+    soft_dice_loss,
+    train,
+)
 
 SHAPE = (48, 48, 48)
 # Small patches, and the paper's loss and step size (Dice, 1e-4).
@@ -64,7 +70,7 @@ def trained(data, tmp_path_factory):
     snapshots = tmp_path_factory.mktemp("snapshots")
 
     def keep_checkpoint(epoch, row):
-        shutil.copy(out / "checkpoint.weights.h5", snapshots / f"epoch{epoch}.weights.h5")
+        shutil.copy(last_checkpoint(out), snapshots / f"epoch{epoch}.weights.h5")
 
     best = train(
         **args(data),
@@ -198,7 +204,7 @@ def test_fine_tuning_with_other_class_count_is_refused(data, tmp_path):
 
 def test_resume_refuses_a_checkpoint_of_another_patch_size(trained, data):
     out, _, _ = trained
-    with pytest.raises(ValueError, match="patch_size = 16, not 24"):
+    with pytest.raises(ValueError, match=r"patch_size 24 \(the checkpoint's: 16\)"):
         train(**args(data), out_dir=out, n_classes=2, settings=fast(patch_size=24))
 
 

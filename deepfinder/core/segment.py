@@ -133,8 +133,8 @@ def iter_score_slabs(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Predict class scores tile by tile and yield them as finished z-slabs.
 
-    Logs the tiles done at INFO level (``deepfinder.core.segment`` logger), every
-    :data:`PROGRESS_SECONDS` and at the end.
+    Logs the tiles done at INFO level (``deepfinder.core.segment`` logger) at the end
+    of each row of tiles and every :data:`PROGRESS_SECONDS` within a row.
 
     Parameters
     ----------
@@ -202,9 +202,9 @@ def iter_score_slabs(
         for ys, yk in zip(plans[1].starts, plans[1].keep)
         for xs, xk in zip(plans[2].starts, plans[2].keep)
     ]
-    n_tiles, done = len(plans[0].starts) * len(yx_tiles), 0
+    n_rows, n_tiles, done = len(plans[0].starts), len(plans[0].starts) * len(yx_tiles), 0
     started = last_report = time.perf_counter()
-    for z_start, (z_keep0, z_keep1) in zip(plans[0].starts, plans[0].keep):
+    for row, (z_start, (z_keep0, z_keep1)) in enumerate(zip(plans[0].starts, plans[0].keep)):
         yield from flush(z_keep0 // slab_alignment * slab_alignment)
         z_keep1 = min(z_keep1, shape[0])
         for first in range(0, len(yx_tiles), batch_size):
@@ -220,8 +220,13 @@ def iter_score_slabs(
                 ]
             done += len(group)
             now = time.perf_counter()
-            if now - last_report >= PROGRESS_SECONDS or done == n_tiles:
-                log.info("segment: %d/%d tiles of %s done (%.0f s)", done, n_tiles, tile_shape, now - started)
+            row_done = first + batch_size >= len(yx_tiles)
+            if row_done or now - last_report >= PROGRESS_SECONDS:
+                rows_done = row + 1 if row_done else row
+                log.info(
+                    "segment: %d/%d tiles of %s (%d/%d rows) done (%.0f s)",
+                    *(done, n_tiles, tile_shape, rows_done, n_rows, now - started),
+                )
                 last_report = now
     yield from flush(shape[0])
 
@@ -291,8 +296,8 @@ def segment_tomogram(
 ) -> dict:
     """Segment a tomogram file with a trained model; write the label map and score maps.
 
-    Logs the tiles done at INFO level (``deepfinder.core.segment`` logger), every
-    :data:`PROGRESS_SECONDS` and at the end.
+    Logs the tiles done at INFO level (``deepfinder.core.segment`` logger) at the end
+    of each row of tiles and every :data:`PROGRESS_SECONDS` within a row.
 
     Parameters
     ----------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -309,7 +310,8 @@ def start_segmentation(folder: Path, weights: Path) -> subprocess.Popen:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     for line in process.stdout:
-        if "row 2/" in line:  # row 1's slabs are written when row 2 starts
+        rows_done = re.search(r"\((\d+)/\d+ rows\) done", line)
+        if rows_done and int(rows_done.group(1)) >= 2:  # row 1's slabs are written when row 2 starts
             return process
     process.wait()
     raise AssertionError(f"segmentation ended (exit {process.returncode}) before its second row of tiles")

@@ -214,6 +214,6 @@ def test_the_command_line_prints_the_engines_progress_unless_quiet(
     command = ["segment", "--tomogram", str(tmp_path / "tomo.mrc"), "--model", str(small_model)]
     cli.main(command + ["--labels", str(tmp_path / "labels.mrc"), "--patch-size", "24", *verbosity])
     out = capsys.readouterr().out
-    assert ("segment: 4/4 tiles of (24, 24, 24) done" in out) == shows_progress
+    assert ("segment: 4/4 tiles of (24, 24, 24) (1/1 rows) done" in out) == shows_progress
     assert "Wrote" in out  # the result, even when quiet
     assert not any(line.startswith(("INFO", "DEBUG", "deepfinder")) for line in out.splitlines())

@@ -33,7 +33,7 @@ epoch 2/2 step 1/16: loss 1.0049, 2.60 s/step
 SEGMENT_LOG_TAIL = """\
  Running steps\x20
 \x1b[35mSTARTED\x1b[0m: segmentStep, step 1, time 2026-12-02 03:13:42.501356
-segment: 1/1 tiles of (80, 84, 84) done (36 s)
+segment: 1/1 tiles of (80, 84, 84) (1/1 rows) done (36 s)
 Getting the dimensions for the first item: Runs/000674_DeepFinderProtSegment/extra/tomo_003_labels.mrc
 \x1b[35mFINISHED\x1b[0m: segmentStep, step 1, time 2026-12-02 03:14:33.122878
 \x1b[35mSTARTED\x1b[0m: closeOutputStep, step 2, time 2026-12-02 03:14:33.149697

@@ -602,12 +602,14 @@ def main(argv=None) -> None:
         except Exception as error:
             if args.debug:
                 raise
-            user_error = isinstance(
-                error, InputError | FileNotFoundError | PermissionError | IsADirectoryError
-            )
+            user_error = isinstance(error, InputError | _PATH_ERRORS)
             hint = "" if user_error else " (run with --debug for the traceback)"
             print(f"{prog}: error: {_message_of(error)}{hint}", file=sys.stderr)
             sys.exit(2 if user_error else 1)
+
+
+# A path the user gave that cannot be read or written as asked.
+_PATH_ERRORS = FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError | FileExistsError
 
 
 def _message_of(error: Exception) -> str:

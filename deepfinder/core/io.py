@@ -70,8 +70,6 @@ def _check_mrc_size(path: Path) -> None:
                 header = mrc.header
     except (ValueError, OSError, EOFError) as error:
         raise InputError(f"{path} is not a readable MRC file: {error}") from error
-    if header is None:
-        raise InputError(f"{path} is not an MRC file (no MRC header)")
     mode = int(header.mode)
     try:
         item_size = mrcfile.utils.dtype_from_mode(mode).itemsize
@@ -413,10 +411,10 @@ PARTICLE_FILE_TYPES = (".csv", ".xml", ".star")
 
 
 def particle_file_type(path: PathLike) -> str:
-    """The type of a particle file from its extension: .csv, .xml or .star; ValueError for others."""
+    """The type of a particle file from its extension: .csv, .xml or .star; InputError for others."""
     suffix = Path(path).suffix.lower()
     if suffix not in PARTICLE_FILE_TYPES:
-        raise ValueError(f"{path}: unknown particle file type; use .csv, .xml or .star")
+        raise InputError(f"{path}: unknown particle file type; use .csv, .xml or .star")
     return suffix
 
 

@@ -382,12 +382,18 @@ def read_particles_star(
     def column(name, default=None):
         if name not in labels:
             if default is None:
-                raise ValueError(f"{path}: no _{name} column; is it a {convention} file?")
+                raise InputError(f"{path}: no _{name} column; is it a {convention} file?")
             return np.full(len(rows), default, dtype=float)
         index = labels.index(name)
-        return np.array([float(r[index]) for r in rows])
+        values = []
+        for line, fields in rows:
+            try:
+                values.append(float(fields[index]))
+            except ValueError:
+                raise InputError(f"{path}:{line}: column {name}: {fields[index]!r} is not a number") from None
+        return np.array(values, dtype=float)
 
-    tomo = np.array([r[labels.index("rlnTomoName")] if "rlnTomoName" in labels else "" for r in rows])
+    tomo = np.array([f[labels.index("rlnTomoName")] if "rlnTomoName" in labels else "" for _, f in rows])
     if convention == "relion4":
         xyz = np.stack([column(f"rlnCoordinate{a}") for a in "XYZ"], axis=1)
     else:
@@ -491,11 +497,12 @@ def _rotations_from_relion(angles: np.ndarray) -> np.ndarray:
     return np.transpose(inverse, (0, 2, 1))
 
 
-def _read_star_loop(path: PathLike) -> tuple[list[str], list[list[str]]]:
+def _read_star_loop(path: PathLike) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Column labels and rows (line number, values) of the first loop of a STAR file."""
     labels: list[str] = []
-    rows: list[list[str]] = []
+    rows: list[tuple[int, list[str]]] = []
     in_loop = False
-    for line in Path(path).read_text().splitlines():
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
         line = line.strip()
         if line == "loop_":
             if labels:
@@ -506,7 +513,10 @@ def _read_star_loop(path: PathLike) -> tuple[list[str], list[list[str]]]:
         elif in_loop and labels and line and not line.startswith("#"):
             if line.startswith("data_"):
                 break
-            rows.append(line.split())
+            fields = line.split()
+            if len(fields) < len(labels):
+                raise InputError(f"{path}:{number}: {len(fields)} values for {len(labels)} columns")
+            rows.append((number, fields))
     if not labels:
-        raise ValueError(f"{path}: no STAR loop found")
+        raise InputError(f"{path}: no STAR loop found")
     return labels, rows

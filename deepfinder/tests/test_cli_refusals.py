@@ -25,6 +25,9 @@ VOXEL_SIZE = 10.0
 SHAPE = (16, 16, 16)
 CSV_HEADER = "tomo,class_id,x,y,z\n"
 GOOD_ROWS = "tomo,1,8,8,8\ntomo,2,4,4,4\n"
+STAR_HEADER = (
+    "data_particles\nloop_\n_rlnTomoName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n_rlnCoordinateZ #4\n"
+)
 
 
 def _write_inputs(folder: Path) -> None:
@@ -59,6 +62,13 @@ def _mode(folder: Path, mode: int) -> str:
     data[12:16] = np.int32(mode).tobytes()
     (folder / "mode.mrc").write_bytes(bytes(data))
     return "mode.mrc"
+
+
+def _huge_header(folder: Path) -> str:
+    data = bytearray((folder / "tomo.mrc").read_bytes())
+    data[92:96] = np.int32(10**9).tobytes()  # nsymbt: extended header bytes
+    (folder / "huge.mrc").write_bytes(bytes(data))
+    return "huge.mrc"
 
 
 def _garbage(folder: Path, name: str, size: int = 5000) -> str:
@@ -198,6 +208,31 @@ REFUSALS = [
         lambda f: targets("tomo.mrc", _write(f, "p.xml", "<objlist/>")),
         2,
         TARGETS + "p.xml: no particle in the table",
+    ),
+    (
+        "STAR with a word for a number",
+        lambda f: targets("tomo.mrc", _write(f, "p.star", STAR_HEADER + "tomo 8 8 8\ntomo 4 four 4\n")),
+        2,
+        TARGETS + "p.star:8: column rlnCoordinateY: 'four' is not a number",
+    ),
+    (
+        "STAR row with a missing value",
+        lambda f: targets("tomo.mrc", _write(f, "p.star", STAR_HEADER + "tomo 8 8\n")),
+        2,
+        TARGETS + "p.star:7: 3 values for 4 columns",
+    ),
+    (
+        "STAR without a loop",
+        lambda f: targets("tomo.mrc", _write(f, "p.star", "data_particles\n_rlnCoordinateX 3\n")),
+        2,
+        TARGETS + "p.star: no STAR loop found",
+    ),
+    (
+        "MRC with a huge extended header",
+        lambda f: targets(_huge_header(f)),
+        2,
+        TARGETS + "huge.mrc is truncated: 17408 bytes, but its header describes 16x16x16 voxels of "
+        "MRC mode 2 (1000017408 bytes)",
     ),
     (
         "unknown table type",

@@ -19,7 +19,10 @@ import pytest
 from deepfinder.core import cli
 from deepfinder.core.io import read_volume, write_volume
 
-pytestmark = pytest.mark.slow  # about 40 processes of 1-6 s each
+pytestmark = [
+    pytest.mark.slow,  # about 50 processes of 1-6 s each
+    pytest.mark.filterwarnings("ignore:Data array contains NaN"),  # writing the NaN tomograms
+]
 
 VOXEL_SIZE = 10.0
 SHAPE = (16, 16, 16)

@@ -166,6 +166,14 @@ def _read_table_for(path, tomogram, args, tomo_id=None):
     voxel_size = io.read_voxel_size(tomogram) or 1.0
     table = io.read_particles(path, args.star_convention, voxel_size, shape_xyz)
     if args.coordinates_voxel_size:
+        if io.particle_file_type(path) == ".star" and args.star_convention == "relion5":
+            raise InputError(
+                f"{path}: relion5 STAR positions are in Angstrom, not voxels: drop --coordinates-voxel-size"
+            )
+        if not io.read_voxel_size(tomogram):
+            raise InputError(
+                f"{tomogram}: no voxel size in the MRC header, needed by --coordinates-voxel-size"
+            )
         table = io.rescale_positions(table, args.coordinates_voxel_size, voxel_size, shape_xyz, path)
     return _particles_of(table, tomogram, path, tomo_id)
 

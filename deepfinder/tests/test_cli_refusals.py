@@ -28,6 +28,9 @@ VOXEL_SIZE = 10.0
 SHAPE = (16, 16, 16)
 CSV_HEADER = "tomo,class_id,x,y,z\n"
 GOOD_ROWS = "tomo,1,8,8,8\ntomo,2,4,4,4\n"
+STAR5_HEADER = "data_particles\nloop_\n_rlnTomoName\n" + "".join(
+    f"_rlnCenteredCoordinate{axis}Angst\n" for axis in "XYZ"
+)
 STAR_HEADER = (
     "data_particles\nloop_\n_rlnTomoName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n_rlnCoordinateZ #4\n"
 )
@@ -236,6 +239,30 @@ REFUSALS = [
         2,
         TARGETS + "huge.mrc is truncated: 17408 bytes, but its header describes 16x16x16 voxels of "
         "MRC mode 2 (1000017408 bytes)",
+    ),
+    (
+        "voxel size for relion5 STAR positions",
+        lambda f: targets(
+            "tomo.mrc",
+            _write(f, "p.star", STAR5_HEADER + "tomo 0 0 0\n"),
+            "--star-convention",
+            "relion5",
+            "--coordinates-voxel-size",
+            "20",
+        ),
+        2,
+        TARGETS + "p.star: relion5 STAR positions are in Angstrom, not voxels: drop --coordinates-voxel-size",
+    ),
+    (
+        "coordinates' voxel size for a tomogram without one",
+        lambda f: targets(
+            _volume(f, "nosize.mrc", np.random.default_rng(2).normal(size=SHAPE).astype(np.float32), 0.0),
+            "particles.csv",
+            "--coordinates-voxel-size",
+            "20",
+        ),
+        2,
+        TARGETS + "nosize.mrc: no voxel size in the MRC header, needed by --coordinates-voxel-size",
     ),
     (
         "unknown table type",

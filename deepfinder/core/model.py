@@ -171,6 +171,18 @@ def save_model(model, weights_path: str | os.PathLike, metadata: dict) -> Path:
     return weights_path
 
 
+def read_metadata(weights_path: str | os.PathLike) -> dict:
+    """The description of a model (class count, names, voxel size...) from the JSON beside its
+    weights; empty without one, :class:`InputError` when it is not JSON."""
+    meta_file = metadata_path(weights_path)
+    if not meta_file.exists():
+        return {}
+    try:
+        return json.loads(meta_file.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"{meta_file} is not a readable model description (JSON): {error}") from error
+
+
 def load_model(weights_path: str | os.PathLike, n_classes: int | None = None, precision: str = "float32"):
     """Build the U-net (in ``precision``, see :func:`build_unet`), load weights; return ``(model, metadata)``.
 
@@ -181,10 +193,7 @@ def load_model(weights_path: str | os.PathLike, n_classes: int | None = None, pr
     if not weights_path.exists():
         raise FileNotFoundError(f"Model weights not found: {weights_path}")
     meta_file = metadata_path(weights_path)
-    try:
-        metadata = json.loads(meta_file.read_text()) if meta_file.exists() else {}
-    except json.JSONDecodeError as error:
-        raise InputError(f"{meta_file} is not a readable model description (JSON): {error}") from error
+    metadata = read_metadata(weights_path)
     if n_classes is None:
         n_classes = metadata.get("n_classes")
     if n_classes is None:

@@ -42,6 +42,7 @@ from .model import (
     load_model,
     logits_model,
     metadata_path,
+    read_metadata,
     resolve_precision,
     save_model,
 )
@@ -540,8 +541,7 @@ def _check_initial_weights(initial_weights, n_classes) -> None:
     initial_weights = Path(initial_weights)
     if not initial_weights.exists():
         raise FileNotFoundError(f"Initial model not found: {initial_weights}")
-    meta_file = metadata_path(initial_weights)
-    metadata = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    metadata = read_metadata(initial_weights)
     if metadata.get("n_classes", n_classes) != n_classes:
         raise InputError(
             f"Initial model {initial_weights} has {metadata['n_classes']} classes but "

@@ -121,6 +121,8 @@ def train(tomogram="tomo.mrc", labels="labels.mrc", particles="particles.csv", *
         "out/run",
         "--patch-size",
         "8",
+        "--shift",
+        "2",
         *extra,
     ]
 
@@ -379,6 +381,13 @@ REFUSALS = [
         TRAIN + "p.csv: no particle in the table",
     ),
     (
+        "train from a model whose description is not JSON",
+        lambda f: train("tomo.mrc", "labels.mrc", "particles.csv", "--initial-weights", _model(f, "[3")),
+        2,
+        TRAIN + "model.json is not a readable model description (JSON): "
+        "Expecting ',' delimiter: line 1 column 3 (char 2)",
+    ),
+    (
         "train two tables for one tomogram",
         lambda f: (
             ["train", "--tomograms", "tomo.mrc", "--labels", "labels.mrc"]
@@ -450,7 +459,11 @@ def test_a_bad_input_is_refused_in_one_line_and_nothing_changes(tmp_path, make_a
     lines = result.stderr.strip().splitlines()
     assert lines[-1] == message
     assert "Traceback" not in result.stderr
-    assert len(lines) == 1 or lines[0].startswith("usage:"), result.stderr  # argparse shows the usage
+    # Besides the error line: argparse's usage, or warnings found while checking, one line each.
+    assert [line for line in lines if ": error: " in line] == [message]
+    assert all(line.startswith(("usage:", " ")) or ": warning: " in line for line in lines[:-1]), (
+        result.stderr
+    )
     assert _checksums(tmp_path) == before
     assert not (tmp_path / "out").exists()
 

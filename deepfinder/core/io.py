@@ -69,7 +69,9 @@ def _check_mrc_size(path: Path) -> None:
             with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
                 header = mrc.header
     except (ValueError, OSError, EOFError) as error:
-        raise InputError(f"{path} is not a readable MRC file: {error}") from error
+        raise InputError(
+            f"{path} is not a readable MRC file (no MRC header, or a damaged one: {error})"
+        ) from error
     mode = int(header.mode)
     try:
         item_size = mrcfile.utils.dtype_from_mode(mode).itemsize

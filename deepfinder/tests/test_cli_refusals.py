@@ -138,7 +138,7 @@ REFUSALS = [
         "corrupt MRC",
         lambda f: targets(_garbage(f, "bad.mrc")),
         2,
-        TARGETS + "bad.mrc is not a readable MRC file: negative count",
+        TARGETS + "bad.mrc is not a readable MRC file (no MRC header, or a damaged one: negative count)",
     ),
     (
         "truncated MRC",
@@ -157,7 +157,8 @@ REFUSALS = [
         "empty MRC file",
         lambda f: targets(_write(f, "empty.mrc", "")),
         2,
-        TARGETS + "empty.mrc is not a readable MRC file: Couldn't read enough bytes for MRC header",
+        TARGETS + "empty.mrc is not a readable MRC file (no MRC header, or a damaged one: "
+        "Couldn't read enough bytes for MRC header)",
     ),
     (
         "CSV with a missing value",

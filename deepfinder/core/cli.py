@@ -591,8 +591,9 @@ def main(argv=None) -> None:
 
     args = build_parser().parse_args(argv)
     if not args.debug:
-        # Level 3 also hides TensorFlow's native start-up lines (deepfinder.core.model.import_tensorflow).
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # Level 3 also hides TensorFlow's native start-up lines (deepfinder.core.model.import_tensorflow),
+        # whatever level the calling environment (e.g. Scipion's) set.
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     prog = args.command_parser.prog
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     with engine_log(level), warnings.catch_warnings():

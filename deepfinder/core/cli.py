@@ -10,8 +10,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
+import sys
+import warnings
+from functools import partial
 
+from .errors import InputError
 from .settings import (
     LOSSES,
     PRECISIONS,
@@ -34,6 +39,9 @@ def _command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("--quiet", action="store_true", help="print warnings and results only")
     verbosity.add_argument("--verbose", action="store_true", help="also print the engine's details")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error and TensorFlow's own messages"
+    )
     parser.set_defaults(command_parser=parser)
     return parser
 
@@ -138,20 +146,54 @@ def _run_simulate(args) -> None:
     )
 
 
-def _particles_of(table, tomogram, tomo_id=None):
-    """Rows of ``table`` for ``tomogram``: those named ``tomo_id`` or the file stem, or all
-    rows when the table names a single tomogram."""
+def _particles_of(table, tomogram, path, tomo_id=None):
+    """Rows of ``table`` (read from ``path``) for ``tomogram``: those named ``tomo_id`` or the
+    file stem, or all rows when the table names a single tomogram; refused when none."""
     from pathlib import Path
 
     names = set(table.tomo.tolist())
     wanted = tomo_id or Path(tomogram).stem
     if wanted in names:
         return table.of_tomogram(wanted)
+    if not len(table):
+        raise InputError(f"{path}: no particle in the table")
     if tomo_id is None and len(names) <= 1:
         return table
-    raise ValueError(
-        f"No particle of {tomogram} in the table (tomogram ids {sorted(names)[:5]}...): "
+    raise InputError(
+        f"{path}: no particle of {tomogram} (tomogram ids {sorted(names)[:5]}): "
         f"name it with --tomo-id or give one particle file per tomogram"
+    )
+
+
+def _read_table_for(path, tomogram, args, tomo_id=None):
+    """The particles of ``tomogram`` in the table ``path``, in the tomogram's voxels."""
+    from . import io
+
+    shape_xyz = io.read_volume(tomogram).shape[::-1]
+    voxel_size = io.read_voxel_size(tomogram) or 1.0
+    table = io.read_particles(path, args.star_convention, voxel_size, shape_xyz)
+    if args.coordinates_voxel_size:
+        if io.particle_file_type(path) == ".star" and args.star_convention == "relion5":
+            raise InputError(
+                f"{path}: relion5 STAR positions are in Angstrom, not voxels: drop --coordinates-voxel-size"
+            )
+        if not io.read_voxel_size(tomogram):
+            raise InputError(
+                f"{tomogram}: no voxel size in the MRC header, needed by --coordinates-voxel-size"
+            )
+        table = io.rescale_positions(table, args.coordinates_voxel_size, voxel_size, shape_xyz, path)
+    return _particles_of(table, tomogram, path, tomo_id)
+
+
+def _add_coordinates_options(parser) -> None:
+    parser.add_argument("--star-convention", default="relion4", choices=["relion4", "relion5"])
+    parser.add_argument(
+        "--coordinates-voxel-size",
+        type=float,
+        default=None,
+        metavar="ANGSTROM",
+        help="Angstrom per voxel of the positions in the particle tables (CSV, XML, relion4 STAR), "
+        "if not the tomogram's: they are rescaled to the tomogram's voxels (default: the tomogram's)",
     )
 
 
@@ -187,7 +229,7 @@ def _add_targets(subparsers) -> None:
         default=None,
         help="label map (MRC) to merge in, e.g. membranes; particles replace it",
     )
-    parser.add_argument("--star-convention", default="relion4", choices=["relion4", "relion5"])
+    _add_coordinates_options(parser)
     parser.add_argument("--out", required=True, help="output label map (MRC)")
     parser.set_defaults(func=_run_targets)
 
@@ -206,8 +248,7 @@ def _run_targets(args) -> None:
     )
     shape = io.read_volume(args.tomogram).shape
     voxel_size = io.read_voxel_size(args.tomogram) or 1.0
-    table = io.read_particles(args.particles, args.star_convention, voxel_size, shape[::-1])
-    particles = _particles_of(table, args.tomogram, args.tomo_id)
+    particles = _read_table_for(args.particles, args.tomogram, args, args.tomo_id)
     initial = io.read_volume(args.initial_labels) if args.initial_labels else None
     classes = sorted({int(c) for c in particles.class_id})
     if args.radius:
@@ -280,60 +321,47 @@ def _add_train(subparsers) -> None:
         default=None,
         help="Angstrom per voxel (default: from the first tomogram's header)",
     )
-    parser.add_argument("--star-convention", default="relion4", choices=["relion4", "relion5"])
+    _add_coordinates_options(parser)
     _add_setting(parser, TrainingSettings, "seed", "--seed", type=int)
     _add_setting(parser, TrainingSettings, "precision", "--precision", choices=PRECISIONS)
     parser.set_defaults(func=_run_train)
 
 
-def _tables_for(tomograms, particle_files, star_convention):
-    from . import io
-
-    def read(path, tomogram):
-        return io.read_particles(
-            path, star_convention, io.read_voxel_size(tomogram) or 1.0, io.read_volume(tomogram).shape[::-1]
-        )
-
+def _tables_for(tomograms, particle_files, args):
     if len(particle_files) == len(tomograms):
-        return [_particles_of(read(p, t), t) for p, t in zip(particle_files, tomograms)]
+        return [_read_table_for(p, t, args) for p, t in zip(particle_files, tomograms)]
     if len(particle_files) == 1:
-        return [_particles_of(read(particle_files[0], t), t) for t in tomograms]
-    raise SystemExit(
-        f"deepfinder: give one particle file per tomogram ({len(tomograms)}) or a "
-        f"single one, not {len(particle_files)}"
+        return [_read_table_for(particle_files[0], t, args) for t in tomograms]
+    raise InputError(
+        f"give one particle file per tomogram ({len(tomograms)}) or a single one, not {len(particle_files)}"
     )
 
 
 def _run_train(args) -> None:
-    import sys
 
     from . import io
-    from .train import TrainingFolderError, train
+    from .train import train
 
     settings = training_settings(args)
     settings.check()
-    try:
-        best = train(
-            args.tomograms,
-            args.labels,
-            _tables_for(args.tomograms, args.particles, args.star_convention),
-            args.out,
-            args.classes,
-            settings,
-            validation_tomograms=args.val_tomograms,
-            validation_label_maps=args.val_labels,
-            validation_particles=_tables_for(args.val_tomograms, args.val_particles, args.star_convention)
-            if args.val_tomograms
-            else (),
-            validation_fraction=args.val_fraction,
-            initial_weights=args.initial_weights,
-            resume=not args.restart,
-            class_names=args.class_names,
-            voxel_size=args.voxel_size or io.read_voxel_size(args.tomograms[0]) or 1.0,
-        )
-    except TrainingFolderError as error:
-        print(f"deepfinder: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    best = train(
+        args.tomograms,
+        args.labels,
+        _tables_for(args.tomograms, args.particles, args),
+        args.out,
+        args.classes,
+        settings,
+        validation_tomograms=args.val_tomograms,
+        validation_label_maps=args.val_labels,
+        validation_particles=_tables_for(args.val_tomograms, args.val_particles, args)
+        if args.val_tomograms
+        else (),
+        validation_fraction=args.val_fraction,
+        initial_weights=args.initial_weights,
+        resume=not args.restart,
+        class_names=args.class_names,
+        voxel_size=args.voxel_size or io.read_voxel_size(args.tomograms[0]) or 1.0,
+    )
     print(f"Best model: {best}")
 
 
@@ -442,7 +470,7 @@ def _run_cluster(args) -> None:
         paths = score_map_paths(args.scores, max(classes, default=0) + 1)
         missing = [str(p) for k, p in paths.items() if k in classes and not p.exists()]
         if missing:
-            raise SystemExit(f"deepfinder: score maps not found: {', '.join(missing)}")
+            raise InputError(f"score maps not found: {', '.join(missing)}")
         score_maps = {k: io.read_volume(p) for k, p in paths.items() if k in classes}
     tomo = args.tomo_id or Path(args.labels).stem
     clusters = find_clusters(
@@ -536,7 +564,7 @@ def _run_evaluate(args) -> None:
         confusion = confusion_by_occupancy(detected, rule["occupancy_map"], reference)
     else:
         if args.tolerance_angstrom is not None and not args.voxel_size:
-            raise SystemExit("deepfinder: --tolerance-angstrom needs --voxel-size")
+            raise InputError("--tolerance-angstrom needs --voxel-size")
         rule["tolerance_voxels"] = (
             args.tolerance if args.tolerance is not None else args.tolerance_angstrom / args.voxel_size
         )
@@ -551,7 +579,7 @@ def _run_evaluate(args) -> None:
     if args.sweep:
         finite = detected.score[np.isfinite(detected.score)]
         if not len(finite):
-            raise SystemExit("deepfinder: --sweep needs detections with scores")
+            raise InputError("--sweep needs detections with scores")
         curves = threshold_sweep(
             detected, reference, np.quantile(finite, np.linspace(0, 1, args.sweep)), class_names=names, **rule
         )
@@ -575,27 +603,68 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    from .io import OutputOverwritesInput
+    """Run a ``deepfinder`` command line and exit with its status.
+
+    A refused input or setting prints one line and exits with code 2, any other
+    failure one line and code 1 (``--debug``: the traceback instead), an interrupt
+    code 130. Warnings are one line each.
+    """
     from .logs import engine_log
 
     args = build_parser().parse_args(argv)
+    if not args.debug:
+        # Level 3 also hides TensorFlow's native start-up lines (deepfinder.core.model.import_tensorflow),
+        # whatever level the calling environment (e.g. Scipion's) set.
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    prog = args.command_parser.prog
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     # A terminated run (a batch system's time limit) unwinds like an interrupted one, so that
     # its temporary output files are removed and the previous outputs stay.
     previous_handler = signal.signal(signal.SIGTERM, _exit_when_terminated)
-    with engine_log(level):
+    with engine_log(level), warnings.catch_warnings():
+        if not args.debug:
+            warnings.showwarning = partial(_show_warning, prog)
         try:
             args.func(args)
         except SettingError as error:
+            if args.debug:
+                raise
             args.command_parser.error(f"{_option_of(args.command_parser, error.setting)}: {error.problem}")
-        except OutputOverwritesInput as error:
-            args.command_parser.error(str(error))
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            sys.exit(130)
+        except Exception as error:
+            if args.debug:
+                raise
+            user_error = isinstance(error, InputError | _PATH_ERRORS)
+            hint = "" if user_error else " (run with --debug for the traceback)"
+            print(f"{prog}: error: {_message_of(error)}{hint}", file=sys.stderr)
+            sys.exit(2 if user_error else 1)
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
 
 
 def _exit_when_terminated(signal_number, frame) -> None:
     raise SystemExit(128 + signal_number)
+
+
+# A path the user gave that cannot be read or written as asked.
+_PATH_ERRORS = FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError | FileExistsError
+
+
+def _message_of(error: Exception) -> str:
+    """One line saying what went wrong: the engine's message, or the file and problem of an OSError."""
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    if isinstance(error, InputError | OSError):
+        message = str(error)
+    else:
+        message = f"{type(error).__name__}: {error}"
+    return " ".join(message.split())
+
+
+def _show_warning(prog, message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"{prog}: warning: {message}", file=sys.stderr)
 
 
 def _option_of(parser: argparse.ArgumentParser, setting: str) -> str:

@@ -33,6 +33,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .errors import InputError
 from .particles import ParticleTable
 from .settings import ClusterSettings
 
@@ -282,35 +283,35 @@ def _components_per_class(label_map: np.ndarray) -> tuple[np.ndarray, int]:
 def _check_inputs(label_map, radius_voxels, min_cluster_size, score_maps, bandwidth_voxels, settings):
     settings.check()
     if label_map.ndim != 3:
-        raise ValueError(f"label_map must be a 3D (z, y, x) array, got shape {label_map.shape}")
+        raise InputError(f"label_map must be a 3D (z, y, x) array, got shape {label_map.shape}")
     if not np.issubdtype(label_map.dtype, np.integer):
-        raise ValueError(f"label_map must hold integer class labels, got {label_map.dtype}")
+        raise InputError(f"label_map must hold integer class labels, got {label_map.dtype}")
     if label_map.size and label_map.min() < 0:
-        raise ValueError("label_map holds negative labels; classes are 0 (background), 1, 2, ...")
+        raise InputError("label_map holds negative labels; classes are 0 (background), 1, 2, ...")
     radius = {int(k): float(v) for k, v in dict(radius_voxels).items()}
     bandwidth = {int(k): float(v) for k, v in dict(bandwidth_voxels or radius).items()}
     for name, values in (("radius_voxels", radius), ("bandwidth_voxels", bandwidth)):
         bad = {k: v for k, v in values.items() if not v > 0}
         if bad:
-            raise ValueError(f"{name} must be > 0 voxels for every class, got {bad}")
+            raise InputError(f"{name} must be > 0 voxels for every class, got {bad}")
     present = {int(k) for k in np.unique(label_map)} - {0}
     missing = sorted(present - set(radius))
     if missing:
-        raise ValueError(
+        raise InputError(
             f"label_map has class(es) {missing} with no radius in radius_voxels: give a radius for each class"
         )
     missing = sorted(present - set(bandwidth))
     if missing:
-        raise ValueError(f"bandwidth_voxels lacks class(es) {missing} present in label_map")
+        raise InputError(f"bandwidth_voxels lacks class(es) {missing} present in label_map")
     given = {int(k): int(v) for k, v in dict(min_cluster_size or {}).items()}
     min_size = {k: int(settings.min_size_fraction * ball_volume(r)) for k, r in radius.items()}
     min_size.update(given)
     bad = {k: v for k, v in given.items() if v < 0}
     if bad:
-        raise ValueError(f"min_cluster_size must be >= 0 voxels, got {bad}")
+        raise InputError(f"min_cluster_size must be >= 0 voxels, got {bad}")
     for k, score_map in dict(score_maps or {}).items():
         if np.shape(score_map) != label_map.shape:
-            raise ValueError(
+            raise InputError(
                 f"Score map of class {k} has shape {np.shape(score_map)}, the "
                 f"label map {label_map.shape}: both must come from one segmentation"
             )

@@ -29,6 +29,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from .errors import InputError
 from .io import atomic_output
 from .particles import ParticleTable
 
@@ -98,9 +99,9 @@ def match_by_distance(
         voxel size), typically about the particle radius.
     """
     if not tolerance_voxels > 0:
-        raise ValueError(f"tolerance_voxels must be > 0, got {tolerance_voxels}")
+        raise InputError(f"tolerance_voxels must be > 0, got {tolerance_voxels}")
     if len(detected) and len(reference) and not np.intersect1d(detected.tomo, reference.tomo).size:
-        raise ValueError(
+        raise InputError(
             f"Detections (tomograms {sorted(set(detected.tomo))[:3]}) and reference "
             f"(tomograms {sorted(set(reference.tomo))[:3]}) share no tomogram id: "
             f"give both tables the same ids in their tomo column"
@@ -181,7 +182,7 @@ def confusion_by_distance(
     in column 0 (background) when none is that close.
     """
     if not tolerance_voxels > 0:
-        raise ValueError(f"tolerance_voxels must be > 0, got {tolerance_voxels}")
+        raise InputError(f"tolerance_voxels must be > 0, got {tolerance_voxels}")
     under = np.zeros(len(detected), dtype=int)
     for tomo in np.intersect1d(detected.tomo, reference.tomo):
         det = np.flatnonzero(detected.tomo == tomo)
@@ -223,13 +224,13 @@ def _particle_under(
     """Index of the reference particle whose occupancy holds each detection, -1 if none."""
     occupancy_map = np.asarray(occupancy_map)
     if occupancy_map.ndim != 3:
-        raise ValueError(f"occupancy_map must be a 3D (z, y, x) array, got {occupancy_map.shape}")
+        raise InputError(f"occupancy_map must be a 3D (z, y, x) array, got {occupancy_map.shape}")
     if len(np.unique(detected.tomo)) > 1:
-        raise ValueError(
+        raise InputError(
             "Occupancy scores one tomogram: select its detections with ParticleTable.of_tomogram"
         )
     if occupancy_map.size and occupancy_map.max() > len(reference):
-        raise ValueError(
+        raise InputError(
             f"occupancy_map holds particle id {occupancy_map.max()} but the reference "
             f"has {len(reference)} particles: ids must be 1..{len(reference)}"
         )
@@ -287,7 +288,7 @@ def threshold_sweep(
     Every class of the full detection and reference sets has a row at every threshold.
     """
     if (tolerance_voxels is None) == (occupancy_map is None):
-        raise ValueError("Give exactly one matching rule: tolerance_voxels or occupancy_map")
+        raise InputError("Give exactly one matching rule: tolerance_voxels or occupancy_map")
     thresholds = np.sort(np.asarray(thresholds, dtype=float))
     classes = np.union1d(detected.class_id, reference.class_id)
     table = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import logging
 import os
 import re
@@ -17,13 +18,17 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import mrcfile
+import mrcfile.utils
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .errors import InputError
 from .particles import ParticleTable, euler_angles, rotations_from_euler_zxz
 
 PathLike = str | os.PathLike
 ShapeXYZ = tuple[int, int, int]
+# Share of particle positions outside the volume above which their voxel size is doubted.
+OUTSIDE_WARNING_FRACTION = 0.05
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +36,7 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- output files
 
 
-class OutputOverwritesInput(ValueError):
+class OutputOverwritesInput(InputError):
     """An output path names an input file (or another output): nothing was written."""
 
 
@@ -82,8 +87,8 @@ def atomic_output(path: PathLike, suffix: str = "") -> Iterator[Path]:
     replaced together by nesting blocks (or a :class:`contextlib.ExitStack`):
     the first entered is renamed last.
     """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)  # an error names the path as given
     target = Path(os.path.realpath(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_temporaries(target)
     temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}{suffix}")
     try:
@@ -121,11 +126,13 @@ def read_volume(path: PathLike, mmap: bool = True) -> np.ndarray:
     """Read an MRC volume as a (z, y, x) array, memory-mapped by default.
 
     Real-world headers (e.g. a zero machine stamp) are tolerated with a
-    warning; a file that is not MRC at all raises ``ValueError``.
+    warning; a file that is not MRC at all, or shorter than its header says,
+    raises :class:`InputError`.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Volume file not found: {path}")
+    _check_mrc_size(path)
     opener = mrcfile.mmap if mmap else mrcfile.open
     try:
         with warnings.catch_warnings():
@@ -137,14 +144,43 @@ def read_volume(path: PathLike, mmap: bool = True) -> np.ndarray:
                 warnings.simplefilter("ignore", RuntimeWarning)  # reported once, below
                 mrc = opener(path, mode="r", permissive=True)
         except ValueError as error:
-            raise ValueError(f"{path} is not a readable MRC file: {error}") from error
+            raise InputError(f"{path} is not a readable MRC file: {error}") from error
         if mrc.data is None:
-            raise ValueError(f"{path} is not a readable MRC file: {strict_error}") from strict_error
+            raise InputError(f"{path} is not a readable MRC file: {strict_error}") from strict_error
         warnings.warn(f"{path}: non-standard MRC header ({strict_error}); read permissively", stacklevel=2)
     data = mrc.data
     if data is None or data.ndim not in (2, 3):
-        raise ValueError(f"{path} holds no 3D volume")
+        raise InputError(f"{path} holds no 3D volume")
     return data if data.ndim == 3 else data[np.newaxis]
+
+
+def _check_mrc_size(path: Path) -> None:
+    """Refuse an MRC file whose header is unreadable, whose mode is unknown or that is shorter
+    than its header says (a truncated copy)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
+                header = mrc.header
+    except (ValueError, OSError, EOFError) as error:
+        raise InputError(
+            f"{path} is not a readable MRC file (no MRC header, or a damaged one: {error})"
+        ) from error
+    mode = int(header.mode)
+    try:
+        item_size = mrcfile.utils.dtype_from_mode(mode).itemsize
+    except ValueError as error:
+        raise InputError(f"{path}: MRC mode {mode} is not supported (use mode 0, 1, 2, 6 or 12)") from error
+    shape = (int(header.nz), int(header.ny), int(header.nx))
+    if min(shape) < 1:
+        raise InputError(f"{path}: the MRC header gives an empty volume of {shape[2]}x{shape[1]}x{shape[0]}")
+    expected = 1024 + int(header.nsymbt) + item_size * int(np.prod(shape, dtype=np.int64))
+    size = path.stat().st_size
+    if size < expected:
+        raise InputError(
+            f"{path} is truncated: {size} bytes, but its header describes {shape[2]}x{shape[1]}x{shape[0]} "
+            f"voxels of MRC mode {mode} ({expected} bytes)"
+        )
 
 
 def read_voxel_size(path: PathLike) -> float:
@@ -227,25 +263,48 @@ def write_particles_csv(path: PathLike, table: ParticleTable) -> Path:
 
 
 def read_particles_csv(path: PathLike) -> ParticleTable:
-    """Read a table written by :func:`write_particles_csv` (angles and score optional)."""
+    """Read a table written by :func:`write_particles_csv` (angles and score optional).
+
+    A missing column, a missing position or class, or a value that is not a number
+    raises :class:`InputError` naming the file, the line and the column.
+    """
     with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+        reader = csv.DictReader(handle)
+        rows = [(reader.line_num, row) for row in reader]
+        columns = reader.fieldnames or []
+    missing = {"class_id", "x", "y", "z"} - set(columns)
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+            f"expected columns {', '.join(CSV_COLUMNS)}"
+        )
     if not rows:
         return ParticleTable.empty()
-    missing = {"class_id", "x", "y", "z"} - set(rows[0])
-    if missing:
-        raise ValueError(
-            f"{path}: missing column(s) {sorted(missing)}; expected columns {', '.join(CSV_COLUMNS)}"
-        )
 
-    def column(name, default):
-        return np.array([float(r.get(name) or default) for r in rows])
+    def column(name, default=None):
+        values = []
+        for line, row in rows:
+            text = (row.get(name) or "").strip()
+            if not text:
+                if default is None:
+                    raise InputError(f"{path}:{line}: column {name}: missing value")
+                values.append(default)
+                continue
+            try:
+                values.append(float(text))
+            except ValueError:
+                raise InputError(f"{path}:{line}: column {name}: {text!r} is not a number") from None
+        return np.array(values, dtype=float)
 
+    class_id = column("class_id")
+    if np.any(class_id != np.round(class_id)):
+        line = rows[int(np.flatnonzero(class_id != np.round(class_id))[0])][0]
+        raise InputError(f"{path}:{line}: column class_id: class ids are whole numbers")
     return ParticleTable(
-        tomo=np.array([r.get("tomo", "") for r in rows]),
-        class_id=column("class_id", 0).astype(int),
-        xyz=np.stack([column("x", 0), column("y", 0), column("z", 0)], axis=1),
-        rotation=rotations_from_euler_zxz(column("phi", 0), column("theta", 0), column("psi", 0)),
+        tomo=np.array([row.get("tomo") or "" for _, row in rows]),
+        class_id=class_id.astype(int),
+        xyz=np.stack([column("x"), column("y"), column("z")], axis=1),
+        rotation=rotations_from_euler_zxz(column("phi", 0.0), column("theta", 0.0), column("psi", 0.0)),
         score=column("score", np.nan),
     )
 
@@ -279,21 +338,77 @@ def write_particles_xml(path: PathLike, table: ParticleTable) -> Path:
 
 
 def read_particles_xml(path: PathLike) -> ParticleTable:
-    """Read a DeepFinder/SHREC object list (angles phi, psi, the in degrees, ZXZ)."""
-    objects = ET.parse(path).getroot().findall("object")
+    """Read a DeepFinder/SHREC object list (angles phi, psi, the in degrees, ZXZ).
+
+    A file that is not XML, or an object without a position or with a value that is not a
+    number, raises :class:`InputError` naming the file and the object (1 for the first).
+    """
+    try:
+        objects = ET.parse(path).getroot().findall("object")
+    except ET.ParseError as error:
+        raise InputError(f"{path}: not a readable XML object list ({error})") from None
     if not objects:
         return ParticleTable.empty()
 
-    def attribute(name, default=0.0):
-        return np.array([float(o.get(name, default)) for o in objects])
+    def attribute(name, default=None):
+        values = []
+        for number, element in enumerate(objects, start=1):
+            text = (element.get(name) or "").strip()
+            if not text:
+                if default is None:
+                    raise InputError(f"{path}: object {number}: attribute {name}: missing value")
+                values.append(default)
+                continue
+            try:
+                values.append(float(text))
+            except ValueError:
+                raise InputError(
+                    f"{path}: object {number}: attribute {name}: {text!r} is not a number"
+                ) from None
+        return np.array(values, dtype=float)
 
     return ParticleTable(
         tomo=np.array([o.get("tomo_idx", "0") for o in objects]),
         class_id=attribute("class_label").astype(int),
         xyz=np.stack([attribute("x"), attribute("y"), attribute("z")], axis=1),
-        rotation=rotations_from_euler_zxz(attribute("phi"), attribute("the"), attribute("psi")),
+        rotation=rotations_from_euler_zxz(
+            attribute("phi", 0.0), attribute("the", 0.0), attribute("psi", 0.0)
+        ),
         score=attribute("cluster_size", np.nan),
     )
+
+
+def rescale_positions(
+    table: ParticleTable,
+    coordinates_voxel_size: float,
+    voxel_size: float,
+    volume_shape_xyz: ShapeXYZ,
+    source: PathLike = "",
+) -> ParticleTable:
+    """``table`` with positions given in voxels of ``coordinates_voxel_size`` (Angstrom) moved to
+    voxels of ``voxel_size``, the tomogram's (Angstrom).
+
+    Positions measured from the volume corner, as in the tables (voxel centres at whole numbers).
+    Logs a warning when more than :data:`OUTSIDE_WARNING_FRACTION` of them fall outside a
+    volume of ``volume_shape_xyz`` voxels: the coordinates' voxel size is then likely wrong.
+    """
+    if coordinates_voxel_size <= 0 or voxel_size <= 0:
+        raise InputError(f"voxel sizes must be > 0 Angstrom, got {coordinates_voxel_size} and {voxel_size}")
+    xyz = table.xyz * (coordinates_voxel_size / voxel_size)
+    size = np.asarray(volume_shape_xyz, dtype=float)
+    outside = np.any((np.rint(xyz) < 0) | (np.rint(xyz) >= size), axis=1)
+    if len(xyz) and outside.mean() > OUTSIDE_WARNING_FRACTION:
+        logging.getLogger(__name__).warning(
+            "%s: %d of %d positions lie outside the tomogram (x, y, z) = %s at %g A/voxel "
+            "(%g A/voxel in the tomogram): is the coordinates' voxel size right?",
+            source or "particle table",
+            int(outside.sum()),
+            len(xyz),
+            tuple(int(n) for n in size),
+            coordinates_voxel_size,
+            voxel_size,
+        )
+    return dataclasses.replace(table, xyz=xyz)
 
 
 STAR_CONVENTIONS = ("relion4", "relion5")
@@ -362,12 +477,18 @@ def read_particles_star(
     def column(name, default=None):
         if name not in labels:
             if default is None:
-                raise ValueError(f"{path}: no _{name} column; is it a {convention} file?")
+                raise InputError(f"{path}: no _{name} column; is it a {convention} file?")
             return np.full(len(rows), default, dtype=float)
         index = labels.index(name)
-        return np.array([float(r[index]) for r in rows])
+        values = []
+        for line, fields in rows:
+            try:
+                values.append(float(fields[index]))
+            except ValueError:
+                raise InputError(f"{path}:{line}: column {name}: {fields[index]!r} is not a number") from None
+        return np.array(values, dtype=float)
 
-    tomo = np.array([r[labels.index("rlnTomoName")] if "rlnTomoName" in labels else "" for r in rows])
+    tomo = np.array([f[labels.index("rlnTomoName")] if "rlnTomoName" in labels else "" for _, f in rows])
     if convention == "relion4":
         xyz = np.stack([column(f"rlnCoordinate{a}") for a in "XYZ"], axis=1)
     else:
@@ -391,10 +512,10 @@ PARTICLE_FILE_TYPES = (".csv", ".xml", ".star")
 
 
 def particle_file_type(path: PathLike) -> str:
-    """The type of a particle file from its extension: .csv, .xml or .star; ValueError for others."""
+    """The type of a particle file from its extension: .csv, .xml or .star; InputError for others."""
     suffix = Path(path).suffix.lower()
     if suffix not in PARTICLE_FILE_TYPES:
-        raise ValueError(f"{path}: unknown particle file type; use .csv, .xml or .star")
+        raise InputError(f"{path}: unknown particle file type; use .csv, .xml or .star")
     return suffix
 
 
@@ -471,11 +592,12 @@ def _rotations_from_relion(angles: np.ndarray) -> np.ndarray:
     return np.transpose(inverse, (0, 2, 1))
 
 
-def _read_star_loop(path: PathLike) -> tuple[list[str], list[list[str]]]:
+def _read_star_loop(path: PathLike) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Column labels and rows (line number, values) of the first loop of a STAR file."""
     labels: list[str] = []
-    rows: list[list[str]] = []
+    rows: list[tuple[int, list[str]]] = []
     in_loop = False
-    for line in Path(path).read_text().splitlines():
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
         line = line.strip()
         if line == "loop_":
             if labels:
@@ -486,7 +608,10 @@ def _read_star_loop(path: PathLike) -> tuple[list[str], list[list[str]]]:
         elif in_loop and labels and line and not line.startswith("#"):
             if line.startswith("data_"):
                 break
-            rows.append(line.split())
+            fields = line.split()
+            if len(fields) < len(labels):
+                raise InputError(f"{path}:{number}: {len(fields)} values for {len(labels)} columns")
+            rows.append((number, fields))
     if not labels:
-        raise ValueError(f"{path}: no STAR loop found")
+        raise InputError(f"{path}: no STAR loop found")
     return labels, rows

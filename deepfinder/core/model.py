@@ -4,14 +4,36 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+from .errors import InputError  # noqa: E402
 from .io import atomic_output  # noqa: E402
 from .settings import PRECISIONS, check_patch_size  # noqa: E402
+
+
+def import_tensorflow():
+    """Import TensorFlow and return it; with ``TF_CPP_MIN_LOG_LEVEL=3`` (set by the command line),
+    its native start-up lines (oneDNN, CUDA drivers), printed before its log level applies, are
+    kept off stderr. A failed import still raises, with its message."""
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        import tensorflow
+
+        return tensorflow
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return tensorflow
 
 
 def cpu_bfloat16_instructions() -> list[str]:
@@ -28,8 +50,7 @@ def native_bfloat16_cpu() -> bool:
     """True when the CPU computes bfloat16 in hardware (AVX512-BF16 or AMX) and no GPU is visible."""
     if not cpu_bfloat16_instructions():
         return False
-    import tensorflow as tf
-
+    tf = import_tensorflow()
     return not tf.config.list_physical_devices("GPU")
 
 
@@ -66,6 +87,7 @@ def build_unet(n_classes: int, patch_size: int | None = None, precision: str = "
     keras.Model
         Input (batch, z, y, x, 1) float32; output (batch, z, y, x, n_classes) softmax.
     """
+    import_tensorflow()
     import keras
     from keras import layers
 
@@ -154,6 +176,18 @@ def save_model(model, weights_path: str | os.PathLike, metadata: dict) -> Path:
     return weights_path
 
 
+def read_metadata(weights_path: str | os.PathLike) -> dict:
+    """The description of a model (class count, names, voxel size...) from the JSON beside its
+    weights; empty without one, :class:`InputError` when it is not JSON."""
+    meta_file = metadata_path(weights_path)
+    if not meta_file.exists():
+        return {}
+    try:
+        return json.loads(meta_file.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"{meta_file} is not a readable model description (JSON): {error}") from error
+
+
 def load_model(weights_path: str | os.PathLike, n_classes: int | None = None, precision: str = "float32"):
     """Build the U-net (in ``precision``, see :func:`build_unet`), load weights; return ``(model, metadata)``.
 
@@ -164,21 +198,23 @@ def load_model(weights_path: str | os.PathLike, n_classes: int | None = None, pr
     if not weights_path.exists():
         raise FileNotFoundError(f"Model weights not found: {weights_path}")
     meta_file = metadata_path(weights_path)
-    metadata = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    metadata = read_metadata(weights_path)
     if n_classes is None:
         n_classes = metadata.get("n_classes")
     if n_classes is None:
-        raise ValueError(
+        raise InputError(
             f"{weights_path} has no {meta_file.name} beside it: give the number of "
             "classes (background included)"
         )
     if metadata.get("n_classes", n_classes) != n_classes:
-        raise ValueError(f"{weights_path} was trained for {metadata['n_classes']} classes, not {n_classes}")
+        raise InputError(f"{weights_path} was trained for {metadata['n_classes']} classes, not {n_classes}")
     model = build_unet(n_classes, precision=precision)
     try:
         model.load_weights(weights_path)
+    except OSError as error:
+        raise InputError(f"{weights_path} is not a readable model file (HDF5 weights): {error}") from error
     except ValueError as error:
-        raise ValueError(
+        raise InputError(
             f"{weights_path} does not hold weights of the DeepFinder U-net with {n_classes} classes: {error}"
         ) from error
     return model, {**metadata, "n_classes": n_classes}

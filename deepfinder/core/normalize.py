@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
+
 SAMPLE_SIZE = 2_000_000
 
 
@@ -15,7 +17,7 @@ def tomogram_stats(volume: np.ndarray, seed: int = 0) -> tuple[float, float]:
     """Mean and standard deviation of a tomogram, from a random subsample of voxels.
 
     Works on memory-mapped arrays without reading the whole file. Raises
-    ``ValueError`` for tomograms with NaN/inf values or no contrast.
+    :class:`~deepfinder.core.errors.InputError` for tomograms with NaN/inf values or no contrast.
     """
     flat_size = volume.size
     if flat_size <= SAMPLE_SIZE:
@@ -27,10 +29,10 @@ def tomogram_stats(volume: np.ndarray, seed: int = 0) -> tuple[float, float]:
         slices = np.sort(rng.choice(volume.shape[0], size=n_slices, replace=False))
         sample = np.asarray(volume[slices], dtype=np.float64).ravel()
     if not np.all(np.isfinite(sample)):
-        raise ValueError("The tomogram contains NaN or infinite values: fix or re-reconstruct it")
+        raise InputError("The tomogram contains NaN or infinite values: fix or re-reconstruct it")
     std = float(sample.std())
     if std == 0 or not np.isfinite(std):
-        raise ValueError("The tomogram is constant (no contrast): check the file")
+        raise InputError("The tomogram is constant (no contrast): check the file")
     return float(sample.mean()), std
 
 

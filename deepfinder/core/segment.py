@@ -32,6 +32,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 
+from .errors import InputError
 from .io import atomic_output, create_volume, read_volume, read_voxel_size, refuse_overwriting_inputs
 from .model import load_model, metadata_path, output_classes
 from .normalize import normalize, tomogram_stats
@@ -107,15 +108,15 @@ def tiling_for(shape: tuple[int, int, int], settings: SegmentationSettings) -> S
     settings.check()
     patch_size = settings.patch_size
     if len(shape) != 3:
-        raise ValueError(f"Expected a 3D tomogram, got an array of shape {tuple(shape)}")
+        raise InputError(f"Expected a 3D tomogram, got an array of shape {tuple(shape)}")
     if min(shape) < POOLING_FACTOR:
-        raise ValueError(
+        raise InputError(
             f"Tomogram of shape {tuple(shape)} is too thin: every edge must be >= {POOLING_FACTOR} voxels"
         )
     # Thin axes just get shorter tiles; a patch exceeding every edge is a mistake.
     largest = _ceil_to(max(shape), POOLING_FACTOR)
     if patch_size > largest:
-        raise ValueError(
+        raise InputError(
             f"patch_size {patch_size} is larger than the tomogram (shape "
             f"{tuple(shape)}): use patch_size <= {largest}"
         )
@@ -340,7 +341,10 @@ def segment_tomogram(
     )
     volume = read_volume(tomogram_path)
     settings = tiling_for(volume.shape, settings or SegmentationSettings())
-    stats = tomogram_stats(volume)
+    try:
+        stats = tomogram_stats(volume)
+    except InputError as error:
+        raise InputError(f"Tomogram {tomogram_path}: {error}") from error
     model, _ = load_model(weights_path, n_classes, settings.precision)
     n_model_classes = output_classes(model)
     if n_model_classes > MAX_LABEL_CLASSES:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InputError
+
 POOLING_FACTOR = 4  # the U-net pools twice by 2: patch edges are multiples of 4
 PRECISIONS = ("auto", "float32", "bfloat16")
 LOSSES = ("dice", "cross_entropy", "dice_cross_entropy")
@@ -29,7 +31,7 @@ AUTOMATIC_TILE_SIZE = 128
 RECEPTIVE_FIELD_RADIUS = 34
 
 
-class SettingError(ValueError):
+class SettingError(InputError):
     """A value the engine refuses, with the name of the setting (``setting``) and the fix."""
 
     def __init__(self, setting: str, problem: str):

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .errors import InputError
 from .particles import ParticleTable
 from .sampling import particles_inside
 
@@ -59,14 +60,14 @@ def sphere_targets(
     classes = _check_classes(particles)
     missing = sorted(set(classes) - set(radius_voxels))
     if missing:
-        raise ValueError(
+        raise InputError(
             f"No radius given for class(es) {missing}: give radius_voxels for every "
             "class in the particle table"
         )
     radii = {int(c): float(r) for c, r in radius_voxels.items()}
     bad = {c: r for c, r in radii.items() if not r > 0}
     if bad:
-        raise ValueError(f"Radii must be > 0 voxels, got {bad}")
+        raise InputError(f"Radii must be > 0 voxels, got {bad}")
     labels = _start_labels(shape_zyx, initial_labels)
     particles = particles_inside(particles, shape_zyx)
     if not len(particles):
@@ -118,15 +119,15 @@ def shape_targets(
     classes = _check_classes(particles)
     missing = sorted(set(classes) - set(masks))
     if missing:
-        raise ValueError(
+        raise InputError(
             f"No mask given for class(es) {missing}: give a mask for every class in the particle table"
         )
     masks = {int(c): np.asarray(m).astype(bool) for c, m in masks.items()}
     for class_id, mask in masks.items():
         if mask.ndim != 3:
-            raise ValueError(f"Mask of class {class_id} must be a 3D (z, y, x) array, got shape {mask.shape}")
+            raise InputError(f"Mask of class {class_id} must be a 3D (z, y, x) array, got shape {mask.shape}")
         if not mask.any():
-            raise ValueError(f"Mask of class {class_id} is empty: lower the threshold used to make it")
+            raise InputError(f"Mask of class {class_id} is empty: lower the threshold used to make it")
     labels = _start_labels(shape_zyx, initial_labels)
     particles = particles_inside(particles, shape_zyx)
     if not len(particles):
@@ -173,17 +174,17 @@ def mask_from_density(density: np.ndarray, threshold: float) -> np.ndarray:
     """
     density = np.asarray(density, dtype=np.float32)
     if density.ndim != 3:
-        raise ValueError(f"The density must be a 3D (z, y, x) array, got shape {density.shape}")
+        raise InputError(f"The density must be a 3D (z, y, x) array, got shape {density.shape}")
     if not np.all(np.isfinite(density)):
-        raise ValueError("The density contains NaN or infinite values")
+        raise InputError("The density contains NaN or infinite values")
     mask = density > threshold
     if not mask.any():
-        raise ValueError(
+        raise InputError(
             f"No voxel of the density is above the threshold {threshold} "
             f"(density range {density.min():.4g} .. {density.max():.4g}): lower it"
         )
     if mask.all():
-        raise ValueError(
+        raise InputError(
             f"Every voxel of the density is above the threshold {threshold} "
             f"(density range {density.min():.4g} .. {density.max():.4g}): raise it"
         )
@@ -196,7 +197,7 @@ def mask_from_density(density: np.ndarray, threshold: float) -> np.ndarray:
 def _check_shape(shape_zyx) -> tuple[int, int, int]:
     shape = tuple(int(s) for s in shape_zyx)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"shape_zyx must be 3 positive sizes (z, y, x), got {shape_zyx}")
+        raise InputError(f"shape_zyx must be 3 positive sizes (z, y, x), got {shape_zyx}")
     return shape
 
 
@@ -204,7 +205,7 @@ def _check_classes(particles: ParticleTable) -> list[int]:
     classes = sorted(int(c) for c in np.unique(particles.class_id))
     bad = [c for c in classes if not 1 <= c <= MAX_LABEL]
     if bad:
-        raise ValueError(f"Particle class ids must be in 1..{MAX_LABEL} (0 is background), got {bad}")
+        raise InputError(f"Particle class ids must be in 1..{MAX_LABEL} (0 is background), got {bad}")
     return classes
 
 
@@ -213,14 +214,14 @@ def _start_labels(shape_zyx, initial_labels) -> np.ndarray:
         return np.zeros(shape_zyx, dtype=np.uint8)
     initial = np.asarray(initial_labels)
     if initial.shape != shape_zyx:
-        raise ValueError(
+        raise InputError(
             f"The initial label volume has shape {initial.shape} but the tomogram "
             f"has {shape_zyx}: they must match voxel for voxel"
         )
     if initial.size and (
         initial.min() < 0 or initial.max() > MAX_LABEL or not np.array_equal(initial, np.round(initial))
     ):
-        raise ValueError(f"The initial label volume must hold integer labels 0..{MAX_LABEL}")
+        raise InputError(f"The initial label volume must hold integer labels 0..{MAX_LABEL}")
     return initial.astype(np.uint8)
 
 

@@ -46,8 +46,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
 from .io import atomic_output, read_volume, refuse_overwriting_inputs
-from .model import build_unet, load_model, logits_model, metadata_path, resolve_precision, save_model
+from .model import (
+    build_unet,
+    import_tensorflow,
+    load_model,
+    logits_model,
+    metadata_path,
+    read_metadata,
+    resolve_precision,
+    save_model,
+)
 from .normalize import tomogram_stats
 from .particles import ParticleTable
 from .sampling import draw_rows, make_batch, particles_inside, patch_origins, prefetch, training_batches
@@ -107,7 +117,7 @@ class PatchSource:
         )
 
 
-class TrainingFolderError(ValueError):
+class TrainingFolderError(InputError):
     """The output folder cannot take this training: not writable, or holding another run."""
 
 
@@ -290,8 +300,8 @@ def train(
 
     # May load TensorFlow (to look for a GPU): after every check.
     precision = resolve_precision(settings.precision)
+    tf = import_tensorflow()
     import keras
-    import tensorflow as tf
 
     # Seeds Keras' weight initialisers (a process-wide setting) so that a run is repeatable.
     keras.utils.set_random_seed(settings.seed)
@@ -492,12 +502,12 @@ def voxel_scores(
 
 def _check_inputs(n_classes, settings: TrainingSettings, validation_fraction, class_names) -> None:
     if int(n_classes) != n_classes or n_classes < 2:
-        raise ValueError(f"n_classes must be >= 2 (background + particle classes), got {n_classes}")
+        raise InputError(f"n_classes must be >= 2 (background + particle classes), got {n_classes}")
     settings.check()
     if not 0 <= validation_fraction < 1:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+        raise InputError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     if class_names is not None and len(class_names) != n_classes:
-        raise ValueError(
+        raise InputError(
             f"class_names has {len(class_names)} names for {n_classes} classes (background included)"
         )
 
@@ -505,40 +515,40 @@ def _check_inputs(n_classes, settings: TrainingSettings, validation_fraction, cl
 def _open_data(tomograms, label_maps, particles, n_classes, patch_size, role) -> PatchSource:
     """Open volumes memory-mapped, check them, and gather the patch centres."""
     if not (len(tomograms) == len(label_maps) == len(particles)):
-        raise ValueError(
+        raise InputError(
             f"Give one label map and one particle table per {role} tomogram: got "
             f"{len(tomograms)} tomograms, {len(label_maps)} label maps, "
             f"{len(particles)} particle tables"
         )
     if not len(tomograms):
-        raise ValueError(f"No {role} tomograms given")
+        raise InputError(f"No {role} tomograms given")
     volumes, labels, stats, tomo_index, centres, class_ids = [], [], [], [], [], []
     for index, (tomogram_path, label_path, table) in enumerate(zip(tomograms, label_maps, particles)):
         volume = read_volume(tomogram_path)
         label_map = read_volume(label_path)
         if label_map.shape != volume.shape:
-            raise ValueError(
+            raise InputError(
                 f"Label map {label_path} has shape {label_map.shape} but tomogram "
                 f"{tomogram_path} has {volume.shape}: they must match voxel for voxel"
             )
         if min(volume.shape) < patch_size:
-            raise ValueError(
+            raise InputError(
                 f"Patch size {patch_size} is larger than tomogram {tomogram_path} "
                 f"{volume.shape}: use a patch size <= {min(volume.shape) // 4 * 4}"
             )
         try:
             stats.append(tomogram_stats(volume))
-        except ValueError as error:
-            raise ValueError(f"Tomogram {tomogram_path}: {error}") from error
+        except InputError as error:
+            raise InputError(f"Tomogram {tomogram_path}: {error}") from error
         label_range = (int(label_map.min()), int(label_map.max()))
         if label_range[0] < 0 or label_range[1] >= n_classes:
-            raise ValueError(
+            raise InputError(
                 f"Label map {label_path} holds labels {label_range[0]}..{label_range[1]} "
                 f"but training is for {n_classes} classes (0..{n_classes - 1})"
             )
         bad = sorted({int(c) for c in table.class_id} - set(range(1, n_classes)))
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"Particles of {tomogram_path} have class id(s) {bad}, outside "
                 f"1..{n_classes - 1} for {n_classes} classes"
             )
@@ -561,7 +571,7 @@ def _open_data(tomograms, label_maps, particles, n_classes, patch_size, role) ->
 def _check_classes_present(class_ids, n_classes):
     missing = sorted(set(range(1, n_classes)) - {int(c) for c in class_ids})
     if missing:
-        raise ValueError(
+        raise InputError(
             f"Class(es) {missing} have no training particles (inside the volumes): "
             "patches are centred on particles, so the network would never learn "
             "them; add positions or lower n_classes"
@@ -592,10 +602,9 @@ def _check_initial_weights(initial_weights, n_classes) -> None:
     initial_weights = Path(initial_weights)
     if not initial_weights.exists():
         raise FileNotFoundError(f"Initial model not found: {initial_weights}")
-    meta_file = metadata_path(initial_weights)
-    metadata = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    metadata = read_metadata(initial_weights)
     if metadata.get("n_classes", n_classes) != n_classes:
-        raise ValueError(
+        raise InputError(
             f"Initial model {initial_weights} has {metadata['n_classes']} classes but "
             f"the training data has {n_classes} (background included): fine-tune a "
             "model with the same classes or train from scratch"
@@ -605,8 +614,8 @@ def _check_initial_weights(initial_weights, n_classes) -> None:
 def _load_initial_weights(initial_weights, n_classes) -> list[np.ndarray]:
     try:
         model, _ = load_model(initial_weights, n_classes=n_classes)
-    except ValueError as error:
-        raise ValueError(f"Cannot fine-tune from {initial_weights}: {error}") from error
+    except InputError as error:
+        raise InputError(f"Cannot fine-tune from {initial_weights}: {error}") from error
     return model.get_weights()
 
 

@@ -123,9 +123,9 @@ def test_other_tomograms_are_refused_and_the_run_left_untouched(
     (a, a_labels, *_), (b, b_labels, *_) = files["a"], files["b"]
     assert code == 2 and "Best model" not in printed
     assert error == (
-        f"deepfinder: {out} holds a training of other data or settings (training tomogram 1 {b} is not "
-        f"{a}; training label map 1 {b_labels} is not {a_labels}; the particles of training tomogram 1 "
-        f"have changed): {REFUSAL_END}\n"
+        f"deepfinder train: error: {out} holds a training of other data or settings "
+        f"(training tomogram 1 {b} is not {a}; training label map 1 {b_labels} is not {a_labels}; "
+        f"the particles of training tomogram 1 have changed): {REFUSAL_END}\n"
     )
     assert checksums(out) == before and checksums(folder) == inputs
 
@@ -409,6 +409,6 @@ def test_unwritable_output_is_refused_before_any_work(project, tmp_path, case):
         timeout=600,
     )
     assert finished.returncode == 2
-    assert finished.stderr == f"deepfinder: {reason.format(out=out)}\n"
+    assert finished.stderr == f"deepfinder train: error: {reason.format(out=out)}\n"
     assert finished.stdout == "False\n"
     assert checksums(tmp_path) == before

@@ -248,13 +248,15 @@ def test_bad_parameters_give_clear_errors(tmp_path, shapes):
         simulate_dataset(tmp_path, preset="huge")
 
 
-def test_shrec19_data_is_found_through_an_option_or_a_variable(tmp_path, monkeypatch):
+def test_shrec19_data_is_found_through_an_option_or_a_variable(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv(SHREC19_DIR_VARIABLE, raising=False)
     both_ways = f"with --shrec-dir or the {SHREC19_DIR_VARIABLE} environment variable"
     with pytest.raises(ValueError, match=f"no folder was given.*{both_ways}"):
         simulate_dataset(tmp_path / "out", preset="bench", n_tomograms=1)
-    with pytest.raises(ValueError, match=f"{tmp_path} has no shrec19/ folder"):
+    with pytest.raises(SystemExit) as exit_info:
         main(["simulate", "--preset", "bench", "--out", str(tmp_path / "out"), "--shrec-dir", str(tmp_path)])
+    refusal = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"{tmp_path} has no shrec19/ folder" in refusal, refusal
     assert not (tmp_path / "out").exists()
     monkeypatch.setenv(SHREC19_DIR_VARIABLE, str(tmp_path))
     with pytest.raises(ValueError, match=f"{tmp_path} has no shrec19/ folder.*{both_ways}"):

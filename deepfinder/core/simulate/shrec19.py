@@ -11,6 +11,7 @@ import os
 import warnings
 from pathlib import Path
 
+from ..errors import InputError
 from ..io import read_particles_xml
 from ..particles import ParticleTable
 from ..shapes import ParticleShape, load_shape
@@ -52,7 +53,7 @@ def shrec19_dir(data_dir: str | os.PathLike | None = None) -> Path:
     if chosen is not None and (Path(chosen) / "shrec19").is_dir():
         return Path(chosen)
     found = f"{chosen} has no shrec19/ folder" if chosen is not None else "no folder was given"
-    raise ValueError(
+    raise InputError(
         f"The SHREC'19 data is needed ({found}): give the folder holding shrec19/ and templates_10A/ "
         f"with --shrec-dir or the {SHREC19_DIR_VARIABLE} environment variable, or use the tiny or demo preset"
     )

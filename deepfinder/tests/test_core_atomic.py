@@ -296,10 +296,14 @@ def test_segmentation_failing_on_its_score_folder_leaves_the_previous_maps(tmp_p
     assert temporaries(tmp_path) == []
 
 
+# Deep enough that, once row 2 is done, the signal comes long before the last row on an idle CPU.
+STOPPED_SHAPE = (384, 64, 64)
+
+
 def start_segmentation(folder: Path, weights: Path) -> subprocess.Popen:
-    """``deepfinder segment`` of a tomogram in 8 rows of tiles (a few seconds) in a subprocess,
+    """``deepfinder segment`` of a tomogram in 32 rows of tiles (seconds) in a subprocess,
     returned once the first rows of tiles have been written to the temporary label map."""
-    tomogram = write_volume(folder / "tomo.mrc", np.random.default_rng(0).normal(size=(96, 64, 64)))
+    tomogram = write_volume(folder / "tomo.mrc", np.random.default_rng(0).normal(size=STOPPED_SHAPE))
     process = subprocess.Popen(
         [sys.executable, "-m", "deepfinder.core.cli", "segment", "--tomogram", str(tomogram)]
         + ["--model", str(weights), "--labels", str(folder / "labels.mrc")]
@@ -323,7 +327,7 @@ def test_segmentation_stopped_midway_leaves_the_previous_maps(tmp_path, weights,
     from deepfinder.core.segment import segment_tomogram
     from deepfinder.core.settings import SegmentationSettings
 
-    before = previous_outputs(tmp_path, (96, 64, 64))
+    before = previous_outputs(tmp_path, STOPPED_SHAPE)
     process = start_segmentation(tmp_path, weights)
     partial = tmp_path / f".labels.mrc.tmp-{process.pid}"
     assert partial.exists()  # the signal comes while the new maps are being written
@@ -341,5 +345,5 @@ def test_segmentation_stopped_midway_leaves_the_previous_maps(tmp_path, weights,
             tmp_path / "s.mrc",
             SegmentationSettings(patch_size=64),
         )
-        assert read_volume(tmp_path / "labels.mrc").shape == (96, 64, 64)
+        assert read_volume(tmp_path / "labels.mrc").shape == STOPPED_SHAPE
     assert temporaries(tmp_path) == []

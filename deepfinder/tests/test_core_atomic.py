@@ -312,6 +312,8 @@ def start_segmentation(folder: Path, weights: Path) -> subprocess.Popen:
         stderr=subprocess.DEVNULL,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # A shell's background job (CI) starts with SIGINT ignored, and Python then keeps ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for line in process.stdout:
         rows_done = re.search(r"\((\d+)/\d+ rows\) done", line)

@@ -4,7 +4,10 @@ The engine (``deepfinder.core``) runs in Scipion's own Python environment:
 no conda environment, no separate interpreter.
 """
 
+import os
+
 import pwem
+import pyworkflow.utils as pwutils
 
 from .constants import DEEPFINDER_DEVICE, DEEPFINDER_PRECISION
 from .version import __version__
@@ -25,9 +28,10 @@ class Plugin(pwem.Plugin):
         cls._defineVar(DEEPFINDER_PRECISION, "auto")
 
     @classmethod
-    def getEnviron(cls, gpu_ids: str | None = None) -> dict:
-        """Environment for engine runs: quiet TensorFlow, chosen GPUs (or none)."""
-        environ = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    def getEnviron(cls, gpu_ids: str | None = None) -> pwutils.Environ:
+        """Environment for engine runs: this one, quiet TensorFlow, chosen GPUs (or none)."""
+        environ = pwutils.Environ(os.environ)
+        environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
         if cls.getVar(DEEPFINDER_DEVICE) == "cpu":
             environ["CUDA_VISIBLE_DEVICES"] = ""
         elif gpu_ids is not None:

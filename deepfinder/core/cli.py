@@ -12,8 +12,11 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sys
+import time
 import warnings
+from datetime import datetime
 from functools import partial
 
 from .errors import InputError
@@ -32,6 +35,8 @@ from .settings import (
     training_preset,
 )
 
+_log = logging.getLogger("deepfinder.cli")
+
 
 def _command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
     """A subcommand's parser, with the options every subcommand has."""
@@ -41,6 +46,15 @@ def _command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
     verbosity.add_argument("--verbose", action="store_true", help="also print the engine's details")
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback of an error and TensorFlow's own messages"
+    )
+    parser.add_argument(
+        "--gpus",
+        nargs="+",
+        type=_gpu_id,
+        default=None,
+        metavar="ID",
+        help="the GPUs this run may use (CUDA_VISIBLE_DEVICES), e.g. 0 or 0 1, or 'none' for the CPU only; "
+        "several GPUs train in parallel (default: those the environment shows)",
     )
     parser.set_defaults(command_parser=parser)
     return parser
@@ -58,6 +72,12 @@ def _add_setting(parser, settings_class: type, name: str, *flags: str, **options
     parser.add_argument(
         *flags, dest=name, default=None, help=turns_off + help_of(settings_class, name) + shown, **options
     )
+
+
+def _gpu_id(text: str) -> str:
+    if text != "none" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a GPU number (0, 1, ...) or 'none'")
+    return text
 
 
 def settings_from(args: argparse.Namespace, base):
@@ -616,6 +636,9 @@ def main(argv=None) -> None:
         # Level 3 also hides TensorFlow's native start-up lines (deepfinder.core.model.import_tensorflow),
         # whatever level the calling environment (e.g. Scipion's) set.
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if args.gpus is not None:
+        # Before TensorFlow is imported: it reads the variable once.
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpu for gpu in args.gpus if gpu != "none")
     prog = args.command_parser.prog
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     # A terminated run (a batch system's time limit) unwinds like an interrupted one, so that
@@ -624,8 +647,20 @@ def main(argv=None) -> None:
     with engine_log(level), warnings.catch_warnings():
         if not args.debug:
             warnings.showwarning = partial(_show_warning, prog)
+        started = time.time()
+        # Where and when each engine process ran: the run log of a protocol step sent to a
+        # GPU or a queue node says which one it got.
+        _log.info(
+            "%s: started %s, pid %d on %s, CUDA_VISIBLE_DEVICES=%s",
+            prog,
+            _clock(started),
+            os.getpid(),
+            socket.gethostname(),
+            os.environ.get("CUDA_VISIBLE_DEVICES", "(not set)"),
+        )
         try:
             args.func(args)
+            _log.info("%s: finished %s after %.1f s", prog, _clock(time.time()), time.time() - started)
         except SettingError as error:
             if args.debug:
                 raise
@@ -642,6 +677,10 @@ def main(argv=None) -> None:
             sys.exit(2 if user_error else 1)
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _clock(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds).isoformat(timespec="milliseconds")
 
 
 def _exit_when_terminated(signal_number, frame) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shlex
+import sys
 
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
@@ -114,6 +116,21 @@ def coordinates_without_sampling_rate(coordinate_sets) -> list[str]:
 def gpu_ids(protocol) -> str:
     """The GPUs a protocol's run may use (CUDA_VISIBLE_DEVICES): its GPU list, or "" when 'Use GPU' is off."""
     return ",".join(map(str, protocol.getGpuList())) if protocol.useGpu.get() else ""
+
+
+def run_engine(protocol, command: str, arguments: list, uses_gpu: bool = False) -> None:
+    """Run ``deepfinder <command> <arguments>`` as its own process, from a step of ``protocol``.
+
+    The process is started with ``runJob``, so a protocol that sends its steps to a queue
+    sends this command as that step's job. A step that ``uses_gpu`` gets the GPUs its step
+    executor hands it (Scipion's ``%(GPU)s`` placeholder): with GPU IDs "0 1" and two
+    threads, two steps run at once, one per GPU.
+    """
+    line = " ".join(shlex.quote(str(argument)) for argument in [command, *arguments])
+    if uses_gpu and protocol.useGpu.get() and protocol.getGpuList():
+        # Scipion fills the placeholder with the %-operator: escape the other percent signs.
+        line = line.replace("%", "%%") + " --gpus %(GPU)s"
+    protocol.runJob(sys.executable, f"-m deepfinder.core.cli {line}")
 
 
 def form_settings(protocol, settings_class: type, form_params: dict[str, str], **values):

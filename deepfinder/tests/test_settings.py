@@ -216,4 +216,5 @@ def test_the_command_line_prints_the_engines_progress_unless_quiet(
     out = capsys.readouterr().out
     assert ("segment: 4/4 tiles of (24, 24, 24) (1/1 rows) done" in out) == shows_progress
     assert "Wrote" in out  # the result, even when quiet
-    assert not any(line.startswith(("INFO", "DEBUG", "deepfinder")) for line in out.splitlines())
+    assert ("deepfinder segment: started" in out and "CUDA_VISIBLE_DEVICES=" in out) == shows_progress
+    assert not any(line.startswith(("INFO", "DEBUG", "deepfinder.")) for line in out.splitlines())

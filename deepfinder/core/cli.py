@@ -56,6 +56,14 @@ def _command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
         help="the GPUs this run may use (CUDA_VISIBLE_DEVICES), e.g. 0 or 0 1, or 'none' for the CPU only; "
         "several GPUs train in parallel (default: those the environment shows)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads of the computation, e.g. the cores a queue gave this job "
+        "(default: one per core of the machine)",
+    )
     parser.set_defaults(command_parser=parser)
     return parser
 
@@ -639,6 +647,12 @@ def main(argv=None) -> None:
     if args.gpus is not None:
         # Before TensorFlow is imported: it reads the variable once.
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpu for gpu in args.gpus if gpu != "none")
+    if args.threads is not None:
+        if args.threads < 1:
+            args.command_parser.error(f"--threads: {args.threads} is not a number of threads (1, 2, ...)")
+        # Read by TensorFlow and its oneDNN kernels when they load.
+        for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+            os.environ[variable] = str(args.threads)
     prog = args.command_parser.prog
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     # A terminated run (a batch system's time limit) unwinds like an interrupted one, so that

@@ -105,8 +105,11 @@ class SimulatedDataset:
 
 
 @dataclass
-class TrainingSettings:
-    """Settings that learn the generated presets in minutes on 2 CPU cores (see RESULTS.md)."""
+class TrainFormValues:
+    """Values of the train protocol's form that learn the generated presets in minutes on 2 CPU cores.
+
+    The names are the form's parameters (camelCase); the engine's settings are core.settings.TrainingSettings.
+    """
 
     patchSize: int = 32
     batchSize: int = 4
@@ -274,7 +277,7 @@ def run_pipeline(
     dataset: SimulatedDataset,
     train_pattern: str,
     test_pattern: str,
-    training: TrainingSettings | None = None,
+    training: TrainFormValues | None = None,
 ) -> dict:
     """Run the chain, training on the tomograms matching ``train_pattern`` (a glob) and
     picking in those matching ``test_pattern``; return its protocols by step name.
@@ -282,7 +285,7 @@ def run_pipeline(
     Targets are the particles' shapes, rotated by their orientations (the
     simulator's tables keep them); evaluation is against the true particles.
     """
-    training = training or TrainingSettings()
+    training = training or TrainFormValues()
     classes = dataset.classes()
     names = ", ".join(cls["name"] for cls in classes)
     radii_A = ", ".join(f"{cls['radius_voxels'] * dataset.voxel_size():g}" for cls in classes)

@@ -66,7 +66,7 @@ def main() -> int:
     args = parser.parse_args()
     root = configure_scipion(args.out)
 
-    from deepfinder.workflow import SimulatedDataset, TrainingSettings, create_project, run_pipeline
+    from deepfinder.workflow import SimulatedDataset, TrainFormValues, create_project, run_pipeline
 
     show_progress()
     start = time.time()
@@ -83,7 +83,7 @@ def main() -> int:
             dataset,
             train_pattern="tomo_00[012].mrc",
             test_pattern="tomo_003.mrc",
-            training=TrainingSettings(patchSize=40, shiftVoxels=8, epochs=args.epochs),
+            training=TrainFormValues(patchSize=40, shiftVoxels=8, epochs=args.epochs),
         )
     evaluation = Path(run["evaluate"]._getExtraPath("evaluation.txt"))
     print("\nPicking on the held-out tomogram tomo_003 (distance matching, one-to-one):")

@@ -18,7 +18,7 @@ from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtTr
 from deepfinder.tests import TINY
 from deepfinder.workflow import (
     PROGRESS_SECONDS,
-    TrainingSettings,
+    TrainFormValues,
     import_class_coordinates,
     import_tomograms,
     launch,
@@ -59,7 +59,7 @@ class TestPipeline(BaseTest):
     def setUpClass(cls):
         setupTestProject(cls)
         with RecordedLogs("deepfinder.workflow") as cls.reports:
-            cls.steps = run_pipeline(cls.proj, TINY, TRAIN_PATTERN, TEST_PATTERN, TrainingSettings())
+            cls.steps = run_pipeline(cls.proj, TINY, TRAIN_PATTERN, TEST_PATTERN, TrainFormValues())
         cls.classes = TINY.classes()
         cls.voxel_size = TINY.voxel_size()
 
@@ -77,7 +77,7 @@ class TestPipeline(BaseTest):
             self.assertTrue(any(m.startswith(f"{label}: started (") for m in messages), label)
             self.assertTrue(any(re.match(rf"{label}: finished in \d+", m) for m in messages), label)
         training = [r for r in self.reports.records if r.getMessage().startswith("train: ")]
-        epochs = TrainingSettings().epochs
+        epochs = TrainFormValues().epochs
         self.assertTrue(
             any(re.search(rf"epoch \d+/{epochs} step \d+/\d+: loss", r.getMessage()) for r in training),
             [r.getMessage() for r in training],
@@ -100,11 +100,11 @@ class TestPipeline(BaseTest):
         self.assertEqual(model.getClassNames(), ["background"] + [c["name"] for c in self.classes])
         self.assertTrue(Path(model.getWeightsFile()).exists())
         history = json.loads(Path(model.getHistoryFile()).read_text())
-        self.assertEqual(len(history), TrainingSettings().epochs)
+        self.assertEqual(len(history), TrainFormValues().epochs)
 
     def test_run_logs_show_epochs_losses_and_tiles(self):
         train_log = Path(self.steps["train"].getStdoutLog()).read_text()
-        self.assertIn(f"epoch 1/{TrainingSettings().epochs} step", train_log)
+        self.assertIn(f"epoch 1/{TrainFormValues().epochs} step", train_log)
         self.assertIn("val loss", train_log)
         self.assertRegex(
             Path(self.steps["segment"].getStdoutLog()).read_text(), r"segment: \d+/\d+ tiles of .* done"

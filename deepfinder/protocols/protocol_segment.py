@@ -128,7 +128,8 @@ class DeepFinderProtSegment(DeepFinderEngineProtocol):
         self._insertFunctionStep(self.closeOutputStep, prerequisites=steps)
 
     def segmentStep(self, tsId: str):
-        tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
+        with self._lock:  # step threads share the input set's database connection
+            tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
         model = self.inputModel.get()
         labels = self._getExtraPath(f"{tsId}_labels.mrc")
         scores = self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None

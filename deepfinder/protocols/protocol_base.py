@@ -167,9 +167,9 @@ def run_engine(
 
     The process is started with ``runJob``, so a protocol that sends its steps to a queue
     sends this command as that step's job. A step that ``uses_gpu`` gets the GPUs its step
-    executor hands it (Scipion's ``%(GPU)s`` placeholder): with GPU IDs "0 1" and two
-    threads, two steps run at once, one per GPU. Without 'Use GPU' (or with the Scipion
-    variable DEEPFINDER_DEVICE=cpu) it runs on the CPU.
+    executor hands it (Scipion's ``%(GPU)s`` placeholder): with GPU IDs "0 1" and 3 Scipion
+    threads (the main one and one per running step), two steps run at once, one per GPU.
+    Without 'Use GPU' (or with the Scipion variable DEEPFINDER_DEVICE=cpu) it runs on the CPU.
 
     Raises
     ------

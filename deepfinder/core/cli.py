@@ -466,7 +466,59 @@ def _add_cluster(subparsers) -> None:
         help="the label map was segmented with --bin: write positions in tomogram voxels",
     )
     parser.add_argument("--output", required=True, help="particle table (.csv, .xml or .star)")
+    cut = parser.add_mutually_exclusive_group()
+    cut.add_argument(
+        "--threshold",
+        nargs="+",
+        default=None,
+        metavar="T | CLASS:T | auto",
+        help="drop picks scoring below a threshold (kept picks keep their scores): one for all "
+        "classes, one per class (CLASS:T), or 'auto': per class, split this tomogram's scores in two "
+        "populations (Gaussian mixture; cluster sizes on a log scale) when they form two",
+    )
+    cut.add_argument(
+        "--thresholds-from",
+        default=None,
+        metavar="JSON",
+        help="per-class thresholds written by 'deepfinder evaluate --sweep N --thresholds-output'",
+    )
+    parser.add_argument(
+        "--threshold-report",
+        default=None,
+        metavar="JSON",
+        help="with a threshold: write every pick's score before the cut, the thresholds, the fits "
+        "and the picks each class lost (the data of the score histogram picture)",
+    )
     parser.set_defaults(func=_run_cluster)
+
+
+def _cut_by_score(args, particles, classes: list[int]):
+    """The picks of ``particles`` that pass the threshold of ``args``, and how many each class lost."""
+    from .threshold import (
+        ThresholdReport,
+        apply_thresholds,
+        automatic_thresholds,
+        read_thresholds,
+        thresholds_of,
+        write_threshold_report,
+    )
+
+    log_scale = not args.scores
+    fits = {}
+    if args.thresholds_from:
+        thresholds, source = read_thresholds(args.thresholds_from), f"from {args.thresholds_from}"
+    elif args.threshold == ["auto"]:
+        fits = automatic_thresholds(particles, log_scale=log_scale)
+        thresholds, source = thresholds_of(fits), "automatic"
+    else:
+        thresholds, source = per_class(args.threshold, classes, "--threshold"), "given"
+    keep, lost = apply_thresholds(particles, thresholds)
+    if args.threshold_report:
+        write_threshold_report(
+            args.threshold_report,
+            ThresholdReport(particles.class_id, particles.score, thresholds, lost, fits, log_scale, source),
+        )
+    return keep, lost
 
 
 def _run_cluster(args) -> None:
@@ -479,9 +531,15 @@ def _run_cluster(args) -> None:
     from .cluster import find_clusters
     from .segment import MAX_LABEL_CLASSES, score_map_paths, unbin_positions
 
+    if args.threshold_report and not (args.threshold or args.thresholds_from):
+        raise InputError("--threshold-report needs --threshold or --thresholds-from")
     io.refuse_overwriting_inputs(
-        [args.output],
-        [args.labels, *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ())],
+        [args.output, args.threshold_report],
+        [
+            args.labels,
+            args.thresholds_from,
+            *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ()),
+        ],
     )
     labels = io.read_volume(args.labels)
     classes = [int(k) for k in np.unique(labels) if k > 0]
@@ -506,15 +564,25 @@ def _run_cluster(args) -> None:
         io.read_voxel_size(args.labels) or 1.0,
         labels.shape,
     )
+    lost = None
+    if args.threshold or args.thresholds_from:
+        keep, lost = _cut_by_score(args, particles, classes)
+        particles = particles.select(keep)
     if args.binned:
         particles = dataclasses.replace(particles, xyz=unbin_positions(particles.xyz))
         voxel_size, shape_zyx = voxel_size / 2, tuple(2 * n for n in shape_zyx)
     io.write_particles(args.output, particles, voxel_size=voxel_size, volume_shape_xyz=shape_zyx[::-1])
-    counts = np.bincount(clusters.particles.class_id, minlength=max(classes, default=0) + 1)
+    counts = np.bincount(particles.class_id, minlength=max(classes, default=0) + 1)
     print(
-        f"Wrote {len(clusters.particles)} particles to {args.output} (per class: "
+        f"Wrote {len(particles)} particles to {args.output} (per class: "
         + ", ".join(f"{k}: {counts[k]}" for k in classes)
         + ")"
+        + (
+            "; below the score threshold, lost per class: "
+            + ", ".join(f"{k}: {lost.get(k, 0)}" for k in classes)
+            if lost is not None
+            else ""
+        )
     )
 
 
@@ -546,6 +614,13 @@ def _add_evaluate(subparsers) -> None:
         help="also sweep N score thresholds (quantiles of the detected scores)",
     )
     parser.add_argument("--sweep-output", default=None, help="CSV of the sweep (with --sweep)")
+    parser.add_argument(
+        "--thresholds-output",
+        default=None,
+        metavar="JSON",
+        help="with --sweep: write the threshold of best F1 of each class, for 'deepfinder cluster "
+        "--thresholds-from'",
+    )
     parser.set_defaults(func=_run_evaluate)
 
 
@@ -568,8 +643,11 @@ def _run_evaluate(args) -> None:
         write_sweep_csv,
     )
 
+    if (args.sweep_output or args.thresholds_output) and not args.sweep:
+        raise InputError("--sweep-output and --thresholds-output need --sweep N")
     io.refuse_overwriting_inputs(
-        [args.output, args.sweep_output], [args.detected, args.reference, args.occupancy]
+        [args.output, args.sweep_output, args.thresholds_output],
+        [args.detected, args.reference, args.occupancy],
     )
     detected = io.read_particles(args.detected, voxel_size=args.voxel_size or 1.0)
     reference = io.read_particles(args.reference, voxel_size=args.voxel_size or 1.0)
@@ -607,6 +685,19 @@ def _run_evaluate(args) -> None:
         print(f"Best overall F1 {curves.curve('f1')[best]:.3f} at score >= {curves.thresholds[best]:.4g}")
         if args.sweep_output:
             write_sweep_csv(args.sweep_output, curves)
+        if args.thresholds_output:
+            from .threshold import best_thresholds, write_thresholds
+
+            best_of_class = best_thresholds(curves, detected)
+            for k, (threshold, f1) in best_of_class.items():
+                print(f"{names.get(k, f'class {k}')}: best F1 {f1:.3f} at score >= {threshold:.4g}")
+            write_thresholds(
+                args.thresholds_output,
+                {k: threshold for k, (threshold, _) in best_of_class.items()},
+                {k: f1 for k, (_, f1) in best_of_class.items()},
+                names,
+                source=f"best F1 of {args.detected} against {args.reference}",
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -171,13 +171,21 @@ def thresholds_of(fits: Mapping[int, ScoreFit]) -> dict[int, float]:
     return {k: fit.threshold for k, fit in fits.items() if fit.separated}
 
 
-def best_thresholds(curves: SweepCurves) -> dict[int, tuple[float, float]]:
+def best_thresholds(curves: SweepCurves, detected: ParticleTable) -> dict[int, tuple[float, float]]:
     """Per class, the score threshold of best F1 in a sweep, and that F1.
 
-    Of the thresholds reaching the best F1, the run of consecutive ones holding
-    the lowest is taken, and its middle: a threshold handed to other tomograms
-    sits between the last false positive dropped and the first true positive
-    kept. Classes without reference particles (no F1) get none.
+    The lowest sweep threshold reaching the class's best F1 keeps the same picks as
+    any cut between the lowest score it keeps and the highest score it drops: the cut
+    is put halfway, so that a threshold handed to other tomograms (or read back from a
+    table of rounded scores) does not sit on a pick's score. ``-inf`` when the best
+    F1 keeps every pick. Classes without reference particles (no F1) get none.
+
+    Parameters
+    ----------
+    curves : SweepCurves
+        :func:`deepfinder.core.evaluate.threshold_sweep` of ``detected``.
+    detected : ParticleTable
+        The detections swept.
 
     Returns
     -------
@@ -190,13 +198,12 @@ def best_thresholds(curves: SweepCurves) -> dict[int, tuple[float, float]]:
         f1 = np.array([rows[column].f1 for rows in curves.table], dtype=float)
         if not np.any(f1 > 0):
             continue
-        top = np.nanmax(f1)
         first = int(np.nanargmax(f1))
-        last = first
-        while last + 1 < len(f1) and f1[last + 1] == top:
-            last += 1
-        threshold = (curves.thresholds[first] + curves.thresholds[last]) / 2
-        best[row.class_id] = (float(threshold), float(top))
+        scores = detected.score[detected.class_id == row.class_id]
+        kept = scores >= curves.thresholds[first]
+        dropped = scores[~kept & np.isfinite(scores)]
+        threshold = (dropped.max() + scores[kept].min()) / 2 if len(dropped) and kept.any() else -np.inf
+        best[row.class_id] = (float(threshold), float(f1[first]))
     return best
 
 
@@ -210,12 +217,13 @@ def write_thresholds(
     """Write per-class thresholds as JSON, for ``deepfinder cluster --thresholds-from``.
 
     ``{"kind": ..., "source": ..., "classes": {"1": {"name": ..., "threshold": ..., "f1": ...}}}``;
-    ``f1`` (the F1 the threshold reached) and names are optional.
+    ``f1`` (the F1 the threshold reached) and names are optional; a threshold of ``-inf``
+    (keep every pick) is written as null.
     """
     path = Path(path)
     classes = {}
     for class_id, threshold in sorted(thresholds.items()):
-        entry = {"threshold": float(threshold)}
+        entry = {"threshold": _finite_or_none(threshold)}
         if class_names and class_id in class_names:
             entry["name"] = class_names[class_id]
         if f1 and class_id in f1:
@@ -229,7 +237,7 @@ def write_thresholds(
 
 
 def read_thresholds(path: str | os.PathLike) -> dict[int, float]:
-    """``{class: threshold}`` of a file written by :func:`write_thresholds`."""
+    """``{class: threshold}`` of a file written by :func:`write_thresholds` (``-inf``: no cut)."""
     try:
         content = json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
@@ -240,7 +248,10 @@ def read_thresholds(path: str | os.PathLike) -> dict[int, float]:
             "'deepfinder evaluate --sweep N --thresholds-output FILE'"
         )
     try:
-        return {int(k): float(entry["threshold"]) for k, entry in content["classes"].items()}
+        return {
+            int(k): -np.inf if entry["threshold"] is None else float(entry["threshold"])
+            for k, entry in content["classes"].items()
+        }
     except (KeyError, TypeError, ValueError) as error:
         raise InputError(f"{path}: a class lacks a numeric threshold ({error})") from error
 
@@ -265,3 +276,93 @@ def _otsu_cut(values: np.ndarray) -> float:
     between[ordered[1:] == ordered[:-1]] = -1
     split = int(np.argmax(between))
     return float((ordered[split] + ordered[split + 1]) / 2)
+
+
+@dataclass
+class ThresholdReport:
+    """What a cut did in one cluster run: every pick's score before it, the thresholds, the fits.
+
+    Attributes
+    ----------
+    class_id, scores : (n,) arrays
+        Class and score of every pick before the cut.
+    thresholds : {class: score}
+        The thresholds applied (``-inf``: none).
+    lost : {class: picks dropped}
+    fits : {class: ScoreFit}
+        The reference-free fits, when automatic.
+    log_scale : bool
+        The scores are cluster sizes.
+    source : str
+        Where the thresholds came from (given, automatic, a file).
+    """
+
+    class_id: np.ndarray
+    scores: np.ndarray
+    thresholds: dict[int, float]
+    lost: dict[int, int]
+    fits: dict[int, ScoreFit]
+    log_scale: bool
+    source: str
+
+
+def write_threshold_report(path: str | os.PathLike, report: ThresholdReport) -> Path:
+    """Write a :class:`ThresholdReport` as JSON (read back by :func:`read_threshold_report`)."""
+    path = Path(path)
+    classes = {}
+    for k in np.unique(report.class_id):
+        k = int(k)
+        entry = {
+            "threshold": _finite_or_none(report.thresholds.get(k, -np.inf)),
+            "lost": report.lost.get(k, 0),
+            "scores": [_finite_or_none(s) for s in report.scores[report.class_id == k]],
+        }
+        fit = report.fits.get(k)
+        if fit is not None:
+            entry["fit"] = {
+                "method": fit.method,
+                "threshold": _finite_or_none(fit.threshold),
+                "weights": fit.weights.tolist(),
+                "means": fit.means.tolist(),
+                "sigmas": fit.sigmas.tolist(),
+            }
+        classes[str(k)] = entry
+    content = {"source": report.source, "log_scale": report.log_scale, "classes": classes}
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps(content, indent=1) + "\n")
+    return path
+
+
+def read_threshold_report(path: str | os.PathLike) -> ThresholdReport:
+    """The :class:`ThresholdReport` in a file written by :func:`write_threshold_report`."""
+    content = json.loads(Path(path).read_text())
+    log_scale = bool(content["log_scale"])
+    class_id, scores, thresholds, lost, fits = [], [], {}, {}, {}
+    for key, entry in content["classes"].items():
+        k = int(key)
+        values = [np.nan if s is None else s for s in entry["scores"]]
+        class_id += [k] * len(values)
+        scores += values
+        thresholds[k] = -np.inf if entry["threshold"] is None else entry["threshold"]
+        lost[k] = entry["lost"]
+        if "fit" in entry:
+            fit = entry["fit"]
+            fits[k] = ScoreFit(
+                fit["method"],
+                -np.inf if fit["threshold"] is None else fit["threshold"],
+                log_scale,
+                *(np.array(fit[name], dtype=float) for name in ("weights", "means", "sigmas")),
+            )
+    return ThresholdReport(
+        np.array(class_id, dtype=int),
+        np.array(scores, dtype=float),
+        thresholds,
+        lost,
+        fits,
+        log_scale,
+        content["source"],
+    )
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None

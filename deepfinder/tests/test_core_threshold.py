@@ -99,7 +99,9 @@ def test_applying_thresholds_drops_low_picks_keeps_scores_and_counts_losses():
 
 
 def test_best_thresholds_of_a_sweep_drop_the_false_positives():
-    reference = ParticleTable(tomo="t", class_id=[1] * 5 + [2] * 5, xyz=np.arange(30.0).reshape(10, 3) * 10)
+    reference = ParticleTable(
+        tomo="t", class_id=[1] * 5 + [2] * 5 + [3] * 2, xyz=np.arange(36.0).reshape(12, 3) * 10
+    )
     false_positives = ParticleTable(
         tomo="t", class_id=[1, 1, 2], xyz=[[500, 500, 500], [600, 600, 600], [700, 700, 700]]
     )
@@ -109,7 +111,7 @@ def test_best_thresholds_of_a_sweep_drop_the_false_positives():
                 tomo="t",
                 class_id=reference.class_id,
                 xyz=reference.xyz + 1,
-                score=[0.8, 0.85, 0.9, 0.95, 0.99, 0.6, 0.7, 0.75, 0.8, 0.9],
+                score=[0.8, 0.85, 0.9, 0.95, 0.99, 0.6, 0.7, 0.75, 0.8, 0.9, 0.2, 0.9],
             ),
             ParticleTable(
                 tomo="t", class_id=false_positives.class_id, xyz=false_positives.xyz, score=[0.3, 0.4, 0.5]
@@ -117,21 +119,154 @@ def test_best_thresholds_of_a_sweep_drop_the_false_positives():
         ]
     )
     curves = threshold_sweep(detected, reference, np.linspace(0, 1, 101), tolerance_voxels=3)
-    best = best_thresholds(curves)
-    assert set(best) == {1, 2}
-    assert 0.4 < best[1][0] <= 0.8 and best[1][1] == 1.0
-    assert 0.5 < best[2][0] <= 0.6 and best[2][1] == 1.0
+    best = best_thresholds(curves, detected)
+    assert set(best) == {1, 2, 3}
+    # Halfway between the highest false positive and the lowest true positive.
+    assert best[1] == (pytest.approx(0.6), 1.0)
+    assert best[2] == (pytest.approx(0.55), 1.0)
+    # Nothing to drop: no cut.
+    assert best[3] == (-np.inf, 1.0)
     keep, lost = apply_thresholds(detected, {k: t for k, (t, _) in best.items()})
-    assert lost == {1: 2, 2: 1}
+    assert lost == {1: 2, 2: 1, 3: 0}
 
 
 def test_thresholds_file_round_trip_and_refusal(tmp_path):
     path = write_thresholds(
-        tmp_path / "thresholds.json", {1: 0.55, 2: 0.7}, {1: 0.9, 2: 0.8}, {1: "ribosome", 2: "ring"}, "sweep"
+        tmp_path / "thresholds.json",
+        {1: 0.55, 2: 0.7, 3: -np.inf},
+        {1: 0.9, 2: 0.8},
+        {1: "ribosome", 2: "ring"},
+        "sweep",
     )
-    assert read_thresholds(path) == {1: 0.55, 2: 0.7}
+    assert read_thresholds(path) == {1: 0.55, 2: 0.7, 3: -np.inf}
     assert json.loads(path.read_text())["classes"]["1"] == {"threshold": 0.55, "name": "ribosome", "f1": 0.9}
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"1": 0.5}))
     with pytest.raises(InputError, match="not a thresholds file"):
         read_thresholds(other)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _label_map_with_specks(folder, n_particles=12, n_specks=8):
+    """A label map of class 1: balls of radius 3 and specks of one voxel, with a score map
+    that is 0.9 on the balls and 0.4 on the specks; (paths, truth)."""
+    from deepfinder.core.io import write_particles_csv, write_volume
+    from deepfinder.core.segment import score_map_paths
+    from deepfinder.core.targets import sphere_targets
+
+    shape = (24, 48, 96)
+    balls = np.array([[10 + 14 * (i % 6), 12 + 24 * (i // 6), 12] for i in range(n_particles)], float)
+    specks = np.array([[10 + 14 * (i % 6), 12 + 24 * (i // 6), 4] for i in range(n_specks)], int)
+    truth = ParticleTable(tomo="tomo", class_id=1, xyz=balls)
+    labels = sphere_targets(shape, truth, {1: 3}).astype(np.int8)
+    scores = np.where(labels > 0, 0.9, 0.0).astype(np.float32)
+    labels[tuple(specks[:, ::-1].T)] = 1
+    scores[tuple(specks[:, ::-1].T)] = 0.4
+    write_volume(folder / "tomo.mrc", labels, 10.0)
+    write_volume(score_map_paths(folder / "scores.mrc", 2)[1], scores, 10.0)
+    write_particles_csv(folder / "truth.csv", truth)
+    return truth
+
+
+def _cluster(folder, *options):
+    from deepfinder.core.cli import main
+
+    main(
+        ["cluster", "--labels", str(folder / "tomo.mrc"), "--radius", "3", "--min-size", "0"]
+        + ["--output", str(folder / "found.csv"), *options]
+    )
+    from deepfinder.core.io import read_particles_csv
+
+    return read_particles_csv(folder / "found.csv")
+
+
+def test_cluster_command_applies_a_given_threshold_and_reports_the_losses(tmp_path, capsys):
+    _label_map_with_specks(tmp_path)
+    found = _cluster(tmp_path, "--threshold", "1:10")
+    # Without score maps the score is the cluster size: specks of 1 voxel, balls of 123.
+    assert len(found) == 12 and np.all(found.score > 100)
+    assert "Wrote 12 particles" in capsys.readouterr().out
+    found = _cluster(tmp_path, "--scores", str(tmp_path / "scores.mrc"), "--threshold", "0.5")
+    np.testing.assert_allclose(found.score, 0.9, atol=1e-3)
+    assert "lost per class: 1: 8" in capsys.readouterr().out
+
+
+def test_cluster_command_finds_the_threshold_automatically_and_writes_the_fit(tmp_path, capsys):
+    from deepfinder.core.threshold import read_threshold_report
+    from deepfinder.figures.pictures import write_png
+    from deepfinder.figures.score_fits import threshold_page
+
+    _label_map_with_specks(tmp_path)
+    found = _cluster(
+        tmp_path,
+        "--scores",
+        str(tmp_path / "scores.mrc"),
+        "--threshold",
+        "auto",
+        "--threshold-report",
+        str(tmp_path / "cut.json"),
+    )
+    assert len(found) == 12
+    assert "lost per class: 1: 8" in capsys.readouterr().out
+    report = read_threshold_report(tmp_path / "cut.json")
+    assert len(report.scores) == 20 and report.lost == {1: 8} and 0.4 < report.thresholds[1] <= 0.9
+    assert report.fits[1].separated and not report.log_scale
+    picture = write_png(tmp_path / "cut.png", threshold_page(tmp_path / "cut.json", ["background", "ball"]))
+    assert (tmp_path / "cut.png").stat().st_size > 10_000 and picture.endswith("cut.png")
+
+
+def test_evaluate_hands_its_best_thresholds_to_cluster(tmp_path, capsys):
+    from deepfinder.core.cli import main
+
+    _label_map_with_specks(tmp_path)
+    _cluster(tmp_path, "--scores", str(tmp_path / "scores.mrc"))
+    (tmp_path / "found.csv").rename(tmp_path / "all.csv")
+    main(
+        ["evaluate", "--detected", str(tmp_path / "all.csv"), "--reference", str(tmp_path / "truth.csv")]
+        + ["--tolerance", "2", "--sweep", "10", "--thresholds-output", str(tmp_path / "best.json")]
+    )
+    assert "class 1: best F1 1.000" in capsys.readouterr().out
+    assert 0.4 < read_thresholds(tmp_path / "best.json")[1] <= 0.9
+    found = _cluster(
+        tmp_path, "--scores", str(tmp_path / "scores.mrc"), "--thresholds-from", str(tmp_path / "best.json")
+    )
+    assert len(found) == 12 and "lost per class: 1: 8" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--threshold", "1:high"], "--threshold: cannot read 'high'"),
+        (["--threshold", "0.5", "--thresholds-from", "t.json"], "not allowed with argument"),
+        (["--threshold-report", "r.json"], "--threshold-report needs --threshold or --thresholds-from"),
+        (["--thresholds-from", "missing.json"], "missing.json"),
+    ],
+)
+def test_cluster_command_refuses_bad_threshold_options(tmp_path, capsys, options, message):
+    _label_map_with_specks(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        _cluster(tmp_path, *options)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "found.csv").exists()
+
+
+def test_evaluate_command_refuses_a_thresholds_output_without_a_sweep(tmp_path, capsys):
+    from deepfinder.core.cli import main
+
+    truth = _label_map_with_specks(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "evaluate",
+                "--detected",
+                str(tmp_path / "truth.csv"),
+                "--reference",
+                str(tmp_path / "truth.csv"),
+            ]
+            + ["--tolerance", "2", "--thresholds-output", str(tmp_path / "best.json")]
+        )
+    assert exit_.value.code == 2 and "need --sweep N" in capsys.readouterr().err
+    assert len(truth) == 12 and not (tmp_path / "best.json").exists()

@@ -494,31 +494,18 @@ def _add_cluster(subparsers) -> None:
 
 def _cut_by_score(args, particles, classes: list[int]):
     """The picks of ``particles`` that pass the threshold of ``args``, and how many each class lost."""
-    from .threshold import (
-        ThresholdReport,
-        apply_thresholds,
-        automatic_thresholds,
-        read_thresholds,
-        thresholds_of,
-        write_threshold_report,
-    )
+    from .threshold import cut_by_score, read_thresholds, write_threshold_report
 
-    log_scale = not args.scores
-    fits = {}
     if args.thresholds_from:
         thresholds, source = read_thresholds(args.thresholds_from), f"from {args.thresholds_from}"
     elif args.threshold == ["auto"]:
-        fits = automatic_thresholds(particles, log_scale=log_scale)
-        thresholds, source = thresholds_of(fits), "automatic"
+        thresholds, source = None, "automatic"
     else:
         thresholds, source = per_class(args.threshold, classes, "--threshold"), "given"
-    keep, lost = apply_thresholds(particles, thresholds)
+    keep, report = cut_by_score(particles, thresholds, log_scale=not args.scores, source=source)
     if args.threshold_report:
-        write_threshold_report(
-            args.threshold_report,
-            ThresholdReport(particles.class_id, particles.score, thresholds, lost, fits, log_scale, source),
-        )
-    return keep, lost
+        write_threshold_report(args.threshold_report, report)
+    return keep, report.lost
 
 
 def _run_cluster(args) -> None:

@@ -306,6 +306,25 @@ class ThresholdReport:
     source: str
 
 
+def cut_by_score(
+    particles: ParticleTable, thresholds: Mapping[int, float] | None, log_scale: bool, source: str
+) -> tuple[np.ndarray, ThresholdReport]:
+    """Apply given thresholds, or (``thresholds`` None) the automatic ones of ``particles``.
+
+    ``log_scale``: the scores are cluster sizes. Returns the mask of the picks kept
+    (:func:`apply_thresholds`) and the report of the cut (for :func:`write_threshold_report`).
+    """
+    fits = {}
+    if thresholds is None:
+        fits = automatic_thresholds(particles, log_scale=log_scale)
+        thresholds = thresholds_of(fits)
+    keep, lost = apply_thresholds(particles, thresholds)
+    report = ThresholdReport(
+        particles.class_id.copy(), particles.score.copy(), dict(thresholds), lost, fits, log_scale, source
+    )
+    return keep, report
+
+
 def write_threshold_report(path: str | os.PathLike, report: ThresholdReport) -> Path:
     """Write a :class:`ThresholdReport` as JSON (read back by :func:`read_threshold_report`)."""
     path = Path(path)

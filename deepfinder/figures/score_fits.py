@@ -39,7 +39,8 @@ def plot_score_thresholds(
     thresholds : {class: score}
         The cut applied (a dashed line); classes not given were not cut.
     fits : {class: ScoreFit}, optional
-        Reference-free fits: their two Gaussian components are drawn, scaled to the histogram.
+        Reference-free fits: the two Gaussian components of those that split the scores are
+        drawn (dotted: the low one), scaled to the histogram.
     log_scale : bool
         The scores are cluster sizes: logarithmic bins and axis.
     """
@@ -62,7 +63,7 @@ def plot_score_thresholds(
         colour = class_colour(int(k))
         axes.hist(values, bins=edges, color=colour, alpha=0.5)
         fit = (fits or {}).get(int(k))
-        if fit is not None and len(values):
+        if fit is not None and fit.separated:
             # Counts per bin of each component: n x density x bin width (in the fitted scale).
             scale_edges = np.log10(edges) if fit.log_scale else edges
             x = np.linspace(scale_edges[0], scale_edges[-1], 200)
@@ -91,9 +92,11 @@ def _edges(values: np.ndarray, log_scale: bool) -> np.ndarray:
         positive = values[values > 0]
         low, high = (positive.min(), positive.max()) if len(positive) else (1.0, 10.0)
         return np.geomspace(low / 1.2, high * 1.2, BINS + 1)
-    if len(values) and (values.min() < 0 or values.max() > 1):
-        return np.linspace(values.min(), values.max() + 1e-9, BINS + 1)
-    return np.linspace(0.0, 1.0, BINS + 1)
+    if not len(values):
+        return np.linspace(0.0, 1.0, BINS + 1)
+    # The data's range, widened by a tenth: scores of a class often crowd near one end of 0-1.
+    margin = max(np.ptp(values), 0.01) / 10
+    return np.linspace(values.min() - margin, values.max() + margin, BINS + 1)
 
 
 def threshold_page(report_path: str | os.PathLike, class_names: Sequence[str]) -> Callable[[Figure], None]:

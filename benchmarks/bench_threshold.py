@@ -9,7 +9,7 @@ class probability, cluster size), then per class and tomogram
 
 - none: every pick;
 - auto: the reference-free threshold of :func:`deepfinder.core.threshold.automatic_thresholds`,
-  both methods (Gaussian mixture and Otsu);
+  both methods (Otsu and Gaussian mixture);
 - reference: the best-F1 threshold of the other held-out tomogram (what an evaluation on an
   annotated tomogram hands to the others);
 - hindsight: the best F1 over every threshold, on the tomogram itself.
@@ -146,7 +146,7 @@ def measure(work: Path, figures: Path | None) -> None:
             best = {name: hindsight(found[name], references[name]) for name in TEST}
             print(f"\n### minimum cluster size: {min_size}; score: {score}\n")
             print(
-                "| tomogram | class | picks / reference | none | auto gmm (lost) | auto otsu (lost) "
+                "| tomogram | class | picks / reference | none | auto otsu (lost) | auto gmm (lost) "
                 "| other tomogram's best (lost) | hindsight (threshold) |"
             )
             print("|---|---|---|---|---|---|---|---|")
@@ -186,7 +186,7 @@ def measure(work: Path, figures: Path | None) -> None:
                     threshold, f1 = best[name].get(k, (np.nan, np.nan))
                     print(
                         f"| {name} | {class_name} | {n_picks} / {n_reference} | {none.get(k, 0):.2f} "
-                        f"| {cells['gmm'][k]} | {cells['otsu'][k]} | {cells['reference'][k]} "
+                        f"| {cells['otsu'][k]} | {cells['gmm'][k]} | {cells['reference'][k]} "
                         f"| {f1:.2f} ({threshold:.3g}) |"
                     )
 

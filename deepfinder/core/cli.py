@@ -474,7 +474,8 @@ def _add_cluster(subparsers) -> None:
         metavar="T | CLASS:T | auto",
         help="drop picks scoring below a threshold (kept picks keep their scores): one for all "
         "classes, one per class (CLASS:T), or 'auto': per class, split this tomogram's scores in two "
-        "populations (Gaussian mixture; cluster sizes on a log scale) when they form two",
+        "populations (Otsu's cut; cluster sizes on a log scale) when two Gaussians describe them "
+        "better than one",
     )
     cut.add_argument(
         "--thresholds-from",

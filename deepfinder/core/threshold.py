@@ -10,12 +10,13 @@ A pick is kept when its score is at least its class's threshold (the rule of
   :func:`read_thresholds`) that the cluster step reads;
 - no reference: :func:`fit_scores` splits the scores of one class into two
   populations (specks and fragments of low score, particles of high score).
-  ``gmm``: a two-component Gaussian mixture, cut where the two posteriors are
-  equal; ``otsu``: the cut of largest between-group variance. Either way the
+  ``otsu``: the cut of largest between-group variance; ``gmm``: where the two
+  posteriors of a two-component Gaussian mixture are equal. Either way the
   split is only made when two Gaussians describe the scores better than one
   (Bayesian information criterion), so a class whose picks are all alike loses
   none. Cluster sizes (the score without score maps) are fitted on a log scale.
-  benchmarks/RESULTS.md compares the two methods; :data:`DEFAULT_METHOD` won.
+  benchmarks/RESULTS.md compares the two (:data:`DEFAULT_METHOD`): equal after the
+  default minimum cluster size, Otsu better on a broad tail of specks.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from .particles import ParticleTable
 
 _log = logging.getLogger(__name__)
 
-METHODS = ("gmm", "otsu")
-DEFAULT_METHOD = "gmm"
+METHODS = ("otsu", "gmm")
+DEFAULT_METHOD = "otsu"
 #: Fewer scores than this in a class: no fit, nothing cut.
 MIN_SCORES_TO_FIT = 10
 #: The ``kind`` field of a thresholds file.
@@ -51,7 +52,7 @@ class ScoreFit:
     Attributes
     ----------
     method : str
-        ``gmm`` or ``otsu``.
+        ``otsu`` or ``gmm``.
     threshold : float
         Keep scores >= this; ``-inf`` when the scores form one population (or
         are too few to tell), so that nothing is cut.
@@ -114,7 +115,7 @@ def fit_scores(scores: np.ndarray, method: str = DEFAULT_METHOD, log_scale: bool
     ----------
     scores : (n,) float array
         Scores of the picks of one class; NaN are left out.
-    method : {"gmm", "otsu"}
+    method : {"otsu", "gmm"}
         Where to cut (see the module's description).
     log_scale : bool
         Fit ``log10(scores)``: for cluster sizes, which span orders of magnitude.

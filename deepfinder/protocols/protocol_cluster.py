@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 
 import pyworkflow.protocol.params as params
@@ -21,6 +22,9 @@ from ..convert import (
 from ..core import io
 from ..core.particles import ParticleTable
 from ..core.settings import ClusterSettings, SettingError, default_of, per_class, split_values
+
+#: Choices of the "Score threshold" field.
+THRESHOLD_NONE, THRESHOLD_GIVEN, THRESHOLD_AUTOMATIC, THRESHOLD_EVALUATION = range(4)
 
 
 class DeepFinderClusterOutputs(Enum):
@@ -79,6 +83,40 @@ class DeepFinderProtCluster(EMProtocol):
             "(see benchmarks/RESULTS.md).",
         )
         form.addParam(
+            "scoreThreshold",
+            params.EnumParam,
+            default=THRESHOLD_NONE,
+            choices=["none", "given per class", "automatic", "from an evaluation"],
+            label="Score threshold",
+            help="Drop picks scoring below a threshold per class (the picks kept keep their "
+            "scores; the summary says how many each class lost). The score is the mean class "
+            "probability when the segmentation kept score maps, else the cluster size in voxels. "
+            "Given: the thresholds below. Automatic: per class and tomogram, the scores are split "
+            "into two populations (Otsu's cut; sizes on a log scale) when a mixture of two "
+            "Gaussians describes them better than one, else nothing is dropped; "
+            "extra/<tsId>_scores.png shows the fit. From an evaluation: the threshold of best F1 "
+            "of each class in an 'evaluate picking' run on annotated tomograms.",
+        )
+        form.addParam(
+            "thresholds",
+            params.StringParam,
+            default="",
+            condition=f"scoreThreshold == {THRESHOLD_GIVEN}",
+            label="Threshold per class",
+            help="One score for all classes, or one per class, comma-separated in class order: "
+            "a probability (0-1) with score maps, else a cluster size in voxels.",
+        )
+        form.addParam(
+            "thresholdEvaluation",
+            params.PointerParam,
+            pointerClass="DeepFinderProtEvaluate",
+            allowsNull=True,
+            condition=f"scoreThreshold == {THRESHOLD_EVALUATION}",
+            label="Evaluation",
+            help="A finished DeepFinder 'evaluate picking' run of picks of the same classes "
+            "(e.g. of this protocol run without a threshold on annotated tomograms).",
+        )
+        form.addParam(
             "boxScale",
             params.FloatParam,
             default=2.5,
@@ -111,10 +149,13 @@ class DeepFinderProtCluster(EMProtocol):
             score_maps={int(c): io.read_volume(path) for c, path in score_files.items()} or None,
             tomo=tsId,
         )
-        particles = clusters.particles
+        particles, sizes = clusters.particles, clusters.sizes
+        if self.scoreThreshold.get() != THRESHOLD_NONE:
+            keep = self._cutByScore(tsId, particles)
+            particles, sizes = particles.select(keep), sizes[keep]
         particles.xyz *= label_scale
         io.write_particles_csv(self._particlesFile(tsId), particles)
-        write_cluster_sizes(self._particlesFile(tsId), clusters.sizes)
+        write_cluster_sizes(self._particlesFile(tsId), sizes)
         tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
         write_png(
             self._getExtraPath(f"{tsId}_picks.png"),
@@ -154,7 +195,36 @@ class DeepFinderProtCluster(EMProtocol):
             HISTOGRAMS_SIZE,
         )
 
+    def _cutByScore(self, tsId: str, particles: ParticleTable):
+        """Picks passing the score threshold; writes the cut's report and picture."""
+        from ..core.threshold import cut_by_score, read_thresholds, write_threshold_report
+        from ..figures.pictures import HISTOGRAMS_SIZE, write_png
+        from ..figures.score_fits import threshold_page
+
+        choice = self.scoreThreshold.get()
+        if choice == THRESHOLD_GIVEN:
+            thresholds, source = self._thresholds(), "given"
+        elif choice == THRESHOLD_EVALUATION:
+            path = self.thresholdEvaluation.get().bestThresholdsFile()
+            thresholds, source = read_thresholds(path), f"from {path}"
+        else:
+            thresholds, source = None, "automatic"
+        keep, report = cut_by_score(particles, thresholds, not self._hasScoreMaps(), source)
+        write_threshold_report(self._thresholdReport(tsId), report)
+        write_png(
+            self._getExtraPath(f"{tsId}_scores.png"),
+            threshold_page(self._thresholdReport(tsId), self._classNames()),
+            HISTOGRAMS_SIZE,
+        )
+        return keep
+
     # ----------------------------------------------------------------- helpers
+    def _thresholdReport(self, tsId: str) -> str:
+        return self._getExtraPath(f"{tsId}_threshold.json")
+
+    def _thresholds(self) -> dict[int, float]:
+        return self._perClass(self.thresholds.get(), "thresholds")
+
     def _coordinateSet(self, name, particles, radius_A) -> SetOfCoordinates3D:
         sampling = self.inputTomograms.get().getSamplingRate()
         return new_coordinate_set(
@@ -216,6 +286,7 @@ class DeepFinderProtCluster(EMProtocol):
             sizes_valid = False
         if not sizes_valid:
             errors.append(f"Give one minimum size, or one per class ({n}), or leave it empty.")
+        errors += self._validateThreshold(names)
         tomograms = tomograms_by_tsid(self.inputTomograms.get())
         for tsId, label_map in tomograms_by_tsid(self.inputLabelMaps.get()).items():
             if tsId not in tomograms:
@@ -234,14 +305,67 @@ class DeepFinderProtCluster(EMProtocol):
                 )
         return errors
 
+    def _validateThreshold(self, names) -> list[str]:
+        choice = self.scoreThreshold.get()
+        if choice == THRESHOLD_GIVEN:
+            try:
+                thresholds = self._thresholds()
+            except SettingError:
+                thresholds = {}
+            if not thresholds:
+                n = len(names) - 1 if names else "each"
+                return [
+                    f"Give one score threshold, or one per class ({n}), comma-separated; "
+                    f"got '{self.thresholds.get('')}'."
+                ]
+            if self._hasScoreMaps() and not all(0 <= t <= 1 for t in thresholds.values()):
+                return [
+                    "The scores are mean class probabilities (the label maps have score maps): "
+                    f"give thresholds between 0 and 1, got '{self.thresholds.get()}'."
+                ]
+        if choice == THRESHOLD_EVALUATION:
+            from ..core.errors import InputError
+            from ..core.threshold import read_thresholds
+
+            evaluation = self.thresholdEvaluation.get()
+            if evaluation is None:
+                return ["Choose the evaluation whose best thresholds to apply."]
+            path = evaluation.bestThresholdsFile()
+            if not os.path.exists(path):
+                return [f"The evaluation {evaluation.getObjLabel()} has no best thresholds: run it first."]
+            try:
+                thresholds = read_thresholds(path)
+            except InputError as error:
+                return [str(error)]
+            unknown = sorted(set(thresholds) - set(range(1, len(names)))) if names else []
+            if unknown:
+                return [
+                    f"The evaluation {evaluation.getObjLabel()} has thresholds for class(es) {unknown} "
+                    f"that the label maps lack ({class_table(names)}): evaluate picks of these classes."
+                ]
+        return []
+
     def _summary(self):
         names = get_class_names(self.inputLabelMaps.get()) or []
         summary = [f"Classes: {class_table(names)}"] if names else []
-        for _class_id, name in enumerate(names[1:], start=1):
+        lost = self._lostPerClass()
+        for class_id, name in enumerate(names[1:], start=1):
             output = getattr(self, class_output_name(name), None)
             if output is not None:
-                summary.append(f"{name}: {output.getSize()} particles")
+                below = f", {lost.get(class_id, 0)} dropped below the score threshold" if lost else ""
+                summary.append(f"{name}: {output.getSize()} particles{below}")
         return summary
+
+    def _lostPerClass(self) -> dict[int, int]:
+        """Picks each class lost to the score threshold, over the tomograms done (empty: no cut)."""
+        from ..core.threshold import read_threshold_report
+
+        lost = {}
+        for tsId in tomograms_by_tsid(self.inputLabelMaps.get()):
+            if os.path.exists(self._thresholdReport(tsId)):
+                for class_id, n in read_threshold_report(self._thresholdReport(tsId)).lost.items():
+                    lost[class_id] = lost.get(class_id, 0) + n
+        return lost
 
     def _methods(self):
         return ["Particles were located in DeepFinder label maps by mean-shift clustering [Moebel2021]."]

@@ -678,7 +678,8 @@ def _run_evaluate(args) -> None:
 
             best_of_class = best_thresholds(curves, detected)
             for k, (threshold, f1) in best_of_class.items():
-                print(f"{names.get(k, f'class {k}')}: best F1 {f1:.3f} at score >= {threshold:.4g}")
+                cut = f"score >= {threshold:.4g}" if np.isfinite(threshold) else "every pick (no cut)"
+                print(f"{names.get(k, f'class {k}')}: best F1 {f1:.3f} with {cut}")
             write_thresholds(
                 args.thresholds_output,
                 {k: threshold for k, (threshold, _) in best_of_class.items()},

@@ -227,7 +227,7 @@ def test_evaluate_hands_its_best_thresholds_to_cluster(tmp_path, capsys):
         ["evaluate", "--detected", str(tmp_path / "all.csv"), "--reference", str(tmp_path / "truth.csv")]
         + ["--tolerance", "2", "--sweep", "10", "--thresholds-output", str(tmp_path / "best.json")]
     )
-    assert "class 1: best F1 1.000" in capsys.readouterr().out
+    assert "class 1: best F1 1.000 with score >= 0.65" in capsys.readouterr().out
     assert 0.4 < read_thresholds(tmp_path / "best.json")[1] <= 0.9
     found = _cluster(
         tmp_path, "--scores", str(tmp_path / "scores.mrc"), "--thresholds-from", str(tmp_path / "best.json")

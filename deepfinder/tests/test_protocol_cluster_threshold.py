@@ -22,12 +22,14 @@ from deepfinder.protocols import (
     DeepFinderProtImportModel,
     DeepFinderProtSegment,
 )
+from deepfinder.protocols.protocol_base import CLASSES_PER_SET
 from deepfinder.protocols.protocol_cluster import (
     THRESHOLD_AUTOMATIC,
     THRESHOLD_EVALUATION,
     THRESHOLD_GIVEN,
     THRESHOLD_NONE,
 )
+from deepfinder.viewers.viewers import DeepFinderPicksViewer
 
 pytestmark = pytest.mark.slow  # a dozen protocol runs
 
@@ -107,6 +109,8 @@ class TestClusterThreshold(BaseTest):
         )
         self.assertGreater(os.path.getsize(cluster._getExtraPath(f"{self.tsId}_scores.png")), 10_000)
         self.assertTrue(all(c.getScore() > int(SIZE_THRESHOLD) for c in cluster.coordinates))
+        views = DeepFinderPicksViewer(project=self.proj, protocol=cluster)._visualize(cluster)
+        self.assertIn(f"score threshold {self.tsId}", views[0].pages)
 
     def test_the_automatic_threshold_splits_whole_from_half_balls(self):
         cluster = self._cluster(scoreThreshold=THRESHOLD_AUTOMATIC)
@@ -139,7 +143,7 @@ class TestClusterThreshold(BaseTest):
         self.assertIn("has no best thresholds: run it first", _errors(protocol))
         # Two classes evaluated, one in the label maps.
         two_classes = self._evaluate(
-            [self.all_picks, self.all_picks], [self.whole, self.whole], pickedClassesFrom=0
+            [self.all_picks, self.all_picks], [self.whole, self.whole], pickedClassesFrom=CLASSES_PER_SET
         )
         protocol = self._cluster(False, scoreThreshold=THRESHOLD_EVALUATION, thresholdEvaluation=two_classes)
         self.assertIn("has thresholds for class(es) [2] that the label maps lack", _errors(protocol))

@@ -368,7 +368,17 @@ class DeepFinderProtCluster(EMProtocol):
         return lost
 
     def _methods(self):
-        return ["Particles were located in DeepFinder label maps by mean-shift clustering [Moebel2021]."]
+        methods = ["Particles were located in DeepFinder label maps by mean-shift clustering [Moebel2021]."]
+        how = {
+            THRESHOLD_GIVEN: f"below a given threshold per class ({self.thresholds.get()})",
+            THRESHOLD_AUTOMATIC: "below a threshold per class and tomogram split off from the "
+            "distribution of the picks' own scores",
+            THRESHOLD_EVALUATION: "below the threshold of best F1 per class of an evaluation on annotated "
+            "tomograms",
+        }.get(self.scoreThreshold.get())
+        if how:
+            methods.append(f"Picks scoring {how} were dropped.")
+        return methods
 
     def _citations(self):
         return ["Moebel2021"]

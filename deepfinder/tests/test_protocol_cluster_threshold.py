@@ -116,6 +116,7 @@ class TestClusterThreshold(BaseTest):
         cluster = self._cluster(scoreThreshold=THRESHOLD_AUTOMATIC)
         self.assertEqual(cluster.coordinates.getSize(), len(WHOLE))
         self.assertIn(f"{len(HALVES)} dropped below the score threshold", "\n".join(cluster.summary()))
+        self.assertIn("Picks scoring below a threshold per class and tomogram", "\n".join(cluster.methods()))
 
     def test_the_best_thresholds_of_an_evaluation_are_applied(self):
         uncut = self._cluster(scoreThreshold=THRESHOLD_NONE)

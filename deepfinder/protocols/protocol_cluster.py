@@ -6,7 +6,6 @@ import os
 from enum import Enum
 
 import pyworkflow.protocol.params as params
-from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
 from pyworkflow.protocol import STEPS_PARALLEL
 from tomo.objects import SetOfCoordinates3D
@@ -22,6 +21,7 @@ from ..convert import (
 from ..core import io
 from ..core.particles import ParticleTable
 from ..core.settings import ClusterSettings, SettingError, default_of, per_class, split_values
+from .protocol_base import DeepFinderEngineProtocol, run_engine
 
 #: Choices of the "Score threshold" field.
 THRESHOLD_NONE, THRESHOLD_GIVEN, THRESHOLD_AUTOMATIC, THRESHOLD_EVALUATION = range(4)
@@ -31,7 +31,7 @@ class DeepFinderClusterOutputs(Enum):
     coordinates = SetOfCoordinates3D
 
 
-class DeepFinderProtCluster(EMProtocol):
+class DeepFinderProtCluster(DeepFinderEngineProtocol):
     """Find particles in DeepFinder label maps: one coordinate per particle, with its class and score.
 
     Outputs one coordinate set per class (named after the class, ready for
@@ -136,27 +136,38 @@ class DeepFinderProtCluster(EMProtocol):
         self._insertFunctionStep(self.createOutputStep, prerequisites=steps)
 
     def clusterStep(self, tsId: str):
-        from ..core.cluster import find_clusters
-        from ..figures.pictures import slices_page, write_cluster_sizes, write_png
+        from ..figures.pictures import HISTOGRAMS_SIZE, cluster_sizes_path, slices_page, write_png
+        from ..figures.score_fits import threshold_page
 
-        label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
-        score_files = get_score_files(label_map)
-        label_scale = label_map.getSamplingRate() / self.inputTomograms.get().getSamplingRate()
-        clusters = find_clusters(
-            io.read_volume(label_map.getFileName(), mmap=False),
-            radius_voxels={c: r / label_map.getSamplingRate() for c, r in self._radiiA().items()},
-            min_cluster_size=self._minSizes(),
-            score_maps={int(c): io.read_volume(path) for c, path in score_files.items()} or None,
-            tomo=tsId,
+        with self._lock:  # step threads share the input sets' database connections
+            label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
+            tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
+            cut = self._thresholdArguments(tsId)
+        particles_file = self._particlesFile(tsId)
+        radii = {c: r / label_map.getSamplingRate() for c, r in self._radiiA().items()}
+        min_sizes, score_files = self._minSizes(), get_score_files(label_map)
+        arguments = ["--labels", label_map.getFileName(), "--radius", *_pairs(radii)]
+        if min_sizes:
+            arguments += ["--min-size", *_pairs(min_sizes)]
+        if score_files:
+            arguments += ["--score-maps", *_pairs(score_files)]
+        arguments += ["--label-scale", label_map.getSamplingRate() / tomogram.getSamplingRate()]
+        arguments += ["--tomo-id", tsId, "--sizes", cluster_sizes_path(particles_file)]
+        run_engine(
+            self,
+            "cluster",
+            arguments + cut + ["--output", particles_file],
+            outputs=[particles_file, cluster_sizes_path(particles_file)]
+            + ([self._thresholdReport(tsId)] if cut else []),
+            subject=f"Label map {tsId}",
         )
-        particles, sizes = clusters.particles, clusters.sizes
-        if self.scoreThreshold.get() != THRESHOLD_NONE:
-            keep = self._cutByScore(tsId, particles)
-            particles, sizes = particles.select(keep), sizes[keep]
-        particles.xyz *= label_scale
-        io.write_particles_csv(self._particlesFile(tsId), particles)
-        write_cluster_sizes(self._particlesFile(tsId), sizes)
-        tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
+        particles = io.read_particles_csv(particles_file)
+        if cut:
+            write_png(
+                self._getExtraPath(f"{tsId}_scores.png"),
+                threshold_page(self._thresholdReport(tsId), self._classNames()),
+                HISTOGRAMS_SIZE,
+            )
         write_png(
             self._getExtraPath(f"{tsId}_picks.png"),
             slices_page(
@@ -195,28 +206,18 @@ class DeepFinderProtCluster(EMProtocol):
             HISTOGRAMS_SIZE,
         )
 
-    def _cutByScore(self, tsId: str, particles: ParticleTable):
-        """Picks passing the score threshold; writes the cut's report and picture."""
-        from ..core.threshold import cut_by_score, read_thresholds, write_threshold_report
-        from ..figures.pictures import HISTOGRAMS_SIZE, write_png
-        from ..figures.score_fits import threshold_page
-
+    def _thresholdArguments(self, tsId: str) -> list:
+        """The command line's score threshold options (none without a threshold)."""
         choice = self.scoreThreshold.get()
+        if choice == THRESHOLD_NONE:
+            return []
         if choice == THRESHOLD_GIVEN:
-            thresholds, source = self._thresholds(), "given"
+            cut = ["--threshold", *_pairs(self._thresholds())]
         elif choice == THRESHOLD_EVALUATION:
-            path = self.thresholdEvaluation.get().bestThresholdsFile()
-            thresholds, source = read_thresholds(path), f"from {path}"
+            cut = ["--thresholds-from", self.thresholdEvaluation.get().bestThresholdsFile()]
         else:
-            thresholds, source = None, "automatic"
-        keep, report = cut_by_score(particles, thresholds, not self._hasScoreMaps(), source)
-        write_threshold_report(self._thresholdReport(tsId), report)
-        write_png(
-            self._getExtraPath(f"{tsId}_scores.png"),
-            threshold_page(self._thresholdReport(tsId), self._classNames()),
-            HISTOGRAMS_SIZE,
-        )
-        return keep
+            cut = ["--threshold", "auto"]
+        return cut + ["--threshold-report", self._thresholdReport(tsId)]
 
     # ----------------------------------------------------------------- helpers
     def _thresholdReport(self, tsId: str) -> str:
@@ -382,3 +383,8 @@ class DeepFinderProtCluster(EMProtocol):
 
     def _citations(self):
         return ["Moebel2021"]
+
+
+def _pairs(values: dict) -> list[str]:
+    """``CLASS:VALUE`` words of a per-class setting, as the command line takes them."""
+    return [f"{class_id}:{value}" for class_id, value in values.items()]

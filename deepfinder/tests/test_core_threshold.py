@@ -188,9 +188,19 @@ def test_cluster_command_applies_a_given_threshold_and_reports_the_losses(tmp_pa
     # Without score maps the score is the cluster size: specks of 1 voxel, balls of 123.
     assert len(found) == 12 and np.all(found.score > 100)
     assert "Wrote 12 particles" in capsys.readouterr().out
-    found = _cluster(tmp_path, "--scores", str(tmp_path / "scores.mrc"), "--threshold", "0.5")
+    found = _cluster(
+        tmp_path,
+        "--scores",
+        str(tmp_path / "scores.mrc"),
+        "--threshold",
+        "0.5",
+        "--sizes",
+        str(tmp_path / "n"),
+    )
     np.testing.assert_allclose(found.score, 0.9, atol=1e-3)
     assert "lost per class: 1: 8" in capsys.readouterr().out
+    # The cluster sizes written are those of the picks kept, in table order.
+    assert np.loadtxt(tmp_path / "n").tolist() == [123] * 12
 
 
 def test_cluster_command_finds_the_threshold_automatically_and_writes_the_fit(tmp_path, capsys):

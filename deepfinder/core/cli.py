@@ -527,7 +527,48 @@ def _add_cluster(subparsers) -> None:
         "--sizes", default=None, help="also write each particle's cluster size (voxels), one per line"
     )
     parser.add_argument("--output", required=True, help="particle table (.csv, .xml or .star)")
+    cut = parser.add_mutually_exclusive_group()
+    cut.add_argument(
+        "--threshold",
+        nargs="+",
+        default=None,
+        metavar="T | CLASS:T | auto",
+        help="drop picks scoring below a threshold (kept picks keep their scores): one for all "
+        "classes, one per class (CLASS:T), or 'auto': per class, split this tomogram's scores in two "
+        "populations (Otsu's cut; cluster sizes on a log scale) when two Gaussians describe them "
+        "better than one",
+    )
+    cut.add_argument(
+        "--thresholds-from",
+        default=None,
+        metavar="JSON",
+        help="per-class thresholds written by 'deepfinder evaluate --sweep N --thresholds-output'",
+    )
+    parser.add_argument(
+        "--threshold-report",
+        default=None,
+        metavar="JSON",
+        help="with a threshold: write every pick's score before the cut, the thresholds, the fits "
+        "and the picks each class lost (the data of the score histogram picture)",
+    )
     parser.set_defaults(func=_run_cluster)
+
+
+def _cut_by_score(args, particles, classes: list[int]):
+    """The picks of ``particles`` that pass the threshold of ``args``, and how many each class lost."""
+    from .threshold import cut_by_score, read_thresholds, write_threshold_report
+
+    if args.thresholds_from:
+        thresholds, source = read_thresholds(args.thresholds_from), f"from {args.thresholds_from}"
+    elif args.threshold == ["auto"]:
+        thresholds, source = None, "automatic"
+    else:
+        thresholds, source = per_class(args.threshold, classes, "--threshold"), "given"
+    scores_are_sizes = not (args.scores or args.score_maps)
+    keep, report = cut_by_score(particles, thresholds, log_scale=scores_are_sizes, source=source)
+    if args.threshold_report:
+        write_threshold_report(args.threshold_report, report)
+    return keep, report.lost
 
 
 def _run_cluster(args) -> None:
@@ -540,11 +581,14 @@ def _run_cluster(args) -> None:
     from .cluster import find_clusters
     from .segment import MAX_LABEL_CLASSES, score_map_paths, unbin_positions
 
+    if args.threshold_report and not (args.threshold or args.thresholds_from):
+        raise InputError("--threshold-report needs --threshold or --thresholds-from")
     given_maps = per_class(args.score_maps, [], "--score-maps", str) if args.score_maps else {}
     io.refuse_overwriting_inputs(
-        [args.output, args.sizes],
+        [args.output, args.sizes, args.threshold_report],
         [
             args.labels,
+            args.thresholds_from,
             *given_maps.values(),
             *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ()),
         ],
@@ -573,19 +617,29 @@ def _run_cluster(args) -> None:
         io.read_voxel_size(args.labels) or 1.0,
         labels.shape,
     )
+    sizes, lost = clusters.sizes, None
+    if args.threshold or args.thresholds_from:
+        keep, lost = _cut_by_score(args, particles, classes)
+        particles, sizes = particles.select(keep), sizes[keep]
     scale = 2.0 if args.binned else args.label_scale or 1.0
     if scale != 1:
         particles = dataclasses.replace(particles, xyz=unbin_positions(particles.xyz, scale))
         voxel_size, shape_zyx = voxel_size / scale, tuple(round(scale * n) for n in shape_zyx)
     if args.sizes:
         with io.atomic_output(args.sizes) as temporary:
-            np.savetxt(temporary, clusters.sizes.astype(int), fmt="%d")
+            np.savetxt(temporary, sizes.astype(int), fmt="%d")
     io.write_particles(args.output, particles, voxel_size=voxel_size, volume_shape_xyz=shape_zyx[::-1])
-    counts = np.bincount(clusters.particles.class_id, minlength=max(classes, default=0) + 1)
+    counts = np.bincount(particles.class_id, minlength=max(classes, default=0) + 1)
     print(
-        f"Wrote {len(clusters.particles)} particles to {args.output} (per class: "
+        f"Wrote {len(particles)} particles to {args.output} (per class: "
         + ", ".join(f"{k}: {counts[k]}" for k in classes)
         + ")"
+        + (
+            "; below the score threshold, lost per class: "
+            + ", ".join(f"{k}: {lost.get(k, 0)}" for k in classes)
+            if lost is not None
+            else ""
+        )
     )
 
 
@@ -617,6 +671,13 @@ def _add_evaluate(subparsers) -> None:
         help="also sweep N score thresholds (quantiles of the detected scores)",
     )
     parser.add_argument("--sweep-output", default=None, help="CSV of the sweep (with --sweep)")
+    parser.add_argument(
+        "--thresholds-output",
+        default=None,
+        metavar="JSON",
+        help="with --sweep: write the threshold of best F1 of each class, for 'deepfinder cluster "
+        "--thresholds-from'",
+    )
     parser.set_defaults(func=_run_evaluate)
 
 
@@ -639,8 +700,11 @@ def _run_evaluate(args) -> None:
         write_sweep_csv,
     )
 
+    if (args.sweep_output or args.thresholds_output) and not args.sweep:
+        raise InputError("--sweep-output and --thresholds-output need --sweep N")
     io.refuse_overwriting_inputs(
-        [args.output, args.sweep_output], [args.detected, args.reference, args.occupancy]
+        [args.output, args.sweep_output, args.thresholds_output],
+        [args.detected, args.reference, args.occupancy],
     )
     detected = io.read_particles(args.detected, voxel_size=args.voxel_size or 1.0)
     reference = io.read_particles(args.reference, voxel_size=args.voxel_size or 1.0)
@@ -678,6 +742,20 @@ def _run_evaluate(args) -> None:
         print(f"Best overall F1 {curves.curve('f1')[best]:.3f} at score >= {curves.thresholds[best]:.4g}")
         if args.sweep_output:
             write_sweep_csv(args.sweep_output, curves)
+        if args.thresholds_output:
+            from .threshold import best_thresholds, write_thresholds
+
+            best_of_class = best_thresholds(curves, detected)
+            for k, (threshold, f1) in best_of_class.items():
+                cut = f"score >= {threshold:.4g}" if np.isfinite(threshold) else "every pick (no cut)"
+                print(f"{names.get(k, f'class {k}')}: best F1 {f1:.3f} with {cut}")
+            write_thresholds(
+                args.thresholds_output,
+                {k: threshold for k, (threshold, _) in best_of_class.items()},
+                {k: f1 for k, (_, f1) in best_of_class.items()},
+                names,
+                source=f"best F1 of {args.detected} against {args.reference}",
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import Enum
 
 import pyworkflow.protocol.params as params
@@ -21,6 +22,9 @@ from ..core import io
 from ..core.particles import ParticleTable
 from ..core.settings import ClusterSettings, SettingError, default_of, per_class, split_values
 from .protocol_base import DeepFinderEngineProtocol, run_engine
+
+#: Choices of the "Score threshold" field.
+THRESHOLD_NONE, THRESHOLD_GIVEN, THRESHOLD_AUTOMATIC, THRESHOLD_EVALUATION = range(4)
 
 
 class DeepFinderClusterOutputs(Enum):
@@ -79,6 +83,40 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
             "(see benchmarks/RESULTS.md).",
         )
         form.addParam(
+            "scoreThreshold",
+            params.EnumParam,
+            default=THRESHOLD_NONE,
+            choices=["none", "given per class", "automatic", "from an evaluation"],
+            label="Score threshold",
+            help="Drop picks scoring below a threshold per class (the picks kept keep their "
+            "scores; the summary says how many each class lost). The score is the mean class "
+            "probability when the segmentation kept score maps, else the cluster size in voxels. "
+            "Given: the thresholds below. Automatic: per class and tomogram, the scores are split "
+            "into two populations (Otsu's cut; sizes on a log scale) when a mixture of two "
+            "Gaussians describes them better than one, else nothing is dropped; "
+            "extra/<tsId>_scores.png shows the fit. From an evaluation: the threshold of best F1 "
+            "of each class in an 'evaluate picking' run on annotated tomograms.",
+        )
+        form.addParam(
+            "thresholds",
+            params.StringParam,
+            default="",
+            condition=f"scoreThreshold == {THRESHOLD_GIVEN}",
+            label="Threshold per class",
+            help="One score for all classes, or one per class, comma-separated in class order: "
+            "a probability (0-1) with score maps, else a cluster size in voxels.",
+        )
+        form.addParam(
+            "thresholdEvaluation",
+            params.PointerParam,
+            pointerClass="DeepFinderProtEvaluate",
+            allowsNull=True,
+            condition=f"scoreThreshold == {THRESHOLD_EVALUATION}",
+            label="Evaluation",
+            help="A finished DeepFinder 'evaluate picking' run of picks of the same classes "
+            "(e.g. of this protocol run without a threshold on annotated tomograms).",
+        )
+        form.addParam(
             "boxScale",
             params.FloatParam,
             default=2.5,
@@ -98,11 +136,13 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
         self._insertFunctionStep(self.createOutputStep, prerequisites=steps)
 
     def clusterStep(self, tsId: str):
-        from ..figures.pictures import cluster_sizes_path, slices_page, write_png
+        from ..figures.pictures import HISTOGRAMS_SIZE, cluster_sizes_path, slices_page, write_png
+        from ..figures.score_fits import threshold_page
 
         with self._lock:  # step threads share the input sets' database connections
             label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
             tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
+            cut = self._thresholdArguments(tsId)
         particles_file = self._particlesFile(tsId)
         radii = {c: r / label_map.getSamplingRate() for c, r in self._radiiA().items()}
         min_sizes, score_files = self._minSizes(), get_score_files(label_map)
@@ -116,11 +156,18 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
         run_engine(
             self,
             "cluster",
-            arguments + ["--output", particles_file],
-            outputs=[particles_file, cluster_sizes_path(particles_file)],
+            arguments + cut + ["--output", particles_file],
+            outputs=[particles_file, cluster_sizes_path(particles_file)]
+            + ([self._thresholdReport(tsId)] if cut else []),
             subject=f"Label map {tsId}",
         )
         particles = io.read_particles_csv(particles_file)
+        if cut:
+            write_png(
+                self._getExtraPath(f"{tsId}_scores.png"),
+                threshold_page(self._thresholdReport(tsId), self._classNames()),
+                HISTOGRAMS_SIZE,
+            )
         write_png(
             self._getExtraPath(f"{tsId}_picks.png"),
             slices_page(
@@ -159,7 +206,26 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
             HISTOGRAMS_SIZE,
         )
 
+    def _thresholdArguments(self, tsId: str) -> list:
+        """The command line's score threshold options (none without a threshold)."""
+        choice = self.scoreThreshold.get()
+        if choice == THRESHOLD_NONE:
+            return []
+        if choice == THRESHOLD_GIVEN:
+            cut = ["--threshold", *_pairs(self._thresholds())]
+        elif choice == THRESHOLD_EVALUATION:
+            cut = ["--thresholds-from", self.thresholdEvaluation.get().bestThresholdsFile()]
+        else:
+            cut = ["--threshold", "auto"]
+        return cut + ["--threshold-report", self._thresholdReport(tsId)]
+
     # ----------------------------------------------------------------- helpers
+    def _thresholdReport(self, tsId: str) -> str:
+        return self._getExtraPath(f"{tsId}_threshold.json")
+
+    def _thresholds(self) -> dict[int, float]:
+        return self._perClass(self.thresholds.get(), "thresholds")
+
     def _coordinateSet(self, name, particles, radius_A) -> SetOfCoordinates3D:
         sampling = self.inputTomograms.get().getSamplingRate()
         return new_coordinate_set(
@@ -221,6 +287,7 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
             sizes_valid = False
         if not sizes_valid:
             errors.append(f"Give one minimum size, or one per class ({n}), or leave it empty.")
+        errors += self._validateThreshold(names)
         tomograms = tomograms_by_tsid(self.inputTomograms.get())
         for tsId, label_map in tomograms_by_tsid(self.inputLabelMaps.get()).items():
             if tsId not in tomograms:
@@ -239,17 +306,80 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
                 )
         return errors
 
+    def _validateThreshold(self, names) -> list[str]:
+        choice = self.scoreThreshold.get()
+        if choice == THRESHOLD_GIVEN:
+            try:
+                thresholds = self._thresholds()
+            except SettingError:
+                thresholds = {}
+            if not thresholds:
+                n = len(names) - 1 if names else "each"
+                return [
+                    f"Give one score threshold, or one per class ({n}), comma-separated; "
+                    f"got '{self.thresholds.get('')}'."
+                ]
+            if self._hasScoreMaps() and not all(0 <= t <= 1 for t in thresholds.values()):
+                return [
+                    "The scores are mean class probabilities (the label maps have score maps): "
+                    f"give thresholds between 0 and 1, got '{self.thresholds.get()}'."
+                ]
+        if choice == THRESHOLD_EVALUATION:
+            from ..core.errors import InputError
+            from ..core.threshold import read_thresholds
+
+            evaluation = self.thresholdEvaluation.get()
+            if evaluation is None:
+                return ["Choose the evaluation whose best thresholds to apply."]
+            path = evaluation.bestThresholdsFile()
+            if not os.path.exists(path):
+                return [f"The evaluation {evaluation.getObjLabel()} has no best thresholds: run it first."]
+            try:
+                thresholds = read_thresholds(path)
+            except InputError as error:
+                return [str(error)]
+            unknown = sorted(set(thresholds) - set(range(1, len(names)))) if names else []
+            if unknown:
+                return [
+                    f"The evaluation {evaluation.getObjLabel()} has thresholds for class(es) {unknown} "
+                    f"that the label maps lack ({class_table(names)}): evaluate picks of these classes."
+                ]
+        return []
+
     def _summary(self):
         names = get_class_names(self.inputLabelMaps.get()) or []
         summary = [f"Classes: {class_table(names)}"] if names else []
-        for _class_id, name in enumerate(names[1:], start=1):
+        lost = self._lostPerClass()
+        for class_id, name in enumerate(names[1:], start=1):
             output = getattr(self, class_output_name(name), None)
             if output is not None:
-                summary.append(f"{name}: {output.getSize()} particles")
+                below = f", {lost.get(class_id, 0)} dropped below the score threshold" if lost else ""
+                summary.append(f"{name}: {output.getSize()} particles{below}")
         return summary
 
+    def _lostPerClass(self) -> dict[int, int]:
+        """Picks each class lost to the score threshold, over the tomograms done (empty: no cut)."""
+        from ..core.threshold import read_threshold_report
+
+        lost = {}
+        for tsId in tomograms_by_tsid(self.inputLabelMaps.get()):
+            if os.path.exists(self._thresholdReport(tsId)):
+                for class_id, n in read_threshold_report(self._thresholdReport(tsId)).lost.items():
+                    lost[class_id] = lost.get(class_id, 0) + n
+        return lost
+
     def _methods(self):
-        return ["Particles were located in DeepFinder label maps by mean-shift clustering [Moebel2021]."]
+        methods = ["Particles were located in DeepFinder label maps by mean-shift clustering [Moebel2021]."]
+        how = {
+            THRESHOLD_GIVEN: f"below a given threshold per class ({self.thresholds.get()})",
+            THRESHOLD_AUTOMATIC: "below a threshold per class and tomogram split off from the "
+            "distribution of the picks' own scores",
+            THRESHOLD_EVALUATION: "below the threshold of best F1 per class of an evaluation on annotated "
+            "tomograms",
+        }.get(self.scoreThreshold.get())
+        if how:
+            methods.append(f"Picks scoring {how} were dropped.")
+        return methods
 
     def _citations(self):
         return ["Moebel2021"]

@@ -68,6 +68,7 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
 
     def evaluateStep(self):
         from ..core import evaluate, io
+        from ..core.threshold import best_thresholds, write_thresholds
 
         sampling = self._coordinateSets()[0].getSamplingRate()
         picked = classes_table(self.pickedCoordinates, self.pickedClassesFrom.get(), sampling)
@@ -91,6 +92,14 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
             picked, reference, thresholds, tolerance_voxels=tolerance, class_names=names
         )
         evaluate.write_sweep_csv(self._getExtraPath("threshold_sweep.csv"), sweep)
+        best = best_thresholds(sweep, picked)
+        write_thresholds(
+            self.bestThresholdsFile(),
+            {k: threshold for k, (threshold, _) in best.items()},
+            {k: f1 for k, (_, f1) in best.items()},
+            names,
+            source=f"best F1 of evaluation {self.getObjLabel()}",
+        )
         self.info(report)
         from ..figures.pictures import EVALUATION_SIZE, evaluation_page, write_png
 
@@ -101,6 +110,10 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
         )
 
     # ----------------------------------------------------------------- helpers
+    def bestThresholdsFile(self) -> str:
+        """The score threshold of best F1 of each class (JSON), read by the cluster protocol."""
+        return self._getExtraPath("best_thresholds.json")
+
     def _resultFile(self) -> str:
         return self._getExtraPath("evaluation.txt")
 

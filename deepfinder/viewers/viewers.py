@@ -14,6 +14,7 @@ from tomo.objects import SetOfTomoMasks
 from ..convert import get_class_names, tomograms_by_tsid
 from ..core import io
 from ..figures.pictures import Draw, clusters_page, evaluation_page, slices_page, training_page
+from ..figures.score_fits import threshold_page
 from ..objects import DeepFinderModel
 from ..protocols import (
     DeepFinderProtCluster,
@@ -116,7 +117,8 @@ class DeepFinderLabelMapViewer(DeepFinderViewer):
 
 
 class DeepFinderPicksViewer(DeepFinderViewer):
-    """Histograms of cluster size and score per class; picks over orthoslices of each tomogram."""
+    """Histograms of cluster size and score per class; the score threshold of each tomogram (with
+    its fit when automatic); picks over orthoslices of each tomogram."""
 
     _name = "DeepFinder picked particles"
     _targets = [DeepFinderProtCluster]
@@ -130,6 +132,9 @@ class DeepFinderPicksViewer(DeepFinderViewer):
             return {}
         names = obj._classNames()
         pages = {HISTOGRAMS_PAGE: clusters_page(list(done.values()), names, obj._hasScoreMaps())}
+        for tsId in done:
+            if os.path.exists(obj._thresholdReport(tsId)):
+                pages[f"score threshold {tsId}"] = threshold_page(obj._thresholdReport(tsId), names)
         radii = obj._radiiVoxels()
         tomograms = tomograms_by_tsid(obj.inputTomograms.get())
         for tsId, path in done.items():

@@ -140,7 +140,7 @@ class AnnotationWindow:
             canvas.create_text(6, 4, anchor="nw", text=view, fill="yellow", tags="name")
             self._bind_view(canvas, view)
             self.canvases[view] = canvas
-        panel = tk.Frame(self.master, padx=8, pady=4)
+        panel = self.panel = tk.Frame(self.master, padx=8, pady=4)
         panel.grid(row=0, column=1, sticky="n")
         self._build_tomogram_controls(panel)
         self._build_class_controls(panel)
@@ -372,8 +372,12 @@ class AnnotationWindow:
                 canvas.create_line(column - 4, row, column + 5, row, fill="white", tags="overlay")
                 canvas.create_line(column, row - 4, column, row + 5, fill="white", tags="overlay")
 
+    def _class_counts(self) -> dict[int, int]:
+        """Particles per class id, shown in the class list."""
+        return self.annotation.counts()
+
     def _refresh_classes(self) -> None:
-        counts = self.annotation.counts()
+        counts = self._class_counts()
         self.class_list.delete(0, "end")
         for class_id, particle_class in enumerate(self.classes, start=1):
             radius_A = particle_class.radius_voxels * self.voxel_size

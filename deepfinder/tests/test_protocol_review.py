@@ -16,6 +16,7 @@ import mrcfile
 import numpy as np
 import pytest
 from PIL import Image
+from pyworkflow.object import Pointer
 from pyworkflow.protocol import STATUS_FAILED, STATUS_FINISHED, STATUS_INTERACTIVE, getProtocolFromDb
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
@@ -152,6 +153,7 @@ class TestReviewWindow(BaseTest):
             classNames="ribosome, proteasome",
             radii="40, 30",
         )
+        launched = protocol
         self._open_window(protocol)
         self._screenshot("1_opened")
         # Picks 1-8 in the order: reject, accept, reject, class 2, accept x 3, moved 1 voxel in x.
@@ -181,11 +183,15 @@ class TestReviewWindow(BaseTest):
         self.assertIn("rejected: 3, not reviewed: 0", "\n".join(protocol.summary()))
 
         # The reviewed picks are training coordinates: targets for fine-tuning.
+        self.proj._updateProtocol(launched)  # the outputs the run wrote, in this project
         targets = self.launchProtocol(
             self.newProtocol(
                 DeepFinderProtGenerateTargets,
                 inputTomograms=self.tomograms,
-                inputCoordinates=[protocol.coordinates_ribosome, protocol.coordinates_proteasome],
+                inputCoordinates=[
+                    Pointer(launched, extended="coordinates_ribosome"),
+                    Pointer(launched, extended="coordinates_proteasome"),
+                ],
                 radii="40, 30",
             )
         )

@@ -252,6 +252,13 @@ class Review:
         with io.atomic_output(path) as temporary, open(temporary, "w") as handle:
             json.dump(state, handle, indent=0)
 
+    @staticmethod
+    def saved_counts(path: PathLike) -> dict[str, int]:
+        """Picks per status in the review saved in ``path``, without the picks themselves."""
+        with open(path) as handle:
+            statuses = [pick["status"] for pick in json.load(handle)["picks"]]
+        return {status: statuses.count(status) for status in (PENDING, ACCEPTED, REJECTED)}
+
     @classmethod
     def resume(cls, picks: ParticleTable, path: PathLike) -> Review:
         """The review of ``picks`` saved in ``path``.

@@ -90,7 +90,7 @@ class DeepFinderProtReview(DeepFinderProtAnnotate):
     def _summary(self):
         if not os.path.exists(self._getExtraPath(REVIEW_FILE)):
             return ["Not reviewed yet: the window opens when the protocol runs."]
-        counts = self._review().counts()
+        counts = Review.saved_counts(self._getExtraPath(REVIEW_FILE))
         return [
             f"Picks accepted (or corrected): {counts[ACCEPTED]}, rejected: {counts[REJECTED]}, "
             f"not reviewed: {counts[PENDING]}.",

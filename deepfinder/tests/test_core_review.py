@@ -63,6 +63,7 @@ def test_a_saved_review_resumes_where_it_stopped(tmp_path):
     assert list(resumed.class_id) == list(review.class_id)
     np.testing.assert_allclose(resumed.xyz, review.xyz)
     np.testing.assert_allclose(resumed.accepted().xyz, review.accepted().xyz)
+    assert Review.saved_counts(tmp_path / "review.json") == {PENDING: 3, ACCEPTED: 2, REJECTED: 1}
 
 
 def test_a_review_of_other_picks_is_refused(tmp_path):

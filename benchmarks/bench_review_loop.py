@@ -7,8 +7,8 @@ On the simulator's tiny preset (tomo_000 to tomo_003, seed 0):
 2. it picks tomo_001 (the tomogram to review) and tomo_003 (held out);
 3. the class with the most false positives in tomo_001 is reviewed: its 20
    lowest-score picks in the order of :class:`deepfinder.core.annotation.Review`,
-   each accepted when a true particle of its class lies within the tolerance,
-   re-classed when one of another class does, rejected otherwise (a perfect
+   each moved onto the true particle within the tolerance (and re-classed when
+   that particle is of another class), rejected when there is none (a perfect
    reviewer, standing in for the person at the review window);
 4. the base model is fine-tuned (started from its weights) on tomo_000 and on
    tomo_001's picks as the review left them; a control run fine-tunes the same
@@ -43,7 +43,7 @@ from deepfinder.core.train import train
 TRAINING = TrainingSettings(
     patch_size=32,
     batch_size=4,
-    epochs=8,
+    epochs=15,
     steps_per_epoch=16,
     validation_steps=2,
     loss="dice_cross_entropy",
@@ -70,10 +70,10 @@ def review_by_truth(found: ParticleTable, truth: ParticleTable, class_id: int, n
         nearest = int(np.argmin(distance))
         if distance[nearest] > TOLERANCE_VOXELS:
             review.reject(index)
-        elif truth.class_id[nearest] != class_id:
-            review.set_class(index, int(truth.class_id[nearest]))
         else:
-            review.accept(index)
+            # As at the window: dragged onto the particle, its class typed if another.
+            review.move(index, truth.xyz[nearest])
+            review.set_class(index, int(truth.class_id[nearest]))
     return review
 
 
@@ -92,7 +92,7 @@ def scores(found: ParticleTable, truth: ParticleTable, names: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, help="working folder (default: a temporary one)")
-    parser.add_argument("--base-epochs", type=int, default=8)
+    parser.add_argument("--base-epochs", type=int, default=15)
     parser.add_argument("--tune-epochs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=16, help="training steps per epoch")
     args = parser.parse_args()
@@ -134,7 +134,8 @@ def main() -> None:
         f"reviewed {len(found) - review.counts()['pending']} picks of {names[class_id]} "
         f"in {review_tomo['name']} "
         f"({false_positives[class_id]} false positives among {reviewed_scores[names[class_id]].n_detected}): "
-        f"{review.counts()}, re-classed {int(np.sum(review.class_id != found.class_id))}"
+        f"{review.counts()}, re-classed {int(np.sum(review.class_id != found.class_id))}, "
+        f"moved by {np.linalg.norm(review.xyz - found.xyz, axis=1).max():.1f} voxels at most"
     )
     results = {"base": scores(picks(held_out, base, folder / "base", radius), truth[held_out["name"]], names)}
     for run, tuning_picks in (

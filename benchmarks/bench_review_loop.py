@@ -16,6 +16,7 @@ On the simulator's tiny preset (tomo_000 to tomo_003, seed 0):
 5. both pick tomo_003: false positives of the reviewed class and per-class F1.
 
 Usage: python benchmarks/bench_review_loop.py [--out DIR] [--base-epochs N] [--tune-epochs N] [--steps N]
+    [--tune-seed N]
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def main() -> None:
     parser.add_argument("--base-epochs", type=int, default=15)
     parser.add_argument("--tune-epochs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=16, help="training steps per epoch")
+    parser.add_argument("--tune-seed", type=int, default=1, help="seed of the fine-tuning runs")
     args = parser.parse_args()
     folder = args.out or Path(tempfile.mkdtemp(prefix="bench_review_loop_"))
     started = time.perf_counter()
@@ -149,7 +151,7 @@ def main() -> None:
             [truth[train_tomo["name"]], tuning_picks],
             folder / tag,
             n_classes,
-            replace(TRAINING, epochs=args.tune_epochs, steps_per_epoch=args.steps, seed=1),
+            replace(TRAINING, epochs=args.tune_epochs, steps_per_epoch=args.steps, seed=args.tune_seed),
             validation_fraction=0.2,
             initial_weights=base,
         )

@@ -60,14 +60,31 @@ def orthoslice(volume: np.ndarray, view: str, index: int, lowpass_sigma: float =
     return section.T if view == "YZ" else section
 
 
-def to_grey(section: np.ndarray, range_std: float) -> np.ndarray:
-    """uint8 image showing ``section`` from mean - range_std * std (black) to mean + range_std * std."""
+def to_grey(section: np.ndarray, range_std: float, mean_std: tuple[float, float] | None = None) -> np.ndarray:
+    """uint8 image showing ``section`` from mean - range_std * std (black) to mean + range_std * std.
+
+    ``mean_std`` gives the mean and standard deviation to use (e.g. of the whole
+    tomogram, see :func:`sampled_mean_std`); by default those of ``section``.
+    """
     if range_std <= 0:
         raise ValueError(f"range_std must be positive, got {range_std}")
-    mean, std = float(section.mean()), float(section.std()) or 1.0
+    mean, std = mean_std if mean_std is not None else (float(section.mean()), float(section.std()))
+    std = std or 1.0
     low = mean - range_std * std
     scaled = (section - low) / (2 * range_std * std)
     return (np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def sampled_mean_std(volume: np.ndarray, max_rows: int = 4096) -> tuple[float, float]:
+    """Mean and standard deviation of ``volume`` (z, y, x) from at most ``max_rows`` of its x rows.
+
+    The rows are spread evenly over z and y and read whole, so a memory-mapped
+    tomogram is read in a few long runs instead of entirely.
+    """
+    nz, ny, _ = volume.shape
+    step = max(1, int(np.ceil(np.sqrt(nz * ny / max_rows))))
+    sample = np.asarray(volume[step // 2 :: step, step // 2 :: step, :], dtype=np.float64)
+    return float(sample.mean()), float(sample.std())
 
 
 def fit_scale(shape_zyx: tuple[int, int, int], width: int, height: int) -> float:
@@ -123,23 +140,64 @@ def from_canvas(
 
 
 def canvas_image(
-    grey: np.ndarray, view: str, centre_xyz, scale: float, canvas_size: tuple[int, int], fill: int = 32
+    volume: np.ndarray,
+    view: str,
+    slice_index: int,
+    centre_xyz,
+    scale: float,
+    canvas_size: tuple[int, int],
+    range_std: float,
+    mean_std: tuple[float, float] | None = None,
+    lowpass_sigma: float = 0.0,
+    fill: int = 32,
 ) -> np.ndarray:
-    """The (height, width) uint8 image of a canvas showing the (v, u) slice ``grey``.
+    """The (height, width) uint8 image of a canvas showing slice ``slice_index`` of ``view``.
 
-    Each canvas pixel takes its nearest voxel; pixels off the tomogram are ``fill``.
+    Each canvas pixel takes its nearest voxel, and only the voxels shown are read
+    from ``volume`` (z, y, x): a memory-mapped tomogram larger than the canvas is
+    read sparsely, a zoomed-in one only where it shows. Pixels off the tomogram
+    are ``fill``. Grey levels as :func:`to_grey`; ``lowpass_sigma`` as :func:`orthoslice`.
     """
     width, height = canvas_size
-    u, v, _ = VIEW_AXES[view]
+    u, v, w = VIEW_AXES[view]
+    shape_xyz = volume.shape[::-1]
     columns = np.floor((np.arange(width) + 0.5 - width / 2) / scale + centre_xyz[u] + 0.5).astype(int)
     rows = np.floor((height / 2 - np.arange(height) - 0.5) / scale + centre_xyz[v] + 0.5).astype(int)
-    inside = (
-        (rows[:, None] >= 0)
-        & (rows[:, None] < grey.shape[0])
-        & (columns[None, :] >= 0)
-        & (columns[None, :] < grey.shape[1])
-    )
-    image = grey[
-        np.clip(rows, 0, grey.shape[0] - 1)[:, None], np.clip(columns, 0, grey.shape[1] - 1)[None, :]
-    ]
-    return np.where(inside, image, np.uint8(fill)).astype(np.uint8)
+    columns_in = (columns >= 0) & (columns < shape_xyz[u])
+    rows_in = (rows >= 0) & (rows < shape_xyz[v])
+    image = np.full((height, width), np.uint8(fill))
+    if not columns_in.any() or not rows_in.any():
+        return image
+    voxel_columns, column_of_pixel = np.unique(columns[columns_in], return_inverse=True)
+    voxel_rows, row_of_pixel = np.unique(rows[rows_in], return_inverse=True)
+    index = int(np.clip(slice_index, 0, shape_xyz[w] - 1))
+    section = _read_section(volume, view, index, voxel_rows, voxel_columns, lowpass_sigma)
+    grey = to_grey(section, range_std, mean_std)
+    image[np.ix_(rows_in, columns_in)] = grey[np.ix_(row_of_pixel, column_of_pixel)]
+    return image
+
+
+def _read_section(
+    volume: np.ndarray, view: str, index: int, rows: np.ndarray, columns: np.ndarray, lowpass_sigma: float
+) -> np.ndarray:
+    """The (rows, columns) voxels of slice ``index`` of ``view`` (float32), read alone from ``volume``.
+
+    With a low-pass, the box spanning them (and a margin) is read and filtered first.
+    """
+    u, v, w = VIEW_AXES[view]
+    half = int(np.ceil(3 * lowpass_sigma)) if lowpass_sigma > 0 else 0
+    if half:
+        shape_xyz = volume.shape[::-1]
+        box = [slice(None)] * 3
+        starts = [0] * 3
+        for axis, low, high in ((u, columns[0], columns[-1]), (v, rows[0], rows[-1]), (w, index, index)):
+            starts[axis] = max(0, low - half)
+            box[2 - axis] = slice(starts[axis], min(shape_xyz[axis], high + half + 1))
+        slab = np.asarray(volume[tuple(box)], dtype=np.float32)
+        volume, index = gaussian_filter(slab, lowpass_sigma, mode="nearest"), index - starts[w]
+        rows, columns = rows - starts[v], columns - starts[u]
+    wanted = [None, None, None]
+    wanted[2 - u], wanted[2 - v], wanted[2 - w] = columns, rows, np.array([index])
+    section = np.asarray(volume[np.ix_(*wanted)], dtype=np.float32).squeeze(axis=2 - w)
+    # The remaining axes come in (z, y, x) order: (y, z) = (v, u) except for YZ, where it is (u, v).
+    return section.T if view == "YZ" else section

@@ -129,14 +129,7 @@ class DeepFinderProtAnnotate(EMProtocol):
 
     def createOutputs(self):
         """(Re)build the output sets from the annotation files of the run."""
-        tomograms = tomograms_by_tsid(self.inputTomograms.get())
-        particles = ParticleTable.concat(
-            [
-                io.read_particles_csv(self._particlesFile(tsId))
-                for tsId in tomograms
-                if os.path.exists(self._particlesFile(tsId))
-            ]
-        )
+        particles = self._annotatedParticles()
         classes = self._savedClasses()
         sampling = self.inputTomograms.get().getSamplingRate()
         if not len(particles):
@@ -145,7 +138,7 @@ class DeepFinderProtAnnotate(EMProtocol):
         for _, output in self.iterOutputAttributes():
             # Saving again rewrites the same files: let go of the previous sets first.
             output.close()
-        everything = DeepFinderAnnotateOutputs.annotatedCoordinates.name
+        everything = next(iter(self._possibleOutputs)).name
         outputs = {
             everything: self._coordinateSet(
                 everything, particles, max(c.radius_voxels for c in classes) * sampling
@@ -168,12 +161,25 @@ class DeepFinderProtAnnotate(EMProtocol):
         self.info(f"Saved {len(particles)} particles ({counts}).")
 
     # ----------------------------------------------------------------- files
+    def _annotatedParticles(self) -> ParticleTable:
+        """The particles of the output sets: those annotated in this run."""
+        return ParticleTable.concat(
+            [
+                io.read_particles_csv(self._particlesFile(tsId))
+                for tsId in tomograms_by_tsid(self.inputTomograms.get())
+                if os.path.exists(self._particlesFile(tsId))
+            ]
+        )
+
     def _particlesFile(self, tsId: str) -> str:
         return self._getExtraPath(f"{tsId}_particles.csv")
 
     def _saveAnnotation(self, tsId: str, particles: ParticleTable, classes: list[ParticleClass]):
         """Write one tomogram's particles and the class list: nothing is lost on a crash."""
         io.write_particles_csv(self._particlesFile(tsId), particles)
+        self._saveClasses(classes)
+
+    def _saveClasses(self, classes: list[ParticleClass]):
         sampling = self.inputTomograms.get().getSamplingRate()
         with io.atomic_output(self._getExtraPath(CLASSES_FILE)) as temporary, open(temporary, "w") as handle:
             json.dump(

@@ -45,8 +45,7 @@ def test_canvas_pixels_and_voxels_agree_with_the_image(view):
     size = canvas_sizes(shape, scale)[view]
     centre = [(n - 1) / 2 for n in shape[::-1]]
     slice_index = particle[{"XY": 2, "XZ": 1, "YZ": 0}[view]]
-    grey = (orthoslice(volume, view, slice_index) * 255).astype(np.uint8)
-    image = canvas_image(grey, view, centre, scale, size)
+    image = canvas_image(volume, view, slice_index, centre, scale, size, range_std=1.0, mean_std=(0.5, 0.5))
     assert image.shape == size[::-1]
     column, row = to_canvas(view, particle, centre, scale, size)
     assert image[int(row), int(column)] == 255

@@ -33,9 +33,8 @@ from ..figures.orthoslices import (
     default_colour,
     fit_scale,
     from_canvas,
-    orthoslice,
+    sampled_mean_std,
     to_canvas,
-    to_grey,
 )
 
 #: Largest area (pixels) the three views take at the start, on a large enough screen.
@@ -45,6 +44,8 @@ PANEL_ROOM = (360, 140)
 #: A particle is clickable within this many pixels of its centre however small it is drawn.
 CLICK_TOLERANCE_PX = 5
 ZOOM_STEP = 1.25
+#: Canvas images kept, so that going back to a slice or zoom seen recently costs nothing.
+IMAGE_CACHE_SIZE = 48
 #: Pixels between the views: XY at (0, 0), YZ at (XY width + gap, 0), XZ at (0, XY height + gap).
 VIEW_GAP = 4
 
@@ -110,7 +111,7 @@ class AnnotationWindow:
         self._drag: tuple[int, bool] | None = None
         self._pan: tuple[str, int, int] | None = None
         self._photos: dict[str, ImageTk.PhotoImage] = {}
-        self._grey_cache: dict[tuple, np.ndarray] = {}
+        self._image_cache: dict[tuple, ImageTk.PhotoImage] = {}
         self.tomo_index = -1
         self._build()
         self.show_tomogram(0)
@@ -139,7 +140,7 @@ class AnnotationWindow:
             canvas.create_text(6, 4, anchor="nw", text=view, fill="yellow", tags="name")
             self._bind_view(canvas, view)
             self.canvases[view] = canvas
-        panel = tk.Frame(self.master, padx=8, pady=4)
+        panel = self.panel = tk.Frame(self.master, padx=8, pady=4)
         panel.grid(row=0, column=1, sticky="n")
         self._build_tomogram_controls(panel)
         self._build_class_controls(panel)
@@ -264,7 +265,9 @@ class AnnotationWindow:
         tsId, path = self.tomograms[index]
         self.volume = io.read_volume(path)
         self.shape = self.volume.shape
-        self._grey_cache.clear()
+        # One contrast for every slice, from a sample: a slice never needs the whole tomogram.
+        self.mean_std = sampled_mean_std(self.volume)
+        self._image_cache.clear()
         self.selected = None
         self.cursor = np.array([(n - 1) // 2 for n in self.shape[::-1]])
         for view, (_variable, scale) in self.slice_vars.items():
@@ -312,20 +315,29 @@ class AnnotationWindow:
             f"slices x {x}, y {y}, z {z}  |  zoom {self.scale:.2f} px/voxel"
         )
 
-    def _grey(self, view: str) -> np.ndarray:
-        index = int(self.cursor[VIEW_AXES[view][2]])
-        key = (view, index, float(self.lowpass.get()), float(self.range_std.get()))
-        if key not in self._grey_cache:
-            if len(self._grey_cache) > 64:
-                self._grey_cache.clear()
-            self._grey_cache[key] = to_grey(orthoslice(self.volume, view, index, key[2]), key[3])
-        return self._grey_cache[key]
-
     def _render_view(self, view: str) -> None:
         canvas = self.canvases[view]
         size = (int(canvas.cget("width")), int(canvas.cget("height")))
-        image = canvas_image(self._grey(view), view, self.centre, self.scale, size)
-        self._photos[view] = ImageTk.PhotoImage(Image.fromarray(image))
+        index = int(self.cursor[VIEW_AXES[view][2]])
+        lowpass, range_std = float(self.lowpass.get()), float(self.range_std.get())
+        key = (view, index, tuple(self.centre), self.scale, size, lowpass, range_std)
+        if key not in self._image_cache:
+            if len(self._image_cache) >= IMAGE_CACHE_SIZE:
+                del self._image_cache[next(iter(self._image_cache))]
+            image = canvas_image(
+                self.volume,
+                view,
+                index,
+                self.centre,
+                self.scale,
+                size,
+                range_std,
+                # A low-pass lowers the spread: its slices get their own contrast.
+                None if lowpass else self.mean_std,
+                lowpass,
+            )
+            self._image_cache[key] = ImageTk.PhotoImage(Image.fromarray(image))
+        self._photos[view] = self._image_cache[key]
         canvas.itemconfigure("image", image=self._photos[view])
         canvas.tag_raise("name")
         self._draw_overlay(view)
@@ -360,8 +372,12 @@ class AnnotationWindow:
                 canvas.create_line(column - 4, row, column + 5, row, fill="white", tags="overlay")
                 canvas.create_line(column, row - 4, column, row + 5, fill="white", tags="overlay")
 
+    def _class_counts(self) -> dict[int, int]:
+        """Particles per class id, shown in the class list."""
+        return self.annotation.counts()
+
     def _refresh_classes(self) -> None:
-        counts = self.annotation.counts()
+        counts = self._class_counts()
         self.class_list.delete(0, "end")
         for class_id, particle_class in enumerate(self.classes, start=1):
             radius_A = particle_class.radius_voxels * self.voxel_size

@@ -1,0 +1,267 @@
+"""The review protocol driven as a user would: real key presses on its window, under Xvfb.
+
+Twenty scored picks of two tomograms (imported from a CSV, as a picker's
+output) are reviewed in two sittings: some rejected, one re-classed, one moved;
+the second sitting resumes at the first pick not reviewed. The outputs hold
+exactly the accepted and corrected picks, and feed 'generate targets' (the
+training targets of a fine-tuning run). Needs Debian's xvfb, xdotool and
+imagemagick; screenshots go to test-artifacts/ at the top of the repository.
+"""
+
+import subprocess
+import time
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+from PIL import Image
+from pyworkflow.object import Pointer
+from pyworkflow.protocol import STATUS_FAILED, STATUS_FINISHED, STATUS_INTERACTIVE, getProtocolFromDb
+from pyworkflow.tests import BaseTest, setupTestProject
+from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
+
+from deepfinder.convert import coordinates_to_table
+from deepfinder.core import io
+from deepfinder.core.annotation import Review
+from deepfinder.core.particles import ParticleTable
+from deepfinder.protocols import (
+    DeepFinderProtGenerateTargets,
+    DeepFinderProtImportParticles,
+    DeepFinderProtReview,
+)
+from deepfinder.protocols.protocol_base import CLASSES_FROM_GROUP_ID
+from deepfinder.tests.virtual_display import VirtualDisplay
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+SCREEN = (1280, 1024)
+SHAPE = (24, 48, 64)  # z, y, x
+VOXEL_SIZE = 10.0
+TIMEOUT_S = 120
+
+
+def _picks() -> ParticleTable:
+    """Twenty picks: 12 of class 1, 8 of class 2, in ta and tb, each with its own score."""
+    rng = np.random.default_rng(5)
+    grid = np.array([(x, y, z) for x in range(8, 60, 12) for y in range(8, 44, 12) for z in (8, 16)])
+    xyz = grid[rng.choice(len(grid), 20, replace=False)].astype(float)
+    return ParticleTable(
+        tomo=["ta"] * 14 + ["tb"] * 6,
+        class_id=[1, 2] * 8 + [1] * 4,
+        xyz=xyz,
+        score=rng.permutation(np.linspace(0.05, 0.95, 20)),
+    )
+
+
+def _xdotool(*args) -> str:
+    return subprocess.run(
+        ["xdotool", *map(str, args)], check=True, capture_output=True, text=True, timeout=TIMEOUT_S
+    ).stdout
+
+
+@pytest.mark.slow
+class TestReviewWindow(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.display = VirtualDisplay(SCREEN, tools=("Xvfb", "xdotool", "import"))
+        ARTIFACTS.mkdir(exist_ok=True)
+        setupTestProject(cls)
+        rng = np.random.default_rng(3)
+        for name in ("ta", "tb"):
+            with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
+                mrc.set_data(rng.normal(size=SHAPE).astype(np.float32))
+                mrc.voxel_size = VOXEL_SIZE
+        cls.tomograms = cls.launchProtocol(
+            cls.newProtocol(
+                ProtImportTomograms,
+                filesPath=cls.getOutputPath(),
+                filesPattern="t*.mrc",
+                samplingRate=VOXEL_SIZE,
+            )
+        ).Tomograms
+        io.write_particles_csv(cls.getOutputPath("picks.csv"), _picks())
+        cls.picks = cls.launchProtocol(
+            cls.newProtocol(
+                DeepFinderProtImportParticles,
+                filesPath=cls.getOutputPath("picks.csv"),
+                inputTomograms=cls.tomograms,
+                boxSize=10,
+            )
+        ).coordinates
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.display.stop()
+
+    # ----------------------------------------------------------------- helpers
+    def _open_window(self, protocol) -> None:
+        self.proj.launchProtocol(protocol, wait=False)
+        _xdotool("search", "--sync", "--onlyvisible", "--name", "DeepFinder review")
+        time.sleep(1.0)  # let the first rendering finish
+
+    def _keys(self, *keys):
+        for key in keys:
+            _xdotool("key", key)
+            time.sleep(0.3)
+
+    def _screenshot(self, name) -> None:
+        path = ARTIFACTS / f"review_{name}.png"
+        subprocess.run(["import", "-window", "root", str(path)], check=True, timeout=TIMEOUT_S)
+        with Image.open(path) as image:
+            self.assertEqual(image.size, SCREEN)
+
+    def _wait_closed(self, protocol):
+        deadline = time.time() + TIMEOUT_S
+        while time.time() < deadline:
+            time.sleep(1)
+            protocol = getProtocolFromDb(self.proj.path, protocol.getDbPath(), protocol.getObjId())
+            protocol.getProject().closeMapper()
+            protocol.closeMappers()
+            if protocol.getStatus() in (STATUS_INTERACTIVE, STATUS_FINISHED, STATUS_FAILED):
+                break
+        self.assertEqual(
+            protocol.getStatus(),
+            STATUS_INTERACTIVE,
+            "\n".join(Path(protocol.getStdoutLog()).read_text().splitlines()[-30:]),
+        )
+        return protocol
+
+    def _check_outputs(self, protocol, expected: ParticleTable):
+        def ordered(table):
+            return table.select(np.lexsort((table.xyz[:, 2], table.xyz[:, 1], table.xyz[:, 0], table.tomo)))
+
+        found = ordered(coordinates_to_table(protocol.reviewedCoordinates, VOXEL_SIZE))
+        expected = ordered(expected)
+        self.assertEqual(len(found), len(expected))
+        self.assertEqual(list(found.tomo), list(expected.tomo))
+        self.assertEqual(list(found.class_id), list(expected.class_id))
+        np.testing.assert_allclose(found.xyz, expected.xyz, atol=0.01)
+        np.testing.assert_allclose(found.score, expected.score, atol=1e-6)
+        for name, class_id in (("ribosome", 1), ("proteasome", 2)):
+            output = getattr(protocol, f"coordinates_{name}")
+            self.assertEqual(len(output), len(expected.of_class(class_id)), name)
+
+    # ----------------------------------------------------------------- test
+    def test_review_twenty_picks_in_two_sittings(self):
+        picks = _picks()
+        order = Review(picks).order  # class 1 then 2, lowest score first
+        protocol = self.newProtocol(
+            DeepFinderProtReview,
+            inputTomograms=self.tomograms,
+            inputCoordinates=[self.picks],
+            classesFrom=CLASSES_FROM_GROUP_ID,
+            classNames="ribosome, proteasome",
+            radii="40, 30",
+        )
+        launched = protocol
+        self._open_window(protocol)
+        self._screenshot("1_opened")
+        # Picks 1-8 in the order: reject, accept, reject, class 2, accept x 3, moved 1 voxel in x.
+        self._keys("r", "a", "r", "2", "a", "a", "a", "shift+Right", "Down")
+        self._screenshot("2_eight_reviewed")
+        self._keys("ctrl+q")
+        protocol = self._wait_closed(protocol)
+        decided = Review(picks)
+        for position in (1, 3, 4, 5, 6):
+            decided.accept(order[position])
+        decided.set_class(order[3], 2)
+        decided.move(order[7], picks.xyz[order[7]] + [1, 0, 0])
+        self._check_outputs(protocol, decided.accepted())
+
+        # Second sitting: it resumes at pick 9, the first not reviewed; finish the review.
+        self._open_window(protocol)
+        self._screenshot("3_reopened")
+        self._keys("a", "r", *["a"] * 10)
+        self._screenshot("4_finished")
+        self._keys("ctrl+q")
+        protocol = self._wait_closed(protocol)
+        for position in [8] + list(range(10, 20)):
+            decided.accept(order[position])
+        accepted = decided.accepted()
+        self.assertEqual(len(accepted), 17)  # 3 rejected: positions 0, 2 and 9
+        self._check_outputs(protocol, accepted)
+        self.assertIn("rejected: 3, not reviewed: 0", "\n".join(protocol.summary()))
+
+        # The reviewed picks are training coordinates: targets for fine-tuning.
+        self.proj._updateProtocol(launched)  # the outputs the run wrote, in this project
+        targets = self.launchProtocol(
+            self.newProtocol(
+                DeepFinderProtGenerateTargets,
+                inputTomograms=self.tomograms,
+                inputCoordinates=[
+                    Pointer(launched, extended="coordinates_ribosome"),
+                    Pointer(launched, extended="coordinates_proteasome"),
+                ],
+                radii="40, 30",
+            )
+        )
+        for mask in targets.labelMaps.iterItems():
+            labels = io.read_volume(mask.getFileName())
+            expected = accepted.of_tomogram(mask.getTsId())
+            for x, y, z in np.round(expected.xyz).astype(int):
+                self.assertGreater(labels[z, y, x], 0)
+            self.assertEqual(set(np.unique(labels)) - {0}, set(expected.class_id))
+
+
+class TestReviewForm(BaseTest):
+    """Bad input is refused before any window opens."""
+
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        for name in ("ua", "ub"):
+            with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
+                mrc.set_data(np.zeros((8, 16, 16), np.float32))
+                mrc.voxel_size = VOXEL_SIZE
+        cls.tomos_a, cls.tomos_b = (
+            cls.launchProtocol(
+                cls.newProtocol(
+                    ProtImportTomograms,
+                    filesPath=cls.getOutputPath(),
+                    filesPattern=f"{name}.mrc",
+                    samplingRate=VOXEL_SIZE,
+                )
+            ).Tomograms
+            for name in ("ua", "ub")
+        )
+        np.savetxt(cls.getOutputPath("ua.txt"), [[3, 4, 5], [10, 12, 4]])
+        cls.coords_a = cls.launchProtocol(
+            cls.newProtocol(
+                ProtImportCoordinates3D,
+                filesPath=cls.getOutputPath(),
+                filesPattern="ua.txt",
+                importTomograms=cls.tomos_a,
+                boxSize=10,
+            )
+        ).outputCoordinates
+
+    def _errors(self, **kwargs) -> str:
+        return "\n".join(self.newProtocol(DeepFinderProtReview, **kwargs).validate())
+
+    def test_picks_are_required(self):
+        self.assertIn("Give the picks to review", self._errors(inputTomograms=self.tomos_a, radii="40"))
+        self.assertEqual(
+            self._errors(inputTomograms=self.tomos_a, inputCoordinates=[self.coords_a], radii="40"), ""
+        )
+
+    def test_radii_must_match_the_classes(self):
+        errors = self._errors(
+            inputTomograms=self.tomos_a,
+            inputCoordinates=[self.coords_a],
+            classNames="a, b",
+            radii="40, 30, 20",
+        )
+        self.assertIn("one per class: a, b", errors)
+
+    def test_picks_must_belong_to_the_tomograms(self):
+        errors = self._errors(inputTomograms=self.tomos_b, inputCoordinates=[self.coords_a], radii="40")
+        self.assertIn("not in the input tomograms (ua)", errors)
+
+    def test_groupid_classes_must_start_at_one(self):
+        errors = self._errors(
+            inputTomograms=self.tomos_a,
+            inputCoordinates=[self.coords_a],
+            classesFrom=CLASSES_FROM_GROUP_ID,
+            radii="40",
+        )
+        self.assertIn("groupId 0", errors)

@@ -76,7 +76,8 @@ def _add_setting(parser, settings_class: type, name: str, *flags: str, **options
 
 def setting_options(command: str, settings) -> list[str]:
     """The options of ``deepfinder <command>`` that give each setting of ``settings`` (a settings
-    object) its value, for a program that builds the command line (a Scipion protocol)."""
+    object) its value, for a program that builds the command line (a Scipion protocol); settings
+    that the command has no option for are left out."""
     subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     names = {f.name for f in dataclasses.fields(settings)}
     options = []
@@ -86,8 +87,6 @@ def setting_options(command: str, settings) -> list[str]:
         value, option = getattr(settings, action.dest), action.option_strings[0]
         if action.nargs == 0:  # a switch: given for the value it stores
             options += [option] if value == action.const else []
-        elif isinstance(value, list | tuple):
-            options += [option, *map(str, value)]
         elif value is not None:
             options += [option, str(value)]
     return options

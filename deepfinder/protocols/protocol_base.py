@@ -10,6 +10,8 @@ import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from tomo.objects import Coordinate3D
 
+from .. import Plugin
+from ..constants import DEEPFINDER_DEVICE
 from ..convert import coordinates_to_table, unique_values
 from ..core.particles import ParticleTable
 from ..core.settings import SettingError
@@ -124,12 +126,16 @@ def run_engine(protocol, command: str, arguments: list, uses_gpu: bool = False) 
     The process is started with ``runJob``, so a protocol that sends its steps to a queue
     sends this command as that step's job. A step that ``uses_gpu`` gets the GPUs its step
     executor hands it (Scipion's ``%(GPU)s`` placeholder): with GPU IDs "0 1" and two
-    threads, two steps run at once, one per GPU.
+    threads, two steps run at once, one per GPU. With 'Use GPU' off or the Scipion variable
+    DEEPFINDER_DEVICE=cpu, it gets none.
     """
     line = " ".join(shlex.quote(str(argument)) for argument in [command, *arguments])
-    if uses_gpu and protocol.useGpu.get() and protocol.getGpuList():
+    if uses_gpu:
+        cpu_only = Plugin.getVar(DEEPFINDER_DEVICE) == "cpu"
+        on_gpus = protocol.useGpu.get() and protocol.getGpuList() and not cpu_only
         # Scipion fills the placeholder with the %-operator: escape the other percent signs.
-        line = line.replace("%", "%%") + " --gpus %(GPU)s"
+        # Without GPUs, the CPU only, whatever GPUs the environment shows.
+        line = line.replace("%", "%%") + " --gpus %(GPU)s" if on_gpus else line + " --gpus none"
     protocol.runJob(sys.executable, f"-m deepfinder.core.cli {line}")
 
 

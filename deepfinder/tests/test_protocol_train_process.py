@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 
-from deepfinder.core.cli import build_parser, setting_options, training_settings
+from deepfinder.core.cli import build_parser, segmentation_settings, setting_options, training_settings
 from deepfinder.core.io import read_particles_csv
-from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.settings import SegmentationSettings, TrainingSettings
 from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtTrain
 from deepfinder.tests import TINY
 from deepfinder.workflow import import_class_coordinates, import_tomograms, launch
@@ -37,23 +37,32 @@ TRAIN_PATTERN = "tomo_00[01].mrc"
         ),
     ],
 )
-def test_setting_options_give_the_engine_every_setting(settings):
-    inputs = [
-        "--tomograms",
-        "t.mrc",
-        "--labels",
-        "l.mrc",
-        "--particles",
-        "p.csv",
-        "--classes",
-        "2",
-        "--out",
-        "o",
-    ]
+def test_setting_options_give_the_engine_every_training_setting(settings):
+    inputs = ["--tomograms", "t.mrc", "--labels", "l.mrc", "--particles", "p.csv", "--classes", "2"]
     args = build_parser().parse_args(["train", *inputs, "--out", "o", *setting_options("train", settings)])
     # Every setting is given, so the preset (which changes the defaults) does not matter.
     for preset in ("cpu", "gpu"):
         assert training_settings(argparse.Namespace(**{**vars(args), "preset": preset})) == settings
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        SegmentationSettings(),
+        SegmentationSettings(
+            patch_size=64,
+            crop_voxels=20,
+            batch_size=2,
+            bin_scores=True,
+            average_rotations=True,
+            precision="bfloat16",
+        ),
+    ],
+)
+def test_setting_options_give_the_engine_every_segmentation_setting(settings):
+    inputs = ["--tomogram", "t.mrc", "--model", "m.weights.h5", "--labels", "l.mrc"]
+    args = build_parser().parse_args(["segment", *inputs, *setting_options("segment", settings)])
+    assert segmentation_settings(args) == settings
 
 
 @pytest.mark.slow
@@ -61,40 +70,44 @@ class TestTrainProcess(BaseTest):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-
-    def test_training_runs_as_its_own_process_on_the_gpus_of_the_run(self):
-        tomograms = import_tomograms(self.proj, TINY, TRAIN_PATTERN, "tomograms").Tomograms
-        coordinates = import_class_coordinates(self.proj, TINY, tomograms, "particles")
-        targets = launch(
-            self.proj,
+        tomograms = import_tomograms(cls.proj, TINY, TRAIN_PATTERN, "tomograms").Tomograms
+        cls.coordinates = import_class_coordinates(cls.proj, TINY, tomograms, "particles")
+        cls.targets = launch(
+            cls.proj,
             DeepFinderProtGenerateTargets,
             "targets",
             inputTomograms=tomograms,
-            inputCoordinates=coordinates,
+            inputCoordinates=cls.coordinates,
             radii=", ".join(f"{c['radius_voxels']:g}" for c in TINY.classes()),
             radiusInPixels=True,
         )
+
+    def _train(self, label: str, **gpus):
+        """A one-epoch training run, and the pid and CUDA_VISIBLE_DEVICES of its engine process."""
         train = launch(
             self.proj,
             DeepFinderProtTrain,
-            "train",
-            inputLabelMaps=targets.labelMaps,
-            inputCoordinates=coordinates,
+            label,
+            inputLabelMaps=self.targets.labelMaps,
+            inputCoordinates=self.coordinates,
             patchSize=24,
             shiftVoxels=6,
             batchSize=2,
             epochs=1,
             stepsPerEpoch=2,
             validationSteps=1,
-            gpuList="0 1",
+            **gpus,
         )
         log = Path(self.proj.path, train.getStdoutLog()).read_text()
         started = re.search(r"deepfinder train: started .*, pid (\d+) on .*, CUDA_VISIBLE_DEVICES=(\S*)", log)
         self.assertIsNotNone(started, log[-3000:])
-        self.assertNotEqual(int(started[1]), train.getPid())
-        self.assertEqual(started[2], "0,1")
         self.assertIn("epoch 1/1 step 2/2", log)
+        return train, int(started[1]), started[2]
 
+    def test_training_runs_as_its_own_process_on_the_gpus_of_the_run(self):
+        train, pid, gpus = self._train("on two GPUs", gpuList="0 1")
+        self.assertNotEqual(pid, train.getPid())
+        self.assertEqual(gpus, "0,1")
         # The particle tables the engine read, one per tomogram, hold every input particle.
         tables = sorted(Path(train._getExtraPath("particles")).glob("*.csv"))
         self.assertEqual([table.stem for table in tables], ["tomo_000", "tomo_001"])
@@ -104,3 +117,7 @@ class TestTrainProcess(BaseTest):
         )
         self.assertTrue(Path(train.model.getWeightsFile()).exists())
         self.assertEqual(Path(train._getExtraPath("learning_curves.png")).read_bytes()[:4], b"\x89PNG")
+
+    def test_without_use_gpu_training_sees_no_gpu(self):
+        _, _, gpus = self._train("on the CPU", useGpu=False, gpuList="0 1")
+        self.assertEqual(gpus, "")

@@ -28,14 +28,15 @@ class Plugin(pwem.Plugin):
         cls._defineVar(DEEPFINDER_PRECISION, "auto")
 
     @classmethod
-    def getEnviron(cls, gpu_ids: str | None = None) -> pwutils.Environ:
-        """Environment for engine runs: this one, quiet TensorFlow, chosen GPUs (or none)."""
+    def getEnviron(cls) -> pwutils.Environ:
+        """Environment of engine processes: this one, quiet TensorFlow, no GPU with DEEPFINDER_DEVICE=cpu.
+
+        Each step's GPUs are given on its command line (``--gpus``, see ``protocol_base.run_engine``).
+        """
         environ = pwutils.Environ(os.environ)
         environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
         if cls.getVar(DEEPFINDER_DEVICE) == "cpu":
             environ["CUDA_VISIBLE_DEVICES"] = ""
-        elif gpu_ids is not None:
-            environ["CUDA_VISIBLE_DEVICES"] = gpu_ids
         return environ
 
     @classmethod

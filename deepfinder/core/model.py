@@ -54,6 +54,21 @@ def native_bfloat16_cpu() -> bool:
     return not tf.config.list_physical_devices("GPU")
 
 
+def distribution_strategy():
+    """How training spreads over the devices TensorFlow sees.
+
+    Several GPUs (or, without a GPU, several logical CPUs, which only a test
+    configures): a ``tf.distribute.MirroredStrategy`` over all of them, each
+    holding a copy of the model and computing a part of every batch. One
+    device: TensorFlow's default strategy, which distributes nothing.
+    """
+    tf = import_tensorflow()
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        return tf.distribute.get_strategy()
+    return tf.distribute.MirroredStrategy([device.name for device in devices])
+
+
 def resolve_precision(precision: str = "auto") -> str:
     """The arithmetic the U-net runs in: ``"float32"`` or ``"bfloat16"``.
 

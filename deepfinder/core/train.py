@@ -50,6 +50,7 @@ from .errors import InputError
 from .io import atomic_output, read_volume, refuse_overwriting_inputs
 from .model import (
     build_unet,
+    distribution_strategy,
     import_tensorflow,
     load_model,
     logits_model,
@@ -61,7 +62,7 @@ from .model import (
 from .normalize import tomogram_stats
 from .particles import ParticleTable
 from .sampling import draw_rows, make_batch, particles_inside, patch_origins, prefetch, training_batches
-from .settings import RESUMABLE_TRAINING_SETTINGS, TrainingSettings
+from .settings import RESUMABLE_TRAINING_SETTINGS, SettingError, TrainingSettings
 
 PathLike = str | os.PathLike
 
@@ -230,6 +231,14 @@ def train(
     drawn, and so the training up to floating-point reduction order; it sets
     the process-wide random seeds of Python, numpy and TensorFlow
     (``keras.utils.set_random_seed``).
+
+    With several GPUs visible, training is spread over all of them
+    (:func:`~deepfinder.core.model.distribution_strategy`): each step splits
+    the batch of ``settings.batch_size`` patches between the devices, and the
+    loss and its gradient are those of the whole batch (:func:`loss_sums`), so
+    the training is that of one device up to floating-point reduction order.
+    Checkpoints do not depend on the number of devices: a run continues on
+    more or fewer of them.
     """
     _check_inputs(n_classes, settings, validation_fraction, class_names)
     refuse_overwriting_inputs(
@@ -303,11 +312,28 @@ def train(
     tf = import_tensorflow()
     import keras
 
-    # Seeds Keras' weight initialisers (a process-wide setting) so that a run is repeatable.
-    keras.utils.set_random_seed(settings.seed)
-    model = build_unet(n_classes, patch_size, precision)
-    optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate, beta_1=0.9, beta_2=0.999)
-    optimizer.build(model.trainable_variables)
+    strategy = distribution_strategy()
+    n_devices = strategy.num_replicas_in_sync
+    if batch_size < n_devices:
+        raise SettingError(
+            "batch_size",
+            f"{batch_size} patches cannot be split between the {n_devices} devices that train "
+            f"together: give at least {n_devices}, or fewer GPUs",
+        )
+    if n_devices > 1:
+        log.info(
+            "training on %d devices (%s): each batch of %d patches split %s",
+            n_devices,
+            ", ".join(device.rpartition("device:")[2] for device in strategy.extended.worker_devices),
+            batch_size,
+            " + ".join(str(len(part)) for part in np.array_split(np.arange(batch_size), n_devices)),
+        )
+    with strategy.scope():
+        # Seeds Keras' weight initialisers (a process-wide setting) so that a run is repeatable.
+        keras.utils.set_random_seed(settings.seed)
+        model = build_unet(n_classes, patch_size, precision)
+        optimizer = keras.optimizers.Adam(learning_rate=settings.learning_rate, beta_1=0.9, beta_2=0.999)
+        optimizer.build(model.trainable_variables)
     if state is not None:
         if initial_weights is not None:
             warnings.warn(f"Resuming from the checkpoint in {out_dir}: initial_weights ignored", stacklevel=2)
@@ -316,36 +342,50 @@ def train(
     elif initial_weights is not None:
         model.set_weights(_load_initial_weights(initial_weights, n_classes))
 
-    loss_function = {
-        "dice": soft_dice_loss,
-        "cross_entropy": cross_entropy_loss,
-        "dice_cross_entropy": dice_cross_entropy_loss,
-    }[settings.loss]
-
     network = logits_model(model)
 
-    @tf.function
-    def train_step(x, y):
+    def device_train_step(x, y):
+        """One device's part of a training step: ``x``, ``y`` are its patches of the batch."""
         truth = tf.one_hot(tf.cast(y, tf.int32), n_classes)
         with tf.GradientTape() as tape:
-            value = loss_function(truth, network(x, training=True))
+            value = loss_of_sums(settings.loss, _whole_batch(loss_sums(truth, network(x, training=True))))
+        # The optimizer adds up the devices' gradients before its update.
         optimizer.apply_gradients(
             zip(tape.gradient(value, model.trainable_variables), model.trainable_variables)
         )
         return value
 
-    @tf.function
-    def validation_step(x, y):
+    def device_validation_sums(x, y):
         truth = tf.one_hot(tf.cast(y, tf.int32), n_classes)
         logits = network(x, training=False)
         predicted = tf.one_hot(tf.argmax(logits, axis=-1), n_classes)
         axes = (0, 1, 2, 3)
-        return (
-            loss_function(truth, logits),
+        counts = (
             tf.reduce_sum(truth * predicted, axes),
             tf.reduce_sum(predicted, axes),
             tf.reduce_sum(truth, axes),
         )
+        return loss_sums(truth, logits), counts
+
+    @tf.function
+    def distributed_train_step(x, y):
+        # Every device computes the same value, the loss of the whole batch.
+        values = strategy.run(device_train_step, (x, y))
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, values, axis=None)
+
+    @tf.function
+    def distributed_validation_step(x, y):
+        sums, counts = tf.nest.map_structure(
+            lambda value: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None),
+            strategy.run(device_validation_sums, (x, y)),
+        )
+        return (loss_of_sums(settings.loss, sums), *counts)
+
+    def train_step(x, y):
+        return distributed_train_step(_split_batch(strategy, x), _split_batch(strategy, y))
+
+    def validation_step(x, y):
+        return distributed_validation_step(_split_batch(strategy, x), _split_batch(strategy, y))
 
     validation_origins = None
     if validation is not None:
@@ -453,13 +493,7 @@ def soft_dice_loss(truth, logits):
     the batch also pushes down its false positives (see benchmarks/RESULTS.md for
     a run that averaged only the classes present).
     """
-    import tensorflow as tf
-
-    scores = tf.nn.softmax(logits)
-    axes = (0, 1, 2, 3)
-    overlap = tf.reduce_sum(truth * scores, axes)
-    total = tf.reduce_sum(truth, axes) + tf.reduce_sum(scores, axes)
-    return 1.0 - tf.reduce_mean((2.0 * overlap + 1.0) / (total + 1.0))
+    return loss_of_sums("dice", loss_sums(truth, logits))
 
 
 def cross_entropy_loss(truth, logits):
@@ -469,9 +503,7 @@ def cross_entropy_loss(truth, logits):
     class got a probability of 1e-30 still pulls it up with full strength, so a
     network that drifted to all-background recovers.
     """
-    import tensorflow as tf
-
-    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=truth, logits=logits))
+    return loss_of_sums("cross_entropy", loss_sums(truth, logits))
 
 
 def dice_cross_entropy_loss(truth, logits):
@@ -482,7 +514,69 @@ def dice_cross_entropy_loss(truth, logits):
     and can collapse to all-background at larger ones. The sum learns every
     class early and tolerates a step size of 1e-3.
     """
-    return soft_dice_loss(truth, logits) + cross_entropy_loss(truth, logits)
+    return loss_of_sums("dice_cross_entropy", loss_sums(truth, logits))
+
+
+def loss_sums(truth, logits) -> dict:
+    """The sums over the voxels of a batch that its losses are made of (:func:`loss_of_sums`).
+
+    ``truth`` is one-hot and ``logits`` the network's pre-softmax output, both
+    (batch, z, y, x, classes) (any shape ending with the classes). Per class:
+    ``overlap`` of truth and softmax scores, and their ``total``; for all voxels:
+    their ``cross_entropy`` and their number (``voxels``). The sums of the parts
+    of a batch add up to those of the batch, so devices that each hold a part
+    compute the loss of the whole batch.
+    """
+    import tensorflow as tf
+
+    scores = tf.nn.softmax(logits)
+    axes = tuple(range(len(truth.shape) - 1))  # all but the classes
+    return {
+        "overlap": tf.reduce_sum(truth * scores, axes),
+        "total": tf.reduce_sum(truth, axes) + tf.reduce_sum(scores, axes),
+        "cross_entropy": tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(labels=truth, logits=logits)),
+        "voxels": tf.cast(tf.reduce_prod(tf.shape(truth)[:-1]), tf.float32),
+    }
+
+
+def loss_of_sums(loss: str, sums: dict):
+    """The loss ``loss`` (a name of :data:`~deepfinder.core.settings.LOSSES`) of a batch from its
+    :func:`loss_sums`."""
+    import tensorflow as tf
+
+    dice = 1.0 - tf.reduce_mean((2.0 * sums["overlap"] + 1.0) / (sums["total"] + 1.0))
+    cross_entropy = sums["cross_entropy"] / sums["voxels"]
+    return {"dice": dice, "cross_entropy": cross_entropy, "dice_cross_entropy": dice + cross_entropy}[loss]
+
+
+def _whole_batch(sums: dict) -> dict:
+    """The :func:`loss_sums` of the whole batch, from those of one device's part (in a replica context).
+
+    Their values are the sums over all devices; their gradient flows through this
+    device's part only, so the devices' gradients add up to the gradient of the whole
+    batch's loss. On one device they are ``sums`` themselves.
+    """
+    import tensorflow as tf
+
+    totals = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, sums)
+    return {name: sums[name] + tf.stop_gradient(totals[name] - sums[name]) for name in sums}
+
+
+def _split_batch(strategy, array: np.ndarray):
+    """A batch as the parts the devices of ``strategy`` compute (consecutive patches, as even as
+    possible); the batch itself on one device."""
+    n_devices = strategy.num_replicas_in_sync
+    if n_devices == 1:
+        return array
+    import tensorflow as tf
+
+    devices, parts = strategy.extended.worker_devices, np.array_split(array, n_devices)
+
+    def part_of(context):
+        with tf.device(devices[context.replica_id_in_sync_group]):
+            return tf.constant(parts[context.replica_id_in_sync_group])
+
+    return strategy.experimental_distribute_values_from_function(part_of)
 
 
 def voxel_scores(

@@ -120,11 +120,6 @@ def coordinates_without_sampling_rate(coordinate_sets) -> list[str]:
     ]
 
 
-def gpu_ids(protocol) -> str:
-    """The GPUs a protocol's run may use (CUDA_VISIBLE_DEVICES): its GPU list, or "" when 'Use GPU' is off."""
-    return ",".join(map(str, protocol.getGpuList())) if protocol.useGpu.get() else ""
-
-
 class EngineError(PyworkflowException):
     """An engine process of a step failed; the message is one line naming the input and the reason."""
 

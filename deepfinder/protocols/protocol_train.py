@@ -12,13 +12,16 @@ from pyworkflow.constants import BETA
 from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, get_class_names, tomograms_by_tsid
+from ..core.cli import setting_flags
+from ..core.io import write_particles
 from ..core.settings import LOSSES, TrainingSettings, default_of, help_of
 from ..objects import DeepFinderModel
 from .protocol_base import (
+    DeepFinderEngineProtocol,
     DeepFinderProtBase,
     coordinates_without_sampling_rate,
     form_settings,
-    gpu_ids,
+    run_engine,
     settings_errors,
     volumes_without_sampling_rate,
 )
@@ -54,12 +57,14 @@ class DeepFinderTrainOutputs(Enum):
     model = DeepFinderModel
 
 
-class DeepFinderProtTrain(DeepFinderProtBase):
+class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
     """Train the DeepFinder 3D U-net to label every voxel with its particle class.
 
     Patches are taken around the annotated particles, classes are balanced in each
     batch, and the model with the best validation F1 is kept. A stopped or failed
-    run continues from its last checkpoint (Continue), with its history.
+    run continues from its last checkpoint (Continue), with its history. Training
+    runs the ``deepfinder train`` command as a process of its own, on all the GPUs
+    of the run's GPU list.
     """
 
     _label = "train"
@@ -222,34 +227,53 @@ class DeepFinderProtTrain(DeepFinderProtBase):
         self._insertFunctionStep(self.createOutputStep)
 
     def trainStep(self):
-        os.environ.update(Plugin.getEnviron(gpu_ids(self)))
-        from ..core.train import train  # TensorFlow loads here, after the GPU choice
+        """Run ``deepfinder train`` on the label maps and the particle tables it writes to extra/.
 
+        Continue finds the checkpoint of the stopped run in extra/training and resumes it.
+        """
         train_maps, validation_maps = self._labelMapFiles()
-        particles = self._particleTable(self.inputLabelMaps.get().getSamplingRate())
-        by_tomo = lambda maps: [particles.of_tomogram(tsId) for tsId in maps]  # noqa: E731
+        voxel_size = self.inputLabelMaps.get().getSamplingRate()
+        particles = self._particleTable(voxel_size)
+        training = self._tomogramArguments(train_maps, particles, "--tomograms", "--labels", "--particles")
+        if not training:
+            raise ValueError(
+                f"No input particle belongs to the training tomograms ({', '.join(train_maps)}): "
+                "give the coordinates of these tomograms"
+            )
+        arguments = [
+            *training,
+            "--classes",
+            len(self._allClassNames()),
+            "--class-names",
+            *self._allClassNames(),
+            "--voxel-size",
+            voxel_size,
+            "--out",
+            self._trainingDir(),
+            *setting_flags("train", self._settings()),
+        ]
+        validation = self._tomogramArguments(
+            validation_maps, particles, "--val-tomograms", "--val-labels", "--val-particles"
+        )
+        if validation:
+            arguments += validation
+        elif not validation_maps:
+            arguments += ["--val-fraction", self.validationFraction.get()]
         initial = self.initialModel.get()
-        train(
-            tomograms=[tomo for tomo, _ in train_maps.values()],
-            label_maps=[labels for _, labels in train_maps.values()],
-            particles=by_tomo(train_maps),
-            out_dir=self._trainingDir(),
-            n_classes=len(self._allClassNames()),
-            settings=self._settings(),
-            validation_tomograms=[tomo for tomo, _ in validation_maps.values()],
-            validation_label_maps=[labels for _, labels in validation_maps.values()],
-            validation_particles=by_tomo(validation_maps),
-            validation_fraction=self.validationFraction.get() if not validation_maps else 0.0,
-            initial_weights=initial.getWeightsFile() if initial else None,
-            resume=True,
-            class_names=self._allClassNames(),
-            voxel_size=self.inputLabelMaps.get().getSamplingRate(),
-            on_epoch_end=self._plotLearningCurves,
+        if initial:
+            arguments += ["--initial-weights", initial.getWeightsFile()]
+        run_engine(
+            self,
+            "train",
+            arguments,
+            outputs=[self._bestWeightsFile(), self._historyFile()],
+            subject="Training",
+            uses_gpu=True,
         )
 
     def createOutputStep(self):
         model = DeepFinderModel(
-            weightsFile=self._getExtraPath("training", "best.weights.h5"),
+            weightsFile=self._bestWeightsFile(),
             classNames=self._allClassNames(),
             patchSize=self.patchSize.get(),
             samplingRate=self.inputLabelMaps.get().getSamplingRate(),
@@ -257,6 +281,7 @@ class DeepFinderProtTrain(DeepFinderProtBase):
         )
         self._defineOutputs(**{DeepFinderTrainOutputs.model.name: model})
         self._defineSourceRelation(self.inputLabelMaps, model)
+        self._plotLearningCurves()
 
     # ----------------------------------------------------------------- helpers
     def _settings(self) -> TrainingSettings:
@@ -273,11 +298,37 @@ class DeepFinderProtTrain(DeepFinderProtBase):
     def _trainingDir(self) -> str:
         return self._getExtraPath("training")
 
+    def _bestWeightsFile(self) -> str:
+        return self._getExtraPath("training", "best.weights.h5")
+
     def _historyFile(self) -> str:
         return self._getExtraPath("training", "history.json")
 
-    def _plotLearningCurves(self, epoch: int, row: dict):
-        """Redraw extra/learning_curves.png after every epoch, to follow a running training."""
+    def _tomogramArguments(self, label_maps: dict, particles, tomograms, labels, tables) -> list[str]:
+        """The options (named ``tomograms``, ``labels``, ``tables``) giving the engine each tomogram
+        of ``label_maps`` ({tsId: (tomogram, label map)}) that has particles, its label map and a
+        table of its particles, written to extra/particles/<tsId>.csv (in voxels); none if no
+        tomogram has particles."""
+        os.makedirs(self._getExtraPath("particles"), exist_ok=True)
+        # Patches are centred on particles: a tomogram without any adds nothing.
+        with_particles = {tsId: pair for tsId, pair in label_maps.items() if len(particles.of_tomogram(tsId))}
+        files = {tsId: self._getExtraPath("particles", f"{tsId}.csv") for tsId in with_particles}
+        for tsId, path in files.items():
+            write_particles(path, particles.of_tomogram(tsId))
+        if not files:
+            return []
+        return [
+            tomograms,
+            *(tomogram for tomogram, _ in with_particles.values()),
+            labels,
+            *(label_map for _, label_map in with_particles.values()),
+            tables,
+            *files.values(),
+        ]
+
+    def _plotLearningCurves(self):
+        """Draw extra/learning_curves.png. A running training is followed in the learning curves
+        viewer, which re-reads the history as it grows."""
         from ..figures.pictures import training_page, write_png
 
         write_png(

@@ -1,0 +1,123 @@
+"""The train protocol runs ``deepfinder train`` as a process of its own, with the run's GPU list."""
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+from pyworkflow.tests import BaseTest, setupTestProject
+
+from deepfinder.core.cli import build_parser, segmentation_settings, setting_flags, training_settings
+from deepfinder.core.io import read_particles_csv
+from deepfinder.core.settings import SegmentationSettings, TrainingSettings
+from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtTrain
+from deepfinder.tests import TINY
+from deepfinder.workflow import import_class_coordinates, import_tomograms, launch
+
+TRAIN_PATTERN = "tomo_00[01].mrc"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        TrainingSettings(),
+        TrainingSettings(
+            patch_size=24,
+            batch_size=3,
+            epochs=2,
+            steps_per_epoch=7,
+            validation_steps=1,
+            loss="dice",
+            learning_rate=3e-4,
+            final_learning_rate=1e-5,
+            bootstrap=False,
+            shift_voxels=5,
+            seed=9,
+            precision="float32",
+        ),
+    ],
+)
+def test_setting_flags_give_the_engine_every_training_setting(settings):
+    inputs = ["--tomograms", "t.mrc", "--labels", "l.mrc", "--particles", "p.csv", "--classes", "2"]
+    args = build_parser().parse_args(["train", *inputs, "--out", "o", *setting_flags("train", settings)])
+    # Every setting is given, so the preset (which changes the defaults) does not matter.
+    for preset in ("cpu", "gpu"):
+        assert training_settings(argparse.Namespace(**{**vars(args), "preset": preset})) == settings
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        SegmentationSettings(),
+        SegmentationSettings(
+            patch_size=64,
+            crop_voxels=20,
+            batch_size=2,
+            bin_scores=True,
+            average_rotations=True,
+            precision="bfloat16",
+        ),
+    ],
+)
+def test_setting_flags_give_the_engine_every_segmentation_setting(settings):
+    inputs = ["--tomogram", "t.mrc", "--model", "m.weights.h5", "--labels", "l.mrc"]
+    args = build_parser().parse_args(["segment", *inputs, *setting_flags("segment", settings)])
+    assert segmentation_settings(args) == settings
+
+
+@pytest.mark.slow
+class TestTrainProcess(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        tomograms = import_tomograms(cls.proj, TINY, TRAIN_PATTERN, "tomograms").Tomograms
+        cls.coordinates = import_class_coordinates(cls.proj, TINY, tomograms, "particles")
+        cls.targets = launch(
+            cls.proj,
+            DeepFinderProtGenerateTargets,
+            "targets",
+            inputTomograms=tomograms,
+            inputCoordinates=cls.coordinates,
+            radii=", ".join(f"{c['radius_voxels']:g}" for c in TINY.classes()),
+            radiusInPixels=True,
+        )
+
+    def _train(self, label: str, **gpus):
+        """A one-epoch training run, and the pid and CUDA_VISIBLE_DEVICES of its engine process."""
+        train = launch(
+            self.proj,
+            DeepFinderProtTrain,
+            label,
+            inputLabelMaps=self.targets.labelMaps,
+            inputCoordinates=self.coordinates,
+            patchSize=24,
+            shiftVoxels=6,
+            batchSize=2,
+            epochs=1,
+            stepsPerEpoch=2,
+            validationSteps=1,
+            **gpus,
+        )
+        log = Path(self.proj.path, train.getStdoutLog()).read_text()
+        started = re.search(r"deepfinder train: started .*, pid (\d+) on .*, CUDA_VISIBLE_DEVICES=(\S*)", log)
+        self.assertIsNotNone(started, log[-3000:])
+        self.assertIn("epoch 1/1 step 2/2", log)
+        return train, int(started[1]), started[2]
+
+    def test_training_runs_as_its_own_process_on_the_gpus_of_the_run(self):
+        train, pid, gpus = self._train("on two GPUs", gpuList="0 1")
+        self.assertNotEqual(pid, train.getPid())
+        self.assertEqual(gpus, "0,1")
+        # The particle tables the engine read, one per tomogram, hold every input particle.
+        tables = sorted(Path(train._getExtraPath("particles")).glob("*.csv"))
+        self.assertEqual([table.stem for table in tables], ["tomo_000", "tomo_001"])
+        self.assertEqual(
+            sum(len(read_particles_csv(table)) for table in tables),
+            sum(coordinate_set.getSize() for coordinate_set in train._coordinateSets()),
+        )
+        self.assertTrue(Path(train.model.getWeightsFile()).exists())
+        self.assertEqual(Path(train._getExtraPath("learning_curves.png")).read_bytes()[:4], b"\x89PNG")
+
+    def test_without_use_gpu_training_sees_no_gpu(self):
+        _, _, gpus = self._train("on the CPU", useGpu=False, gpuList="0 1")
+        self.assertEqual(gpus, "")

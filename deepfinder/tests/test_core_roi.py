@@ -1,0 +1,119 @@
+"""Regions of interest: masks resampled to the tomogram, tiles outside skipped, picks outside dropped."""
+
+import numpy as np
+import pytest
+
+from deepfinder.core.cluster import find_clusters
+from deepfinder.core.errors import InputError
+from deepfinder.core.io import read_volume, write_volume
+from deepfinder.core.model import build_unet, save_model
+from deepfinder.core.roi import fit_mask
+from deepfinder.core.segment import predict_scores, segment_tomogram
+from deepfinder.core.settings import SegmentationSettings
+
+N_CLASSES = 3
+TILES = SegmentationSettings(patch_size=32, crop_voxels=4, batch_size=2, precision="float32")
+
+
+@pytest.fixture(scope="module")
+def model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return build_unet(N_CLASSES)
+
+
+@pytest.fixture(scope="module")
+def weights(model, tmp_path_factory):
+    return save_model(model, tmp_path_factory.mktemp("model") / "unet.weights.h5", {})
+
+
+def half_mask(shape):
+    """The half of the volume with x < width / 2."""
+    mask = np.zeros(shape, dtype=bool)
+    mask[..., : shape[2] // 2] = True
+    return mask
+
+
+def test_a_mask_of_the_tomograms_shape_is_used_as_it_is():
+    mask = np.zeros((6, 8, 10), dtype=np.float32)
+    mask[2:4, 3:5, 1:9] = 0.5
+    np.testing.assert_array_equal(fit_mask(mask, (6, 8, 10)), mask > 0)
+
+
+def test_a_binned_mask_is_resampled_by_nearest_neighbour_to_the_tomograms_grid():
+    binned = np.zeros((5, 8, 10), dtype=np.int8)
+    binned[1:3, 2:6, 5:] = 1
+    for voxel_sizes in [(20.0, 10.0), (None, None)]:
+        fitted = fit_mask(binned, (10, 16, 19), *voxel_sizes)
+        assert fitted.shape == (10, 16, 19) and fitted.dtype == bool
+        expected = np.zeros((10, 16, 19), dtype=bool)
+        expected[2:6, 4:12, 10:] = True
+        np.testing.assert_array_equal(fitted, expected)
+
+
+@pytest.mark.parametrize(
+    "mask, shape, voxel_sizes, message",
+    [
+        (
+            np.ones((10, 16, 20)),
+            (10, 16, 40),
+            (10.0, 10.0),
+            r"lamella_mask.mrc of shape \(x, y, z\) \(20, 16, 10\)",
+        ),
+        (
+            np.ones((5, 8, 10)),
+            (10, 16, 20),
+            (10.0, 10.0),
+            r"cannot cover tomo.mrc of shape \(20, 16, 10\) at 10 A",
+        ),
+        (np.ones((5, 8, 12)), (10, 16, 20), (None, None), r"\(no voxel sizes\)"),
+        (np.zeros((10, 16, 20)), (10, 16, 20), (None, None), "every voxel is 0"),
+        (np.full((10, 16, 20), np.nan), (10, 16, 20), (None, None), "non-finite"),
+        (np.ones((16, 20)), (10, 16, 20), (None, None), "3D"),
+    ],
+)
+def test_a_mask_that_cannot_fit_the_tomogram_is_refused_naming_both(mask, shape, voxel_sizes, message):
+    with pytest.raises(InputError, match=message) as refusal:
+        fit_mask(mask, shape, *voxel_sizes, name="lamella_mask.mrc", tomogram_name="tomo.mrc")
+    assert "lamella_mask.mrc" in str(refusal.value)
+
+
+def test_outside_the_mask_every_voxel_is_background_and_inside_the_scores_do_not_change(model):
+    volume = np.random.default_rng(0).normal(size=(20, 40, 72)).astype(np.float32)
+    mask = half_mask(volume.shape)
+    masked = predict_scores(volume, model, TILES, mask=mask)
+    unmasked = predict_scores(volume, model, TILES)
+    assert (unmasked[~mask].argmax(axis=-1) > 0).any(), "the random model must label something outside"
+    np.testing.assert_array_equal(masked[~mask], np.tile([1.0, 0.0, 0.0], (np.count_nonzero(~mask), 1)))
+    np.testing.assert_allclose(masked[mask], unmasked[mask], atol=1e-6)
+
+
+def test_segment_tomogram_skips_the_tiles_outside_the_mask(weights, tmp_path):
+    volume = np.random.default_rng(1).normal(size=(20, 40, 72)).astype(np.float32)
+    write_volume(tmp_path / "tomo.mrc", volume, voxel_size=10)
+    mask = half_mask(volume.shape)
+    whole = segment_tomogram(tmp_path / "tomo.mrc", weights, tmp_path / "all.mrc", settings=TILES)
+    masked = segment_tomogram(
+        tmp_path / "tomo.mrc", weights, tmp_path / "masked.mrc", tmp_path / "s.mrc", TILES, mask=mask
+    )
+    assert whole["n_tiles_skipped"] == 0
+    assert masked["n_tiles_skipped"] > 0 and masked["n_tiles"] < whole["n_tiles"]
+    labels = read_volume(masked["labels"])
+    assert not labels[~mask].any()
+    np.testing.assert_array_equal(labels[mask], read_volume(whole["labels"])[mask])
+    assert not read_volume(masked["scores"][1])[~mask].any()
+
+
+def test_clustering_keeps_only_the_picks_whose_centre_lies_in_the_mask():
+    labels = np.zeros((20, 30, 40), dtype=np.int8)
+    labels[8:13, 8:13, 5:10] = 1  # centre x = 7: inside
+    labels[8:13, 8:13, 17:22] = 1  # centre x = 19: the mask ends at x = 19 inclusive
+    labels[8:13, 18:23, 28:33] = 2  # centre x = 30: outside
+    mask = np.zeros(labels.shape, dtype=bool)
+    mask[..., :20] = True
+    every = find_clusters(labels, {1: 3, 2: 3}).particles
+    kept = find_clusters(labels, {1: 3, 2: 3}, mask=mask).particles
+    assert len(every) == 3
+    np.testing.assert_allclose(kept.xyz[:, 0], [7, 19])
+    assert list(kept.class_id) == [1, 1]

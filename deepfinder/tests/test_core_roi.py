@@ -117,3 +117,71 @@ def test_clustering_keeps_only_the_picks_whose_centre_lies_in_the_mask():
     assert len(every) == 3
     np.testing.assert_allclose(kept.xyz[:, 0], [7, 19])
     assert list(kept.class_id) == [1, 1]
+
+
+def blobs_label_map():
+    """Two class-1 blobs at x = 7 and x = 30 in a (20, 30, 40) label map."""
+    labels = np.zeros((20, 30, 40), dtype=np.int8)
+    labels[8:13, 8:13, 5:10] = 1
+    labels[8:13, 8:13, 28:33] = 1
+    return labels
+
+
+def test_command_line_cluster_keeps_the_picks_inside_a_binned_mask(tmp_path, capsys):
+    from deepfinder.core.cli import main
+    from deepfinder.core.io import read_particles
+
+    write_volume(tmp_path / "labels.mrc", blobs_label_map(), voxel_size=10)
+    binned = np.zeros((10, 15, 20), dtype=np.int8)
+    binned[..., :10] = 1  # x < 20 at 10 A/voxel
+    write_volume(tmp_path / "mask.mrc", binned, voxel_size=20)
+    common = ["cluster", "--quiet", "--labels", str(tmp_path / "labels.mrc"), "--radius", "3"]
+    main([*common, "--output", str(tmp_path / "all.csv")])
+    main([*common, "--output", str(tmp_path / "masked.csv"), "--mask", str(tmp_path / "mask.mrc")])
+    assert len(read_particles(tmp_path / "all.csv")) == 2
+    np.testing.assert_allclose(read_particles(tmp_path / "masked.csv").xyz[:, 0], [7])
+    assert "Wrote 1 particles" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore:Data array contains NaN")  # writing the NaN mask
+@pytest.mark.parametrize(
+    "command, mask, problem",
+    [
+        ("cluster", np.ones((20, 30, 17), np.int8), "cannot cover"),
+        ("cluster", np.zeros((20, 30, 40), np.int8), "every voxel is 0"),
+        ("segment", np.full((20, 30, 40), np.nan, np.float32), "non-finite"),
+        ("segment", np.ones((20, 30, 17), np.int8), "cannot cover"),
+    ],
+)
+def test_command_line_refuses_a_bad_mask_in_one_line_naming_it(
+    command, mask, problem, weights, tmp_path, capsys
+):
+    from deepfinder.core.cli import main
+
+    write_volume(tmp_path / "labels.mrc", blobs_label_map(), voxel_size=10)
+    write_volume(tmp_path / "tomo.mrc", np.random.default_rng(0).normal(size=(20, 30, 40)), voxel_size=10)
+    write_volume(tmp_path / "bad_mask.mrc", mask, voxel_size=10)
+    arguments = {
+        "cluster": [
+            "--labels",
+            str(tmp_path / "labels.mrc"),
+            "--radius",
+            "3",
+            "--output",
+            str(tmp_path / "p.csv"),
+        ],
+        "segment": [
+            "--tomogram",
+            str(tmp_path / "tomo.mrc"),
+            "--model",
+            str(weights),
+            "--labels",
+            str(tmp_path / "l.mrc"),
+        ],
+    }[command]
+    with pytest.raises(SystemExit) as exit_status:
+        main([command, "--quiet", *arguments, "--mask", str(tmp_path / "bad_mask.mrc")])
+    assert exit_status.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(tmp_path / "bad_mask.mrc") in error and problem in error
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "l.mrc").exists()

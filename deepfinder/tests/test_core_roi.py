@@ -185,3 +185,78 @@ def test_command_line_refuses_a_bad_mask_in_one_line_naming_it(
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and str(tmp_path / "bad_mask.mrc") in error and problem in error
     assert not (tmp_path / "p.csv").exists() and not (tmp_path / "l.mrc").exists()
+
+
+@pytest.fixture(scope="module")
+def lamella(tmp_path_factory):
+    """One tomogram of the lamella preset: a tilted slab under a layer of look-alikes and gold."""
+    from deepfinder.core.simulate import simulate_dataset
+
+    return simulate_dataset(tmp_path_factory.mktemp("lamella"), preset="lamella", n_tomograms=1)["tomograms"][
+        0
+    ]
+
+
+def test_the_lamella_preset_writes_the_slab_as_its_mask_and_other_presets_none(lamella, tmp_path):
+    from deepfinder.core.io import read_particles
+    from deepfinder.core.roi import positions_inside
+    from deepfinder.core.simulate import simulate_dataset
+
+    mask = read_volume(lamella["mask"]) > 0
+    assert 0.3 < mask.mean() < 0.7
+    tilted = [np.flatnonzero(mask[:, 0, x]).mean() for x in (0, mask.shape[2] - 1)]
+    assert abs(tilted[1] - tilted[0]) > 10, "the slab is tilted about y"
+    particles = read_particles(lamella["particles"])
+    assert len(particles) == 45 and positions_inside(mask, particles.xyz).all()
+    assert "mask" not in simulate_dataset(tmp_path, preset="tiny", n_tomograms=1)["tomograms"][0]
+
+
+def dark_spot_picker(tomogram: np.ndarray) -> np.ndarray:
+    """Label map of a naive picker: class 1 where the smoothed tomogram is darkest (1%)."""
+    from scipy import ndimage
+
+    smoothed = ndimage.gaussian_filter(tomogram, 2.0)
+    return (smoothed < np.quantile(smoothed, 0.01)).astype(np.int8)
+
+
+@pytest.mark.slow
+def test_without_the_mask_picks_fall_outside_the_slab_and_with_it_none(lamella, tmp_path, capsys):
+    """Look-alikes and gold above the lamella draw picks; the slab mask removes them all."""
+    from deepfinder.core.cli import main
+    from deepfinder.core.io import read_particles
+    from deepfinder.core.roi import positions_inside
+
+    write_volume(tmp_path / "labels.mrc", dark_spot_picker(read_volume(lamella["tomogram"])), 12.0)
+    common = [
+        "cluster",
+        "--quiet",
+        "--labels",
+        str(tmp_path / "labels.mrc"),
+        "--radius",
+        "4",
+        "--min-size",
+        "20",
+    ]
+    main([*common, "--output", str(tmp_path / "all.csv")])
+    main([*common, "--output", str(tmp_path / "masked.csv"), "--mask", lamella["mask"]])
+    slab = read_volume(lamella["mask"]) > 0
+    every, masked = read_particles(tmp_path / "all.csv"), read_particles(tmp_path / "masked.csv")
+    inside = positions_inside(slab, every.xyz)
+    assert (~inside).sum() >= 3, "the layer above the slab draws picks"
+    assert inside.sum() >= 3, "so do the particles in the slab"
+    assert len(masked) == inside.sum() and positions_inside(slab, masked.xyz).all()
+
+
+@pytest.mark.slow
+def test_segmenting_the_lamella_with_its_mask_labels_nothing_outside_the_slab(lamella, weights, tmp_path):
+    from deepfinder.core.cli import main
+
+    common = ["segment", "--quiet", "--tomogram", lamella["tomogram"], "--model", str(weights)]
+    common += ["--patch-size", "48", "--crop", "4"]
+    main([*common, "--labels", str(tmp_path / "all.mrc")])
+    main([*common, "--labels", str(tmp_path / "masked.mrc"), "--mask", lamella["mask"]])
+    slab = read_volume(lamella["mask"]) > 0
+    every, masked = read_volume(tmp_path / "all.mrc"), read_volume(tmp_path / "masked.mrc")
+    assert every[~slab].any(), "the random model labels something outside the slab"
+    assert not masked[~slab].any()
+    np.testing.assert_array_equal(masked[slab], every[slab])

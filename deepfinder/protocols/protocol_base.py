@@ -6,12 +6,15 @@ import re
 import shlex
 import sys
 
+import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from tomo.objects import Coordinate3D
 
-from ..convert import coordinates_to_table, unique_values
+from ..convert import coordinates_to_table, tomograms_by_tsid, unique_values
+from ..core.io import read_volume
 from ..core.particles import ParticleTable
+from ..core.roi import fit_mask
 from ..core.settings import SettingError
 
 CLASSES_PER_SET = 0
@@ -167,3 +170,46 @@ def classes_table(pointers, classes_from: int, sampling_rate: float) -> Particle
 
 def _short_name(label: str | None) -> str:
     return (label or "").strip().replace(" ", "_").replace(",", "_")
+
+
+def add_masks_param(form, what: str) -> None:
+    """The optional regions of interest of a protocol: one mask per tomogram, matched by tsId."""
+    form.addParam(
+        "inputMasks",
+        params.PointerParam,
+        pointerClass="SetOfTomoMasks",
+        allowsNull=True,
+        label="Regions of interest (optional)",
+        help="One mask per tomogram (same tsId), nonzero where particles are searched, e.g. the "
+        f"lamella without its carbon or contamination: {what}. Any sampling rate: a mask is "
+        "resampled (nearest neighbour) to the tomogram's.",
+    )
+
+
+def tomograms_without_mask(masks, ts_ids, kind: str = "Tomogram") -> list[str]:
+    """A form error for each tsId that has no mask of its tsId in ``masks`` (a SetOfTomoMasks or None)."""
+    if masks is None:
+        return []
+    masked = set(tomograms_by_tsid(masks))
+    return [
+        f"{kind} {ts_id} has no mask of that tsId among the regions of interest: give one mask per "
+        "tomogram, or none."
+        for ts_id in ts_ids
+        if ts_id not in masked
+    ]
+
+
+def region_of_interest(masks, ts_id: str, volume) -> np.ndarray | None:
+    """The mask of tsId ``ts_id`` in ``masks`` (a SetOfTomoMasks or None) on the grid of ``volume``
+    (a Tomogram or TomoMask: its dimensions and sampling rate); None without masks."""
+    if masks is None:
+        return None
+    mask = tomograms_by_tsid(masks)[ts_id]
+    return fit_mask(
+        read_volume(mask.getFileName()),
+        tuple(volume.getDim())[::-1],
+        mask.getSamplingRate(),
+        volume.getSamplingRate(),
+        name=mask.getFileName(),
+        tomogram_name=volume.getFileName(),
+    )

@@ -21,6 +21,7 @@ from ..convert import (
 from ..core import io
 from ..core.particles import ParticleTable
 from ..core.settings import ClusterSettings, SettingError, default_of, per_class, split_values
+from .protocol_base import add_masks_param, region_of_interest, tomograms_without_mask
 
 
 class DeepFinderClusterOutputs(Enum):
@@ -59,6 +60,7 @@ class DeepFinderProtCluster(EMProtocol):
             important=True,
             help="DeepFinder segmentations of those tomograms (same tsIds).",
         )
+        add_masks_param(form, "only the particles whose centre lies in its mask are kept")
         form.addSection(label="Clustering")
         form.addParam(
             "radii",
@@ -110,6 +112,7 @@ class DeepFinderProtCluster(EMProtocol):
             min_cluster_size=self._minSizes(),
             score_maps={int(c): io.read_volume(path) for c, path in score_files.items()} or None,
             tomo=tsId,
+            mask=region_of_interest(self.inputMasks.get(), tsId, label_map),
         )
         particles = clusters.particles
         particles.xyz *= label_scale
@@ -217,7 +220,9 @@ class DeepFinderProtCluster(EMProtocol):
         if not sizes_valid:
             errors.append(f"Give one minimum size, or one per class ({n}), or leave it empty.")
         tomograms = tomograms_by_tsid(self.inputTomograms.get())
-        for tsId, label_map in tomograms_by_tsid(self.inputLabelMaps.get()).items():
+        label_maps = tomograms_by_tsid(self.inputLabelMaps.get())
+        errors += tomograms_without_mask(self.inputMasks.get(), label_maps, "Label map")
+        for tsId, label_map in label_maps.items():
             if tsId not in tomograms:
                 errors.append(
                     f"Label map {tsId} has no tomogram of that tsId among the input "

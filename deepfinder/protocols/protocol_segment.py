@@ -15,7 +15,15 @@ from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, new_tomo_mask, set_class_names, set_score_files, tomograms_by_tsid
 from ..core.settings import SegmentationSettings, default_of, help_of
-from .protocol_base import form_settings, gpu_ids, settings_errors, volumes_without_sampling_rate
+from .protocol_base import (
+    add_masks_param,
+    form_settings,
+    gpu_ids,
+    region_of_interest,
+    settings_errors,
+    tomograms_without_mask,
+    volumes_without_sampling_rate,
+)
 
 #: The form parameter of each segmentation setting (precision is the Scipion variable
 #: DEEPFINDER_PRECISION; the crop keeps the engine's default).
@@ -68,6 +76,7 @@ class DeepFinderProtSegment(EMProtocol):
             label="Trained model",
             important=True,
         )
+        add_masks_param(form, "outside its mask a tomogram is labelled background and not computed")
         form.addParam(
             "saveScores",
             params.BooleanParam,
@@ -131,6 +140,7 @@ class DeepFinderProtSegment(EMProtocol):
             self._getExtraPath(f"{tsId}_labels.mrc"),
             scores_path=self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None,
             settings=self._settings(),
+            mask=region_of_interest(self.inputMasks.get(), tsId, tomogram),
         )
         from ..figures.pictures import slices_page, write_png
 
@@ -186,6 +196,7 @@ class DeepFinderProtSegment(EMProtocol):
         model = self.inputModel.get()
         tomograms = self.inputTomograms.get()
         errors += volumes_without_sampling_rate(tomograms, "tomograms")
+        errors += tomograms_without_mask(self.inputMasks.get(), tomograms_by_tsid(tomograms))
         if not os.path.exists(model.getWeightsFile() or ""):
             errors.append(f"The model's weights file is missing: {model.getWeightsFile()}")
         return errors

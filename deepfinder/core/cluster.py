@@ -111,6 +111,10 @@ def find_clusters(
     radius, bandwidth, min_size = _check_inputs(
         label_map, radius_voxels, min_cluster_size, score_maps, bandwidth_voxels, settings
     )
+    if mask is not None and np.shape(mask) != label_map.shape:
+        raise InputError(
+            f"mask of shape {np.shape(mask)} is not on the grid of the label map {label_map.shape}"
+        )
     components, n_components = _components_per_class(label_map)
     if n_components == 0:
         return Clusters(ParticleTable.empty(), np.empty(0, dtype=int))
@@ -161,10 +165,6 @@ def find_clusters(
     threshold = np.array([min_size.get(k, 1) for k in range(n_labels)])
     keep_cluster &= count >= threshold[class_id]
     if mask is not None:
-        if np.shape(mask) != label_map.shape:
-            raise InputError(
-                f"mask of shape {np.shape(mask)} is not on the grid of the label map {label_map.shape}"
-            )
         keep_cluster &= positions_inside(mask, centre[:, ::-1])
     if score_maps:
         voxel_score = np.zeros(len(foreground))

@@ -249,7 +249,10 @@ class DeepFinderProtCluster(EMProtocol):
         return summary
 
     def _methods(self):
-        return ["Particles were located in DeepFinder label maps by mean-shift clustering [Moebel2021]."]
+        inside = ", keeping those inside a mask of each tomogram" if self.inputMasks.get() is not None else ""
+        return [
+            f"Particles were located in DeepFinder label maps by mean-shift clustering [Moebel2021]{inside}."
+        ]
 
     def _citations(self):
         return ["Moebel2021"]

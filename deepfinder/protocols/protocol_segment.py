@@ -231,7 +231,8 @@ class DeepFinderProtSegment(EMProtocol):
             if self.averageRotations
             else ""
         )
-        return [f"Tomograms were segmented with a DeepFinder 3D U-net [Moebel2021]{rotations}."]
+        inside = " inside a mask of each tomogram" if self.inputMasks.get() is not None else ""
+        return [f"Tomograms were segmented{inside} with a DeepFinder 3D U-net [Moebel2021]{rotations}."]
 
     def _citations(self):
         return ["Moebel2021"]

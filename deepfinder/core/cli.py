@@ -56,6 +56,13 @@ def _command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
         help="the GPUs this run may use (CUDA_VISIBLE_DEVICES), e.g. 0 or 0 1, or 'none' for the CPU only; "
         "several GPUs train in parallel (default: those the environment shows)",
     )
+    parser.add_argument(
+        "--error-file",
+        default=None,
+        metavar="PATH",
+        help="on failure, also write the one-line error message to this file (for a caller that "
+        "does not see this command's output, e.g. a batch job's)",
+    )
     parser.set_defaults(command_parser=parser)
     return parser
 
@@ -72,6 +79,33 @@ def _add_setting(parser, settings_class: type, name: str, *flags: str, **options
     parser.add_argument(
         *flags, dest=name, default=None, help=turns_off + help_of(settings_class, name) + shown, **options
     )
+
+
+def setting_flags(command: str, settings) -> list[str]:
+    """The options of ``deepfinder <command>`` that give the values of ``settings`` (a settings object).
+
+    Settings the command has no option for are left out, and so is a switch (e.g. ``--bin``)
+    whose setting is at the value the command takes without it. With the other options of
+    the command, the command line runs with exactly these settings.
+    """
+    names = {field.name for field in dataclasses.fields(settings)}
+    flags = []
+    for action in _subcommand(command)._actions:
+        if action.dest not in names or not action.option_strings:
+            continue
+        value, flag = getattr(settings, action.dest), action.option_strings[0]
+        if action.nargs != 0:
+            flags += [] if value is None else [flag, str(value)]
+        elif value == action.const:
+            flags.append(flag)
+        elif value != default_of(type(settings), action.dest):
+            raise ValueError(f"deepfinder {command} has no option for {action.dest}={value!r}")
+    return flags
+
+
+def _subcommand(command: str) -> argparse.ArgumentParser:
+    (subparsers,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices[command]
 
 
 def _gpu_id(text: str) -> str:
@@ -421,21 +455,30 @@ def _add_mask_option(parser, what: str) -> None:
         default=None,
         metavar="MRC",
         help=f"region of interest (MRC, nonzero = search here): {what}; a mask at another sampling "
-        "(voxel size in its header, or binned by a whole factor) is resampled to the volume's grid",
+        "(voxel size in its header or --mask-voxel-size, or binned by a whole factor) is resampled "
+        "to the volume's grid",
+    )
+    parser.add_argument(
+        "--mask-voxel-size",
+        type=float,
+        default=None,
+        metavar="ANGSTROM",
+        help="Angstrom per voxel of the --mask, if not its header's",
     )
 
 
-def _mask_for(mask_path, volume_path, shape_zyx):
-    """The mask file ``mask_path`` on the grid of the volume ``volume_path`` (None without a mask)."""
+def _mask_for(args, volume_path, shape_zyx):
+    """The ``--mask`` of ``args`` on the grid of the volume ``volume_path`` (None without a mask)."""
     from . import io
     from .roi import fit_mask
 
+    mask_path = args.mask
     if mask_path is None:
         return None
     return fit_mask(
         io.read_volume(mask_path),
         shape_zyx,
-        io.read_voxel_size(mask_path),
+        args.mask_voxel_size or io.read_voxel_size(mask_path),
         io.read_voxel_size(volume_path),
         name=mask_path,
         tomogram_name=volume_path,
@@ -454,7 +497,7 @@ def _run_segment(args) -> None:
             *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ()),
         ]
         io.refuse_overwriting_inputs(outputs, [args.mask])
-    mask = _mask_for(args.mask, args.tomogram, io.read_volume(args.tomogram).shape)
+    mask = _mask_for(args, args.tomogram, io.read_volume(args.tomogram).shape)
     result = segment_tomogram(
         args.tomogram, args.model, args.labels, args.scores, settings, n_classes=args.n_classes, mask=mask
     )
@@ -526,7 +569,7 @@ def _run_cluster(args) -> None:
         ],
     )
     labels = io.read_volume(args.labels)
-    mask = _mask_for(args.mask, args.labels, labels.shape)
+    mask = _mask_for(args, args.labels, labels.shape)
     classes = [int(k) for k in np.unique(labels) if k > 0]
     score_maps = None
     if args.scores:
@@ -708,19 +751,30 @@ def main(argv=None) -> None:
         except SettingError as error:
             if args.debug:
                 raise
-            args.command_parser.error(f"{_option_of(args.command_parser, error.setting)}: {error.problem}")
+            message = f"{_option_of(args.command_parser, error.setting)}: {error.problem}"
+            _write_error_file(args.error_file, f"{prog}: error: {message}")
+            args.command_parser.error(message)
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
+            _write_error_file(args.error_file, f"{prog}: interrupted")
             sys.exit(130)
         except Exception as error:
             if args.debug:
                 raise
             user_error = isinstance(error, InputError | _PATH_ERRORS)
             hint = "" if user_error else " (run with --debug for the traceback)"
-            print(f"{prog}: error: {_message_of(error)}{hint}", file=sys.stderr)
+            line = f"{prog}: error: {_message_of(error)}{hint}"
+            print(line, file=sys.stderr)
+            _write_error_file(args.error_file, line)
             sys.exit(2 if user_error else 1)
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _write_error_file(path: str | None, message: str) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(message + "\n")
 
 
 def _clock(seconds: float) -> str:

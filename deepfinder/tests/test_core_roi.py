@@ -127,17 +127,20 @@ def blobs_label_map():
     return labels
 
 
-def test_command_line_cluster_keeps_the_picks_inside_a_binned_mask(tmp_path, capsys):
+@pytest.mark.parametrize("header_voxel_size, option", [(20.0, []), (1.0, ["--mask-voxel-size", "20"])])
+def test_command_line_cluster_keeps_the_picks_inside_a_binned_mask(
+    header_voxel_size, option, tmp_path, capsys
+):
     from deepfinder.core.cli import main
     from deepfinder.core.io import read_particles
 
     write_volume(tmp_path / "labels.mrc", blobs_label_map(), voxel_size=10)
     binned = np.zeros((10, 15, 20), dtype=np.int8)
     binned[..., :10] = 1  # x < 20 at 10 A/voxel
-    write_volume(tmp_path / "mask.mrc", binned, voxel_size=20)
+    write_volume(tmp_path / "mask.mrc", binned, voxel_size=header_voxel_size)
     common = ["cluster", "--quiet", "--labels", str(tmp_path / "labels.mrc"), "--radius", "3"]
     main([*common, "--output", str(tmp_path / "all.csv")])
-    main([*common, "--output", str(tmp_path / "masked.csv"), "--mask", str(tmp_path / "mask.mrc")])
+    main([*common, "--output", str(tmp_path / "masked.csv"), "--mask", str(tmp_path / "mask.mrc"), *option])
     assert len(read_particles(tmp_path / "all.csv")) == 2
     np.testing.assert_allclose(read_particles(tmp_path / "masked.csv").xyz[:, 0], [7])
     assert "Wrote 1 particles" in capsys.readouterr().out

@@ -536,14 +536,33 @@ def _add_cluster(subparsers) -> None:
         metavar="B | CLASS:B",
         help="mean-shift bandwidth in voxels (default: the radius)",
     )
-    parser.add_argument(
+    scores = parser.add_mutually_exclusive_group()
+    scores.add_argument(
         "--scores", default=None, help="the --scores path given to segment: particle score = mean class score"
     )
+    scores.add_argument(
+        "--score-maps",
+        nargs="+",
+        default=None,
+        metavar="CLASS:MRC",
+        help="score map (MRC, the label map's shape) per class, in place of --scores",
+    )
     parser.add_argument("--tomo-id", default=None, help="tomogram id in the table (default: file stem)")
-    parser.add_argument(
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument(
         "--binned",
         action="store_true",
         help="the label map was segmented with --bin: write positions in tomogram voxels",
+    )
+    scale.add_argument(
+        "--label-scale",
+        type=float,
+        default=None,
+        metavar="S",
+        help="tomogram voxels per label-map voxel (2 is --binned): write positions in tomogram voxels",
+    )
+    parser.add_argument(
+        "--sizes", default=None, help="also write each particle's cluster size (voxels), one per line"
     )
     parser.add_argument("--output", required=True, help="particle table (.csv, .xml or .star)")
     _add_mask_option(parser, "only particles whose centre lies in it are kept")
@@ -560,11 +579,13 @@ def _run_cluster(args) -> None:
     from .cluster import find_clusters
     from .segment import MAX_LABEL_CLASSES, score_map_paths, unbin_positions
 
+    given_maps = per_class(args.score_maps, [], "--score-maps", str) if args.score_maps else {}
     io.refuse_overwriting_inputs(
-        [args.output],
+        [args.output, args.sizes],
         [
             args.labels,
             args.mask,
+            *given_maps.values(),
             *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ()),
         ],
     )
@@ -572,8 +593,9 @@ def _run_cluster(args) -> None:
     mask = _mask_for(args, args.labels, labels.shape)
     classes = [int(k) for k in np.unique(labels) if k > 0]
     score_maps = None
-    if args.scores:
-        paths = score_map_paths(args.scores, max(classes, default=0) + 1)
+    if args.scores or given_maps:
+        paths = given_maps or score_map_paths(args.scores, max(classes, default=0) + 1)
+        paths = {k: Path(p) for k, p in paths.items()}
         missing = [str(p) for k, p in paths.items() if k in classes and not p.exists()]
         if missing:
             raise InputError(f"score maps not found: {', '.join(missing)}")
@@ -593,9 +615,13 @@ def _run_cluster(args) -> None:
         io.read_voxel_size(args.labels) or 1.0,
         labels.shape,
     )
-    if args.binned:
-        particles = dataclasses.replace(particles, xyz=unbin_positions(particles.xyz))
-        voxel_size, shape_zyx = voxel_size / 2, tuple(2 * n for n in shape_zyx)
+    scale = 2.0 if args.binned else args.label_scale or 1.0
+    if scale != 1:
+        particles = dataclasses.replace(particles, xyz=unbin_positions(particles.xyz, scale))
+        voxel_size, shape_zyx = voxel_size / scale, tuple(round(scale * n) for n in shape_zyx)
+    if args.sizes:
+        with io.atomic_output(args.sizes) as temporary:
+            np.savetxt(temporary, clusters.sizes.astype(int), fmt="%d")
     io.write_particles(args.output, particles, voxel_size=voxel_size, volume_shape_xyz=shape_zyx[::-1])
     counts = np.bincount(clusters.particles.class_id, minlength=max(classes, default=0) + 1)
     print(

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import uuid
 
-import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from pyworkflow.exceptions import PyworkflowException
@@ -19,9 +18,7 @@ from tomo.objects import Coordinate3D
 from .. import Plugin
 from ..constants import DEEPFINDER_DEVICE
 from ..convert import coordinates_to_table, tomograms_by_tsid, unique_values
-from ..core.io import read_volume
 from ..core.particles import ParticleTable
-from ..core.roi import fit_mask
 from ..core.settings import SettingError
 
 CLASSES_PER_SET = 0
@@ -170,9 +167,9 @@ def run_engine(
 
     The process is started with ``runJob``, so a protocol that sends its steps to a queue
     sends this command as that step's job. A step that ``uses_gpu`` gets the GPUs its step
-    executor hands it (Scipion's ``%(GPU)s`` placeholder): with GPU IDs "0 1" and two
-    threads, two steps run at once, one per GPU. Without 'Use GPU' (or with the Scipion
-    variable DEEPFINDER_DEVICE=cpu) it runs on the CPU.
+    executor hands it (Scipion's ``%(GPU)s`` placeholder): with GPU IDs "0 1" and 3 Scipion
+    threads (the main one and one per running step), two steps run at once, one per GPU.
+    Without 'Use GPU' (or with the Scipion variable DEEPFINDER_DEVICE=cpu) it runs on the CPU.
 
     Raises
     ------
@@ -277,19 +274,3 @@ def mask_arguments(masks, ts_id: str) -> list:
         return []
     mask = tomograms_by_tsid(masks)[ts_id]
     return ["--mask", mask.getFileName(), "--mask-voxel-size", mask.getSamplingRate()]
-
-
-def region_of_interest(masks, ts_id: str, volume) -> np.ndarray | None:
-    """The mask of tsId ``ts_id`` in ``masks`` (a SetOfTomoMasks or None) on the grid of ``volume``
-    (a Tomogram or TomoMask: its dimensions and sampling rate); None without masks."""
-    if masks is None:
-        return None
-    mask = tomograms_by_tsid(masks)[ts_id]
-    return fit_mask(
-        read_volume(mask.getFileName()),
-        tuple(volume.getDim())[::-1],
-        mask.getSamplingRate(),
-        volume.getSamplingRate(),
-        name=mask.getFileName(),
-        tomogram_name=volume.getFileName(),
-    )

@@ -132,7 +132,8 @@ class DeepFinderProtSegment(DeepFinderEngineProtocol):
         self._insertFunctionStep(self.closeOutputStep, prerequisites=steps)
 
     def segmentStep(self, tsId: str):
-        tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
+        with self._lock:  # step threads share the input set's database connection
+            tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
         model = self.inputModel.get()
         labels = self._getExtraPath(f"{tsId}_labels.mrc")
         scores = self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None
@@ -140,7 +141,8 @@ class DeepFinderProtSegment(DeepFinderEngineProtocol):
         arguments = ["--tomogram", tomogram.getFileName(), "--model", model.getWeightsFile()]
         arguments += ["--n-classes", len(model.getClassNames()), "--labels", labels]
         arguments += ["--scores", scores] if scores else []
-        arguments += mask_arguments(self.inputMasks.get(), tsId)
+        with self._lock:  # step threads share the input sets' database connections
+            arguments += mask_arguments(self.inputMasks.get(), tsId)
         run_engine(
             self,
             "segment",

@@ -1,4 +1,4 @@
-"""Segment runs the engine as one process per step (``deepfinder`` via ``runJob``).
+"""Segment and cluster run the engine as one process per step (``deepfinder`` via ``runJob``).
 
 In a real Scipion project with tiny tomograms and an untrained model (what is tested
 is where and how the engine runs, not what it finds): parallel steps are parallel
@@ -21,13 +21,14 @@ import numpy as np
 import pytest
 from pyworkflow.protocol import MODE_RESUME
 from pyworkflow.tests import BaseTest, setupTestProject
-from tomo.protocols import ProtImportTomograms
+from tomo.constants import BOTTOM_LEFT_CORNER
+from tomo.protocols import ProtImportTomograms, ProtImportTomomasks
 
 from deepfinder.core import io
-from deepfinder.core.cli import build_parser, segmentation_settings, setting_flags
+from deepfinder.core.cli import build_parser, main, segmentation_settings, setting_flags
 from deepfinder.core.model import build_unet, save_model
 from deepfinder.core.settings import SegmentationSettings
-from deepfinder.protocols import DeepFinderProtImportModel, DeepFinderProtSegment
+from deepfinder.protocols import DeepFinderProtCluster, DeepFinderProtImportModel, DeepFinderProtSegment
 
 VOXEL_SIZE = 10.0
 SHAPE_ZYX = (16, 32, 32)
@@ -80,6 +81,30 @@ def test_a_setting_the_command_line_cannot_give_is_refused():
     # 'segment' has a switch to turn binning on, none to turn it off.
     with pytest.raises(ValueError, match="no option for bin_scores=False"):
         setting_flags("segment", _BinnedByDefault(bin_scores=False))
+
+
+def _balls(shape_zyx, centres: dict, radius: float = 2.0) -> np.ndarray:
+    """A label map with a ball of class ``centres[(z, y, x)]`` at each centre."""
+    labels = np.zeros(shape_zyx, np.int8)
+    zyx = np.indices(shape_zyx)
+    for centre, class_id in centres.items():
+        labels[sum((zyx[i] - centre[i]) ** 2 for i in range(3)) <= radius**2] = class_id
+    return labels
+
+
+def test_cluster_writes_positions_and_sizes_in_voxels_of_the_tomogram(tmp_path):
+    centres = {(4, 4, 4): 1, (4, 11, 11): 1, (4, 4, 11): 2}
+    io.write_volume(tmp_path / "binned.mrc", _balls((8, 16, 16), centres), 2 * VOXEL_SIZE)
+    main(
+        ["cluster", "--labels", str(tmp_path / "binned.mrc"), "--radius", "2", "--min-size", "1"]
+        + ["--label-scale", "2", "--sizes", str(tmp_path / "sizes.txt"), "--output", str(tmp_path / "p.csv")]
+    )
+    particles = io.read_particles_csv(tmp_path / "p.csv")
+    # Binned voxel k is tomogram voxels 2k and 2k + 1: centre 2k + 0.5.
+    expected = sorted((2 * x + 0.5, 2 * y + 0.5, 2 * z + 0.5) for z, y, x in centres)
+    np.testing.assert_allclose(sorted(map(tuple, particles.xyz)), expected, atol=0.01)
+    sizes = np.loadtxt(tmp_path / "sizes.txt", ndmin=1)
+    assert len(sizes) == len(centres) and (sizes == np.count_nonzero(_balls((9, 9, 9), {(4, 4, 4): 1}))).all()
 
 
 def _engine_runs(log_text: str, command: str) -> tuple[list[dict], list[datetime]]:
@@ -228,3 +253,38 @@ class TestEngineProcesses(BaseTest):
             text = _COLOUR.sub("", Path(self.proj.path, log).read_text(errors="replace"))
             self.assertRegex(text.strip().splitlines()[-1], reason, log)
             self.assertNotIn("Traceback", text, log)
+
+    def test_cluster_runs_one_engine_process_per_label_map(self):
+        centres = {(8, 8, 8): 1, (8, 20, 20): 1, (8, 8, 24): 2}
+        os.makedirs(self.getOutputPath("masks"), exist_ok=True)
+        for tsId in TSIDS:
+            io.write_volume(
+                self.getOutputPath("masks", f"{tsId}.mrc"), _balls(SHAPE_ZYX, centres), VOXEL_SIZE
+            )
+        label_maps = self.launchProtocol(
+            self.newProtocol(
+                ProtImportTomomasks,
+                filesPath=self.getOutputPath("masks"),
+                filesPattern="t?.mrc",
+                inputTomos=self.tomograms,
+            )
+        ).tomomasks
+        cluster = self.launchProtocol(
+            self.newProtocol(
+                DeepFinderProtCluster,
+                inputTomograms=self.tomograms,
+                inputLabelMaps=label_maps,
+                radii=f"{2 * VOXEL_SIZE:g}, {2 * VOXEL_SIZE:g}",
+                minSizes="1, 1",
+                numberOfThreads=3,
+            )
+        )
+        started, finished = _engine_runs(self._log(cluster), "cluster")
+        self.assertEqual((len(started), len(finished)), (len(TSIDS), len(TSIDS)))
+        found = {tsId: [] for tsId in TSIDS}
+        for coordinate in cluster.coordinates.iterCoordinates():
+            found[coordinate.getTomoId()].append(coordinate.getPosition(BOTTOM_LEFT_CORNER))
+        expected = sorted((float(x), float(y), float(z)) for z, y, x in centres)
+        for tsId in TSIDS:
+            np.testing.assert_allclose(sorted(found[tsId]), expected, atol=0.01, err_msg=tsId)
+        self.assertEqual(cluster.coordinates_class1.getSize(), 2 * len(TSIDS))

@@ -8,6 +8,7 @@ Options of a setting take their help and default from the stage's settings
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -258,7 +259,7 @@ def _run_targets(args) -> None:
     import numpy as np
 
     from . import io
-    from .targets import mask_from_density, shape_targets, sphere_targets
+    from .targets import check_class_ids, mask_from_density, shape_targets, sphere_targets, start_labels
 
     settings = target_settings(args)
     settings.check()
@@ -269,16 +270,26 @@ def _run_targets(args) -> None:
     shape = io.read_volume(args.tomogram).shape
     voxel_size = io.read_voxel_size(args.tomogram) or 1.0
     particles = _read_table_for(args.particles, args.tomogram, args, args.tomo_id)
-    initial = io.read_volume(args.initial_labels) if args.initial_labels else None
-    classes = sorted({int(c) for c in particles.class_id})
+    with _about(args.particles):
+        classes = check_class_ids(particles)
+    initial = None
+    if args.initial_labels:
+        with _about(args.initial_labels):
+            initial = start_labels(shape, io.read_volume(args.initial_labels))
+        io.warn_if_other_sampling(args.initial_labels, args.tomogram)
     if args.radius:
         labels = sphere_targets(shape, particles, per_class(args.radius, classes, "--radius"), initial)
     else:
-        densities = {
-            c: mask_from_density(io.read_volume(path, mmap=False), settings.mask_threshold)
-            for c, path in masks.items()
-        }
+        densities = {}
+        for c, path in masks.items():
+            with _about(path):
+                densities[c] = mask_from_density(io.read_volume(path, mmap=False), settings.mask_threshold)
         labels = shape_targets(shape, particles, densities, initial)
+    if not np.isin(labels, classes).any():
+        raise InputError(
+            f"{args.particles}: no particle lies in {args.tomogram} {shape[::-1]} (x, y, z): "
+            "check the coordinates' voxel size (--coordinates-voxel-size) and --tomo-id"
+        )
     io.write_volume(args.out, labels, voxel_size)
     counts = {int(c): int(n) for c, n in enumerate(np.bincount(labels.ravel())) if c and n}
     print(f"Wrote {args.out}: {len(particles)} particles, voxels per class {counts}")
@@ -476,7 +487,7 @@ def _run_cluster(args) -> None:
     import numpy as np
 
     from . import io
-    from .cluster import find_clusters
+    from .cluster import check_label_map, find_clusters
     from .segment import MAX_LABEL_CLASSES, score_map_paths, unbin_positions
 
     io.refuse_overwriting_inputs(
@@ -484,7 +495,11 @@ def _run_cluster(args) -> None:
         [args.labels, *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ())],
     )
     labels = io.read_volume(args.labels)
+    with _about(args.labels):
+        check_label_map(labels)
     classes = [int(k) for k in np.unique(labels) if k > 0]
+    if not classes:
+        warnings.warn(f"{args.labels} holds background only: the particle table is empty", stacklevel=1)
     score_maps = None
     if args.scores:
         paths = score_map_paths(args.scores, max(classes, default=0) + 1)
@@ -495,11 +510,11 @@ def _run_cluster(args) -> None:
     tomo = args.tomo_id or Path(args.labels).stem
     clusters = find_clusters(
         labels,
-        per_class(args.radius, classes, "--radius"),
-        per_class(args.min_size, classes, "--min-size", int) if args.min_size else None,
+        per_class(args.radius, classes, "--radius") if classes else {},
+        per_class(args.min_size, classes, "--min-size", int) if args.min_size and classes else None,
         score_maps,
         tomo,
-        per_class(args.bandwidth, classes, "--bandwidth") if args.bandwidth else None,
+        per_class(args.bandwidth, classes, "--bandwidth") if args.bandwidth and classes else None,
     )
     particles, voxel_size, shape_zyx = (
         clusters.particles,
@@ -677,6 +692,15 @@ def main(argv=None) -> None:
             sys.exit(2 if user_error else 1)
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
+
+
+@contextlib.contextmanager
+def _about(path):
+    """Refusals of the engine within the block are about the file ``path``: their message names it."""
+    try:
+        yield
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from error
 
 
 def _clock(seconds: float) -> str:

@@ -1,63 +1,37 @@
-"""Running the command line without root's rights, for the cases root is not refused.
+"""Running the command line without root's power over file permissions.
 
-Root writes into read-only folders, and CI runs as root: there, such tests run the command
-as the user nobody through ``setpriv`` (util-linux) or ``runuser``. That user must reach the
-files: create them in :func:`reachable_folder`, not in pytest's ``tmp_path`` (root's, mode 700).
+Root writes into read-only folders, and CI runs as root: there, tests of read-only folders run
+the command through ``setpriv`` (util-linux) with the capabilities that override file
+permissions (``CAP_DAC_OVERRIDE``, ``CAP_DAC_READ_SEARCH``) out of its bounding set. The
+command stays root, so it reads the same Python environment and test files (a Python under
+``/root`` that another user could not run), but a folder of mode 555 refuses it as it would
+refuse a user.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import stat
 import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-NOBODY = 65534
 
+def without_override() -> list[str]:
+    """The words to put before a command so that file permissions hold for it ([] for a user).
 
-def without_root() -> list[str]:
-    """The words to put before a command so that it runs without root's rights ([] for a user).
-
-    Skips the test when running as root with neither ``setpriv`` nor ``runuser``, or when the
-    user nobody cannot run this Python environment (a checkout only root can read).
+    Skips the test when running as root without ``setpriv``, or where ``setpriv`` may not
+    change the capability bounding set (a container without ``CAP_SETPCAP``).
     """
     if os.geteuid() != 0:
         return []
-    if setpriv := shutil.which("setpriv"):
-        prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    elif runuser := shutil.which("runuser"):
-        prefix = [runuser, "-u", "nobody", "--"]
-    else:
-        pytest.skip("root writes into read-only folders, and neither setpriv nor runuser is here")
-    try:
-        subprocess.run(
-            [*prefix, sys.executable, "-c", "import deepfinder.core.cli"],
-            check=True,
-            capture_output=True,
-            timeout=120,
-            cwd="/",
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        pytest.skip("root writes into read-only folders, and setpriv (util-linux) is not here to stop it")
+    prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+    tried = subprocess.run([*prefix, "true"], capture_output=True, text=True)
+    if tried.returncode:
+        pytest.skip(
+            f"root writes into read-only folders, and setpriv cannot stop it here: {tried.stderr.strip()}"
         )
-    except subprocess.CalledProcessError as error:
-        pytest.skip(f"the user nobody cannot run this Python environment: {error.stderr.decode()[-200:]}")
     return prefix
-
-
-def reachable_folder() -> Iterator[Path]:
-    """A fresh temporary folder that the user of :func:`without_root` owns; removed at the end."""
-    folder = Path(tempfile.mkdtemp(prefix="deepfinder-test-"))
-    os.chmod(folder, 0o755)
-    if os.geteuid() == 0:
-        os.chown(folder, NOBODY, NOBODY)
-    try:
-        yield folder
-    finally:
-        for path in [folder, *folder.rglob("*")]:
-            if path.is_dir() and not path.is_symlink():
-                path.chmod(path.stat().st_mode | stat.S_IWUSR | stat.S_IXUSR)
-        shutil.rmtree(folder)

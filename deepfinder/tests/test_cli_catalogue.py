@@ -18,10 +18,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mrcfile
 import numpy as np
 import pytest
 
-from deepfinder.core.io import write_volume
+from deepfinder.core.io import read_particles_csv, read_volume, write_volume
+from deepfinder.tests.other_user import without_override
 
 VOXEL_SIZE = 10.0
 SHAPE = (32, 64, 64)
@@ -238,3 +240,259 @@ def test_training_on_a_full_disk_keeps_the_last_checkpoint(tmp_path, kind):
         result = run(tmp_path, train("disk/run", "--epochs", "2"))
         assert result.returncode == 0, result.stderr
         assert (tmp_path / "disk" / "run" / "checkpoint-0002.weights.h5").exists()
+
+
+# --------------------------------------------------------------------------- permissions
+
+
+def mode_of(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.slow
+def test_replaced_outputs_keep_their_permissions_and_new_ones_get_the_umask(tmp_path):
+    write_inputs(tmp_path)
+    umask = {"preexec_fn": lambda: os.umask(0o027)}
+    assert run(tmp_path, targets("l.mrc"), **umask).returncode == 0
+    assert (
+        run(
+            tmp_path, ["cluster", "--labels", "labels.mrc", "--radius", "3", "--output", "p.csv"], **umask
+        ).returncode
+        == 0
+    )
+    assert mode_of(tmp_path / "l.mrc") == mode_of(tmp_path / "p.csv") == 0o640
+    (tmp_path / "l.mrc").chmod(0o664)  # shared with a group
+    (tmp_path / "p.csv").chmod(0o444)  # kept from edits
+    earlier = checksums(tmp_path)
+    assert run(tmp_path, targets("l.mrc", "--radius", "4"), **umask).returncode == 0
+    assert (
+        run(
+            tmp_path, ["cluster", "--labels", "labels.mrc", "--radius", "2", "--output", "p.csv"], **umask
+        ).returncode
+        == 0
+    )
+    assert checksums(tmp_path)["l.mrc"] != earlier["l.mrc"]  # replaced...
+    assert (mode_of(tmp_path / "l.mrc"), mode_of(tmp_path / "p.csv")) == (0o664, 0o444)  # ...with its modes
+
+
+# --------------------------------------------------------------------------- read-only folders
+
+
+def read_only_folder(parent: Path, files: dict[str, bytes]) -> Path:
+    folder = parent / "read-only"
+    folder.mkdir()
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    folder.chmod(0o555)
+    return folder
+
+
+@pytest.mark.slow
+def test_targets_into_a_read_only_folder_are_refused_and_the_earlier_map_stays(tmp_path):
+    prefix = without_override()
+    write_inputs(tmp_path)
+    read_only_folder(tmp_path, {"l.mrc": b"earlier label map"})
+    before = checksums(tmp_path)
+    result = run(tmp_path, targets("read-only/l.mrc"), prefix)
+    assert result.returncode == 2
+    assert result.stderr == "deepfinder targets: error: read-only/l.mrc: Permission denied\n"
+    assert checksums(tmp_path) == before
+    assert temporaries(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_segmentation_with_a_read_only_score_folder_leaves_the_earlier_maps(tmp_path, weights):
+    prefix = without_override()
+    write_inputs(tmp_path)
+    model = copy_model(weights, tmp_path)
+    (tmp_path / "l.mrc").write_bytes(b"earlier label map")
+    read_only_folder(tmp_path, {"s_class1.mrc": b"earlier score map"})
+    before = checksums(tmp_path)
+    result = run(tmp_path, segment(model, "l.mrc", "--scores", "read-only/s.mrc"), prefix)
+    assert result.returncode == 2
+    assert result.stderr == "deepfinder segment: error: read-only/s_class1.mrc: Permission denied\n"
+    assert checksums(tmp_path) == before
+    assert temporaries(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- awkward inputs
+
+
+def complex_tomogram(folder: Path) -> str:
+    with mrcfile.new(folder / "fourier.mrc") as mrc:
+        mrc.set_data(np.ones((16, 16, 16), np.complex64))
+    return "fourier.mrc"
+
+
+def extended_header_tomogram(folder: Path) -> str:
+    """The tomogram with a 1 MiB extended header (as FEI/TFS software writes)."""
+    with mrcfile.new(folder / "extended.mrc") as mrc:
+        mrc.set_data(read_volume(folder / "tomo.mrc"))
+        mrc.set_extended_header(np.zeros(1 << 20, dtype="V1"))
+        mrc.voxel_size = VOXEL_SIZE
+    return "extended.mrc"
+
+
+def tiny_tomogram(folder: Path) -> str:
+    write_volume(folder / "tiny.mrc", np.ones((1, 1, 1), np.float32), VOXEL_SIZE)
+    return "tiny.mrc"
+
+
+def other_sampling(folder: Path) -> str:
+    write_volume(folder / "labels20.mrc", read_volume(folder / "labels.mrc"), 2 * VOXEL_SIZE)
+    return "labels20.mrc"
+
+
+def empty_label_map(folder: Path) -> str:
+    write_volume(folder / "empty.mrc", np.zeros(SHAPE, np.int8), VOXEL_SIZE)
+    return "empty.mrc"
+
+
+# (case, command line from the data folder, exit code, stderr, output file written)
+AWKWARD = [
+    (
+        "complex MRC (mode 4)",
+        lambda f: [
+            "segment",
+            "--tomogram",
+            complex_tomogram(f),
+            "--model",
+            "m.weights.h5",
+            "--labels",
+            "l.mrc",
+        ],
+        2,
+        "deepfinder segment: error: fourier.mrc: MRC mode 4 holds complex numbers (a Fourier transform), "
+        "not a volume: give a volume of mode 0, 1, 2, 6 or 12\n",
+        None,
+    ),
+    (
+        "MRC with a 1 MiB extended header",
+        lambda f: targets("l.mrc", "--tomogram", extended_header_tomogram(f)),
+        0,
+        "",
+        "l.mrc",
+    ),
+    (
+        "one-voxel tomogram",
+        lambda f: targets("l.mrc", "--tomogram", tiny_tomogram(f)),
+        2,
+        "deepfinder targets: warning: 4 of 4 particles lie outside the volume (z, y, x) = (1, 1, 1) and were "
+        "skipped; check the coordinates' units (voxels) and binning\n"
+        "deepfinder targets: error: particles.csv: no particle lies in tiny.mrc (1, 1, 1) (x, y, z): "
+        "check the coordinates' voxel size (--coordinates-voxel-size) and --tomo-id\n",
+        None,
+    ),
+    (
+        "initial labels at another voxel size",
+        lambda f: targets("l.mrc", "--initial-labels", other_sampling(f)),
+        0,
+        "deepfinder targets: warning: labels20.mrc has 20 A/voxel but tomo.mrc 10 A/voxel: "
+        "are they on the same voxel grid?\n",
+        "l.mrc",
+    ),
+    (
+        "label map of background only",
+        lambda f: [
+            "cluster",
+            "--labels",
+            empty_label_map(f),
+            "--radius",
+            "3",
+            "--min-size",
+            "2",
+            "--output",
+            "p.csv",
+        ],
+        0,
+        "deepfinder cluster: warning: empty.mrc holds background only: the particle table is empty\n",
+        "p.csv",
+    ),
+    (
+        "mask density without voxels above the threshold",
+        lambda f: (
+            ["targets", "--tomogram", "tomo.mrc", "--particles", "particles.csv", "--out", "l.mrc"]
+            + ["--mask", "1:labels.mrc", "2:labels.mrc", "--mask-threshold", "5"]
+        ),
+        2,
+        "deepfinder targets: error: labels.mrc: No voxel of the density is above the threshold 5.0 "
+        "(density range 0 .. 2): lower it\n",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "make_argv, code, stderr, output", [c[1:] for c in AWKWARD], ids=[c[0] for c in AWKWARD]
+)
+def test_an_awkward_input_is_handled_and_named(tmp_path, make_argv, code, stderr, output):
+    write_inputs(tmp_path)
+    argv = make_argv(tmp_path)
+    before = checksums(tmp_path)
+    result = run(tmp_path, argv)
+    assert (result.returncode, result.stderr) == (code, stderr)
+    after = checksums(tmp_path)
+    assert {name: after[name] for name in before} == before
+    assert sorted(set(after) - set(before)) == ([output] if output else [])
+
+
+def test_a_large_extended_header_gives_the_same_targets(tmp_path):
+    write_inputs(tmp_path)
+    assert run(tmp_path, targets("plain.mrc")).returncode == 0
+    assert (
+        run(
+            tmp_path, targets("from_extended.mrc", "--tomogram", extended_header_tomogram(tmp_path))
+        ).returncode
+        == 0
+    )
+    assert np.array_equal(read_volume(tmp_path / "plain.mrc"), read_volume(tmp_path / "from_extended.mrc"))
+
+
+def test_a_label_map_of_background_only_gives_an_empty_table(tmp_path):
+    write_inputs(tmp_path)
+    argv = ["cluster", "--labels", empty_label_map(tmp_path), "--radius", "3", "--output", "p.csv"]
+    assert run(tmp_path, argv).returncode == 0
+    assert len(read_particles_csv(tmp_path / "p.csv")) == 0
+
+
+@pytest.mark.slow
+def test_a_whole_chain_in_folders_with_spaces_and_accents(tmp_path, weights):
+    folder = tmp_path / "données de l'été"
+    folder.mkdir()
+    write_inputs(folder)
+    (folder / "tomo.mrc").rename(folder / "tomo ü.mrc")
+    model = copy_model(weights, folder)
+    before = checksums(folder)
+    commands = [
+        [
+            "targets",
+            "--tomogram",
+            "tomo ü.mrc",
+            "--particles",
+            "particles.csv",
+            "--radius",
+            "3",
+            "--out",
+            "cibles à/l é.mrc",
+        ],
+        [
+            "segment",
+            "--tomogram",
+            "tomo ü.mrc",
+            "--model",
+            model,
+            "--labels",
+            "sortie ß/l é.mrc",
+            "--patch-size",
+            "32",
+        ],
+        ["cluster", "--labels", "sortie ß/l é.mrc", "--radius", "3", "--output", "sortie ß/p ñ.csv"],
+    ]
+    for argv in commands:
+        result = run(folder, argv)
+        assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert read_volume(folder / "cibles à" / "l é.mrc")[8, 8, 8] == 1
+    assert read_volume(folder / "sortie ß" / "l é.mrc").shape == SHAPE
+    assert set(read_particles_csv(folder / "sortie ß" / "p ñ.csv").tomo) <= {"l é"}
+    after = checksums(folder)
+    assert {name: after[name] for name in before} == before

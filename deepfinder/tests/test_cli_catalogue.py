@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from deepfinder.core.io import read_particles_csv, read_volume, write_volume
-from deepfinder.tests.other_user import without_override
+from deepfinder.tests.permissions import without_override
 
 VOXEL_SIZE = 10.0
 SHAPE = (32, 64, 64)

@@ -18,7 +18,7 @@ from deepfinder.core.cli import main
 from deepfinder.core.io import write_particles_csv, write_volume
 from deepfinder.core.model import load_model
 from deepfinder.core.train import TrainingFolderError, last_checkpoint, train
-from deepfinder.tests.other_user import without_override
+from deepfinder.tests.permissions import without_override
 from deepfinder.tests.test_core_train import blob_tomogram, fast
 
 pytestmark = pytest.mark.filterwarnings("ignore:Gimbal lock")  # identity rotations written as ZXZ angles

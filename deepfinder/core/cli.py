@@ -507,6 +507,12 @@ def _run_cluster(args) -> None:
         if missing:
             raise InputError(f"score maps not found: {', '.join(missing)}")
         score_maps = {k: io.read_volume(p) for k, p in paths.items() if k in classes}
+        for k, score_map in score_maps.items():
+            if score_map.shape != labels.shape:
+                raise InputError(
+                    f"{paths[k]} has shape {score_map.shape} but {args.labels} {labels.shape}: "
+                    "give the --scores of the segmentation that wrote the label map"
+                )
     tomo = args.tomo_id or Path(args.labels).stem
     clusters = find_clusters(
         labels,

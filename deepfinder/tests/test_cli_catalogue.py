@@ -338,6 +338,11 @@ def tiny_tomogram(folder: Path) -> str:
     return "tiny.mrc"
 
 
+def small_tomogram(folder: Path) -> str:
+    write_volume(folder / "small.mrc", np.random.default_rng(3).normal(size=(4, 4, 4)), VOXEL_SIZE)
+    return "small.mrc"
+
+
 def other_sampling(folder: Path) -> str:
     write_volume(folder / "labels20.mrc", read_volume(folder / "labels.mrc"), 2 * VOXEL_SIZE)
     return "labels20.mrc"
@@ -346,6 +351,12 @@ def other_sampling(folder: Path) -> str:
 def empty_label_map(folder: Path) -> str:
     write_volume(folder / "empty.mrc", np.zeros(SHAPE, np.int8), VOXEL_SIZE)
     return "empty.mrc"
+
+
+def small_score_maps(folder: Path) -> str:
+    for k in (1, 2):
+        write_volume(folder / f"s_class{k}.mrc", np.full((16, 16, 16), 0.5, np.float16), VOXEL_SIZE)
+    return "s.mrc"
 
 
 # (case, command line from the data folder, exit code, stderr, output file written)
@@ -384,6 +395,22 @@ AWKWARD = [
         None,
     ),
     (
+        "tomogram too small to segment",
+        lambda f: [
+            "segment",
+            "--tomogram",
+            small_tomogram(f),
+            "--model",
+            "m.weights.h5",
+            "--labels",
+            "l.mrc",
+        ],
+        2,
+        "deepfinder segment: error: Tomogram small.mrc: shape (4, 4, 4) is too small for tiles cropped by 4 "
+        "voxels per side: its largest edge must be >= 9 voxels, or give a smaller crop\n",
+        None,
+    ),
+    (
         "initial labels at another voxel size",
         lambda f: targets("l.mrc", "--initial-labels", other_sampling(f)),
         0,
@@ -407,6 +434,17 @@ AWKWARD = [
         0,
         "deepfinder cluster: warning: empty.mrc holds background only: the particle table is empty\n",
         "p.csv",
+    ),
+    (
+        "score maps of another segmentation",
+        lambda f: (
+            ["cluster", "--labels", "labels.mrc", "--radius", "3", "--scores", small_score_maps(f)]
+            + ["--output", "p.csv"]
+        ),
+        2,
+        "deepfinder cluster: error: s_class1.mrc has shape (16, 16, 16) but labels.mrc (32, 64, 64): "
+        "give the --scores of the segmentation that wrote the label map\n",
+        None,
     ),
     (
         "mask density without voxels above the threshold",

@@ -336,7 +336,8 @@ REFUSALS = [
         "segment patch larger than the volume",
         lambda f: segment("tomo.mrc", _model(f), "--patch-size", "64"),
         2,
-        SEGMENT + "patch_size 64 is larger than the tomogram (shape (16, 16, 16)): use patch_size <= 16",
+        SEGMENT + "Tomogram tomo.mrc: patch_size 64 is larger than the tomogram (shape (16, 16, 16)): "
+        "use patch_size <= 16",
     ),
     (
         "missing model",

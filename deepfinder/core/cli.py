@@ -8,6 +8,7 @@ Options of a setting take their help and default from the stage's settings
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -300,7 +301,7 @@ def _run_targets(args) -> None:
     import numpy as np
 
     from . import io
-    from .targets import mask_from_density, shape_targets, sphere_targets
+    from .targets import check_class_ids, mask_from_density, shape_targets, sphere_targets, start_labels
 
     settings = target_settings(args)
     settings.check()
@@ -311,16 +312,26 @@ def _run_targets(args) -> None:
     shape = io.read_volume(args.tomogram).shape
     voxel_size = io.read_voxel_size(args.tomogram) or 1.0
     particles = _read_table_for(args.particles, args.tomogram, args, args.tomo_id)
-    initial = io.read_volume(args.initial_labels) if args.initial_labels else None
-    classes = sorted({int(c) for c in particles.class_id})
+    with _about(args.particles):
+        classes = check_class_ids(particles)
+    initial = None
+    if args.initial_labels:
+        with _about(args.initial_labels):
+            initial = start_labels(shape, io.read_volume(args.initial_labels))
+        io.warn_if_other_sampling(args.initial_labels, args.tomogram)
     if args.radius:
         labels = sphere_targets(shape, particles, per_class(args.radius, classes, "--radius"), initial)
     else:
-        densities = {
-            c: mask_from_density(io.read_volume(path, mmap=False), settings.mask_threshold)
-            for c, path in masks.items()
-        }
+        densities = {}
+        for c, path in masks.items():
+            with _about(path):
+                densities[c] = mask_from_density(io.read_volume(path, mmap=False), settings.mask_threshold)
         labels = shape_targets(shape, particles, densities, initial)
+    if not np.isin(labels, classes).any():
+        raise InputError(
+            f"{args.particles}: no particle lies in {args.tomogram} {shape[::-1]} (x, y, z): "
+            "check the coordinates' voxel size (--coordinates-voxel-size) and --tomo-id"
+        )
     io.write_volume(args.out, labels, voxel_size)
     counts = {int(c): int(n) for c, n in enumerate(np.bincount(labels.ravel())) if c and n}
     print(f"Wrote {args.out}: {len(particles)} particles, voxels per class {counts}")
@@ -625,7 +636,7 @@ def _run_cluster(args) -> None:
     import numpy as np
 
     from . import io
-    from .cluster import find_clusters
+    from .cluster import check_label_map, find_clusters
     from .segment import MAX_LABEL_CLASSES, score_map_paths, unbin_positions
 
     if args.threshold_report and not (args.threshold or args.thresholds_from):
@@ -642,8 +653,12 @@ def _run_cluster(args) -> None:
         ],
     )
     labels = io.read_volume(args.labels)
+    with _about(args.labels):
+        check_label_map(labels)
     mask = _mask_for(args, args.labels, labels.shape)
     classes = [int(k) for k in np.unique(labels) if k > 0]
+    if not classes:
+        warnings.warn(f"{args.labels} holds background only: the particle table is empty", stacklevel=1)
     score_maps = None
     if args.scores or given_maps:
         paths = given_maps or score_map_paths(args.scores, max(classes, default=0) + 1)
@@ -652,14 +667,20 @@ def _run_cluster(args) -> None:
         if missing:
             raise InputError(f"score maps not found: {', '.join(missing)}")
         score_maps = {k: io.read_volume(p) for k, p in paths.items() if k in classes}
+        for k, score_map in score_maps.items():
+            if score_map.shape != labels.shape:
+                raise InputError(
+                    f"{paths[k]} has shape {score_map.shape} but {args.labels} {labels.shape}: "
+                    "give the --scores of the segmentation that wrote the label map"
+                )
     tomo = args.tomo_id or Path(args.labels).stem
     clusters = find_clusters(
         labels,
-        per_class(args.radius, classes, "--radius"),
-        per_class(args.min_size, classes, "--min-size", int) if args.min_size else None,
+        per_class(args.radius, classes, "--radius") if classes else {},
+        per_class(args.min_size, classes, "--min-size", int) if args.min_size and classes else None,
         score_maps,
         tomo,
-        per_class(args.bandwidth, classes, "--bandwidth") if args.bandwidth else None,
+        per_class(args.bandwidth, classes, "--bandwidth") if args.bandwidth and classes else None,
         mask=mask,
     )
     particles, voxel_size, shape_zyx = (
@@ -893,6 +914,15 @@ def _write_error_file(path: str | None, message: str) -> None:
     if path:
         with open(path, "w", encoding="utf-8") as file:
             file.write(message + "\n")
+
+
+@contextlib.contextmanager
+def _about(path):
+    """Refusals of the engine within the block are about the file ``path``: their message names it."""
+    try:
+        yield
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from error
 
 
 def _clock(seconds: float) -> str:

@@ -291,14 +291,22 @@ def _components_per_class(label_map: np.ndarray) -> tuple[np.ndarray, int]:
     return components, n_components
 
 
+def check_label_map(label_map: np.ndarray) -> None:
+    """Raise :class:`InputError` unless ``label_map`` is a 3D map of class labels 0, 1, 2, ..."""
+    if label_map.ndim != 3:
+        raise InputError(f"the label map must be a 3D (z, y, x) array, got shape {label_map.shape}")
+    if not np.issubdtype(label_map.dtype, np.integer):
+        raise InputError(
+            f"the label map must hold integer class labels, got {label_map.dtype}: "
+            "give a label map (from segment or targets), not a tomogram or a score map"
+        )
+    if label_map.size and label_map.min() < 0:
+        raise InputError("the label map holds negative labels; classes are 0 (background), 1, 2, ...")
+
+
 def _check_inputs(label_map, radius_voxels, min_cluster_size, score_maps, bandwidth_voxels, settings):
     settings.check()
-    if label_map.ndim != 3:
-        raise InputError(f"label_map must be a 3D (z, y, x) array, got shape {label_map.shape}")
-    if not np.issubdtype(label_map.dtype, np.integer):
-        raise InputError(f"label_map must hold integer class labels, got {label_map.dtype}")
-    if label_map.size and label_map.min() < 0:
-        raise InputError("label_map holds negative labels; classes are 0 (background), 1, 2, ...")
+    check_label_map(label_map)
     radius = {int(k): float(v) for k, v in dict(radius_voxels).items()}
     bandwidth = {int(k): float(v) for k, v in dict(bandwidth_voxels or radius).items()}
     for name, values in (("radius_voxels", radius), ("bandwidth_voxels", bandwidth)):

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import re
+import stat
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping
@@ -86,6 +87,12 @@ def atomic_output(path: PathLike, suffix: str = "") -> Iterator[Path]:
     process is removed when the same file is next written. Several files are
     replaced together by nesting blocks (or a :class:`contextlib.ExitStack`):
     the first entered is renamed last.
+
+    A replaced file keeps its permissions (a new one gets the umask's). The
+    temporary reaches the disk before the rename, so that a power cut leaves
+    the previous file or the new one, not an empty one. A write error without
+    a file name (a full disk: ``ENOSPC``, a file-size limit: ``EFBIG``) is
+    raised again naming ``path``.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)  # an error names the path as given
     target = Path(os.path.realpath(path))
@@ -93,10 +100,28 @@ def atomic_output(path: PathLike, suffix: str = "") -> Iterator[Path]:
     temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}{suffix}")
     try:
         yield temporary
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(temporary, stat.S_IMODE(os.stat(target).st_mode))
+        _sync(temporary)
         os.replace(temporary, target)
+        _sync(target.parent)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        if error.errno and error.filename in (None, str(temporary)):
+            raise OSError(error.errno, os.strerror(error.errno), str(path)) from error
+        raise
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _sync(path: Path) -> None:
+    """Wait until the file or folder ``path`` is on the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _remove_abandoned_temporaries(target: Path) -> None:
@@ -167,6 +192,11 @@ def _check_mrc_size(path: Path) -> None:
             f"{path} is not a readable MRC file (no MRC header, or a damaged one: {error})"
         ) from error
     mode = int(header.mode)
+    if mode in (3, 4):
+        raise InputError(
+            f"{path}: MRC mode {mode} holds complex numbers (a Fourier transform), not a volume: "
+            "give a volume of mode 0, 1, 2, 6 or 12"
+        )
     try:
         item_size = mrcfile.utils.dtype_from_mode(mode).itemsize
     except ValueError as error:
@@ -187,6 +217,21 @@ def read_voxel_size(path: PathLike) -> float:
     """Voxel size in Angstrom stored in an MRC header (x axis); 0 when unset."""
     with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
         return float(mrc.voxel_size.x)
+
+
+def warn_if_other_sampling(path: PathLike, reference_path: PathLike) -> None:
+    """Warn when the MRC headers of ``path`` and ``reference_path`` give different voxel sizes.
+
+    For maps that must lie on the same voxel grid (a label map and its tomogram); an unset
+    voxel size (0) is not compared.
+    """
+    size, reference_size = read_voxel_size(path), read_voxel_size(reference_path)
+    if size and reference_size and not np.isclose(size, reference_size, rtol=0.01):
+        warnings.warn(
+            f"{path} has {size:g} A/voxel but {reference_path} {reference_size:g} A/voxel: "
+            "are they on the same voxel grid?",
+            stacklevel=2,
+        )
 
 
 def write_volume(path: PathLike, data: np.ndarray, voxel_size: float = 1.0) -> Path:

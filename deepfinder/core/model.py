@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -181,14 +182,24 @@ def save_model(model, weights_path: str | os.PathLike, metadata: dict) -> Path:
     if not weights_path.name.endswith(".weights.h5"):
         raise ValueError(f"Weights file name must end with .weights.h5: {weights_path}")
     metadata = {**metadata, "n_classes": int(model.output_shape[-1])}
-    # Keras insists on the .weights.h5 extension, even for a temporary file.
+    # HDF5 writes to memory, the bytes go to disk with plain writes: HDF5 failing on a full
+    # disk leaves its file half-open, with errors when it is freed and a crash at exit.
+    weights = _WeightsInMemory()
+    model.save_weights(weights)
     with (
         atomic_output(metadata_path(weights_path)) as metadata_temporary,
-        atomic_output(weights_path, suffix=".weights.h5") as weights_temporary,
+        atomic_output(weights_path) as weights_temporary,
     ):
-        model.save_weights(weights_temporary)
+        weights_temporary.write_bytes(weights.getvalue())
         metadata_temporary.write_text(json.dumps(metadata, indent=2))
     return weights_path
+
+
+class _WeightsInMemory(io.BytesIO):
+    """A memory buffer Keras accepts as a weights file: it checks the name's extension."""
+
+    def __str__(self) -> str:
+        return "in memory.weights.h5"
 
 
 def read_metadata(weights_path: str | os.PathLike) -> dict:

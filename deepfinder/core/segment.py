@@ -36,7 +36,7 @@ from .errors import InputError
 from .io import atomic_output, create_volume, read_volume, read_voxel_size, refuse_overwriting_inputs
 from .model import load_model, metadata_path, output_classes
 from .normalize import normalize, tomogram_stats
-from .settings import AUTOMATIC_TILE_SIZE, POOLING_FACTOR, SegmentationSettings
+from .settings import AUTOMATIC_TILE_SIZE, POOLING_FACTOR, SegmentationSettings, SettingError
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +104,20 @@ def tiling_for(shape: tuple[int, int, int], settings: SegmentationSettings) -> S
     """``settings`` with the tile size chosen for a volume of ``shape`` (when it is 0, automatic),
     checked: raise ``ValueError`` for tile geometries that cannot segment such a volume."""
     if not settings.patch_size:
+        smallest = 2 * settings.crop_voxels + POOLING_FACTOR
+        if default_patch_size(shape) < smallest:
+            raise InputError(
+                f"shape {tuple(shape)} is too small for tiles cropped by {settings.crop_voxels} "
+                f"voxels per side: its largest edge must be >= {smallest - POOLING_FACTOR + 1} voxels, "
+                "or give a smaller crop"
+            )
         settings = dataclasses.replace(settings, patch_size=default_patch_size(shape))
     settings.check()
     patch_size = settings.patch_size
     if len(shape) != 3:
         raise InputError(f"Expected a 3D tomogram, got an array of shape {tuple(shape)}")
     if min(shape) < POOLING_FACTOR:
-        raise InputError(
-            f"Tomogram of shape {tuple(shape)} is too thin: every edge must be >= {POOLING_FACTOR} voxels"
-        )
+        raise InputError(f"shape {tuple(shape)} is too thin: every edge must be >= {POOLING_FACTOR} voxels")
     # Thin axes just get shorter tiles; a patch exceeding every edge is a mistake.
     largest = _ceil_to(max(shape), POOLING_FACTOR)
     if patch_size > largest:
@@ -383,7 +388,12 @@ def segment_tomogram(
         raise ValueError(
             f"mask of shape {np.shape(mask)} is not on the grid of {tomogram_path} {volume.shape}"
         )
-    settings = tiling_for(volume.shape, settings or SegmentationSettings())
+    try:
+        settings = tiling_for(volume.shape, settings or SegmentationSettings())
+    except SettingError:
+        raise
+    except InputError as error:
+        raise InputError(f"Tomogram {tomogram_path}: {error}") from error
     try:
         stats = tomogram_stats(volume)
     except InputError as error:

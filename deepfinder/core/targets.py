@@ -57,7 +57,7 @@ def sphere_targets(
         0 is background, otherwise the class id (see the module's overlap rule).
     """
     shape_zyx = _check_shape(shape_zyx)
-    classes = _check_classes(particles)
+    classes = check_class_ids(particles)
     missing = sorted(set(classes) - set(radius_voxels))
     if missing:
         raise InputError(
@@ -68,7 +68,7 @@ def sphere_targets(
     bad = {c: r for c, r in radii.items() if not r > 0}
     if bad:
         raise InputError(f"Radii must be > 0 voxels, got {bad}")
-    labels = _start_labels(shape_zyx, initial_labels)
+    labels = start_labels(shape_zyx, initial_labels)
     particles = particles_inside(particles, shape_zyx)
     if not len(particles):
         return labels
@@ -116,7 +116,7 @@ def shape_targets(
     nearest mask voxel, so rotated masks have no holes.
     """
     shape_zyx = _check_shape(shape_zyx)
-    classes = _check_classes(particles)
+    classes = check_class_ids(particles)
     missing = sorted(set(classes) - set(masks))
     if missing:
         raise InputError(
@@ -128,7 +128,7 @@ def shape_targets(
             raise InputError(f"Mask of class {class_id} must be a 3D (z, y, x) array, got shape {mask.shape}")
         if not mask.any():
             raise InputError(f"Mask of class {class_id} is empty: lower the threshold used to make it")
-    labels = _start_labels(shape_zyx, initial_labels)
+    labels = start_labels(shape_zyx, initial_labels)
     particles = particles_inside(particles, shape_zyx)
     if not len(particles):
         return labels
@@ -201,27 +201,34 @@ def _check_shape(shape_zyx) -> tuple[int, int, int]:
     return shape
 
 
-def _check_classes(particles: ParticleTable) -> list[int]:
+def check_class_ids(particles: ParticleTable) -> list[int]:
+    """The sorted class ids of ``particles``; :class:`InputError` if one cannot be a label (1..255)."""
     classes = sorted(int(c) for c in np.unique(particles.class_id))
     bad = [c for c in classes if not 1 <= c <= MAX_LABEL]
     if bad:
-        raise InputError(f"Particle class ids must be in 1..{MAX_LABEL} (0 is background), got {bad}")
+        raise InputError(
+            f"particle class ids must be in 1..{MAX_LABEL} (0 is background), got {bad}: renumber the classes"
+        )
     return classes
 
 
-def _start_labels(shape_zyx, initial_labels) -> np.ndarray:
+def start_labels(shape_zyx, initial_labels: np.ndarray | None) -> np.ndarray:
+    """``initial_labels`` as the uint8 label map to paint on (zeros if None); :class:`InputError`
+    if it is not a map of integer labels 0..255 of shape ``shape_zyx``."""
     if initial_labels is None:
         return np.zeros(shape_zyx, dtype=np.uint8)
     initial = np.asarray(initial_labels)
     if initial.shape != shape_zyx:
         raise InputError(
-            f"The initial label volume has shape {initial.shape} but the tomogram "
+            f"the initial label map has shape {initial.shape} but the tomogram "
             f"has {shape_zyx}: they must match voxel for voxel"
         )
     if initial.size and (
         initial.min() < 0 or initial.max() > MAX_LABEL or not np.array_equal(initial, np.round(initial))
     ):
-        raise InputError(f"The initial label volume must hold integer labels 0..{MAX_LABEL}")
+        raise InputError(
+            f"the initial label map must hold integer labels 0..{MAX_LABEL}: give a label map, not a tomogram"
+        )
     return initial.astype(np.uint8)
 
 

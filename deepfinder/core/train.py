@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import atomic_output, read_volume, refuse_overwriting_inputs
+from .io import atomic_output, read_volume, refuse_overwriting_inputs, warn_if_other_sampling
 from .model import (
     build_unet,
     distribution_strategy,
@@ -625,6 +625,7 @@ def _open_data(tomograms, label_maps, particles, n_classes, patch_size, role) ->
                 f"Label map {label_path} has shape {label_map.shape} but tomogram "
                 f"{tomogram_path} has {volume.shape}: they must match voxel for voxel"
             )
+        warn_if_other_sampling(label_path, tomogram_path)
         if min(volume.shape) < patch_size:
             raise InputError(
                 f"Patch size {patch_size} is larger than tomogram {tomogram_path} "

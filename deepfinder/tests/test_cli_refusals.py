@@ -284,7 +284,8 @@ REFUSALS = [
         "class id beyond a label map's range",
         lambda f: targets("tomo.mrc", _write(f, "p.csv", CSV_HEADER + "tomo,300,8,8,8\n")),
         2,
-        TARGETS + "Particle class ids must be in 1..255 (0 is background), got [300]",
+        TARGETS
+        + "p.csv: particle class ids must be in 1..255 (0 is background), got [300]: renumber the classes",
     ),
     (
         "initial labels of another shape",
@@ -295,7 +296,7 @@ REFUSALS = [
             _volume(f, "init.mrc", np.zeros((8, 16, 16), np.int8)),
         ),
         2,
-        TARGETS + "The initial label volume has shape (8, 16, 16) but the tomogram has (16, 16, 16): "
+        TARGETS + "init.mrc: the initial label map has shape (8, 16, 16) but the tomogram has (16, 16, 16): "
         "they must match voxel for voxel",
     ),
     (
@@ -335,7 +336,8 @@ REFUSALS = [
         "segment patch larger than the volume",
         lambda f: segment("tomo.mrc", _model(f), "--patch-size", "64"),
         2,
-        SEGMENT + "patch_size 64 is larger than the tomogram (shape (16, 16, 16)): use patch_size <= 16",
+        SEGMENT + "Tomogram tomo.mrc: patch_size 64 is larger than the tomogram (shape (16, 16, 16)): "
+        "use patch_size <= 16",
     ),
     (
         "missing model",
@@ -425,7 +427,8 @@ REFUSALS = [
         "cluster a float map",
         lambda f: ["cluster", "--labels", "tomo.mrc", "--radius", "2", "--output", "out/p.csv"],
         2,
-        "deepfinder cluster: error: label_map must hold integer class labels, got float32",
+        "deepfinder cluster: error: tomo.mrc: the label map must hold integer class labels, got float32: "
+        "give a label map (from segment or targets), not a tomogram or a score map",
     ),
 ]
 

@@ -57,7 +57,7 @@ def segmentation_runs(project_name: str) -> list[tuple[str, float, float, int]]:
     from deepfinder.workflow import create_project, import_class_coordinates, import_tomograms, launch
 
     project = create_project(project_name)
-    tomograms = import_tomograms(project, TINY, "tomo_*.mrc", "tomograms").Tomograms
+    tomograms = import_tomograms(project, TINY, "tomo_00?.mrc", "tomograms").Tomograms
     coordinates = import_class_coordinates(project, TINY, tomograms, "particles")
     radii = ", ".join(f"{c['radius_voxels']:g}" for c in TINY.classes())
     targets = launch(

@@ -66,11 +66,24 @@ def submitted_jobs(protocol) -> dict[str, str]:
     return jobs
 
 
-def cancel_jobs_started_in(folder: str) -> None:
-    """scancel every queued or running job submitted from ``folder`` (a test project's)."""
-    listing = subprocess.run(["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True).stdout
-    ids = [
-        job for job, workdir in (line.split(maxsplit=1) for line in listing.splitlines()) if workdir == folder
-    ]
+def jobs_started_in(folder: str, states: str = "PENDING,RUNNING") -> list[tuple[str, Path]]:
+    """(job id, job script) of each job submitted from ``folder`` (a project's) in one of ``states``."""
+    listing = subprocess.run(
+        ["squeue", "-h", "-t", states, "-o", "%i|%Z|%o"], capture_output=True, text=True, check=True
+    ).stdout
+    rows = [line.split("|", 2) for line in listing.splitlines()]
+    return [(job, Path(script)) for job, workdir, script in rows if workdir == folder]
+
+
+def cancel_jobs_started_in(folder: str, grace_s: float = 30) -> None:
+    """scancel every job submitted from ``folder`` still queued or running after ``grace_s`` seconds.
+
+    A whole run's job reports the run finished shortly before its process ends: the grace
+    lets such jobs complete instead of cancelling them in their last second.
+    """
+    deadline = time.monotonic() + grace_s
+    while jobs_started_in(folder) and time.monotonic() < deadline:
+        time.sleep(1)
+    ids = [job for job, _ in jobs_started_in(folder)]
     if ids:
         subprocess.run(["scancel", *ids], check=False)

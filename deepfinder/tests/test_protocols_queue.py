@@ -6,15 +6,21 @@ shows). These tests need SLURM (``sbatch`` and a cluster that answers ``sinfo``)
 DEEPFINDER_REQUIRE_SLURM=1 (set by .ci/run), where they fail.
 """
 
+import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+from pyworkflow.protocol import MODE_RESUME
 from pyworkflow.tests import BaseTest, setupTestProject
 
-from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtTrain
+from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtSegment, DeepFinderProtTrain
 from deepfinder.tests import TINY
 from deepfinder.tests.slurm import (
+    RUN_TIMEOUT_S,
     cancel_jobs_started_in,
+    jobs_started_in,
     require_slurm,
     send_to_queue,
     submitted_jobs,
@@ -32,7 +38,8 @@ class TestQueue(BaseTest):
     def setUpClass(cls):
         require_slurm()
         setupTestProject(cls)
-        cls.tomograms = import_tomograms(cls.proj, TINY, "tomo_*.mrc", "tomograms").Tomograms
+        cls.tomograms = import_tomograms(cls.proj, TINY, "tomo_00?.mrc", "tomograms").Tomograms
+        cls.tsIds = sorted(tomogram.getTsId() for tomogram in cls.tomograms)
         cls.coordinates = import_class_coordinates(cls.proj, TINY, cls.tomograms, "particles")
         radii = ", ".join(f"{c['radius_voxels']:g}" for c in TINY.classes())
         cls.targets = launch(
@@ -75,3 +82,82 @@ class TestQueue(BaseTest):
         script = Path(self.train._getLogsPath(), next(iter(jobs))).read_text()
         self.assertIn("#SBATCH --partition=debug", script)
         self.assertIn("pw_protocol_run.py", script)  # the whole run, not one step
+
+    def test_segmentation_sends_each_tomogram_as_its_own_job_with_gpus_renumbered_from_0(self):
+        segment = self._segmentation("segment, one job per tomogram", gpuList="3")
+        self.proj.launchProtocol(segment, wait=True)
+        wait_until_done(self.proj, segment)
+
+        self.assertTrue(self.proj.getProtocol(segment.getObjId()).isFinished(), segment.getErrorMessage())
+        self.assertEqual(sorted(label_map_tsids(segment)), self.tsIds)
+        jobs = submitted_jobs(segment)
+        scripts = [Path(segment._getLogsPath(), name) for name in jobs]
+        self.assertEqual(sorted(map(tomogram_of_job, scripts)), self.tsIds)
+        self.assertEqual(len(set(jobs.values()) - {None}), len(self.tsIds), jobs)
+        self.assertEqual(list(segment.getJobIds()), [])
+        # GPU "3" of the form is the job's first GPU: the queue's gres decides which one that is.
+        for script in scripts:
+            output = script.with_suffix(".out").read_text() + script.with_suffix(".err").read_text()
+            self.assertRegex(output, r"segment: started .* CUDA_VISIBLE_DEVICES=0\n")
+
+    def test_scancel_midway_then_continue_segments_only_the_rest(self):
+        segment = self._segmentation("segment, cancelled then continued")
+        self.proj.launchProtocol(segment, wait=False)
+        cancelled = cancel_a_running_job_once_one_tomogram_is_done(segment, self.tsIds)
+        wait_until_done(self.proj, segment)
+        self.assertTrue(segment.isFailed(), segment.getStatus())
+        done = {tsId: labels_file(segment, tsId).stat().st_mtime_ns for tsId in label_map_tsids(segment)}
+        self.assertNotIn(cancelled, done)
+        self.assertTrue(done)
+
+        segment = self.proj.getProtocol(segment.getObjId())
+        segment.runMode.set(MODE_RESUME)
+        self.proj.launchProtocol(segment, wait=True)
+        wait_until_done(self.proj, segment)
+
+        self.assertTrue(segment.isFinished(), segment.getErrorMessage())
+        registered = label_map_tsids(segment)
+        self.assertEqual(sorted(registered), self.tsIds)  # complete, each tomogram once
+        for tsId, written in done.items():  # not redone
+            self.assertEqual(labels_file(segment, tsId).stat().st_mtime_ns, written, tsId)
+        self.assertEqual(list(segment.getJobIds()), [])
+
+    def _segmentation(self, label: str, **params):
+        """A segmentation of the tomograms with the trained model, one SLURM job per tomogram."""
+        segment = self.proj.newProtocol(
+            DeepFinderProtSegment,
+            objLabel=label,
+            inputTomograms=self.tomograms,
+            inputModel=self.train.model,
+            **params,
+        )
+        send_to_queue(self.proj, segment, one_job_per_step=True)
+        return segment
+
+
+def label_map_tsids(segment) -> list[str]:
+    """The tsId of each label map a segmentation registered (duplicates kept)."""
+    return [label_map.getTsId() for label_map in getattr(segment, "labelMaps", None) or []]
+
+
+def labels_file(segment, tsId: str) -> Path:
+    return Path(segment._getExtraPath(f"{tsId}_labels.mrc"))
+
+
+def tomogram_of_job(script: Path) -> str:
+    """The tomogram (tsId) that a segmentation's job script segments."""
+    return re.search(r"--tomogram \S*?(\w+)\.mrc", script.read_text())[1]
+
+
+def cancel_a_running_job_once_one_tomogram_is_done(segment, tsIds: list[str]) -> str:
+    """scancel the job of a tomogram not segmented yet, as soon as another one is; its tsId."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if any(labels_file(segment, tsId).exists() for tsId in tsIds):
+            for job, script in jobs_started_in(segment.getProject().path, states="RUNNING"):
+                tsId = tomogram_of_job(script)
+                if not labels_file(segment, tsId).exists():
+                    subprocess.run(["scancel", job], check=True)
+                    return tsId
+        time.sleep(0.2)
+    raise AssertionError(f"no job of {segment.getRunName()} to cancel after {RUN_TIMEOUT_S} s")

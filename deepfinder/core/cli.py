@@ -56,6 +56,13 @@ def _command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
         help="the GPUs this run may use (CUDA_VISIBLE_DEVICES), e.g. 0 or 0 1, or 'none' for the CPU only; "
         "several GPUs train in parallel (default: those the environment shows)",
     )
+    parser.add_argument(
+        "--error-file",
+        default=None,
+        metavar="PATH",
+        help="on failure, also write the one-line error message to this file (for a caller that "
+        "does not see this command's output, e.g. a batch job's)",
+    )
     parser.set_defaults(command_parser=parser)
     return parser
 
@@ -72,6 +79,33 @@ def _add_setting(parser, settings_class: type, name: str, *flags: str, **options
     parser.add_argument(
         *flags, dest=name, default=None, help=turns_off + help_of(settings_class, name) + shown, **options
     )
+
+
+def setting_flags(command: str, settings) -> list[str]:
+    """The options of ``deepfinder <command>`` that give the values of ``settings`` (a settings object).
+
+    Settings the command has no option for are left out, and so is a switch (e.g. ``--bin``)
+    whose setting is at the value the command takes without it. With the other options of
+    the command, the command line runs with exactly these settings.
+    """
+    names = {field.name for field in dataclasses.fields(settings)}
+    flags = []
+    for action in _subcommand(command)._actions:
+        if action.dest not in names or not action.option_strings:
+            continue
+        value, flag = getattr(settings, action.dest), action.option_strings[0]
+        if action.nargs != 0:
+            flags += [] if value is None else [flag, str(value)]
+        elif value == action.const:
+            flags.append(flag)
+        elif value != default_of(type(settings), action.dest):
+            raise ValueError(f"deepfinder {command} has no option for {action.dest}={value!r}")
+    return flags
+
+
+def _subcommand(command: str) -> argparse.ArgumentParser:
+    (subparsers,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices[command]
 
 
 def _gpu_id(text: str) -> str:
@@ -456,14 +490,33 @@ def _add_cluster(subparsers) -> None:
         metavar="B | CLASS:B",
         help="mean-shift bandwidth in voxels (default: the radius)",
     )
-    parser.add_argument(
+    scores = parser.add_mutually_exclusive_group()
+    scores.add_argument(
         "--scores", default=None, help="the --scores path given to segment: particle score = mean class score"
     )
+    scores.add_argument(
+        "--score-maps",
+        nargs="+",
+        default=None,
+        metavar="CLASS:MRC",
+        help="score map (MRC, the label map's shape) per class, in place of --scores",
+    )
     parser.add_argument("--tomo-id", default=None, help="tomogram id in the table (default: file stem)")
-    parser.add_argument(
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument(
         "--binned",
         action="store_true",
         help="the label map was segmented with --bin: write positions in tomogram voxels",
+    )
+    scale.add_argument(
+        "--label-scale",
+        type=float,
+        default=None,
+        metavar="S",
+        help="tomogram voxels per label-map voxel (2 is --binned): write positions in tomogram voxels",
+    )
+    parser.add_argument(
+        "--sizes", default=None, help="also write each particle's cluster size (voxels), one per line"
     )
     parser.add_argument("--output", required=True, help="particle table (.csv, .xml or .star)")
     parser.set_defaults(func=_run_cluster)
@@ -479,15 +532,21 @@ def _run_cluster(args) -> None:
     from .cluster import find_clusters
     from .segment import MAX_LABEL_CLASSES, score_map_paths, unbin_positions
 
+    given_maps = per_class(args.score_maps, [], "--score-maps", str) if args.score_maps else {}
     io.refuse_overwriting_inputs(
-        [args.output],
-        [args.labels, *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ())],
+        [args.output, args.sizes],
+        [
+            args.labels,
+            *given_maps.values(),
+            *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ()),
+        ],
     )
     labels = io.read_volume(args.labels)
     classes = [int(k) for k in np.unique(labels) if k > 0]
     score_maps = None
-    if args.scores:
-        paths = score_map_paths(args.scores, max(classes, default=0) + 1)
+    if args.scores or given_maps:
+        paths = given_maps or score_map_paths(args.scores, max(classes, default=0) + 1)
+        paths = {k: Path(p) for k, p in paths.items()}
         missing = [str(p) for k, p in paths.items() if k in classes and not p.exists()]
         if missing:
             raise InputError(f"score maps not found: {', '.join(missing)}")
@@ -506,9 +565,13 @@ def _run_cluster(args) -> None:
         io.read_voxel_size(args.labels) or 1.0,
         labels.shape,
     )
-    if args.binned:
-        particles = dataclasses.replace(particles, xyz=unbin_positions(particles.xyz))
-        voxel_size, shape_zyx = voxel_size / 2, tuple(2 * n for n in shape_zyx)
+    scale = 2.0 if args.binned else args.label_scale or 1.0
+    if scale != 1:
+        particles = dataclasses.replace(particles, xyz=unbin_positions(particles.xyz, scale))
+        voxel_size, shape_zyx = voxel_size / scale, tuple(round(scale * n) for n in shape_zyx)
+    if args.sizes:
+        with io.atomic_output(args.sizes) as temporary:
+            np.savetxt(temporary, clusters.sizes.astype(int), fmt="%d")
     io.write_particles(args.output, particles, voxel_size=voxel_size, volume_shape_xyz=shape_zyx[::-1])
     counts = np.bincount(clusters.particles.class_id, minlength=max(classes, default=0) + 1)
     print(
@@ -664,19 +727,30 @@ def main(argv=None) -> None:
         except SettingError as error:
             if args.debug:
                 raise
-            args.command_parser.error(f"{_option_of(args.command_parser, error.setting)}: {error.problem}")
+            message = f"{_option_of(args.command_parser, error.setting)}: {error.problem}"
+            _write_error_file(args.error_file, f"{prog}: error: {message}")
+            args.command_parser.error(message)
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
+            _write_error_file(args.error_file, f"{prog}: interrupted")
             sys.exit(130)
         except Exception as error:
             if args.debug:
                 raise
             user_error = isinstance(error, InputError | _PATH_ERRORS)
             hint = "" if user_error else " (run with --debug for the traceback)"
-            print(f"{prog}: error: {_message_of(error)}{hint}", file=sys.stderr)
+            line = f"{prog}: error: {_message_of(error)}{hint}"
+            print(line, file=sys.stderr)
+            _write_error_file(args.error_file, line)
             sys.exit(2 if user_error else 1)
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _write_error_file(path: str | None, message: str) -> None:
+    if path:
+        with open(path, "w", encoding="utf-8") as file:
+            file.write(message + "\n")
 
 
 def _clock(seconds: float) -> str:

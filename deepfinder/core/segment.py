@@ -271,12 +271,13 @@ def downsample_scores(scores: np.ndarray) -> np.ndarray:
     return scores.reshape(z // 2, 2, y // 2, 2, x // 2, 2, n).mean(axis=(1, 3, 5))
 
 
-def unbin_positions(xyz_binned: np.ndarray) -> np.ndarray:
-    """Positions in voxels of a 2x-binned map (``bin_scores=True``) -> voxels of the tomogram.
+def unbin_positions(xyz_binned: np.ndarray, factor: float = 2.0) -> np.ndarray:
+    """Positions in voxels of a map binned ``factor`` times (2: ``bin_scores=True``) -> tomogram voxels.
 
-    Binned voxel ``k`` averages tomogram voxels ``2k`` and ``2k + 1``, so its centre is ``2k + 0.5``.
+    Binned voxel ``k`` covers tomogram voxels ``2k`` and ``2k + 1``, so its centre is ``2k + 0.5``;
+    in general ``factor * k + (factor - 1) / 2``.
     """
-    return 2.0 * np.asarray(xyz_binned, dtype=float) + 0.5
+    return factor * np.asarray(xyz_binned, dtype=float) + (factor - 1) / 2
 
 
 def score_map_paths(scores_path: str | os.PathLike, n_classes: int) -> dict[int, Path]:

@@ -112,14 +112,6 @@ def clusters_page(
     return draw
 
 
-def write_cluster_sizes(particles_path: str | os.PathLike, sizes_voxels: np.ndarray) -> str:
-    """Keep the cluster sizes (voxels) of the particles in ``particles_path``, in table order."""
-    path = cluster_sizes_path(particles_path)
-    with io.atomic_output(path) as temporary:
-        np.savetxt(temporary, np.asarray(sizes_voxels, dtype=int), fmt="%d")
-    return path
-
-
 def _read_sizes(path: str) -> np.ndarray:
     # An empty file (no particles) makes loadtxt warn.
     return np.loadtxt(path, ndmin=1) if os.path.getsize(path) else np.empty(0)

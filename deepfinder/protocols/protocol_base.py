@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import shlex
+import subprocess
 import sys
+import uuid
 
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
+from pyworkflow.exceptions import PyworkflowException
 from tomo.objects import Coordinate3D
 
+from .. import Plugin
+from ..constants import DEEPFINDER_DEVICE
 from ..convert import coordinates_to_table, unique_values
 from ..core.particles import ParticleTable
 from ..core.settings import SettingError
@@ -118,19 +125,83 @@ def gpu_ids(protocol) -> str:
     return ",".join(map(str, protocol.getGpuList())) if protocol.useGpu.get() else ""
 
 
-def run_engine(protocol, command: str, arguments: list, uses_gpu: bool = False) -> None:
+class EngineError(PyworkflowException):
+    """An engine process of a step failed; the message is one line naming the input and the reason."""
+
+
+class _EngineErrorsWithoutTraceback(logging.Filter):
+    """pyworkflow logs the exception of a failed step thread with its traceback: the one line of
+    an EngineError says it all (and Scipion's serial executor shows no traceback for it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, EngineError):
+            record.msg, record.args, record.exc_info = str(error), (), None
+        return True
+
+
+logging.getLogger("pyworkflow.protocol.executor").addFilter(_EngineErrorsWithoutTraceback())
+
+
+class DeepFinderEngineProtocol(EMProtocol):
+    """A protocol whose steps run engine processes (:func:`run_engine`).
+
+    A failed run's log ends with the reason, one line, after Scipion's closing lines.
+    """
+
+    def _endRun(self):
+        super()._endRun()
+        if self.isFailed():
+            self.info(self.getErrorMessage())
+
+
+def run_engine(
+    protocol,
+    command: str,
+    arguments: list,
+    outputs: list[str],
+    subject: str,
+    uses_gpu: bool = False,
+) -> None:
     """Run ``deepfinder <command> <arguments>`` as its own process, from a step of ``protocol``.
 
     The process is started with ``runJob``, so a protocol that sends its steps to a queue
     sends this command as that step's job. A step that ``uses_gpu`` gets the GPUs its step
-    executor hands it (Scipion's ``%(GPU)s`` placeholder): with GPU IDs "0 1" and two
-    threads, two steps run at once, one per GPU.
+    executor hands it (Scipion's ``%(GPU)s`` placeholder): with GPU IDs "0 1" and 3 Scipion
+    threads (the main one and one per running step), two steps run at once, one per GPU.
+    Without 'Use GPU' (or with the Scipion variable DEEPFINDER_DEVICE=cpu) it runs on the CPU.
+
+    Raises
+    ------
+    EngineError
+        When the process failed or did not write all of ``outputs``: one line starting
+        with ``subject`` (e.g. "Tomogram TS_01") and giving the engine's own message, or
+        the missing file. A queued job's exit status does not reach Scipion: the engine
+        writes its message to a file, and the outputs are checked.
     """
-    line = " ".join(shlex.quote(str(argument)) for argument in [command, *arguments])
-    if uses_gpu and protocol.useGpu.get() and protocol.getGpuList():
-        # Scipion fills the placeholder with the %-operator: escape the other percent signs.
-        line = line.replace("%", "%%") + " --gpus %(GPU)s"
-    protocol.runJob(sys.executable, f"-m deepfinder.core.cli {line}")
+    error_file = protocol._getTmpPath(f"{command}-{uuid.uuid4().hex}.error")
+    words = [command, *arguments, "--error-file", error_file]
+    line = " ".join(shlex.quote(str(word)) for word in words)
+    if uses_gpu:
+        if protocol.useGpu.get() and protocol.getGpuList() and Plugin.getVar(DEEPFINDER_DEVICE) != "cpu":
+            # Scipion fills the placeholder with the %-operator: escape the other percent signs.
+            line = line.replace("%", "%%") + " --gpus %(GPU)s"
+        else:
+            line += " --gpus none"
+    try:
+        protocol.runJob(sys.executable, f"-m deepfinder.core.cli {line}")
+        failure = None
+    except subprocess.CalledProcessError as error:
+        failure = f"deepfinder {command} ended with exit status {error.returncode} (see the run's error log)"
+    if os.path.exists(error_file):
+        with open(error_file, encoding="utf-8") as file:
+            failure = file.read().strip()
+        os.remove(error_file)
+    missing = [path for path in outputs if not os.path.exists(path)]
+    if failure is None and missing:
+        failure = f"deepfinder {command} wrote no {missing[0]} (see the run's logs)"
+    if failure is not None:
+        raise EngineError(f"{subject}: {failure}")
 
 
 def form_settings(protocol, settings_class: type, form_params: dict[str, str], **values):

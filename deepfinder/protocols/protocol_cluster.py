@@ -5,7 +5,6 @@ from __future__ import annotations
 from enum import Enum
 
 import pyworkflow.protocol.params as params
-from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
 from pyworkflow.protocol import STEPS_PARALLEL
 from tomo.objects import SetOfCoordinates3D
@@ -21,13 +20,14 @@ from ..convert import (
 from ..core import io
 from ..core.particles import ParticleTable
 from ..core.settings import ClusterSettings, SettingError, default_of, per_class, split_values
+from .protocol_base import DeepFinderEngineProtocol, run_engine
 
 
 class DeepFinderClusterOutputs(Enum):
     coordinates = SetOfCoordinates3D
 
 
-class DeepFinderProtCluster(EMProtocol):
+class DeepFinderProtCluster(DeepFinderEngineProtocol):
     """Find particles in DeepFinder label maps: one coordinate per particle, with its class and score.
 
     Outputs one coordinate set per class (named after the class, ready for
@@ -98,24 +98,29 @@ class DeepFinderProtCluster(EMProtocol):
         self._insertFunctionStep(self.createOutputStep, prerequisites=steps)
 
     def clusterStep(self, tsId: str):
-        from ..core.cluster import find_clusters
-        from ..figures.pictures import slices_page, write_cluster_sizes, write_png
+        from ..figures.pictures import cluster_sizes_path, slices_page, write_png
 
-        label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
-        score_files = get_score_files(label_map)
-        label_scale = label_map.getSamplingRate() / self.inputTomograms.get().getSamplingRate()
-        clusters = find_clusters(
-            io.read_volume(label_map.getFileName(), mmap=False),
-            radius_voxels={c: r / label_map.getSamplingRate() for c, r in self._radiiA().items()},
-            min_cluster_size=self._minSizes(),
-            score_maps={int(c): io.read_volume(path) for c, path in score_files.items()} or None,
-            tomo=tsId,
+        with self._lock:  # step threads share the input sets' database connections
+            label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
+            tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
+        particles_file = self._particlesFile(tsId)
+        radii = {c: r / label_map.getSamplingRate() for c, r in self._radiiA().items()}
+        min_sizes, score_files = self._minSizes(), get_score_files(label_map)
+        arguments = ["--labels", label_map.getFileName(), "--radius", *_pairs(radii)]
+        if min_sizes:
+            arguments += ["--min-size", *_pairs(min_sizes)]
+        if score_files:
+            arguments += ["--score-maps", *_pairs(score_files)]
+        arguments += ["--label-scale", label_map.getSamplingRate() / tomogram.getSamplingRate()]
+        arguments += ["--tomo-id", tsId, "--sizes", cluster_sizes_path(particles_file)]
+        run_engine(
+            self,
+            "cluster",
+            arguments + ["--output", particles_file],
+            outputs=[particles_file, cluster_sizes_path(particles_file)],
+            subject=f"Label map {tsId}",
         )
-        particles = clusters.particles
-        particles.xyz *= label_scale
-        io.write_particles_csv(self._particlesFile(tsId), particles)
-        write_cluster_sizes(self._particlesFile(tsId), clusters.sizes)
-        tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
+        particles = io.read_particles_csv(particles_file)
         write_png(
             self._getExtraPath(f"{tsId}_picks.png"),
             slices_page(
@@ -248,3 +253,8 @@ class DeepFinderProtCluster(EMProtocol):
 
     def _citations(self):
         return ["Moebel2021"]
+
+
+def _pairs(values: dict) -> list[str]:
+    """``CLASS:VALUE`` words of a per-class setting, as the command line takes them."""
+    return [f"{class_id}:{value}" for class_id, value in values.items()]

@@ -6,7 +6,6 @@ import os
 from enum import Enum
 
 import pyworkflow.protocol.params as params
-from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
 from pyworkflow.protocol import STEPS_PARALLEL
 from tomo.objects import SetOfTomoMasks
@@ -14,8 +13,16 @@ from tomo.objects import SetOfTomoMasks
 from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, new_tomo_mask, set_class_names, set_score_files, tomograms_by_tsid
+from ..core.cli import setting_flags
+from ..core.segment import score_map_paths
 from ..core.settings import SegmentationSettings, default_of, help_of
-from .protocol_base import form_settings, gpu_ids, settings_errors, volumes_without_sampling_rate
+from .protocol_base import (
+    DeepFinderEngineProtocol,
+    form_settings,
+    run_engine,
+    settings_errors,
+    volumes_without_sampling_rate,
+)
 
 #: The form parameter of each segmentation setting (precision is the Scipion variable
 #: DEEPFINDER_PRECISION; the crop keeps the engine's default).
@@ -39,7 +46,7 @@ class DeepFinderSegmentOutputs(Enum):
     labelMaps = SetOfTomoMasks
 
 
-class DeepFinderProtSegment(EMProtocol):
+class DeepFinderProtSegment(DeepFinderEngineProtocol):
     """Segment tomograms with a trained DeepFinder model: one label map per tomogram.
 
     Tomograms are processed one per step, in parallel when several GPUs or threads
@@ -121,26 +128,30 @@ class DeepFinderProtSegment(EMProtocol):
         self._insertFunctionStep(self.closeOutputStep, prerequisites=steps)
 
     def segmentStep(self, tsId: str):
-        os.environ.update(Plugin.getEnviron(gpu_ids(self)))
-        from ..core.segment import segment_tomogram  # TensorFlow loads after the GPU choice
-
-        tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
-        written = segment_tomogram(
-            tomogram.getFileName(),
-            self.inputModel.get().getWeightsFile(),
-            self._getExtraPath(f"{tsId}_labels.mrc"),
-            scores_path=self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None,
-            settings=self._settings(),
+        with self._lock:  # step threads share the input set's database connection
+            tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
+        model = self.inputModel.get()
+        labels = self._getExtraPath(f"{tsId}_labels.mrc")
+        scores = self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None
+        score_files = score_map_paths(scores, len(model.getClassNames())) if scores else {}
+        arguments = ["--tomogram", tomogram.getFileName(), "--model", model.getWeightsFile()]
+        arguments += ["--n-classes", len(model.getClassNames()), "--labels", labels]
+        arguments += ["--scores", scores] if scores else []
+        run_engine(
+            self,
+            "segment",
+            arguments + setting_flags("segment", self._settings()),
+            outputs=[labels, *map(str, score_files.values())],
+            subject=f"Tomogram {tsId}",
+            uses_gpu=True,
         )
         from ..figures.pictures import slices_page, write_png
 
         write_png(
             self._getExtraPath(f"{tsId}_labels.png"),
-            slices_page(
-                tomogram.getFileName(), self.inputModel.get().getClassNames(), written["labels"], title=tsId
-            ),
+            slices_page(tomogram.getFileName(), model.getClassNames(), labels, title=tsId),
         )
-        self._appendLabelMap(tomogram, written)
+        self._appendLabelMap(tomogram, labels, score_files)
 
     def closeOutputStep(self):
         label_maps = getattr(self, DeepFinderSegmentOutputs.labelMaps.name)
@@ -155,11 +166,11 @@ class DeepFinderProtSegment(EMProtocol):
             self, SegmentationSettings, FORM_PARAMS, precision=Plugin.getVar(DEEPFINDER_PRECISION)
         )
 
-    def _appendLabelMap(self, tomogram, written: dict):
-        mask = new_tomo_mask(tomogram, str(written["labels"]))
+    def _appendLabelMap(self, tomogram, labels: str, score_files: dict):
+        mask = new_tomo_mask(tomogram, labels)
         if self.binScores:
             mask.setSamplingRate(tomogram.getSamplingRate() * 2)
-        set_score_files(mask, written["scores"])
+        set_score_files(mask, score_files)
         with self._lock:
             name = DeepFinderSegmentOutputs.labelMaps.name
             label_maps = getattr(self, name, None)

@@ -13,11 +13,11 @@ from deepfinder.core import evaluate, io
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.targets import sphere_targets
 from deepfinder.figures.pictures import (
+    cluster_sizes_path,
     clusters_page,
     evaluation_page,
     slices_page,
     training_page,
-    write_cluster_sizes,
     write_png,
 )
 from deepfinder.figures.plots import (
@@ -177,7 +177,7 @@ def test_clusters_page_reads_particles_and_sizes_of_several_tomograms(tmp_path):
     for tomo, n in (("a", 3), ("b", 0)):
         table = ParticleTable(tomo=tomo, class_id=[1] * n, xyz=np.zeros((n, 3)), score=[0.5] * n)
         paths.append(io.write_particles_csv(tmp_path / f"{tomo}_particles.csv", table))
-        write_cluster_sizes(paths[-1], np.full(n, 80))
+        np.savetxt(cluster_sizes_path(paths[-1]), np.full(n, 80), fmt="%d")  # as 'deepfinder cluster --sizes'
     figure = Figure()
     clusters_page(paths, NAMES, score_is_probability=True)(figure)
     assert [axes.get_title() for axes in figure.axes] == ["Cluster size", "Particle score"]

@@ -15,7 +15,13 @@ import pytest
 from pyworkflow.protocol import MODE_RESUME
 from pyworkflow.tests import BaseTest, setupTestProject
 
-from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtSegment, DeepFinderProtTrain
+from deepfinder.headless_scipion import HOSTS_CONF
+from deepfinder.protocols import (
+    DeepFinderProtCluster,
+    DeepFinderProtGenerateTargets,
+    DeepFinderProtSegment,
+    DeepFinderProtTrain,
+)
 from deepfinder.tests import TINY
 from deepfinder.tests.slurm import (
     RUN_TIMEOUT_S,
@@ -28,9 +34,14 @@ from deepfinder.tests.slurm import (
 )
 from deepfinder.workflow import import_class_coordinates, import_tomograms, launch
 
-pytestmark = pytest.mark.slow
+
+def test_readme_shows_the_tests_hosts_conf():
+    readme = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
+    shown = re.search(r"```ini\n(.*?)```", readme.split("## On a cluster", 1)[1], re.DOTALL)[1]
+    assert shown == HOSTS_CONF
 
 
+@pytest.mark.slow
 class TestQueue(BaseTest):
     """Train submitted as one job; segmentation with one job per tomogram; scancel then Continue."""
 
@@ -83,7 +94,7 @@ class TestQueue(BaseTest):
         self.assertIn("#SBATCH --partition=debug", script)
         self.assertIn("pw_protocol_run.py", script)  # the whole run, not one step
 
-    def test_segmentation_sends_each_tomogram_as_its_own_job_with_gpus_renumbered_from_0(self):
+    def test_segment_and_cluster_send_each_tomogram_as_its_own_job_gpus_renumbered_from_0(self):
         segment = self._segmentation("segment, one job per tomogram", gpuList="3")
         self.proj.launchProtocol(segment, wait=True)
         wait_until_done(self.proj, segment)
@@ -99,6 +110,23 @@ class TestQueue(BaseTest):
         for script in scripts:
             output = script.with_suffix(".out").read_text() + script.with_suffix(".err").read_text()
             self.assertRegex(output, r"segment: started .* CUDA_VISIBLE_DEVICES=0\n")
+
+        # The targets' label maps: those of a model trained for 6 steps are noise, slow to cluster.
+        cluster = self.proj.newProtocol(
+            DeepFinderProtCluster,
+            objLabel="cluster, one job per label map",
+            inputTomograms=self.tomograms,
+            inputLabelMaps=self.targets.labelMaps,
+            radii=", ".join(f"{c['radius_voxels'] * TINY.voxel_size():g}" for c in TINY.classes()),
+        )
+        send_to_queue(self.proj, cluster, one_job_per_step=True)
+        self.proj.launchProtocol(cluster, wait=True)
+        wait_until_done(self.proj, cluster)
+        self.assertTrue(cluster.isFinished(), cluster.getErrorMessage())
+        scripts = [Path(cluster._getLogsPath(), name) for name in submitted_jobs(cluster)]
+        self.assertEqual(sorted(map(tomogram_of_job, scripts)), self.tsIds)
+        for tsId in self.tsIds:
+            self.assertTrue(Path(cluster._getExtraPath(f"{tsId}_particles.csv")).exists(), tsId)
 
     def test_scancel_midway_then_continue_segments_only_the_rest(self):
         segment = self._segmentation("segment, cancelled then continued")
@@ -145,8 +173,10 @@ def labels_file(segment, tsId: str) -> Path:
 
 
 def tomogram_of_job(script: Path) -> str:
-    """The tomogram (tsId) that a segmentation's job script segments."""
-    return re.search(r"--tomogram \S*?(\w+)\.mrc", script.read_text())[1]
+    """The tomogram (tsId) that a segmentation's or a clustering's job script works on."""
+    command = script.read_text()
+    named = re.search(r"--tomo-id (\w+)", command) or re.search(r"--tomogram \S*?(\w+)\.mrc", command)
+    return named[1]
 
 
 def cancel_a_running_job_once_one_tomogram_is_done(segment, tsIds: list[str]) -> str:

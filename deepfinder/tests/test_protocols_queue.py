@@ -134,6 +134,7 @@ class TestQueue(BaseTest):
         cancelled = cancel_a_running_job_once_one_tomogram_is_done(segment, self.tsIds)
         wait_until_done(self.proj, segment)
         self.assertTrue(segment.isFailed(), segment.getStatus())
+        self.assertIn(f"Tomogram {cancelled}", segment.getErrorMessage())
         done = {tsId: labels_file(segment, tsId).stat().st_mtime_ns for tsId in label_map_tsids(segment)}
         self.assertNotIn(cancelled, done)
         self.assertTrue(done)

@@ -16,14 +16,38 @@ import os
 import sys
 from pathlib import Path
 
+# The queue section is a SLURM cluster's (the README shows it): runs stay local unless their
+# form says "Use a queue engine? Yes". QUEUE_FOR_JOBS = Y sends each step's command as its own
+# job instead of the whole run; JOB_GRES asks SLURM for GPUs (e.g. gpu:1 on a GPU partition).
 HOSTS_CONF = """[localhost]
 PARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d --map-by node %_(COMMAND)s
-NAME = SCIPION_HEADLESS
-MANDATORY = False
-SUBMIT_COMMAND =
-CANCEL_COMMAND =
-CHECK_COMMAND =
-SUBMIT_TEMPLATE =
+NAME = SLURM
+MANDATORY = 0
+SUBMIT_COMMAND = sbatch %_(JOB_SCRIPT)s
+CANCEL_COMMAND = scancel %_(JOB_ID)s
+CHECK_COMMAND = squeue -h -o %%T -j %_(JOB_ID)s
+JOB_DONE_REGEX = COMPLETED|COMPLETING|CANCELLED|FAILED|TIMEOUT|OUT_OF_MEMORY|NODE_FAIL|PREEMPTED
+SUBMIT_TEMPLATE = #!/bin/bash
+    #SBATCH --job-name=%_(JOB_NAME)s
+    #SBATCH --partition=%_(JOB_QUEUE)s
+    #SBATCH --output=%_(JOB_LOGS)s.out
+    #SBATCH --error=%_(JOB_LOGS)s.err
+    #SBATCH --export=ALL
+    #SBATCH --ntasks=%_(JOB_NODES)d
+    #SBATCH --cpus-per-task=%_(JOB_THREADS)d
+    #SBATCH --mem=%_(JOB_MEMORY)s
+    #SBATCH --time=%_(JOB_TIME)s:00:00
+    #SBATCH --gres=%_(JOB_GRES)s
+    echo "SLURM job $SLURM_JOB_ID on $(hostname), CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"
+    %_(JOB_COMMAND)s
+QUEUES = {
+    "debug": [
+        ["JOB_MEMORY", "4096", "Memory (MB)", "Memory of each job, in megabytes"],
+        ["JOB_TIME", "24", "Time (hours)", "Time limit of each job, in hours"],
+        ["JOB_GRES", "none", "GPUs (SLURM gres)", "gpu:1 for one GPU per job on a GPU partition"],
+        ["QUEUE_FOR_JOBS", "N", "One job per step?", "Y: each step is its own job (segment, cluster)"]
+    ]}
+QUEUES_DEFAULT = {"JOB_GRES": "none"}
 """
 
 

@@ -19,7 +19,7 @@ from .. import Plugin
 from ..constants import DEEPFINDER_DEVICE
 from ..convert import coordinates_to_table, unique_values
 from ..core.particles import ParticleTable
-from ..core.settings import SettingError
+from ..core.settings import SettingError, default_of, help_of
 
 CLASSES_PER_SET = 0
 CLASSES_FROM_GROUP_ID = 1
@@ -197,6 +197,19 @@ def run_engine(
         failure = f"deepfinder {command} wrote no {missing[0]} (see the run's logs)"
     if failure is not None:
         raise EngineError(f"{subject}: {failure}")
+
+
+def add_setting_param(
+    form, settings_class: type, form_params: dict[str, str], setting: str, param_class, **options
+) -> None:
+    """Add the form parameter (named in ``form_params``) of ``setting`` of ``settings_class``.
+
+    It shows the setting's help and defaults to the setting's default, unless ``options`` give
+    the form's spelling of that default (e.g. the index of an enum choice); ``options`` give the
+    label and the rest.
+    """
+    options.setdefault("default", default_of(settings_class, setting))
+    form.addParam(form_params[setting], param_class, help=help_of(settings_class, setting), **options)
 
 
 def form_settings(protocol, settings_class: type, form_params: dict[str, str], **values):

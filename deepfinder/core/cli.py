@@ -99,8 +99,8 @@ def setting_flags(command: str, settings) -> list[str]:
     """
     names = {field.name for field in dataclasses.fields(settings)}
     flags = []
-    for action in _subcommand(command)._actions:
-        if action.dest not in names or not action.option_strings:
+    for action in _options_of(build_parser(), command):
+        if action.dest not in names:
             continue
         value, flag = getattr(settings, action.dest), action.option_strings[0]
         if action.nargs != 0:
@@ -112,9 +112,12 @@ def setting_flags(command: str, settings) -> list[str]:
     return flags
 
 
-def _subcommand(command: str) -> argparse.ArgumentParser:
-    (subparsers,) = (a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return subparsers.choices[command]
+def _options_of(parser: argparse.ArgumentParser, command: str | None = None) -> list[argparse.Action]:
+    """The options of ``parser``, or of its subcommand ``command`` (argparse has no public API for them)."""
+    if command is not None:
+        (subcommands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = subcommands.choices[command]
+    return [action for action in parser._actions if action.option_strings]
 
 
 def _gpu_id(text: str) -> str:
@@ -209,27 +212,12 @@ def _run_simulate(args) -> None:
     )
 
 
-def _particles_of(table, tomogram, path, tomo_id=None):
-    """Rows of ``table`` (read from ``path``) for ``tomogram``: those named ``tomo_id`` or the
-    file stem, or all rows when the table names a single tomogram; refused when none."""
+def _read_table_for(path, tomogram, args, tomo_id=None):
+    """The particles of ``tomogram`` in the table ``path``, in the tomogram's voxels: the rows named
+    ``tomo_id`` or the tomogram's file stem, or all rows when the table names a single tomogram;
+    refused when none."""
     from pathlib import Path
 
-    names = set(table.tomo.tolist())
-    wanted = tomo_id or Path(tomogram).stem
-    if wanted in names:
-        return table.of_tomogram(wanted)
-    if not len(table):
-        raise InputError(f"{path}: no particle in the table")
-    if tomo_id is None and len(names) <= 1:
-        return table
-    raise InputError(
-        f"{path}: no particle of {tomogram} (tomogram ids {sorted(names)[:5]}): "
-        f"name it with --tomo-id or give one particle file per tomogram"
-    )
-
-
-def _read_table_for(path, tomogram, args, tomo_id=None):
-    """The particles of ``tomogram`` in the table ``path``, in the tomogram's voxels."""
     from . import io
 
     shape_xyz = io.read_volume(tomogram).shape[::-1]
@@ -245,7 +233,18 @@ def _read_table_for(path, tomogram, args, tomo_id=None):
                 f"{tomogram}: no voxel size in the MRC header, needed by --coordinates-voxel-size"
             )
         table = io.rescale_positions(table, args.coordinates_voxel_size, voxel_size, shape_xyz, path)
-    return _particles_of(table, tomogram, path, tomo_id)
+    names = set(table.tomo.tolist())
+    wanted = tomo_id or Path(tomogram).stem
+    if wanted in names:
+        return table.of_tomogram(wanted)
+    if not len(table):
+        raise InputError(f"{path}: no particle in the table")
+    if tomo_id is None and len(names) <= 1:
+        return table
+    raise InputError(
+        f"{path}: no particle of {tomogram} (tomogram ids {sorted(names)[:5]}): "
+        f"name it with --tomo-id or give one particle file per tomogram"
+    )
 
 
 def _add_coordinates_options(parser) -> None:
@@ -954,8 +953,8 @@ def _show_warning(prog, message, category, filename, lineno, file=None, line=Non
 
 def _option_of(parser: argparse.ArgumentParser, setting: str) -> str:
     """The command-line option of a setting (the setting's name if it has none)."""
-    for action in parser._actions:
-        if action.dest == setting and action.option_strings:
+    for action in _options_of(parser):
+        if action.dest == setting:
             return "/".join(action.option_strings)
     return setting
 

@@ -332,29 +332,13 @@ def format_table(rows: Sequence[ClassScores]) -> str:
     return "\n".join(lines)
 
 
-def write_scores_csv(
-    path: str | os.PathLike, rows: Sequence[ClassScores], threshold: float | None = None
-) -> Path:
+def write_scores_csv(path: str | os.PathLike, rows: Sequence[ClassScores]) -> Path:
     """Write score rows as CSV (class_id empty for the overall row)."""
     path = Path(path)
     with atomic_output(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            ["class_id", "name", "n_detected", "n_reference", "true_positives", "precision", "recall", "f1"]
-        )
-        for row in rows:
-            writer.writerow(
-                [
-                    "" if row.class_id is None else row.class_id,
-                    row.name,
-                    row.n_detected,
-                    row.n_reference,
-                    row.true_positives,
-                    f"{row.precision:.4f}",
-                    f"{row.recall:.4f}",
-                    f"{row.f1:.4f}",
-                ]
-            )
+        writer.writerow(_CSV_COLUMNS)
+        writer.writerows(_csv_cells(row) for row in rows)
     return path
 
 
@@ -363,35 +347,35 @@ def write_sweep_csv(path: str | os.PathLike, curves: SweepCurves) -> Path:
     path = Path(path)
     with atomic_output(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "threshold",
-                "class_id",
-                "name",
-                "n_detected",
-                "n_reference",
-                "true_positives",
-                "precision",
-                "recall",
-                "f1",
-            ]
-        )
+        writer.writerow(["threshold", *_CSV_COLUMNS])
         for threshold, rows in zip(curves.thresholds, curves.table):
-            for row in rows:
-                writer.writerow(
-                    [
-                        f"{threshold:.6g}",
-                        "" if row.class_id is None else row.class_id,
-                        row.name,
-                        row.n_detected,
-                        row.n_reference,
-                        row.true_positives,
-                        f"{row.precision:.4f}",
-                        f"{row.recall:.4f}",
-                        f"{row.f1:.4f}",
-                    ]
-                )
+            writer.writerows([f"{threshold:.6g}", *_csv_cells(row)] for row in rows)
     return path
+
+
+#: The columns of a score row in the CSV files (read back by :func:`_scores_from_csv`).
+_CSV_COLUMNS = [
+    "class_id",
+    "name",
+    "n_detected",
+    "n_reference",
+    "true_positives",
+    "precision",
+    "recall",
+    "f1",
+]
+
+
+def _csv_cells(row: ClassScores) -> list:
+    """A score row's cells in the CSV files (figures rounded to 4 decimals)."""
+    return [
+        "" if row.class_id is None else row.class_id,
+        row.name,
+        row.n_detected,
+        row.n_reference,
+        row.true_positives,
+        *(f"{ratio:.4f}" for ratio in (row.precision, row.recall, row.f1)),
+    ]
 
 
 def read_scores_csv(path: str | os.PathLike) -> list[ClassScores]:

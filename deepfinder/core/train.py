@@ -850,8 +850,8 @@ def _read_checkpoint(out_dir: Path, fingerprint: dict) -> dict | None:
 
 
 def _remove_leftovers(out_dir: Path, state: dict | None) -> None:
-    """Remove the files of a run that ``state`` (the checkpoint's, or None) does not name: earlier
-    epochs' checkpoints, and what a killed run was writing."""
+    """Remove the epochs' checkpoint files that ``state`` (the checkpoint's, or None: all) does not
+    name: earlier epochs' checkpoints, and what a killed run was writing."""
     named = (
         {state["weights"], metadata_path(state["weights"]).name, state["optimizer_state"]} if state else set()
     )
@@ -871,7 +871,8 @@ def _run_files(out_dir: Path) -> list[Path]:
 def _remove_run(out_dir: Path) -> None:
     """Remove the files of a training run from ``out_dir``, the checkpoint state first."""
     (out_dir / CHECKPOINT_STATE).unlink(missing_ok=True)
-    for pattern in ("checkpoint-*", "checkpoint.*", "best.*", HISTORY + "*"):
+    _remove_leftovers(out_dir, None)
+    for pattern in ("checkpoint.*", "best.*", HISTORY + "*"):
         for path in out_dir.glob(pattern):
             path.unlink()
 

@@ -18,9 +18,11 @@ from ..core.particles import ParticleTable
 from ..core.settings import SettingError, per_class, split_values
 from ..figures.orthoslices import default_colour
 from .protocol_base import (
-    CLASSES_FROM_GROUP_ID,
     CLASSES_PER_SET,
+    add_classes_from_param,
     classes_table,
+    group_id_errors,
+    number_of_classes,
     volumes_without_sampling_rate,
 )
 
@@ -66,16 +68,7 @@ class DeepFinderProtAnnotate(EMProtocol):
             "picker's output. Used the first time the window opens; after that "
             "the annotations saved in this run are reloaded.",
         )
-        form.addParam(
-            "classesFrom",
-            params.EnumParam,
-            default=CLASSES_PER_SET,
-            choices=["one class per set", "the coordinates' groupId"],
-            display=params.EnumParam.DISPLAY_HLIST,
-            label="Classes from",
-            help="How the existing particles are classed: each set is a class "
-            "(1, 2, ... in set order), or by groupId.",
-        )
+        add_classes_from_param(form)
         form.addParam(
             "classNames",
             params.StringParam,
@@ -207,18 +200,10 @@ class DeepFinderProtAnnotate(EMProtocol):
             return ParticleTable.empty()
         return classes_table(self.inputCoordinates, self.classesFrom.get(), sampling_rate)
 
-    def _inputClassCount(self) -> int:
-        if self.classesFrom.get() == CLASSES_PER_SET:
-            return len(self.inputCoordinates)
-        groups = set()
-        for pointer in self.inputCoordinates:
-            groups.update(unique_values(pointer.get(), Coordinate3D.GROUP_ID_ATTR))
-        return max(groups, default=0)
-
     def _classNamesList(self) -> list[str]:
         """Class names from the form, then the input sets' names, then class1, class2..."""
         given = [name.strip() for name in self.classNames.get("").split(",") if name.strip()]
-        n = max(len(given), self._inputClassCount(), 1)
+        n = max(len(given), number_of_classes(self.inputCoordinates, self.classesFrom.get()), 1)
         labels = (
             [
                 (pointer.getObjValue().getObjLabel() or "").strip().replace(" ", "_")
@@ -283,15 +268,7 @@ class DeepFinderProtAnnotate(EMProtocol):
                     f"the input tomograms ({', '.join(sorted(unknown)[:5])}): pick the "
                     "tomograms they were picked on."
                 )
-            if (
-                self.classesFrom.get() == CLASSES_FROM_GROUP_ID
-                and min(unique_values(coords, Coordinate3D.GROUP_ID_ATTR), default=1) < 1
-            ):
-                errors.append(
-                    f"{coords.getNameId()} has coordinates with groupId 0: groupIds "
-                    "must be 1, 2, ... to be used as classes."
-                )
-        return errors
+        return errors + group_id_errors(self.inputCoordinates, self.classesFrom.get())
 
     def _summary(self):
         classes = self._savedClasses()

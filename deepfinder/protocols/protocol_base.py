@@ -19,7 +19,7 @@ from .. import Plugin
 from ..constants import DEEPFINDER_DEVICE
 from ..convert import coordinates_to_table, tomograms_by_tsid, unique_values
 from ..core.particles import ParticleTable
-from ..core.settings import SettingError
+from ..core.settings import SettingError, default_of, help_of
 
 CLASSES_PER_SET = 0
 CLASSES_FROM_GROUP_ID = 1
@@ -38,16 +38,7 @@ class DeepFinderProtBase(EMProtocol):
             help="Coordinates of the particles to learn from. With 'one class per "
             "set', each set is one class, numbered 1, 2, ... in this order.",
         )
-        form.addParam(
-            "classesFrom",
-            params.EnumParam,
-            default=CLASSES_PER_SET,
-            choices=["one class per set", "the coordinates' groupId"],
-            display=params.EnumParam.DISPLAY_HLIST,
-            label="Classes from",
-            help="Use the groupId when a single set holds several classes "
-            "(groupId 1, 2, ... are the classes).",
-        )
+        add_classes_from_param(form)
         form.addParam(
             "classNames",
             params.StringParam,
@@ -67,12 +58,7 @@ class DeepFinderProtBase(EMProtocol):
 
     def _numberOfClasses(self) -> int:
         """Particle classes (background excluded)."""
-        if self.classesFrom.get() == CLASSES_PER_SET:
-            return len(self.inputCoordinates)
-        groups = set()
-        for coords in self._coordinateSets():
-            groups.update(unique_values(coords, Coordinate3D.GROUP_ID_ATTR))
-        return max(groups, default=0)
+        return number_of_classes(self.inputCoordinates, self.classesFrom.get())
 
     def _classNamesList(self) -> list[str]:
         """Names of the classes, background first."""
@@ -94,14 +80,45 @@ class DeepFinderProtBase(EMProtocol):
                 f"{len(given)} class names given for {self._numberOfClasses()} classes: "
                 "give one name per class, or leave 'Class names' empty."
             )
-        if self.classesFrom.get() == CLASSES_FROM_GROUP_ID:
-            for coords in self._coordinateSets():
-                if min(unique_values(coords, Coordinate3D.GROUP_ID_ATTR), default=1) < 1:
-                    errors.append(
-                        f"{coords.getNameId()} has coordinates with groupId 0: "
-                        "groupIds must be 1, 2, ... (0 is the background)."
-                    )
-        return errors
+        return errors + group_id_errors(self.inputCoordinates, self.classesFrom.get())
+
+
+def add_classes_from_param(
+    form, name: str = "classesFrom", default: int = CLASSES_PER_SET, label: str = "Classes from"
+) -> None:
+    """Add the choice of how the coordinate sets of a form are classed: by set or by groupId."""
+    form.addParam(
+        name,
+        params.EnumParam,
+        default=default,
+        choices=["one class per set", "the coordinates' groupId"],
+        display=params.EnumParam.DISPLAY_HLIST,
+        label=label,
+        help="Each set is one class (1, 2, ... in set order), or the groupId of each coordinate "
+        "is its class (groupId 1, 2, ...: one set may hold several classes).",
+    )
+
+
+def number_of_classes(pointers, classes_from: int) -> int:
+    """Particle classes of coordinate sets classed by set order or by groupId (background excluded)."""
+    if classes_from == CLASSES_PER_SET:
+        return len(pointers)
+    groups = set()
+    for pointer in pointers:
+        groups.update(unique_values(pointer.get(), Coordinate3D.GROUP_ID_ATTR))
+    return max(groups, default=0)
+
+
+def group_id_errors(pointers, classes_from: int) -> list[str]:
+    """A form error for each coordinate set classed by groupId that has groupId 0."""
+    if classes_from != CLASSES_FROM_GROUP_ID:
+        return []
+    return [
+        f"{pointer.get().getNameId()} has coordinates with groupId 0: "
+        "groupIds must be 1, 2, ... (0 is the background)."
+        for pointer in pointers
+        if min(unique_values(pointer.get(), Coordinate3D.GROUP_ID_ATTR), default=1) < 1
+    ]
 
 
 def volumes_without_sampling_rate(volumes, kind: str) -> list[str]:
@@ -197,6 +214,19 @@ def run_engine(
         failure = f"deepfinder {command} wrote no {missing[0]} (see the run's logs)"
     if failure is not None:
         raise EngineError(f"{subject}: {failure}")
+
+
+def add_setting_param(
+    form, settings_class: type, form_params: dict[str, str], setting: str, param_class, **options
+) -> None:
+    """Add the form parameter (named in ``form_params``) of ``setting`` of ``settings_class``.
+
+    It shows the setting's help and defaults to the setting's default, unless ``options`` give
+    the form's spelling of that default (e.g. the index of an enum choice); ``options`` give the
+    label and the rest.
+    """
+    options.setdefault("default", default_of(settings_class, setting))
+    form.addParam(form_params[setting], param_class, help=help_of(settings_class, setting), **options)
 
 
 def form_settings(protocol, settings_class: type, form_params: dict[str, str], **values):

@@ -13,6 +13,7 @@ from ..convert import unique_values
 from .protocol_base import (
     CLASSES_FROM_GROUP_ID,
     DeepFinderProtBase,
+    add_classes_from_param,
     classes_table,
     coordinates_without_sampling_rate,
 )
@@ -42,14 +43,7 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
             help="E.g. the 'coordinates' output of DeepFinder cluster (classes by "
             "groupId), or one set per class.",
         )
-        form.addParam(
-            "pickedClassesFrom",
-            params.EnumParam,
-            default=CLASSES_FROM_GROUP_ID,
-            choices=["one class per set", "the coordinates' groupId"],
-            display=params.EnumParam.DISPLAY_HLIST,
-            label="Picked classes from",
-        )
+        add_classes_from_param(form, "pickedClassesFrom", CLASSES_FROM_GROUP_ID, "Picked classes from")
         self._defineClassParams(form, label="Reference particles (one set per class)")
         form.addParam(
             "toleranceA",

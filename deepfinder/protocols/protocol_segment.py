@@ -15,10 +15,11 @@ from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, new_tomo_mask, set_class_names, set_score_files, tomograms_by_tsid
 from ..core.cli import setting_flags
 from ..core.segment import score_map_paths
-from ..core.settings import SegmentationSettings, default_of, help_of
+from ..core.settings import SegmentationSettings
 from .protocol_base import (
     DeepFinderEngineProtocol,
     add_masks_param,
+    add_setting_param,
     form_settings,
     mask_arguments,
     run_engine,
@@ -35,14 +36,6 @@ FORM_PARAMS = {
     "bin_scores": "binScores",
     "average_rotations": "averageRotations",
 }
-
-
-def _default(setting: str):
-    return default_of(SegmentationSettings, setting)
-
-
-def _help(setting: str) -> str:
-    return help_of(SegmentationSettings, setting)
 
 
 class DeepFinderSegmentOutputs(Enum):
@@ -87,37 +80,41 @@ class DeepFinderProtSegment(DeepFinderEngineProtocol):
             help="Per-class probability maps (float16): clustering then scores each "
             "particle by its mean probability. They take Ncl x 2 bytes per voxel.",
         )
-        form.addParam(
-            "averageRotations",
+        add_setting_param(
+            form,
+            SegmentationSettings,
+            FORM_PARAMS,
+            "average_rotations",
             params.BooleanParam,
-            default=_default("average_rotations"),
             label="Average 4 rotations (up to 4x slower)?",
-            help=_help("average_rotations"),
         )
-        form.addParam(
-            "binScores",
+        add_setting_param(
+            form,
+            SegmentationSettings,
+            FORM_PARAMS,
+            "bin_scores",
             params.BooleanParam,
-            default=_default("bin_scores"),
             expertLevel=params.LEVEL_ADVANCED,
             label="Bin scores 2x before labelling?",
-            help=_help("bin_scores"),
         )
-        form.addParam(
-            "patchSize",
+        add_setting_param(
+            form,
+            SegmentationSettings,
+            FORM_PARAMS,
+            "patch_size",
             params.IntParam,
-            default=_default("patch_size"),
             expertLevel=params.LEVEL_ADVANCED,
             label="Tile size (px)",
-            help=_help("patch_size"),
         )
-        form.addParam(
-            "batchSize",
+        add_setting_param(
+            form,
+            SegmentationSettings,
+            FORM_PARAMS,
+            "batch_size",
             params.IntParam,
-            default=_default("batch_size"),
             validators=[params.GT(0)],
             expertLevel=params.LEVEL_ADVANCED,
             label="Tiles per batch",
-            help=_help("batch_size"),
         )
         form.addHidden(params.USE_GPU, params.BooleanParam, default=True, label="Use GPU?")
         form.addHidden(params.GPU_LIST, params.StringParam, default="0", label="GPU IDs")

@@ -13,9 +13,10 @@ from tomo.objects import Coordinate3D, SetOfTomoMasks
 from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_tsid, unique_values
 from ..core import io, targets
 from ..core.resample import resample_to_voxel_size
-from ..core.settings import SettingError, TargetSettings, default_of, help_of, per_class, split_values
+from ..core.settings import SettingError, TargetSettings, per_class, split_values
 from .protocol_base import (
     DeepFinderProtBase,
+    add_setting_param,
     coordinates_without_sampling_rate,
     form_settings,
     settings_errors,
@@ -100,13 +101,14 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
             "subtomogram average (thresholded below). Resampled to the "
             "tomograms' sampling rate.",
         )
-        form.addParam(
-            "shapeThreshold",
+        add_setting_param(
+            form,
+            TargetSettings,
+            FORM_PARAMS,
+            "mask_threshold",
             params.FloatParam,
-            default=default_of(TargetSettings, "mask_threshold"),
             condition=f"strategy == {SHAPES}",
             label="Shape threshold",
-            help=help_of(TargetSettings, "mask_threshold"),
         )
         form.addParam(
             "extraLabelMaps",

@@ -14,11 +14,12 @@ from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, get_class_names, tomograms_by_tsid
 from ..core.cli import setting_flags
 from ..core.io import write_particles
-from ..core.settings import LOSSES, TrainingSettings, default_of, help_of
+from ..core.settings import LOSSES, TrainingSettings, default_of
 from ..objects import DeepFinderModel
 from .protocol_base import (
     DeepFinderEngineProtocol,
     DeepFinderProtBase,
+    add_setting_param,
     coordinates_without_sampling_rate,
     form_settings,
     run_engine,
@@ -43,14 +44,6 @@ FORM_PARAMS = {
     "shift_voxels": "shiftVoxels",
     "seed": "seed",
 }
-
-
-def _default(setting: str):
-    return default_of(TrainingSettings, setting)
-
-
-def _help(setting: str) -> str:
-    return help_of(TrainingSettings, setting)
 
 
 class DeepFinderTrainOutputs(Enum):
@@ -120,97 +113,111 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
             help="Fine-tune a trained model: it must have the same classes.",
         )
         form.addSection(label="Training")
-        form.addParam(
-            "patchSize",
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
+            "patch_size",
             params.IntParam,
-            default=_default("patch_size"),
             validators=[params.GT(0)],
             label="Patch size (px)",
-            help=_help("patch_size"),
         )
-        form.addParam(
-            "batchSize",
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
+            "batch_size",
             params.IntParam,
-            default=_default("batch_size"),
             validators=[params.GT(0)],
             label="Batch size",
-            help=_help("batch_size"),
         )
-        form.addParam(
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
             "epochs",
             params.IntParam,
-            default=_default("epochs"),
             validators=[params.GT(0)],
             label="Epochs",
-            help=_help("epochs"),
         )
-        form.addParam(
-            "stepsPerEpoch",
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
+            "steps_per_epoch",
             params.IntParam,
-            default=_default("steps_per_epoch"),
             validators=[params.GT(0)],
             label="Steps per epoch",
-            help=_help("steps_per_epoch"),
         )
-        form.addParam(
-            "validationSteps",
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
+            "validation_steps",
             params.IntParam,
-            default=_default("validation_steps"),
             validators=[params.GT(0)],
             label="Validation batches per epoch",
-            help=_help("validation_steps"),
         )
-        form.addParam(
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
             "loss",
             params.EnumParam,
-            default=LOSSES.index(_default("loss")),
+            default=LOSSES.index(default_of(TrainingSettings, "loss")),
             choices=list(LOSSES),
             display=params.EnumParam.DISPLAY_HLIST,
             label="Loss",
-            help=_help("loss"),
         )
-        form.addParam(
-            "learningRate",
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
+            "learning_rate",
             params.FloatParam,
-            default=_default("learning_rate"),
             validators=[params.GT(0)],
             expertLevel=params.LEVEL_ADVANCED,
             label="Learning rate (Adam)",
-            help=_help("learning_rate"),
         )
-        form.addParam(
-            "finalLearningRate",
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
+            "final_learning_rate",
             params.FloatParam,
-            default=_default("final_learning_rate") or 0,  # 0 stands for None: a constant step size
+            default=default_of(TrainingSettings, "final_learning_rate")
+            or 0,  # 0 stands for None: a constant step size
             validators=[params.GE(0)],
             expertLevel=params.LEVEL_ADVANCED,
             label="Final learning rate",
-            help=_help("final_learning_rate"),
         )
-        form.addParam(
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
             "bootstrap",
             params.BooleanParam,
-            default=_default("bootstrap"),
             expertLevel=params.LEVEL_ADVANCED,
             label="Balance classes (bootstrap)?",
-            help=_help("bootstrap"),
         )
-        form.addParam(
-            "shiftVoxels",
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
+            "shift_voxels",
             params.IntParam,
-            default=_default("shift_voxels"),
             validators=[params.GE(0)],
             expertLevel=params.LEVEL_ADVANCED,
             label="Random shift (px)",
-            help=_help("shift_voxels"),
         )
-        form.addParam(
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
             "seed",
             params.IntParam,
-            default=_default("seed"),
             expertLevel=params.LEVEL_ADVANCED,
             label="Random seed",
-            help=_help("seed"),
         )
         form.addHidden(
             params.USE_GPU,

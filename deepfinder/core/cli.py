@@ -453,22 +453,68 @@ def _add_segment(subparsers) -> None:
         help="expected class count, background included (required for bare weights)",
     )
     _add_setting(parser, SegmentationSettings, "precision", "--precision", choices=PRECISIONS)
+    _add_mask_option(parser, "segment only inside it: background elsewhere, and tiles outside it are skipped")
     parser.set_defaults(func=_run_segment)
 
 
+def _add_mask_option(parser, what: str) -> None:
+    parser.add_argument(
+        "--mask",
+        default=None,
+        metavar="MRC",
+        help=f"region of interest (MRC, nonzero = search here): {what}; a mask at another sampling "
+        "(voxel size in its header or --mask-voxel-size, or binned by a whole factor) is resampled "
+        "to the volume's grid",
+    )
+    parser.add_argument(
+        "--mask-voxel-size",
+        type=float,
+        default=None,
+        metavar="ANGSTROM",
+        help="Angstrom per voxel of the --mask, if not its header's",
+    )
+
+
+def _mask_for(args, volume_path, shape_zyx):
+    """The ``--mask`` of ``args`` on the grid of the volume ``volume_path`` (None without a mask)."""
+    from . import io
+    from .roi import fit_mask
+
+    mask_path = args.mask
+    if mask_path is None:
+        return None
+    return fit_mask(
+        io.read_volume(mask_path),
+        shape_zyx,
+        args.mask_voxel_size or io.read_voxel_size(mask_path),
+        io.read_voxel_size(volume_path),
+        name=mask_path,
+        tomogram_name=volume_path,
+    )
+
+
 def _run_segment(args) -> None:
-    from .segment import segment_tomogram
+    from . import io
+    from .segment import MAX_LABEL_CLASSES, score_map_paths, segment_tomogram
 
     settings = segmentation_settings(args)
     settings.check()
+    if args.mask:
+        outputs = [
+            args.labels,
+            *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ()),
+        ]
+        io.refuse_overwriting_inputs(outputs, [args.mask])
+    mask = _mask_for(args, args.tomogram, io.read_volume(args.tomogram).shape)
     result = segment_tomogram(
-        args.tomogram, args.model, args.labels, args.scores, settings, n_classes=args.n_classes
+        args.tomogram, args.model, args.labels, args.scores, settings, n_classes=args.n_classes, mask=mask
     )
+    skipped = f", {result['n_tiles_skipped']} outside the mask skipped" if args.mask else ""
     print(
         f"Wrote {result['labels']}"
         + "".join(f", {p}" for p in result["scores"].values())
         + f" in {result['seconds']:.0f} s ({result['voxels_per_second'] / 1e6:.2f} Mvoxel/s, "
-        f"{result['n_tiles']} tiles of {result['tile_shape']})"
+        f"{result['n_tiles']} tiles of {result['tile_shape']}{skipped})"
     )
 
 
@@ -551,6 +597,7 @@ def _add_cluster(subparsers) -> None:
         help="with a threshold: write every pick's score before the cut, the thresholds, the fits "
         "and the picks each class lost (the data of the score histogram picture)",
     )
+    _add_mask_option(parser, "only particles whose centre lies in it are kept")
     parser.set_defaults(func=_run_cluster)
 
 
@@ -589,11 +636,13 @@ def _run_cluster(args) -> None:
         [
             args.labels,
             args.thresholds_from,
+            args.mask,
             *given_maps.values(),
             *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ()),
         ],
     )
     labels = io.read_volume(args.labels)
+    mask = _mask_for(args, args.labels, labels.shape)
     classes = [int(k) for k in np.unique(labels) if k > 0]
     score_maps = None
     if args.scores or given_maps:
@@ -611,6 +660,7 @@ def _run_cluster(args) -> None:
         score_maps,
         tomo,
         per_class(args.bandwidth, classes, "--bandwidth") if args.bandwidth else None,
+        mask=mask,
     )
     particles, voxel_size, shape_zyx = (
         clusters.particles,

@@ -35,6 +35,7 @@ from scipy.spatial import cKDTree
 
 from .errors import InputError
 from .particles import ParticleTable
+from .roi import positions_inside
 from .settings import ClusterSettings
 
 MAX_MEAN_SHIFT_ITERATIONS = 50
@@ -71,6 +72,7 @@ def find_clusters(
     tomo: str = "",
     bandwidth_voxels: Mapping[int, float] | None = None,
     settings: ClusterSettings | None = None,
+    mask: np.ndarray | None = None,
 ) -> Clusters:
     """Find particles in a label map.
 
@@ -95,6 +97,9 @@ def find_clusters(
     settings : ClusterSettings, optional
         Default minimum size and when to split a cluster (see
         :class:`deepfinder.core.settings.ClusterSettings`); default ``ClusterSettings()``.
+    mask : (z, y, x) bool array, optional
+        Where to search, on the label map's grid (:func:`deepfinder.core.roi.fit_mask`):
+        only particles whose centre lies in it are kept.
 
     Returns
     -------
@@ -106,6 +111,10 @@ def find_clusters(
     radius, bandwidth, min_size = _check_inputs(
         label_map, radius_voxels, min_cluster_size, score_maps, bandwidth_voxels, settings
     )
+    if mask is not None and np.shape(mask) != label_map.shape:
+        raise InputError(
+            f"mask of shape {np.shape(mask)} is not on the grid of the label map {label_map.shape}"
+        )
     components, n_components = _components_per_class(label_map)
     if n_components == 0:
         return Clusters(ParticleTable.empty(), np.empty(0, dtype=int))
@@ -155,6 +164,8 @@ def find_clusters(
     class_id = cluster_votes.argmax(axis=1)
     threshold = np.array([min_size.get(k, 1) for k in range(n_labels)])
     keep_cluster &= count >= threshold[class_id]
+    if mask is not None:
+        keep_cluster &= positions_inside(mask, centre[:, ::-1])
     if score_maps:
         voxel_score = np.zeros(len(foreground))
         for k, score_map in score_maps.items():

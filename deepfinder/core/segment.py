@@ -131,6 +131,7 @@ def iter_score_slabs(
     slab_alignment: int = 1,
     stats: tuple[float, float] | None = None,
     window_dtype=np.float32,
+    mask: np.ndarray | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Predict class scores tile by tile and yield them as finished z-slabs.
 
@@ -157,6 +158,10 @@ def iter_score_slabs(
     window_dtype : numpy dtype
         Storage of the scores of one row of tiles (a full-width slab as deep as a
         tile): float32 keeps tiling exact, float16 halves the largest buffer.
+    mask : (z, y, x) bool array, optional
+        Where to search (:func:`deepfinder.core.roi.fit_mask`): tiles whose kept
+        centre holds no mask voxel are not predicted, and every voxel outside the
+        mask scores 1 for the background and 0 for the particle classes.
 
     Yields
     ------
@@ -191,6 +196,8 @@ def iter_score_slabs(
             slab = window[begin - origin : end - origin].astype(np.float32)
             slab /= coverage_z[begin:end, None, None, None]
             slab /= coverage_yx[None, :, :, None]
+            if mask is not None:
+                _background_outside(slab, mask[begin:end])
             yield begin, slab
         shift = until - origin
         for i in range(window_depth - shift):  # slice by slice: no temporary window copy
@@ -198,18 +205,16 @@ def iter_score_slabs(
         window[window_depth - shift :] = 0
         origin = until
 
-    yx_tiles = [
-        (ys, yk, xs, xk)
-        for ys, yk in zip(plans[1].starts, plans[1].keep)
-        for xs, xk in zip(plans[2].starts, plans[2].keep)
-    ]
-    n_rows, n_tiles, done = len(plans[0].starts), len(plans[0].starts) * len(yx_tiles), 0
+    rows, row_tiles = _tiles_by_row(plans, shape, mask)
+    n_rows, n_tiles, done = len(rows), sum(len(tiles) for tiles in row_tiles), 0
+    if mask is not None:
+        n_all = n_rows * len(plans[1].starts) * len(plans[2].starts)
+        log.info("segment: %d of %d tiles hold voxels of the mask, the others are skipped", n_tiles, n_all)
     started = last_report = time.perf_counter()
-    for row, (z_start, (z_keep0, z_keep1)) in enumerate(zip(plans[0].starts, plans[0].keep)):
+    for row, ((z_start, z_keep0, z_keep1), tiles) in enumerate(zip(rows, row_tiles)):
         yield from flush(z_keep0 // slab_alignment * slab_alignment)
-        z_keep1 = min(z_keep1, shape[0])
-        for first in range(0, len(yx_tiles), batch_size):
-            group = yx_tiles[first : first + batch_size]
+        for first in range(0, len(tiles), batch_size):
+            group = tiles[first : first + batch_size]
             batch = np.stack(
                 [_read_tile(volume, (z_start, ys, xs), tile_shape, mean, std) for ys, _, xs, _ in group]
             )
@@ -221,7 +226,7 @@ def iter_score_slabs(
                 ]
             done += len(group)
             now = time.perf_counter()
-            row_done = first + batch_size >= len(yx_tiles)
+            row_done = first + batch_size >= len(tiles)
             if row_done or now - last_report >= PROGRESS_SECONDS:
                 rows_done = row + 1 if row_done else row
                 log.info(
@@ -230,6 +235,31 @@ def iter_score_slabs(
                 )
                 last_report = now
     yield from flush(shape[0])
+
+
+def _tiles_by_row(plans: list[AxisTiles], shape: tuple[int, ...], mask: np.ndarray | None):
+    """Rows of tiles as (z start, kept z begin, kept z end), and the y-x tiles to predict in
+    each row as (y start, kept y range, x start, kept x range): with a mask, only the tiles whose
+    kept centre holds a voxel of it (elsewhere every voxel is background)."""
+    yx_tiles = [
+        (ys, yk, xs, xk)
+        for ys, yk in zip(plans[1].starts, plans[1].keep)
+        for xs, xk in zip(plans[2].starts, plans[2].keep)
+    ]
+    rows = [(z, z0, min(z1, shape[0])) for z, (z0, z1) in zip(plans[0].starts, plans[0].keep)]
+    if mask is None:
+        return rows, [yx_tiles] * len(rows)
+    return rows, [
+        [t for t in yx_tiles if mask[z0:z1, t[1][0] : t[1][1], t[3][0] : t[3][1]].any()] for _, z0, z1 in rows
+    ]
+
+
+def _background_outside(slab: np.ndarray, mask: np.ndarray) -> None:
+    """Scores of certain background (1, 0, 0...) at the voxels of a (z, y, x, classes) slab
+    outside the (z, y, x) mask, in place."""
+    outside = ~mask
+    slab[outside] = 0
+    slab[outside, 0] = 1
 
 
 def _predict(model, tiles: np.ndarray, average_rotations: bool) -> np.ndarray:
@@ -246,15 +276,17 @@ def _predict(model, tiles: np.ndarray, average_rotations: bool) -> np.ndarray:
     return scores
 
 
-def predict_scores(volume: np.ndarray, model, settings: SegmentationSettings | None = None) -> np.ndarray:
+def predict_scores(
+    volume: np.ndarray, model, settings: SegmentationSettings | None = None, mask: np.ndarray | None = None
+) -> np.ndarray:
     """Class scores of a whole tomogram in memory: float32 (z, y, x, n_classes).
 
-    Same tiling, normalisation, blending and binning as :func:`segment_tomogram`
+    Same tiling, normalisation, blending, binning and ``mask`` as :func:`segment_tomogram`
     (``settings`` default: ``SegmentationSettings()``); meant for volumes whose
     scores fit in memory (tests, small tomograms).
     """
     settings = settings or SegmentationSettings()
-    scores = np.concatenate([slab for _, slab in iter_score_slabs(volume, model, settings)])
+    scores = np.concatenate([slab for _, slab in iter_score_slabs(volume, model, settings, mask=mask)])
     return downsample_scores(scores) if settings.bin_scores else scores
 
 
@@ -295,6 +327,7 @@ def segment_tomogram(
     settings: SegmentationSettings | None = None,
     *,
     n_classes: int | None = None,
+    mask: np.ndarray | None = None,
 ) -> dict:
     """Segment a tomogram file with a trained model; write the label map and score maps.
 
@@ -328,12 +361,17 @@ def segment_tomogram(
     n_classes : int, optional
         Expected class count (background included); a model trained for another
         count is refused. Needed for weights without their JSON file.
+    mask : (z, y, x) bool array, optional
+        Where to search, on the tomogram's grid (:func:`deepfinder.core.roi.fit_mask`
+        makes one from a mask file): outside it every voxel is background (label 0,
+        particle scores 0) and tiles holding none of it are not predicted.
 
     Returns
     -------
     dict
         ``labels`` (Path), ``scores`` ({class: Path}, empty without ``scores_path``),
-        ``seconds``, ``voxels_per_second`` (input voxels), ``tile_shape``, ``n_tiles``.
+        ``seconds``, ``voxels_per_second`` (input voxels), ``tile_shape``, ``n_tiles``
+        (predicted), ``n_tiles_skipped`` (outside the mask).
     """
     # The class count is known once the model is loaded: check every score map a model could have.
     refuse_overwriting_inputs(
@@ -341,6 +379,10 @@ def segment_tomogram(
         [tomogram_path, weights_path, metadata_path(weights_path)],
     )
     volume = read_volume(tomogram_path)
+    if mask is not None and np.shape(mask) != volume.shape:
+        raise ValueError(
+            f"mask of shape {np.shape(mask)} is not on the grid of {tomogram_path} {volume.shape}"
+        )
     settings = tiling_for(volume.shape, settings or SegmentationSettings())
     try:
         stats = tomogram_stats(volume)
@@ -368,7 +410,7 @@ def segment_tomogram(
             writers[k] = _SlabWriter(temporary, out_shape, dtype, voxel_size * factor)
             stack.callback(writers[k].close)
         for z_start, slab in iter_score_slabs(
-            volume, model, settings, slab_alignment=factor, stats=stats, window_dtype=np.float16
+            volume, model, settings, slab_alignment=factor, stats=stats, window_dtype=np.float16, mask=mask
         ):
             if settings.bin_scores:
                 slab = downsample_scores(slab)
@@ -380,13 +422,15 @@ def segment_tomogram(
             writer.finish()
     seconds = time.perf_counter() - started
     plans = [plan_axis(size, settings.patch_size, settings.crop_voxels) for size in volume.shape]
+    n_tiles = sum(len(tiles) for tiles in _tiles_by_row(plans, volume.shape, mask)[1])
     return {
         "labels": Path(labels_path),
         "scores": score_paths,
         "seconds": seconds,
         "voxels_per_second": volume.size / seconds,
         "tile_shape": tuple(plan.length for plan in plans),
-        "n_tiles": math.prod(len(plan.starts) for plan in plans),
+        "n_tiles": n_tiles,
+        "n_tiles_skipped": math.prod(len(plan.starts) for plan in plans) - n_tiles,
     }
 
 

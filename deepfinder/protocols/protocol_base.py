@@ -17,7 +17,7 @@ from tomo.objects import Coordinate3D
 
 from .. import Plugin
 from ..constants import DEEPFINDER_DEVICE
-from ..convert import coordinates_to_table, unique_values
+from ..convert import coordinates_to_table, tomograms_by_tsid, unique_values
 from ..core.particles import ParticleTable
 from ..core.settings import SettingError
 
@@ -233,3 +233,39 @@ def classes_table(pointers, classes_from: int, sampling_rate: float) -> Particle
 
 def _short_name(label: str | None) -> str:
     return (label or "").strip().replace(" ", "_").replace(",", "_")
+
+
+def add_masks_param(form, what: str) -> None:
+    """The optional regions of interest of a protocol: one mask per tomogram, matched by tsId."""
+    form.addParam(
+        "inputMasks",
+        params.PointerParam,
+        pointerClass="SetOfTomoMasks",
+        allowsNull=True,
+        label="Regions of interest (optional)",
+        help="One mask per tomogram (same tsId), nonzero where particles are searched, e.g. the "
+        f"lamella without its carbon or contamination: {what}. Any sampling rate: a mask is "
+        "resampled (nearest neighbour) to the tomogram's.",
+    )
+
+
+def tomograms_without_mask(masks, ts_ids, kind: str = "Tomogram") -> list[str]:
+    """A form error for each tsId that has no mask of its tsId in ``masks`` (a SetOfTomoMasks or None)."""
+    if masks is None:
+        return []
+    masked = set(tomograms_by_tsid(masks))
+    return [
+        f"{kind} {ts_id} has no mask of that tsId among the regions of interest: give one mask per "
+        "tomogram, or none."
+        for ts_id in ts_ids
+        if ts_id not in masked
+    ]
+
+
+def mask_arguments(masks, ts_id: str) -> list:
+    """The command-line options of the mask of tsId ``ts_id`` in ``masks`` (a SetOfTomoMasks or
+    None): its file and its sampling rate, which the engine resamples it from; none without masks."""
+    if masks is None:
+        return []
+    mask = tomograms_by_tsid(masks)[ts_id]
+    return ["--mask", mask.getFileName(), "--mask-voxel-size", mask.getSamplingRate()]

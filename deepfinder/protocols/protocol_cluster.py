@@ -21,7 +21,13 @@ from ..convert import (
 from ..core import io
 from ..core.particles import ParticleTable
 from ..core.settings import ClusterSettings, SettingError, default_of, per_class, split_values
-from .protocol_base import DeepFinderEngineProtocol, run_engine
+from .protocol_base import (
+    DeepFinderEngineProtocol,
+    add_masks_param,
+    mask_arguments,
+    run_engine,
+    tomograms_without_mask,
+)
 
 #: Choices of the "Score threshold" field.
 THRESHOLD_NONE, THRESHOLD_GIVEN, THRESHOLD_AUTOMATIC, THRESHOLD_EVALUATION = range(4)
@@ -63,6 +69,7 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
             important=True,
             help="DeepFinder segmentations of those tomograms (same tsIds).",
         )
+        add_masks_param(form, "only the particles whose centre lies in its mask are kept")
         form.addSection(label="Clustering")
         form.addParam(
             "radii",
@@ -143,6 +150,7 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
             label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
             tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
             cut = self._thresholdArguments(tsId)
+            mask = mask_arguments(self.inputMasks.get(), tsId)
         particles_file = self._particlesFile(tsId)
         radii = {c: r / label_map.getSamplingRate() for c, r in self._radiiA().items()}
         min_sizes, score_files = self._minSizes(), get_score_files(label_map)
@@ -152,7 +160,7 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
         if score_files:
             arguments += ["--score-maps", *_pairs(score_files)]
         arguments += ["--label-scale", label_map.getSamplingRate() / tomogram.getSamplingRate()]
-        arguments += ["--tomo-id", tsId, "--sizes", cluster_sizes_path(particles_file)]
+        arguments += ["--tomo-id", tsId, "--sizes", cluster_sizes_path(particles_file)] + mask
         run_engine(
             self,
             "cluster",
@@ -289,7 +297,9 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
             errors.append(f"Give one minimum size, or one per class ({n}), or leave it empty.")
         errors += self._validateThreshold(names)
         tomograms = tomograms_by_tsid(self.inputTomograms.get())
-        for tsId, label_map in tomograms_by_tsid(self.inputLabelMaps.get()).items():
+        label_maps = tomograms_by_tsid(self.inputLabelMaps.get())
+        errors += tomograms_without_mask(self.inputMasks.get(), label_maps, "Label map")
+        for tsId, label_map in label_maps.items():
             if tsId not in tomograms:
                 errors.append(
                     f"Label map {tsId} has no tomogram of that tsId among the input "
@@ -369,7 +379,10 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
         return lost
 
     def _methods(self):
-        methods = ["Particles were located in DeepFinder label maps by mean-shift clustering [Moebel2021]."]
+        inside = ", keeping those inside a mask of each tomogram" if self.inputMasks.get() is not None else ""
+        methods = [
+            f"Particles were located in DeepFinder label maps by mean-shift clustering [Moebel2021]{inside}."
+        ]
         how = {
             THRESHOLD_GIVEN: f"below a given threshold per class ({self.thresholds.get()})",
             THRESHOLD_AUTOMATIC: "below a threshold per class and tomogram split off from the "

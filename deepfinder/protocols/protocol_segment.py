@@ -18,9 +18,12 @@ from ..core.segment import score_map_paths
 from ..core.settings import SegmentationSettings, default_of, help_of
 from .protocol_base import (
     DeepFinderEngineProtocol,
+    add_masks_param,
     form_settings,
+    mask_arguments,
     run_engine,
     settings_errors,
+    tomograms_without_mask,
     volumes_without_sampling_rate,
 )
 
@@ -75,6 +78,7 @@ class DeepFinderProtSegment(DeepFinderEngineProtocol):
             label="Trained model",
             important=True,
         )
+        add_masks_param(form, "outside its mask a tomogram is labelled background and not computed")
         form.addParam(
             "saveScores",
             params.BooleanParam,
@@ -137,6 +141,8 @@ class DeepFinderProtSegment(DeepFinderEngineProtocol):
         arguments = ["--tomogram", tomogram.getFileName(), "--model", model.getWeightsFile()]
         arguments += ["--n-classes", len(model.getClassNames()), "--labels", labels]
         arguments += ["--scores", scores] if scores else []
+        with self._lock:  # step threads share the input sets' database connections
+            arguments += mask_arguments(self.inputMasks.get(), tsId)
         run_engine(
             self,
             "segment",
@@ -197,6 +203,7 @@ class DeepFinderProtSegment(DeepFinderEngineProtocol):
         model = self.inputModel.get()
         tomograms = self.inputTomograms.get()
         errors += volumes_without_sampling_rate(tomograms, "tomograms")
+        errors += tomograms_without_mask(self.inputMasks.get(), tomograms_by_tsid(tomograms))
         if not os.path.exists(model.getWeightsFile() or ""):
             errors.append(f"The model's weights file is missing: {model.getWeightsFile()}")
         return errors
@@ -231,7 +238,8 @@ class DeepFinderProtSegment(DeepFinderEngineProtocol):
             if self.averageRotations
             else ""
         )
-        return [f"Tomograms were segmented with a DeepFinder 3D U-net [Moebel2021]{rotations}."]
+        inside = " inside a mask of each tomogram" if self.inputMasks.get() is not None else ""
+        return [f"Tomograms were segmented{inside} with a DeepFinder 3D U-net [Moebel2021]{rotations}."]
 
     def _citations(self):
         return ["Moebel2021"]

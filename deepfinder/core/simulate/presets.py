@@ -33,6 +33,8 @@ class Preset:
     n_tomograms : int
         Default number of tomograms.
     description : str
+    write_mask : bool
+        Also write each tomogram's region of interest, the ice slab, as ``<name>_mask.mrc``.
     """
 
     shape_names: tuple[str, ...]
@@ -40,6 +42,7 @@ class Preset:
     tilt_series: TiltSeriesParameters
     n_tomograms: int
     description: str = ""
+    write_mask: bool = False
 
 
 PRESETS = {
@@ -73,6 +76,23 @@ PRESETS = {
         description="4 classes in 160 x 160 x 80 voxels at moderate SNR, with vesicles, gold beads and "
         "a carbon edge",
     ),
+    "lamella": Preset(
+        shape_names=("ribosome", "ring", "rod"),
+        specimen=SpecimenParameters(
+            shape_zyx=(80, 96, 96),
+            voxel_size=12.0,
+            particles_per_class=15,
+            slab_thickness_voxels=40,
+            slab_tilt_deg=12.0,
+            outside_particles_per_class=3,
+            outside_gold_beads=3,
+        ),
+        tilt_series=TiltSeriesParameters(defocus_um=6.0, amplitude_contrast=0.1, snr=1.5),
+        n_tomograms=3,
+        description="the tiny classes in a tilted 40-voxel slab of ice, under a carbon-like layer holding "
+        "look-alikes of each class and gold beads (not targets); writes <name>_mask.mrc, the slab",
+        write_mask=True,
+    ),
     "bench": Preset(
         shape_names=SHREC19_CLASSES,
         specimen=SpecimenParameters(shape_zyx=(200, 512, 512), voxel_size=10.0, n_gold_beads=4),
@@ -92,13 +112,15 @@ def simulate_dataset(
     templates: list[str | os.PathLike] | None = None,
     template_voxel_size: float | None = None,
     shrec_dir: str | os.PathLike | None = None,
+    write_mask: bool | None = None,
 ) -> dict:
     """Simulate a dataset of tomograms with ground truth and write it to ``out_dir``.
 
     For each tomogram ``tomo_000``, ``tomo_001``...: ``<name>.mrc`` (the
     tomogram, voxel size in the header), ``<name>_particles.csv``,
     ``<name>_labels.mrc`` (class ids), ``<name>_occupancy.mrc`` (row ``i`` of
-    the CSV is id ``i + 1``). Once: ``classes.json`` (id, name,
+    the CSV is id ``i + 1``), and with ``write_mask`` ``<name>_mask.mrc`` (1 in
+    the ice slab, where to search; 0 outside). Once: ``classes.json`` (id, name,
     radius_voxels, mask) and ``masks/<class>.mrc``. Progress is logged at INFO level.
 
     Parameters
@@ -119,13 +141,15 @@ def simulate_dataset(
         Voxel size (Angstrom) of the templates when their headers lack it.
     shrec_dir : path, optional
         The SHREC'19 data of the bench preset (see :func:`shrec19_dir`).
+    write_mask : bool, optional
+        Write each tomogram's slab mask; the preset's ``write_mask`` when None.
 
     Returns
     -------
     dict
         ``voxel_size`` (Angstrom), ``classes`` (path of classes.json),
         ``tomograms`` (list of dicts with ``name``, ``tomogram``, ``particles``,
-        ``labels``, ``occupancy`` paths).
+        ``labels``, ``occupancy`` paths, and ``mask`` with ``write_mask``).
     """
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -202,6 +226,8 @@ def simulate_dataset(
             "labels": write_volume(out_dir / f"{name}_labels.mrc", result.labels, voxel_size),
             "occupancy": write_volume(out_dir / f"{name}_occupancy.mrc", result.occupancy, voxel_size),
         }
+        if recipe.write_mask if write_mask is None else write_mask:
+            paths["mask"] = write_volume(out_dir / f"{name}_mask.mrc", result.mask, voxel_size)
         written.append({key: str(value) for key, value in paths.items()})
         logger.info(
             "[%d/%d] %s: %d particles, %.1f s",

@@ -39,6 +39,15 @@ class SpecimenParameters:
         Lipid vesicles (bilayer shells) and 10 nm gold beads, not targets.
     carbon_edge : bool
         Add the edge of a carbon support film along one side, not a target.
+    slab_tilt_deg : float
+        Tilt of the ice slab about the Y axis, degrees (a lamella milled at an
+        angle): its thickness is measured across the slab, its centre stays the
+        volume's centre.
+    outside_particles_per_class, outside_gold_beads : int
+        Copies of each class and 10 nm gold beads placed outside the slab, in a
+        carbon-like layer on its top (particles stuck to carbon or debris on a
+        lamella): dense matter that looks like targets but is not in the ground
+        truth, where a region-of-interest mask (:meth:`slab_mask`) says not to search.
     """
 
     shape_zyx: tuple[int, int, int]
@@ -48,14 +57,29 @@ class SpecimenParameters:
     n_vesicles: int = 0
     n_gold_beads: int = 0
     carbon_edge: bool = False
+    slab_tilt_deg: float = 0.0
+    outside_particles_per_class: int = 0
+    outside_gold_beads: int = 0
 
     def __post_init__(self):
         if len(self.shape_zyx) != 3 or min(self.shape_zyx) < 8:
             raise ValueError(f"shape_zyx must be 3 sizes >= 8 voxels, got {self.shape_zyx}")
         if not self.voxel_size > 0:
             raise ValueError(f"voxel_size must be > 0 Angstrom, got {self.voxel_size}")
-        if self.particles_per_class < 0 or self.n_vesicles < 0 or self.n_gold_beads < 0:
-            raise ValueError("particles_per_class, n_vesicles and n_gold_beads must be >= 0")
+        counts = (
+            self.particles_per_class,
+            self.n_vesicles,
+            self.n_gold_beads,
+            self.outside_particles_per_class,
+            self.outside_gold_beads,
+        )
+        if min(counts) < 0:
+            raise ValueError(
+                "particles_per_class, n_vesicles, n_gold_beads, outside_particles_per_class and "
+                "outside_gold_beads must be >= 0"
+            )
+        if not abs(self.slab_tilt_deg) < 60:
+            raise ValueError(f"slab_tilt_deg must be within (-60, 60) degrees, got {self.slab_tilt_deg}")
         if self.slab_thickness_voxels is not None and not 0 < self.slab_thickness_voxels <= self.shape_zyx[0]:
             raise ValueError(
                 f"slab_thickness_voxels must be in 1..{self.shape_zyx[0]} (the Z size), "
@@ -69,6 +93,18 @@ class SpecimenParameters:
         thickness = depth if self.slab_thickness_voxels is None else self.slab_thickness_voxels
         start = (depth - thickness) // 2
         return start, start + thickness
+
+    def slab_mask(self) -> np.ndarray:
+        """The ice slab, (z, y, x) bool: the voxels of :attr:`slab_z_range`, tilted by
+        ``slab_tilt_deg`` about the Y axis through the volume's centre."""
+        depth, _, width = self.shape_zyx
+        start, stop = self.slab_z_range
+        z = np.arange(depth)[:, None] - (start + stop - 1) / 2
+        x = np.arange(width)[None, :] - (width - 1) / 2
+        angle = np.deg2rad(self.slab_tilt_deg)
+        across = z * np.cos(angle) - x * np.sin(angle)
+        inside_zx = np.abs(across) <= (stop - start - 1) / 2 + 1e-6
+        return np.broadcast_to(inside_zx[:, None, :], self.shape_zyx).copy()
 
 
 def _rotated(shape: ParticleShape, rotation: np.ndarray, shift_zyx=(0.0, 0.0, 0.0)):
@@ -294,6 +330,14 @@ def add_vesicles(
         density[tuple(slice(c - half, c + half + 1) for c in centre)] += shell.astype(np.float32)
 
 
+def _gold_bead(radius_voxels: float) -> tuple[np.ndarray, np.ndarray]:
+    """Density of a gold bead in a cube of odd edge, and the footprint it claims (bool)."""
+    half = int(np.ceil(radius_voxels)) + 1
+    distance = np.sqrt((np.mgrid[-half : half + 1, -half : half + 1, -half : half + 1] ** 2).sum(axis=0))
+    bead = (GOLD_DENSITY * np.clip(radius_voxels - distance + 0.5, 0, 1)).astype(np.float32)
+    return bead, distance < radius_voxels + 1
+
+
 def add_gold_beads(
     density: np.ndarray,
     occupied: np.ndarray,
@@ -305,11 +349,8 @@ def add_gold_beads(
     max_tries: int = 500,
 ) -> None:
     """Add 10 nm gold fiducials in place, lying on the top or bottom surface of the ice."""
-    radius = radius_a / voxel_size
-    half = int(np.ceil(radius)) + 1
-    distance = np.sqrt((np.mgrid[-half : half + 1, -half : half + 1, -half : half + 1] ** 2).sum(axis=0))
-    bead = (GOLD_DENSITY * np.clip(radius - distance + 0.5, 0, 1)).astype(np.float32)
-    footprint = distance < radius + 1
+    bead, footprint = _gold_bead(radius_a / voxel_size)
+    half = bead.shape[0] // 2
     depth = density.shape[0]
     surfaces = [
         int(np.clip(level, half, depth - 1 - half)) for level in (z_range[0] + half, z_range[1] - 1 - half)
@@ -349,6 +390,32 @@ def add_carbon_edge(
     occupied[z_start:z_top] |= coverage > 0
 
 
+def add_outside_layer(
+    density: np.ndarray, shapes: list[ParticleShape], specimen: SpecimenParameters, rng: np.random.Generator
+) -> None:
+    """Add, in place, a carbon-like layer above the ice slab holding particle look-alikes and gold.
+
+    The layer fills the space above the slab (higher Z); in it sit
+    ``specimen.outside_particles_per_class`` copies of each shape and
+    ``specimen.outside_gold_beads`` beads, none in the ground truth.
+    """
+    slab = specimen.slab_mask()
+    z = np.arange(slab.shape[0])[:, None, None]
+    above = ~slab & (z > np.argmax(slab, axis=0)[None])
+    density += CARBON_DENSITY / 4 * above
+    occupied = ~above
+    look_alikes = place_particles(shapes, specimen.outside_particles_per_class, occupied, rng)
+    density += render_particles(shapes, look_alikes, slab.shape)[0]
+    bead, footprint = _gold_bead(50.0 / specimen.voxel_size)
+    half = bead.shape[0] // 2
+    lowest, highest = np.full(3, half), np.array(slab.shape) - 1 - half
+    for _ in range(specimen.outside_gold_beads):
+        centre = _find_room(occupied, footprint, np.full(3, half), lowest, highest, rng, 500)
+        if centre is None:
+            raise ValueError("No room for a gold bead above the ice slab; lower outside_gold_beads")
+        density[tuple(slice(c - half, c + half + 1) for c in centre)] += bead
+
+
 def build_specimen(
     shapes: list[ParticleShape],
     specimen: SpecimenParameters,
@@ -363,8 +430,7 @@ def build_specimen(
     """
     shape_zyx = tuple(specimen.shape_zyx)
     z_range = specimen.slab_z_range
-    occupied = np.ones(shape_zyx, dtype=bool)
-    occupied[z_range[0] : z_range[1]] = False
+    occupied = ~specimen.slab_mask()
     distractors = np.zeros(shape_zyx, dtype=np.float32)
 
     def add_distractors():
@@ -372,6 +438,8 @@ def build_specimen(
             add_carbon_edge(distractors, occupied, specimen.voxel_size, z_range, rng)
         add_vesicles(distractors, occupied, specimen.n_vesicles, specimen.voxel_size, z_range, rng)
         add_gold_beads(distractors, occupied, specimen.n_gold_beads, specimen.voxel_size, z_range, rng)
+        if specimen.outside_particles_per_class or specimen.outside_gold_beads:
+            add_outside_layer(distractors, shapes, specimen, rng)
 
     if layout is None:
         add_distractors()

@@ -29,6 +29,8 @@ class SimulatedTomogram:
         with pores and cavities filled, see :func:`occupied_space`), 0 elsewhere.
     particles : ParticleTable
         Class, position (voxels) and orientation of every particle.
+    mask : (z, y, x) bool
+        The ice slab (:meth:`SpecimenParameters.slab_mask`): where the particles are.
     """
 
     tomogram: np.ndarray
@@ -36,6 +38,7 @@ class SimulatedTomogram:
     labels: np.ndarray
     occupancy: np.ndarray
     particles: ParticleTable
+    mask: np.ndarray
 
 
 def simulate_tomogram(
@@ -78,5 +81,10 @@ def simulate_tomogram(
         density, specimen.voxel_size, tilt_series, ice_thickness_a, rng, particle_density
     )
     return SimulatedTomogram(
-        tomogram=tomogram, density=density, labels=labels, occupancy=occupancy, particles=particles
+        tomogram=tomogram,
+        density=density,
+        labels=labels,
+        occupancy=occupancy,
+        particles=particles,
+        mask=specimen.slab_mask(),
     )

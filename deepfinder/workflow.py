@@ -4,8 +4,8 @@ Used by the README's main job (scripts/demo.py) and by the protocol tests, so
 both run exactly the same chain: import tomograms -> import particles (with
 orientations) and class shapes -> generate targets -> train -> segment ->
 cluster -> evaluate. On data with regions of interest (the ``lamella`` preset),
-:func:`cluster_four_ways` clusters the held-out tomograms again with an automatic
-score threshold, a mask, or both, and :func:`picking_report` compares the four.
+:func:`four_ways_report` clusters the held-out tomograms again with an automatic
+score threshold, a mask, or both, and compares the four.
 
 Each protocol is logged (logger ``deepfinder.workflow``, INFO) as it starts and
 ends, and every :data:`PROGRESS_SECONDS` while it runs, with the latest line of
@@ -415,6 +415,23 @@ def cluster_four_ways(
             **region,
         )
     return runs
+
+
+def four_ways_report(project: Project, dataset: SimulatedDataset, tomograms, label_maps, plain=None) -> str:
+    """Import the regions of interest of ``tomograms``, cluster their label maps in the four
+    :data:`CLUSTER_WAYS` and return :func:`picking_report` against the dataset's true particles.
+
+    ``plain``: a finished cluster run of these label maps without threshold nor mask (reused).
+    """
+    masks = import_masks(project, dataset, tomograms, "slab masks")
+    runs = cluster_four_ways(project, tomograms, label_maps, masks, radii_A(dataset), plain)
+    reference = ParticleTable.concat(
+        [read_particles_csv(Path(dataset.getPath(), f"{t.getTsId()}_particles.csv")) for t in tomograms]
+    )
+    names = {cls["id"]: cls["name"] for cls in dataset.classes()}
+    return picking_report(
+        {way: picks_of(run) for way, run in runs.items()}, reference, slabs_of(masks), names
+    )
 
 
 def picks_of(cluster_run) -> ParticleTable:

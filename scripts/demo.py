@@ -59,31 +59,6 @@ def show_progress() -> None:
     logger.propagate = False
 
 
-def compare_ways(project, dataset, run) -> str:
-    """Cluster the held-out label maps in the four ways and report each way's picks."""
-    from deepfinder.core.io import read_particles_csv
-    from deepfinder.core.particles import ParticleTable
-    from deepfinder.workflow import (
-        cluster_four_ways,
-        import_masks,
-        picking_report,
-        picks_of,
-        radii_A,
-        slabs_of,
-    )
-
-    tomograms = run["test tomograms"].Tomograms
-    masks = import_masks(project, dataset, tomograms, "slab masks")
-    ways = cluster_four_ways(
-        project, tomograms, run["segment"].labelMaps, masks, radii_A(dataset), plain=run["cluster"]
-    )
-    reference = ParticleTable.concat(
-        [read_particles_csv(Path(dataset.getPath(), f"{t.getTsId()}_particles.csv")) for t in tomograms]
-    )
-    names = {cls["id"]: cls["name"] for cls in dataset.classes()}
-    return picking_report({way: picks_of(r) for way, r in ways.items()}, reference, slabs_of(masks), names)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -102,7 +77,13 @@ def main() -> int:
     args = parser.parse_args()
     root = configure_scipion(args.out)
 
-    from deepfinder.workflow import SimulatedDataset, TrainFormValues, create_project, run_pipeline
+    from deepfinder.workflow import (
+        SimulatedDataset,
+        TrainFormValues,
+        create_project,
+        four_ways_report,
+        run_pipeline,
+    )
 
     show_progress()
     start = time.time()
@@ -127,7 +108,9 @@ def main() -> int:
             training=TrainFormValues(patchSize=40, shiftVoxels=8, epochs=args.epochs),
         )
         if args.lamella:
-            report = compare_ways(project, dataset, run)
+            report = four_ways_report(
+                project, dataset, run["test tomograms"].Tomograms, run["segment"].labelMaps, run["cluster"]
+            )
     print(f"\nPicking on the held-out tomogram {held_out} (distance matching, one-to-one):")
     if args.lamella:
         print(report)

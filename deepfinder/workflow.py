@@ -63,6 +63,8 @@ CLUSTER_WAYS = {
     "mask": (False, True),
     "mask + automatic threshold": (True, True),
 }
+#: The way :func:`four_ways_report` adds with a model: segmented and clustered within the mask.
+MASKED_SEGMENTATION = "mask in segment and cluster"
 PROGRESS_CHARACTERS = 110
 _COMPLETE_MARK = ".generated"
 _COLOUR_CODE = re.compile(r"\x1b\[[0-9;]*m")
@@ -306,6 +308,20 @@ def import_shapes(project: Project, dataset: SimulatedDataset) -> list:
     ]
 
 
+def segment(project: Project, tomograms, model, label: str, masks=None):
+    """Segment tomograms (averaged over 4 rotations), within their regions of interest if given."""
+    region = {"inputMasks": masks} if masks is not None else {}
+    return launch(
+        project,
+        DeepFinderProtSegment,
+        label,
+        inputTomograms=tomograms,
+        inputModel=model,
+        averageRotations=True,
+        **region,
+    )
+
+
 def run_pipeline(
     project: Project,
     dataset: SimulatedDataset,
@@ -356,14 +372,7 @@ def run_pipeline(
         **by_group,
         **training.extra,
     )
-    run["segment"] = launch(
-        project,
-        DeepFinderProtSegment,
-        "segment",
-        inputTomograms=test_tomograms,
-        inputModel=run["train"].model,
-        averageRotations=True,
-    )
+    run["segment"] = segment(project, test_tomograms, run["train"].model, "segment")
     run["cluster"] = launch(
         project,
         DeepFinderProtCluster,
@@ -417,14 +426,28 @@ def cluster_four_ways(
     return runs
 
 
-def four_ways_report(project: Project, dataset: SimulatedDataset, tomograms, label_maps, plain=None) -> str:
+def four_ways_report(
+    project: Project, dataset: SimulatedDataset, tomograms, label_maps, plain=None, model=None
+) -> str:
     """Import the regions of interest of ``tomograms``, cluster their label maps in the four
     :data:`CLUSTER_WAYS` and return :func:`picking_report` against the dataset's true particles.
 
     ``plain``: a finished cluster run of these label maps without threshold nor mask (reused).
+    ``model``: the model that segmented them; the tomograms are then segmented again within the
+    mask and clustered with it, a fifth way (:data:`MASKED_SEGMENTATION`).
     """
     masks = import_masks(project, dataset, tomograms, "slab masks")
     runs = cluster_four_ways(project, tomograms, label_maps, masks, radii_A(dataset), plain)
+    if model is not None:
+        runs[MASKED_SEGMENTATION] = launch(
+            project,
+            DeepFinderProtCluster,
+            f"cluster ({MASKED_SEGMENTATION})",
+            inputTomograms=tomograms,
+            inputLabelMaps=segment(project, tomograms, model, "segment (mask)", masks).labelMaps,
+            inputMasks=masks,
+            radii=radii_A(dataset),
+        )
     reference = ParticleTable.concat(
         [read_particles_csv(Path(dataset.getPath(), f"{t.getTsId()}_particles.csv")) for t in tomograms]
     )

@@ -3,9 +3,10 @@
 Simulates four tomograms, trains on three, picks particles in the fourth and
 prints per-class precision, recall and F1. With --lamella: three tomograms of a
 tilted slab of ice under a layer of look-alikes and gold beads, with the slab as
-each tomogram's mask; trains on two, segments the third once and clusters it
+each tomogram's mask; trains on two, segments the third and clusters it
 four ways (with or without an automatic score threshold, with or without the
-mask), printing the scores and the picks outside the slab of each way.
+mask), then segments and clusters it again within the mask, printing the scores and
+the picks outside the slab of each way.
 Everything lands in ./output/demo,
 a Scipion home of its own (the user's Scipion configuration is not touched).
 Each protocol is reported as it starts and ends, with its progress in between.
@@ -109,7 +110,12 @@ def main() -> int:
         )
         if args.lamella:
             report = four_ways_report(
-                project, dataset, run["test tomograms"].Tomograms, run["segment"].labelMaps, run["cluster"]
+                project,
+                dataset,
+                run["test tomograms"].Tomograms,
+                run["segment"].labelMaps,
+                plain=run["cluster"],
+                model=run["train"].model,
             )
     print(f"\nPicking on the held-out tomogram {held_out} (distance matching, one-to-one):")
     if args.lamella:

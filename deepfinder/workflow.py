@@ -5,7 +5,8 @@ both run exactly the same chain: import tomograms -> import particles (with
 orientations) and class shapes -> generate targets -> train -> segment ->
 cluster -> evaluate. On data with regions of interest (the ``lamella`` preset),
 :func:`four_ways_report` clusters the held-out tomograms again with an automatic
-score threshold, a mask, or both, and compares the four.
+score threshold, a mask, or both (and, given the model, segments them within the
+mask), and compares the ways.
 
 Each protocol is logged (logger ``deepfinder.workflow``, INFO) as it starts and
 ends, and every :data:`PROGRESS_SECONDS` while it runs, with the latest line of
@@ -54,6 +55,7 @@ logger = logging.getLogger(__name__)
 # The view of tomo's protocols.conf, where this plugin's protocols are listed too.
 TOMOGRAPHY_VIEW = "Tomography"
 PROGRESS_SECONDS = 10
+PROGRESS_CHARACTERS = 110
 #: A pick within this distance of a true particle of its class is a true positive (voxels).
 TOLERANCE_VOXELS = 6
 #: The ways :func:`cluster_four_ways` clusters: name -> (automatic score threshold, regions of interest).
@@ -65,7 +67,6 @@ CLUSTER_WAYS = {
 }
 #: The way :func:`four_ways_report` adds with a model: segmented and clustered within the mask.
 MASKED_SEGMENTATION = "mask in segment and cluster"
-PROGRESS_CHARACTERS = 110
 _COMPLETE_MARK = ".generated"
 _COLOUR_CODE = re.compile(r"\x1b\[[0-9;]*m")
 # Scipion's line at each step's start and end, e.g. "STARTED: trainStep, step 1, time 2026-12-02 ...".

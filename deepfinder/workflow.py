@@ -3,7 +3,10 @@
 Used by the README's main job (scripts/demo.py) and by the protocol tests, so
 both run exactly the same chain: import tomograms -> import particles (with
 orientations) and class shapes -> generate targets -> train -> segment ->
-cluster -> evaluate.
+cluster -> evaluate. On data with regions of interest (the ``lamella`` preset),
+:func:`four_ways_report` clusters the held-out tomograms again with an automatic
+score threshold, a mask, or both (and, given the model, segments them within the
+mask), and compares the ways.
 
 Each protocol is logged (logger ``deepfinder.workflow``, INFO) as it starts and
 ends, and every :data:`PROGRESS_SECONDS` while it runs, with the latest line of
@@ -27,9 +30,13 @@ from pathlib import Path
 import numpy as np
 from pwem.protocols import ProtImportVolumes
 from pyworkflow.project import Manager, Project
-from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
+from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms, ProtImportTomomasks
 
-from .core.io import read_particles_csv, read_voxel_size
+from .convert import coordinates_to_table
+from .core.evaluate import ClassScores, format_table, match_by_distance, precision_recall_f1
+from .core.io import read_particles_csv, read_volume, read_voxel_size
+from .core.particles import ParticleTable
+from .core.roi import positions_inside
 from .core.simulate import simulate_dataset
 from .protocols import (
     DeepFinderProtCluster,
@@ -40,6 +47,7 @@ from .protocols import (
     DeepFinderProtTrain,
 )
 from .protocols.protocol_base import CLASSES_FROM_GROUP_ID
+from .protocols.protocol_cluster import THRESHOLD_AUTOMATIC, THRESHOLD_NONE
 from .protocols.protocol_targets import SHAPES
 
 logger = logging.getLogger(__name__)
@@ -48,6 +56,17 @@ logger = logging.getLogger(__name__)
 TOMOGRAPHY_VIEW = "Tomography"
 PROGRESS_SECONDS = 10
 PROGRESS_CHARACTERS = 110
+#: A pick within this distance of a true particle of its class is a true positive (voxels).
+TOLERANCE_VOXELS = 6
+#: The ways :func:`cluster_four_ways` clusters: name -> (automatic score threshold, regions of interest).
+CLUSTER_WAYS = {
+    "no threshold, no mask": (False, False),
+    "automatic threshold": (True, False),
+    "mask": (False, True),
+    "mask + automatic threshold": (True, True),
+}
+#: The way :func:`four_ways_report` adds with a model: segmented and clustered within the mask.
+MASKED_SEGMENTATION = "mask in segment and cluster"
 _COMPLETE_MARK = ".generated"
 _COLOUR_CODE = re.compile(r"\x1b\[[0-9;]*m")
 # Scipion's line at each step's start and end, e.g. "STARTED: trainStep, step 1, time 2026-12-02 ...".
@@ -57,7 +76,8 @@ _STEP_MARKER = re.compile(r"^(?P<event>STARTED|FINISHED|FAILED): (?P<step>\w+), 
 class SimulatedDataset:
     """A simulated dataset in a folder, written on first use.
 
-    Holds the tomograms ``tomo_000.mrc``..., their ground truth
+    Holds the tomograms ``tomo_000.mrc``... (with the ``lamella`` preset, their
+    regions of interest ``tomo_000_mask.mrc``...), their ground truth
     (``tomo_000_particles.csv``, label and occupancy maps), ``classes.json``,
     class shape masks, and per-class coordinate files ``class<k>/tomo_000.txt``
     (x y z in voxels) that tomo's "import coordinates 3D" reads.
@@ -67,7 +87,7 @@ class SimulatedDataset:
     path : path
         The dataset's folder.
     preset : str
-        A simulator preset (``tiny``, ``demo``); the dataset has its default number of tomograms.
+        A simulator preset (``tiny``, ``demo``, ``lamella``); the dataset has its default number of tomograms.
     seed : int
         The simulator's seed.
     """
@@ -246,6 +266,23 @@ def box_size(cls: dict) -> int:
     return int(round(2.5 * cls["radius_voxels"]))
 
 
+def radii_A(dataset: SimulatedDataset) -> str:
+    """The classes' radii in Angstrom, in class order: the cluster protocol's "radii" field."""
+    return ", ".join(f"{cls['radius_voxels'] * dataset.voxel_size():g}" for cls in dataset.classes())
+
+
+def import_masks(project: Project, dataset: SimulatedDataset, tomograms, label: str):
+    """The regions of interest ``<tsId>_mask.mrc`` of the given tomograms, as a SetOfTomoMasks."""
+    return launch(
+        project,
+        ProtImportTomomasks,
+        label,
+        filesPath=dataset.getPath(),
+        filesPattern="{TS}_mask.mrc",
+        inputTomos=tomograms,
+    ).tomomasks
+
+
 def import_particles(project: Project, dataset: SimulatedDataset, tomograms, label: str):
     """All classes (groupId) with orientations, from the simulator's particle tables."""
     return launch(
@@ -272,6 +309,20 @@ def import_shapes(project: Project, dataset: SimulatedDataset) -> list:
     ]
 
 
+def segment(project: Project, tomograms, model, label: str, masks=None):
+    """Segment tomograms (averaged over 4 rotations), within their regions of interest if given."""
+    region = {"inputMasks": masks} if masks is not None else {}
+    return launch(
+        project,
+        DeepFinderProtSegment,
+        label,
+        inputTomograms=tomograms,
+        inputModel=model,
+        averageRotations=True,
+        **region,
+    )
+
+
 def run_pipeline(
     project: Project,
     dataset: SimulatedDataset,
@@ -288,7 +339,6 @@ def run_pipeline(
     training = training or TrainFormValues()
     classes = dataset.classes()
     names = ", ".join(cls["name"] for cls in classes)
-    radii_A = ", ".join(f"{cls['radius_voxels'] * dataset.voxel_size():g}" for cls in classes)
     run = {}
     run["train tomograms"] = import_tomograms(project, dataset, train_pattern, "training tomograms")
     run["test tomograms"] = import_tomograms(project, dataset, test_pattern, "test tomograms")
@@ -323,21 +373,14 @@ def run_pipeline(
         **by_group,
         **training.extra,
     )
-    run["segment"] = launch(
-        project,
-        DeepFinderProtSegment,
-        "segment",
-        inputTomograms=test_tomograms,
-        inputModel=run["train"].model,
-        averageRotations=True,
-    )
+    run["segment"] = segment(project, test_tomograms, run["train"].model, "segment")
     run["cluster"] = launch(
         project,
         DeepFinderProtCluster,
         "cluster",
         inputTomograms=test_tomograms,
         inputLabelMaps=run["segment"].labelMaps,
-        radii=radii_A,
+        radii=radii_A(dataset),
     )
     run["evaluate"] = launch(
         project,
@@ -345,7 +388,141 @@ def run_pipeline(
         "evaluate",
         pickedCoordinates=[run["cluster"].coordinates],
         inputCoordinates=[reference],
-        toleranceA=6 * dataset.voxel_size(),
+        toleranceA=TOLERANCE_VOXELS * dataset.voxel_size(),
         **by_group,
     )
     return run
+
+
+def cluster_four_ways(
+    project: Project, tomograms, label_maps, masks, radii: str, plain=None
+) -> dict[str, object]:
+    """Cluster label maps in each of the :data:`CLUSTER_WAYS`; return the cluster runs by way.
+
+    Parameters
+    ----------
+    tomograms, label_maps, masks
+        A SetOfTomograms, their label maps and their regions of interest (SetOfTomoMasks), by tsId.
+    radii : str
+        The cluster protocol's radii field (Angstrom per class, see :func:`radii_A`).
+    plain : protocol, optional
+        A finished cluster run of these label maps without threshold nor mask: the first way, not run again.
+    """
+    runs = {}
+    for way, (automatic, masked) in CLUSTER_WAYS.items():
+        if plain is not None and not (automatic or masked):
+            runs[way] = plain
+            continue
+        region = {"inputMasks": masks} if masked else {}
+        runs[way] = launch(
+            project,
+            DeepFinderProtCluster,
+            f"cluster ({way})",
+            inputTomograms=tomograms,
+            inputLabelMaps=label_maps,
+            radii=radii,
+            scoreThreshold=THRESHOLD_AUTOMATIC if automatic else THRESHOLD_NONE,
+            **region,
+        )
+    return runs
+
+
+def four_ways_report(
+    project: Project, dataset: SimulatedDataset, tomograms, label_maps, plain=None, model=None
+) -> str:
+    """Import the regions of interest of ``tomograms``, cluster their label maps in the four
+    :data:`CLUSTER_WAYS` and return :func:`picking_report` against the dataset's true particles.
+
+    ``plain``: a finished cluster run of these label maps without threshold nor mask (reused).
+    ``model``: the model that segmented them; the tomograms are then segmented again within the
+    mask and clustered with it, a fifth way (:data:`MASKED_SEGMENTATION`).
+    """
+    masks = import_masks(project, dataset, tomograms, "slab masks")
+    runs = cluster_four_ways(project, tomograms, label_maps, masks, radii_A(dataset), plain)
+    if model is not None:
+        runs[MASKED_SEGMENTATION] = launch(
+            project,
+            DeepFinderProtCluster,
+            f"cluster ({MASKED_SEGMENTATION})",
+            inputTomograms=tomograms,
+            inputLabelMaps=segment(project, tomograms, model, "segment (mask)", masks).labelMaps,
+            inputMasks=masks,
+            radii=radii_A(dataset),
+        )
+    reference = ParticleTable.concat(
+        [read_particles_csv(Path(dataset.getPath(), f"{t.getTsId()}_particles.csv")) for t in tomograms]
+    )
+    names = {cls["id"]: cls["name"] for cls in dataset.classes()}
+    return picking_report(
+        {way: picks_of(run) for way, run in runs.items()}, reference, slabs_of(masks), names
+    )
+
+
+def picks_of(cluster_run) -> ParticleTable:
+    """The picks of a cluster run (all classes), in voxels of its tomograms."""
+    sampling = cluster_run.inputTomograms.get().getSamplingRate()
+    return coordinates_to_table(cluster_run.coordinates, sampling)
+
+
+def slabs_of(masks) -> dict[str, np.ndarray]:
+    """The regions of interest of a SetOfTomoMasks as boolean (z, y, x) arrays, by tsId."""
+    return {mask.getTsId(): np.asarray(read_volume(mask.getFileName())) > 0 for mask in masks}
+
+
+def picks_outside(picks: ParticleTable, slabs: dict[str, np.ndarray]) -> np.ndarray:
+    """Whether each pick lies outside the region of interest of its tomogram."""
+    outside = np.zeros(len(picks), dtype=bool)
+    for tomo, slab in slabs.items():
+        of_tomo = picks.tomo == tomo
+        outside[of_tomo] = ~positions_inside(slab, picks.xyz[of_tomo])
+    return outside
+
+
+def picking_report(
+    picks_by_way: dict[str, ParticleTable],
+    reference: ParticleTable,
+    slabs: dict[str, np.ndarray],
+    class_names: dict[int, str],
+    tolerance_voxels: float = TOLERANCE_VOXELS,
+) -> str:
+    """Per way of picking: the per-class precision/recall/F1 table and the picks outside the
+    regions of interest; then one line per way with each class's F1.
+
+    Parameters
+    ----------
+    picks_by_way : dict
+        The picks of each way (e.g. :data:`CLUSTER_WAYS`), in voxels.
+    reference : ParticleTable
+        The true particles of the same tomograms.
+    slabs : dict
+        Each tomogram's region of interest, boolean (z, y, x), by tomogram id.
+    class_names : dict
+        Class id -> name (background excluded).
+    """
+    sections, scores = [], {}
+    for way, picks in picks_by_way.items():
+        rows = precision_recall_f1(match_by_distance(picks, reference, tolerance_voxels), class_names)
+        outside = picks_outside(picks, slabs)
+        per_class = ", ".join(
+            f"{name} {int((outside & (picks.class_id == k)).sum())}" for k, name in class_names.items()
+        )
+        sections.append(
+            f"{way}:\n{format_table(rows)}\npicks outside the slab: {int(outside.sum())} ({per_class})"
+        )
+        scores[way] = (rows, int(outside.sum()))
+    return "\n\n".join(sections) + "\n\n" + _f1_summary(scores, class_names)
+
+
+def _f1_summary(scores: dict[str, tuple[list[ClassScores], int]], class_names: dict[int, str]) -> str:
+    """One line per way: F1 of each class and of all, and the picks outside the slab."""
+    columns = [*class_names.values(), "all"]
+    width = max(len(way) for way in scores)
+    lines = [f"{'F1':<{width}}  " + " ".join(f"{name:>9}" for name in columns) + "  outside"]
+    for way, (rows, outside) in scores.items():
+        f1 = {row.name: row.f1 for row in rows}
+        lines.append(
+            f"{way:<{width}}  "
+            + " ".join(f"{f1[name]:>9.2f}" if name in f1 else f"{'-':>9}" for name in columns)
+            + f"  {outside:>7}"
+        )
+    return "\n".join(lines)

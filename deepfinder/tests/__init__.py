@@ -20,3 +20,4 @@ class GeneratedDataSet(SimulatedDataset, DataSet):
 
 
 TINY = GeneratedDataSet("tiny")
+LAMELLA = GeneratedDataSet("lamella")

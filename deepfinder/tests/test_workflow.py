@@ -1,9 +1,20 @@
-"""The demo's chain: progress read from the protocols' run logs, and the project it creates."""
+"""The demo's chain: progress read from the protocols' run logs, the project it creates, and the
+report comparing ways of picking."""
 
+import numpy as np
 from pyworkflow.gui.project.viewprotocols_extra import ProtocolTreeConfig
 from pyworkflow.project import Manager
 
-from deepfinder.workflow import PROGRESS_CHARACTERS, TOMOGRAPHY_VIEW, create_project, duration, progress_line
+from deepfinder.core.particles import ParticleTable
+from deepfinder.workflow import (
+    PROGRESS_CHARACTERS,
+    TOMOGRAPHY_VIEW,
+    create_project,
+    duration,
+    picking_report,
+    picks_outside,
+    progress_line,
+)
 
 # The head of a training run's logs/run.stdout, as Scipion wrote it (colour codes included).
 TRAIN_LOG_HEAD = """\
@@ -88,3 +99,33 @@ def test_the_project_opens_in_the_tomography_view(tmp_path):
     # The views the GUI offers (without a site protocols.conf): the saved one is among them, with ours.
     views = ProtocolTreeConfig.load(project.getDomain(), str(tmp_path / "protocols.conf"))
     assert "DeepFinderProtTrain" in protocols_listed(views[TOMOGRAPHY_VIEW])
+
+
+# A 10-voxel cube whose region of interest is its lower half (z < 5); two true particles in it.
+SLAB = {"t": np.zeros((10, 10, 10), dtype=bool)}
+SLAB["t"][:5] = True
+REFERENCE = ParticleTable(tomo="t", class_id=[1, 2], xyz=[[2, 2, 2], [7, 7, 2]])
+# One pick on each true particle, and a ribosome pick on the gold above the slab (z = 8).
+ALL_PICKS = ParticleTable(tomo="t", class_id=[1, 2, 1], xyz=[[2, 2, 2], [7, 7, 3], [5, 5, 8]])
+NAMES = {1: "ribosome", 2: "rod"}
+
+
+def test_picks_outside_the_region_of_their_own_tomogram():
+    other = ParticleTable(tomo="u", class_id=1, xyz=[[5, 5, 8]])
+    np.testing.assert_array_equal(picks_outside(ALL_PICKS, SLAB), [False, False, True])
+    np.testing.assert_array_equal(picks_outside(other, SLAB), [False], "a tomogram without a region")
+
+
+def test_the_report_has_a_table_and_the_picks_outside_the_slab_per_way():
+    ways = {"no mask": ALL_PICKS, "mask": ALL_PICKS.select(np.array([True, True, False]))}
+    report = picking_report(ways, REFERENCE, SLAB, NAMES, tolerance_voxels=2)
+    no_mask, mask, summary = report.split("\n\n")
+    assert no_mask.startswith("no mask:\nclass") and mask.startswith("mask:\nclass")
+    assert no_mask.endswith("picks outside the slab: 1 (ribosome 1, rod 0)")
+    assert mask.endswith("picks outside the slab: 0 (ribosome 0, rod 0)")
+    assert "ribosome       2      1      1     0.500   1.000  0.667" in no_mask
+    assert summary.splitlines() == [
+        "F1        ribosome       rod       all  outside",
+        "no mask       0.67      1.00      0.80        1",
+        "mask          1.00      1.00      1.00        0",
+    ]

@@ -13,8 +13,11 @@ A pick is kept when its score is at least its class's threshold (the rule of
   ``otsu``: the cut of largest between-group variance; ``gmm``: where the two
   posteriors of a two-component Gaussian mixture are equal. Either way the
   split is only made when two Gaussians describe the scores better than one
-  (Bayesian information criterion), so a class whose picks are all alike loses
-  none. Cluster sizes (the score without score maps) are fitted on a log scale.
+  (Bayesian information criterion), stand apart (Ashman's D of at least
+  :data:`MIN_SEPARATION`) and each hold a few picks (:data:`MIN_SCORES_PER_SIDE`),
+  and when the class has enough picks to tell (:data:`MIN_SCORES_TO_FIT`): a class
+  whose picks are all alike, or a lone low pick, loses none. Cluster sizes (the
+  score without score maps) are fitted on a log scale.
   benchmarks/RESULTS.md compares the two (:data:`DEFAULT_METHOD`): equal after the
   default minimum cluster size, Otsu better on a broad tail of specks.
 """
@@ -39,8 +42,15 @@ _log = logging.getLogger(__name__)
 
 METHODS = ("otsu", "gmm")
 DEFAULT_METHOD = "otsu"
-#: Fewer scores than this in a class: no fit, nothing cut.
-MIN_SCORES_TO_FIT = 10
+#: Fewer scores than this in a class: no fit, nothing cut. With fewer, the low tail of the
+#: true particles passes for a population of its own (the lamella demo's 15 picks per class
+#: lost a quarter of its true rings and rods to it).
+MIN_SCORES_TO_FIT = 30
+#: Fewer scores than this on either side of the cut: no cut (a lone outlier is no population).
+MIN_SCORES_PER_SIDE = 3
+#: Ashman's D = sqrt(2) |mean1 - mean2| / sqrt(sigma1^2 + sigma2^2) below this: the two
+#: Gaussians overlap into one population, and nothing is cut (2: a clean separation).
+MIN_SEPARATION = 2.0
 #: The ``kind`` field of a thresholds file.
 THRESHOLDS_KIND = "deepfinder score thresholds"
 
@@ -123,8 +133,9 @@ def fit_scores(scores: np.ndarray, method: str = DEFAULT_METHOD, log_scale: bool
     Returns
     -------
     ScoreFit
-        Threshold ``-inf`` when the scores are fewer than :data:`MIN_SCORES_TO_FIT`
-        or one Gaussian describes them better than two.
+        Threshold ``-inf`` when the scores are fewer than :data:`MIN_SCORES_TO_FIT`,
+        one Gaussian describes them better than two, the two overlap or one side of
+        the cut would hold fewer than :data:`MIN_SCORES_PER_SIDE` scores.
     """
     from sklearn.mixture import GaussianMixture
 
@@ -150,10 +161,12 @@ def fit_scores(scores: np.ndarray, method: str = DEFAULT_METHOD, log_scale: bool
     means = two.means_.ravel()[order]
     sigmas = np.sqrt(two.covariances_.ravel()[order])
     threshold = -np.inf
-    if two.bic(column) < one.bic(column):
-        threshold = _posterior_cut(two, means) if method == "gmm" else _otsu_cut(values)
-        if log_scale:
-            threshold = 10.0**threshold
+    separation = np.sqrt(2) * abs(means[1] - means[0]) / np.sqrt(np.sum(sigmas**2))
+    if two.bic(column) < one.bic(column) and separation >= MIN_SEPARATION:
+        cut = _posterior_cut(two, means) if method == "gmm" else _otsu_cut(values)
+        below = np.sum(values < cut)
+        if min(below, len(values) - below) >= MIN_SCORES_PER_SIDE:
+            threshold = 10.0**cut if log_scale else cut
     return ScoreFit(method, float(threshold), log_scale, weights, means, sigmas)
 
 

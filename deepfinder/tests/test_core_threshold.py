@@ -53,6 +53,21 @@ def test_one_population_loses_nothing(method):
 
 def test_too_few_scores_are_not_split():
     assert not fit_scores([0.1, 0.1, 0.2, 0.9, 0.95, 0.9]).separated
+    # The lamella demo's ribosomes: 14 picks at about 0.955 and one at 0.928, all true particles.
+    scores = np.r_[np.random.default_rng(5).normal(0.955, 0.002, 14), 0.928]
+    assert not fit_scores(scores).separated
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_lone_low_pick_is_not_a_population(method):
+    scores = np.r_[np.random.default_rng(6).normal(0.9, 0.01, 40), 0.5]
+    assert not fit_scores(scores, method).separated
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_overlapping_populations_are_not_split(method):
+    low, high = two_populations(n_low=60, n_high=60, low=0.80, high=0.86, spread=0.04, seed=7)
+    assert not fit_scores(np.concatenate([low, high]), method).separated
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -156,7 +171,7 @@ def _label_map_with_specks(folder, n_particles=12, n_specks=8):
     from deepfinder.core.segment import score_map_paths
     from deepfinder.core.targets import sphere_targets
 
-    shape = (24, 48, 96)
+    shape = (24, 24 * -(-max(n_particles, n_specks) // 6), 96)
     balls = np.array([[10 + 14 * (i % 6), 12 + 24 * (i // 6), 12] for i in range(n_particles)], float)
     specks = np.array([[10 + 14 * (i % 6), 12 + 24 * (i // 6), 4] for i in range(n_specks)], int)
     truth = ParticleTable(tomo="tomo", class_id=1, xyz=balls)
@@ -208,7 +223,7 @@ def test_cluster_command_finds_the_threshold_automatically_and_writes_the_fit(tm
     from deepfinder.figures.pictures import write_png
     from deepfinder.figures.score_fits import threshold_page
 
-    _label_map_with_specks(tmp_path)
+    _label_map_with_specks(tmp_path, n_particles=24, n_specks=12)  # enough picks to fit
     found = _cluster(
         tmp_path,
         "--scores",
@@ -218,10 +233,10 @@ def test_cluster_command_finds_the_threshold_automatically_and_writes_the_fit(tm
         "--threshold-report",
         str(tmp_path / "cut.json"),
     )
-    assert len(found) == 12
-    assert "lost per class: 1: 8" in capsys.readouterr().out
+    assert len(found) == 24
+    assert "lost per class: 1: 12" in capsys.readouterr().out
     report = read_threshold_report(tmp_path / "cut.json")
-    assert len(report.scores) == 20 and report.lost == {1: 8} and 0.4 < report.thresholds[1] <= 0.9
+    assert len(report.scores) == 36 and report.lost == {1: 12} and 0.4 < report.thresholds[1] <= 0.9
     assert report.fits[1].separated and not report.log_scale
     picture = write_png(tmp_path / "cut.png", threshold_page(tmp_path / "cut.json", ["background", "ball"]))
     assert (tmp_path / "cut.png").stat().st_size > 10_000 and picture.endswith("cut.png")

@@ -33,8 +33,10 @@ from deepfinder.viewers.viewers import DeepFinderPicksViewer
 
 pytestmark = pytest.mark.slow  # a dozen protocol runs
 
-WHOLE = [[x, y, 12] for x in (10, 22, 34, 46) for y in (10, 22, 34)]
-HALVES = [[x, y, 0] for x in (10, 22, 34, 46) for y in (48, 58)]
+# 35 picks: enough for the automatic threshold to fit (core.threshold.MIN_SCORES_TO_FIT).
+COLUMNS = range(10, 90, 12)
+WHOLE = [[x, y, 12] for x in COLUMNS for y in (10, 22, 34)]
+HALVES = [[x, y, 0] for x in COLUMNS for y in (48, 58)]
 # Between a half ball (about 130 voxels) and a whole one (257) of radius 4 voxels.
 SIZE_THRESHOLD = "220"
 
@@ -48,7 +50,7 @@ class TestClusterThreshold(BaseTest):
     def setUpClass(cls):
         setupTestProject(cls)
         with mrcfile.new(cls.getOutputPath("tc.mrc")) as mrc:
-            mrc.set_data(np.random.default_rng(5).normal(size=(24, 64, 64)).astype(np.float32))
+            mrc.set_data(np.random.default_rng(5).normal(size=(24, 64, 96)).astype(np.float32))
             mrc.voxel_size = 10.0
         np.savetxt(cls.getOutputPath("tc.txt"), WHOLE + HALVES)
         os.makedirs(cls.getOutputPath("whole"))

@@ -555,7 +555,9 @@ def parse_arguments() -> argparse.Namespace:
         default=0,
         help="seed of the simulated data (runs with other --seed values share it)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="training seed (with --model: the model's, for the report)"
+    )
     parser.add_argument(
         "--prepare-only",
         action="store_true",

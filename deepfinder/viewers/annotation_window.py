@@ -412,8 +412,11 @@ class AnnotationWindow:
         if hit is None:
             hit = self.annotation.add(self.current_class, point)
             self._changed()
-        self.selected = hit
-        self._drag = (hit, False)
+        self._start_drag(hit)
+
+    def _start_drag(self, index: int) -> None:
+        self.selected = index
+        self._drag = (index, False)
         self._draw_all_overlays()
 
     def _motion(self, view: str, event) -> None:
@@ -423,8 +426,8 @@ class AnnotationWindow:
         point = self._point(view, event)
         # Dragging moves a particle within the view's plane only.
         w = VIEW_AXES[view][2]
-        point[w] = self.annotation.xyz[index, w]
-        self.annotation.move(index, point, remember=not moved)
+        point[w] = self._positions()[index, w]
+        self._move(index, point, first_of_drag=not moved)
         self._drag = (index, True)
         self._draw_overlay(view)
 
@@ -435,9 +438,20 @@ class AnnotationWindow:
         self._drag = None
         if moved:
             self._changed()
+        self._show_particle(index)
+
+    def _positions(self) -> np.ndarray:
+        """(n, 3) positions (voxels) of the particles the mouse edits."""
+        return self.annotation.xyz
+
+    def _move(self, index: int, xyz: np.ndarray, first_of_drag: bool) -> None:
+        # One undo puts a dragged particle back where the drag started.
+        self.annotation.move(index, xyz, remember=first_of_drag)
+
+    def _show_particle(self, index: int) -> None:
         # Linked views: the other slices go through the particle just clicked.
         self.cursor = np.clip(
-            np.round(self.annotation.xyz[index]).astype(int), 0, np.array(self.shape[::-1]) - 1
+            np.round(self._positions()[index]).astype(int), 0, np.array(self.shape[::-1]) - 1
         )
         self.render()
 

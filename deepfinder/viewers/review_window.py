@@ -270,29 +270,15 @@ class ReviewWindow(AnnotationWindow):
         if hit is None:
             return
         self.position = int(np.flatnonzero(self.review.order == hit)[0])
-        self.selected = hit
-        self._drag = (hit, False)
-        self._draw_all_overlays()
+        self._start_drag(hit)
 
-    def _motion(self, view: str, event) -> None:
-        if self._drag is None:
-            return
-        index, _ = self._drag
-        point = self._point(view, event)
-        # Dragging moves a pick within the view's plane only.
-        w = VIEW_AXES[view][2]
-        point[w] = self.review.xyz[index, w]
-        self.review.move(index, point)
-        self._drag = (index, True)
-        self._draw_overlay(view)
+    def _positions(self) -> np.ndarray:
+        return self.review.xyz
 
-    def _release(self) -> None:
-        if self._drag is None:
-            return
-        index, moved = self._drag
-        self._drag = None
-        if moved:
-            self._changed()
+    def _move(self, index: int, xyz: np.ndarray, first_of_drag: bool) -> None:
+        self.review.move(index, xyz)
+
+    def _show_particle(self, index: int) -> None:
         self.select(self.position)
 
     def _delete_at(self, view: str, event) -> None:

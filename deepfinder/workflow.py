@@ -262,6 +262,29 @@ def import_class_coordinates(project: Project, dataset: SimulatedDataset, tomogr
     return sets
 
 
+def sphere_targets(project: Project, dataset: SimulatedDataset, pattern: str) -> tuple:
+    """Import the tomograms matching a glob ``pattern`` and their particles (one coordinate set
+    per class), and paint each particle as a sphere of its class's radius.
+
+    Returns
+    -------
+    tuple
+        The tomograms (SetOfTomograms), the coordinate sets (one per class) and the targets run.
+    """
+    tomograms = import_tomograms(project, dataset, pattern, "tomograms").Tomograms
+    coordinates = import_class_coordinates(project, dataset, tomograms, "particles")
+    targets = launch(
+        project,
+        DeepFinderProtGenerateTargets,
+        "targets",
+        inputTomograms=tomograms,
+        inputCoordinates=coordinates,
+        radii=", ".join(f"{c['radius_voxels']:g}" for c in dataset.classes()),
+        radiusInPixels=True,
+    )
+    return tomograms, coordinates, targets
+
+
 def box_size(cls: dict) -> int:
     return int(round(2.5 * cls["radius_voxels"]))
 

@@ -94,7 +94,11 @@ def split_values(text: str | None) -> list[str]:
 
 
 def per_class(
-    values: Sequence[str], classes: Sequence[int], setting: str, kind: Callable[[str], Any] = float
+    values: Sequence[str],
+    classes: Sequence[int],
+    setting: str,
+    kind: Callable[[str], Any] = float,
+    every_class: bool = False,
 ) -> dict[int, Any]:
     """{class id: value} of a per-class setting given as text.
 
@@ -109,11 +113,14 @@ def per_class(
         Name of the setting, for the error message.
     kind : callable
         Converts each value (``float``, ``int``, ``str``...).
+    every_class : bool
+        Refuse ``CLASS:VALUE`` pairs that leave a class of ``classes`` without a value.
 
     Raises
     ------
     SettingError
-        Values that are neither of the three forms, or that ``kind`` refuses.
+        Values that are neither of the three forms, that ``kind`` refuses, or
+        (with ``every_class``) that miss a class.
     """
     values, classes = list(values), [int(c) for c in classes]
 
@@ -130,6 +137,13 @@ def per_class(
             if not sep or not class_id.strip().isdigit():
                 raise SettingError(setting, f"give CLASS:VALUE pairs (e.g. 1:6), got {value!r}")
             pairs[int(class_id)] = convert(rest)
+        missing = sorted(set(classes) - set(pairs)) if every_class else []
+        if missing:
+            raise SettingError(
+                setting,
+                f"no value for class(es) {missing}: give CLASS:VALUE for each of the classes {classes}, "
+                "or one value for all",
+            )
         return pairs
     if len(values) == 1 and classes:
         return {c: convert(values[0]) for c in classes}

@@ -2,7 +2,7 @@
 (reference-free) threshold, the threshold of a reference tomogram and the best one in hindsight.
 
 Prepare (cached in ``--work``, skipped when done): simulate the demo preset (4 tomograms),
-train a small model on tomo_000 + tomo_001 (the quick settings of the demo workflow, fewer
+train a small model on tomo_000 + tomo_001 (the ``quick`` training preset, fewer
 epochs), segment tomo_002 and tomo_003 with score maps. Measure: cluster each held-out
 tomogram twice (the default minimum size, and none: every speck kept) with two scores (mean
 class probability, cluster size), then per class and tomogram
@@ -32,7 +32,7 @@ from deepfinder.core.evaluate import match_by_distance, precision_recall_f1, thr
 from deepfinder.core.io import read_particles_csv, read_volume, write_volume
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.segment import score_map_paths, segment_tomogram
-from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.settings import training_preset
 from deepfinder.core.simulate import simulate_dataset
 from deepfinder.core.targets import shape_targets
 from deepfinder.core.threshold import (
@@ -51,21 +51,6 @@ TRAIN = ("tomo_000", "tomo_001")
 TEST = ("tomo_002", "tomo_003")
 #: Distance rule of the evaluation, about the particle radii of the demo preset.
 TOLERANCE_VOXELS = 6
-
-
-def training_settings(epochs: int) -> TrainingSettings:
-    """The demo workflow's quick CPU settings (deepfinder.workflow.TrainingSettings)."""
-    return TrainingSettings(
-        patch_size=32,
-        batch_size=4,
-        epochs=epochs,
-        steps_per_epoch=16,
-        validation_steps=2,
-        loss="dice_cross_entropy",
-        learning_rate=1e-3,
-        shift_voxels=6,
-        seed=0,
-    )
 
 
 def prepare(work: Path, epochs: int) -> None:
@@ -94,7 +79,7 @@ def prepare(work: Path, epochs: int) -> None:
             tables,
             model,
             len(classes) + 1,
-            training_settings(epochs),
+            training_preset("quick", epochs=epochs, seed=0),
             validation_fraction=0.2,
             class_names=["background"] + [c["name"] for c in classes],
         )

@@ -1,6 +1,6 @@
 """Picks of a trained model on lamella tomograms, with and without the slab mask.
 
-A model learns the tiny preset (2 tomograms, the settings of ``test_core_learning.py``); it then
+A model learns the tiny preset (2 tomograms, the ``quick`` training preset); it then
 segments the tomograms of the ``lamella`` preset (same classes and sampling, a tilted slab under a
 layer of look-alikes and gold) without and with their ``<name>_mask.mrc``. For each, the picks
 outside the slab and the per-class F1 against the ground truth (distance rule, 6 voxels).
@@ -25,22 +25,12 @@ from deepfinder.core.logs import engine_log
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.roi import positions_inside
 from deepfinder.core.segment import segment_tomogram
-from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.settings import training_preset
 from deepfinder.core.simulate import simulate_dataset
 from deepfinder.core.targets import shape_targets
 from deepfinder.core.train import train
 
-TRAINING = TrainingSettings(
-    patch_size=32,
-    batch_size=4,
-    epochs=20,
-    steps_per_epoch=16,
-    validation_steps=2,
-    loss="dice_cross_entropy",
-    learning_rate=1e-3,
-    shift_voxels=6,
-    seed=0,
-)
+TRAINING = training_preset("quick", seed=0)
 TOLERANCE_VOXELS = 6
 
 

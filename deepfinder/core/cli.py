@@ -368,7 +368,7 @@ def _add_train(subparsers) -> None:
         "--preset",
         choices=sorted(TRAINING_PRESETS),
         default="cpu",
-        help="training settings that fit the hardware, changed by the options given: "
+        help="training settings that fit the hardware or a first try, changed by the options given: "
         + "; ".join(f"{name}: {changes or 'the defaults'}" for name, changes in TRAINING_PRESETS.items()),
     )
     _add_setting(parser, TrainingSettings, "patch_size", "--patch-size", type=int)

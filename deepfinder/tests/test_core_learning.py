@@ -15,27 +15,14 @@ from deepfinder.core.cluster import cluster_labels
 from deepfinder.core.evaluate import format_table, match_by_distance, precision_recall_f1
 from deepfinder.core.io import read_particles_csv, read_volume, write_volume
 from deepfinder.core.segment import segment_tomogram
-from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.settings import training_preset
 from deepfinder.core.simulate import simulate_dataset
 from deepfinder.core.targets import shape_targets
 from deepfinder.core.train import train
 
 pytestmark = pytest.mark.slow
 
-# Dice + cross-entropy at 1e-3 learns the thin ring and rod within ~100 steps,
-# where Dice alone at 1e-4 has not left the all-background start.
-# Patches of 32 with a shift of 6 keep the 22-voxel rod inside the patch.
-TRAINING = TrainingSettings(
-    patch_size=32,
-    batch_size=4,
-    epochs=20,
-    steps_per_epoch=16,
-    validation_steps=2,
-    loss="dice_cross_entropy",
-    learning_rate=1e-3,
-    shift_voxels=6,
-    seed=0,
-)
+TRAINING = training_preset("quick", seed=0)
 # About the particle radii (5 to 8 voxels).
 TOLERANCE_VOXELS = 6
 

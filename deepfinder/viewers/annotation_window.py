@@ -350,8 +350,8 @@ class AnnotationWindow:
         column, row = to_canvas(view, self.cursor, self.centre, self.scale, size)
         canvas.create_line(column, 0, column, size[1], fill="#5f8fbf", dash=(3, 5), tags="overlay")
         canvas.create_line(0, row, size[0], row, fill="#5f8fbf", dash=(3, 5), tags="overlay")
-        xyz, class_id = self.annotation.xyz, self.annotation.class_id
-        for index in range(len(xyz)):
+        xyz, class_id = self._positions(), self._class_ids()
+        for index in self._shown_particles():
             particle_class = self.classes[class_id[index] - 1]
             offset = abs(xyz[index, w] - self.cursor[w])
             if offset > particle_class.radius_voxels:
@@ -364,13 +364,23 @@ class AnnotationWindow:
                 row - radius,
                 column + radius,
                 row + radius,
-                outline=particle_class.colour,
-                width=3 if selected else 2,
                 tags="overlay",
+                **self._outline(index, particle_class, selected),
             )
             if selected:
                 canvas.create_line(column - 4, row, column + 5, row, fill="white", tags="overlay")
                 canvas.create_line(column, row - 4, column, row + 5, fill="white", tags="overlay")
+
+    def _shown_particles(self) -> np.ndarray:
+        """Indices of the particles the views show: those of the tomogram shown."""
+        return np.arange(len(self.annotation.xyz))
+
+    def _class_ids(self) -> np.ndarray:
+        return self.annotation.class_id
+
+    def _outline(self, index: int, particle_class: ParticleClass, selected: bool) -> dict:
+        """Tk options of the circle of particle ``index``."""
+        return {"outline": particle_class.colour, "width": 3 if selected else 2}
 
     def _class_counts(self) -> dict[int, int]:
         """Particles per class id, shown in the class list."""

@@ -51,24 +51,13 @@ def trivial_job_times(n_jobs: int, folder: Path) -> tuple[list[float], list[floa
 
 def segmentation_runs(project_name: str) -> list[tuple[str, float, float, int]]:
     """(variant, run wall time, mean segmentation step time, job scripts) for each way to run it."""
-    from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtSegment, DeepFinderProtTrain
+    from deepfinder.protocols import DeepFinderProtSegment, DeepFinderProtTrain
     from deepfinder.tests import TINY
     from deepfinder.tests.slurm import send_to_queue, wait_until_done
-    from deepfinder.workflow import create_project, import_class_coordinates, import_tomograms, launch
+    from deepfinder.workflow import create_project, launch, sphere_targets
 
     project = create_project(project_name)
-    tomograms = import_tomograms(project, TINY, "tomo_00?.mrc", "tomograms").Tomograms
-    coordinates = import_class_coordinates(project, TINY, tomograms, "particles")
-    radii = ", ".join(f"{c['radius_voxels']:g}" for c in TINY.classes())
-    targets = launch(
-        project,
-        DeepFinderProtGenerateTargets,
-        "targets",
-        inputTomograms=tomograms,
-        inputCoordinates=coordinates,
-        radii=radii,
-        radiusInPixels=True,
-    )
+    tomograms, coordinates, targets = sphere_targets(project, TINY, "tomo_00?.mrc")
     train = launch(
         project,
         DeepFinderProtTrain,

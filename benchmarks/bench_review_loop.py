@@ -36,22 +36,12 @@ from deepfinder.core.evaluate import match_by_distance, precision_recall_f1
 from deepfinder.core.io import read_particles_csv, read_volume, write_volume
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.segment import segment_tomogram
-from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.settings import training_preset
 from deepfinder.core.simulate import simulate_dataset
 from deepfinder.core.targets import sphere_targets
 from deepfinder.core.train import train
 
-TRAINING = TrainingSettings(
-    patch_size=32,
-    batch_size=4,
-    epochs=15,
-    steps_per_epoch=16,
-    validation_steps=2,
-    loss="dice_cross_entropy",
-    learning_rate=1e-3,
-    shift_voxels=6,
-    seed=0,
-)
+TRAINING = training_preset("quick", epochs=15, seed=0)
 TOLERANCE_VOXELS = 6
 N_REVIEWED = 20
 

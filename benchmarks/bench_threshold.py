@@ -2,7 +2,7 @@
 (reference-free) threshold, the threshold of a reference tomogram and the best one in hindsight.
 
 Prepare (cached in ``--work``, skipped when done): simulate the demo preset (4 tomograms),
-train a small model on tomo_000 + tomo_001 (the quick settings of the demo workflow, fewer
+train a small model on tomo_000 + tomo_001 (the ``quick`` training preset, fewer
 epochs), segment tomo_002 and tomo_003 with score maps. Measure: cluster each held-out
 tomogram twice (the default minimum size, and none: every speck kept) with two scores (mean
 class probability, cluster size), then per class and tomogram
@@ -26,15 +26,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from simulated_model import train_on_shapes
 
 from deepfinder.core.cluster import Clusters, find_clusters
 from deepfinder.core.evaluate import match_by_distance, precision_recall_f1, threshold_sweep
-from deepfinder.core.io import read_particles_csv, read_volume, write_volume
+from deepfinder.core.io import read_particles_csv, read_volume
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.segment import score_map_paths, segment_tomogram
-from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.settings import training_preset
 from deepfinder.core.simulate import simulate_dataset
-from deepfinder.core.targets import shape_targets
 from deepfinder.core.threshold import (
     DEFAULT_METHOD,
     METHODS,
@@ -43,7 +43,6 @@ from deepfinder.core.threshold import (
     best_thresholds,
     thresholds_of,
 )
-from deepfinder.core.train import train
 from deepfinder.figures.pictures import HISTOGRAMS_SIZE, write_png
 from deepfinder.figures.score_fits import plot_score_thresholds
 
@@ -53,21 +52,6 @@ TEST = ("tomo_002", "tomo_003")
 TOLERANCE_VOXELS = 6
 
 
-def training_settings(epochs: int) -> TrainingSettings:
-    """The demo workflow's quick CPU settings (deepfinder.workflow.TrainingSettings)."""
-    return TrainingSettings(
-        patch_size=32,
-        batch_size=4,
-        epochs=epochs,
-        steps_per_epoch=16,
-        validation_steps=2,
-        loss="dice_cross_entropy",
-        learning_rate=1e-3,
-        shift_voxels=6,
-        seed=0,
-    )
-
-
 def prepare(work: Path, epochs: int) -> None:
     """Simulate, train, segment; each stage skipped when its output exists."""
     data = work / "data"
@@ -75,29 +59,11 @@ def prepare(work: Path, epochs: int) -> None:
         started = time.perf_counter()
         simulate_dataset(data, preset="demo", n_tomograms=4, seed=0)
         print(f"simulated in {time.perf_counter() - started:.0f} s", flush=True)
-    classes = json.loads((data / "classes.json").read_text())
     model = work / "model"
     best = model / "best.weights.h5"
     if not best.exists():
-        masks = {c["id"]: np.asarray(read_volume(data / c["mask"])) > 0 for c in classes}
-        tomograms, label_maps, tables = [], [], []
-        for name in TRAIN:
-            table = read_particles_csv(data / f"{name}_particles.csv")
-            labels = shape_targets(read_volume(data / f"{name}.mrc").shape, table, masks)
-            tomograms.append(data / f"{name}.mrc")
-            label_maps.append(write_volume(work / f"{name}_targets.mrc", labels))
-            tables.append(table)
         started = time.perf_counter()
-        best = train(
-            tomograms,
-            label_maps,
-            tables,
-            model,
-            len(classes) + 1,
-            training_settings(epochs),
-            validation_fraction=0.2,
-            class_names=["background"] + [c["name"] for c in classes],
-        )
+        best = train_on_shapes(data, TRAIN, work, training_preset("quick", epochs=epochs, seed=0))
         print(f"trained in {time.perf_counter() - started:.0f} s: {best}", flush=True)
     for name in TEST:
         labels = work / f"{name}_predicted.mrc"

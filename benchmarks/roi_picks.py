@@ -1,6 +1,6 @@
 """Picks of a trained model on lamella tomograms, with and without the slab mask.
 
-A model learns the tiny preset (2 tomograms, the settings of ``test_core_learning.py``); it then
+A model learns the tiny preset (2 tomograms, the ``quick`` training preset); it then
 segments the tomograms of the ``lamella`` preset (same classes and sampling, a tilted slab under a
 layer of look-alikes and gold) without and with their ``<name>_mask.mrc``. For each, the picks
 outside the slab and the per-class F1 against the ground truth (distance rule, 6 voxels).
@@ -17,57 +17,27 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from simulated_model import train_on_shapes
 
 from deepfinder.core.cluster import find_clusters
 from deepfinder.core.evaluate import match_by_distance, precision_recall_f1
-from deepfinder.core.io import read_particles_csv, read_volume, write_volume
+from deepfinder.core.io import read_particles_csv, read_volume
 from deepfinder.core.logs import engine_log
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.roi import positions_inside
 from deepfinder.core.segment import segment_tomogram
-from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.settings import training_preset
 from deepfinder.core.simulate import simulate_dataset
-from deepfinder.core.targets import shape_targets
-from deepfinder.core.train import train
 
-TRAINING = TrainingSettings(
-    patch_size=32,
-    batch_size=4,
-    epochs=20,
-    steps_per_epoch=16,
-    validation_steps=2,
-    loss="dice_cross_entropy",
-    learning_rate=1e-3,
-    shift_voxels=6,
-    seed=0,
-)
+TRAINING = training_preset("quick", seed=0)
 TOLERANCE_VOXELS = 6
 
 
 def trained_model(folder: Path) -> tuple[Path, list[dict]]:
     """Weights learnt on tiny tomo_000 and tomo_001, and the classes."""
-    dataset = simulate_dataset(folder / "tiny", preset="tiny", n_tomograms=2, seed=0)
-    classes = json.loads((folder / "tiny" / "classes.json").read_text())
-    shapes = {c["id"]: np.asarray(read_volume(folder / "tiny" / c["mask"])) > 0 for c in classes}
-    tomograms, label_maps, tables = [], [], []
-    for entry in dataset["tomograms"]:
-        table = read_particles_csv(entry["particles"])
-        labels = shape_targets(read_volume(entry["tomogram"]).shape, table, shapes)
-        tomograms.append(entry["tomogram"])
-        label_maps.append(write_volume(folder / f"{entry['name']}_targets.mrc", labels))
-        tables.append(table)
-    names = ["background"] + [c["name"] for c in classes]
-    best = train(
-        tomograms,
-        label_maps,
-        tables,
-        folder / "model",
-        len(names),
-        TRAINING,
-        validation_fraction=0.2,
-        class_names=names,
-    )
-    return best, classes
+    simulate_dataset(folder / "tiny", preset="tiny", n_tomograms=2, seed=0)
+    best = train_on_shapes(folder / "tiny", ["tomo_000", "tomo_001"], folder, TRAINING)
+    return best, json.loads((folder / "tiny" / "classes.json").read_text())
 
 
 def main(argv=None):

@@ -37,6 +37,7 @@ from .core.evaluate import ClassScores, format_table, match_by_distance, precisi
 from .core.io import read_particles_csv, read_volume, read_voxel_size
 from .core.particles import ParticleTable
 from .core.roi import positions_inside
+from .core.settings import training_preset
 from .core.simulate import simulate_dataset
 from .protocols import (
     DeepFinderProtCluster,
@@ -124,20 +125,24 @@ class SimulatedDataset:
         (folder / _COMPLETE_MARK).touch()
 
 
+_QUICK = training_preset("quick")
+
+
 @dataclass
 class TrainFormValues:
-    """Values of the train protocol's form that learn the generated presets in minutes on 2 CPU cores.
+    """Values of the train protocol's form that learn the generated presets in minutes on 2 CPU cores:
+    the engine's ``quick`` training preset (core.settings.TRAINING_PRESETS).
 
-    The names are the form's parameters (camelCase); the engine's settings are core.settings.TrainingSettings.
+    The names are the form's parameters (camelCase).
     """
 
-    patchSize: int = 32
-    batchSize: int = 4
-    epochs: int = 20
-    stepsPerEpoch: int = 16
-    validationSteps: int = 2
-    learningRate: float = 1e-3
-    shiftVoxels: int = 6
+    patchSize: int = _QUICK.patch_size
+    batchSize: int = _QUICK.batch_size
+    epochs: int = _QUICK.epochs
+    stepsPerEpoch: int = _QUICK.steps_per_epoch
+    validationSteps: int = _QUICK.validation_steps
+    learningRate: float = _QUICK.learning_rate
+    shiftVoxels: int = _QUICK.shift_voxels
     extra: dict = field(default_factory=dict)
 
 
@@ -260,6 +265,29 @@ def import_class_coordinates(project: Project, dataset: SimulatedDataset, tomogr
         )
         sets.append(protocol.outputCoordinates)
     return sets
+
+
+def sphere_targets(project: Project, dataset: SimulatedDataset, pattern: str) -> tuple:
+    """Import the tomograms matching a glob ``pattern`` and their particles (one coordinate set
+    per class), and paint each particle as a sphere of its class's radius.
+
+    Returns
+    -------
+    tuple
+        The tomograms (SetOfTomograms), the coordinate sets (one per class) and the targets run.
+    """
+    tomograms = import_tomograms(project, dataset, pattern, "tomograms").Tomograms
+    coordinates = import_class_coordinates(project, dataset, tomograms, "particles")
+    targets = launch(
+        project,
+        DeepFinderProtGenerateTargets,
+        "targets",
+        inputTomograms=tomograms,
+        inputCoordinates=coordinates,
+        radii=", ".join(f"{c['radius_voxels']:g}" for c in dataset.classes()),
+        radiusInPixels=True,
+    )
+    return tomograms, coordinates, targets
 
 
 def box_size(cls: dict) -> int:

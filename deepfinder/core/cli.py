@@ -319,7 +319,9 @@ def _run_targets(args) -> None:
             initial = start_labels(shape, io.read_volume(args.initial_labels))
         io.warn_if_other_sampling(args.initial_labels, args.tomogram)
     if args.radius:
-        labels = sphere_targets(shape, particles, per_class(args.radius, classes, "--radius"), initial)
+        labels = sphere_targets(
+            shape, particles, per_class(args.radius, classes, "--radius", every_class=True), initial
+        )
     else:
         densities = {}
         for c, path in masks.items():
@@ -366,7 +368,7 @@ def _add_train(subparsers) -> None:
         "--preset",
         choices=sorted(TRAINING_PRESETS),
         default="cpu",
-        help="training settings that fit the hardware, changed by the options given: "
+        help="training settings that fit the hardware or a first try, changed by the options given: "
         + "; ".join(f"{name}: {changes or 'the defaults'}" for name, changes in TRAINING_PRESETS.items()),
     )
     _add_setting(parser, TrainingSettings, "patch_size", "--patch-size", type=int)
@@ -675,11 +677,13 @@ def _run_cluster(args) -> None:
     tomo = args.tomo_id or Path(args.labels).stem
     clusters = find_clusters(
         labels,
-        per_class(args.radius, classes, "--radius") if classes else {},
+        per_class(args.radius, classes, "--radius", every_class=True) if classes else {},
         per_class(args.min_size, classes, "--min-size", int) if args.min_size and classes else None,
         score_maps,
         tomo,
-        per_class(args.bandwidth, classes, "--bandwidth") if args.bandwidth and classes else None,
+        per_class(args.bandwidth, classes, "--bandwidth", every_class=True)
+        if args.bandwidth and classes
+        else None,
         mask=mask,
     )
     particles, voxel_size, shape_zyx = (
@@ -758,6 +762,7 @@ def _run_evaluate(args) -> None:
 
     from . import io
     from .evaluate import (
+        check_occupancy_map,
         confusion_by_distance,
         confusion_by_occupancy,
         format_confusion,
@@ -785,6 +790,8 @@ def _run_evaluate(args) -> None:
     rule = {}
     if args.occupancy:
         rule["occupancy_map"] = io.read_volume(args.occupancy)
+        with _about(args.occupancy):
+            check_occupancy_map(rule["occupancy_map"], len(reference))
         result = match_by_occupancy(detected, rule["occupancy_map"], reference)
         confusion = confusion_by_occupancy(detected, rule["occupancy_map"], reference)
     else:

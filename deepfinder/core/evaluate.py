@@ -218,21 +218,35 @@ def format_confusion(
     return "\n".join(lines)
 
 
+def check_occupancy_map(occupancy_map: np.ndarray, n_reference: int) -> None:
+    """Refuse a map that is not the occupancy of ``n_reference`` particles (ids 0..n_reference)."""
+    if occupancy_map.ndim != 3:
+        raise InputError(f"occupancy_map must be a 3D (z, y, x) array, got {occupancy_map.shape}")
+    not_ids = occupancy_map < 0
+    if not np.issubdtype(occupancy_map.dtype, np.integer):
+        not_ids |= occupancy_map != np.rint(occupancy_map)
+    if not_ids.any():
+        raise InputError(
+            f"the occupancy map holds {occupancy_map[not_ids][0]:g}, not a particle id: it must hold whole "
+            "numbers, 0 outside the particles and i + 1 inside particle i of the reference (the simulator's "
+            "<name>_occupancy.mrc, SHREC's occupancy_mask.mrc), not a tomogram or a score map"
+        )
+    if occupancy_map.size and occupancy_map.max() > n_reference:
+        raise InputError(
+            f"the occupancy map holds particle id {occupancy_map.max()} but the reference "
+            f"has {n_reference} particles: ids must be 1..{n_reference}"
+        )
+
+
 def _particle_under(
     detected: ParticleTable, occupancy_map: np.ndarray, reference: ParticleTable
 ) -> np.ndarray:
     """Index of the reference particle whose occupancy holds each detection, -1 if none."""
     occupancy_map = np.asarray(occupancy_map)
-    if occupancy_map.ndim != 3:
-        raise InputError(f"occupancy_map must be a 3D (z, y, x) array, got {occupancy_map.shape}")
+    check_occupancy_map(occupancy_map, len(reference))
     if len(np.unique(detected.tomo)) > 1:
         raise InputError(
             "Occupancy scores one tomogram: select its detections with ParticleTable.of_tomogram"
-        )
-    if occupancy_map.size and occupancy_map.max() > len(reference):
-        raise InputError(
-            f"occupancy_map holds particle id {occupancy_map.max()} but the reference "
-            f"has {len(reference)} particles: ids must be 1..{len(reference)}"
         )
     index = np.rint(detected.zyx).astype(int)
     inside = np.all((index >= 0) & (index < np.array(occupancy_map.shape)), axis=1)

@@ -424,6 +424,24 @@ REFUSALS = [
         "deepfinder evaluate: error: --tolerance-angstrom needs --voxel-size",
     ),
     (
+        "evaluate with a tomogram for the occupancy map",
+        lambda f: (
+            ["evaluate", "--detected", "particles.csv", "--reference", "particles.csv"]
+            + ["--occupancy", _volume(f, "occupancy.mrc", np.full(SHAPE, 0.5, np.float32))]
+        ),
+        2,
+        "deepfinder evaluate: error: occupancy.mrc: the occupancy map holds 0.5, not a particle id: it must "
+        "hold whole numbers, 0 outside the particles and i + 1 inside particle i of the reference (the "
+        "simulator's <name>_occupancy.mrc, SHREC's occupancy_mask.mrc), not a tomogram or a score map",
+    ),
+    (
+        "cluster without the radius of a class",
+        lambda f: ["cluster", "--labels", "labels.mrc", "--radius", "1:2", "--output", "out/p.csv"],
+        2,
+        "deepfinder cluster: error: --radius: no value for class(es) [2]: give CLASS:VALUE for each of the "
+        "classes [1, 2], or one value for all",
+    ),
+    (
         "cluster a float map",
         lambda f: ["cluster", "--labels", "tomo.mrc", "--radius", "2", "--output", "out/p.csv"],
         2,

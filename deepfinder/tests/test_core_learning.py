@@ -11,31 +11,17 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.simulated_model import train_on_shapes
 from deepfinder.core.cluster import cluster_labels
 from deepfinder.core.evaluate import format_table, match_by_distance, precision_recall_f1
-from deepfinder.core.io import read_particles_csv, read_volume, write_volume
+from deepfinder.core.io import read_particles_csv, read_volume
 from deepfinder.core.segment import segment_tomogram
-from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.settings import training_preset
 from deepfinder.core.simulate import simulate_dataset
-from deepfinder.core.targets import shape_targets
-from deepfinder.core.train import train
 
 pytestmark = pytest.mark.slow
 
-# Dice + cross-entropy at 1e-3 learns the thin ring and rod within ~100 steps,
-# where Dice alone at 1e-4 has not left the all-background start.
-# Patches of 32 with a shift of 6 keep the 22-voxel rod inside the patch.
-TRAINING = TrainingSettings(
-    patch_size=32,
-    batch_size=4,
-    epochs=20,
-    steps_per_epoch=16,
-    validation_steps=2,
-    loss="dice_cross_entropy",
-    learning_rate=1e-3,
-    shift_voxels=6,
-    seed=0,
-)
+TRAINING = training_preset("quick", seed=0)
 # About the particle radii (5 to 8 voxels).
 TOLERANCE_VOXELS = 6
 
@@ -44,26 +30,8 @@ TOLERANCE_VOXELS = 6
 def learnt(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
     dataset = simulate_dataset(folder, preset="tiny", n_tomograms=3, seed=0)
+    best = train_on_shapes(folder, ["tomo_000", "tomo_001"], folder, TRAINING)
     classes = json.loads((folder / "classes.json").read_text())
-    masks = {c["id"]: np.asarray(read_volume(folder / c["mask"])) > 0 for c in classes}
-    tomograms, label_maps, tables = [], [], []
-    for entry in dataset["tomograms"][:2]:
-        table = read_particles_csv(entry["particles"])
-        labels = shape_targets(read_volume(entry["tomogram"]).shape, table, masks)
-        tomograms.append(entry["tomogram"])
-        label_maps.append(write_volume(folder / f"{entry['name']}_targets.mrc", labels))
-        tables.append(table)
-    names = ["background"] + [c["name"] for c in classes]
-    best = train(
-        tomograms,
-        label_maps,
-        tables,
-        folder / "model",
-        len(names),
-        TRAINING,
-        validation_fraction=0.2,
-        class_names=names,
-    )
     test = dataset["tomograms"][2]
     segment_tomogram(test["tomogram"], best, folder / "predicted.mrc")
     radius = {c["id"]: c["radius_voxels"] for c in classes}

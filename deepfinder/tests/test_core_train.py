@@ -281,26 +281,21 @@ def test_cross_entropy_still_pulls_a_network_sure_of_the_wrong_class():
     assert abs(gradient[0, 0, 1]) > 0.4  # full-strength gradient on the voxel labelled 1
 
 
-@pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:Gimbal lock")  # identity rotations written as ZXZ angles
-def test_command_line_trains_and_resumes(data, tmp_path, capsys):
-    from deepfinder.core.cli import main
-    from deepfinder.core.io import write_particles_csv
-
-    tomogram, label_map, table = data["train"]
-    write_particles_csv(tmp_path / "particles.csv", table)
-    command = [
+def train_command(files: tuple, out, *extra: str) -> list[str]:
+    """``deepfinder train`` of a few quick steps on ``files`` (tomogram, label map, particle file, ...)."""
+    tomogram, label_map, particles = files[:3]
+    return [
         "train",
         "--tomograms",
         str(tomogram),
         "--labels",
         str(label_map),
         "--particles",
-        str(tmp_path / "particles.csv"),
+        str(particles),
         "--classes",
         "2",
         "--out",
-        str(tmp_path / "model"),
+        str(out),
         "--val-fraction",
         "0.3",
         "--patch-size",
@@ -314,7 +309,19 @@ def test_command_line_trains_and_resumes(data, tmp_path, capsys):
         "--shift",
         "4",
         "--quiet",
+        *extra,
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Gimbal lock")  # identity rotations written as ZXZ angles
+def test_command_line_trains_and_resumes(data, tmp_path, capsys):
+    from deepfinder.core.cli import main
+    from deepfinder.core.io import write_particles_csv
+
+    tomogram, label_map, table = data["train"]
+    files = (tomogram, label_map, write_particles_csv(tmp_path / "particles.csv", table))
+    command = train_command(files, tmp_path / "model")
     main(command + ["--epochs", "1"])
     main(command + ["--epochs", "2"])
     history = json.loads((tmp_path / "model" / "history.json").read_text())

@@ -19,7 +19,7 @@ from deepfinder.core.io import write_particles_csv, write_volume
 from deepfinder.core.model import load_model
 from deepfinder.core.train import TrainingFolderError, last_checkpoint, train
 from deepfinder.tests.permissions import without_override
-from deepfinder.tests.test_core_train import blob_tomogram, fast
+from deepfinder.tests.test_core_train import blob_tomogram, fast, train_command
 
 pytestmark = pytest.mark.filterwarnings("ignore:Gimbal lock")  # identity rotations written as ZXZ angles
 
@@ -57,37 +57,6 @@ def project(tmp_path_factory):
     return folder, files
 
 
-def command(files, out, *extra) -> list[str]:
-    tomogram, label_map, particles, _ = files
-    return [
-        "train",
-        "--tomograms",
-        str(tomogram),
-        "--labels",
-        str(label_map),
-        "--particles",
-        str(particles),
-        "--classes",
-        "2",
-        "--out",
-        str(out),
-        "--val-fraction",
-        "0.3",
-        "--patch-size",
-        "16",
-        "--batch-size",
-        "2",
-        "--steps-per-epoch",
-        "2",
-        "--val-steps",
-        "1",
-        "--shift",
-        "4",
-        "--quiet",
-        *extra,
-    ]
-
-
 def run_cli(arguments, capsys) -> tuple[int, str, str]:
     """Exit code, standard output and standard error of a ``deepfinder`` command line."""
     try:
@@ -104,7 +73,7 @@ def trained_on_a(project, tmp_path_factory):
     """A finished one-epoch training of tomogram a, through the command line."""
     _, files = project
     out = tmp_path_factory.mktemp("trained") / "model"
-    main(command(files["a"], out, "--epochs", "1"))
+    main(train_command(files["a"], out, "--epochs", "1"))
     return out
 
 
@@ -119,7 +88,7 @@ def test_other_tomograms_are_refused_and_the_run_left_untouched(
     folder, files = project
     out = copy_of(trained_on_a, tmp_path)
     before, inputs = checksums(out), checksums(folder)
-    code, printed, error = run_cli(command(files["b"], out, "--epochs", epochs), capsys)
+    code, printed, error = run_cli(train_command(files["b"], out, "--epochs", epochs), capsys)
     (a, a_labels, *_), (b, b_labels, *_) = files["a"], files["b"]
     assert code == 2 and "Best model" not in printed
     assert error == (
@@ -134,7 +103,7 @@ def test_a_finished_run_says_so_then_continues_with_more_epochs(project, trained
     _, files = project
     out = copy_of(trained_on_a, tmp_path)
     before = checksums(out)
-    code, printed, _ = run_cli(command(files["a"], out, "--epochs", "1"), capsys)
+    code, printed, _ = run_cli(train_command(files["a"], out, "--epochs", "1"), capsys)
     assert code == 0
     assert printed.startswith(
         f"{out} already holds this training up to epoch 1 (1 asked for): nothing to train "
@@ -143,7 +112,7 @@ def test_a_finished_run_says_so_then_continues_with_more_epochs(project, trained
     assert checksums(out) == before
 
     first = history(out)
-    code, _, _ = run_cli(command(files["a"], out, "--epochs", "2", "--learning-rate", "1e-3"), capsys)
+    code, _, _ = run_cli(train_command(files["a"], out, "--epochs", "2", "--learning-rate", "1e-3"), capsys)
     assert code == 0
     rows = history(out)
     assert epochs_of(rows) == [1, 2] and rows[0] == first[0] and rows[1]["learning_rate"] == 1e-3
@@ -156,17 +125,17 @@ def test_a_moved_project_resumes(project, trained_on_a, tmp_path, capsys):
     moved = Path(shutil.copytree(folder, tmp_path / "moved"))
     out = copy_of(trained_on_a, moved)
     moved_files = tuple(moved / Path(path).name for path in files["a"][:3]) + (None,)
-    code, _, _ = run_cli(command(moved_files, out, "--epochs", "2"), capsys)
+    code, _, _ = run_cli(train_command(moved_files, out, "--epochs", "2"), capsys)
     assert code == 0 and epochs_of(history(out)) == [1, 2]
 
 
 def test_restart_starts_afresh(project, trained_on_a, tmp_path, capsys):
     _, files = project
     out = copy_of(trained_on_a, tmp_path)
-    code, printed, _ = run_cli(command(files["b"], out, "--epochs", "1", "--restart"), capsys)
+    code, printed, _ = run_cli(train_command(files["b"], out, "--epochs", "1", "--restart"), capsys)
     assert code == 0 and printed == f"Best model: {out / 'best.weights.h5'}\n"
     fresh = tmp_path / "fresh"
-    run_cli(command(files["b"], fresh, "--epochs", "1"), capsys)
+    run_cli(train_command(files["b"], fresh, "--epochs", "1"), capsys)
     np.testing.assert_allclose(history(out)[0]["train_loss"], history(fresh)[0]["train_loss"], rtol=1e-3)
     assert sorted(checksums(out)) == sorted(checksums(fresh))
     state = json.loads((out / "checkpoint.json").read_text())
@@ -340,7 +309,12 @@ def test_killed_at_random_moments_the_folder_stays_whole_and_resumes(project, tm
     resuming completes the run with every epoch once."""
     _, files = project
     out = tmp_path / "model"
-    arguments = [sys.executable, "-m", "deepfinder.core.cli", *command(files["a"], out, "--epochs", "6")]
+    arguments = [
+        sys.executable,
+        "-m",
+        "deepfinder.core.cli",
+        *train_command(files["a"], out, "--epochs", "6"),
+    ]
     arguments[arguments.index("--steps-per-epoch") + 1] = "8"  # about a second per epoch
     state_file = out / "checkpoint.json"
     rng = np.random.default_rng(0)
@@ -403,7 +377,7 @@ def test_unwritable_output_is_refused_before_any_work(project, tmp_path, case):
         "try:\n    main(sys.argv[1:])\nfinally:\n    print('tensorflow' in sys.modules)"
     )
     finished = subprocess.run(
-        [*prefix, sys.executable, "-c", script, *command(files["a"], out, "--steps-per-epoch", "2000")],
+        [*prefix, sys.executable, "-c", script, *train_command(files["a"], out, "--steps-per-epoch", "2000")],
         capture_output=True,
         text=True,
         timeout=600,

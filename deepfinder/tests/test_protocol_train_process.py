@@ -10,9 +10,9 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from deepfinder.core.cli import build_parser, segmentation_settings, setting_flags, training_settings
 from deepfinder.core.io import read_particles_csv
 from deepfinder.core.settings import SegmentationSettings, TrainingSettings
-from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtTrain
+from deepfinder.protocols import DeepFinderProtTrain
 from deepfinder.tests import TINY
-from deepfinder.workflow import import_class_coordinates, import_tomograms, launch
+from deepfinder.workflow import launch, sphere_targets
 
 TRAIN_PATTERN = "tomo_00[01].mrc"
 
@@ -70,17 +70,7 @@ class TestTrainProcess(BaseTest):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        tomograms = import_tomograms(cls.proj, TINY, TRAIN_PATTERN, "tomograms").Tomograms
-        cls.coordinates = import_class_coordinates(cls.proj, TINY, tomograms, "particles")
-        cls.targets = launch(
-            cls.proj,
-            DeepFinderProtGenerateTargets,
-            "targets",
-            inputTomograms=tomograms,
-            inputCoordinates=cls.coordinates,
-            radii=", ".join(f"{c['radius_voxels']:g}" for c in TINY.classes()),
-            radiusInPixels=True,
-        )
+        _, cls.coordinates, cls.targets = sphere_targets(cls.proj, TINY, TRAIN_PATTERN)
 
     def _train(self, label: str, **gpus):
         """A one-epoch training run, and the pid and CUDA_VISIBLE_DEVICES of its engine process."""

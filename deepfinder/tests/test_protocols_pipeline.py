@@ -14,15 +14,14 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.objects import Coordinate3D
 from tomo.protocols import ProtMaskCoordinates
 
-from deepfinder.protocols import DeepFinderProtGenerateTargets, DeepFinderProtTrain
+from deepfinder.protocols import DeepFinderProtTrain
 from deepfinder.tests import TINY
 from deepfinder.workflow import (
     PROGRESS_SECONDS,
     TrainFormValues,
-    import_class_coordinates,
-    import_tomograms,
     launch,
     run_pipeline,
+    sphere_targets,
 )
 
 pytestmark = pytest.mark.slow
@@ -194,18 +193,7 @@ class TestTrainingContinues(BaseTest):
         setupTestProject(cls)
 
     def test_stop_then_continue(self):
-        tomograms = import_tomograms(self.proj, TINY, TRAIN_PATTERN, "tomograms").Tomograms
-        coordinates = import_class_coordinates(self.proj, TINY, tomograms, "particles")
-        radii = ", ".join(f"{c['radius_voxels']:g}" for c in TINY.classes())
-        targets = launch(
-            self.proj,
-            DeepFinderProtGenerateTargets,
-            "targets",
-            inputTomograms=tomograms,
-            inputCoordinates=coordinates,
-            radii=radii,
-            radiusInPixels=True,
-        )
+        _, coordinates, targets = sphere_targets(self.proj, TINY, TRAIN_PATTERN)
         epochs = 6
         train = self.proj.newProtocol(
             DeepFinderProtTrain,

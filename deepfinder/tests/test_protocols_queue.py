@@ -18,7 +18,6 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from deepfinder.headless_scipion import HOSTS_CONF
 from deepfinder.protocols import (
     DeepFinderProtCluster,
-    DeepFinderProtGenerateTargets,
     DeepFinderProtSegment,
     DeepFinderProtTrain,
 )
@@ -32,7 +31,7 @@ from deepfinder.tests.slurm import (
     submitted_jobs,
     wait_until_done,
 )
-from deepfinder.workflow import import_class_coordinates, import_tomograms, launch
+from deepfinder.workflow import sphere_targets
 
 
 def test_readme_shows_the_tests_hosts_conf():
@@ -49,19 +48,8 @@ class TestQueue(BaseTest):
     def setUpClass(cls):
         require_slurm()
         setupTestProject(cls)
-        cls.tomograms = import_tomograms(cls.proj, TINY, "tomo_00?.mrc", "tomograms").Tomograms
+        cls.tomograms, cls.coordinates, cls.targets = sphere_targets(cls.proj, TINY, "tomo_00?.mrc")
         cls.tsIds = sorted(tomogram.getTsId() for tomogram in cls.tomograms)
-        cls.coordinates = import_class_coordinates(cls.proj, TINY, cls.tomograms, "particles")
-        radii = ", ".join(f"{c['radius_voxels']:g}" for c in TINY.classes())
-        cls.targets = launch(
-            cls.proj,
-            DeepFinderProtGenerateTargets,
-            "targets",
-            inputTomograms=cls.tomograms,
-            inputCoordinates=cls.coordinates,
-            radii=radii,
-            radiusInPixels=True,
-        )
         cls.train = cls.proj.newProtocol(
             DeepFinderProtTrain,
             objLabel="train on SLURM",

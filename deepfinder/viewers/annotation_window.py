@@ -350,8 +350,8 @@ class AnnotationWindow:
         column, row = to_canvas(view, self.cursor, self.centre, self.scale, size)
         canvas.create_line(column, 0, column, size[1], fill="#5f8fbf", dash=(3, 5), tags="overlay")
         canvas.create_line(0, row, size[0], row, fill="#5f8fbf", dash=(3, 5), tags="overlay")
-        xyz, class_id = self.annotation.xyz, self.annotation.class_id
-        for index in range(len(xyz)):
+        xyz, class_id = self._positions(), self._class_ids()
+        for index in self._shown_particles():
             particle_class = self.classes[class_id[index] - 1]
             offset = abs(xyz[index, w] - self.cursor[w])
             if offset > particle_class.radius_voxels:
@@ -364,13 +364,23 @@ class AnnotationWindow:
                 row - radius,
                 column + radius,
                 row + radius,
-                outline=particle_class.colour,
-                width=3 if selected else 2,
                 tags="overlay",
+                **self._outline(index, particle_class, selected),
             )
             if selected:
                 canvas.create_line(column - 4, row, column + 5, row, fill="white", tags="overlay")
                 canvas.create_line(column, row - 4, column, row + 5, fill="white", tags="overlay")
+
+    def _shown_particles(self) -> np.ndarray:
+        """Indices of the particles the views show: those of the tomogram shown."""
+        return np.arange(len(self.annotation.xyz))
+
+    def _class_ids(self) -> np.ndarray:
+        return self.annotation.class_id
+
+    def _outline(self, index: int, particle_class: ParticleClass, selected: bool) -> dict:
+        """Tk options of the circle of particle ``index``."""
+        return {"outline": particle_class.colour, "width": 3 if selected else 2}
 
     def _class_counts(self) -> dict[int, int]:
         """Particles per class id, shown in the class list."""
@@ -412,8 +422,11 @@ class AnnotationWindow:
         if hit is None:
             hit = self.annotation.add(self.current_class, point)
             self._changed()
-        self.selected = hit
-        self._drag = (hit, False)
+        self._start_drag(hit)
+
+    def _start_drag(self, index: int) -> None:
+        self.selected = index
+        self._drag = (index, False)
         self._draw_all_overlays()
 
     def _motion(self, view: str, event) -> None:
@@ -423,8 +436,8 @@ class AnnotationWindow:
         point = self._point(view, event)
         # Dragging moves a particle within the view's plane only.
         w = VIEW_AXES[view][2]
-        point[w] = self.annotation.xyz[index, w]
-        self.annotation.move(index, point, remember=not moved)
+        point[w] = self._positions()[index, w]
+        self._move(index, point, first_of_drag=not moved)
         self._drag = (index, True)
         self._draw_overlay(view)
 
@@ -435,9 +448,20 @@ class AnnotationWindow:
         self._drag = None
         if moved:
             self._changed()
+        self._show_particle(index)
+
+    def _positions(self) -> np.ndarray:
+        """(n, 3) positions (voxels) of the particles the mouse edits."""
+        return self.annotation.xyz
+
+    def _move(self, index: int, xyz: np.ndarray, first_of_drag: bool) -> None:
+        # One undo puts a dragged particle back where the drag started.
+        self.annotation.move(index, xyz, remember=first_of_drag)
+
+    def _show_particle(self, index: int) -> None:
         # Linked views: the other slices go through the particle just clicked.
         self.cursor = np.clip(
-            np.round(self.annotation.xyz[index]).astype(int), 0, np.array(self.shape[::-1]) - 1
+            np.round(self._positions()[index]).astype(int), 0, np.array(self.shape[::-1]) - 1
         )
         self.render()
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core.annotation import ACCEPTED, PENDING, REJECTED, ParticleClass, Review, nearest_particle
-from ..figures.orthoslices import VIEW_AXES, to_canvas
+from ..figures.orthoslices import VIEW_AXES
 from .annotation_window import CLICK_TOLERANCE_PX, AnnotationWindow, _typing
 
 ReviewCallback = Callable[[Review, list[ParticleClass]], None]
@@ -217,44 +217,23 @@ class ReviewWindow(AnnotationWindow):
         ids, counts = np.unique(self.review.class_id[self.review.status != REJECTED], return_counts=True)
         return {int(i): int(c) for i, c in zip(ids, counts)}
 
-    def _shown_picks(self) -> np.ndarray:
+    def _shown_particles(self) -> np.ndarray:
         return self.review.of_tomogram(self.tomograms[self.tomo_index][0])
 
-    def _draw_overlay(self, view: str) -> None:
-        canvas = self.canvases[view]
-        canvas.delete("overlay")
-        size = (int(canvas.cget("width")), int(canvas.cget("height")))
-        w = VIEW_AXES[view][2]
-        column, row = to_canvas(view, self.cursor, self.centre, self.scale, size)
-        canvas.create_line(column, 0, column, size[1], fill="#5f8fbf", dash=(3, 5), tags="overlay")
-        canvas.create_line(0, row, size[0], row, fill="#5f8fbf", dash=(3, 5), tags="overlay")
-        for index in self._shown_picks():
-            particle_class = self.classes[self.review.class_id[index] - 1]
-            xyz = self.review.xyz[index]
-            offset = abs(xyz[w] - self.cursor[w])
-            if offset > particle_class.radius_voxels:
-                continue
-            radius = max(np.sqrt(particle_class.radius_voxels**2 - offset**2) * self.scale, 3)
-            column, row = to_canvas(view, xyz, self.centre, self.scale, size)
-            status = self.review.status[index]
-            selected = index == self.selected
-            canvas.create_oval(
-                column - radius,
-                row - radius,
-                column + radius,
-                row + radius,
-                outline=REJECTED_COLOUR if status == REJECTED else particle_class.colour,
-                dash=(4, 4) if status == REJECTED else (),
-                width=3 if selected else {PENDING: 1, ACCEPTED: 2, REJECTED: 1}[status],
-                tags="overlay",
-            )
-            if selected:
-                canvas.create_line(column - 4, row, column + 5, row, fill="white", tags="overlay")
-                canvas.create_line(column, row - 4, column, row + 5, fill="white", tags="overlay")
+    def _class_ids(self) -> np.ndarray:
+        return self.review.class_id
+
+    def _outline(self, index: int, particle_class: ParticleClass, selected: bool) -> dict:
+        status = self.review.status[index]
+        return {
+            "outline": REJECTED_COLOUR if status == REJECTED else particle_class.colour,
+            "dash": (4, 4) if status == REJECTED else (),
+            "width": 3 if selected else {PENDING: 1, ACCEPTED: 2, REJECTED: 1}[status],
+        }
 
     # ----------------------------------------------------------------- mouse
     def _hit(self, view: str, point: np.ndarray) -> int | None:
-        shown = self._shown_picks()
+        shown = self._shown_particles()
         hit = nearest_particle(
             self.review.xyz[shown],
             self.review.class_id[shown],
@@ -270,29 +249,15 @@ class ReviewWindow(AnnotationWindow):
         if hit is None:
             return
         self.position = int(np.flatnonzero(self.review.order == hit)[0])
-        self.selected = hit
-        self._drag = (hit, False)
-        self._draw_all_overlays()
+        self._start_drag(hit)
 
-    def _motion(self, view: str, event) -> None:
-        if self._drag is None:
-            return
-        index, _ = self._drag
-        point = self._point(view, event)
-        # Dragging moves a pick within the view's plane only.
-        w = VIEW_AXES[view][2]
-        point[w] = self.review.xyz[index, w]
-        self.review.move(index, point)
-        self._drag = (index, True)
-        self._draw_overlay(view)
+    def _positions(self) -> np.ndarray:
+        return self.review.xyz
 
-    def _release(self) -> None:
-        if self._drag is None:
-            return
-        index, moved = self._drag
-        self._drag = None
-        if moved:
-            self._changed()
+    def _move(self, index: int, xyz: np.ndarray, first_of_drag: bool) -> None:
+        self.review.move(index, xyz)
+
+    def _show_particle(self, index: int) -> None:
         self.select(self.position)
 
     def _delete_at(self, view: str, event) -> None:

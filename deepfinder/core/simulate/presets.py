@@ -68,21 +68,23 @@ BENCH = Preset(
     shrec19=True,
 )
 
-PRESETS = {
-    "tiny": Preset(
-        shape_names=("ribosome", "ring", "rod"),
-        specimen=SpecimenParameters(
-            shape_zyx=(64, 96, 96),
-            voxel_size=12.0,
-            particles_per_class=20,
-            slab_thickness_voxels=48,
-            n_vesicles=1,
-            n_gold_beads=2,
-        ),
-        tilt_series=TiltSeriesParameters(defocus_um=6.0, amplitude_contrast=0.1, snr=1.5),
-        n_tomograms=3,
-        description="3 easy classes in 96 x 96 x 64 voxels at high SNR, for fast tests",
+TINY = Preset(
+    shape_names=("ribosome", "ring", "rod"),
+    specimen=SpecimenParameters(
+        shape_zyx=(64, 96, 96),
+        voxel_size=12.0,
+        particles_per_class=20,
+        slab_thickness_voxels=48,
+        n_vesicles=1,
+        n_gold_beads=2,
     ),
+    tilt_series=TiltSeriesParameters(defocus_um=6.0, amplitude_contrast=0.1, snr=1.5),
+    n_tomograms=3,
+    description="3 easy classes in 96 x 96 x 64 voxels at high SNR, for fast tests",
+)
+
+PRESETS = {
+    "tiny": TINY,
     "demo": Preset(
         shape_names=("ribosome", "ring", "rod", "globule"),
         specimen=SpecimenParameters(
@@ -99,19 +101,20 @@ PRESETS = {
         description="4 classes in 160 x 160 x 80 voxels at moderate SNR, with vesicles, gold beads and "
         "a carbon edge",
     ),
-    "lamella": Preset(
-        shape_names=("ribosome", "ring", "rod"),
-        specimen=SpecimenParameters(
+    # The tiny classes, voxel size and imaging in another specimen.
+    "lamella": replace(
+        TINY,
+        specimen=replace(
+            TINY.specimen,
             shape_zyx=(80, 96, 96),
-            voxel_size=12.0,
             particles_per_class=15,
             slab_thickness_voxels=40,
+            n_vesicles=0,
+            n_gold_beads=0,
             slab_tilt_deg=12.0,
             outside_particles_per_class=3,
             outside_gold_beads=3,
         ),
-        tilt_series=TiltSeriesParameters(defocus_um=6.0, amplitude_contrast=0.1, snr=1.5),
-        n_tomograms=3,
         description="the tiny classes in a tilted 40-voxel slab of ice, under a carbon-like layer holding "
         "look-alikes of each class and gold beads (not targets); writes <name>_mask.mrc, the slab",
         write_mask=True,

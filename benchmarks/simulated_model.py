@@ -1,0 +1,58 @@
+"""A model trained on simulated tomograms with the classes' shapes as targets.
+
+The set-up shared by ``deepfinder/tests/test_core_learning.py`` and the benchmarks that need a
+trained model (``roi_picks.py``, ``bench_threshold.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from deepfinder.core.io import read_particles_csv, read_volume, write_volume
+from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.targets import shape_targets
+from deepfinder.core.train import train
+
+
+def train_on_shapes(data: Path, names: Sequence[str], out: Path, settings: TrainingSettings) -> Path:
+    """Train on tomograms ``names`` of a simulated dataset, each particle labelled with its class's shape.
+
+    Parameters
+    ----------
+    data : Path
+        Folder written by :func:`deepfinder.core.simulate.simulate_dataset`.
+    names : sequence of str
+        The tomograms to train on, e.g. ``["tomo_000", "tomo_001"]``; a fifth of their
+        particles are held out for validation.
+    out : Path
+        Receives the label maps ``<name>_targets.mrc`` and the training run ``model/``.
+    settings : TrainingSettings
+
+    Returns
+    -------
+    Path
+        The best weights.
+    """
+    classes = json.loads((data / "classes.json").read_text())
+    masks = {c["id"]: np.asarray(read_volume(data / c["mask"])) > 0 for c in classes}
+    tomograms, label_maps, tables = [], [], []
+    for name in names:
+        table = read_particles_csv(data / f"{name}_particles.csv")
+        labels = shape_targets(read_volume(data / f"{name}.mrc").shape, table, masks)
+        tomograms.append(data / f"{name}.mrc")
+        label_maps.append(write_volume(out / f"{name}_targets.mrc", labels))
+        tables.append(table)
+    return train(
+        tomograms,
+        label_maps,
+        tables,
+        out / "model",
+        len(classes) + 1,
+        settings,
+        validation_fraction=0.2,
+        class_names=["background"] + [c["name"] for c in classes],
+    )

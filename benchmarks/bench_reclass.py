@@ -1,0 +1,346 @@
+"""Second-stage classifier: does a small 3D CNN on a box around each pick name the class better
+than the U-net's label map? (issue 18)
+
+    python benchmarks/bench_reclass.py --data DIR [--work DIR] [--bin 1] [--box 24] [--jitter 2]
+                                       [--train-minutes 8] [--background 600] [--seed 0]
+                                       [--model CLASSIFIER.weights.h5] [--picks FOUND.csv ...]
+
+``--data`` is a bench_shrec work folder (training tomograms ``tomo_000..`` with particle tables and
+occupancy maps, the held-out ``tomo_test`` with its truth; ``bin2/`` for ``--bin 2``); it is only
+read. Cuts boxes around every training particle (plus ``--background`` boxes off every particle,
+class 0), holds out 5 % of each class for validation, trains
+:func:`deepfinder.core.classify.build_classifier` until ``--train-minutes`` of process CPU time are
+spent (one-thread runs: pin with taskset and TF_NUM_INTRAOP_THREADS=1), then prints
+
+- the accuracy and class confusion on the held-out tomogram's true positions (exact, and shifted
+  by up to ``--jitter`` voxels per axis, as picks are);
+- for each ``--picks`` table (bench_shrec's ``tomo_test_found_*.csv``, full-size voxels): the
+  U-net's picks scored as they are and re-classed by the classifier (positions kept), with
+  bench_shrec's ``score`` (occupancy and distance rules), per-class F1 before / after, with the
+  background class dropping picks or not.
+
+Writes the model, the box cache and the re-classed tables into ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_shrec import HELD_OUT_NAME, cpu_seconds, score
+
+VALIDATION_FRACTION = 0.05
+# Background boxes are centred where no particle voxel lies within this many voxels (10 A).
+BACKGROUND_CLEARANCE = 3
+
+
+def to_binned(xyz: np.ndarray, factor: int) -> np.ndarray:
+    """Full-size voxel positions -> positions in a tomogram binned ``factor`` times (inverse of
+    ``segment.unbin_positions``)."""
+    return (np.asarray(xyz, dtype=float) - (factor - 1) / 2) / factor
+
+
+def training_boxes(data: Path, args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Padded boxes (edge box + 2 jitter) around the training particles and the background
+    centres, their labels and tomogram index; cached in ``--work``."""
+    from deepfinder.core.classify import background_centres, cut_boxes
+    from deepfinder.core.io import read_particles_csv, read_volume
+    from deepfinder.core.normalize import tomogram_stats
+
+    cache = args.work / f"boxes_bin{args.bin}_box{args.box}_jitter{args.jitter}_bg{args.background}.npz"
+    if cache.exists():
+        saved = np.load(cache)
+        return saved["boxes"], saved["labels"], saved["tomo"]
+    names = sorted(p.name[: -len("_particles.csv")] for p in data.glob("tomo_0*_particles.csv"))
+    rng = np.random.default_rng(args.seed)
+    boxes, labels, tomo = [], [], []
+    for t, name in enumerate(names):
+        volume = read_volume(source(data, args) / f"{name}.mrc")
+        stats = tomogram_stats(volume)
+        table = read_particles_csv(data / f"{name}_particles.csv")
+        occupancy = np.asarray(read_volume(data / f"{name}_occupancy.mrc", mmap=False))
+        off = background_centres(occupancy, args.background // len(names), BACKGROUND_CLEARANCE, rng)
+        centres = np.concatenate([table.zyx, off])
+        if args.bin > 1:
+            centres = to_binned(centres[:, ::-1], args.bin)[:, ::-1]
+        boxes.append(cut_boxes(volume, centres, args.box + 2 * args.jitter, stats))
+        labels.append(np.concatenate([table.class_id, np.zeros(len(off), dtype=int)]))
+        tomo.append(np.full(len(centres), t))
+        print(f"{name}: {len(table)} particle boxes, {len(off)} background boxes", flush=True)
+    boxes, labels, tomo = np.concatenate(boxes), np.concatenate(labels), np.concatenate(tomo)
+    np.savez(cache, boxes=boxes, labels=labels, tomo=tomo)
+    return boxes, labels, tomo
+
+
+def source(data: Path, args) -> Path:
+    """Folder of the tomograms the boxes are cut from."""
+    return data / "bin2" if args.bin == 2 else data
+
+
+def held_out_rows(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Mask of ``VALIDATION_FRACTION`` of each class's rows."""
+    held = np.zeros(len(labels), dtype=bool)
+    for k in np.unique(labels):
+        rows = np.flatnonzero(labels == k)
+        held[rng.choice(rows, max(1, int(round(VALIDATION_FRACTION * len(rows)))), replace=False)] = True
+    return held
+
+
+def train_with_budget(boxes, labels, args) -> tuple[object, dict]:
+    """Probe the cost of a step, plan the steps the CPU budget holds, train; returns the model
+    and the CPU and wall time spent (probe included)."""
+    from deepfinder.core.classify import build_classifier, train_classifier
+
+    n_classes = int(labels.max()) + 1
+    model = build_classifier(n_classes, args.box)
+    budget = 60.0 * args.train_minutes
+    started, cpu = time.perf_counter(), cpu_seconds()
+    marks = []
+    probe_steps = 20
+    train_classifier(
+        model,
+        boxes,
+        labels,
+        args.box,
+        steps=probe_steps,
+        batch_size=args.batch,
+        final_learning_rate=1e-3,
+        seed=args.seed + 1000,
+        steps_per_epoch=10,
+        on_epoch_end=lambda epoch, loss: marks.append(cpu_seconds()) and False,
+    )
+    step_cpu = (marks[1] - marks[0]) / 10
+    steps = max(int((budget - (cpu_seconds() - cpu)) / step_cpu), 1)
+    print(f"[budget] {step_cpu:.2f} CPU-s per step of {args.batch} boxes: {steps} steps planned", flush=True)
+
+    def report(epoch: int, loss: float) -> bool:
+        used = cpu_seconds() - cpu
+        print(
+            f"[budget] epoch {epoch}: loss {loss:.3f}, {used / 60:.1f} CPU-min, "
+            f"{(time.perf_counter() - started) / 60:.1f} wall-min",
+            flush=True,
+        )
+        return used > budget
+
+    losses = train_classifier(
+        model,
+        boxes,
+        labels,
+        args.box,
+        steps=steps,
+        batch_size=args.batch,
+        seed=args.seed,
+        steps_per_epoch=50,
+        on_epoch_end=report,
+    )
+    return model, {
+        "cpu": cpu_seconds() - cpu,
+        "wall": time.perf_counter() - started,
+        "steps": probe_steps + steps,
+        "step_cpu": step_cpu,
+        "losses": losses,
+    }
+
+
+def confusion_text(truth: np.ndarray, predicted: np.ndarray, names: dict[int, str]) -> str:
+    """Rows: true class; columns: predicted class; last column: recall."""
+    ids = sorted(names)
+    width = max(len(n) for n in names.values()) + 1
+    lines = [" " * width + "".join(f"{names[k]:>{width}}" for k in ids) + f"{'recall':>{width}}"]
+    for t in ids:
+        row = [np.count_nonzero((truth == t) & (predicted == p)) for p in ids]
+        total = max(np.count_nonzero(truth == t), 1)
+        lines.append(
+            f"{names[t]:<{width}}"
+            + "".join(f"{c:>{width}}" for c in row)
+            + f"{row[ids.index(t)] / total:>{width}.2f}"
+        )
+    return "\n".join(lines)
+
+
+def test_boxes(data: Path, centres_xyz: np.ndarray, args) -> np.ndarray:
+    """Boxes of the held-out tomogram centred on full-size positions (x, y, z voxels)."""
+    from deepfinder.core.classify import cut_boxes
+    from deepfinder.core.io import read_volume
+    from deepfinder.core.normalize import tomogram_stats
+
+    volume = read_volume(source(data, args) / f"{HELD_OUT_NAME}.mrc")
+    centres = to_binned(centres_xyz, args.bin) if args.bin > 1 else np.asarray(centres_xyz, dtype=float)
+    return cut_boxes(volume, centres[:, ::-1], args.box, tomogram_stats(volume))
+
+
+def accuracy_on_truth(model, data: Path, names: dict[int, str], args) -> dict:
+    """Class called at the held-out tomogram's true positions, exact and shifted."""
+    from deepfinder.core.classify import classify_boxes
+    from deepfinder.core.io import read_particles_csv
+
+    truth = read_particles_csv(data / f"{HELD_OUT_NAME}_particles.csv")
+    rng = np.random.default_rng(args.seed + 7)
+    result = {}
+    scale = args.bin  # a shift of jitter voxels in the boxes' sampling
+    for label, shift in (("exact", 0), (f"shifted by up to {args.jitter}", args.jitter)):
+        xyz = truth.xyz + rng.integers(-shift, shift + 1, size=truth.xyz.shape) * scale
+        started, cpu = time.perf_counter(), cpu_seconds()
+        probabilities = classify_boxes(model, test_boxes(data, xyz, args))
+        elapsed = (time.perf_counter() - started, cpu_seconds() - cpu)
+        called = np.argmax(probabilities, axis=1)
+        called_particle = 1 + np.argmax(probabilities[:, 1:], axis=1)
+        result[label] = {
+            "accuracy": float(np.mean(called_particle == truth.class_id)),
+            "background_called": float(np.mean(called == 0)),
+            "per_class": {
+                names[k]: float(np.mean(called_particle[truth.class_id == k] == k)) for k in names if k
+            },
+            "seconds": elapsed,
+        }
+        print(
+            f"\nHeld-out true positions ({label}): accuracy {result[label]['accuracy']:.3f} "
+            f"(argmax over particle classes), called background {result[label]['background_called']:.3f}; "
+            f"{elapsed[0]:.0f} s wall, {elapsed[1]:.0f} s CPU for {len(xyz)} boxes x 4 rotations"
+        )
+        print(confusion_text(truth.class_id, np.where(called == 0, 0, called_particle), names))
+    return result
+
+
+def unet_accuracy_on_picks(found, data: Path) -> tuple[float, int]:
+    """Fraction of the picks lying on a particle whose class is that particle's, and their number."""
+    from deepfinder.core.evaluate import _particle_under
+    from deepfinder.core.io import read_particles_csv, read_volume
+
+    reference = read_particles_csv(data / f"{HELD_OUT_NAME}_particles.csv")
+    occupancy = np.asarray(read_volume(data / f"{HELD_OUT_NAME}_occupancy.mrc", mmap=False))
+    particle = _particle_under(found, occupancy, reference)
+    on = particle >= 0
+    return float(np.mean(found.class_id[on] == reference.class_id[particle[on]])), int(on.sum())
+
+
+def reclass_picks(model, picks: Path, data: Path, classes: list[dict], args) -> dict:
+    """Score the U-net's picks, then the same positions re-classed, with and without dropping the
+    picks the classifier calls background."""
+    from deepfinder.core.classify import classify_boxes
+    from deepfinder.core.evaluate import format_table
+    from deepfinder.core.io import read_particles_csv, write_particles_csv
+
+    found = read_particles_csv(picks)
+    probabilities = classify_boxes(model, test_boxes(data, found.xyz, args))
+    called = np.argmax(probabilities, axis=1)
+    particle = 1 + np.argmax(probabilities[:, 1:], axis=1)
+    variants = {
+        "U-net": found,
+        "re-classed": dataclasses.replace(
+            found, class_id=particle, score=probabilities[np.arange(len(found)), particle]
+        ),
+    }
+    variants["re-classed, background dropped"] = variants["re-classed"].select(called != 0)
+    scored = {}
+    for label, table in variants.items():
+        scored[label] = score(data, table, classes)
+        accuracy, n_on = unet_accuracy_on_picks(table, data)
+        scored[label]["accuracy_on_particles"] = (accuracy, n_on)
+        print(
+            f"\n{picks.name}, {label}: {len(table)} picks, {n_on} on a particle, class right for "
+            f"{accuracy:.3f} of those; occupancy rule:"
+        )
+        print(format_table(scored[label]["occupancy"]))
+        print(scored[label]["confusion"])
+        stem = picks.name[: -len(".csv")]
+        tag = label.replace(", ", "_").replace(" ", "_").replace("-", "")
+        write_particles_csv(args.work / f"{stem}_{tag}_{args.name}.csv", table)
+    print(f"\n{picks.name}: per-class F1, U-net / re-classed / re-classed with background dropped")
+    print(f1_table(scored))
+    return scored
+
+
+def f1_table(scored: dict) -> str:
+    """Markdown: one row per class, F1 of each variant under the occupancy rule (distance rule
+    in brackets)."""
+    labels = list(scored)
+    first = scored[labels[0]]["occupancy"]
+    lines = ["| Class | " + " | ".join(labels) + " |", "|---" * (1 + len(labels)) + "|"]
+    for i, row in enumerate(first):
+        cells = []
+        for label in labels:
+            occ = scored[label]["occupancy"][i]
+            dist = {r.class_id: r for r in scored[label]["distance"]}.get(occ.class_id)
+            cells.append(f"{occ.f1:.2f}" + (f" ({dist.f1:.2f})" if dist is not None else ""))
+        lines.append(f"| {row.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="bench_shrec work folder (read only)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/deepfinder_bench_reclass"))
+    parser.add_argument(
+        "--bin", type=int, choices=(1, 2), default=1, help="cut boxes at 10 A (1) or 20 A (2)"
+    )
+    parser.add_argument("--box", type=int, default=24, help="box edge, voxels of the chosen sampling")
+    parser.add_argument("--jitter", type=int, default=2, help="largest shift of a box centre, voxels")
+    parser.add_argument("--background", type=int, default=600, help="background boxes (class 0), 0: none")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--train-minutes", type=float, default=8.0, help="training budget, CPU minutes")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", type=Path, default=None, help="a trained classifier: skip training")
+    parser.add_argument("--picks", type=Path, nargs="*", default=[], help="U-net picks to re-class")
+    parser.add_argument("--name", default="run", help="names this run's files in --work")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    from deepfinder.core.classify import build_classifier, classify_boxes
+
+    classes = json.loads((args.data / "classes.json").read_text())
+    names = {0: "background", **{c["id"]: c["name"] for c in classes}}
+    started, cpu = time.perf_counter(), cpu_seconds()
+    boxes, labels, _ = training_boxes(args.data, args)
+    print(
+        f"Boxes: {len(boxes)} of {boxes.shape[1]}^3, {time.perf_counter() - started:.0f} s wall, "
+        f"{cpu_seconds() - cpu:.0f} s CPU (0 when cached)",
+        flush=True,
+    )
+    held = held_out_rows(labels, np.random.default_rng(args.seed))
+    weights = args.work / f"classifier_{args.name}.weights.h5"
+    report: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
+    if args.model is None:
+        model, trained = train_with_budget(boxes[~held], labels[~held], args)
+        model.save_weights(weights)
+        report["train"] = trained
+        print(
+            f"Training: {trained['steps']} steps, {trained['cpu'] / 60:.1f} CPU-min, "
+            f"{trained['wall'] / 60:.1f} wall-min",
+            flush=True,
+        )
+    else:
+        model = build_classifier(int(labels.max()) + 1, args.box)
+        model.load_weights(args.model)
+    margin = args.jitter
+    centred = boxes[held][:, margin:-margin, margin:-margin, margin:-margin] if margin else boxes[held]
+    validation = np.argmax(classify_boxes(model, centred), axis=1)
+    report["validation_accuracy"] = float(np.mean(validation == labels[held]))
+    print(
+        f"\nValidation (5 % of the training particles, centred): accuracy {report['validation_accuracy']:.3f}"
+    )
+    print(confusion_text(labels[held], validation, names))
+    report["truth"] = accuracy_on_truth(model, args.data, names, args)
+    report["picks"] = {}
+    for picks in args.picks:
+        scored = reclass_picks(model, picks, args.data, classes, args)
+        report["picks"][picks.name] = {
+            label: {
+                "f1": {row.name: row.f1 for row in s["occupancy"]},
+                "f1_distance": {row.name: row.f1 for row in s["distance"]},
+                "accuracy_on_particles": s["accuracy_on_particles"],
+            }
+            for label, s in scored.items()
+        }
+        report["picks"][picks.name]["table"] = f1_table(scored)
+    (args.work / f"report_{args.name}.json").write_text(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

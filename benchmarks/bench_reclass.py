@@ -174,37 +174,54 @@ def test_boxes(data: Path, centres_xyz: np.ndarray, args) -> np.ndarray:
     return cut_boxes(volume, centres[:, ::-1], args.box, tomogram_stats(volume))
 
 
-def accuracy_on_truth(model, data: Path, names: dict[int, str], args) -> dict:
-    """Class called at the held-out tomogram's true positions, exact and shifted."""
+def accuracy_on_truth(model, data: Path, classes: list[dict], args) -> dict:
+    """Classes called at the held-out tomogram's true positions, exact and shifted, scored as
+    picks with bench_shrec's rules: the classifier's F1 with perfect localisation."""
     from deepfinder.core.classify import classify_boxes
     from deepfinder.core.io import read_particles_csv
 
+    names = {0: "background", **{c["id"]: c["name"] for c in classes}}
     truth = read_particles_csv(data / f"{HELD_OUT_NAME}_particles.csv")
     rng = np.random.default_rng(args.seed + 7)
     result = {}
-    scale = args.bin  # a shift of jitter voxels in the boxes' sampling
     for label, shift in (("exact", 0), (f"shifted by up to {args.jitter}", args.jitter)):
-        xyz = truth.xyz + rng.integers(-shift, shift + 1, size=truth.xyz.shape) * scale
+        # Shifts in voxels of the boxes' sampling, positions in full-size voxels.
+        xyz = truth.xyz + rng.integers(-shift, shift + 1, size=truth.xyz.shape) * args.bin
         started, cpu = time.perf_counter(), cpu_seconds()
         probabilities = classify_boxes(model, test_boxes(data, xyz, args))
         elapsed = (time.perf_counter() - started, cpu_seconds() - cpu)
+        np.save(args.work / f"truth_probabilities_{shift}_{args.name}.npy", probabilities)
+        picks = dataclasses.replace(truth, xyz=xyz)
+        variants = reclassed(picks, probabilities)
+        scored = {name: score(data, table, classes) for name, table in variants.items()}
         called = np.argmax(probabilities, axis=1)
-        called_particle = 1 + np.argmax(probabilities[:, 1:], axis=1)
+        particle = 1 + np.argmax(probabilities[:, 1:], axis=1)
         result[label] = {
-            "accuracy": float(np.mean(called_particle == truth.class_id)),
+            "accuracy": float(np.mean(particle == truth.class_id)),
             "background_called": float(np.mean(called == 0)),
-            "per_class": {
-                names[k]: float(np.mean(called_particle[truth.class_id == k] == k)) for k in names if k
-            },
             "seconds": elapsed,
+            "table": f1_table(scored),
         }
         print(
             f"\nHeld-out true positions ({label}): accuracy {result[label]['accuracy']:.3f} "
             f"(argmax over particle classes), called background {result[label]['background_called']:.3f}; "
             f"{elapsed[0]:.0f} s wall, {elapsed[1]:.0f} s CPU for {len(xyz)} boxes x 4 rotations"
         )
-        print(confusion_text(truth.class_id, np.where(called == 0, 0, called_particle), names))
+        print(confusion_text(truth.class_id, np.where(called == 0, 0, particle), names))
+        print("Per-class F1 of the true positions so named, occupancy rule (distance rule):")
+        print(result[label]["table"])
     return result
+
+
+def reclassed(found, probabilities: np.ndarray) -> dict:
+    """The picks ``found`` named by the classifier (the most probable particle class, its
+    probability as score), and the same without the picks it calls background."""
+    called = np.argmax(probabilities, axis=1)
+    particle = 1 + np.argmax(probabilities[:, 1:], axis=1)
+    named = dataclasses.replace(
+        found, class_id=particle, score=probabilities[np.arange(len(found)), particle]
+    )
+    return {"re-classed": named, "re-classed, background dropped": named.select(called != 0)}
 
 
 def unet_accuracy_on_picks(found, data: Path) -> tuple[float, int]:
@@ -228,15 +245,11 @@ def reclass_picks(model, picks: Path, data: Path, classes: list[dict], args) -> 
 
     found = read_particles_csv(picks)
     probabilities = classify_boxes(model, test_boxes(data, found.xyz, args))
-    called = np.argmax(probabilities, axis=1)
-    particle = 1 + np.argmax(probabilities[:, 1:], axis=1)
-    variants = {
-        "U-net": found,
-        "re-classed": dataclasses.replace(
-            found, class_id=particle, score=probabilities[np.arange(len(found)), particle]
-        ),
-    }
-    variants["re-classed, background dropped"] = variants["re-classed"].select(called != 0)
+    variants = {"U-net": found, **reclassed(found, probabilities)}
+    unet = unet_probabilities(picks, data, found, len(classes) + 1)
+    if unet is not None:
+        # Both stages' evidence: the product of the U-net's scores at the pick and the classifier's.
+        variants.update({f"U-net x {k}": v for k, v in reclassed(found, unet * probabilities).items()})
     scored = {}
     for label, table in variants.items():
         scored[label] = score(data, table, classes)
@@ -254,6 +267,26 @@ def reclass_picks(model, picks: Path, data: Path, classes: list[dict], args) -> 
     print(f"\n{picks.name}: per-class F1, U-net / re-classed / re-classed with background dropped")
     print(f1_table(scored))
     return scored
+
+
+def unet_probabilities(picks: Path, data: Path, found, n_classes: int) -> np.ndarray | None:
+    """The U-net's class scores (n, n_classes) at the picks, read from the score maps bench_shrec
+    wrote beside the binned held-out tomogram; None when they are not there."""
+    from deepfinder.core.io import read_volume
+    from deepfinder.core.segment import score_map_paths
+
+    tag = picks.name[len(f"{HELD_OUT_NAME}_found_") : -len(".csv")]
+    paths = score_map_paths(data / "bin2" / f"{HELD_OUT_NAME}_scores_{tag}.mrc", n_classes)
+    if not all(path.exists() for path in paths.values()):
+        return None
+    index = np.rint(to_binned(found.xyz, 2)[:, ::-1]).astype(int)
+    scores = np.full((len(found), n_classes), 1e-6)
+    for k, path in paths.items():
+        volume = read_volume(path)
+        inside = np.clip(index, 0, np.array(volume.shape) - 1)
+        scores[:, k] = np.asarray(volume)[tuple(inside.T)]
+    scores[:, 0] = np.clip(1 - scores[:, 1:].sum(axis=1), 1e-6, None)
+    return scores
 
 
 def f1_table(scored: dict) -> str:
@@ -325,7 +358,7 @@ def main() -> int:
         f"\nValidation (5 % of the training particles, centred): accuracy {report['validation_accuracy']:.3f}"
     )
     print(confusion_text(labels[held], validation, names))
-    report["truth"] = accuracy_on_truth(model, args.data, names, args)
+    report["truth"] = accuracy_on_truth(model, args.data, classes, args)
     report["picks"] = {}
     for picks in args.picks:
         scored = reclass_picks(model, picks, args.data, classes, args)

@@ -1,15 +1,15 @@
 """Second-stage classifier: does a small 3D CNN on a box around each pick name the class better
 than the U-net's label map? (issue 18)
 
-    python benchmarks/bench_reclass.py --data DIR [--work DIR] [--bin 1] [--box 24] [--jitter 2]
+    python benchmarks/bench_reclass.py --data DIR [--work DIR] [--bin 2] [--box 16] [--jitter 1]
                                        [--train-minutes 8] [--background 600] [--seed 0]
                                        [--model CLASSIFIER.weights.h5] [--picks FOUND.csv ...]
 
 ``--data`` is a bench_shrec work folder (training tomograms ``tomo_000..`` with particle tables and
 occupancy maps, the held-out ``tomo_test`` with its truth; ``bin2/`` for ``--bin 2``); it is only
-read. Cuts boxes around every training particle (plus ``--background`` boxes off every particle,
+read. Cuts boxes (default: 16^3 of the 2x-binned tomograms, 20 A/voxel) around every training particle (plus ``--background`` boxes off every particle,
 class 0), holds out 5 % of each class for validation, trains
-:func:`deepfinder.core.classify.build_classifier` until ``--train-minutes`` of process CPU time are
+:func:`build_classifier` until ``--train-minutes`` of process CPU time are
 spent (one-thread runs: pin with taskset and TF_NUM_INTRAOP_THREADS=1), then prints
 
 - the accuracy and class confusion on the held-out tomogram's true positions (exact, and shifted
@@ -20,6 +20,13 @@ spent (one-thread runs: pin with taskset and TF_NUM_INTRAOP_THREADS=1), then pri
   background class dropping picks or not.
 
 Writes the model, the box cache and the re-classed tables into ``--work``.
+
+The boxes are normalised with their tomogram's statistics, as the U-net's patches. Training
+augments each box with a shift of its centre (picks are off by a voxel or two) and the 180-degree
+rotations about z, y and x that keep the missing wedge where it is
+(``segment.WEDGE_PRESERVING_ROTATIONS``); prediction averages the four rotations. The experiment
+lost against the U-net's own class calls (benchmarks/RESULTS.md), so the classifier lives here and
+not in the engine.
 """
 
 from __future__ import annotations
@@ -29,14 +36,224 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from bench_shrec import HELD_OUT_NAME, cpu_seconds, score
 
+from deepfinder.core.model import import_tensorflow
+from deepfinder.core.normalize import normalize
+from deepfinder.core.sampling import draw_rows
+from deepfinder.core.segment import WEDGE_PRESERVING_ROTATIONS
+
 VALIDATION_FRACTION = 0.05
 # Background boxes are centred where no particle voxel lies within this many voxels (10 A).
 BACKGROUND_CLEARANCE = 3
+
+
+def cut_boxes(
+    volume: np.ndarray, centres_zyx: np.ndarray, box_size: int, stats: tuple[float, float]
+) -> np.ndarray:
+    """Normalised cubes of edge ``box_size`` centred on ``centres_zyx`` (nearest voxel).
+
+    Parameters
+    ----------
+    volume : (z, y, x) array
+        Tomogram (memory-mapped is fine).
+    centres_zyx : (n, 3) float array
+        Box centres, voxels.
+    box_size : int
+        Box edge, voxels; an even edge puts the centre voxel at index ``box_size // 2``.
+    stats : (mean, std)
+        The tomogram's normalisation (:func:`deepfinder.core.normalize.tomogram_stats`).
+
+    Returns
+    -------
+    (n, box_size, box_size, box_size) float32
+        Where a box leaves the tomogram it holds 0 (the normalised mean).
+    """
+    centres = np.rint(np.asarray(centres_zyx, dtype=float)).astype(int).reshape(-1, 3)
+    boxes = np.zeros((len(centres), box_size, box_size, box_size), dtype=np.float32)
+    shape = np.array(volume.shape)
+    for i, first in enumerate(centres - box_size // 2):
+        low = np.maximum(first, 0)
+        high = np.minimum(first + box_size, shape)
+        if np.any(high <= low):
+            continue
+        inside = tuple(slice(a, b) for a, b in zip(low, high))
+        placed = tuple(slice(a, b) for a, b in zip(low - first, high - first))
+        boxes[(i,) + placed] = normalize(volume[inside], *stats)
+    return boxes
+
+
+def background_centres(
+    occupancy: np.ndarray, n: int, clearance_voxels: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``n`` random voxels (z, y, x) whose cube of half-edge ``clearance_voxels`` holds no
+    occupied voxel (``occupancy`` > 0): centres of class-0 boxes, none near a particle, though
+    such boxes still show the crowd around them."""
+    found: list[np.ndarray] = []
+    shape = np.array(occupancy.shape)
+    while sum(len(f) for f in found) < n:
+        candidates = rng.integers(clearance_voxels, shape - clearance_voxels, size=(4 * n, 3))
+        free = np.array(
+            [
+                not np.any(
+                    occupancy[tuple(slice(c - clearance_voxels, c + clearance_voxels + 1) for c in centre)]
+                )
+                for centre in candidates
+            ]
+        )
+        found.append(candidates[free])
+    return np.concatenate(found)[:n].astype(float)
+
+
+def rotate_boxes(boxes: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    """Boxes (n, z, y, x) each turned by one wedge-preserving rotation: ``rotation[i]`` 0 keeps
+    box i, 1-3 turn it by 180 degrees about z, y or x. In an even box the turn moves the
+    centre voxel (index ``box_size // 2``) by one voxel along the reversed axes, less than the
+    shifts training sees."""
+    turned = boxes.copy()
+    for k, axes in enumerate(WEDGE_PRESERVING_ROTATIONS, start=1):
+        chosen = rotation == k
+        turned[chosen] = np.flip(boxes[chosen], tuple(axis + 1 for axis in axes))
+    return turned
+
+
+def augmented_batch(
+    padded_boxes: np.ndarray, rows: np.ndarray, box_size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Boxes of edge ``box_size`` cut from ``padded_boxes[rows]`` (larger boxes around the same
+    centres) at a random shift of up to their margin per axis, each turned by a random
+    wedge-preserving rotation; (b, z, y, x, 1) float32."""
+    margin = (padded_boxes.shape[1] - box_size) // 2
+    shifts = rng.integers(0, 2 * margin + 1, size=(len(rows), 3))
+    batch = np.empty((len(rows), box_size, box_size, box_size), dtype=np.float32)
+    for i, (row, (z, y, x)) in enumerate(zip(rows, shifts)):
+        batch[i] = padded_boxes[row, z : z + box_size, y : y + box_size, x : x + box_size]
+    return rotate_boxes(batch, rng.integers(0, 1 + len(WEDGE_PRESERVING_ROTATIONS), len(rows)))[..., None]
+
+
+def build_classifier(n_classes: int, box_size: int):
+    """A small 3D CNN: three blocks of 3x3x3 convolutions (16, 32, 64 filters, batch
+    normalisation, ReLU) each halving the box, then a dense layer of 128 and the class logits.
+
+    Parameters
+    ----------
+    n_classes : int
+        Output classes, background (class 0) included.
+    box_size : int
+        Input box edge, voxels (a multiple of 8).
+
+    Returns
+    -------
+    keras.Model
+        Input (batch, box, box, box, 1) float32; output (batch, n_classes) logits.
+    """
+    import_tensorflow()
+    import keras
+    from keras import layers
+
+    if box_size % 8:
+        raise ValueError(f"The box edge must be a multiple of 8, got {box_size}")
+    inputs = keras.Input(shape=(box_size, box_size, box_size, 1))
+    x = inputs
+    for filters in (16, 32, 64):
+        for _ in range(1 if filters == 16 else 2):
+            x = layers.Conv3D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal")(x)
+            # A short memory of batch statistics: training runs of a few hundred steps.
+            x = layers.BatchNormalization(momentum=0.9)(x)
+            x = layers.Activation("relu")(x)
+        x = layers.MaxPooling3D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.3)(x)
+    x = layers.Dense(128, activation="relu", kernel_initializer="he_normal")(x)
+    logits = layers.Dense(n_classes)(x)
+    return keras.Model(inputs, logits, name="deepfinder_box_classifier")
+
+
+def train_classifier(
+    model,
+    padded_boxes: np.ndarray,
+    labels: np.ndarray,
+    box_size: int,
+    *,
+    steps: int,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    final_learning_rate: float = 1e-4,
+    seed: int = 0,
+    steps_per_epoch: int = 50,
+    on_epoch_end: Callable[[int, float], bool] | None = None,
+) -> list[float]:
+    """Train ``model`` on augmented boxes (:func:`augmented_batch`), classes drawn in rounds
+    (:func:`deepfinder.core.sampling.draw_rows`), the step size decaying geometrically from
+    ``learning_rate`` to ``final_learning_rate`` over ``steps``.
+
+    Parameters
+    ----------
+    model : keras.Model
+        From :func:`build_classifier`, trained in place.
+    padded_boxes : (n, B, B, B) float32
+        Boxes around the training centres, ``B - box_size`` = twice the largest centre shift.
+    labels : (n,) int array
+        Class of each box (0 = background).
+    box_size : int
+    steps, batch_size, learning_rate, final_learning_rate, seed, steps_per_epoch
+        The schedule; every ``steps_per_epoch`` steps ``on_epoch_end(epoch, mean loss)`` is
+        called, and training stops early when it returns True.
+
+    Returns
+    -------
+    list of float
+        Mean training loss of each epoch.
+    """
+    tf = import_tensorflow()
+    import keras
+
+    rng = np.random.default_rng(seed)
+    optimizer = keras.optimizers.Adam(learning_rate)
+    loss_function = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_function(y, model(x, training=True))
+        optimizer.apply_gradients(
+            zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+        )
+        return loss
+
+    decay = (final_learning_rate / learning_rate) ** (1 / max(steps - 1, 1))
+    losses: list[float] = []
+    epoch_losses: list[float] = []
+    for i in range(steps):
+        optimizer.learning_rate.assign(learning_rate * decay**i)
+        rows = draw_rows(labels, batch_size, rng)
+        epoch_losses.append(float(step(augmented_batch(padded_boxes, rows, box_size, rng), labels[rows])))
+        if len(epoch_losses) == steps_per_epoch or i == steps - 1:
+            losses.append(float(np.mean(epoch_losses)))
+            epoch_losses = []
+            if on_epoch_end is not None and on_epoch_end(len(losses), losses[-1]):
+                break
+    return losses
+
+
+def classify_boxes(
+    model, boxes: np.ndarray, average_rotations: bool = True, batch_size: int = 64
+) -> np.ndarray:
+    """Class probabilities (n, n_classes) of boxes (n, z, y, x), optionally averaged over the
+    four wedge-preserving rotations."""
+    tf = import_tensorflow()
+    rotations = range(1 + len(WEDGE_PRESERVING_ROTATIONS)) if average_rotations else (0,)
+    probabilities = np.zeros((len(boxes), int(model.output_shape[-1])))
+    for start in range(0, len(boxes), batch_size):
+        part = boxes[start : start + batch_size]
+        for k in rotations:
+            turned = rotate_boxes(part, np.full(len(part), k))[..., None]
+            probabilities[start : start + batch_size] += tf.nn.softmax(model(turned, training=False)).numpy()
+    return probabilities / len(rotations)
 
 
 def to_binned(xyz: np.ndarray, factor: int) -> np.ndarray:
@@ -48,7 +265,6 @@ def to_binned(xyz: np.ndarray, factor: int) -> np.ndarray:
 def training_boxes(data: Path, args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Padded boxes (edge box + 2 jitter) around the training particles and the background
     centres, their labels and tomogram index; cached in ``--work``."""
-    from deepfinder.core.classify import background_centres, cut_boxes
     from deepfinder.core.io import read_particles_csv, read_volume
     from deepfinder.core.normalize import tomogram_stats
 
@@ -94,7 +310,6 @@ def held_out_rows(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def train_with_budget(boxes, labels, args) -> tuple[object, dict]:
     """Probe the cost of a step, plan the steps the CPU budget holds, train; returns the model
     and the CPU and wall time spent (probe included)."""
-    from deepfinder.core.classify import build_classifier, train_classifier
 
     n_classes = int(labels.max()) + 1
     model = build_classifier(n_classes, args.box)
@@ -102,6 +317,11 @@ def train_with_budget(boxes, labels, args) -> tuple[object, dict]:
     started, cpu = time.perf_counter(), cpu_seconds()
     marks = []
     probe_steps = 20
+
+    def mark(epoch: int, loss: float) -> bool:
+        marks.append(cpu_seconds())
+        return False
+
     train_classifier(
         model,
         boxes,
@@ -112,7 +332,7 @@ def train_with_budget(boxes, labels, args) -> tuple[object, dict]:
         final_learning_rate=1e-3,
         seed=args.seed + 1000,
         steps_per_epoch=10,
-        on_epoch_end=lambda epoch, loss: marks.append(cpu_seconds()) and False,
+        on_epoch_end=mark,
     )
     step_cpu = (marks[1] - marks[0]) / 10
     steps = max(int((budget - (cpu_seconds() - cpu)) / step_cpu), 1)
@@ -163,9 +383,8 @@ def confusion_text(truth: np.ndarray, predicted: np.ndarray, names: dict[int, st
     return "\n".join(lines)
 
 
-def test_boxes(data: Path, centres_xyz: np.ndarray, args) -> np.ndarray:
+def held_out_boxes(data: Path, centres_xyz: np.ndarray, args) -> np.ndarray:
     """Boxes of the held-out tomogram centred on full-size positions (x, y, z voxels)."""
-    from deepfinder.core.classify import cut_boxes
     from deepfinder.core.io import read_volume
     from deepfinder.core.normalize import tomogram_stats
 
@@ -177,7 +396,6 @@ def test_boxes(data: Path, centres_xyz: np.ndarray, args) -> np.ndarray:
 def accuracy_on_truth(model, data: Path, classes: list[dict], args) -> dict:
     """Classes called at the held-out tomogram's true positions, exact and shifted, scored as
     picks with bench_shrec's rules: the classifier's F1 with perfect localisation."""
-    from deepfinder.core.classify import classify_boxes
     from deepfinder.core.io import read_particles_csv
 
     names = {0: "background", **{c["id"]: c["name"] for c in classes}}
@@ -188,7 +406,7 @@ def accuracy_on_truth(model, data: Path, classes: list[dict], args) -> dict:
         # Shifts in voxels of the boxes' sampling, positions in full-size voxels.
         xyz = truth.xyz + rng.integers(-shift, shift + 1, size=truth.xyz.shape) * args.bin
         started, cpu = time.perf_counter(), cpu_seconds()
-        probabilities = classify_boxes(model, test_boxes(data, xyz, args))
+        probabilities = classify_boxes(model, held_out_boxes(data, xyz, args))
         elapsed = (time.perf_counter() - started, cpu_seconds() - cpu)
         np.save(args.work / f"truth_probabilities_{shift}_{args.name}.npy", probabilities)
         picks = dataclasses.replace(truth, xyz=xyz)
@@ -239,12 +457,11 @@ def unet_accuracy_on_picks(found, data: Path) -> tuple[float, int]:
 def reclass_picks(model, picks: Path, data: Path, classes: list[dict], args) -> dict:
     """Score the U-net's picks, then the same positions re-classed, with and without dropping the
     picks the classifier calls background."""
-    from deepfinder.core.classify import classify_boxes
     from deepfinder.core.evaluate import format_table
     from deepfinder.core.io import read_particles_csv, write_particles_csv
 
     found = read_particles_csv(picks)
-    probabilities = classify_boxes(model, test_boxes(data, found.xyz, args))
+    probabilities = classify_boxes(model, held_out_boxes(data, found.xyz, args))
     variants = {"U-net": found, **reclassed(found, probabilities)}
     unet = unet_probabilities(picks, data, found, len(classes) + 1)
     if unet is not None:
@@ -310,10 +527,10 @@ def main() -> int:
     parser.add_argument("--data", type=Path, required=True, help="bench_shrec work folder (read only)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/deepfinder_bench_reclass"))
     parser.add_argument(
-        "--bin", type=int, choices=(1, 2), default=1, help="cut boxes at 10 A (1) or 20 A (2)"
+        "--bin", type=int, choices=(1, 2), default=2, help="cut boxes at 10 A (1) or 20 A (2)"
     )
-    parser.add_argument("--box", type=int, default=24, help="box edge, voxels of the chosen sampling")
-    parser.add_argument("--jitter", type=int, default=2, help="largest shift of a box centre, voxels")
+    parser.add_argument("--box", type=int, default=16, help="box edge, voxels of the chosen sampling")
+    parser.add_argument("--jitter", type=int, default=1, help="largest shift of a box centre, voxels")
     parser.add_argument("--background", type=int, default=600, help="background boxes (class 0), 0: none")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--train-minutes", type=float, default=8.0, help="training budget, CPU minutes")
@@ -323,8 +540,6 @@ def main() -> int:
     parser.add_argument("--name", default="run", help="names this run's files in --work")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-
-    from deepfinder.core.classify import build_classifier, classify_boxes
 
     classes = json.loads((args.data / "classes.json").read_text())
     names = {0: "background", **{c["id"]: c["name"] for c in classes}}

@@ -7,9 +7,9 @@ than the U-net's label map? (issue 18)
 
 ``--data`` is a bench_shrec work folder (training tomograms ``tomo_000..`` with particle tables and
 occupancy maps, the held-out ``tomo_test`` with its truth; ``bin2/`` for ``--bin 2``); it is only
-read. Cuts boxes (default: 16^3 of the 2x-binned tomograms, 20 A/voxel) around every training particle (plus ``--background`` boxes off every particle,
-class 0), holds out 5 % of each class for validation, trains
-:func:`build_classifier` until ``--train-minutes`` of process CPU time are
+read. Cuts boxes (default: 16^3 of the 2x-binned tomograms, 20 A/voxel) around every training
+particle (plus ``--background`` boxes off every particle, class 0), holds out 5 % of each class
+for validation, trains :func:`build_classifier` until ``--train-minutes`` of process CPU time are
 spent (one-thread runs: pin with taskset and TF_NUM_INTRAOP_THREADS=1), then prints
 
 - the accuracy and class confusion on the held-out tomogram's true positions (exact, and shifted

@@ -4,6 +4,7 @@ than the U-net's label map? (issue 18)
     python benchmarks/bench_reclass.py --data DIR [--work DIR] [--bin 2] [--box 16] [--jitter 1]
                                        [--train-minutes 8] [--background 600] [--seed 0]
                                        [--model CLASSIFIER.weights.h5] [--picks FOUND.csv ...]
+                                       [--initial-weights CLASSIFIER.weights.h5]
 
 ``--data`` is a bench_shrec work folder (training tomograms ``tomo_000..`` with particle tables and
 occupancy maps, the held-out ``tomo_test`` with its truth; ``bin2/`` for ``--bin 2``); it is only
@@ -311,8 +312,9 @@ def train_with_budget(boxes, labels, args) -> tuple[object, dict]:
     """Probe the cost of a step, plan the steps the CPU budget holds, train; returns the model
     and the CPU and wall time spent (probe included)."""
 
-    n_classes = int(labels.max()) + 1
-    model = build_classifier(n_classes, args.box)
+    model = build_classifier(int(labels.max()) + 1, args.box)
+    if args.initial_weights is not None:
+        model.load_weights(args.initial_weights)
     budget = 60.0 * args.train_minutes
     started, cpu = time.perf_counter(), cpu_seconds()
     marks = []
@@ -536,6 +538,12 @@ def main() -> int:
     parser.add_argument("--train-minutes", type=float, default=8.0, help="training budget, CPU minutes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", type=Path, default=None, help="a trained classifier: skip training")
+    parser.add_argument(
+        "--initial-weights",
+        type=Path,
+        default=None,
+        help="train on from this classifier (a new step-size decay over the budget)",
+    )
     parser.add_argument("--picks", type=Path, nargs="*", default=[], help="U-net picks to re-class")
     parser.add_argument("--name", default="run", help="names this run's files in --work")
     args = parser.parse_args()

@@ -1,25 +1,42 @@
-"""SHREC'19-like quality: train on a few simulated tomograms under a CPU budget, score a held-out one.
+"""SHREC'19-like quality: train on a few simulated tomograms under a CPU budget, score held-out ones.
 
-    python benchmarks/bench_shrec.py [--work DIR] [--n-train 3] [--train-minutes 30]
-                                     [--train-wall-minutes M] [--targets shapes|spheres|both]
-                                     [--loss dice_cross_entropy] [--learning-rate 1e-3]
-                                     [--final-learning-rate 1e-4] [--epochs N] [--bin 2]
-                                     [--patch 16] [--batch 12] [--shift 4] [--precision auto] [--ceiling]
-                                     [--model TRAINED.weights.h5] [--crops 4 34] [--name RUN]
+    python benchmarks/bench_shrec.py [--work DIR] [--n-train 3] [--held-out 7 8] [--data-seed 0]
+                                     [--seed 0] [--train-minutes 30] [--train-wall-minutes M]
+                                     [--targets shapes|spheres|both] [--loss dice_cross_entropy]
+                                     [--learning-rate 1e-3] [--final-learning-rate 1e-4] [--epochs N]
+                                     [--bin 2] [--patch 16] [--batch 12] [--shift 4] [--precision auto]
+                                     [--ceiling] [--model TRAINED.weights.h5] [--crops 4 34] [--name RUN]
+                                     [--prepare-only]
 
-Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the
-training layouts 0..n-1 of ``shrec19/object_list_train.xml`` and, as the
-held-out tomogram, layout 8 (the SHREC'19 validation tomogram), into ``--work`` (reused when
-already there). Builds label maps (rotated shape masks or class-radius balls), trains the
-U-net until ``--train-minutes`` of process CPU time (all threads: user + system) are spent,
-segments the held-out tomogram, clusters the label map and prints per-class precision,
-recall and F1 under the SHREC'19 occupancy rule and the distance rule (tolerance = class
-radius). By default (``--bin 2``) it trains and segments 2x-binned copies of the tomograms
-(20 A/voxel, as DeepFinder's SHREC'21 re-run) and scores the particles found at the full size;
-``--bin 1`` works at 10 A/voxel and also saves a PNG of a predicted label-map slice next to the
-truth. ``--model`` scores an already trained model; ``--crops 4 34`` also segments with exact
-tiling and counts the labels that differ. The first crop is also scored with the scores
-averaged over the tomogram's four 180-degree rotations (``average_rotations``).
+Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the training
+layouts 0..n-1 of ``shrec19/object_list_train.xml`` and each held-out layout (``--held-out``, default 7
+and 8; 8 is the SHREC'19 validation tomogram) under two imaging settings: the training data's (preset
+``bench``) and another one (preset ``bench_shifted``: SNR 0.05, defocus 3 um, tilts +-50 degrees, thicker
+ice), as ``heldout<layout>_<preset>``. The data depend on ``--data-seed`` only (a held-out layout is
+simulated with the seed (data seed, layout) under both presets: the same specimen imaged twice), so
+runs with other training seeds (``--seed``) share them. Everything is written into ``--work`` and
+reused: only what is missing is simulated, also in folders of older versions of this script.
+
+Builds label maps (rotated shape masks or class-radius balls), trains the U-net until
+``--train-minutes`` of process CPU time (all threads: user + system) are spent, segments every held-out
+tomogram, plainly and with the scores averaged over the tomogram's four 180-degree rotations
+(``average_rotations``), clusters the label maps and prints per-class precision, recall and F1 under
+the SHREC'19 occupancy rule and the distance rule (tolerance = class radius), and the class confusion.
+By default (``--bin 2``) it trains and segments 2x-binned copies of the tomograms (20 A/voxel, as
+DeepFinder's SHREC'21 re-run) and scores the particles found at the full size; ``--bin 1`` works at
+10 A/voxel and also saves a PNG of a predicted label-map slice next to the truth. ``--model`` scores an
+already trained model (report ``report_<name>_rescored.json``, so that a training run's report stays);
+``--crops 4 34`` also segments the first held-out tomogram with exact tiling and counts the labels
+that differ.
+
+The report ``report_<name>.json`` holds, per targets kind, the training and, per held-out layout,
+setting and mode (plain, rotations), the per-class scores under both rules and the confusion counts;
+``benchmarks/summarise_shrec.py`` summarises several reports (seeds) in markdown tables, and this
+script prints that summary for its own run at the end.
+
+Several runs may share one ``--work`` folder: the data (simulation, binning, label maps) is prepared
+under a lock (``prepare.lock``), so runs started together take turns and the later ones find it made;
+``--prepare-only`` prepares it and stops. Give each run its own ``--name``.
 
 The SHREC'19 data is found as ``benchmarks/shrec_data.py`` says (``--shrec-dir``); skips (exit 0)
 when it is absent.
@@ -28,6 +45,9 @@ when it is absent.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -39,12 +59,14 @@ from pathlib import Path
 
 import numpy as np
 from shrec_data import add_shrec_dir_option, find_shrec_dir
+from summarise_shrec import print_summary, report_scores
 
-HELD_OUT_LAYOUT = 8
-HELD_OUT_NAME = "tomo_test"
-VOXEL_SIZE = 10.0  # Angstrom, the bench preset's
+# The imaging settings held-out tomograms are simulated under, the training data's first.
+SETTINGS = ("bench", "bench_shifted")
+SHREC19_LAYOUTS = 9  # layouts 0-8 in object_list_train.xml
+VOXEL_SIZE = 10.0  # Angstrom, the bench presets'
 # Clusters smaller than this fraction of the class's ball volume are dropped: a fixed prior,
-# not tuned on the held-out tomogram.
+# not tuned on the held-out tomograms.
 MIN_CLUSTER_FRACTION = 0.1
 
 
@@ -74,8 +96,46 @@ def cpu_model() -> str:
     return f"{name} ({', '.join(cpu_bfloat16_instructions()) or 'no bfloat16 instructions'})"
 
 
-def simulate(work: Path, n_train: int, seed: int, shrec_dir: Path) -> dict:
-    """Training tomograms tomo_000.. (layouts 0..n_train-1) and the held-out one (layout 8)."""
+def held_out_name(layout: int, setting: str) -> str:
+    """File stem, and tomogram name in the particle tables, of a held-out layout under a preset."""
+    return f"heldout{layout}_{setting}"
+
+
+@contextlib.contextmanager
+def data_lock(work: Path):
+    """Hold ``work/prepare.lock`` while the data is prepared, waiting while another run holds it:
+    runs sharing ``work`` never write the same file at once nor read a half-made dataset."""
+    with open(work / "prepare.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"Waiting for another run preparing the data in {work}", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def check_data_seed(work: Path, data_seed: int) -> None:
+    """Refuse a work folder whose data was simulated with another data seed; record the seed."""
+    record = work / "data_seed.json"
+    if record.exists():
+        made = json.loads(record.read_text())["data_seed"]
+        if made != data_seed:
+            raise SystemExit(
+                f"{work} holds data simulated with --data-seed {made}: give --data-seed {made} "
+                "or another --work folder"
+            )
+        return
+    if any(work.glob("tomo_*.mrc")):
+        print(
+            f"{work} was made by an older bench_shrec.py, which simulated with --seed: its training "
+            f"tomograms are taken as of --data-seed {data_seed}"
+        )
+    record.write_text(json.dumps({"data_seed": data_seed}) + "\n")
+
+
+def simulate(work: Path, n_train: int, held_out: list[int], data_seed: int, shrec_dir: Path) -> dict:
+    """The missing ones of: training tomograms tomo_000.. (layouts 0..n_train-1, preset bench) and
+    each held-out layout under each of :data:`SETTINGS` (seed (data_seed, layout) under both)."""
     from deepfinder.core.io import write_particles_csv, write_volume
     from deepfinder.core.simulate import (
         PRESETS,
@@ -91,39 +151,52 @@ def simulate(work: Path, n_train: int, seed: int, shrec_dir: Path) -> dict:
         not all((work / f"{name}_occupancy.mrc").exists() for name in names)
         or not (work / "classes.json").exists()
     ):
-        simulate_dataset(work, preset="bench", n_tomograms=n_train, seed=seed, shrec_dir=shrec_dir)
-    if not (work / f"{HELD_OUT_NAME}_occupancy.mrc").exists():
-        recipe = PRESETS["bench"]
-        print(f"{HELD_OUT_NAME}: simulating SHREC'19 layout {HELD_OUT_LAYOUT}", file=sys.stderr, flush=True)
+        simulate_dataset(work, preset="bench", n_tomograms=n_train, seed=data_seed, shrec_dir=shrec_dir)
+    held = [
+        {"layout": layout, "setting": setting, "name": held_out_name(layout, setting)}
+        for layout in held_out
+        for setting in SETTINGS
+    ]
+    shapes = None
+    for tomogram in held:
+        name, recipe = tomogram["name"], PRESETS[tomogram["setting"]]
+        if (work / f"{name}_occupancy.mrc").exists():
+            continue
+        print(f"{name}: simulating SHREC'19 layout {tomogram['layout']}", file=sys.stderr, flush=True)
+        shapes = shapes or shrec19_shapes(recipe.specimen.voxel_size, shrec_dir)
         result = simulate_tomogram(
-            shrec19_shapes(recipe.specimen.voxel_size, shrec_dir),
+            shapes,
             recipe.specimen,
             recipe.tilt_series,
-            seed=np.random.SeedSequence([seed, HELD_OUT_LAYOUT]),
-            layout=shrec19_layout(HELD_OUT_LAYOUT, shrec_dir),
-            name=HELD_OUT_NAME,
+            seed=np.random.SeedSequence([data_seed, tomogram["layout"]]),
+            layout=shrec19_layout(tomogram["layout"], shrec_dir),
+            name=name,
         )
         voxel_size = recipe.specimen.voxel_size
-        write_volume(work / f"{HELD_OUT_NAME}.mrc", result.tomogram, voxel_size)
-        write_particles_csv(work / f"{HELD_OUT_NAME}_particles.csv", result.particles)
-        write_volume(work / f"{HELD_OUT_NAME}_labels.mrc", result.labels, voxel_size)
-        write_volume(work / f"{HELD_OUT_NAME}_occupancy.mrc", result.occupancy, voxel_size)
+        write_volume(work / f"{name}.mrc", result.tomogram, voxel_size)
+        write_particles_csv(work / f"{name}_particles.csv", result.particles)
+        write_volume(work / f"{name}_labels.mrc", result.labels, voxel_size)
+        # Last: its presence marks a complete tomogram.
+        write_volume(work / f"{name}_occupancy.mrc", result.occupancy, voxel_size)
         del result
-    return {"train": names, "wall": time.perf_counter() - started, "cpu": cpu_seconds() - cpu}
+    return {
+        "train": names,
+        "held_out": held,
+        "wall": time.perf_counter() - started,
+        "cpu": cpu_seconds() - cpu,
+    }
 
 
 def bin_data(work: Path, names: list[str], classes: list[dict], shrec_dir: Path) -> Path:
     """The tomograms (means of 2 x 2 x 2 voxels), particle tables, masks and class radii at twice
-    the voxel size, in ``work/bin2`` (reused when there)."""
-    import dataclasses
-
+    the voxel size, in ``work/bin2`` (the missing ones)."""
     from deepfinder.core.io import read_particles_csv, read_volume, write_particles_csv, write_volume
     from deepfinder.core.segment import downsample_scores
     from deepfinder.core.simulate import shrec19_shapes
 
     binned = work / "bin2"
     (binned / "masks").mkdir(parents=True, exist_ok=True)
-    for name in names + [HELD_OUT_NAME]:
+    for name in names:
         if not (binned / f"{name}_particles.csv").exists():
             volume = np.asarray(read_volume(work / f"{name}.mrc"), dtype=np.float32)
             write_volume(binned / f"{name}.mrc", downsample_scores(volume[..., None])[..., 0], VOXEL_SIZE * 2)
@@ -132,12 +205,12 @@ def bin_data(work: Path, names: list[str], classes: list[dict], shrec_dir: Path)
             write_particles_csv(
                 binned / f"{name}_particles.csv", dataclasses.replace(table, xyz=(table.xyz - 0.5) / 2)
             )
-    binned_classes = []
-    masks = {shape.name: shape.mask for shape in shrec19_shapes(VOXEL_SIZE * 2, shrec_dir)}
-    for c in classes:
-        write_volume(binned / c["mask"], masks[c["name"]].astype(np.int8), VOXEL_SIZE * 2)
-        binned_classes.append({**c, "radius_voxels": c["radius_voxels"] / 2})
-    (binned / "classes.json").write_text(json.dumps(binned_classes, indent=1))
+    if not (binned / "classes.json").exists():
+        masks = {shape.name: shape.mask for shape in shrec19_shapes(VOXEL_SIZE * 2, shrec_dir)}
+        for c in classes:
+            write_volume(binned / c["mask"], masks[c["name"]].astype(np.int8), VOXEL_SIZE * 2)
+        binned_classes = [{**c, "radius_voxels": c["radius_voxels"] / 2} for c in classes]
+        (binned / "classes.json").write_text(json.dumps(binned_classes, indent=1))
     return binned
 
 
@@ -268,6 +341,7 @@ def run_name(kind: str, args) -> str:
 def segment_and_score(
     work: Path,
     data: Path,
+    name: str,
     weights: Path,
     classes: list[dict],
     data_classes: list[dict],
@@ -276,10 +350,8 @@ def segment_and_score(
     crop_voxels: int = 4,
     average_rotations: bool = False,
 ) -> dict:
-    """Segment the held-out tomogram of ``data`` (``work`` or its 2x-binned copy), cluster, match
-    with both rules against the truth in ``work``; returns tables and times."""
-    import dataclasses
-
+    """Segment held-out tomogram ``name`` of ``data`` (``work`` or its 2x-binned copy), cluster,
+    match with both rules against the truth in ``work``; returns tables, confusion and times."""
     from deepfinder.core.io import read_volume, write_particles_csv
     from deepfinder.core.segment import segment_tomogram, unbin_positions
     from deepfinder.core.settings import SegmentationSettings
@@ -287,10 +359,10 @@ def segment_and_score(
     binned = data != work
     started, cpu = time.perf_counter(), cpu_seconds()
     segmented = segment_tomogram(
-        data / f"{HELD_OUT_NAME}.mrc",
+        data / f"{name}.mrc",
         weights,
-        data / f"{HELD_OUT_NAME}_pred_{tag}.mrc",
-        data / f"{HELD_OUT_NAME}_scores_{tag}.mrc",
+        data / f"{name}_pred_{tag}.mrc",
+        data / f"{name}_scores_{tag}.mrc",
         SegmentationSettings(
             precision=precision, crop_voxels=crop_voxels, average_rotations=average_rotations
         ),
@@ -299,70 +371,75 @@ def segment_and_score(
 
     started, cpu = time.perf_counter(), cpu_seconds()
     label_map = np.asarray(read_volume(segmented["labels"], mmap=False)).astype(np.uint8)
-    score_maps = {k: read_volume(path) for k, path in segmented["scores"].items()}
-    found = cluster(label_map, data_classes, score_maps)
+    score_maps = {k: np.asarray(read_volume(path, mmap=False)) for k, path in segmented["scores"].items()}
+    # The score maps (one per class, 8 segmentations per model) would fill the disk over many runs.
+    for path in segmented["scores"].values():
+        path.unlink()
+    found = cluster(label_map, data_classes, name, score_maps)
     if binned:
         found = dataclasses.replace(found, xyz=unbin_positions(found.xyz))
-    write_particles_csv(work / f"{HELD_OUT_NAME}_found_{tag}.csv", found)
+    write_particles_csv(work / f"{name}_found_{tag}.csv", found)
     cluster_times = (time.perf_counter() - started, cpu_seconds() - cpu)
 
     if not binned:
-        save_slice_png(work, segmented["labels"], tag)
+        save_slice_png(work, name, segmented["labels"], tag)
     return {
-        **score(work, found, classes),
+        **score(work, name, found, classes),
         "segment": segment_times,
         "cluster": cluster_times,
         "label_map": label_map,
     }
 
 
-def print_scored(title: str, scored: dict) -> None:
-    """Both rules' tables, the class confusion and the times of one segmentation of the held-out tomogram."""
-    from deepfinder.core.evaluate import format_table
+def print_scored(title: str, scored: dict, classes: list[dict]) -> None:
+    """Both rules' tables, the class confusion and the times of one segmentation of a held-out tomogram."""
+    from deepfinder.core.evaluate import format_confusion, format_table
 
-    print(f"\nHeld-out SHREC'19 layout {HELD_OUT_LAYOUT}, {title}, occupancy rule:")
+    print(f"\n{title}, occupancy rule:")
     print(format_table(scored["occupancy"]))
     print("\nDistance rule (tolerance = class radius):")
     print(format_table(scored["distance"]))
     print("\nDetections by the class of the particle they lie on:")
-    print(scored["confusion"])
+    names = {c["id"]: c["name"] for c in classes}
+    print(format_confusion(np.arange(len(scored["confusion"])), np.array(scored["confusion"]), names))
     print(
         f"Segmentation {scored['segment'][0]:.0f} s wall, {scored['segment'][1]:.0f} s CPU; "
         f"clustering {scored['cluster'][0]:.0f} s wall, {scored['cluster'][1]:.0f} s CPU"
     )
 
 
-def score_true_labels(work: Path, classes: list[dict]) -> dict:
+def score_true_labels(work: Path, name: str, classes: list[dict]) -> dict:
     """Clustering and matching applied to the simulator's true label map: the pipeline's ceiling."""
     from deepfinder.core.io import read_volume
 
-    label_map = np.asarray(read_volume(work / f"{HELD_OUT_NAME}_labels.mrc", mmap=False)).astype(np.uint8)
-    return score(work, cluster(label_map, classes), classes)
+    label_map = np.asarray(read_volume(work / f"{name}_labels.mrc", mmap=False)).astype(np.uint8)
+    return score(work, name, cluster(label_map, classes, name), classes)
 
 
-def cluster(label_map: np.ndarray, classes: list[dict], score_maps: dict | None = None):
-    """Particles of a label map of the held-out tomogram: class radii, fixed minimum cluster size."""
+def cluster(label_map: np.ndarray, classes: list[dict], name: str, score_maps: dict | None = None):
+    """Particles of a label map of held-out tomogram ``name``: class radii, fixed minimum cluster size."""
     from deepfinder.core.cluster import ball_volume, find_clusters
 
     radius = {c["id"]: c["radius_voxels"] for c in classes}
     min_size = {k: int(MIN_CLUSTER_FRACTION * ball_volume(r)) for k, r in radius.items()}
-    return find_clusters(label_map, radius, min_size, score_maps, tomo=HELD_OUT_NAME).particles
+    return find_clusters(label_map, radius, min_size, score_maps, tomo=name).particles
 
 
-def score(work: Path, found, classes: list[dict]) -> dict:
-    """Particles found in the held-out tomogram against its truth: occupancy rule, distance rule
-    (tolerance = class radius) and the class confusion."""
+def score(work: Path, name: str, found, classes: list[dict]) -> dict:
+    """Particles found in held-out tomogram ``name`` against its truth: occupancy rule, distance rule
+    (tolerance = class radius), each with an overall row, and the class confusion by occupancy
+    (``counts[i][j]``: detections of class i on a particle of class j, 0 = background)."""
     from deepfinder.core.evaluate import (
+        ClassScores,
         confusion_by_occupancy,
-        format_confusion,
         match_by_distance,
         match_by_occupancy,
         precision_recall_f1,
     )
     from deepfinder.core.io import read_particles_csv, read_volume
 
-    reference = read_particles_csv(work / f"{HELD_OUT_NAME}_particles.csv")
-    occupancy = np.asarray(read_volume(work / f"{HELD_OUT_NAME}_occupancy.mrc", mmap=False))
+    reference = read_particles_csv(work / f"{name}_particles.csv")
+    occupancy = np.asarray(read_volume(work / f"{name}_occupancy.mrc", mmap=False))
     names = {c["id"]: c["name"] for c in classes}
     by_distance = []
     for c in classes:
@@ -375,15 +452,35 @@ def score(work: Path, found, classes: list[dict]) -> dict:
             names,
         )
         by_distance += [row for row in rows if row.class_id is not None]
+    tp = sum(row.true_positives for row in by_distance)
+    n_found = sum(row.n_detected for row in by_distance)
+    n_reference = sum(row.n_reference for row in by_distance)
+    # Distance matching is one-to-one, so true positives are also the reference particles found.
+    by_distance.append(
+        ClassScores(
+            None,
+            "all",
+            n_found,
+            n_reference,
+            tp,
+            tp / n_found if n_found else np.nan,
+            tp / n_reference if n_reference else np.nan,
+            2 * tp / (n_found + n_reference) if n_found + n_reference else np.nan,
+        )
+    )
+    ids, counts = confusion_by_occupancy(found, occupancy, reference)
+    # Every class in every table (ids 0..n), so that tables of several runs add up.
+    confusion = np.zeros((len(classes) + 1,) * 2, dtype=int)
+    confusion[np.ix_(ids, ids)] = counts
     return {
         "occupancy": precision_recall_f1(match_by_occupancy(found, occupancy, reference), names),
         "distance": by_distance,
-        "confusion": format_confusion(*confusion_by_occupancy(found, occupancy, reference), names),
+        "confusion": confusion.tolist(),
     }
 
 
-def save_slice_png(work: Path, labels_path: Path, tag: str) -> Path:
-    """Middle z-slice of the tomogram, the true label map and the predicted one, side by side."""
+def save_slice_png(work: Path, name: str, labels_path: Path, tag: str) -> Path:
+    """Middle z-slice of held-out tomogram ``name``, its true label map and the predicted one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -391,11 +488,11 @@ def save_slice_png(work: Path, labels_path: Path, tag: str) -> Path:
 
     from deepfinder.core.io import read_volume
 
-    tomogram = read_volume(work / f"{HELD_OUT_NAME}.mrc")
+    tomogram = read_volume(work / f"{name}.mrc")
     z = tomogram.shape[0] // 2
     panels = [
         ("tomogram", np.asarray(tomogram[z]), "gray"),
-        ("truth", np.asarray(read_volume(work / f"{HELD_OUT_NAME}_labels.mrc")[z]), "tab20"),
+        ("truth", np.asarray(read_volume(work / f"{name}_labels.mrc")[z]), "tab20"),
         ("predicted", np.asarray(read_volume(labels_path)[z]), "tab20"),
     ]
     figure, axes = plt.subplots(1, 3, figsize=(18, 6.4))
@@ -408,7 +505,7 @@ def save_slice_png(work: Path, labels_path: Path, tag: str) -> Path:
         axis.set_title(f"{title}, z = {z}")
         axis.axis("off")
     figure.tight_layout()
-    path = work / f"{HELD_OUT_NAME}_slice_{tag}.png"
+    path = work / f"{name}_slice_{tag}.png"
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path
@@ -417,26 +514,15 @@ def save_slice_png(work: Path, labels_path: Path, tag: str) -> Path:
 def markdown_rows(occupancy_rows, distance_rows) -> list[str]:
     """Markdown table: per class (and overall) precision / recall / F1 under both rules."""
     distance = {row.class_id: row for row in distance_rows}
-    tp = sum(row.true_positives for row in distance_rows)
-    n_found = sum(row.n_detected for row in distance_rows)
-    n_reference = sum(row.n_reference for row in distance_rows)
-    # Distance matching is one-to-one, so true positives are also the reference particles found.
-    overall = (
-        f"{tp / max(n_found, 1):.2f} / {tp / max(n_reference, 1):.2f} / "
-        f"{2 * tp / max(n_found + n_reference, 1):.2f}"
-    )
     lines = [
         "| Class | Reference | Found | Occupancy rule P / R / F1 | Distance rule P / R / F1 |",
         "|---|---|---|---|---|",
     ]
     for row in occupancy_rows:
         other = distance.get(row.class_id)
-        if row.class_id is None:
-            text = overall
-        elif other is None:
-            text = "- / - / -"
-        else:
-            text = f"{other.precision:.2f} / {other.recall:.2f} / {other.f1:.2f}"
+        text = (
+            "- / - / -" if other is None else f"{other.precision:.2f} / {other.recall:.2f} / {other.f1:.2f}"
+        )
         lines.append(
             f"| {row.name} | {row.n_reference} | {row.n_detected} | "
             f"{row.precision:.2f} / {row.recall:.2f} / {row.f1:.2f} | {text} |"
@@ -444,8 +530,7 @@ def markdown_rows(occupancy_rows, distance_rows) -> list[str]:
     return lines
 
 
-def main() -> int:
-    from deepfinder.core.model import resolve_precision
+def parse_arguments() -> argparse.Namespace:
     from deepfinder.core.settings import LOSSES, PRECISIONS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -456,6 +541,28 @@ def main() -> int:
         help="folder for simulated data, models and outputs (reused)",
     )
     parser.add_argument("--n-train", type=int, default=3, help="training tomograms (layouts 0..n-1)")
+    parser.add_argument(
+        "--held-out",
+        type=int,
+        nargs="+",
+        default=[7, 8],
+        help="SHREC'19 layouts to score on (0-8, none of the training ones), each simulated under "
+        f"the presets {' and '.join(SETTINGS)}",
+    )
+    parser.add_argument(
+        "--data-seed",
+        type=int,
+        default=0,
+        help="seed of the simulated data (runs with other --seed values share it)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="training seed (with --model: the model's, for the report)"
+    )
+    parser.add_argument(
+        "--prepare-only",
+        action="store_true",
+        help="simulate, bin and build the label maps of --targets, then stop",
+    )
     parser.add_argument("--train-minutes", type=float, default=30.0, help="training budget, CPU minutes")
     parser.add_argument(
         "--train-wall-minutes",
@@ -504,7 +611,6 @@ def main() -> int:
         help="2: train and segment the tomograms binned by 2 (means of 2^3 voxels, "
         "20 A/voxel); particles found are scored at the full size",
     )
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--name", default="", help="suffix of this run's model folder and output files (parallel runs)"
     )
@@ -514,7 +620,7 @@ def main() -> int:
         nargs="+",
         default=[4],
         help="segment with each of these tile crops (voxels); the first is reported, "
-        "the others compared with it (34 makes tiling exact)",
+        "the others compared with it on the first held-out tomogram (34 makes tiling exact)",
     )
     parser.add_argument(
         "--model",
@@ -525,10 +631,32 @@ def main() -> int:
     parser.add_argument(
         "--ceiling",
         action="store_true",
-        help="also score the true label map of the held-out tomogram (pipeline ceiling)",
+        help="also score the true label maps of the held-out tomograms (pipeline ceiling)",
     )
     add_shrec_dir_option(parser)
     args = parser.parse_args()
+    if not 1 <= args.n_train < SHREC19_LAYOUTS:
+        parser.error(
+            f"--n-train {args.n_train}: give 1 to {SHREC19_LAYOUTS - 1} (one layout must stay held out)"
+        )
+    outside = [layout for layout in args.held_out if not 0 <= layout < SHREC19_LAYOUTS]
+    if outside:
+        parser.error(f"--held-out {outside}: SHREC'19 has layouts 0-{SHREC19_LAYOUTS - 1}")
+    training = [layout for layout in args.held_out if layout < args.n_train]
+    if training:
+        parser.error(
+            f"--held-out {training}: --n-train {args.n_train} trains on layouts 0-{args.n_train - 1}; "
+            f"hold out layouts {args.n_train}-{SHREC19_LAYOUTS - 1} or lower --n-train"
+        )
+    if len(set(args.held_out)) != len(args.held_out):
+        parser.error(f"--held-out {args.held_out}: give each layout once")
+    return args
+
+
+def main() -> int:
+    from deepfinder.core.model import resolve_precision
+
+    args = parse_arguments()
     shrec_dir = find_shrec_dir(args.shrec_dir)
     if shrec_dir is None:
         return 0
@@ -541,26 +669,39 @@ def main() -> int:
         f"Machine: {cpu_model()}, {os.cpu_count()} cores; U-net arithmetic: "
         f"{resolve_precision(args.precision)}"
     )
-    simulated = simulate(work, args.n_train, args.seed, shrec_dir)
-    classes = json.loads((work / "classes.json").read_text())
+    kinds = ("shapes", "spheres") if args.targets == "both" else (args.targets,)
+    with data_lock(work):
+        check_data_seed(work, args.data_seed)
+        simulated = simulate(work, args.n_train, args.held_out, args.data_seed, shrec_dir)
+        held_out = simulated["held_out"]
+        classes = json.loads((work / "classes.json").read_text())
+        data, data_classes = work, classes
+        if args.bin > 1:
+            names = simulated["train"] + [tomogram["name"] for tomogram in held_out]
+            data = bin_data(work, names, classes, shrec_dir)
+            data_classes = json.loads((data / "classes.json").read_text())
+        targets = {}
+        if args.model is None:
+            for kind in kinds:
+                targets[kind] = build_targets(
+                    data, simulated["train"], data_classes, kind, VOXEL_SIZE * args.bin
+                )
     print(
         f"Simulation: {simulated['wall']:.0f} s wall, {simulated['cpu']:.0f} s CPU "
         f"(0 when reused from {work})"
     )
-    report = []
+    if args.prepare_only:
+        print(f"Data prepared in {work}")
+        return 0
     if args.ceiling:
-        ceiling = score_true_labels(work, classes)
-        print("\nCeiling: clustering and matching of the true label map")
-        print("\n".join(markdown_rows(ceiling["occupancy"], ceiling["distance"])))
-        print(ceiling["confusion"])
-    data, data_classes = work, classes
-    if args.bin > 1:
-        data = bin_data(work, simulated["train"], classes, shrec_dir)
-        data_classes = json.loads((data / "classes.json").read_text())
-    for kind in ("shapes", "spheres") if args.targets == "both" else (args.targets,):
-        targets = build_targets(data, simulated["train"], data_classes, kind, VOXEL_SIZE * args.bin)
+        for tomogram in held_out:
+            ceiling = score_true_labels(work, tomogram["name"], classes)
+            print(f"\nCeiling of {tomogram['name']}: clustering and matching of the true label map")
+            print("\n".join(markdown_rows(ceiling["occupancy"], ceiling["distance"])))
+    report = []
+    for kind in kinds:
         if args.model is None:
-            trained = train_with_budget(data, simulated["train"], targets, data_classes, kind, args)
+            trained = train_with_budget(data, simulated["train"], targets[kind], data_classes, kind, args)
             last = trained["history"][-1]
             print(
                 f"Training ({kind}): {trained['epochs']} epochs = {trained['steps']} steps of "
@@ -571,63 +712,96 @@ def main() -> int:
             )
         else:
             trained = {"weights": args.model, "history": []}
-        first = None
-        for crop in args.crops:
-            scored = segment_and_score(
-                work,
-                data,
-                trained["weights"],
-                classes,
-                data_classes,
-                f"{run_name(kind, args)}_crop{crop}",
-                args.precision,
-                crop,
-            )
-            print_scored(f"{kind} targets, tiles cropped by {crop} voxels", scored)
-            if first is None:
-                first = scored
-            else:
-                differ = first["label_map"] != scored["label_map"]
-                particle = (first["label_map"] > 0) | (scored["label_map"] > 0)
-                print(
-                    f"Crop {args.crops[0]} vs crop {crop}: labels differ on {differ.mean():.4%} of all "
-                    f"voxels, {differ[particle].mean():.2%} of the voxels either calls a particle"
+        entry = {
+            "targets": kind,
+            "name": args.name,
+            "seed": args.seed,
+            "data_seed": args.data_seed,
+            "train": {k: v for k, v in trained.items() if k != "history"},
+            "val_f1_per_epoch": [row["val_mean_f1"] for row in trained["history"]],
+            "scores": [],
+        }
+        for index, tomogram in enumerate(held_out):
+            for mode in ("plain", "rotations"):
+                tag = f"{run_name(kind, args)}_crop{args.crops[0]}" + (
+                    "_rotations" if mode == "rotations" else ""
                 )
-        rotated = segment_and_score(
+                scored = segment_and_score(
+                    work,
+                    data,
+                    tomogram["name"],
+                    trained["weights"],
+                    classes,
+                    data_classes,
+                    tag,
+                    args.precision,
+                    args.crops[0],
+                    average_rotations=mode == "rotations",
+                )
+                how = "scores averaged over 4 rotations" if mode == "rotations" else "plain"
+                print_scored(
+                    f"Held-out SHREC'19 layout {tomogram['layout']}, {tomogram['setting']} imaging, "
+                    f"{kind} targets, tiles cropped by {args.crops[0]} voxels, {how}",
+                    scored,
+                    classes,
+                )
+                entry["scores"].append(
+                    {
+                        **tomogram,
+                        "mode": mode,
+                        "crop": args.crops[0],
+                        "segment": scored["segment"],
+                        "cluster": scored["cluster"],
+                        "occupancy": [dataclasses.asdict(row) for row in scored["occupancy"]],
+                        "distance": [dataclasses.asdict(row) for row in scored["distance"]],
+                        "confusion": scored["confusion"],
+                        "table": markdown_rows(scored["occupancy"], scored["distance"]),
+                    }
+                )
+                if index == 0 and mode == "plain":
+                    compare_crops(
+                        work,
+                        data,
+                        tomogram["name"],
+                        trained["weights"],
+                        classes,
+                        data_classes,
+                        kind,
+                        args,
+                        scored,
+                    )
+        report.append(entry)
+    suffix = ("_" + args.name if args.name else "") + ("_rescored" if args.model is not None else "")
+    report_path = work / f"report{suffix}.json"
+    report_path.write_text(json.dumps(report, indent=1, default=str))
+    print(f"\nReport: {report_path}")
+    print_summary(report_scores(report, report_path.stem))
+    return 0
+
+
+def compare_crops(
+    work: Path, data: Path, name: str, weights: Path, classes, data_classes, kind: str, args, first: dict
+) -> None:
+    """Segment held-out tomogram ``name`` with the other ``--crops`` and count the labels that differ."""
+    for crop in args.crops[1:]:
+        scored = segment_and_score(
             work,
             data,
-            trained["weights"],
+            name,
+            weights,
             classes,
             data_classes,
-            f"{run_name(kind, args)}_crop{args.crops[0]}_rotations",
+            f"{run_name(kind, args)}_crop{crop}",
             args.precision,
-            args.crops[0],
-            average_rotations=True,
+            crop,
         )
-        print_scored(
-            f"{kind} targets, tiles cropped by {args.crops[0]} voxels, scores averaged over 4 rotations",
-            rotated,
+        print_scored(f"{name}, {kind} targets, tiles cropped by {crop} voxels", scored, classes)
+        differ = first["label_map"] != scored["label_map"]
+        particle = (first["label_map"] > 0) | (scored["label_map"] > 0)
+        print(
+            f"Crop {args.crops[0]} vs crop {crop}: labels differ on {differ.mean():.4%} of all "
+            f"voxels, {differ[particle].mean():.2%} of the voxels either calls a particle"
         )
-        report.append(
-            {
-                "targets": kind,
-                "train": {k: v for k, v in trained.items() if k != "history"},
-                "segment": first["segment"],
-                "cluster": first["cluster"],
-                "table": markdown_rows(first["occupancy"], first["distance"]),
-                "segment_rotations": rotated["segment"],
-                "table_rotations": markdown_rows(rotated["occupancy"], rotated["distance"]),
-                "val_f1_per_epoch": [row["val_mean_f1"] for row in trained["history"]],
-            }
-        )
-    report_path = work / f"report{'_' + args.name if args.name else ''}.json"
-    report_path.write_text(json.dumps(report, indent=1, default=str))
-    for entry in report:
-        print(f"\nMarkdown ({entry['targets']}):")
-        print("\n".join(entry["table"]))
-        print(f"\nMarkdown ({entry['targets']}, scores averaged over 4 rotations):")
-        print("\n".join(entry["table_rotations"]))
-    return 0
 
 
 if __name__ == "__main__":

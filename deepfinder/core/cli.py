@@ -187,7 +187,7 @@ def _add_simulate(subparsers) -> None:
     parser.add_argument(
         "--shrec-dir",
         default=None,
-        help="bench preset: the folder holding shrec19/ and templates_10A/ "
+        help="bench presets: the folder holding shrec19/ and templates_10A/ "
         f"(default: ${SHREC19_DIR_VARIABLE})",
     )
     parser.set_defaults(func=_run_simulate)

@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,12 @@ from deepfinder.core.io import read_particles_csv, read_volume, read_voxel_size,
 from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
 from deepfinder.core.shapes import procedural_shape, rotate_density
 from deepfinder.core.simulate import (
+    PRESETS,
     SHREC19_CLASSES,
     SHREC19_DIR_VARIABLE,
     SpecimenParameters,
     TiltSeriesParameters,
+    image_tilt_series,
     occupied_space,
     shrec19_dir,
     shrec19_layout,
@@ -246,6 +249,50 @@ def test_bad_parameters_give_clear_errors(tmp_path, shapes):
         TiltSeriesParameters(tilt_min_deg=-95, tilt_max_deg=60)
     with pytest.raises(ValueError, match="Unknown preset"):
         simulate_dataset(tmp_path, preset="huge")
+
+
+def test_the_second_bench_setting_differs_from_the_bench_in_imaging_only():
+    bench, shifted = PRESETS["bench"], PRESETS["bench_shifted"]
+    assert shifted.shrec19 and bench.shrec19 and shifted.shape_names == bench.shape_names
+    assert (shifted.tilt_series.snr, bench.tilt_series.snr) == (0.05, 0.1)
+    assert (shifted.tilt_series.defocus_um, bench.tilt_series.defocus_um) == (3.0, 4.0)
+    angles, bench_angles = shifted.tilt_series.angles_deg, bench.tilt_series.angles_deg
+    assert (angles.min(), angles.max(), bench_angles.min(), bench_angles.max()) == (-50, 50, -60, 60)
+    assert len(angles) == len(bench_angles)  # the dose split over as many images
+    assert (shifted.specimen.ice_thickness_a, bench.specimen.ice_thickness_a) == (3000.0, 2000.0)
+    # Nothing else differs: the same layouts give the same specimen.
+    assert replace(shifted.specimen, ice_beyond_volume_a=0.0) == bench.specimen
+    assert (
+        replace(
+            shifted.tilt_series,
+            snr=0.1,
+            defocus_um=4.0,
+            tilt_min_deg=-60.0,
+            tilt_max_deg=60.0,
+            tilt_step_deg=3.0,
+        )
+        == bench.tilt_series
+    )
+
+
+def test_ice_beyond_the_volume_makes_the_high_tilts_noisier(shapes):
+    cropped = replace(SPECIMEN, shape_zyx=(40, 80, 80), slab_thickness_voxels=None)
+    thin = simulate_tomogram(shapes, cropped, TILTS, seed=3)
+    thick = simulate_tomogram(shapes, replace(cropped, ice_beyond_volume_a=2000.0), TILTS, seed=3)
+    assert np.array_equal(thin.density, thick.density) and np.array_equal(thin.occupancy, thick.occupancy)
+    assert not np.allclose(thin.tomogram, thick.tomogram, atol=1e-3)
+
+    def noise_at_60_over_noise_at_0(ice_thickness_a):
+        projections = np.random.default_rng(0).random((41, 32, 32), dtype=np.float32)
+        tilts = TiltSeriesParameters(snr=0.01)
+        images = image_tilt_series(projections, 10.0, tilts, ice_thickness_a, np.random.default_rng(1))
+        return images[-1].var() / images[20].var()
+
+    assert noise_at_60_over_noise_at_0(3000.0) > 1.2 * noise_at_60_over_noise_at_0(2000.0)
+    with pytest.raises(ValueError, match="ice_beyond_volume_a needs the slab to fill the volume"):
+        replace(SPECIMEN, ice_beyond_volume_a=500.0)  # a 40-voxel slab in 48 voxels
+    with pytest.raises(ValueError, match="ice_beyond_volume_a must be >= 0"):
+        replace(cropped, ice_beyond_volume_a=-1.0)
 
 
 def test_shrec19_data_is_found_through_an_option_or_a_variable(tmp_path, monkeypatch, capsys):

@@ -48,6 +48,12 @@ class SpecimenParameters:
         carbon-like layer on its top (particles stuck to carbon or debris on a
         lamella): dense matter that looks like targets but is not in the ground
         truth, where a region-of-interest mask (:meth:`slab_mask`) says not to search.
+    ice_beyond_volume_a : float
+        Ice above and below the volume, Angstrom in all: the tomogram is a Z crop
+        of a thicker specimen. It holds nothing, but the electrons cross it, so it
+        lowers the transmission of every tilt, the high tilts most (see
+        ``TiltSeriesParameters.inelastic_mean_free_path_a``). Only where the slab
+        fills the volume's depth.
     """
 
     shape_zyx: tuple[int, int, int]
@@ -60,6 +66,7 @@ class SpecimenParameters:
     slab_tilt_deg: float = 0.0
     outside_particles_per_class: int = 0
     outside_gold_beads: int = 0
+    ice_beyond_volume_a: float = 0.0
 
     def __post_init__(self):
         if len(self.shape_zyx) != 3 or min(self.shape_zyx) < 8:
@@ -85,6 +92,13 @@ class SpecimenParameters:
                 f"slab_thickness_voxels must be in 1..{self.shape_zyx[0]} (the Z size), "
                 f"got {self.slab_thickness_voxels}"
             )
+        if self.ice_beyond_volume_a < 0:
+            raise ValueError(f"ice_beyond_volume_a must be >= 0 Angstrom, got {self.ice_beyond_volume_a}")
+        if self.ice_beyond_volume_a and self.slab_thickness_voxels not in (None, self.shape_zyx[0]):
+            raise ValueError(
+                "ice_beyond_volume_a needs the slab to fill the volume's depth: "
+                "leave slab_thickness_voxels at None or give one of them only"
+            )
 
     @property
     def slab_z_range(self) -> tuple[int, int]:
@@ -93,6 +107,12 @@ class SpecimenParameters:
         thickness = depth if self.slab_thickness_voxels is None else self.slab_thickness_voxels
         start = (depth - thickness) // 2
         return start, start + thickness
+
+    @property
+    def ice_thickness_a(self) -> float:
+        """Ice thickness that sets the transmission, Angstrom: the slab's and the ice beyond the volume."""
+        start, stop = self.slab_z_range
+        return (stop - start) * self.voxel_size + self.ice_beyond_volume_a
 
     def slab_mask(self) -> np.ndarray:
         """The ice slab, (z, y, x) bool: the voxels of :attr:`slab_z_range`, tilted by

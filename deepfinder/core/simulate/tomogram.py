@@ -75,10 +75,8 @@ def simulate_tomogram(
     )
     density = particle_density + distractors
     particles = replace(particles, tomo=np.full(len(particles), name))
-    z_range = specimen.slab_z_range
-    ice_thickness_a = (z_range[1] - z_range[0]) * specimen.voxel_size
     tomogram = reconstruct_tilt_series(
-        density, specimen.voxel_size, tilt_series, ice_thickness_a, rng, particle_density
+        density, specimen.voxel_size, tilt_series, specimen.ice_thickness_a, rng, particle_density
     )
     return SimulatedTomogram(
         tomogram=tomogram,

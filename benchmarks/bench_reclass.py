@@ -7,7 +7,7 @@ than the U-net's label map? (issue 18)
                                        [--initial-weights CLASSIFIER.weights.h5]
 
 ``--data`` is a bench_shrec work folder (training tomograms ``tomo_000..`` with particle tables and
-occupancy maps, the held-out ``tomo_test`` with its truth; ``bin2/`` for ``--bin 2``); it is only
+occupancy maps, the held-out tomogram ``--held-out`` with its truth; ``bin2/`` for ``--bin 2``); it is only
 read. Cuts boxes (default: 16^3 of the 2x-binned tomograms, 20 A/voxel) around every training
 particle (plus ``--background`` boxes off every particle, class 0), holds out 5 % of each class
 for validation, trains :func:`build_classifier` until ``--train-minutes`` of process CPU time are
@@ -15,7 +15,7 @@ spent (one-thread runs: pin with taskset and TF_NUM_INTRAOP_THREADS=1), then pri
 
 - the accuracy and class confusion on the held-out tomogram's true positions (exact, and shifted
   by up to ``--jitter`` voxels per axis, as picks are);
-- for each ``--picks`` table (bench_shrec's ``tomo_test_found_*.csv``, full-size voxels): the
+- for each ``--picks`` table (bench_shrec's ``<held-out>_found_*.csv``, full-size voxels): the
   U-net's picks scored as they are and re-classed by the classifier (positions kept), with
   bench_shrec's ``score`` (occupancy and distance rules), per-class F1 before / after, with the
   background class dropping picks or not.
@@ -41,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from bench_shrec import HELD_OUT_NAME, cpu_seconds, score
+from bench_shrec import cpu_seconds, score
 
 from deepfinder.core.model import import_tensorflow
 from deepfinder.core.normalize import normalize
@@ -390,7 +390,7 @@ def held_out_boxes(data: Path, centres_xyz: np.ndarray, args) -> np.ndarray:
     from deepfinder.core.io import read_volume
     from deepfinder.core.normalize import tomogram_stats
 
-    volume = read_volume(source(data, args) / f"{HELD_OUT_NAME}.mrc")
+    volume = read_volume(source(data, args) / f"{args.held_out}.mrc")
     centres = to_binned(centres_xyz, args.bin) if args.bin > 1 else np.asarray(centres_xyz, dtype=float)
     return cut_boxes(volume, centres[:, ::-1], args.box, tomogram_stats(volume))
 
@@ -401,7 +401,7 @@ def accuracy_on_truth(model, data: Path, classes: list[dict], args) -> dict:
     from deepfinder.core.io import read_particles_csv
 
     names = {0: "background", **{c["id"]: c["name"] for c in classes}}
-    truth = read_particles_csv(data / f"{HELD_OUT_NAME}_particles.csv")
+    truth = read_particles_csv(data / f"{args.held_out}_particles.csv")
     rng = np.random.default_rng(args.seed + 7)
     result = {}
     for label, shift in (("exact", 0), (f"shifted by up to {args.jitter}", args.jitter)):
@@ -413,7 +413,7 @@ def accuracy_on_truth(model, data: Path, classes: list[dict], args) -> dict:
         np.save(args.work / f"truth_probabilities_{shift}_{args.name}.npy", probabilities)
         picks = dataclasses.replace(truth, xyz=xyz)
         variants = reclassed(picks, probabilities)
-        scored = {name: score(data, table, classes) for name, table in variants.items()}
+        scored = {name: score(data, args.held_out, table, classes) for name, table in variants.items()}
         called = np.argmax(probabilities, axis=1)
         particle = 1 + np.argmax(probabilities[:, 1:], axis=1)
         result[label] = {
@@ -444,13 +444,13 @@ def reclassed(found, probabilities: np.ndarray) -> dict:
     return {"re-classed": named, "re-classed, background dropped": named.select(called != 0)}
 
 
-def unet_accuracy_on_picks(found, data: Path) -> tuple[float, int]:
+def unet_accuracy_on_picks(found, data: Path, held_out: str) -> tuple[float, int]:
     """Fraction of the picks lying on a particle whose class is that particle's, and their number."""
     from deepfinder.core.evaluate import _particle_under
     from deepfinder.core.io import read_particles_csv, read_volume
 
-    reference = read_particles_csv(data / f"{HELD_OUT_NAME}_particles.csv")
-    occupancy = np.asarray(read_volume(data / f"{HELD_OUT_NAME}_occupancy.mrc", mmap=False))
+    reference = read_particles_csv(data / f"{held_out}_particles.csv")
+    occupancy = np.asarray(read_volume(data / f"{held_out}_occupancy.mrc", mmap=False))
     particle = _particle_under(found, occupancy, reference)
     on = particle >= 0
     return float(np.mean(found.class_id[on] == reference.class_id[particle[on]])), int(on.sum())
@@ -459,27 +459,28 @@ def unet_accuracy_on_picks(found, data: Path) -> tuple[float, int]:
 def reclass_picks(model, picks: Path, data: Path, classes: list[dict], args) -> dict:
     """Score the U-net's picks, then the same positions re-classed, with and without dropping the
     picks the classifier calls background."""
-    from deepfinder.core.evaluate import format_table
+    from deepfinder.core.evaluate import format_confusion, format_table
     from deepfinder.core.io import read_particles_csv, write_particles_csv
 
     found = read_particles_csv(picks)
     probabilities = classify_boxes(model, held_out_boxes(data, found.xyz, args))
     variants = {"U-net": found, **reclassed(found, probabilities)}
-    unet = unet_probabilities(picks, data, found, len(classes) + 1)
+    unet = unet_probabilities(picks, data, args.held_out, found, len(classes) + 1)
     if unet is not None:
         # Both stages' evidence: the product of the U-net's scores at the pick and the classifier's.
         variants.update({f"U-net x {k}": v for k, v in reclassed(found, unet * probabilities).items()})
     scored = {}
     for label, table in variants.items():
-        scored[label] = score(data, table, classes)
-        accuracy, n_on = unet_accuracy_on_picks(table, data)
+        scored[label] = score(data, args.held_out, table, classes)
+        accuracy, n_on = unet_accuracy_on_picks(table, data, args.held_out)
         scored[label]["accuracy_on_particles"] = (accuracy, n_on)
         print(
             f"\n{picks.name}, {label}: {len(table)} picks, {n_on} on a particle, class right for "
             f"{accuracy:.3f} of those; occupancy rule:"
         )
         print(format_table(scored[label]["occupancy"]))
-        print(scored[label]["confusion"])
+        counts = np.array(scored[label]["confusion"])
+        print(format_confusion(np.arange(len(counts)), counts, {c["id"]: c["name"] for c in classes}))
         stem = picks.name[: -len(".csv")]
         tag = label.replace(", ", "_").replace(" ", "_").replace("-", "")
         write_particles_csv(args.work / f"{stem}_{tag}_{args.name}.csv", table)
@@ -488,14 +489,14 @@ def reclass_picks(model, picks: Path, data: Path, classes: list[dict], args) -> 
     return scored
 
 
-def unet_probabilities(picks: Path, data: Path, found, n_classes: int) -> np.ndarray | None:
+def unet_probabilities(picks: Path, data: Path, held_out: str, found, n_classes: int) -> np.ndarray | None:
     """The U-net's class scores (n, n_classes) at the picks, read from the score maps bench_shrec
     wrote beside the binned held-out tomogram; None when they are not there."""
     from deepfinder.core.io import read_volume
     from deepfinder.core.segment import score_map_paths
 
-    tag = picks.name[len(f"{HELD_OUT_NAME}_found_") : -len(".csv")]
-    paths = score_map_paths(data / "bin2" / f"{HELD_OUT_NAME}_scores_{tag}.mrc", n_classes)
+    tag = picks.name[len(f"{held_out}_found_") : -len(".csv")]
+    paths = score_map_paths(data / "bin2" / f"{held_out}_scores_{tag}.mrc", n_classes)
     if not all(path.exists() for path in paths.values()):
         return None
     index = np.rint(to_binned(found.xyz, 2)[:, ::-1]).astype(int)
@@ -527,6 +528,11 @@ def f1_table(scored: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="bench_shrec work folder (read only)")
+    parser.add_argument(
+        "--held-out",
+        default="heldout8_bench",
+        help="file stem of the held-out tomogram in --data (bench_shrec's held_out_name; tomo_test before)",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/deepfinder_bench_reclass"))
     parser.add_argument(
         "--bin", type=int, choices=(1, 2), default=2, help="cut boxes at 10 A (1) or 20 A (2)"

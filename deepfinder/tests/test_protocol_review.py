@@ -8,16 +8,10 @@ training targets of a fine-tuning run). Needs Debian's xvfb, xdotool and
 imagemagick; screenshots go to test-artifacts/ at the top of the repository.
 """
 
-import subprocess
-import time
-from pathlib import Path
-
 import mrcfile
 import numpy as np
 import pytest
-from PIL import Image
 from pyworkflow.object import Pointer
-from pyworkflow.protocol import STATUS_FAILED, STATUS_FINISHED, STATUS_INTERACTIVE, getProtocolFromDb
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 
@@ -31,13 +25,11 @@ from deepfinder.protocols import (
     DeepFinderProtReview,
 )
 from deepfinder.protocols.protocol_base import CLASSES_FROM_GROUP_ID
-from deepfinder.tests.virtual_display import VirtualDisplay
+from deepfinder.tests.virtual_display import VirtualDisplay, open_window, press, wait_closed
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SCREEN = (1280, 1024)
 SHAPE = (24, 48, 64)  # z, y, x
 VOXEL_SIZE = 10.0
-TIMEOUT_S = 120
 
 
 def _picks() -> ParticleTable:
@@ -53,18 +45,11 @@ def _picks() -> ParticleTable:
     )
 
 
-def _xdotool(*args) -> str:
-    return subprocess.run(
-        ["xdotool", *map(str, args)], check=True, capture_output=True, text=True, timeout=TIMEOUT_S
-    ).stdout
-
-
 @pytest.mark.slow
 class TestReviewWindow(BaseTest):
     @classmethod
     def setUpClass(cls):
         cls.display = VirtualDisplay(SCREEN, tools=("Xvfb", "xdotool", "import"))
-        ARTIFACTS.mkdir(exist_ok=True)
         setupTestProject(cls)
         rng = np.random.default_rng(3)
         for name in ("ta", "tb"):
@@ -95,36 +80,10 @@ class TestReviewWindow(BaseTest):
 
     # ----------------------------------------------------------------- helpers
     def _open_window(self, protocol) -> None:
-        self.proj.launchProtocol(protocol, wait=False)
-        _xdotool("search", "--sync", "--onlyvisible", "--name", "DeepFinder review")
-        time.sleep(1.0)  # let the first rendering finish
-
-    def _keys(self, *keys):
-        for key in keys:
-            _xdotool("key", key)
-            time.sleep(0.3)
+        open_window(self.proj, protocol, "DeepFinder review")
 
     def _screenshot(self, name) -> None:
-        path = ARTIFACTS / f"review_{name}.png"
-        subprocess.run(["import", "-window", "root", str(path)], check=True, timeout=TIMEOUT_S)
-        with Image.open(path) as image:
-            self.assertEqual(image.size, SCREEN)
-
-    def _wait_closed(self, protocol):
-        deadline = time.time() + TIMEOUT_S
-        while time.time() < deadline:
-            time.sleep(1)
-            protocol = getProtocolFromDb(self.proj.path, protocol.getDbPath(), protocol.getObjId())
-            protocol.getProject().closeMapper()
-            protocol.closeMappers()
-            if protocol.getStatus() in (STATUS_INTERACTIVE, STATUS_FINISHED, STATUS_FAILED):
-                break
-        self.assertEqual(
-            protocol.getStatus(),
-            STATUS_INTERACTIVE,
-            "\n".join(Path(protocol.getStdoutLog()).read_text().splitlines()[-30:]),
-        )
-        return protocol
+        self.display.screenshot(f"review_{name}")
 
     def _check_outputs(self, protocol, expected: ParticleTable):
         def ordered(table):
@@ -157,10 +116,10 @@ class TestReviewWindow(BaseTest):
         self._open_window(protocol)
         self._screenshot("1_opened")
         # Picks 1-8 in the order: reject, accept, reject, class 2, accept x 3, moved 1 voxel in x.
-        self._keys("r", "a", "r", "2", "a", "a", "a", "shift+Right", "Down")
+        press("r", "a", "r", "2", "a", "a", "a", "shift+Right", "Down")
         self._screenshot("2_eight_reviewed")
-        self._keys("ctrl+q")
-        protocol = self._wait_closed(protocol)
+        press("ctrl+q")
+        protocol = wait_closed(self.proj, protocol)
         decided = Review(picks)
         for position in (1, 3, 4, 5, 6):
             decided.accept(order[position])
@@ -171,10 +130,10 @@ class TestReviewWindow(BaseTest):
         # Second sitting: it resumes at pick 9, the first not reviewed; finish the review.
         self._open_window(protocol)
         self._screenshot("3_reopened")
-        self._keys("a", "r", *["a"] * 10)
+        press("a", "r", *["a"] * 10)
         self._screenshot("4_finished")
-        self._keys("ctrl+q")
-        protocol = self._wait_closed(protocol)
+        press("ctrl+q")
+        protocol = wait_closed(self.proj, protocol)
         for position in [8] + list(range(10, 20)):
             decided.accept(order[position])
         accepted = decided.accepted()

@@ -4,8 +4,10 @@ Twenty scored picks of two tomograms (imported from a CSV, as a picker's
 output) are reviewed in two sittings: some rejected, one re-classed, one moved;
 the second sitting resumes at the first pick not reviewed. The outputs hold
 exactly the accepted and corrected picks, and feed 'generate targets' (the
-training targets of a fine-tuning run). Needs Debian's xvfb, xdotool and
-imagemagick; screenshots go to test-artifacts/ at the top of the repository.
+training targets of a fine-tuning run). Then the whole loop on simulated data:
+train, pick, review 20 picks at the window, fine-tune, pick the held-out tomogram
+with fewer false positives. Needs Debian's xvfb, xdotool and imagemagick;
+screenshots go to test-artifacts/ at the top of the repository.
 """
 
 import logging
@@ -51,9 +53,9 @@ VOXEL_SIZE = 10.0
 N_REVIEWED = 20
 LOOP_PATCH_SIZE = 24
 LOOP_BATCH_SIZE = 3
-LOOP_STEPS_PER_EPOCH = 16
-LOOP_BASE_EPOCHS = 5
-LOOP_TUNE_EPOCHS = 5
+LOOP_STEPS_PER_EPOCH = 8
+LOOP_BASE_EPOCHS = 4
+LOOP_TUNE_EPOCHS = 4
 LOOP_SEED = 0
 
 
@@ -281,7 +283,7 @@ class TestReviewAndRetrain(BaseTest):
             batchSize=LOOP_BATCH_SIZE,
             epochs=epochs,
             stepsPerEpoch=LOOP_STEPS_PER_EPOCH,
-            validationSteps=2,
+            validationSteps=1,
             learningRate=1e-3,
             shiftVoxels=4,
             seed=LOOP_SEED,

@@ -279,12 +279,13 @@ def add_masks_param(form, what: str) -> None:
     )
 
 
-def tomograms_without_mask(masks, ts_ids, kind: str = "Tomogram") -> list[str]:
-    """A form error for each tsId that has no mask of its tsId in ``masks`` (a SetOfTomoMasks or None)."""
+def mask_errors(masks, ts_ids, kind: str = "Tomogram") -> list[str]:
+    """Form errors of the regions of interest ``masks`` (a SetOfTomoMasks or None): no sampling rate
+    (the engine resamples each mask from it), and each tsId that has no mask of its tsId."""
     if masks is None:
         return []
     masked = set(tomograms_by_tsid(masks))
-    return [
+    return volumes_without_sampling_rate(masks, "regions of interest") + [
         f"{kind} {ts_id} has no mask of that tsId among the regions of interest: give one mask per "
         "tomogram, or none."
         for ts_id in ts_ids

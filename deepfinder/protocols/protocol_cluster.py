@@ -25,8 +25,8 @@ from .protocol_base import (
     DeepFinderEngineProtocol,
     add_masks_param,
     mask_arguments,
+    mask_errors,
     run_engine,
-    tomograms_without_mask,
 )
 
 #: Choices of the "Score threshold" field.
@@ -298,7 +298,7 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
         errors += self._validateThreshold(names)
         tomograms = tomograms_by_tsid(self.inputTomograms.get())
         label_maps = tomograms_by_tsid(self.inputLabelMaps.get())
-        errors += tomograms_without_mask(self.inputMasks.get(), label_maps, "Label map")
+        errors += mask_errors(self.inputMasks.get(), label_maps, "Label map")
         for tsId, label_map in label_maps.items():
             if tsId not in tomograms:
                 errors.append(

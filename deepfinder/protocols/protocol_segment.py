@@ -22,9 +22,9 @@ from .protocol_base import (
     add_setting_param,
     form_settings,
     mask_arguments,
+    mask_errors,
     run_engine,
     settings_errors,
-    tomograms_without_mask,
     volumes_without_sampling_rate,
 )
 
@@ -200,7 +200,7 @@ class DeepFinderProtSegment(DeepFinderEngineProtocol):
         model = self.inputModel.get()
         tomograms = self.inputTomograms.get()
         errors += volumes_without_sampling_rate(tomograms, "tomograms")
-        errors += tomograms_without_mask(self.inputMasks.get(), tomograms_by_tsid(tomograms))
+        errors += mask_errors(self.inputMasks.get(), tomograms_by_tsid(tomograms))
         if not os.path.exists(model.getWeightsFile() or ""):
             errors.append(f"The model's weights file is missing: {model.getWeightsFile()}")
         return errors

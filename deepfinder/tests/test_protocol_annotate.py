@@ -4,15 +4,11 @@ Needs Debian's xvfb, xdotool and imagemagick (for screenshots); skipped without
 them. Screenshots go to test-artifacts/ at the top of the repository.
 """
 
-import subprocess
 import time
-from pathlib import Path
 
 import mrcfile
 import numpy as np
 import pytest
-from PIL import Image
-from pyworkflow.protocol import STATUS_FAILED, STATUS_FINISHED, STATUS_INTERACTIVE, getProtocolFromDb
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.objects import Coordinate3D
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
@@ -20,21 +16,13 @@ from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 from deepfinder.convert import coordinates_to_table
 from deepfinder.figures.orthoslices import canvas_sizes, fit_scale, to_canvas
 from deepfinder.protocols import DeepFinderProtAnnotate
-from deepfinder.tests.virtual_display import VirtualDisplay
+from deepfinder.tests.virtual_display import PAUSE_S, VirtualDisplay, open_window, press, wait_closed, xdotool
 from deepfinder.viewers.annotation_window import VIEW_GAP, view_area
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 SCREEN = (1280, 1024)
 SHAPE = (24, 48, 64)  # z, y, x
 VOXEL_SIZE = 10.0
 BLOB = (40, 10, 12)  # x, y, z of a bright ball in tomogram ta
-TIMEOUT_S = 120
-
-
-def _xdotool(*args) -> str:
-    return subprocess.run(
-        ["xdotool", *map(str, args)], check=True, capture_output=True, text=True, timeout=TIMEOUT_S
-    ).stdout
 
 
 @pytest.mark.slow
@@ -42,7 +30,6 @@ class TestAnnotateWindow(BaseTest):
     @classmethod
     def setUpClass(cls):
         cls.display = VirtualDisplay(SCREEN, tools=("Xvfb", "xdotool", "import"))
-        ARTIFACTS.mkdir(exist_ok=True)
         setupTestProject(cls)
         rng = np.random.default_rng(3)
         z, y, x = np.mgrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
@@ -79,13 +66,8 @@ class TestAnnotateWindow(BaseTest):
     # ----------------------------------------------------------------- helpers
     def _open_window(self, protocol) -> tuple[int, int]:
         """Launch the protocol; its window's top-left corner on the screen."""
-        self.proj.launchProtocol(protocol, wait=False)
-        window = _xdotool("search", "--sync", "--onlyvisible", "--name", "DeepFinder annotation")
-        self.window = window.split()[0]
-        time.sleep(1.0)  # let the first rendering finish
-        geometry = dict(
-            line.split("=") for line in _xdotool("getwindowgeometry", "--shell", self.window).split()
-        )
+        window = open_window(self.proj, protocol, "DeepFinder annotation")
+        geometry = dict(line.split("=") for line in xdotool("getwindowgeometry", "--shell", window).split())
         return int(geometry["X"]), int(geometry["Y"])
 
     def _screen(self, view: str, xyz) -> tuple[int, int]:
@@ -101,44 +83,20 @@ class TestAnnotateWindow(BaseTest):
 
     def _click(self, view, xyz, button=1):
         x, y = self._screen(view, xyz)
-        _xdotool("mousemove", "--sync", x, y, "click", button)
-        time.sleep(0.3)
+        xdotool("mousemove", "--sync", x, y, "click", button)
+        time.sleep(PAUSE_S)
 
     def _drag(self, view, start, stop):
         (x0, y0), (x1, y1) = self._screen(view, start), self._screen(view, stop)
-        _xdotool("mousemove", "--sync", x0, y0, "mousedown", 1)
+        xdotool("mousemove", "--sync", x0, y0, "mousedown", 1)
         for t in (0.3, 0.7, 1.0):
-            _xdotool("mousemove", "--sync", int(x0 + t * (x1 - x0)), int(y0 + t * (y1 - y0)))
+            xdotool("mousemove", "--sync", int(x0 + t * (x1 - x0)), int(y0 + t * (y1 - y0)))
             time.sleep(0.1)
-        _xdotool("mouseup", 1)
-        time.sleep(0.3)
-
-    def _key(self, key):
-        _xdotool("key", key)
-        time.sleep(0.3)
+        xdotool("mouseup", 1)
+        time.sleep(PAUSE_S)
 
     def _screenshot(self, name) -> np.ndarray:
-        path = ARTIFACTS / f"annotate_{name}.png"
-        subprocess.run(["import", "-window", "root", str(path)], check=True, timeout=TIMEOUT_S)
-        return np.asarray(Image.open(path).convert("L"))
-
-    def _wait_closed(self, protocol):
-        """The protocol as its run left it, once the window is closed."""
-        deadline = time.time() + TIMEOUT_S
-        while time.time() < deadline:
-            time.sleep(1)
-            # A fresh copy from the run's database: the outputs were rewritten by the run.
-            protocol = getProtocolFromDb(self.proj.path, protocol.getDbPath(), protocol.getObjId())
-            protocol.getProject().closeMapper()
-            protocol.closeMappers()
-            if protocol.getStatus() in (STATUS_INTERACTIVE, STATUS_FINISHED, STATUS_FAILED):
-                break
-        self.assertEqual(
-            protocol.getStatus(),
-            STATUS_INTERACTIVE,
-            "\n".join(Path(protocol.getStdoutLog()).read_text().splitlines()[-30:]),
-        )
-        return protocol
+        return self.display.screenshot(f"annotate_{name}")
 
     def _particles(self, coordinates):
         table = coordinates_to_table(coordinates, VOXEL_SIZE)
@@ -162,26 +120,26 @@ class TestAnnotateWindow(BaseTest):
         self.assertLess(opened[self._screen("XY", (20, 40, 11))[::-1]], 240)
 
         z = 11  # the XY slice shown at the start
-        self._key("2")
+        press("2")
         self._click("XY", (20, 40, z))  # proteasome
         self._click("XY", (50, 20, z))  # proteasome, then moved
         self._drag("XY", (50, 20, z), (55, 35, z))
-        self._key("1")
+        press("1")
         self._click("XY", (30, 15, z))  # ribosome
         self._click("XY", (16, 30, z), button=3)  # delete an existing ribosome
         self._click("XY", (5, 5, z))  # added by mistake ...
-        self._key("ctrl+z")  # ... and undone
+        press("ctrl+z")  # ... and undone
         self._screenshot("2_ta_annotated")
 
-        self._key("Next")  # tomogram tb
+        press("Next")  # tomogram tb
         self._click("XZ", (10, 23, 5))  # ribosome in the XZ view (slice y = 23)
-        self._key("2")
+        press("2")
         # The click above moved the YZ view to x = 10: a proteasome there.
         self._click("YZ", (10, 40, 18))
         self._screenshot("3_tb_annotated")
-        self._key("ctrl+s")
-        self._key("ctrl+q")
-        protocol = self._wait_closed(protocol)
+        press("ctrl+s")
+        press("ctrl+q")
+        protocol = wait_closed(self.proj, protocol)
 
         expected = {  # tomo, class: positions (x, y, z)
             ("ta", 1): [BLOB, (30, 15, z)],
@@ -195,8 +153,8 @@ class TestAnnotateWindow(BaseTest):
         self.origin = self._open_window(protocol)
         self._screenshot("4_reopened")
         self._click("XY", (45, 40, z))  # one more ribosome in ta
-        self._key("ctrl+q")
-        protocol = self._wait_closed(protocol)
+        press("ctrl+q")
+        protocol = wait_closed(self.proj, protocol)
         expected[("ta", 1)].append((45, 40, z))
         self._check_outputs(protocol, expected)
 

@@ -96,6 +96,25 @@ class TestRegionsOfInterest(BaseTest):
             "Label map ta has no mask of that tsId among the regions of interest", _errors(protocol)
         )
 
+    def test_segment_and_cluster_refuse_masks_without_a_sampling_rate(self):
+        masks = self._import_masks("masks", "ta")
+        masks.setSamplingRate(None)  # e.g. a set made by a script
+        segment = self.newProtocol(
+            DeepFinderProtSegment, inputTomograms=self.tomos["ta"], inputModel=self.model, inputMasks=masks
+        )
+        cluster = self.newProtocol(
+            DeepFinderProtCluster,
+            inputTomograms=self.tomos["ta"],
+            inputLabelMaps=self.label_maps,
+            inputMasks=masks,
+            radii="30",
+        )
+        for protocol in (segment, cluster):
+            self.assertIn(
+                "The regions of interest have no sampling rate: set it when importing them.",
+                _errors(protocol),
+            )
+
     @pytest.mark.slow
     def test_segment_labels_background_outside_the_mask(self):
         protocol = self.launchProtocol(

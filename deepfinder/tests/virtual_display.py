@@ -1,4 +1,9 @@
-"""A private X display (Xvfb) for the tests that open real Tk windows."""
+"""A private X display (Xvfb) for the tests that open real Tk windows, and the driving of those windows.
+
+The annotate and review tests launch their protocol (whose run opens the
+window), type and click with xdotool, take screenshots with ImageMagick's
+``import`` and wait for the run to save and close.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,17 @@ import shutil
 import subprocess
 import time
 import unittest
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pyworkflow.protocol import STATUS_FAILED, STATUS_FINISHED, STATUS_INTERACTIVE, getProtocolFromDb
+
+#: Screenshots of the window tests, at the top of the repository.
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+TIMEOUT_S = 120
+#: Time for a window to draw after a key or a click.
+PAUSE_S = 0.3
 
 
 class VirtualDisplay:
@@ -22,6 +38,7 @@ class VirtualDisplay:
             raise unittest.SkipTest(
                 f"{', '.join(missing)} not installed (Debian: apt-get install xvfb xdotool imagemagick)"
             )
+        self.size = size
         self.number = next(
             n
             for n in range(90, 500)
@@ -46,3 +63,56 @@ class VirtualDisplay:
             os.environ.pop("DISPLAY", None)
         else:
             os.environ["DISPLAY"] = self.previous
+
+    def screenshot(self, name: str) -> np.ndarray:
+        """Save the whole screen as ``test-artifacts/<name>.png``; return it in grey levels."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        subprocess.run(["import", "-window", "root", str(path)], check=True, timeout=TIMEOUT_S)
+        with Image.open(path) as image:
+            grey = np.asarray(image.convert("L"))
+        if grey.shape[::-1] != tuple(self.size):
+            raise AssertionError(f"{path} is {grey.shape[::-1]}, not the screen's {self.size}")
+        return grey
+
+
+def xdotool(*args) -> str:
+    """Run xdotool with ``args``; its output."""
+    return subprocess.run(
+        ["xdotool", *map(str, args)], check=True, capture_output=True, text=True, timeout=TIMEOUT_S
+    ).stdout
+
+
+def press(*keys: str) -> None:
+    """Type each key (xdotool's names, e.g. ``a``, ``shift+Right``, ``ctrl+q``) and let the window draw."""
+    for key in keys:
+        xdotool("key", key)
+        time.sleep(PAUSE_S)
+
+
+def open_window(project, protocol, title: str) -> str:
+    """Launch ``protocol``, whose run opens a window named ``title``; the window's id once it is drawn."""
+    project.launchProtocol(protocol, wait=False)
+    window = xdotool("search", "--sync", "--onlyvisible", "--name", title).split()[0]
+    time.sleep(1.0)  # let the first rendering finish
+    return window
+
+
+def wait_closed(project, protocol):
+    """``protocol`` as its run left it once its window is closed (saved, waiting for 'Continue').
+
+    Raises AssertionError with the end of the run's log if the run did not get there.
+    """
+    deadline = time.time() + TIMEOUT_S
+    while time.time() < deadline:
+        time.sleep(1)
+        # A fresh copy from the run's database: the outputs were rewritten by the run.
+        protocol = getProtocolFromDb(project.path, protocol.getDbPath(), protocol.getObjId())
+        protocol.getProject().closeMapper()
+        protocol.closeMappers()
+        if protocol.getStatus() in (STATUS_INTERACTIVE, STATUS_FINISHED, STATUS_FAILED):
+            break
+    if protocol.getStatus() != STATUS_INTERACTIVE:
+        log = Path(project.path, protocol.getStdoutLog()).read_text().splitlines()[-30:]
+        raise AssertionError(f"run ended {protocol.getStatus()}:\n" + "\n".join(log))
+    return protocol

@@ -1,13 +1,13 @@
 """A model trained on simulated tomograms with the classes' shapes as targets.
 
-The set-up shared by ``deepfinder/tests/test_core_learning.py`` and the benchmarks that need a
-trained model (``roi_picks.py``, ``bench_threshold.py``).
+The set-up shared by the benchmarks that need a trained model (``bench_learning.py``,
+``roi_picks.py``, ``bench_threshold.py``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,13 @@ from deepfinder.core.targets import shape_targets
 from deepfinder.core.train import train
 
 
-def train_on_shapes(data: Path, names: Sequence[str], out: Path, settings: TrainingSettings) -> Path:
+def train_on_shapes(
+    data: Path,
+    names: Sequence[str],
+    out: Path,
+    settings: TrainingSettings,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> Path:
     """Train on tomograms ``names`` of a simulated dataset, each particle labelled with its class's shape.
 
     Parameters
@@ -31,6 +37,9 @@ def train_on_shapes(data: Path, names: Sequence[str], out: Path, settings: Train
     out : Path
         Receives the label maps ``<name>_targets.mrc`` and the training run ``model/``.
     settings : TrainingSettings
+    on_epoch_end : callable(epoch, row), optional
+        Called after each epoch, as by :func:`deepfinder.core.train.train`; the epoch's weights
+        are then ``out / "model" / f"checkpoint-{epoch:04d}.weights.h5"``.
 
     Returns
     -------
@@ -55,4 +64,5 @@ def train_on_shapes(data: Path, names: Sequence[str], out: Path, settings: Train
         settings,
         validation_fraction=0.2,
         class_names=["background"] + [c["name"] for c in classes],
+        on_epoch_end=on_epoch_end,
     )

@@ -446,12 +446,12 @@ def reclassed(found, probabilities: np.ndarray) -> dict:
 
 def unet_accuracy_on_picks(found, data: Path, held_out: str) -> tuple[float, int]:
     """Fraction of the picks lying on a particle whose class is that particle's, and their number."""
-    from deepfinder.core.evaluate import _particle_under
+    from deepfinder.core.evaluate import particles_under
     from deepfinder.core.io import read_particles_csv, read_volume
 
     reference = read_particles_csv(data / f"{held_out}_particles.csv")
     occupancy = np.asarray(read_volume(data / f"{held_out}_occupancy.mrc", mmap=False))
-    particle = _particle_under(found, occupancy, reference)
+    particle = particles_under(found, occupancy, reference)
     on = particle >= 0
     return float(np.mean(found.class_id[on] == reference.class_id[particle[on]])), int(on.sum())
 

@@ -137,7 +137,11 @@ def match_by_occupancy(
     visited by decreasing score, so of several detections on one particle the
     best scored is the true positive and the others are false positives.
     """
-    particle = _particle_under(detected, occupancy_map, reference)
+    return _match_particles(detected, reference, particles_under(detected, occupancy_map, reference))
+
+
+def _match_particles(detected: ParticleTable, reference: ParticleTable, particle: np.ndarray) -> MatchResult:
+    """The matching of :func:`match_by_occupancy`, given the particle under each detection."""
     same_class = particle >= 0
     same_class[same_class] = reference.class_id[particle[same_class]] == detected.class_id[same_class]
     match = np.full(len(detected), -1)
@@ -166,7 +170,7 @@ def confusion_by_occupancy(
         ``counts[i, j]``: detections of ``classes[i]`` lying on a particle of
         ``classes[j]`` (row 0 stays empty: detections have a particle class).
     """
-    particle = _particle_under(detected, occupancy_map, reference)
+    particle = particles_under(detected, occupancy_map, reference)
     under = np.where(particle >= 0, reference.class_id[np.maximum(particle, 0)], 0)
     return _confusion(detected.class_id, under, reference.class_id)
 
@@ -238,10 +242,14 @@ def check_occupancy_map(occupancy_map: np.ndarray, n_reference: int) -> None:
         )
 
 
-def _particle_under(
+def particles_under(
     detected: ParticleTable, occupancy_map: np.ndarray, reference: ParticleTable
 ) -> np.ndarray:
-    """Index of the reference particle whose occupancy holds each detection, -1 if none."""
+    """Index of the reference particle whose occupancy holds each detection, -1 if none.
+
+    Arguments as :func:`match_by_occupancy`; refuses a map that is not the occupancy of
+    ``reference`` (:func:`check_occupancy_map`) and detections of several tomograms.
+    """
     occupancy_map = np.asarray(occupancy_map)
     check_occupancy_map(occupancy_map, len(reference))
     if len(np.unique(detected.tomo)) > 1:
@@ -305,13 +313,17 @@ def threshold_sweep(
         raise InputError("Give exactly one matching rule: tolerance_voxels or occupancy_map")
     thresholds = np.sort(np.asarray(thresholds, dtype=float))
     classes = np.union1d(detected.class_id, reference.class_id)
+    if occupancy_map is not None:
+        # Looked up (and the map checked) once, not at every threshold.
+        particle = particles_under(detected, occupancy_map, reference)
     table = []
     for threshold in thresholds:
-        kept = detected.select(detected.score >= threshold)
+        keep = detected.score >= threshold
+        kept = detected.select(keep)
         if occupancy_map is None:
             result = match_by_distance(kept, reference, tolerance_voxels)
         else:
-            result = match_by_occupancy(kept, occupancy_map, reference)
+            result = _match_particles(kept, reference, particle[keep])
         rows = {row.class_id: row for row in precision_recall_f1(result, class_names)}
         table.append(
             [

@@ -136,6 +136,16 @@ def test_threshold_sweep_trades_recall_for_precision():
         threshold_sweep(detected, reference, [0.5])
 
 
+def test_threshold_sweep_by_occupancy_counts_a_second_pick_of_a_particle_only_below_the_first():
+    occupancy, reference = occupancy_case()
+    detected = table([[5, 5, 5], [4, 4, 4], [5, 13, 13]], [1, 1, 2], score=[0.9, 0.4, 0.6])
+    curves = threshold_sweep(detected, reference, [0.0, 0.5, 0.95], occupancy_map=occupancy)
+    # At 0 the pick of 0.4 is a second one on particle 0: a false positive.
+    np.testing.assert_allclose(curves.curve("precision"), [2 / 3, 1.0, np.nan])
+    np.testing.assert_allclose(curves.curve("recall"), [1.0, 1.0, 0.0])
+    np.testing.assert_allclose(curves.curve("recall", 2), [1.0, 1.0, 0.0])
+
+
 def test_table_lists_class_names_and_overall():
     reference = table([[10, 10, 10]], [1])
     result = match_by_distance(table([[10, 10, 10]], [1]), reference, tolerance_voxels=1)

@@ -524,13 +524,15 @@ def test_a_whole_chain_in_folders_with_spaces_and_accents(tmp_path, weights):
             "--patch-size",
             "32",
         ],
-        ["cluster", "--labels", "sortie ß/l é.mrc", "--radius", "3", "--output", "sortie ß/p ñ.csv"],
+        # The targets, not the untrained model's labels: those cover the tomogram, and clustering
+        # them takes minutes.
+        ["cluster", "--labels", "cibles à/l é.mrc", "--radius", "3", "--output", "sortie ß/p ñ.csv"],
     ]
     for argv in commands:
         result = run(folder, argv)
         assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert read_volume(folder / "cibles à" / "l é.mrc")[8, 8, 8] == 1
     assert read_volume(folder / "sortie ß" / "l é.mrc").shape == SHAPE
-    assert set(read_particles_csv(folder / "sortie ß" / "p ñ.csv").tomo) <= {"l é"}
+    assert set(read_particles_csv(folder / "sortie ß" / "p ñ.csv").tomo) == {"l é"}
     after = checksums(folder)
     assert {name: after[name] for name in before} == before

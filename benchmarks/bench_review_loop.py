@@ -1,34 +1,36 @@
 """Review and retrain: do 20 reviewed picks lower a class's false positives on a held-out tomogram?
 
-On the simulator's tiny preset (tomo_000 to tomo_003, seed 0):
+On the simulator's demo preset (4 tomograms, seed 0, with vesicles, gold beads and a carbon edge):
 
-1. a base model is trained briefly on tomo_000 (sphere targets), so that it
-   still makes mistakes;
-2. it picks tomo_001 (the tomogram to review) and tomo_003 (held out);
-3. the class with the most false positives in tomo_001 is reviewed: its 20
-   lowest-score picks in the order of :class:`deepfinder.core.annotation.Review`,
-   each moved onto the true particle within the tolerance (and re-classed when
-   that particle is of another class), rejected when there is none (a perfect
-   reviewer, standing in for the person at the review window);
-4. the base model is fine-tuned (started from its weights) on tomo_000 and on
-   tomo_001's picks as the review left them; a control run fine-tunes the same
-   way on tomo_001's picks as picked, without the review;
-5. both pick tomo_003: false positives of the reviewed class and per-class F1.
+1. a base model is trained briefly on tomo_000 + tomo_001 (shape targets, the ``quick``
+   preset with fewer epochs: ``bench_threshold.py``'s model, reused when ``--work`` holds it),
+   so that it still picks distractors;
+2. it picks tomo_002 (the tomogram to review) and tomo_003 (held out);
+3. the class with the most false positives in tomo_002 is reviewed: its 20 lowest-score picks
+   in the order of :class:`deepfinder.core.annotation.Review`, each moved onto the true
+   particle within the tolerance (and re-classed when that particle is of another class),
+   rejected when there is none (a perfect reviewer, standing in for the person at the
+   review window);
+4. the base model is fine-tuned (started from its weights) on tomo_000 + tomo_001 and on
+   tomo_002's picks, three ways: as picked (no review), as the review left them, and as the
+   review left them plus its rejected picks as background points (class 0: patches centred
+   there, labelled background);
+5. each picks tomo_003: false positives of the reviewed class and per-class F1.
 
-Usage: python benchmarks/bench_review_loop.py [--out DIR] [--base-epochs N] [--tune-epochs N] [--steps N]
-    [--tune-seed N]
+Usage: python benchmarks/bench_review_loop.py [--work DIR] [--base-epochs N] [--tune-epochs N]
+    [--tune-seed N] [--runs NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from simulated_model import train_on_shapes
 
 from deepfinder.core.annotation import Review
 from deepfinder.core.cluster import cluster_labels
@@ -41,15 +43,17 @@ from deepfinder.core.simulate import simulate_dataset
 from deepfinder.core.targets import sphere_targets
 from deepfinder.core.train import train
 
-TRAINING = training_preset("quick", epochs=15, seed=0)
+TRAIN, REVIEWED, HELD_OUT = ("tomo_000", "tomo_001"), "tomo_002", "tomo_003"
 TOLERANCE_VOXELS = 6
 N_REVIEWED = 20
+RUNS = ("as picked", "reviewed", "reviewed + rejected as background")
 
 
-def picks(tomogram: dict, weights: Path, folder: Path, radius: dict) -> ParticleTable:
-    labels = folder / f"{tomogram['name']}_labels.mrc"
-    segment_tomogram(tomogram["tomogram"], weights, labels)
-    return cluster_labels(np.asarray(read_volume(labels)), radius, tomo=tomogram["name"])
+def picks(data: Path, name: str, weights: Path, folder: Path, radius: dict) -> ParticleTable:
+    labels = folder / f"{name}_predicted.mrc"
+    if not labels.exists():
+        segment_tomogram(data / f"{name}.mrc", weights, labels)
+    return cluster_labels(np.asarray(read_volume(labels)), radius, tomo=name)
 
 
 def review_by_truth(found: ParticleTable, truth: ParticleTable, class_id: int, n: int) -> Review:
@@ -68,93 +72,81 @@ def review_by_truth(found: ParticleTable, truth: ParticleTable, class_id: int, n
     return review
 
 
-def kept_after_review(review: Review) -> ParticleTable:
-    """The picks as the review leaves them: rejected ones out, corrections in, the rest as picked."""
-    kept = review.status != "rejected"
-    return ParticleTable(tomo=review.picks.tomo[kept], class_id=review.class_id[kept], xyz=review.xyz[kept])
-
-
 def scores(found: ParticleTable, truth: ParticleTable, names: dict) -> dict:
     result = match_by_distance(found, truth, tolerance_voxels=TOLERANCE_VOXELS)
-    rows = precision_recall_f1(result, names)
-    return {row.name: row for row in rows}
+    return {row.name: row for row in precision_recall_f1(result, names)}
+
+
+def tuning_picks(run: str, found: ParticleTable, review: Review) -> tuple[ParticleTable, ParticleTable]:
+    """The particles the label map of the reviewed tomogram is drawn from, and the patch centres."""
+    if run == "as picked":
+        return found, found
+    accepted = review.accepted()
+    if run == "reviewed":
+        return accepted, accepted
+    return accepted, ParticleTable.concat([accepted, replace(review.rejected(), class_id=0)])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, help="working folder (default: a temporary one)")
-    parser.add_argument("--base-epochs", type=int, default=15)
+    parser.add_argument("--work", type=Path, default=Path("bench_review_loop"), help="working folder")
+    parser.add_argument("--base-epochs", type=int, default=12)
     parser.add_argument("--tune-epochs", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=16, help="training steps per epoch")
     parser.add_argument("--tune-seed", type=int, default=1, help="seed of the fine-tuning runs")
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=RUNS, help="fine-tuning runs to make")
     args = parser.parse_args()
-    folder = args.out or Path(tempfile.mkdtemp(prefix="bench_review_loop_"))
+    work, data = args.work, args.work / "data"
     started = time.perf_counter()
-    dataset = simulate_dataset(folder / "data", preset="tiny", n_tomograms=4, seed=0)
-    classes = json.loads((folder / "data" / "classes.json").read_text())
+    if not (data / "classes.json").exists():
+        simulate_dataset(data, preset="demo", n_tomograms=4, seed=0)
+    classes = json.loads((data / "classes.json").read_text())
     radius = {c["id"]: c["radius_voxels"] for c in classes}
     names = {c["id"]: c["name"] for c in classes}
-    n_classes = len(classes) + 1
-    train_tomo, review_tomo, _, held_out = dataset["tomograms"]
-    truth = {t["name"]: read_particles_csv(t["particles"]) for t in dataset["tomograms"]}
-    shape = read_volume(train_tomo["tomogram"]).shape
-
-    def targets(name: str, table: ParticleTable) -> Path:
-        return write_volume(folder / f"{name}_targets.mrc", sphere_targets(shape, table, radius))
-
-    base_targets = targets("base_" + train_tomo["name"], truth[train_tomo["name"]])
-    base = train(
-        [train_tomo["tomogram"]],
-        [base_targets],
-        [truth[train_tomo["name"]]],
-        folder / "base",
-        n_classes,
-        replace(TRAINING, epochs=args.base_epochs, steps_per_epoch=args.steps),
-        validation_fraction=0.2,
-    )
-    print(f"base model trained: {time.perf_counter() - started:.0f} s")
-    found = picks(review_tomo, base, folder / "base", radius)
-    reviewed_scores = scores(found, truth[review_tomo["name"]], names)
+    truth = {
+        name: read_particles_csv(data / f"{name}_particles.csv") for name in (*TRAIN, REVIEWED, HELD_OUT)
+    }
+    base = train_on_shapes(data, TRAIN, work, training_preset("quick", epochs=args.base_epochs, seed=0))
+    print(f"base model: {time.perf_counter() - started:.0f} s")
+    found = picks(data, REVIEWED, base, work, radius)
+    reviewed_scores = scores(found, truth[REVIEWED], names)
     false_positives = {
-        c: reviewed_scores[names[c]].n_detected - reviewed_scores[names[c]].true_positives
-        for c in names
-        if names[c] in reviewed_scores
+        c: reviewed_scores[n].n_detected - reviewed_scores[n].true_positives for c, n in names.items()
     }
     class_id = max(false_positives, key=false_positives.get)
-    review = review_by_truth(found, truth[review_tomo["name"]], class_id, N_REVIEWED)
+    review = review_by_truth(found, truth[REVIEWED], class_id, N_REVIEWED)
     print(
-        f"reviewed {len(found) - review.counts()['pending']} picks of {names[class_id]} "
-        f"in {review_tomo['name']} "
+        f"reviewed {N_REVIEWED} picks of {names[class_id]} in {REVIEWED} "
         f"({false_positives[class_id]} false positives among {reviewed_scores[names[class_id]].n_detected}): "
-        f"{review.counts()}, re-classed {int(np.sum(review.class_id != found.class_id))}, "
-        f"moved by {np.linalg.norm(review.xyz - found.xyz, axis=1).max():.1f} voxels at most"
+        f"{review.counts()}, re-classed {int(np.sum(review.class_id != found.class_id))}"
     )
-    results = {"base": scores(picks(held_out, base, folder / "base", radius), truth[held_out["name"]], names)}
-    for run, tuning_picks in (
-        ("fine-tuned, reviewed", kept_after_review(review)),
-        ("fine-tuned, not reviewed", found),
-    ):
-        tag = run.replace(", ", "_").replace(" ", "_")
+    results = {"base": scores(picks(data, HELD_OUT, base, work, radius), truth[HELD_OUT], names)}
+    shape = read_volume(data / f"{REVIEWED}.mrc").shape
+    for run in args.runs:
+        tag = f"{run.replace(' + ', '_').replace(' ', '_')}_seed{args.tune_seed}"
+        targeted, centres = tuning_picks(run, found, review)
+        targets = write_volume(
+            work / f"{tag}_{REVIEWED}_targets.mrc", sphere_targets(shape, targeted, radius)
+        )
         tuned = train(
-            [train_tomo["tomogram"], review_tomo["tomogram"]],
-            [base_targets, targets(tag + "_" + review_tomo["name"], tuning_picks)],
-            [truth[train_tomo["name"]], tuning_picks],
-            folder / tag,
-            n_classes,
-            replace(TRAINING, epochs=args.tune_epochs, steps_per_epoch=args.steps, seed=args.tune_seed),
+            [data / f"{name}.mrc" for name in (*TRAIN, REVIEWED)],
+            [*(work / f"{name}_targets.mrc" for name in TRAIN), targets],
+            [*(truth[name] for name in TRAIN), centres],
+            work / tag,
+            len(classes) + 1,
+            training_preset("quick", epochs=args.tune_epochs, seed=args.tune_seed),
             validation_fraction=0.2,
             initial_weights=base,
         )
-        results[run] = scores(picks(held_out, tuned, folder / tag, radius), truth[held_out["name"]], names)
+        results[run] = scores(picks(data, HELD_OUT, tuned, work / tag, radius), truth[HELD_OUT], names)
         print(f"{run}: {time.perf_counter() - started:.0f} s")
-    print(f"\nHeld-out {held_out['name']}, reviewed class {names[class_id]}, tolerance {TOLERANCE_VOXELS} vx")
-    print("| model | false positives of the reviewed class | F1 " + " | F1 ".join(names.values()) + " |")
-    print("|---|---|" + "---|" * len(names))
+    print(f"\nHeld-out {HELD_OUT}, reviewed class {names[class_id]}, fine-tuning seed {args.tune_seed}")
+    print("| model | false positives of the reviewed class | F1 " + " / ".join(names.values()) + " |")
+    print("|---|---|---|")
     for run, rows in results.items():
         row = rows[names[class_id]]
-        f1 = " | ".join(f"{rows[n].f1:.2f}" if n in rows else "-" for n in names.values())
+        f1 = " / ".join(f"{rows[n].f1:.2f}" for n in names.values())
         print(f"| {run} | {row.n_detected - row.true_positives} of {row.n_detected} | {f1} |")
-    print(f"total {time.perf_counter() - started:.0f} s; files in {folder}")
+    print(f"total {time.perf_counter() - started:.0f} s; files in {work}")
 
 
 if __name__ == "__main__":

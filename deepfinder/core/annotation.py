@@ -231,6 +231,11 @@ class Review:
             score=self.picks.score[keep],
         )
 
+    def rejected(self) -> ParticleTable:
+        """The rejected picks, as picked: places the picker took for particles, where training can
+        centre background patches (class 0 rows of a training table)."""
+        return self.picks.select(self.status == REJECTED)
+
     # ----------------------------------------------------------------- files
     def save(self, path: PathLike) -> None:
         """Write the review's state to the JSON file ``path`` (replaced whole: never half written)."""

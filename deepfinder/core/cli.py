@@ -351,7 +351,8 @@ def _add_train(subparsers) -> None:
         nargs="+",
         required=True,
         help="one particle table per tomogram, or one table whose tomo column "
-        "names the tomograms by file stem (.csv, .xml or .star)",
+        "names the tomograms by file stem (.csv, .xml or .star); rows of class 0 are background "
+        "points (e.g. rejected picks), where patches are centred too",
     )
     parser.add_argument("--classes", type=int, required=True, help="number of classes, background included")
     parser.add_argument("--out", required=True, help="output folder (history, checkpoints, best model)")

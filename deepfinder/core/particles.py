@@ -22,7 +22,8 @@ class ParticleTable:
     tomo : (n,) str array
         Tomogram identifier of each particle (a Scipion tsId, a file stem...).
     class_id : (n,) int array
-        Class label, 1..Ncl-1 (0 is background and never a particle).
+        Class label, 1..Ncl-1 (0 is background and never a particle; a training table may hold
+        background points of class 0).
     xyz : (n, 3) float array
         Position in voxels, x, y, z, origin at the centre of the first voxel.
     rotation : (n, 3, 3) float array

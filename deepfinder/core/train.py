@@ -165,7 +165,11 @@ def train(
         One table per tomogram (its ``tomo`` column is not looked at): patches
         are centred on these positions (x, y, z voxels). Particles outside the
         volume are skipped with a warning; every class 1..n_classes-1 needs
-        at least one particle.
+        at least one particle. Rows of class 0 are background points, e.g. a
+        review's rejected picks: patches are centred on them too, drawn as a
+        class of their own, so the network sees, labelled as in the label map,
+        places it took for particles (patches centred on particles seldom
+        reach a false positive far from every particle).
     out_dir : path
         Where history, checkpoints and the best model are written (see
         :mod:`deepfinder.core.train`).
@@ -641,12 +645,15 @@ def _open_data(tomograms, label_maps, particles, n_classes, patch_size, role) ->
                 f"Label map {label_path} holds labels {label_range[0]}..{label_range[1]} "
                 f"but training is for {n_classes} classes (0..{n_classes - 1})"
             )
-        bad = sorted({int(c) for c in table.class_id} - set(range(1, n_classes)))
+        bad = sorted({int(c) for c in table.class_id} - set(range(n_classes)))
         if bad:
             raise InputError(
                 f"Particles of {tomogram_path} have class id(s) {bad}, outside "
-                f"1..{n_classes - 1} for {n_classes} classes"
+                f"1..{n_classes - 1} for {n_classes} classes (0: background points)"
             )
+        n_background = int(np.sum(table.class_id == 0))
+        if n_background:
+            log.info("%s: %d background points (class 0) centre patches too", tomogram_path, n_background)
         table = particles_inside(table, volume.shape, str(tomogram_path))
         volumes.append(volume)
         labels.append(label_map)

@@ -125,18 +125,17 @@ class DeepFinderProtAnnotate(EMProtocol):
         particles = self._annotatedParticles()
         classes = self._savedClasses()
         sampling = self.inputTomograms.get().getSamplingRate()
-        if not len(particles):
+        everything = next(iter(self._possibleOutputs)).name
+        tables = {everything: particles, **self._otherOutputTables()}
+        tables = {name: table for name, table in tables.items() if len(table)}
+        if not tables:
             self.info("No particle annotated yet: no output.")
             return
         for _, output in self.iterOutputAttributes():
             # Saving again rewrites the same files: let go of the previous sets first.
             output.close()
-        everything = next(iter(self._possibleOutputs)).name
-        outputs = {
-            everything: self._coordinateSet(
-                everything, particles, max(c.radius_voxels for c in classes) * sampling
-            )
-        }
+        largest_radius_A = max(c.radius_voxels for c in classes) * sampling
+        outputs = {name: self._coordinateSet(name, table, largest_radius_A) for name, table in tables.items()}
         for class_id, particle_class in enumerate(classes, start=1):
             of_class = particles.of_class(class_id)
             name = class_output_name(particle_class.name)
@@ -152,6 +151,10 @@ class DeepFinderProtAnnotate(EMProtocol):
         self._store()
         counts = ", ".join(f"{c.name}: {len(particles.of_class(i))}" for i, c in enumerate(classes, start=1))
         self.info(f"Saved {len(particles)} particles ({counts}).")
+
+    def _otherOutputTables(self) -> dict[str, ParticleTable]:
+        """Output sets besides the particles and their classes (a subclass's): their picks by name."""
+        return {}
 
     # ----------------------------------------------------------------- files
     def _annotatedParticles(self) -> ParticleTable:

@@ -17,6 +17,7 @@ REVIEW_FILE = "review.json"
 
 class DeepFinderReviewOutputs(Enum):
     reviewedCoordinates = SetOfCoordinates3D
+    rejectedCoordinates = SetOfCoordinates3D
 
 
 class DeepFinderProtReview(DeepFinderProtAnnotate):
@@ -29,7 +30,9 @@ class DeepFinderProtReview(DeepFinderProtAnnotate):
     'Continue' to go on where you stopped. Outputs the accepted and corrected
     picks, one set per class (named after it) and one with all classes
     (groupId = class): training coordinates for 'generate targets' and a train
-    run that starts from the picker's model (fine-tuning).
+    run that starts from the picker's model (fine-tuning). The rejected picks
+    (groupId = the class picked) go to that train run as 'Not particles', so
+    that it learns the places it mistook for particles.
     """
 
     _label = "review picks"
@@ -79,6 +82,9 @@ class DeepFinderProtReview(DeepFinderProtAnnotate):
 
     def _annotatedParticles(self) -> ParticleTable:
         return self._review().accepted()
+
+    def _otherOutputTables(self) -> dict[str, ParticleTable]:
+        return {DeepFinderReviewOutputs.rejectedCoordinates.name: self._review().rejected()}
 
     # ----------------------------------------------------------------- info
     def _validate(self):

@@ -8,12 +8,14 @@ from enum import Enum
 
 import pyworkflow.protocol.params as params
 from pyworkflow.constants import BETA
+from tomo.objects import Coordinate3D
 
 from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
-from ..convert import class_table, get_class_names, tomograms_by_tsid
+from ..convert import class_table, coordinates_to_table, get_class_names, tomograms_by_tsid
 from ..core.cli import setting_flags
 from ..core.io import write_particles
+from ..core.particles import ParticleTable
 from ..core.settings import LOSSES, TrainingSettings, default_of
 from ..objects import DeepFinderModel
 from .protocol_base import (
@@ -76,6 +78,19 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
             "background, 1, 2, ... the classes. Each is read with its tomogram.",
         )
         self._defineClassParams(form, label="Particles (the patch centres, one set per class)")
+        form.addParam(
+            "backgroundCoordinates",
+            params.MultiPointerParam,
+            pointerClass="SetOfCoordinates3D",
+            allowsNull=True,
+            label="Not particles (optional)",
+            help="Places the network should learn are no particle of any class, e.g. the rejected "
+            "picks of 'review picks'. Training patches are centred there too, labelled as in the "
+            "label maps (background where no particle is). Patches centred on particles seldom reach "
+            "a false positive far from every particle: without these, leaving a rejected pick out "
+            "of the targets teaches the network nothing. Points of tomograms without a label map "
+            "are not used.",
+        )
         form.addParam(
             "validation",
             params.EnumParam,
@@ -240,7 +255,7 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
         """
         train_maps, validation_maps = self._labelMapFiles()
         voxel_size = self.inputLabelMaps.get().getSamplingRate()
-        particles = self._particleTable(voxel_size)
+        particles = ParticleTable.concat([self._particleTable(voxel_size), self._backgroundTable(voxel_size)])
         training = self._tomogramArguments(train_maps, particles, "--tomograms", "--labels", "--particles")
         if not training:
             raise ValueError(
@@ -300,6 +315,15 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
             loss=LOSSES[self.loss.get()],
             final_learning_rate=self.finalLearningRate.get() or None,
             precision=Plugin.getVar(DEEPFINDER_PRECISION),
+        )
+
+    def _backgroundTable(self, sampling_rate: float) -> ParticleTable:
+        """The 'Not particles' points in voxels at ``sampling_rate``, as class 0 (background points)."""
+        return ParticleTable.concat(
+            [
+                coordinates_to_table(pointer.get(), sampling_rate, class_id=0)
+                for pointer in self.backgroundCoordinates
+            ]
         )
 
     def _trainingDir(self) -> str:
@@ -369,7 +393,9 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
         )
         label_maps = self.inputLabelMaps.get()
         errors += volumes_without_sampling_rate(label_maps, "label maps")
-        errors += coordinates_without_sampling_rate(self._coordinateSets())
+        background = [pointer.get() for pointer in self.backgroundCoordinates]
+        errors += coordinates_without_sampling_rate(self._coordinateSets() + background)
+        errors += self._backgroundErrors(background)
         n_classes = len(self._allClassNames())
         named = get_class_names(label_maps)
         if named and len(named) - 1 < self._numberOfClasses():
@@ -390,6 +416,16 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
             elif not self._labelMapFiles()[0]:
                 errors.append("Every tomogram is in the validation set: keep some for training.")
         return errors
+
+    def _backgroundErrors(self, background: list) -> list[str]:
+        """An error for each 'Not particles' set none of whose points lies in a label map's tomogram."""
+        label_maps = set(tomograms_by_tsid(self.inputLabelMaps.get())) if self.inputLabelMaps.get() else set()
+        return [
+            f"Not particles: {coordinates.getNameId()} has no point in the tomograms of the label maps "
+            f"({', '.join(sorted(label_maps))}): give the rejected picks of these tomograms."
+            for coordinates in background
+            if label_maps and not set(coordinates.getUniqueValues(Coordinate3D.TOMO_ID_ATTR)) & label_maps
+        ]
 
     def _warnings(self):
         return self._settings().warnings(self._numberOfClasses())

@@ -24,7 +24,7 @@ def test_picks_come_class_by_class_lowest_score_first_unscored_last():
     assert list(review.order) == [2, 5, 1, 4, 3, 0]
 
 
-def test_accepted_picks_carry_their_corrections_and_scores():
+def test_accepted_picks_carry_their_corrections_and_rejected_ones_stay_as_picked():
     review = Review(_picks())
     review.accept(1)
     review.reject(2)
@@ -37,6 +37,9 @@ def test_accepted_picks_carry_their_corrections_and_scores():
     np.testing.assert_allclose(accepted.xyz, [[1, 2, 3], [3, 6, 9], [10, 11, 12]])
     np.testing.assert_allclose(accepted.score, [0.9, 0.1, 0.6])
     assert review.counts() == {PENDING: 1, ACCEPTED: 3, REJECTED: 2}
+    rejected = review.rejected()  # as picked: where the picker was wrong
+    assert list(rejected.tomo) == ["a", "b"] and list(rejected.class_id) == [2, 1]
+    np.testing.assert_allclose(rejected.xyz, [[0, 0, 0], [2, 4, 6]])
     review.reset(3)
     assert review.status[3] == PENDING and review.class_id[3] == 2
 

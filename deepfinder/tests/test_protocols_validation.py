@@ -49,17 +49,21 @@ class TestFormValidation(BaseTest):
                 mrc.set_data(rng.normal(size=(16, 32, 32)).astype(np.float32))
                 mrc.voxel_size = 10.0
         np.savetxt(cls.getOutputPath("ta.txt"), [[5, 5, 5], [20, 20, 8]])
+        np.savetxt(cls.getOutputPath("tb.txt"), [[9, 9, 9], [18, 12, 6]])
         cls.tomos_a = cls._import("ta.mrc")
         cls.tomos_b = cls._import("tb.mrc")
-        cls.coords_a = cls.launchProtocol(
-            cls.newProtocol(
-                ProtImportCoordinates3D,
-                filesPath=cls.getOutputPath(),
-                filesPattern="ta.txt",
-                importTomograms=cls.tomos_a,
-                boxSize=10,
-            )
-        ).outputCoordinates
+        cls.coords_a, cls.coords_b = (
+            cls.launchProtocol(
+                cls.newProtocol(
+                    ProtImportCoordinates3D,
+                    filesPath=cls.getOutputPath(),
+                    filesPattern=f"{name}.txt",
+                    importTomograms=tomograms,
+                    boxSize=10,
+                )
+            ).outputCoordinates
+            for name, tomograms in (("ta", cls.tomos_a), ("tb", cls.tomos_b))
+        )
         weights = save_model(
             build_unet(3),
             cls.getOutputPath("m.weights.h5"),
@@ -160,6 +164,29 @@ class TestFormValidation(BaseTest):
         errors = _errors(protocol)
         self.assertIn("Patch size 30 is not a multiple of 4", errors)
         self.assertIn("The starting model has 3 classes", errors)
+
+    def test_train_refuses_not_particles_of_other_tomograms(self):
+        targets = self.launchProtocol(
+            self.newProtocol(
+                DeepFinderProtGenerateTargets,
+                inputTomograms=self.tomos_a,
+                inputCoordinates=[self.coords_a],
+                radii="40",
+            )
+        )
+
+        def errors(background):
+            return _errors(
+                self.newProtocol(
+                    DeepFinderProtTrain,
+                    inputLabelMaps=targets.labelMaps,
+                    inputCoordinates=[self.coords_a],
+                    backgroundCoordinates=background,
+                )
+            )
+
+        self.assertIn("has no point in the tomograms of the label maps (ta)", errors([self.coords_b]))
+        self.assertEqual(errors([self.coords_a]), "")
 
     def test_train_warns_when_a_batch_cannot_hold_every_class(self):
         protocol = self.newProtocol(

@@ -47,6 +47,8 @@ class DeepFinderProtAnnotate(EMProtocol):
     _label = "annotate"
     _devStatus = BETA
     _possibleOutputs = DeepFinderAnnotateOutputs
+    #: The output set of every class (groupId = class).
+    _allClassesOutput = DeepFinderAnnotateOutputs.annotatedCoordinates.name
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -125,8 +127,7 @@ class DeepFinderProtAnnotate(EMProtocol):
         particles = self._annotatedParticles()
         classes = self._savedClasses()
         sampling = self.inputTomograms.get().getSamplingRate()
-        everything = next(iter(self._possibleOutputs)).name
-        tables = {everything: particles, **self._otherOutputTables()}
+        tables = {self._allClassesOutput: particles, **self._otherOutputTables()}
         tables = {name: table for name, table in tables.items() if len(table)}
         if not tables:
             self.info("No particle annotated yet: no output.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from enum import Enum
 
 from tomo.objects import SetOfCoordinates3D
 
@@ -15,9 +14,7 @@ from .protocol_annotate import DeepFinderProtAnnotate
 REVIEW_FILE = "review.json"
 
 
-class DeepFinderReviewOutputs(Enum):
-    reviewedCoordinates = SetOfCoordinates3D
-    rejectedCoordinates = SetOfCoordinates3D
+REVIEWED, REJECTED_PICKS = "reviewedCoordinates", "rejectedCoordinates"
 
 
 class DeepFinderProtReview(DeepFinderProtAnnotate):
@@ -36,7 +33,9 @@ class DeepFinderProtReview(DeepFinderProtAnnotate):
     """
 
     _label = "review picks"
-    _possibleOutputs = DeepFinderReviewOutputs
+    # Not an Enum: members of equal values (both sets of coordinates) would be one.
+    _possibleOutputs = {REVIEWED: SetOfCoordinates3D, REJECTED_PICKS: SetOfCoordinates3D}
+    _allClassesOutput = REVIEWED
 
     def _defineParams(self, form):
         super()._defineParams(form)
@@ -84,7 +83,7 @@ class DeepFinderProtReview(DeepFinderProtAnnotate):
         return self._review().accepted()
 
     def _otherOutputTables(self) -> dict[str, ParticleTable]:
-        return {DeepFinderReviewOutputs.rejectedCoordinates.name: self._review().rejected()}
+        return {REJECTED_PICKS: self._review().rejected()}
 
     # ----------------------------------------------------------------- info
     def _validate(self):

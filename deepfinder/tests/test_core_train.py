@@ -19,6 +19,7 @@ from deepfinder.core.train import (
     soft_dice_loss,
     train,
 )
+from deepfinder.tests.look_alikes import blobs_and_look_alikes
 
 SHAPE = (48, 48, 48)
 # Small patches, and the paper's loss and step size (Dice, 1e-4).
@@ -208,40 +209,17 @@ def test_resume_refuses_a_checkpoint_of_another_patch_size(trained, data):
         train(**args(data), out_dir=out, n_classes=2, settings=fast(patch_size=24))
 
 
-def blobs_and_decoys(folder, name, seed):
-    """Bright blobs (class 1, radius 4) at x < 16, and three bright cubes of side 12 at x 33-45, so
-    far from every blob that a training patch centred on a blob never reaches them."""
-    rng = np.random.default_rng(seed)
-    table = ParticleTable(
-        tomo=name,
-        class_id=1,
-        xyz=np.column_stack([rng.uniform(6, 16, 8), rng.uniform(6, 42, 8), rng.uniform(6, 42, 8)]),
-    )
-    labels = sphere_targets(SHAPE, table, {1: 4.0})
-    decoys = ParticleTable(
-        tomo=name, class_id=0, xyz=[[39, y, z] for y, z in zip((9, 24, 39), rng.integers(10, 38, 3))]
-    )
-    on_decoys = np.zeros(SHAPE, bool)
-    for x, y, z in decoys.xyz.astype(int):
-        on_decoys[z - 6 : z + 6, y - 6 : y + 6, x - 6 : x + 6] = True
-    density = ndimage.gaussian_filter(((labels == 1) | on_decoys).astype(float), 1.0) + rng.normal(
-        0, 0.3, SHAPE
-    )
-    tomogram = write_volume(folder / f"{name}.mrc", (10 * density + 50).astype(np.float32))
-    return tomogram, write_volume(folder / f"{name}_labels.mrc", labels), table, decoys, on_decoys
-
-
 @pytest.mark.slow
 def test_background_points_teach_that_a_look_alike_is_no_particle(tmp_path):
-    tomogram, label_map, table, decoys, _ = blobs_and_decoys(tmp_path, "train", 1)
-    held_out, held_out_labels, _, _, on_decoys = blobs_and_decoys(tmp_path, "test", 2)
+    tomogram, label_map, table, cubes, _ = blobs_and_look_alikes(tmp_path, "train", 1)
+    held_out, held_out_labels, _, _, on_cubes = blobs_and_look_alikes(tmp_path, "test", 2)
     truth = read_volume(held_out_labels) == 1
     volume = read_volume(held_out)
     x = normalize(volume, *tomogram_stats(volume))[None, ..., None]
     found = {}
     for name, particles in (
         ("particles only", table),
-        ("with background points", ParticleTable.concat([table, decoys])),
+        ("with background points", ParticleTable.concat([table, cubes])),
     ):
         best = train(
             [tomogram],
@@ -255,10 +233,10 @@ def test_background_points_teach_that_a_look_alike_is_no_particle(tmp_path):
         model, _ = load_model(best)
         found[name] = np.argmax(model.predict(x, verbose=0)[0], axis=-1) == 1
     # Never inside a patch, the cubes look like blobs to the first network...
-    assert np.mean(found["particles only"][on_decoys]) > 0.5
+    assert np.mean(found["particles only"][on_cubes]) > 0.5
     # ...and like background to the one that saw patches centred on them, which still finds the blobs.
     labelled = found["with background points"]
-    assert np.mean(labelled[on_decoys]) < 0.1
+    assert np.mean(labelled[on_cubes]) < 0.1
     assert 2 * np.sum(labelled & truth) / (np.sum(labelled) + np.sum(truth)) > 0.5
 
 

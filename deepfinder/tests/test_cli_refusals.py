@@ -366,6 +366,13 @@ REFUSALS = [
         TRAIN + "Label map l5.mrc holds labels 5..5 but training is for 3 classes (0..2)",
     ),
     (
+        "train particle class beyond the class count",
+        lambda f: train("tomo.mrc", "labels.mrc", _write(f, "p.csv", CSV_HEADER + "tomo,3,8,8,8\n")),
+        2,
+        TRAIN
+        + "Particles of tomo.mrc have class id(s) [3], outside 1..2 for 3 classes (0: background points)",
+    ),
+    (
         "train patch larger than the volume",
         lambda f: train("tomo.mrc", "labels.mrc", "particles.csv", "--patch-size", "32"),
         2,

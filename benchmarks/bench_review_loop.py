@@ -35,7 +35,7 @@ from simulated_model import train_on_shapes
 from deepfinder.core.annotation import Review
 from deepfinder.core.cluster import cluster_labels
 from deepfinder.core.evaluate import match_by_distance, precision_recall_f1
-from deepfinder.core.io import read_particles_csv, read_volume, write_volume
+from deepfinder.core.io import read_particles_csv, read_volume, read_voxel_size, write_volume
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.segment import segment_tomogram
 from deepfinder.core.settings import training_preset
@@ -121,11 +121,12 @@ def main() -> None:
     )
     results = {"base": scores(picks(data, HELD_OUT, base, work, radius), truth[HELD_OUT], names)}
     shape = read_volume(data / f"{REVIEWED}.mrc").shape
+    voxel_size = read_voxel_size(data / f"{REVIEWED}.mrc")
     for run in args.runs:
         tag = f"{run.replace(' + ', '_').replace(' ', '_')}_seed{args.tune_seed}"
         targeted, centres = tuning_picks(run, found, review)
         targets = write_volume(
-            work / f"{tag}_{REVIEWED}_targets.mrc", sphere_targets(shape, targeted, radius)
+            work / f"{tag}_{REVIEWED}_targets.mrc", sphere_targets(shape, targeted, radius), voxel_size
         )
         tuned = train(
             [data / f"{name}.mrc" for name in (*TRAIN, REVIEWED)],

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfinder.core.io import read_particles_csv, read_volume, write_volume
+from deepfinder.core.io import read_particles_csv, read_volume, read_voxel_size, write_volume
 from deepfinder.core.settings import TrainingSettings
 from deepfinder.core.targets import shape_targets
 from deepfinder.core.train import train
@@ -51,9 +51,10 @@ def train_on_shapes(
     tomograms, label_maps, tables = [], [], []
     for name in names:
         table = read_particles_csv(data / f"{name}_particles.csv")
-        labels = shape_targets(read_volume(data / f"{name}.mrc").shape, table, masks)
-        tomograms.append(data / f"{name}.mrc")
-        label_maps.append(write_volume(out / f"{name}_targets.mrc", labels))
+        tomogram = data / f"{name}.mrc"
+        labels = shape_targets(read_volume(tomogram).shape, table, masks)
+        tomograms.append(tomogram)
+        label_maps.append(write_volume(out / f"{name}_targets.mrc", labels, read_voxel_size(tomogram)))
         tables.append(table)
     return train(
         tomograms,

@@ -12,9 +12,10 @@ On the simulator's demo preset (4 tomograms, seed 0, with vesicles, gold beads a
    rejected when there is none (a perfect reviewer, standing in for the person at the
    review window);
 4. the base model is fine-tuned (started from its weights) on tomo_000 + tomo_001 and on
-   tomo_002's picks, three ways: as picked (no review), as the review left them, and as the
-   review left them plus its rejected picks as background points (class 0: patches centred
-   there, labelled background);
+   tomo_002's picks, three ways: as picked (no review: every pick), reviewed (the review's
+   output: the accepted and corrected picks only, as the review protocol gives them; picks not
+   reviewed are left out), and reviewed plus the rejected picks as background points (class 0:
+   patches centred there, labelled background; the train protocol's 'Not particles');
 5. each picks tomo_003: false positives of the reviewed class and per-class F1.
 
 Usage: python benchmarks/bench_review_loop.py [--work DIR] [--base-epochs N] [--tune-epochs N]

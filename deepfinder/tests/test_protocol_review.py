@@ -203,7 +203,7 @@ class TestReviewAndRetrain(BaseTest):
             folder = Path(cls.getOutputPath(name))
             folder.mkdir()
             _, _, blobs, cubes, _ = blobs_and_look_alikes(
-                folder, name, seed, LOOP_SHAPE, n_blobs=14, blobs_below_x=40, cube_columns_x=(66, 84)
+                folder, name, seed, LOOP_SHAPE, n_blobs=18, blobs_below_x=40, cube_columns_x=(66, 84)
             )
             cls.truth[name] = blobs, cubes
             tomograms = cls.launchProtocol(

@@ -29,7 +29,9 @@ class DeepFinderProtReview(DeepFinderProtAnnotate):
     (groupId = class): training coordinates for 'generate targets' and a train
     run that starts from the picker's model (fine-tuning). The rejected picks
     (groupId = the class picked) go to that train run as 'Not particles', so
-    that it learns the places it mistook for particles.
+    that it learns the places it mistook for particles. Particles of the reviewed
+    tomograms missing from the training coordinates are learned as background:
+    review every class of those tomograms, or train with their other picks too.
     """
 
     _label = "review picks"

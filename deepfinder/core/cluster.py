@@ -26,7 +26,6 @@ map simply produce no particles.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -40,10 +39,9 @@ from .roi import positions_inside
 from .settings import ClusterSettings
 
 MAX_MEAN_SHIFT_ITERATIONS = 50
-# Neighbour indices listed at once while shifting seeds, and (point, mode) distances computed at
+# (seed, point) pairs listed at once while shifting seeds, and (point, mode) distances computed at
 # once to settle ties: bounds the memory on label maps where most voxels are labelled.
-NEIGHBOURS_PER_CHUNK = 2_000_000
-TIED_PAIRS_PER_CHUNK = 2_000_000
+PAIRS_PER_CHUNK = 2_000_000
 
 
 @dataclass
@@ -251,35 +249,36 @@ def _shift_seeds(tree: cKDTree, points: np.ndarray, seeds: np.ndarray, radii: np
     """Seeds moved to the mean of the points within their radius until no seed moves by
     1e-3 of the smallest radius (at most ``MAX_MEAN_SHIFT_ITERATIONS`` steps)."""
     seeds = seeds.copy()
-    moving = np.arange(len(seeds))
+    moving = np.ones(len(seeds), dtype=bool)
     for _ in range(MAX_MEAN_SHIFT_ITERATIONS):
-        shifted = _neighbour_means(tree, points, seeds[moving], radii[moving])
-        step = np.abs(shifted - seeds[moving]).max(axis=1)
-        seeds[moving] = shifted
+        step = np.zeros(len(seeds))
+        for radius in np.unique(radii[moving]):
+            group = np.flatnonzero(moving & (radii == radius))
+            # Seeds that met move together from then on: shift each position once.
+            at, which = np.unique(seeds[group], axis=0, return_inverse=True)
+            shifted = _neighbour_means(tree, points, at, radius)[which]
+            step[group] = np.abs(shifted - seeds[group]).max(axis=1)
+            seeds[group] = shifted
         if step.max() < 1e-3 * radii.min():
             break
         # A seed that did not move has the same neighbours next time: it stays there for good.
-        moving = moving[step > 0]
+        moving &= step > 0
     return seeds
 
 
-def _neighbour_means(tree: cKDTree, points: np.ndarray, seeds: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """Mean of the points within ``radii`` of each seed, or the seed itself when there are none."""
+def _neighbour_means(tree: cKDTree, points: np.ndarray, seeds: np.ndarray, radius: float) -> np.ndarray:
+    """Mean of the points (indexed by ``tree``) within ``radius`` of each seed, or the seed itself
+    where there are none."""
     means = seeds.copy()
-    # Chunks of seeds bound the neighbour lists held at once, huge on dense label maps.
-    per_chunk = max(1, int(NEIGHBOURS_PER_CHUNK / ball_volume(radii.max())))
+    per_chunk = max(1, int(PAIRS_PER_CHUNK / ball_volume(radius)))
     for start in range(0, len(seeds), per_chunk):
-        chunk = slice(start, start + per_chunk)
-        neighbours = tree.query_ball_point(seeds[chunk], radii[chunk], return_sorted=False)
-        count = np.fromiter(map(len, neighbours), dtype=np.intp, count=len(neighbours))
-        flat = np.fromiter(itertools.chain.from_iterable(neighbours), dtype=np.intp, count=count.sum())
-        owner = np.repeat(np.arange(len(neighbours)), count)
-        total = np.stack(
-            [np.bincount(owner, weights=points[flat, axis], minlength=len(neighbours)) for axis in range(3)],
-            axis=1,
-        )
+        chunk = seeds[start : start + per_chunk]
+        pairs = cKDTree(chunk).sparse_distance_matrix(tree, radius, output_type="ndarray")
+        seed, point = pairs["i"], pairs["j"]
+        count = np.bincount(seed, minlength=len(chunk))
+        total = np.stack([np.bincount(seed, weights=x[point], minlength=len(chunk)) for x in points.T], 1)
         found = count > 0
-        means[chunk][found] = total[found] / count[found, None]
+        means[start : start + per_chunk][found] = total[found] / count[found, None]
     return means
 
 
@@ -312,7 +311,7 @@ def _nearest_mode(points: np.ndarray, modes: np.ndarray, widths: np.ndarray) -> 
     first, second = np.partition(scaled, 1, axis=1)[:, :2].T
     # The tree and numpy may round a distance differently: settle near-ties as numpy would.
     tied = np.flatnonzero(second <= first * (1 + 1e-9))
-    per_chunk = max(1, TIED_PAIRS_PER_CHUNK // len(modes))
+    per_chunk = max(1, PAIRS_PER_CHUNK // len(modes))
     for start in range(0, len(tied), per_chunk):
         chunk = tied[start : start + per_chunk]
         nearest[chunk] = (np.linalg.norm(points[chunk, None] - modes[None], axis=2) / widths).argmin(axis=1)

@@ -218,6 +218,10 @@ def _mean_shift(
     seeds, seed_bandwidth = _seeds(points, point_labels, bandwidth)
     tree = cKDTree(points)
     seeds = _shift_seeds(tree, points, seeds, seed_bandwidth)
+    # Seeds that met are one candidate: the same strength, and a copy of a kept mode is dropped.
+    _, first = np.unique(np.column_stack([seeds, seed_bandwidth]), axis=0, return_index=True)
+    first = np.sort(first)
+    seeds, seed_bandwidth = seeds[first], seed_bandwidth[first]
     # Strength: share of the kernel ball filled, so small and large particles compare fairly.
     strength = tree.query_ball_point(seeds, seed_bandwidth, return_length=True) / ball_volume(seed_bandwidth)
     kept = _separated_modes(seeds, seed_bandwidth, strength)
@@ -302,14 +306,15 @@ def _nearest_mode(points: np.ndarray, modes: np.ndarray, widths: np.ndarray) -> 
     scaled, index = [], []
     for width in np.unique(widths):
         of_width = np.flatnonzero(widths == width)
-        # Two nearest, to spot ties; a missing second neighbour has index len(of_width).
+        # The two nearest, to spot ties; with a single mode of this width the second is at
+        # infinity, with index len(of_width).
         distance, nearest = cKDTree(modes[of_width]).query(points, k=2)
         scaled.append(distance / width)
         index.append(np.append(of_width, -1)[nearest])
     scaled, index = np.concatenate(scaled, axis=1), np.concatenate(index, axis=1)
     nearest = index[np.arange(len(points)), scaled.argmin(axis=1)]
     first, second = np.partition(scaled, 1, axis=1)[:, :2].T
-    # The tree and numpy may round a distance differently: settle near-ties as numpy would.
+    # Near-ties (the tree may round a distance differently) go to the argmin over all modes.
     tied = np.flatnonzero(second <= first * (1 + 1e-9))
     per_chunk = max(1, PAIRS_PER_CHUNK // len(modes))
     for start in range(0, len(tied), per_chunk):

@@ -210,10 +210,10 @@ def _mean_shift(
     Seeds sit at local maxima of the distance to the component border (the
     centres of touching balls); each seed moves with the bandwidth of the class
     labelled at its start, so a small particle next to a big one keeps its own
-    mode. A mode closer to a stronger one than the larger of their bandwidths
-    is dropped. Returns the modes (m, 3), strongest first, and for every point
-    the mode nearest in units of the mode's bandwidth (the lowest mode index on
-    exact ties).
+    mode. A mode closer to a stronger kept mode than the larger of their
+    bandwidths is dropped. Returns the modes (m, 3), strongest first, and for
+    every point the mode nearest in units of the mode's bandwidth (the lowest
+    mode index on exact ties).
     """
     seeds, seed_bandwidth = _seeds(points, point_labels, bandwidth)
     tree = cKDTree(points)

@@ -39,6 +39,9 @@ from .roi import positions_inside
 from .settings import ClusterSettings
 
 MAX_MEAN_SHIFT_ITERATIONS = 50
+# (seed, point) pairs listed at once while shifting seeds, and (point, mode) distances computed at
+# once to settle ties: bounds the memory on label maps where most voxels are labelled.
+PAIRS_PER_CHUNK = 2_000_000
 
 
 @dataclass
@@ -207,10 +210,30 @@ def _mean_shift(
     Seeds sit at local maxima of the distance to the component border (the
     centres of touching balls); each seed moves with the bandwidth of the class
     labelled at its start, so a small particle next to a big one keeps its own
-    mode. A mode closer to a stronger one than the larger of their bandwidths
-    is dropped. Returns the modes (m, 3), strongest first, and for every point
-    the mode nearest in units of the mode's bandwidth.
+    mode. A mode closer to a stronger kept mode than the larger of their
+    bandwidths is dropped. Returns the modes (m, 3), strongest first, and for
+    every point the mode nearest in units of the mode's bandwidth (the lowest
+    mode index on exact ties).
     """
+    seeds, seed_bandwidth = _seeds(points, point_labels, bandwidth)
+    tree = cKDTree(points)
+    seeds = _shift_seeds(tree, points, seeds, seed_bandwidth)
+    # Seeds that met are one candidate: the same strength, and a copy of a kept mode is dropped.
+    _, first = np.unique(np.column_stack([seeds, seed_bandwidth]), axis=0, return_index=True)
+    first = np.sort(first)
+    seeds, seed_bandwidth = seeds[first], seed_bandwidth[first]
+    # Strength: share of the kernel ball filled, so small and large particles compare fairly.
+    strength = tree.query_ball_point(seeds, seed_bandwidth, return_length=True) / ball_volume(seed_bandwidth)
+    kept = _separated_modes(seeds, seed_bandwidth, strength)
+    modes, widths = seeds[kept], seed_bandwidth[kept]
+    return modes, _nearest_mode(points, modes, widths)
+
+
+def _seeds(
+    points: np.ndarray, point_labels: np.ndarray, bandwidth: Mapping[int, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean-shift seeds (s, 3) at the local maxima of the distance to the border of the points,
+    and the bandwidth (s,) of the class labelled at each."""
     lower = points.min(axis=0).astype(int)
     label_box = np.zeros(tuple(points.max(axis=0).astype(int) - lower + 3), dtype=np.int64)
     label_box[tuple((points.astype(int) - lower + 1).T)] = point_labels
@@ -223,29 +246,81 @@ def _mean_shift(
     cell = max(min(bandwidth.values()) / 2, 1.0)
     _, first = np.unique(np.floor(seeds / cell).astype(np.int64), axis=0, return_index=True)
     first = np.sort(first)
-    seeds, seed_bandwidth = seeds[first], seed_bandwidth[first]
-    tree = cKDTree(points)
+    return seeds[first], seed_bandwidth[first]
+
+
+def _shift_seeds(tree: cKDTree, points: np.ndarray, seeds: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Seeds moved to the mean of the points within their radius until no seed moves by
+    1e-3 of the smallest radius (at most ``MAX_MEAN_SHIFT_ITERATIONS`` steps)."""
+    seeds = seeds.copy()
+    moving = np.ones(len(seeds), dtype=bool)
     for _ in range(MAX_MEAN_SHIFT_ITERATIONS):
-        shifted = np.array(
-            [
-                points[n].mean(axis=0) if len(n) else s
-                for n, s in zip(tree.query_ball_point(seeds, seed_bandwidth), seeds)
-            ]
-        )
-        moved = np.abs(shifted - seeds).max()
-        seeds = shifted
-        if moved < 1e-3 * seed_bandwidth.min():
+        step = np.zeros(len(seeds))
+        for radius in np.unique(radii[moving]):
+            group = np.flatnonzero(moving & (radii == radius))
+            # Seeds that met move together from then on: shift each position once.
+            at, which = np.unique(seeds[group], axis=0, return_inverse=True)
+            shifted = _neighbour_means(tree, points, at, radius)[which]
+            step[group] = np.abs(shifted - seeds[group]).max(axis=1)
+            seeds[group] = shifted
+        if step.max() < 1e-3 * radii.min():
             break
-    # Strength: share of the kernel ball filled, so small and large particles compare fairly.
-    strength = tree.query_ball_point(seeds, seed_bandwidth, return_length=True) / ball_volume(seed_bandwidth)
-    modes, widths = [], []
-    for i in np.argsort(-strength, kind="stable"):
-        if all(np.linalg.norm(seeds[i] - m) >= max(w, seed_bandwidth[i]) for m, w in zip(modes, widths)):
-            modes.append(seeds[i])
-            widths.append(seed_bandwidth[i])
-    modes_array, widths_array = np.array(modes), np.array(widths)
-    scaled = np.linalg.norm(points[:, None, :] - modes_array[None], axis=2) / widths_array
-    return modes_array, scaled.argmin(axis=1)
+        # A seed that did not move has the same neighbours next time: it stays there for good.
+        moving &= step > 0
+    return seeds
+
+
+def _neighbour_means(tree: cKDTree, points: np.ndarray, seeds: np.ndarray, radius: float) -> np.ndarray:
+    """Mean of the points (indexed by ``tree``) within ``radius`` of each seed, or the seed itself
+    where there are none."""
+    means = seeds.copy()
+    per_chunk = max(1, int(PAIRS_PER_CHUNK / ball_volume(radius)))
+    for start in range(0, len(seeds), per_chunk):
+        chunk = seeds[start : start + per_chunk]
+        pairs = cKDTree(chunk).sparse_distance_matrix(tree, radius, output_type="ndarray")
+        seed, point = pairs["i"], pairs["j"]
+        count = np.bincount(seed, minlength=len(chunk))
+        total = np.stack([np.bincount(seed, weights=x[point], minlength=len(chunk)) for x in points.T], 1)
+        found = count > 0
+        means[start : start + per_chunk][found] = total[found] / count[found, None]
+    return means
+
+
+def _separated_modes(modes: np.ndarray, widths: np.ndarray, strength: np.ndarray) -> np.ndarray:
+    """Indices of the modes kept, strongest first (stable order): a mode closer to a stronger
+    kept mode than the larger of their two widths is dropped."""
+    order = np.argsort(-strength, kind="stable")
+    # A hair wider than the largest width, so rounding cannot hide a mode that drops another.
+    near = cKDTree(modes).query_ball_point(modes, widths.max() * (1 + 1e-9))
+    kept = np.zeros(len(modes), dtype=bool)
+    for i in order:
+        kept[i] = all(
+            np.linalg.norm(modes[i] - modes[j]) >= max(widths[j], widths[i]) for j in near[i] if kept[j]
+        )
+    return order[kept[order]]
+
+
+def _nearest_mode(points: np.ndarray, modes: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Index of the mode nearest to each point in units of the mode's width, the lowest index on
+    exact ties (as an argmin over all modes)."""
+    scaled, index = [], []
+    for width in np.unique(widths):
+        of_width = np.flatnonzero(widths == width)
+        # The two nearest, to spot ties; with a single mode of this width the second is at
+        # infinity, with index len(of_width).
+        distance, nearest = cKDTree(modes[of_width]).query(points, k=2)
+        scaled.append(distance / width)
+        index.append(np.append(of_width, -1)[nearest])
+    scaled, index = np.concatenate(scaled, axis=1), np.concatenate(index, axis=1)
+    nearest = index[np.arange(len(points)), scaled.argmin(axis=1)]
+    first, second = np.partition(scaled, 1, axis=1)[:, :2].T
+    # Near-ties (the tree may round a distance differently) go to the argmin over all modes.
+    tied = np.flatnonzero(second <= first * (1 + 1e-9))
+    per_chunk = max(1, PAIRS_PER_CHUNK // len(modes))
+    for start in range(0, len(tied), per_chunk):
+        chunk = tied[start : start + per_chunk]
+        nearest[chunk] = (np.linalg.norm(points[chunk, None] - modes[None], axis=2) / widths).argmin(axis=1)
+    return nearest
 
 
 def _absorb_fragments(

@@ -107,3 +107,13 @@ def test_bad_input_raises_a_clear_error(kwargs, message):
 def test_float_label_map_is_refused():
     with pytest.raises(ValueError, match="integer"):
         cluster_labels(np.zeros(SHAPE, np.float32), RADII)
+
+
+def test_a_crowd_of_27_touching_balls_gives_27_particles_at_their_centres():
+    # A 3 x 3 x 3 block of class-2 balls (radius 5) 11 voxels apart, surfaces in contact: one blob.
+    xyz = [[9 + 11 * i, 8 + 11 * j, 8 + 11 * k] for i in range(3) for j in range(3) for k in range(3)]
+    labels, truth = balls(xyz, [2] * 27)
+    found = cluster_labels(labels, RADII)
+    assert len(found) == 27
+    assert set(found.class_id) == {2}
+    assert nearest_error(found, truth).max() < 0.5

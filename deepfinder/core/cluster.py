@@ -26,6 +26,7 @@ map simply produce no particles.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -38,7 +39,12 @@ from .particles import ParticleTable
 from .roi import positions_inside
 from .settings import ClusterSettings
 
+log = logging.getLogger(__name__)
+
 MAX_MEAN_SHIFT_ITERATIONS = 50
+# Particles fill a small share of a tomogram, even a crowded one; a label map labelled mostly as
+# particles comes from an untrained model or from a tomogram at another voxel size than training's.
+CROWDED_LABEL_FRACTION = 0.5
 # (seed, point) pairs listed at once while shifting seeds, and (point, mode) distances computed at
 # once to settle ties: bounds the memory on label maps where most voxels are labelled.
 PAIRS_PER_CHUNK = 2_000_000
@@ -123,6 +129,15 @@ def find_clusters(
         return Clusters(ParticleTable.empty(), np.empty(0, dtype=int))
     n_labels = int(label_map.max()) + 1
     foreground = np.flatnonzero(components.ravel())
+    labelled = len(foreground) / label_map.size
+    if labelled > CROWDED_LABEL_FRACTION:
+        log.warning(
+            "%.0f %% of the voxels of label map %s are labelled as particles: clustering will be slow "
+            "and most picks false. Check that the model is trained (its learning curves) and that the "
+            "tomogram has the voxel size of the training tomograms.",
+            100 * labelled,
+            tomo or "(no name)",
+        )
     component = components.ravel()[foreground] - 1
     labels = label_map.ravel()[foreground].astype(np.int64)
     zyx = np.stack(np.unravel_index(foreground, label_map.shape), axis=1).astype(np.float64)

@@ -117,3 +117,18 @@ def test_a_crowd_of_27_touching_balls_gives_27_particles_at_their_centres():
     assert len(found) == 27
     assert set(found.class_id) == {2}
     assert nearest_error(found, truth).max() < 0.5
+
+
+def test_a_label_map_labelled_mostly_as_particles_is_warned_about(caplog):
+    # An untrained model labels most voxels; real particles leave most of a tomogram background.
+    rng = np.random.default_rng(0)
+    untrained = rng.integers(0, 4, size=(16, 16, 16))
+    with caplog.at_level("WARNING", logger="deepfinder"):
+        cluster_labels(untrained, RADII, tomo="tomo_untrained")
+    assert "75 % of the voxels of label map tomo_untrained are labelled as particles" in caplog.text
+
+    caplog.clear()
+    labels, _ = balls([[12, 12, 12], [40, 30, 20]], [1, 3])
+    with caplog.at_level("WARNING", logger="deepfinder"):
+        cluster_labels(labels, RADII, tomo="t")
+    assert "labelled as particles" not in caplog.text

@@ -234,8 +234,7 @@ def _mean_shift(
     tree = cKDTree(points)
     seeds = _shift_seeds(tree, points, seeds, seed_bandwidth)
     # Seeds that met are one candidate: the same strength, and a copy of a kept mode is dropped.
-    _, first = np.unique(np.column_stack([seeds, seed_bandwidth]), axis=0, return_index=True)
-    first = np.sort(first)
+    first = _first_of_each_row(np.column_stack([seeds, seed_bandwidth]))
     seeds, seed_bandwidth = seeds[first], seed_bandwidth[first]
     # Strength: share of the kernel ball filled, so small and large particles compare fairly.
     strength = tree.query_ball_point(seeds, seed_bandwidth, return_length=True) / ball_volume(seed_bandwidth)
@@ -259,9 +258,14 @@ def _seeds(
     seeds = seeds.astype(np.float64) + lower - 1
     # Plateau ridges give many equivalent peaks; one seed per half-bandwidth cell suffices.
     cell = max(min(bandwidth.values()) / 2, 1.0)
-    _, first = np.unique(np.floor(seeds / cell).astype(np.int64), axis=0, return_index=True)
-    first = np.sort(first)
+    first = _first_of_each_row(np.floor(seeds / cell).astype(np.int64))
     return seeds[first], seed_bandwidth[first]
+
+
+def _first_of_each_row(rows: np.ndarray) -> np.ndarray:
+    """Indices of the first occurrence of each distinct row of ``rows``, in their original order."""
+    _, first = np.unique(rows, axis=0, return_index=True)
+    return np.sort(first)
 
 
 def _shift_seeds(tree: cKDTree, points: np.ndarray, seeds: np.ndarray, radii: np.ndarray) -> np.ndarray:

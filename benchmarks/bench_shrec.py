@@ -1,12 +1,12 @@
-"""SHREC'19-like quality: train on a few simulated tomograms under a CPU budget, score held-out ones.
+"""SHREC'19-like quality: train on a few simulated tomograms for a budget of steps, score held-out ones.
 
     python benchmarks/bench_shrec.py [--work DIR] [--n-train 3] [--held-out 7 8] [--data-seed 0]
-                                     [--seed 0] [--train-minutes 30] [--train-wall-minutes M]
+                                     [--seed 0] [--steps 15000] [--train-wall-minutes M]
                                      [--targets shapes|spheres|both] [--loss dice_cross_entropy]
-                                     [--learning-rate 1e-3] [--final-learning-rate 1e-4] [--epochs N]
-                                     [--bin 2] [--patch 16] [--batch 12] [--shift 4] [--precision auto]
-                                     [--ceiling] [--model TRAINED.weights.h5] [--crops 4 34] [--name RUN]
-                                     [--prepare-only]
+                                     [--learning-rate 1e-3] [--final-learning-rate 1e-4]
+                                     [--steps-per-epoch 100] [--bin 2] [--patch 16] [--batch 12] [--shift 4]
+                                     [--precision auto] [--ceiling] [--model TRAINED.weights.h5]
+                                     [--crops 4 34] [--name RUN] [--prepare-only]
 
 Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the training
 layouts 0..n-1 of ``shrec19/object_list_train.xml`` and each held-out layout (``--held-out``, default 7
@@ -17,8 +17,9 @@ simulated with the seed (data seed, layout) under both presets: the same specime
 runs with other training seeds (``--seed``) share them. Everything is written into ``--work`` and
 reused: only what is missing is simulated, also in folders of older versions of this script.
 
-Builds label maps (rotated shape masks or class-radius balls), trains the U-net until
-``--train-minutes`` of process CPU time (all threads: user + system) are spent, segments every held-out
+Builds label maps (rotated shape masks or class-radius balls), trains the U-net for ``--steps`` steps
+(a budget that means the same on every machine; the report gives the process CPU time it took, all
+threads, and the CPU model, and ``--train-wall-minutes`` can cap it), segments every held-out
 tomogram, plainly and with the scores averaged over the tomogram's four 180-degree rotations
 (``average_rotations``), clusters the label maps and prints per-class precision, recall and F1 under
 the SHREC'19 occupancy rule and the distance rule (tolerance = class radius), and the class confusion.
@@ -71,7 +72,7 @@ MIN_CLUSTER_FRACTION = 0.1
 
 
 class BudgetSpent(Exception):
-    """Raised from the epoch hook to stop training once the CPU budget is used."""
+    """Raised from the epoch hook to stop training at the wall-clock cap."""
 
 
 def cpu_seconds() -> float:
@@ -81,8 +82,8 @@ def cpu_seconds() -> float:
 
 
 def cpu_model() -> str:
-    """The CPU's model name and its bfloat16 instructions: the CPU budget buys several times
-    more training steps where they exist (benchmarks/RESULTS.md)."""
+    """The CPU's model name and its bfloat16 instructions, which make a training step several times
+    cheaper where they exist."""
     from deepfinder.core.model import cpu_bfloat16_instructions
 
     try:
@@ -240,97 +241,75 @@ def build_targets(
 def train_with_budget(
     work: Path, names: list[str], targets: list[Path], classes: list[dict], kind: str, args
 ) -> dict:
-    """Train until the CPU budget would be exceeded by one more epoch; returns the model and times."""
+    """Train for ``args.steps`` steps (``args.steps // args.steps_per_epoch`` epochs, the step size
+    decaying over all of them), or until the optional wall-clock cap; returns the model and times."""
     from deepfinder.core.io import read_particles_csv
     from deepfinder.core.settings import TrainingSettings
     from deepfinder.core.train import last_checkpoint, train
 
     out_dir = work / f"model_{run_name(kind, args)}"
-    budget = 60.0 * args.train_minutes
+    epochs = max(args.steps // args.steps_per_epoch, 1)
     wall_budget = None if args.train_wall_minutes is None else 60.0 * args.train_wall_minutes
-    epoch_cpu, epoch_wall, stopped_by = [], [], []
+    epoch_wall, stopped_by = [], []
 
-    def stop_when_spent(epoch: int, row: dict) -> None:
-        used, elapsed = cpu_seconds() - cpu, time.perf_counter() - started
-        epoch_cpu.append(used - sum(epoch_cpu))
+    def report_and_cap(epoch: int, row: dict) -> None:
+        elapsed = time.perf_counter() - started
         epoch_wall.append(elapsed - sum(epoch_wall))
         print(
-            f"[budget] epoch {epoch}: {used / 60:.1f} of {args.train_minutes:g} CPU-min, "
-            f"{elapsed / 60:.1f} wall-min",
+            f"[budget] epoch {epoch} of {epochs}: {epoch * args.steps_per_epoch} steps, "
+            f"{(cpu_seconds() - cpu) / 60:.1f} CPU-min, {elapsed / 60:.1f} wall-min",
             flush=True,
         )
-        # Stop before an epoch that would overrun a budget (the last epoch's cost as the estimate).
-        if used + epoch_cpu[-1] > budget:
-            stopped_by.append("CPU budget")
-            raise BudgetSpent
+        # Stop before an epoch that would overrun the cap (the last epoch's cost as the estimate).
         if wall_budget is not None and elapsed + epoch_wall[-1] > wall_budget:
             stopped_by.append("wall-clock cap")
             raise BudgetSpent
 
-    def run(folder: Path, epochs: int, on_epoch_end) -> None:
-        settings = TrainingSettings(
-            patch_size=args.patch,
-            batch_size=args.batch,
-            epochs=epochs,
-            steps_per_epoch=args.steps,
-            validation_steps=args.validation_steps,
-            loss=args.loss,
-            learning_rate=args.learning_rate,
-            final_learning_rate=args.final_learning_rate or None,
-            shift_voxels=args.shift,
-            seed=args.seed,
-            precision=args.precision,
-        )
+    settings = TrainingSettings(
+        patch_size=args.patch,
+        batch_size=args.batch,
+        epochs=epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        validation_steps=args.validation_steps,
+        loss=args.loss,
+        learning_rate=args.learning_rate,
+        final_learning_rate=args.final_learning_rate or None,
+        shift_voxels=args.shift,
+        seed=args.seed,
+        precision=args.precision,
+    )
+    started, cpu = time.perf_counter(), cpu_seconds()
+    try:
         train(
             [work / f"{name}.mrc" for name in names],
             targets,
             [read_particles_csv(work / f"{name}_particles.csv") for name in names],
-            folder,
+            out_dir,
             len(classes) + 1,
             settings,
             validation_fraction=0.05,
             class_names=["background"] + [c["name"] for c in classes],
             voxel_size=VOXEL_SIZE * args.bin,
             resume=False,
-            on_epoch_end=on_epoch_end,
+            on_epoch_end=report_and_cap,
         )
-
-    epochs = args.epochs or planned_epochs(lambda folder, hook: run(folder, 2, hook), out_dir, budget)
-    started, cpu = time.perf_counter(), cpu_seconds()
-    try:
-        run(out_dir, epochs, stop_when_spent)
     except BudgetSpent:
         pass
     history = json.loads((out_dir / "history.json").read_text())
     best = json.loads((out_dir / "best.json").read_text())
-    # The last epoch's model, not the engine's best-by-validation one: within a budget this short
-    # the loss is still falling, and the voxel F1 of the validation patches stays ~0 for many
-    # epochs, so "best" would be an arbitrary early epoch.
+    # The last epoch's model, not the engine's best-by-validation one: the loss is still falling at
+    # these budgets, and the voxel F1 of the validation patches stays ~0 for many epochs, so "best"
+    # would be an arbitrary early epoch.
     return {
         "weights": last_checkpoint(out_dir),
         "wall": time.perf_counter() - started,
         "cpu": cpu_seconds() - cpu,
         "epochs": len(history),
         "best_epoch": best["best_epoch"],
-        "steps": len(history) * args.steps,
+        "steps": len(history) * args.steps_per_epoch,
         "history": history,
-        "stopped_by": stopped_by[0] if stopped_by else "epoch limit",
+        "stopped_by": stopped_by[0] if stopped_by else "step budget",
     }
-
-
-def planned_epochs(run_two_epochs, out_dir: Path, budget_seconds: float) -> int:
-    """Epochs that fit in the CPU budget, from the cost of a second epoch of a throw-away run
-    (the first one compiles), so that the step-size decay spans the budget on any machine."""
-    import shutil
-
-    marks = []
-    folder = out_dir.with_name(out_dir.name + "_calibration")
-    run_two_epochs(folder, lambda epoch, row: marks.append(cpu_seconds()))
-    shutil.rmtree(folder)
-    epoch_seconds = marks[1] - marks[0]
-    epochs = max(int(budget_seconds / epoch_seconds), 1)
-    print(f"[budget] {epoch_seconds:.1f} CPU-s per epoch: {epochs} epochs planned", flush=True)
-    return epochs
 
 
 def run_name(kind: str, args) -> str:
@@ -563,7 +542,13 @@ def parse_arguments() -> argparse.Namespace:
         action="store_true",
         help="simulate, bin and build the label maps of --targets, then stop",
     )
-    parser.add_argument("--train-minutes", type=float, default=30.0, help="training budget, CPU minutes")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=15000,
+        help="training budget, steps of --batch patches (the same on every machine; the report gives "
+        "the CPU time it took and the CPU model)",
+    )
     parser.add_argument(
         "--train-wall-minutes",
         type=float,
@@ -578,14 +563,7 @@ def parse_arguments() -> argparse.Namespace:
         "--final-learning-rate",
         type=float,
         default=1e-4,
-        help="step size decays geometrically to this by the last planned epoch (0: constant)",
-    )
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        help="planned epochs (the length of the step-size decay); default: as many as "
-        "the budget holds, measured on two throw-away epochs",
+        help="step size decays geometrically to this by the last epoch (0: constant)",
     )
     parser.add_argument(
         "--patch",
@@ -596,10 +574,10 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=12, help="12 holds every class in every batch")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     parser.add_argument(
-        "--steps",
+        "--steps-per-epoch",
         type=int,
-        default=10,
-        help="training steps per epoch (short epochs: the budget is checked per epoch)",
+        default=100,
+        help="training steps per epoch (history, checkpoints and the wall-clock cap work per epoch)",
     )
     parser.add_argument("--validation-steps", type=int, default=2)
     parser.add_argument("--shift", type=int, default=4, help="patch-centre jitter, voxels")

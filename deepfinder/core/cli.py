@@ -71,7 +71,8 @@ def _command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help="on failure, also write the one-line error message to this file (for a caller that "
-        "does not see this command's output, e.g. a batch job's)",
+        "does not see this command's output, e.g. a batch job's); not a file given to the command, "
+        "its folder is created if needed",
     )
     parser.set_defaults(command_parser=parser)
     return parser

@@ -20,6 +20,7 @@ import warnings
 from datetime import datetime
 from functools import partial
 
+from ..version import __version__
 from .errors import InputError
 from .settings import (
     LOSSES,
@@ -70,7 +71,8 @@ def _command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help="on failure, also write the one-line error message to this file (for a caller that "
-        "does not see this command's output, e.g. a batch job's)",
+        "does not see this command's output, e.g. a batch job's); not a file given to the command, "
+        "its folder is created if needed",
     )
     parser.set_defaults(command_parser=parser)
     return parser
@@ -166,7 +168,14 @@ def _add_simulate(subparsers) -> None:
         help="; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items()),
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--tomograms", type=int, default=None, help="number of tomograms (preset default)")
+    parser.add_argument(
+        "--tomograms",
+        dest="n_tomograms",
+        type=int,
+        default=None,
+        metavar="N",
+        help="number of tomograms (preset default)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same data")
     parser.add_argument(
         "--snr", type=float, default=None, help="signal-to-noise ratio of the projections (preset default)"
@@ -199,7 +208,7 @@ def _run_simulate(args) -> None:
     result = simulate_dataset(
         args.out,
         preset=args.preset,
-        n_tomograms=args.tomograms,
+        n_tomograms=args.n_tomograms,
         seed=args.seed,
         snr=args.snr,
         templates=args.templates,
@@ -248,7 +257,13 @@ def _read_table_for(path, tomogram, args, tomo_id=None):
 
 
 def _add_coordinates_options(parser) -> None:
-    parser.add_argument("--star-convention", default="relion4", choices=["relion4", "relion5"])
+    parser.add_argument(
+        "--star-convention",
+        default="relion4",
+        choices=["relion4", "relion5"],
+        help="positions in STAR tables: relion4, voxels from the volume corner (rlnCoordinateX/Y/Z); "
+        "relion5, Angstrom from the volume centre (rlnCenteredCoordinateX/Y/ZAngst)",
+    )
     parser.add_argument(
         "--coordinates-voxel-size",
         type=float,
@@ -736,7 +751,14 @@ def _add_evaluate(subparsers) -> None:
         help="SHREC rule: occupancy map (MRC) of the reference, id i+1 for reference row i (one tomogram)",
     )
     parser.add_argument("--voxel-size", type=float, default=None, help="Angstrom per voxel")
-    parser.add_argument("--class-names", nargs="+", default=[], metavar="CLASS:NAME")
+    parser.add_argument(
+        "--class-names",
+        nargs="+",
+        default=[],
+        metavar="CLASS:NAME",
+        help="names of the classes in the tables printed and written, e.g. 1:ribosome 2:proteasome "
+        "(default: class 1, class 2, ...)",
+    )
     parser.add_argument("--output", default=None, help="write the table as CSV")
     parser.add_argument(
         "--sweep",
@@ -839,6 +861,7 @@ def _run_evaluate(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``deepfinder`` parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="deepfinder", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_simulate(subparsers)
     _add_targets(subparsers)
@@ -891,18 +914,22 @@ def main(argv=None) -> None:
             socket.gethostname(),
             os.environ.get("CUDA_VISIBLE_DEVICES", "(not set)"),
         )
+        # Set once checked: a refused --error-file is not written.
+        error_file = None
         try:
+            _check_error_file(args)
+            error_file = args.error_file
             args.func(args)
             _log.info("%s: finished %s after %.1f s", prog, _clock(time.time()), time.time() - started)
         except SettingError as error:
             if args.debug:
                 raise
             message = f"{_option_of(args.command_parser, error.setting)}: {error.problem}"
-            _write_error_file(args.error_file, f"{prog}: error: {message}")
+            _write_error_file(error_file, f"{prog}: error: {message}", prog)
             args.command_parser.error(message)
         except KeyboardInterrupt:
             print(f"{prog}: interrupted", file=sys.stderr)
-            _write_error_file(args.error_file, f"{prog}: interrupted")
+            _write_error_file(error_file, f"{prog}: interrupted", prog)
             sys.exit(130)
         except Exception as error:
             if args.debug:
@@ -911,16 +938,51 @@ def main(argv=None) -> None:
             hint = "" if user_error else " (run with --debug for the traceback)"
             line = f"{prog}: error: {_message_of(error)}{hint}"
             print(line, file=sys.stderr)
-            _write_error_file(args.error_file, line)
+            _write_error_file(error_file, line, prog)
             sys.exit(2 if user_error else 1)
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
 
 
-def _write_error_file(path: str | None, message: str) -> None:
-    if path:
-        with open(path, "w", encoding="utf-8") as file:
-            file.write(message + "\n")
+def _check_error_file(args: argparse.Namespace) -> None:
+    """Refuse an ``--error-file`` that is a folder or names a file given on the command line (an
+    input, or an output): the error text would replace it."""
+    from . import io
+
+    path = args.error_file
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise InputError(f"--error-file {path} is a folder: give the path of a file")
+    given = [value for name, value in vars(args).items() if name != "error_file"]
+    with _about("--error-file"):
+        io.refuse_overwriting_inputs([path], _paths_in(given))
+
+
+def _paths_in(values: list) -> list[str]:
+    """The strings among ``values`` (and in the lists among them) that may name files, as given or,
+    for a per-class value ``CLASS:PATH``, after the class."""
+    paths = []
+    for value in values:
+        if isinstance(value, list):
+            paths += _paths_in(value)
+        elif isinstance(value, str):
+            paths += [value, value.partition(":")[2]]
+    return paths
+
+
+def _write_error_file(path: str | None, message: str, prog: str) -> None:
+    """Write ``message`` to the ``--error-file`` ``path`` (nothing when None), in a new folder if
+    needed; a failure to write it is reported, not raised, so the command's own error stays."""
+    from . import io
+
+    if not path:
+        return
+    try:
+        with io.atomic_output(path) as temporary:
+            temporary.write_text(message + "\n", encoding="utf-8")
+    except OSError as error:
+        print(f"{prog}: warning: the error file was not written: {_message_of(error)}", file=sys.stderr)
 
 
 @contextlib.contextmanager

@@ -172,25 +172,49 @@ def read_volume(path: PathLike, mmap: bool = True) -> np.ndarray:
             raise InputError(f"{path} is not a readable MRC file: {error}") from error
         if mrc.data is None:
             raise InputError(f"{path} is not a readable MRC file: {strict_error}") from strict_error
-        warnings.warn(f"{path}: non-standard MRC header ({strict_error}); read permissively", stacklevel=2)
+        _warn_once(path, f"{path}: non-standard MRC header ({strict_error}); read permissively")
     data = mrc.data
     if data is None or data.ndim not in (2, 3):
         raise InputError(f"{path} holds no 3D volume")
     return data if data.ndim == 3 else data[np.newaxis]
 
 
-def _check_mrc_size(path: Path) -> None:
-    """Refuse an MRC file whose header is unreadable, whose mode is unknown or that is shorter
-    than its header says (a truncated copy)."""
+# The files whose header was warned about: a command reads a file several times (its shape,
+# voxel size, voxels), its user needs to hear of it once.
+_warned_headers: set[str] = set()
+
+
+def _warn_once(path: Path, message: str) -> None:
+    """Warn ``message`` about the file ``path`` unless this process already did."""
+    key = os.path.realpath(path)
+    if key not in _warned_headers:
+        _warned_headers.add(key)
+        warnings.warn(message, stacklevel=3)
+
+
+@contextlib.contextmanager
+def _open_header(path: PathLike) -> Iterator[mrcfile.mrcfile.MrcFile]:
+    """The MRC file ``path`` opened for its header only, its anomalies tolerated in silence
+    (:func:`read_volume` reports them); :class:`InputError` naming the file when it has no header."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
-                header = mrc.header
+            mrc = mrcfile.open(path, mode="r", header_only=True, permissive=True)
+    except FileNotFoundError:
+        raise
     except (ValueError, OSError, EOFError) as error:
         raise InputError(
             f"{path} is not a readable MRC file (no MRC header, or a damaged one: {error})"
         ) from error
+    with mrc:
+        yield mrc
+
+
+def _check_mrc_size(path: Path) -> None:
+    """Refuse an MRC file whose header is unreadable, whose mode is unknown or that is shorter
+    than its header says (a truncated copy)."""
+    with _open_header(path) as mrc:
+        header = mrc.header
     mode = int(header.mode)
     if mode in (3, 4):
         raise InputError(
@@ -214,8 +238,11 @@ def _check_mrc_size(path: Path) -> None:
 
 
 def read_voxel_size(path: PathLike) -> float:
-    """Voxel size in Angstrom stored in an MRC header (x axis); 0 when unset."""
-    with mrcfile.open(path, mode="r", header_only=True, permissive=True) as mrc:
+    """Voxel size in Angstrom stored in an MRC header (x axis); 0 when unset.
+
+    :class:`InputError` naming the file when it has no MRC header.
+    """
+    with _open_header(path) as mrc:
         return float(mrc.voxel_size.x)
 
 

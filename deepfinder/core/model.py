@@ -10,6 +10,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .errors import InputError  # noqa: E402
@@ -214,6 +215,38 @@ def read_metadata(weights_path: str | os.PathLike) -> dict:
         raise InputError(f"{meta_file} is not a readable model description (JSON): {error}") from error
 
 
+def check_weights_file(weights_path: str | os.PathLike) -> None:
+    """Refuse a weights file that is not HDF5, cannot be read whole (e.g. a truncated copy) or
+    holds NaN or infinite weights (a training that diverged).
+
+    Reads the file with h5py, so that a bad file is refused before TensorFlow loads and
+    before any output is written. The file must exist.
+
+    Raises
+    ------
+    InputError
+        Naming the file and what is wrong with it.
+    """
+    try:
+        with h5py.File(weights_path, "r") as weights:
+            names: list[str] = []
+            weights.visit(names.append)
+            arrays = [weights[name] for name in names if isinstance(weights[name], h5py.Dataset)]
+            # Every array is read: a truncated copy often keeps a whole index of its arrays.
+            broken = [
+                array.name
+                for array in arrays
+                if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array[()]))
+            ]
+    except OSError as error:
+        raise InputError(f"{weights_path} is not a readable model file (HDF5 weights): {error}") from error
+    if broken:
+        raise InputError(
+            f"{weights_path} holds NaN or infinite weights ({', '.join(broken[:3])}): "
+            "give the model of a training that converged"
+        )
+
+
 def load_model(weights_path: str | os.PathLike, n_classes: int | None = None, precision: str = "float32"):
     """Build the U-net (in ``precision``, see :func:`build_unet`), load weights; return ``(model, metadata)``.
 
@@ -225,6 +258,7 @@ def load_model(weights_path: str | os.PathLike, n_classes: int | None = None, pr
         raise FileNotFoundError(f"Model weights not found: {weights_path}")
     meta_file = metadata_path(weights_path)
     metadata = read_metadata(weights_path)
+    check_weights_file(weights_path)
     if n_classes is None:
         n_classes = metadata.get("n_classes")
     if n_classes is None:
@@ -237,8 +271,6 @@ def load_model(weights_path: str | os.PathLike, n_classes: int | None = None, pr
     model = build_unet(n_classes, precision=precision)
     try:
         model.load_weights(weights_path)
-    except OSError as error:
-        raise InputError(f"{weights_path} is not a readable model file (HDF5 weights): {error}") from error
     except ValueError as error:
         raise InputError(
             f"{weights_path} does not hold weights of the DeepFinder U-net with {n_classes} classes: {error}"

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .errors import InputError
 from .normalize import normalize
 from .particles import ParticleTable
 
@@ -44,6 +45,47 @@ def particles_inside(
             stacklevel=2,
         )
     return particles.select(inside)
+
+
+def check_labels_at_particles(
+    label_map: np.ndarray, particles: ParticleTable, patch_size: int, label_source: str = "the label map"
+) -> None:
+    """Refuse a label map without a voxel of a particle's class in the patches centred on that class's
+    particles.
+
+    Training patches are centred on the particles, so the network would learn such a class as
+    background: the label map is of another tomogram, or the positions are at another voxel size.
+
+    Parameters
+    ----------
+    label_map : (z, y, x) int array
+        Class labels, 0 for background.
+    particles : ParticleTable
+        The particles inside the volume (:func:`particles_inside`); class 0 rows (background
+        points) are not checked.
+    patch_size : int
+        Edge of a training patch, voxels; at most the smallest edge of ``label_map``.
+    label_source : str
+        The label map's name in the message.
+
+    Raises
+    ------
+    InputError
+        Naming the class and the number of its particles.
+    """
+    # Centred (no shift), so the random generator draws nothing.
+    origins = patch_origins(particles.zyx, label_map.shape, patch_size, 0, np.random.default_rng(0))
+    for class_id in sorted(set(particles.class_id.tolist()) - {0}):
+        rows = np.flatnonzero(particles.class_id == class_id)
+        if not any(
+            np.any(label_map[z : z + patch_size, y : y + patch_size, x : x + patch_size] == class_id)
+            for z, y, x in origins[rows]
+        ):
+            raise InputError(
+                f"{label_source} holds no voxel of class {class_id} in the {patch_size}-voxel patches "
+                f"centred on the {len(rows)} particle(s) of that class: give the label map painted from "
+                "these particles (deepfinder targets), with the positions at the tomogram's voxel size"
+            )
 
 
 def draw_rows(class_ids: np.ndarray, n: int, rng: np.random.Generator, bootstrap: bool = True) -> np.ndarray:

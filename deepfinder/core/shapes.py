@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .errors import InputError
 from .io import read_volume, read_voxel_size
+from .settings import SettingError
 
 SHAPE_NAMES = ("ribosome", "ring", "rod", "globule")
 SUPERSAMPLING = 3
@@ -129,18 +131,22 @@ def load_shape(
     """
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"Template file not found: {path}; give an existing MRC density map")
+        raise InputError(f"Template file not found: {path}; give an existing MRC density map")
     _check_voxel_size(voxel_size)
     if not 0 < threshold_fraction < 1:
         raise ValueError(f"threshold_fraction must be in (0, 1), got {threshold_fraction}")
     if template_voxel_size is None:
         template_voxel_size = read_voxel_size(path)
         if template_voxel_size <= 0:
-            raise ValueError(f"{path} has no voxel size in its header; give template_voxel_size")
-    _check_voxel_size(template_voxel_size)
+            raise InputError(
+                f"{path} has no voxel size in its header: give it (template_voxel_size, "
+                "--template-voxel-size on the command line)"
+            )
+    elif not template_voxel_size > 0:
+        raise SettingError("template_voxel_size", f"must be > 0 Angstrom, got {template_voxel_size}")
     data = np.asarray(read_volume(path, mmap=False), dtype=np.float32)
     if data.max() <= 0:
-        raise ValueError(f"{path} holds no positive density; is the contrast inverted?")
+        raise InputError(f"{path} holds no positive density; is the contrast inverted?")
     scale = voxel_size / template_voxel_size
     if scale > 1:
         # Anti-alias before sampling more coarsely.
@@ -159,7 +165,7 @@ def load_shape(
     if smooth_voxels > 0:
         resampled = ndimage.gaussian_filter(resampled, smooth_voxels)
     if not np.any(resampled > threshold_fraction * resampled.max()):
-        raise ValueError(f"{path} vanishes when resampled to {voxel_size} A/voxel")
+        raise InputError(f"{path} vanishes when resampled to {voxel_size} A/voxel")
     return _normalised(name or path.stem, resampled, threshold_fraction)
 
 

@@ -46,10 +46,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .cluster import check_label_map
 from .errors import InputError
 from .io import atomic_output, read_volume, refuse_overwriting_inputs, warn_if_other_sampling
 from .model import (
     build_unet,
+    check_weights_file,
     distribution_strategy,
     import_tensorflow,
     load_model,
@@ -61,7 +63,15 @@ from .model import (
 )
 from .normalize import tomogram_stats
 from .particles import ParticleTable
-from .sampling import draw_rows, make_batch, particles_inside, patch_origins, prefetch, training_batches
+from .sampling import (
+    check_labels_at_particles,
+    draw_rows,
+    make_batch,
+    particles_inside,
+    patch_origins,
+    prefetch,
+    training_batches,
+)
 from .settings import RESUMABLE_TRAINING_SETTINGS, SettingError, TrainingSettings
 
 PathLike = str | os.PathLike
@@ -271,14 +281,6 @@ def train(
     elif validation_fraction:
         data, validation = _hold_out(data, validation_fraction, np.random.default_rng(settings.seed))
     _check_classes_present(data.class_ids, n_classes)
-    for message in settings.warnings(n_classes - 1):
-        warnings.warn(message, stacklevel=2)
-    if validation is None:
-        warnings.warn(
-            "No validation data: the best model is the epoch with the lowest training "
-            "loss. Give validation tomograms or a validation_fraction.",
-            stacklevel=2,
-        )
     _check_initial_weights(initial_weights, n_classes)
     _check_writable(out_dir)
     class_names = (
@@ -311,6 +313,15 @@ def train(
             )
             return out_dir / BEST
 
+    # Notices after every refusal, so that a refused run shows only its error.
+    for message in settings.warnings(n_classes - 1):
+        warnings.warn(message, stacklevel=2)
+    if validation is None:
+        warnings.warn(
+            "No validation data: the best model is the epoch with the lowest training "
+            "loss. Give validation tomograms or a validation_fraction.",
+            stacklevel=2,
+        )
     # May load TensorFlow (to look for a GPU): after every check.
     precision = resolve_precision(settings.precision)
     tf = import_tensorflow()
@@ -624,6 +635,10 @@ def _open_data(tomograms, label_maps, particles, n_classes, patch_size, role) ->
     for index, (tomogram_path, label_path, table) in enumerate(zip(tomograms, label_maps, particles)):
         volume = read_volume(tomogram_path)
         label_map = read_volume(label_path)
+        try:
+            check_label_map(label_map)
+        except InputError as error:
+            raise InputError(f"{label_path}: {error}") from error
         if label_map.shape != volume.shape:
             raise InputError(
                 f"Label map {label_path} has shape {label_map.shape} but tomogram "
@@ -655,6 +670,7 @@ def _open_data(tomograms, label_maps, particles, n_classes, patch_size, role) ->
         if n_background:
             log.info("%s: %d background points (class 0) centre patches too", tomogram_path, n_background)
         table = particles_inside(table, volume.shape, str(tomogram_path))
+        check_labels_at_particles(label_map, table, patch_size, f"Label map {label_path}")
         volumes.append(volume)
         labels.append(label_map)
         tomo_index.append(np.full(len(table), index))
@@ -711,6 +727,7 @@ def _check_initial_weights(initial_weights, n_classes) -> None:
             f"the training data has {n_classes} (background included): fine-tune a "
             "model with the same classes or train from scratch"
         )
+    check_weights_file(initial_weights)
 
 
 def _load_initial_weights(initial_weights, n_classes) -> list[np.ndarray]:

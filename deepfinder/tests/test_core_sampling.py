@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
+from deepfinder.core.errors import InputError
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.sampling import (
+    check_labels_at_particles,
     draw_rows,
     make_batch,
     particles_inside,
@@ -126,6 +128,26 @@ def test_particles_outside_are_counted():
     with pytest.warns(UserWarning, match="2 of 3 particles lie outside the volume of tomo_a"):
         kept = particles_inside(table, SHAPE, "tomo_a")
     assert len(kept) == 1
+
+
+def test_labels_around_the_particles_are_accepted_even_off_centre():
+    labels = np.zeros(SHAPE, np.int8)
+    # A hollow shell of class 1 around (x, y, z) = (20, 20, 20): its centre voxel is background.
+    z, y, x = np.ogrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
+    labels[np.abs(np.sqrt((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2) - 5) < 1] = 1
+    table = ParticleTable(tomo="a", class_id=[1, 1, 0], xyz=[[20, 20, 20], [40, 5, 5], [5, 5, 5]])
+    check_labels_at_particles(labels, table, patch_size=16)
+
+
+def test_labels_without_a_class_around_its_particles_are_refused():
+    labels = np.zeros(SHAPE, np.int8)
+    labels[30:35, 30:35, 30:35] = 1  # class 1 painted away from its particles, class 2 nowhere
+    table = ParticleTable(tomo="a", class_id=[2, 1, 1], xyz=[[30, 30, 30], [5, 5, 5], [8, 5, 5]])
+    with pytest.raises(
+        InputError,
+        match="labels.mrc holds no voxel of class 1 in the 8-voxel patches centred on the 2 particle",
+    ):
+        check_labels_at_particles(labels, table, patch_size=8, label_source="labels.mrc")
 
 
 def test_prefetch_yields_everything_in_order_and_forwards_errors():

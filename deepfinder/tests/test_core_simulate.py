@@ -241,9 +241,9 @@ def test_bad_parameters_give_clear_errors(tmp_path, shapes):
         )
     with pytest.raises(ValueError, match="not found"):
         simulate_dataset(tmp_path, templates=[tmp_path / "absent.mrc"])
-    with pytest.raises(ValueError, match="snr must be > 0"):
+    with pytest.raises(ValueError, match="snr: must be > 0"):
         TiltSeriesParameters(snr=0)
-    with pytest.raises(ValueError, match="snr must be > 0"):
+    with pytest.raises(ValueError, match="snr: must be > 0"):
         simulate_dataset(tmp_path, snr=-1.0)
     with pytest.raises(ValueError, match="Tilt range"):
         TiltSeriesParameters(tilt_min_deg=-95, tilt_max_deg=60)

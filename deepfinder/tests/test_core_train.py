@@ -278,7 +278,7 @@ def test_bad_volumes_fail_early(data, tmp_path):
 
 def test_particles_outside_counted_then_empty_class_refused(data, tmp_path):
     tomogram, label_map, table = data["train"]
-    outside = ParticleTable(tomo="train", class_id=[1, 2, 2], xyz=[[10, 10, 10], [60, 5, 5], [5, -9, 5]])
+    outside = ParticleTable(tomo="train", class_id=[1, 2, 2], xyz=[table.xyz[0], [60, 5, 5], [5, -9, 5]])
     with pytest.warns(UserWarning, match="2 of 3 particles lie outside"):
         with pytest.raises(ValueError, match="Class\\(es\\) \\[2\\]"):
             train([tomogram], [label_map], [outside], tmp_path, 3, FAST)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+from ..settings import SettingError
+
 PHASE_PER_ANGSTROM = 1e-3  # phase shift (rad) per Angstrom of protein: ~0.25 rad across a ribosome
 
 
@@ -63,7 +65,7 @@ class TiltSeriesParameters:
 
     def __post_init__(self):
         if not self.snr > 0:
-            raise ValueError(f"snr must be > 0 (var(signal)/var(noise)), got {self.snr}")
+            raise SettingError("snr", f"must be > 0 (var(signal)/var(noise)), got {self.snr}")
         if not -90 < self.tilt_min_deg < self.tilt_max_deg < 90:
             raise ValueError(
                 f"Tilt range [{self.tilt_min_deg}, {self.tilt_max_deg}] degrees is invalid: "

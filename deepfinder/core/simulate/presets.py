@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..io import write_particles_csv, write_volume
+from ..settings import SettingError
 from ..shapes import load_shape, procedural_shape
 from .imaging import TiltSeriesParameters
 from .shrec19 import SHREC19_CLASSES, shrec19_layout, shrec19_shapes
@@ -186,22 +188,24 @@ def simulate_dataset(
         ``labels``, ``occupancy`` paths, and ``mask`` with ``write_mask``).
     """
     if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise InputError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     recipe = PRESETS[preset]
     n_tomograms = recipe.n_tomograms if n_tomograms is None else n_tomograms
     if n_tomograms < 1:
-        raise ValueError(f"n_tomograms must be >= 1, got {n_tomograms}")
+        raise SettingError("n_tomograms", f"must be >= 1, got {n_tomograms}")
     tilt_series = recipe.tilt_series if snr is None else replace(recipe.tilt_series, snr=snr)
     specimen = recipe.specimen
     voxel_size = specimen.voxel_size
     if recipe.shrec19:
         if templates:
-            raise ValueError(
+            raise InputError(
                 f"The {preset} preset uses the SHREC'19 templates; custom templates need the tiny or "
                 "demo preset"
             )
         if n_tomograms > 9:
-            raise ValueError(f"SHREC'19 has 9 training layouts; n_tomograms must be <= 9, got {n_tomograms}")
+            raise SettingError(
+                "n_tomograms", f"SHREC'19 has 9 training layouts: give at most 9, not {n_tomograms}"
+            )
         shapes = shrec19_shapes(voxel_size, shrec_dir)
     elif templates:
         shapes = [load_shape(path, voxel_size, template_voxel_size) for path in templates]
@@ -209,7 +213,7 @@ def simulate_dataset(
         shapes = [procedural_shape(name, voxel_size) for name in recipe.shape_names]
     names = [shape.name for shape in shapes]
     if len(set(names)) != len(names):
-        raise ValueError(f"Class names must be distinct, got {names}; rename the template files")
+        raise InputError(f"Class names must be distinct, got {names}; rename the template files")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

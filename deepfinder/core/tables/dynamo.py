@@ -115,7 +115,7 @@ def write_table_map(path: PathLike, names: Mapping[int, str]) -> Path:
     """Write a Dynamo table map: one ``index<TAB>name`` line per tomogram."""
     path = Path(path)
     with atomic_output(path) as temporary:
-        temporary.write_text(_table_map_text(names))
+        temporary.write_text(table_map_text(names))
     return path
 
 
@@ -137,6 +137,42 @@ def tomogram_indices(names: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
         numbers = {name: i for i, name in enumerate(unique, start=1)}
     indices = np.array([numbers[str(name)] for name in names], dtype=int)
     return indices, {index: name for name, index in numbers.items()}
+
+
+def tomogram_names(
+    path: PathLike, indices: np.ndarray, lines: list[int], column: int, table_map: PathLike | None
+) -> np.ndarray:
+    """Tomogram names of the rows of a table, from a table map or from their indices.
+
+    Parameters
+    ----------
+    path : path
+        The table, for messages; its :func:`table_map_path` is the map when ``table_map`` is None
+        and that file exists.
+    indices : (n,) int array
+        Tomogram index of each row.
+    lines : list of int
+        File line of each row.
+    column : int
+        Column of the indices in the file, for messages.
+    table_map : path, optional
+        The table map. Without one, the names are the indices as text.
+
+    Raises
+    ------
+    InputError
+        For an index that is not in the map, naming the row's ``file:line:column``.
+    """
+    if table_map is None and table_map_path(path).is_file():
+        table_map = table_map_path(path)
+    if table_map is None:
+        log.info("%s: no table map; tomogram names are the indices of column %d", path, column)
+        return np.array([str(index) for index in indices])
+    names = read_table_map(table_map)
+    for index, line in zip(indices, lines):
+        if index not in names:
+            raise InputError(f"{path}:{line}:{column}: tomogram {index} is not in the table map {table_map}")
+    return np.array([names[index] for index in indices])
 
 
 def read(path: PathLike, table_map: PathLike | None = None) -> TableRead:
@@ -192,7 +228,9 @@ def read(path: PathLike, table_map: PathLike | None = None) -> TableRead:
     whole_columns = [TOMOGRAM_COLUMN, CLASS_COLUMN]
     check_whole(columns(whole_columns), lines, whole_columns, path)
     particles = ParticleTable(
-        tomo=_tomogram_names(path, values[:, TOMOGRAM_COLUMN - 1].astype(int), lines, table_map),
+        tomo=tomogram_names(
+            path, values[:, TOMOGRAM_COLUMN - 1].astype(int), lines, TOMOGRAM_COLUMN, table_map
+        ),
         class_id=values[:, CLASS_COLUMN - 1].astype(int),
         xyz=columns(POSITION_COLUMNS) + columns(SHIFT_COLUMNS),
         rotation=rotations_from_dynamo(columns(ANGLE_COLUMNS)),
@@ -248,11 +286,12 @@ def write(
     table["averaged_value"] = 1
     with atomic_output(table_map_path(path)) as map_temporary, atomic_output(path, ".tbl") as temporary:
         dynamotable.write(table, temporary)
-        map_temporary.write_text(_table_map_text(names))
+        map_temporary.write_text(table_map_text(names))
     return path
 
 
-def _table_map_text(names: Mapping[int, str]) -> str:
+def table_map_text(names: Mapping[int, str]) -> str:
+    """The text of a table map: one ``index<TAB>name`` line per tomogram."""
     return "".join(f"{index}\t{name}\n" for index, name in sorted(names.items()))
 
 
@@ -260,24 +299,6 @@ def _real_part(text: str) -> str:
     """The real part of a MATLAB complex token (``0+1.2e-06i`` -> ``0``); other text as it is."""
     match = _MATLAB_COMPLEX.match(text)
     return match.group("real") if match else text
-
-
-def _tomogram_names(
-    path: PathLike, indices: np.ndarray, lines: list[int], table_map: PathLike | None
-) -> np.ndarray:
-    """Names of the tomograms of each row, from the table map or the indices."""
-    if table_map is None and table_map_path(path).is_file():
-        table_map = table_map_path(path)
-    if table_map is None:
-        log.info("%s: no table map; tomogram names are the indices of column %d", path, TOMOGRAM_COLUMN)
-        return np.array([str(index) for index in indices])
-    names = read_table_map(table_map)
-    for index, line in zip(indices, lines):
-        if index not in names:
-            raise InputError(
-                f"{path}:{line}:{TOMOGRAM_COLUMN}: tomogram {index} is not in the table map {table_map}"
-            )
-    return np.array([names[index] for index in indices])
 
 
 def _voxel_size(apix: np.ndarray) -> float | None:

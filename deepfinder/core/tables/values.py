@@ -32,7 +32,7 @@ def number(text: str, where: str) -> float:
 
 
 def check_finite(
-    values: np.ndarray, lines: Sequence[int], columns: Sequence[int], path: str | os.PathLike
+    values: np.ndarray, lines: Sequence[int | str], columns: Sequence[int | str], path: str | os.PathLike
 ) -> None:
     """Refuse a table whose values hold ``nan`` or an infinity.
 
@@ -40,8 +40,9 @@ def check_finite(
     ----------
     values : (rows, columns) float array
         The values read, one row per table row.
-    lines, columns : sequences of int
-        The file line of each row and the file column of each column of ``values``.
+    lines, columns : sequences of int or str
+        The file line of each row and the file column of each column of ``values`` (or, in a
+        binary file, the names of the rows and columns).
     path : path
         The file, for the message.
 
@@ -60,7 +61,7 @@ def check_finite(
 
 
 def check_whole(
-    values: np.ndarray, lines: Sequence[int], columns: Sequence[int], path: str | os.PathLike
+    values: np.ndarray, lines: Sequence[int | str], columns: Sequence[int | str], path: str | os.PathLike
 ) -> None:
     """Refuse a table whose values (indices, classes) are not finite whole numbers.
 

@@ -87,3 +87,12 @@ def test_crlf_file_with_byte_order_mark_reads(tmp_path):
     path = tmp_path / "windows.star"
     path.write_bytes(("\ufeff" + HEADER + ROW + "\n").replace("\n", "\r\n").encode("utf-8"))
     np.testing.assert_allclose(stopgap.read(path).particles.xyz, [[824.25, 754.5, 678.5]])
+
+
+def test_motive_lists_are_told_from_relion_files(tmp_path):
+    motive_list = tmp_path / "sg.star"
+    motive_list.write_text(HEADER + ROW + "\n")
+    relion = tmp_path / "relion.star"
+    relion.write_text("\n# version 30001\n\ndata_optics\n\nloop_\n_rlnOpticsGroup #1\n1\n")
+    assert stopgap.is_motive_list(motive_list)
+    assert not stopgap.is_motive_list(relion)

@@ -66,6 +66,18 @@ REQUIRED = ("tomo_num", "orig_x", "orig_y", "orig_z")
 DEFAULTS = {"x_shift": 0.0, "y_shift": 0.0, "z_shift": 0.0, "phi": 0.0, "psi": 0.0, "the": 0.0, "class": 1.0}
 
 
+def is_motive_list(path: PathLike) -> bool:
+    """Whether a STAR file is a STOPGAP motive list: its first data block is ``data_stopgap_motivelist``.
+
+    For telling these files from RELION's, which share the ``.star`` extension.
+    """
+    with open(path, encoding="utf-8-sig") as handle:
+        for text in handle:
+            if text.startswith("data_"):
+                return text.split()[0] == f"data_{BLOCK}"
+    return False
+
+
 def read(path: PathLike, table_map: PathLike | None = None) -> TableRead:
     """Particles of a STOPGAP motive list.
 

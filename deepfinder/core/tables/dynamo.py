@@ -103,27 +103,21 @@ def read_table_map(path: PathLike) -> dict[int, str]:
             continue
         if len(fields) < 2:
             raise InputError(f"{path}:{line}: a table map line holds a tomogram index, then its name")
-        index = np.array([[number(fields[0], f"{path}:{line}:1")]])
-        check_whole(index, [line], [1], path)
-        if int(index[0, 0]) in names:
+        index = number(fields[0], f"{path}:{line}:1")
+        if not index.is_integer():
+            raise InputError(f"{path}:{line}:1: tomogram index {fields[0]!r} is not a whole number")
+        if int(index) in names:
             raise InputError(f"{path}:{line}: tomogram index {fields[0]} is listed twice")
-        names[int(index[0, 0])] = fields[1]
+        names[int(index)] = fields[1]
     return names
-
-
-def write_table_map(path: PathLike, names: Mapping[int, str]) -> Path:
-    """Write a Dynamo table map: one ``index<TAB>name`` line per tomogram."""
-    path = Path(path)
-    with atomic_output(path) as temporary:
-        temporary.write_text(table_map_text(names))
-    return path
 
 
 def tomogram_indices(names: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
     """Indices for the tomograms of a table, and the map from index to name.
 
-    Names that are all positive whole numbers keep their number (a table read without a map
-    round-trips); other names are numbered from 1 in order of first appearance.
+    Names that are all positive whole numbers written plainly (``24``, not ``024``) keep their
+    number, so that a table read without a map round-trips; other names are numbered from 1 in
+    order of first appearance.
 
     Returns
     -------
@@ -131,7 +125,7 @@ def tomogram_indices(names: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
     names_by_index : dict of int to str
     """
     unique = list(dict.fromkeys(str(name) for name in names))
-    if all(name.isdigit() and int(name) > 0 for name in unique):
+    if all(name.isascii() and name.isdigit() and name == str(int(name)) and int(name) > 0 for name in unique):
         numbers = {name: int(name) for name in unique}
     else:
         numbers = {name: i for i, name in enumerate(unique, start=1)}

@@ -123,6 +123,12 @@ def test_class_without_a_particle_object_is_refused(project):
         copick.write(project, table, voxel_size=10.0)
 
 
+@pytest.mark.parametrize("user_id", ["deep finder", "deep_finder", ""])
+def test_user_ids_copick_refuses_are_refused(project, user_id):
+    with pytest.raises(InputError, match="copick ids"):
+        copick.write(project, particles(), voxel_size=10.0, user_id=user_id)
+
+
 def test_writing_without_voxel_size_is_refused(project):
     with pytest.raises(InputError, match="give the particles' voxel size"):
         copick.write(project, particles())

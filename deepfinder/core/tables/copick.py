@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ from .geometry import TableRead, TomogramGeometry
 PathLike = str | os.PathLike
 
 LOCAL = "local://"
+# Characters copick refuses in user and session ids: they are parts of file names split at "_".
+FORBIDDEN_IN_IDS = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f\s_]')
 
 
 @dataclass(frozen=True)
@@ -134,9 +137,16 @@ def write(
     Raises
     ------
     InputError
-        Without a voxel size, or for a class that is no particle object's label.
+        Without a voxel size, for a user or session id that copick refuses, or for a class that
+        is no particle object's label.
     """
     path = Path(path)
+    for key, value in (("user_id", user_id), ("session_id", session_id)):
+        if not value or FORBIDDEN_IN_IDS.search(value):
+            raise InputError(
+                f"{key} {value!r}: copick ids are not empty and hold no spaces, underscores or "
+                '<>:"/\\|?*; choose another'
+            )
     if voxel_size is None:
         raise InputError(f"{path}: copick positions are in Angstrom: give the particles' voxel size")
     config = _config(path)

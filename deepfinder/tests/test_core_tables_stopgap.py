@@ -27,12 +27,14 @@ def test_stopgap_list_reads_with_shifts_added():
     assert read.voxel_size is None
 
 
-def test_angles_are_dynamo_angles_phi_the_psi(tmp_path):
+def test_angles_are_motive_list_angles(tmp_path):
     path = tmp_path / "one.star"
     path.write_text(HEADER + ROW + "\n")
     rotation = stopgap.read(path).particles.rotation[0]
-    # phi, psi, the = 33, -65, 8.5 are Dynamo's tdrot, narot, tilt.
-    np.testing.assert_allclose(rotation, dynamo.rotations_from_dynamo([[33, 8.5, -65]])[0], atol=1e-12)
+    # phi, psi, the = 33, -65, 8.5: Rz(psi) Rx(the) Rz(phi), which Dynamo writes as -psi, -the, -phi.
+    expected = Rotation.from_euler("ZXZ", [-65, 8.5, 33], degrees=True).as_matrix()
+    np.testing.assert_allclose(rotation, expected, atol=1e-12)
+    np.testing.assert_allclose(rotation, dynamo.rotations_from_dynamo([[65, -8.5, -33]])[0], atol=1e-12)
 
 
 def test_round_trip_keeps_positions_classes_orientations_and_names(tmp_path):

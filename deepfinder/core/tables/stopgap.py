@@ -5,8 +5,11 @@ score, x_shift, y_shift, z_shift, phi, psi, the, class``.
 
 - Positions: a particle lies at ``orig + shift``, in voxels of its tomogram, counted from the corner
   as Dynamo's tables are (STOPGAP and Dynamo tables convert into each other without offset).
-- Orientations: ``phi, the, psi`` (degrees) follow the AV3 convention that Dynamo shares: they are
-  Dynamo's ``tdrot, tilt, narot`` (:func:`deepfinder.core.tables.dynamo.rotations_from_dynamo`).
+- Orientations: ``phi, the, psi`` (degrees) are the ZXZ angles of TOM/AV3 motive lists, which
+  STOPGAP copies unchanged, as our object lists use them: the rotation is ``Rz(psi) Rx(the) Rz(phi)``
+  (:func:`deepfinder.core.particles.rotations_from_euler_zxz`). The same orientation in a Dynamo
+  table has ``tdrot, tilt, narot = -psi, -the, -phi``: motive lists converted to Dynamo tables
+  have tilts from -180 to 0 degrees.
 - Tomograms: ``tomo_num`` is a number. Names come from a table map in Dynamo's format
   (:func:`deepfinder.core.tables.dynamo.read_table_map`), by default the ``.doc`` beside the file,
   which :func:`write` writes; without one the names are the numbers as text.
@@ -28,10 +31,8 @@ from emtable import Table
 
 from ..errors import InputError
 from ..io import atomic_output
-from ..particles import ParticleTable
+from ..particles import ParticleTable, rotations_from_euler_zxz
 from .dynamo import (
-    dynamo_angles,
-    rotations_from_dynamo,
     table_map_path,
     table_map_text,
     tomogram_indices,
@@ -132,7 +133,7 @@ def read(path: PathLike, table_map: PathLike | None = None) -> TableRead:
         ),
         class_id=column("class").astype(int),
         xyz=xyz("orig_{}") + xyz("{}_shift"),
-        rotation=rotations_from_dynamo(np.stack([column("phi"), column("the"), column("psi")], axis=1)),
+        rotation=rotations_from_euler_zxz(column("phi"), column("the"), column("psi")),
         score=column("score"),
     )
     return TableRead(particles, None)
@@ -165,7 +166,7 @@ def write(
     numbers, names = tomogram_indices(particles.tomo)
     origins = np.round(particles.xyz)
     shifts = particles.xyz - origins
-    angles = dynamo_angles(particles.rotation)
+    phi, the, psi = particles.euler_zxz().T
     scores = np.nan_to_num(particles.score, nan=0.0)
     with atomic_output(table_map_path(path)) as map_temporary, atomic_output(path) as temporary:
         with open(temporary, "w") as handle:
@@ -183,9 +184,9 @@ def write(
                         *map(float, origins[i]),
                         float(scores[i]),
                         *map(float, shifts[i]),
-                        float(angles[i, 0]),
-                        float(angles[i, 2]),
-                        float(angles[i, 1]),
+                        float(phi[i]),
+                        float(psi[i]),
+                        float(the[i]),
                         int(particles.class_id[i]),
                     ]
                 )

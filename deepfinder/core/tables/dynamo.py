@@ -9,9 +9,9 @@ the class (22), the position ``x, y, z`` (24-26) and, in tables of 36 columns or
   the tomogram corner like ours (as Scipion's Dynamo plugin and copick read them).
 - Orientations: Dynamo's angles rotate the template onto the particle; the rotation matrix is the
   inverse of ``Rz(narot) Rx(tilt) Rz(tdrot)`` (scipy's extrinsic ``"zxz"`` with the angles in table
-  order), as the eulerangles package and copick convert them (Scipion's Dynamo plugin 3.5 takes the
-  matrix without inverting it). TOM/AV3 and STOPGAP motive lists write the same orientation as
-  ``phi, the, psi = -narot, -tilt, -tdrot``.
+  order), as the eulerangles package, copick and cryoCAT convert them (Scipion's Dynamo plugin 3.5
+  stores the inverse, so that angles imported through it give the inverse rotation). TOM/AV3 and
+  STOPGAP motive lists write the same orientation as ``phi, the, psi = -narot, -tilt, -tdrot``.
 - MATLAB writes values it computed as complex numbers as ``0+1.2e-06i`` (in column 28, say): such
   values are read as their real part.
 - Tomogram names: a table map (``.doc``) lists one tomogram per line, its index then its name or

@@ -222,19 +222,19 @@ REFUSALS = [
         "STAR with a word for a number",
         lambda f: targets("tomo.mrc", _write(f, "p.star", STAR_HEADER + "tomo 8 8 8\ntomo 4 four 4\n")),
         2,
-        TARGETS + "p.star:8: column rlnCoordinateY: 'four' is not a number",
+        TARGETS + "p.star:8:8: _rlnCoordinateY: 'four' is not a number",
     ),
     (
         "STAR row with a missing value",
         lambda f: targets("tomo.mrc", _write(f, "p.star", STAR_HEADER + "tomo 8 8\n")),
         2,
-        TARGETS + "p.star:7: 3 values for 4 columns",
+        TARGETS + "p.star:7:9: 3 values for the 4 labels of data_particles",
     ),
     (
         "STAR without a loop",
         lambda f: targets("tomo.mrc", _write(f, "p.star", "data_particles\n_rlnCoordinateX 3\n")),
         2,
-        TARGETS + "p.star: no STAR loop found",
+        TARGETS + "p.star: block data_particles has no _rlnCoordinateY column",
     ),
     (
         "MRC with a huge extended header",
@@ -248,13 +248,11 @@ REFUSALS = [
         lambda f: targets(
             "tomo.mrc",
             _write(f, "p.star", STAR5_HEADER + "tomo 0 0 0\n"),
-            "--star-convention",
-            "relion5",
             "--coordinates-voxel-size",
             "20",
         ),
         2,
-        TARGETS + "p.star: relion5 STAR positions are in Angstrom, not voxels: drop --coordinates-voxel-size",
+        TARGETS + "p.star states its positions' units (10 A per pixel): drop the coordinates' voxel size",
     ),
     (
         "coordinates' voxel size for a tomogram without one",
@@ -265,13 +263,16 @@ REFUSALS = [
             "20",
         ),
         2,
-        TARGETS + "nosize.mrc: no voxel size in the MRC header, needed by --coordinates-voxel-size",
+        TARGETS
+        + "nosize.mrc: no voxel size in the MRC header, needed to place the positions of particles.csv "
+        "(20 A per pixel)",
     ),
     (
         "unknown table type",
         lambda f: targets("tomo.mrc", _write(f, "p.txt", GOOD_ROWS)),
         2,
-        TARGETS + "p.txt: unknown particle file type; use .csv, .xml or .star",
+        TARGETS + "p.txt: unknown particle table extension '.txt': use .csv, .star, .xml or name the format "
+        "(csv, xml, relion5, relion4)",
     ),
     (
         "table of other tomograms",

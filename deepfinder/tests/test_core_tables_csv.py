@@ -1,4 +1,4 @@
-"""The project's CSV tables: round trip, spreadsheet files, and malformed rows refused with file:line:column."""
+"""The project's CSV tables: round trip, spreadsheet files, malformed rows refused with file:line:column."""
 
 import numpy as np
 import pytest

@@ -9,7 +9,7 @@ from deepfinder.core.tables import xml as particle_xml
 from deepfinder.tests.tables_helpers import assert_same, particles  # noqa: F401 (fixture)
 
 
-def test_xml_object_list_round_trip_and_upstream_angle_names(tmp_path, particles):
+def test_xml_object_list_round_trip_and_upstream_angle_names(tmp_path, particles):  # noqa: F811
     path = particle_xml.write(tmp_path / "p.xml", particles)
     assert_same(particle_xml.read(path).particles, particles)
     text = path.read_text()

@@ -31,7 +31,8 @@ def write(
     voxel_size: float | None = None,
     tomograms: Mapping[str, TomogramGeometry] | None = None,
 ) -> Path:
-    """Write ``table`` (positions in voxels of the tomograms) as the project's CSV.
+    """Write ``table`` (positions in voxels of the tomograms) as the project's CSV; an unknown score
+    is left empty.
 
     ``voxel_size`` and ``tomograms`` are not stored: the CSV's positions are in the tomograms' voxels.
     """
@@ -47,7 +48,7 @@ def write(
                     int(table.class_id[i]),
                     *(f"{v:.4f}" for v in table.xyz[i]),
                     *(f"{v:.4f}" for v in angles[i]),
-                    f"{table.score[i]:.6g}",
+                    "" if np.isnan(table.score[i]) else f"{table.score[i]:.6g}",
                 ]
             )
     return path

@@ -107,13 +107,14 @@ def read_blocks(path: str | os.PathLike) -> dict[str, Block]:
         tokens = _tokens(line, path, number_)
         if not tokens:
             continue
-        first = tokens[0][1]
+        # A quoted first value is data, whatever it starts with.
+        first = "" if line.lstrip()[0] in "'\"" else tokens[0][1]
         if first.startswith("data_"):
             block = Block(first[5:], [], [], path)
             blocks[block.name] = block
             in_loop = False
         elif block is None:
-            raise InputError(f"{path}:{number_}:{tokens[0][0]}: {first!r} before any data_ block")
+            raise InputError(f"{path}:{number_}:{tokens[0][0]}: {tokens[0][1]!r} before any data_ block")
         elif first == "loop_":
             in_loop = True
         elif first.startswith("_") and in_loop:
@@ -136,7 +137,9 @@ def read_blocks(path: str | os.PathLike) -> dict[str, Block]:
                 )
             block.rows.append(Row(number_, tokens))
         else:
-            raise InputError(f"{path}:{number_}:{tokens[0][0]}: {first!r} is neither a label nor in a loop")
+            raise InputError(
+                f"{path}:{number_}:{tokens[0][0]}: {tokens[0][1]!r} is neither a label nor in a loop"
+            )
     if not blocks:
         raise InputError(f"{path}: no data_ block: not a STAR file")
     return blocks
@@ -406,8 +409,11 @@ def _write(path, table: ParticleTable, labels: list[str], coordinates: np.ndarra
         "rlnAngleTilt",
         "rlnAnglePsi",
         "rlnClassNumber",
-        "rlnAutopickFigureOfMerit",
     ]
+    # STAR has no empty value: the score column is written only when every score is known.
+    scores = bool(np.isfinite(table.score).all())
+    if scores:
+        labels.append("rlnAutopickFigureOfMerit")
     rows = []
     for i in range(len(table)):
         rows.append(
@@ -416,7 +422,7 @@ def _write(path, table: ParticleTable, labels: list[str], coordinates: np.ndarra
                 *(f"{v:.4f}" for v in coordinates[i]),
                 *(f"{v:.4f}" for v in angles[i]),
                 str(int(table.class_id[i])),
-                f"{table.score[i]:.6g}",
+                *([f"{table.score[i]:.6g}"] if scores else []),
             ]
         )
     if "optics" in blocks:

@@ -164,25 +164,25 @@ REFUSALS = [
         "CSV with a missing value",
         lambda f: targets("tomo.mrc", _write(f, "p.csv", CSV_HEADER + "tomo,1,8,8,\n")),
         2,
-        TARGETS + "p.csv:2: column z: missing value",
+        TARGETS + "p.csv:2:5: column z: missing value",
     ),
     (
         "CSV with a word for a number",
         lambda f: targets("tomo.mrc", _write(f, "p.csv", CSV_HEADER + GOOD_ROWS + "tomo,1,8,forty,8\n")),
         2,
-        TARGETS + "p.csv:4: column y: 'forty' is not a number",
+        TARGETS + "p.csv:4:4: column y: 'forty' is not a number",
     ),
     (
         "CSV with a fractional class",
         lambda f: targets("tomo.mrc", _write(f, "p.csv", CSV_HEADER + "tomo,1.5,8,8,8\n")),
         2,
-        TARGETS + "p.csv:2: column class_id: class ids are whole numbers",
+        TARGETS + "p.csv:2:2: column class_id: class ids are whole numbers, got 1.5",
     ),
     (
         "foreign CSV",
         lambda f: targets("tomo.mrc", _write(f, "p.csv", "name;X;Y;Z\na;1;2;3\n")),
         2,
-        TARGETS + "p.csv: missing column(s) class_id, x, y, z; expected columns "
+        TARGETS + "p.csv:1: missing column(s) class_id, x, y, z; expected columns "
         "tomo, class_id, x, y, z, phi, theta, psi, score",
     ),
     (
@@ -195,7 +195,7 @@ REFUSALS = [
         "empty CSV file",
         lambda f: targets("tomo.mrc", _write(f, "p.csv", "")),
         2,
-        TARGETS + "p.csv: missing column(s) class_id, x, y, z; expected columns "
+        TARGETS + "p.csv:1: missing column(s) class_id, x, y, z; expected columns "
         "tomo, class_id, x, y, z, phi, theta, psi, score",
     ),
     (
@@ -420,7 +420,7 @@ REFUSALS = [
             + ["--reference", "particles.csv", "--tolerance", "2"]
         ),
         2,
-        "deepfinder evaluate: error: d.csv:2: column x: 'x1' is not a number",
+        "deepfinder evaluate: error: d.csv:2:3: column x: 'x1' is not a number",
     ),
     (
         "evaluate in Angstrom without the voxel size",

@@ -34,7 +34,7 @@ def test_a_spreadsheet_file_with_bom_and_crlf_is_read(tmp_path):
         ("t,1,nan,2,3\n", r"p.csv:3:3: column x: 'nan' is not a finite number"),
         ("t,1,1,2,inf\n", r"p.csv:3:5: column z: 'inf' is not a finite number"),
         ('"t,1,1,2,3\n', r"p.csv:3: unexpected end of data \(a quote left open\?\)"),
-        ("t,1.5,1,2,3\n", r"p.csv:3:2: class ids are whole numbers"),
+        ("t,1.5,1,2,3\n", r"p.csv:3:2: column class_id: class ids are whole numbers, got 1.5"),
     ],
 )
 def test_malformed_rows_are_refused_with_file_line_column(tmp_path, row, message):

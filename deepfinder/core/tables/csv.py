@@ -93,7 +93,7 @@ def read(
 
     class_index = header.index("class_id") + 1
     class_id = whole_numbers(
-        column("class_id"), [f"{path}:{line}:{class_index}" for line, _ in rows], "class ids"
+        column("class_id"), [f"{path}:{line}:{class_index}: column class_id" for line, _ in rows], "class ids"
     )
     tomo = [fields[header.index("tomo")] if "tomo" in header else "" for _, fields in rows]
     particles = ParticleTable(

@@ -10,6 +10,7 @@ import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
+from tomo.convert.mdoc import normalizeTSId
 from tomo.objects import SetOfCoordinates3D
 
 from ..convert import coordinates_to_table, new_coordinate_set, tomogram_geometries, tomograms_by_tsid
@@ -125,9 +126,17 @@ class DeepFinderProtImportParticles(EMProtocol):
             voxel_size=sampling,
         ).particles
         own = by_file_name.get(Path(path).stem, Path(path).stem)
-        table.tomo = np.array(
-            [name if name in tomograms else by_file_name.get(name, own) for name in table.tomo]
-        )
+
+        def ts_id(name: str) -> str:
+            if name in tomograms:
+                return name
+            if name in by_file_name:
+                return by_file_name[name]
+            # Scipion's own renaming of tilt-series names (e.g. a leading digit: 01006 -> TS_01006).
+            normalized = normalizeTSId(name) if name else ""
+            return normalized if normalized in tomograms else own
+
+        table.tomo = np.array([ts_id(name) for name in table.tomo])
         return table
 
     def _validate(self):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deepfinder.core import tables
+from deepfinder.core import io, tables
 from deepfinder.core.cli import main
 from deepfinder.core.errors import InputError
 from deepfinder.core.particles import ParticleTable
@@ -90,3 +90,28 @@ def test_convert_a_relion5_file_with_its_tomograms_star(tmp_path, capsys):
     assert (table.xyz >= 0).all() and (
         table.xyz < 4000
     ).all()  # unbinned pixels of a 4000 x 4000 x 2000 tomogram
+
+
+def test_cluster_writes_relion5_by_the_star_extension(tmp_path, capsys):
+    labels = np.zeros((20, 24, 28), np.int8)
+    labels[13:16, 11:14, 9:12] = 1  # a particle at (x, y, z) = (10, 12, 14)
+    io.write_volume(tmp_path / "tomo.mrc", labels, voxel_size=12.0)
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "cluster",
+                "--labels",
+                str(tmp_path / "tomo.mrc"),
+                "--radius",
+                "2",
+                "--output",
+                str(tmp_path / "p.star"),
+            ]
+        )
+        raise SystemExit(0)
+    assert exit_.value.code == 0, capsys.readouterr().err
+    assert "rlnCenteredCoordinateXAngst" in (tmp_path / "p.star").read_text()
+    geometry = tables.SameForAll(tables.TomogramGeometry((28, 24, 20), 12.0))
+    read = tables.read_table(tmp_path / "p.star", tomograms=geometry, voxel_size=12.0)
+    assert list(read.particles.tomo) == ["tomo"]
+    np.testing.assert_allclose(read.particles.xyz, [[10, 12, 14]], atol=0.01)

@@ -208,9 +208,9 @@ def read(
     particles = _particles_block(blocks, path)
     rows = len(particles.rows)
     tomo = _tomogram_names(particles)
-    pixel_sizes = _pixel_sizes(blocks, particles, tomo, path)
-    part_rotation = _rotations_from_relion(_angles(particles, "rlnAngle", tomo, path))
-    sub_rotation = _rotations_from_relion(_angles(particles, "rlnTomoSubtomogram", tomo, path))
+    pixel_sizes = _pixel_sizes(blocks, particles, path)
+    part_rotation = _rotations_from_relion(_angles(particles, "rlnAngle", path))
+    sub_rotation = _rotations_from_relion(_angles(particles, "rlnTomoSubtomogram", path))
     if particles.has("rlnCenteredCoordinateXAngst"):
         geometries = _geometries(tomograms, tomo, path)
         centres = np.array([_centre_angstrom(g) for g in geometries]).reshape(-1, 3)
@@ -280,7 +280,7 @@ def _is_warptools(block: Block) -> bool:
     return block.has("rlnTomoName") and any(name.endswith(TOMOSTAR) for name in block.texts("rlnTomoName"))
 
 
-def _pixel_sizes(blocks: dict[str, Block], particles: Block, tomo: list[str], path) -> np.ndarray | None:
+def _pixel_sizes(blocks: dict[str, Block], particles: Block, path) -> np.ndarray | None:
     """Angstrom per pixel of each row's rlnCoordinate values, or None where the file gives none."""
     optics = blocks.get("optics")
     label = "rlnImagePixelSize" if _is_warptools(particles) else "rlnTomoTiltSeriesPixelSize"
@@ -321,7 +321,7 @@ def _origins(block: Block, pixel_sizes: np.ndarray | None) -> np.ndarray:
     return np.zeros((len(block.rows), 3))
 
 
-def _angles(block: Block, prefix: str, tomo: list[str], path) -> np.ndarray:
+def _angles(block: Block, prefix: str, path) -> np.ndarray:
     angles = np.stack([block.numbers(f"{prefix}{name}", 0.0) for name in ("Rot", "Tilt", "Psi")], axis=1)
     if _is_warptools(block) and len(angles) and np.abs(angles).max() > 360:
         log.warning(

@@ -117,7 +117,7 @@ class DeepFinderProtImportParticles(EMProtocol):
         geometries = tomogram_geometries(tomograms)
         geometries.update({stem: geometries[tsId] for stem, tsId in by_file_name.items()})
         if self.tomogramsStar.get("").strip():
-            geometries = tables.tomograms_from(self.tomogramsStar.get().strip())
+            geometries = tables.star.read_tomograms(self.tomogramsStar.get().strip())
         sampling = self.inputTomograms.get().getSamplingRate()
         table = tables.read_table(
             path,

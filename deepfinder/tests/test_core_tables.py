@@ -115,3 +115,22 @@ def test_cluster_writes_relion5_by_the_star_extension(tmp_path, capsys):
     read = tables.read_table(tmp_path / "p.star", tomograms=geometry, voxel_size=12.0)
     assert list(read.particles.tomo) == ["tomo"]
     np.testing.assert_allclose(read.particles.xyz, [[10, 12, 14]], atol=0.01)
+
+
+def test_evaluate_compares_a_relion5_table_with_a_csv(tmp_path, capsys, particles):  # noqa: F811
+    reference = particle_csv.write(tmp_path / "reference.csv", particles)
+    detected = tables.write_table(
+        tmp_path / "detected.star", particles, voxel_size=10.0, tomograms=_same_size(80, 80, 40)
+    )
+    argv = ["evaluate", "--detected", detected, "--reference", reference, "--tolerance", "0.5"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*map(str, argv), "--tomograms", "80,80,40", "--voxel-size", "10"])
+        raise SystemExit(0)
+    output = capsys.readouterr()
+    assert exit_.value.code == 0, output.err
+    overall = [line for line in output.out.splitlines() if line.startswith("all")]
+    assert overall and overall[0].split()[-1] == "1.000"  # F1 of every class together
+
+
+def _same_size(x: int, y: int, z: int) -> tables.SameForAll:
+    return tables.SameForAll(tables.TomogramGeometry((x, y, z), 10.0))

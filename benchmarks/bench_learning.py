@@ -26,10 +26,11 @@ from simulated_model import train_on_shapes
 
 from deepfinder.core.cluster import cluster_labels
 from deepfinder.core.evaluate import format_table, match_by_distance, precision_recall_f1
-from deepfinder.core.io import read_particles_csv, read_volume
+from deepfinder.core.io import read_volume
 from deepfinder.core.segment import segment_tomogram
 from deepfinder.core.settings import TRAINING_PRESETS, training_preset
 from deepfinder.core.simulate import simulate_dataset
+from deepfinder.core.tables import csv as particle_csv
 
 log = logging.getLogger("bench_learning")
 
@@ -44,7 +45,7 @@ def held_out_scores(data: Path, weights: Path, out: Path) -> list:
     segment_tomogram(data / f"{TEST}.mrc", weights, out / "predicted.mrc")
     radius = {c["id"]: c["radius_voxels"] for c in classes}
     found = cluster_labels(np.asarray(read_volume(out / "predicted.mrc")), radius, tomo=TEST)
-    reference = read_particles_csv(data / f"{TEST}_particles.csv")
+    reference = particle_csv.read(data / f"{TEST}_particles.csv").particles
     result = match_by_distance(found, reference, tolerance_voxels=TOLERANCE_VOXELS)
     return precision_recall_f1(result, {c["id"]: c["name"] for c in classes})
 

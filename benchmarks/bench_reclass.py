@@ -47,6 +47,7 @@ from deepfinder.core.model import import_tensorflow
 from deepfinder.core.normalize import normalize
 from deepfinder.core.sampling import draw_rows
 from deepfinder.core.segment import WEDGE_PRESERVING_ROTATIONS
+from deepfinder.core.tables import csv as particle_csv
 
 VALIDATION_FRACTION = 0.05
 # Background boxes are centred where no particle voxel lies within this many voxels (10 A).
@@ -266,7 +267,7 @@ def to_binned(xyz: np.ndarray, factor: int) -> np.ndarray:
 def training_boxes(data: Path, args) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Padded boxes (edge box + 2 jitter) around the training particles and the background
     centres, their labels and tomogram index; cached in ``--work``."""
-    from deepfinder.core.io import read_particles_csv, read_volume
+    from deepfinder.core.io import read_volume
     from deepfinder.core.normalize import tomogram_stats
 
     cache = args.work / f"boxes_bin{args.bin}_box{args.box}_jitter{args.jitter}_bg{args.background}.npz"
@@ -279,7 +280,7 @@ def training_boxes(data: Path, args) -> tuple[np.ndarray, np.ndarray, np.ndarray
     for t, name in enumerate(names):
         volume = read_volume(source(data, args) / f"{name}.mrc")
         stats = tomogram_stats(volume)
-        table = read_particles_csv(data / f"{name}_particles.csv")
+        table = particle_csv.read(data / f"{name}_particles.csv").particles
         occupancy = np.asarray(read_volume(data / f"{name}_occupancy.mrc", mmap=False))
         off = background_centres(occupancy, args.background // len(names), BACKGROUND_CLEARANCE, rng)
         centres = np.concatenate([table.zyx, off])
@@ -398,10 +399,9 @@ def held_out_boxes(data: Path, centres_xyz: np.ndarray, args) -> np.ndarray:
 def accuracy_on_truth(model, data: Path, classes: list[dict], args) -> dict:
     """Classes called at the held-out tomogram's true positions, exact and shifted, scored as
     picks with bench_shrec's rules: the classifier's F1 with perfect localisation."""
-    from deepfinder.core.io import read_particles_csv
 
     names = {0: "background", **{c["id"]: c["name"] for c in classes}}
-    truth = read_particles_csv(data / f"{args.held_out}_particles.csv")
+    truth = particle_csv.read(data / f"{args.held_out}_particles.csv").particles
     rng = np.random.default_rng(args.seed + 7)
     result = {}
     for label, shift in (("exact", 0), (f"shifted by up to {args.jitter}", args.jitter)):
@@ -447,9 +447,9 @@ def reclassed(found, probabilities: np.ndarray) -> dict:
 def unet_accuracy_on_picks(found, data: Path, held_out: str) -> tuple[float, int]:
     """Fraction of the picks lying on a particle whose class is that particle's, and their number."""
     from deepfinder.core.evaluate import particles_under
-    from deepfinder.core.io import read_particles_csv, read_volume
+    from deepfinder.core.io import read_volume
 
-    reference = read_particles_csv(data / f"{held_out}_particles.csv")
+    reference = particle_csv.read(data / f"{held_out}_particles.csv").particles
     occupancy = np.asarray(read_volume(data / f"{held_out}_occupancy.mrc", mmap=False))
     particle = particles_under(found, occupancy, reference)
     on = particle >= 0
@@ -460,9 +460,8 @@ def reclass_picks(model, picks: Path, data: Path, classes: list[dict], args) -> 
     """Score the U-net's picks, then the same positions re-classed, with and without dropping the
     picks the classifier calls background."""
     from deepfinder.core.evaluate import format_confusion, format_table
-    from deepfinder.core.io import read_particles_csv, write_particles_csv
 
-    found = read_particles_csv(picks)
+    found = particle_csv.read(picks).particles
     probabilities = classify_boxes(model, held_out_boxes(data, found.xyz, args))
     variants = {"U-net": found, **reclassed(found, probabilities)}
     unet = unet_probabilities(picks, data, args.held_out, found, len(classes) + 1)
@@ -483,7 +482,7 @@ def reclass_picks(model, picks: Path, data: Path, classes: list[dict], args) -> 
         print(format_confusion(np.arange(len(counts)), counts, {c["id"]: c["name"] for c in classes}))
         stem = picks.name[: -len(".csv")]
         tag = label.replace(", ", "_").replace(" ", "_").replace("-", "")
-        write_particles_csv(args.work / f"{stem}_{tag}_{args.name}.csv", table)
+        particle_csv.write(args.work / f"{stem}_{tag}_{args.name}.csv", table)
     print(f"\n{picks.name}: per-class F1, U-net / re-classed / re-classed with background dropped")
     print(f1_table(scored))
     return scored

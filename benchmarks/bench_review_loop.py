@@ -36,11 +36,12 @@ from simulated_model import train_on_shapes
 from deepfinder.core.annotation import Review
 from deepfinder.core.cluster import cluster_labels
 from deepfinder.core.evaluate import match_by_distance, precision_recall_f1
-from deepfinder.core.io import read_particles_csv, read_volume, read_voxel_size, write_volume
+from deepfinder.core.io import read_volume, read_voxel_size, write_volume
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.segment import segment_tomogram
 from deepfinder.core.settings import training_preset
 from deepfinder.core.simulate import simulate_dataset
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.targets import sphere_targets
 from deepfinder.core.train import train
 
@@ -104,7 +105,8 @@ def main() -> None:
     radius = {c["id"]: c["radius_voxels"] for c in classes}
     names = {c["id"]: c["name"] for c in classes}
     truth = {
-        name: read_particles_csv(data / f"{name}_particles.csv") for name in (*TRAIN, REVIEWED, HELD_OUT)
+        name: particle_csv.read(data / f"{name}_particles.csv").particles
+        for name in (*TRAIN, REVIEWED, HELD_OUT)
     }
     base = train_on_shapes(data, TRAIN, work, training_preset("quick", epochs=args.base_epochs, seed=0))
     print(f"base model: {time.perf_counter() - started:.0f} s")

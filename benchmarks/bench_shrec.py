@@ -62,6 +62,8 @@ import numpy as np
 from shrec_data import add_shrec_dir_option, find_shrec_dir
 from summarise_shrec import print_summary, report_scores
 
+from deepfinder.core.tables import csv as particle_csv
+
 # The imaging settings held-out tomograms are simulated under, the training data's first.
 SETTINGS = ("bench", "bench_shifted")
 SHREC19_LAYOUTS = 9  # layouts 0-8 in object_list_train.xml
@@ -137,7 +139,7 @@ def check_data_seed(work: Path, data_seed: int) -> None:
 def simulate(work: Path, n_train: int, held_out: list[int], data_seed: int, shrec_dir: Path) -> dict:
     """The missing ones of: training tomograms tomo_000.. (layouts 0..n_train-1, preset bench) and
     each held-out layout under each of :data:`SETTINGS` (seed (data_seed, layout) under both)."""
-    from deepfinder.core.io import write_particles_csv, write_volume
+    from deepfinder.core.io import write_volume
     from deepfinder.core.simulate import (
         PRESETS,
         shrec19_layout,
@@ -175,7 +177,7 @@ def simulate(work: Path, n_train: int, held_out: list[int], data_seed: int, shre
         )
         voxel_size = recipe.specimen.voxel_size
         write_volume(work / f"{name}.mrc", result.tomogram, voxel_size)
-        write_particles_csv(work / f"{name}_particles.csv", result.particles)
+        particle_csv.write(work / f"{name}_particles.csv", result.particles)
         write_volume(work / f"{name}_labels.mrc", result.labels, voxel_size)
         # Last: its presence marks a complete tomogram.
         write_volume(work / f"{name}_occupancy.mrc", result.occupancy, voxel_size)
@@ -191,7 +193,7 @@ def simulate(work: Path, n_train: int, held_out: list[int], data_seed: int, shre
 def bin_data(work: Path, names: list[str], classes: list[dict], shrec_dir: Path) -> Path:
     """The tomograms (means of 2 x 2 x 2 voxels), particle tables, masks and class radii at twice
     the voxel size, in ``work/bin2`` (the missing ones)."""
-    from deepfinder.core.io import read_particles_csv, read_volume, write_particles_csv, write_volume
+    from deepfinder.core.io import read_volume, write_volume
     from deepfinder.core.segment import downsample_scores
     from deepfinder.core.simulate import shrec19_shapes
 
@@ -201,9 +203,9 @@ def bin_data(work: Path, names: list[str], classes: list[dict], shrec_dir: Path)
         if not (binned / f"{name}_particles.csv").exists():
             volume = np.asarray(read_volume(work / f"{name}.mrc"), dtype=np.float32)
             write_volume(binned / f"{name}.mrc", downsample_scores(volume[..., None])[..., 0], VOXEL_SIZE * 2)
-            table = read_particles_csv(work / f"{name}_particles.csv")
+            table = particle_csv.read(work / f"{name}_particles.csv").particles
             # Binned voxel k averages voxels 2k and 2k + 1 (the inverse of segment.unbin_positions).
-            write_particles_csv(
+            particle_csv.write(
                 binned / f"{name}_particles.csv", dataclasses.replace(table, xyz=(table.xyz - 0.5) / 2)
             )
     if not (binned / "classes.json").exists():
@@ -219,7 +221,7 @@ def build_targets(
     work: Path, names: list[str], classes: list[dict], kind: str, voxel_size: float
 ) -> list[Path]:
     """Label map per training tomogram: rotated shape masks or balls of the class radius."""
-    from deepfinder.core.io import read_particles_csv, read_volume, write_volume
+    from deepfinder.core.io import read_volume, write_volume
     from deepfinder.core.targets import shape_targets, sphere_targets
 
     paths = []
@@ -227,7 +229,7 @@ def build_targets(
         path = work / f"{name}_targets_{kind}.mrc"
         if not path.exists():
             shape = read_volume(work / f"{name}.mrc").shape
-            table = read_particles_csv(work / f"{name}_particles.csv")
+            table = particle_csv.read(work / f"{name}_particles.csv").particles
             if kind == "shapes":
                 masks = {c["id"]: np.asarray(read_volume(work / c["mask"])) > 0 for c in classes}
                 labels = shape_targets(shape, table, masks)
@@ -243,7 +245,6 @@ def train_with_budget(
 ) -> dict:
     """Train for ``args.steps`` steps (``args.steps // args.steps_per_epoch`` epochs, the step size
     decaying over all of them), or until the optional wall-clock cap; returns the model and times."""
-    from deepfinder.core.io import read_particles_csv
     from deepfinder.core.settings import TrainingSettings
     from deepfinder.core.train import last_checkpoint, train
 
@@ -283,7 +284,7 @@ def train_with_budget(
         train(
             [work / f"{name}.mrc" for name in names],
             targets,
-            [read_particles_csv(work / f"{name}_particles.csv") for name in names],
+            [particle_csv.read(work / f"{name}_particles.csv").particles for name in names],
             out_dir,
             len(classes) + 1,
             settings,
@@ -331,7 +332,7 @@ def segment_and_score(
 ) -> dict:
     """Segment held-out tomogram ``name`` of ``data`` (``work`` or its 2x-binned copy), cluster,
     match with both rules against the truth in ``work``; returns tables, confusion and times."""
-    from deepfinder.core.io import read_volume, write_particles_csv
+    from deepfinder.core.io import read_volume
     from deepfinder.core.segment import segment_tomogram, unbin_positions
     from deepfinder.core.settings import SegmentationSettings
 
@@ -357,7 +358,7 @@ def segment_and_score(
     found = cluster(label_map, data_classes, name, score_maps)
     if binned:
         found = dataclasses.replace(found, xyz=unbin_positions(found.xyz))
-    write_particles_csv(work / f"{name}_found_{tag}.csv", found)
+    particle_csv.write(work / f"{name}_found_{tag}.csv", found)
     cluster_times = (time.perf_counter() - started, cpu_seconds() - cpu)
 
     if not binned:
@@ -415,9 +416,9 @@ def score(work: Path, name: str, found, classes: list[dict]) -> dict:
         match_by_occupancy,
         precision_recall_f1,
     )
-    from deepfinder.core.io import read_particles_csv, read_volume
+    from deepfinder.core.io import read_volume
 
-    reference = read_particles_csv(work / f"{name}_particles.csv")
+    reference = particle_csv.read(work / f"{name}_particles.csv").particles
     occupancy = np.asarray(read_volume(work / f"{name}_occupancy.mrc", mmap=False))
     names = {c["id"]: c["name"] for c in classes}
     by_distance = []

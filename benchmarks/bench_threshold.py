@@ -30,11 +30,12 @@ from simulated_model import train_on_shapes
 
 from deepfinder.core.cluster import Clusters, find_clusters
 from deepfinder.core.evaluate import match_by_distance, precision_recall_f1, threshold_sweep
-from deepfinder.core.io import read_particles_csv, read_volume
+from deepfinder.core.io import read_volume
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.segment import score_map_paths, segment_tomogram
 from deepfinder.core.settings import training_preset
 from deepfinder.core.simulate import simulate_dataset
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.threshold import (
     DEFAULT_METHOD,
     METHODS,
@@ -105,7 +106,7 @@ def measure(work: Path, figures: Path | None) -> None:
     data = work / "data"
     classes = json.loads((data / "classes.json").read_text())
     names = {c["id"]: c["name"] for c in classes}
-    references = {name: read_particles_csv(data / f"{name}_particles.csv") for name in TEST}
+    references = {name: particle_csv.read(data / f"{name}_particles.csv").particles for name in TEST}
     for min_size in ("default", "none"):
         for score in ("probability", "size"):
             found = {name: cluster(work, name, classes, min_size, score).particles for name in TEST}

@@ -23,11 +23,12 @@ import numpy as np
 from scipy import ndimage
 from shrec_data import add_shrec_dir_option, find_shrec_dir
 
-from deepfinder.core.io import read_particles_xml, read_volume, write_volume
+from deepfinder.core.io import read_volume, write_volume
 from deepfinder.core.normalize import tomogram_stats
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.sampling import training_batches
 from deepfinder.core.settings import PRECISIONS, TrainingSettings
+from deepfinder.core.tables import xml as particle_xml
 from deepfinder.core.targets import shape_targets, sphere_targets
 from deepfinder.core.train import train
 
@@ -73,7 +74,7 @@ def producer_rate(tomogram: Path, labels: Path, table: ParticleTable, patch: int
 
 
 def shrec_targets(shrec_dir: Path) -> None:
-    objects = read_particles_xml(shrec_dir / "shrec19" / "object_list_tomo0.xml")
+    objects = particle_xml.read(shrec_dir / "shrec19" / "object_list_tomo0.xml").particles
     shape = (200, 512, 512)
     radii = dict(zip(range(1, 13), (6, 6, 3, 6, 6, 7, 6, 4, 4, 3, 10, 8)))
     names = "1bxn 1qvr 1s3x 1u6g 2cg9 3cf3 3d2f 3gl1 3h84 3qm1 4b4t 4d8q".split()

@@ -21,13 +21,14 @@ from simulated_model import train_on_shapes
 
 from deepfinder.core.cluster import find_clusters
 from deepfinder.core.evaluate import match_by_distance, precision_recall_f1
-from deepfinder.core.io import read_particles_csv, read_volume
+from deepfinder.core.io import read_volume
 from deepfinder.core.logs import engine_log
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.roi import positions_inside
 from deepfinder.core.segment import segment_tomogram
 from deepfinder.core.settings import training_preset
 from deepfinder.core.simulate import simulate_dataset
+from deepfinder.core.tables import csv as particle_csv
 
 TRAINING = training_preset("quick", seed=0)
 TOLERANCE_VOXELS = 6
@@ -56,7 +57,7 @@ def main(argv=None):
         references = []
         for entry in lamellae["tomograms"]:
             slab = np.asarray(read_volume(entry["mask"])) > 0
-            references.append(read_particles_csv(entry["particles"]))
+            references.append(particle_csv.read(entry["particles"]).particles)
             for case, mask in (("without mask", None), ("with mask", slab)):
                 labels_path = folder / f"{entry['name']}_{case.replace(' ', '_')}.mrc"
                 segment_tomogram(entry["tomogram"], weights, labels_path, mask=mask)

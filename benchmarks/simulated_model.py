@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfinder.core.io import read_particles_csv, read_volume, read_voxel_size, write_volume
+from deepfinder.core.io import read_volume, read_voxel_size, write_volume
 from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.targets import shape_targets
 from deepfinder.core.train import train
 
@@ -50,7 +51,7 @@ def train_on_shapes(
     masks = {c["id"]: np.asarray(read_volume(data / c["mask"])) > 0 for c in classes}
     tomograms, label_maps, tables = [], [], []
     for name in names:
-        table = read_particles_csv(data / f"{name}_particles.csv")
+        table = particle_csv.read(data / f"{name}_particles.csv").particles
         tomogram = data / f"{name}.mrc"
         labels = shape_targets(read_volume(tomogram).shape, table, masks)
         tomograms.append(tomogram)

@@ -16,6 +16,7 @@ from tomo.constants import BOTTOM_LEFT_CORNER
 from tomo.objects import Coordinate3D, SetOfCoordinates3D, TomoMask
 
 from .core.particles import ParticleTable
+from .core.tables import TomogramGeometry
 
 CLASS_NAMES_ATTR = "deepfinderClassNames"
 LABEL_ATTR = "_deepfinderLabel"
@@ -25,6 +26,14 @@ SCORE_FILES_ATTR = "deepfinderScoreFiles"
 def tomograms_by_tsid(tomograms) -> dict:
     """Copies of the items of a SetOfTomograms (or SetOfTomoMasks), keyed by tsId."""
     return {tomo.getTsId(): tomo.clone() for tomo in tomograms.iterItems()}
+
+
+def tomogram_geometries(tomograms: dict) -> dict[str, TomogramGeometry]:
+    """Size (x, y, z voxels) and sampling rate of tomograms keyed by tsId, as tables need them."""
+    return {
+        tsId: TomogramGeometry(tuple(int(n) for n in tomo.getDim()), tomo.getSamplingRate())
+        for tsId, tomo in tomograms.items()
+    }
 
 
 def unique_values(coordinates: SetOfCoordinates3D, attribute: str) -> set:

@@ -34,11 +34,12 @@ from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms, ProtImp
 
 from .convert import coordinates_to_table
 from .core.evaluate import ClassScores, format_table, match_by_distance, precision_recall_f1
-from .core.io import read_particles_csv, read_volume, read_voxel_size
+from .core.io import read_volume, read_voxel_size
 from .core.particles import ParticleTable
 from .core.roi import positions_inside
 from .core.settings import training_preset
 from .core.simulate import simulate_dataset
+from .core.tables import csv as particle_csv
 from .protocols import (
     DeepFinderProtCluster,
     DeepFinderProtEvaluate,
@@ -116,7 +117,7 @@ class SimulatedDataset:
             return
         simulate_dataset(folder, preset=self.preset, seed=self.seed)
         for csv in sorted(folder.glob("*_particles.csv")):
-            particles = read_particles_csv(csv)
+            particles = particle_csv.read(csv).particles
             tomo = csv.name[: -len("_particles.csv")]
             for class_id in np.unique(particles.class_id):
                 class_folder = folder / f"class{class_id}"
@@ -478,7 +479,10 @@ def four_ways_report(
             radii=radii_A(dataset),
         )
     reference = ParticleTable.concat(
-        [read_particles_csv(Path(dataset.getPath(), f"{t.getTsId()}_particles.csv")) for t in tomograms]
+        [
+            particle_csv.read(Path(dataset.getPath(), f"{t.getTsId()}_particles.csv")).particles
+            for t in tomograms
+        ]
     )
     names = {cls["id"]: cls["name"] for cls in dataset.classes()}
     return picking_report(

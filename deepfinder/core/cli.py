@@ -227,21 +227,23 @@ def _read_table_for(path, tomogram, args, tomo_id=None):
     refused when none."""
     from pathlib import Path
 
-    from . import io
+    from . import io, tables
 
     shape_xyz = io.read_volume(tomogram).shape[::-1]
-    voxel_size = io.read_voxel_size(tomogram) or 1.0
-    table = io.read_particles(path, args.star_convention, voxel_size, shape_xyz)
-    if args.coordinates_voxel_size:
-        if io.particle_file_type(path) == ".star" and args.star_convention == "relion5":
-            raise InputError(
-                f"{path}: relion5 STAR positions are in Angstrom, not voxels: drop --coordinates-voxel-size"
-            )
-        if not io.read_voxel_size(tomogram):
-            raise InputError(
-                f"{tomogram}: no voxel size in the MRC header, needed by --coordinates-voxel-size"
-            )
-        table = io.rescale_positions(table, args.coordinates_voxel_size, voxel_size, shape_xyz, path)
+    voxel_size = io.read_voxel_size(tomogram)
+    read = tables.read_table(
+        path,
+        tomograms=tables.SameForAll(tables.TomogramGeometry(shape_xyz, voxel_size or 1.0)),
+        coordinates_voxel_size=args.coordinates_voxel_size,
+        voxel_size=voxel_size or None,
+        volume_shape_xyz=shape_xyz,
+    )
+    if read.voxel_size is not None and not voxel_size:
+        raise InputError(
+            f"{tomogram}: no voxel size in the MRC header, needed to place the positions of {path} "
+            f"({read.voxel_size:g} A per pixel)"
+        )
+    table = read.particles
     names = set(table.tomo.tolist())
     wanted = tomo_id or Path(tomogram).stem
     if wanted in names:
@@ -258,19 +260,13 @@ def _read_table_for(path, tomogram, args, tomo_id=None):
 
 def _add_coordinates_options(parser) -> None:
     parser.add_argument(
-        "--star-convention",
-        default="relion4",
-        choices=["relion4", "relion5"],
-        help="positions in STAR tables: relion4, voxels from the volume corner (rlnCoordinateX/Y/Z); "
-        "relion5, Angstrom from the volume centre (rlnCenteredCoordinateX/Y/ZAngst)",
-    )
-    parser.add_argument(
         "--coordinates-voxel-size",
         type=float,
         default=None,
         metavar="ANGSTROM",
-        help="Angstrom per voxel of the positions in the particle tables (CSV, XML, relion4 STAR), "
-        "if not the tomogram's: they are rescaled to the tomogram's voxels (default: the tomogram's)",
+        help="Angstrom per pixel of the positions in particle tables that do not state it: CSV and XML "
+        "(default: the tomogram's voxels) and STAR files without a pixel size (no default); they are "
+        "rescaled to the tomogram's voxels. RELION 5 tables are placed with the tomogram's size",
     )
 
 
@@ -600,7 +596,13 @@ def _add_cluster(subparsers) -> None:
     parser.add_argument(
         "--sizes", default=None, help="also write each particle's cluster size (voxels), one per line"
     )
-    parser.add_argument("--output", required=True, help="particle table (.csv, .xml or .star)")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="particle table, in the format of its extension (.csv, .xml, .star: RELION 5) "
+        "or --output-format",
+    )
+    _add_output_format(parser, "--output-format")
     cut = parser.add_mutually_exclusive_group()
     cut.add_argument(
         "--threshold",
@@ -652,7 +654,7 @@ def _run_cluster(args) -> None:
 
     import numpy as np
 
-    from . import io
+    from . import io, tables
     from .cluster import check_label_map, find_clusters
     from .segment import MAX_LABEL_CLASSES, score_map_paths, unbin_positions
 
@@ -718,7 +720,13 @@ def _run_cluster(args) -> None:
     if args.sizes:
         with io.atomic_output(args.sizes) as temporary:
             np.savetxt(temporary, sizes.astype(int), fmt="%d")
-    io.write_particles(args.output, particles, voxel_size=voxel_size, volume_shape_xyz=shape_zyx[::-1])
+    tables.write_table(
+        args.output,
+        particles,
+        args.output_format,
+        voxel_size=voxel_size,
+        tomograms={tomo: tables.TomogramGeometry(tuple(shape_zyx[::-1]), voxel_size)},
+    )
     counts = np.bincount(particles.class_id, minlength=max(classes, default=0) + 1)
     print(
         f"Wrote {len(particles)} particles to {args.output} (per class: "
@@ -750,7 +758,13 @@ def _add_evaluate(subparsers) -> None:
         "--occupancy",
         help="SHREC rule: occupancy map (MRC) of the reference, id i+1 for reference row i (one tomogram)",
     )
-    parser.add_argument("--voxel-size", type=float, default=None, help="Angstrom per voxel")
+    parser.add_argument(
+        "--voxel-size",
+        type=float,
+        default=None,
+        help="Angstrom per voxel of the comparison: tables stating their pixel size are rescaled to it",
+    )
+    _add_tomograms_option(parser)
     parser.add_argument(
         "--class-names",
         nargs="+",
@@ -778,12 +792,83 @@ def _add_evaluate(subparsers) -> None:
     parser.set_defaults(func=_run_evaluate)
 
 
+def _add_output_format(parser, flag: str) -> None:
+    from .tables import FORMATS
+
+    parser.add_argument(
+        flag,
+        default=None,
+        choices=list(FORMATS),
+        help="format of the output table (default: by its extension; .star is RELION 5)",
+    )
+
+
+def _add_tomograms_option(parser) -> None:
+    parser.add_argument(
+        "--tomograms",
+        default=None,
+        metavar="STAR | X,Y,Z",
+        help="size of the tomograms, for RELION 5 tables (positions from the tomogram centre): a RELION 5 "
+        "tomograms.star, or one size X,Y,Z in voxels of --voxel-size for every tomogram",
+    )
+
+
+def _add_convert(subparsers) -> None:
+    from .tables import FORMATS
+
+    parser = _command(
+        subparsers,
+        "convert",
+        help="convert a particle table between formats (CSV, XML, RELION 5, RELION 4/3.1, Warp, WarpTools)",
+    )
+    parser.add_argument("input", help="particle table to read (format by extension, or --from)")
+    parser.add_argument("output", help="particle table to write (format by extension, or --to)")
+    parser.add_argument(
+        "--from", dest="from_format", default=None, choices=list(FORMATS), help="format of the input"
+    )
+    _add_output_format(parser, "--to")
+    _add_tomograms_option(parser)
+    parser.add_argument(
+        "--voxel-size",
+        type=float,
+        default=None,
+        metavar="ANGSTROM",
+        help="Angstrom per voxel of the written positions (CSV, XML, RELION 4) and of CSV/XML input "
+        "(default: the input's pixel size, else the tomograms')",
+    )
+    parser.add_argument(
+        "--coordinates-voxel-size",
+        type=float,
+        default=None,
+        metavar="ANGSTROM",
+        help="Angstrom per pixel of the input's positions where the file does not state it "
+        "(a STAR file without optics or pixel size)",
+    )
+    parser.set_defaults(func=_run_convert)
+
+
+def _run_convert(args) -> None:
+    from . import tables
+
+    tomograms = tables.tomograms_from(args.tomograms, args.voxel_size) if args.tomograms else None
+    written, rows = tables.convert_table(
+        args.input,
+        args.output,
+        args.from_format,
+        args.to,
+        tomograms=tomograms,
+        coordinates_voxel_size=args.coordinates_voxel_size,
+        voxel_size=args.voxel_size,
+    )
+    print(f"Wrote {rows} particles to {written}")
+
+
 def _run_evaluate(args) -> None:
     import dataclasses
 
     import numpy as np
 
-    from . import io
+    from . import io, tables
     from .evaluate import (
         check_occupancy_map,
         confusion_by_distance,
@@ -804,8 +889,17 @@ def _run_evaluate(args) -> None:
         [args.output, args.sweep_output, args.thresholds_output],
         [args.detected, args.reference, args.occupancy],
     )
-    detected = io.read_particles(args.detected, voxel_size=args.voxel_size or 1.0)
-    reference = io.read_particles(args.reference, voxel_size=args.voxel_size or 1.0)
+    tomograms = tables.tomograms_from(args.tomograms, args.voxel_size) if args.tomograms else None
+    detected, reference = (
+        tables.read_table(path, tomograms=tomograms, voxel_size=args.voxel_size)
+        for path in (args.detected, args.reference)
+    )
+    if detected.voxel_size and reference.voxel_size and detected.voxel_size != reference.voxel_size:
+        raise InputError(
+            f"{args.detected} and {args.reference} have positions at {detected.voxel_size:g} and "
+            f"{reference.voxel_size:g} A per pixel: give --voxel-size to compare them"
+        )
+    detected, reference = detected.particles, reference.particles
     if len(set(detected.tomo)) == 1 and len(set(reference.tomo)) == 1:
         # One tomogram each: the same one, whatever the ids (e.g. a label-map file stem).
         detected = dataclasses.replace(detected, tomo=reference.tomo[0])
@@ -869,6 +963,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_segment(subparsers)
     _add_cluster(subparsers)
     _add_evaluate(subparsers)
+    _add_convert(subparsers)
     return parser
 
 

@@ -1,4 +1,6 @@
-"""Reading and writing volumes (MRC) and particle tables (CSV, XML object lists, RELION STAR).
+"""Reading and writing volumes (MRC), output files replaced whole, and rescaling particle positions.
+
+Particle tables are read and written by :mod:`deepfinder.core.tables`.
 
 Every writer replaces its file whole or not at all (:func:`atomic_output`), and
 commands refuse outputs that would overwrite their inputs (:func:`refuse_overwriting_inputs`).
@@ -7,24 +9,21 @@ commands refuse outputs that would overwrite their inputs (:func:`refuse_overwri
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import logging
 import os
 import re
 import stat
 import warnings
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import mrcfile
 import mrcfile.utils
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from .errors import InputError
-from .particles import ParticleTable, euler_angles, rotations_from_euler_zxz
+from .particles import ParticleTable
 
 PathLike = str | os.PathLike
 ShapeXYZ = tuple[int, int, int]
@@ -309,152 +308,14 @@ def _mrc_mode(dtype) -> int:
         raise ValueError(f"MRC cannot store {np.dtype(dtype)}") from error
 
 
-# --------------------------------------------------------------------------- particle tables
-
-CSV_COLUMNS = ("tomo", "class_id", "x", "y", "z", "phi", "theta", "psi", "score")
-
-
-def write_particles_csv(path: PathLike, table: ParticleTable) -> Path:
-    """CSV with columns tomo, class_id, x, y, z (voxels), phi, theta, psi (ZXZ, degrees), score."""
-    path = Path(path)
-    angles = table.euler_zxz()
-    with atomic_output(path) as temporary, open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for i in range(len(table)):
-            writer.writerow(
-                [
-                    table.tomo[i],
-                    int(table.class_id[i]),
-                    *(f"{v:.4f}" for v in table.xyz[i]),
-                    *(f"{v:.4f}" for v in angles[i]),
-                    f"{table.score[i]:.6g}",
-                ]
-            )
-    return path
-
-
-def read_particles_csv(path: PathLike) -> ParticleTable:
-    """Read a table written by :func:`write_particles_csv` (angles and score optional).
-
-    A missing column, a missing position or class, or a value that is not a number
-    raises :class:`InputError` naming the file, the line and the column.
-    """
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        rows = [(reader.line_num, row) for row in reader]
-        columns = reader.fieldnames or []
-    missing = {"class_id", "x", "y", "z"} - set(columns)
-    if missing:
-        raise InputError(
-            f"{path}: missing column(s) {', '.join(sorted(missing))}; "
-            f"expected columns {', '.join(CSV_COLUMNS)}"
-        )
-    if not rows:
-        return ParticleTable.empty()
-
-    def column(name, default=None):
-        values = []
-        for line, row in rows:
-            text = (row.get(name) or "").strip()
-            if not text:
-                if default is None:
-                    raise InputError(f"{path}:{line}: column {name}: missing value")
-                values.append(default)
-                continue
-            try:
-                values.append(float(text))
-            except ValueError:
-                raise InputError(f"{path}:{line}: column {name}: {text!r} is not a number") from None
-        return np.array(values, dtype=float)
-
-    class_id = column("class_id")
-    if np.any(class_id != np.round(class_id)):
-        line = rows[int(np.flatnonzero(class_id != np.round(class_id))[0])][0]
-        raise InputError(f"{path}:{line}: column class_id: class ids are whole numbers")
-    return ParticleTable(
-        tomo=np.array([row.get("tomo") or "" for _, row in rows]),
-        class_id=class_id.astype(int),
-        xyz=np.stack([column("x"), column("y"), column("z")], axis=1),
-        rotation=rotations_from_euler_zxz(column("phi", 0.0), column("theta", 0.0), column("psi", 0.0)),
-        score=column("score", np.nan),
-    )
-
-
-def write_particles_xml(path: PathLike, table: ParticleTable) -> Path:
-    """DeepFinder object list: ``<objlist><object tomo_idx class_label x y z phi psi the/>``.
-
-    ``tomo_idx`` is the tomogram identifier as given; ``cluster_size`` carries the score.
-    """
-    path = Path(path)
-    root = ET.Element("objlist")
-    angles = table.euler_zxz()
-    for i in range(len(table)):
-        phi, the, psi = angles[i]
-        attributes = {
-            "tomo_idx": str(table.tomo[i]),
-            "class_label": str(int(table.class_id[i])),
-            "x": f"{table.xyz[i, 0]:.4f}",
-            "y": f"{table.xyz[i, 1]:.4f}",
-            "z": f"{table.xyz[i, 2]:.4f}",
-            "phi": f"{phi:.4f}",
-            "psi": f"{psi:.4f}",
-            "the": f"{the:.4f}",
-        }
-        if not np.isnan(table.score[i]):
-            attributes["cluster_size"] = f"{table.score[i]:.6g}"
-        ET.SubElement(root, "object", attributes)
-    with atomic_output(path) as temporary:
-        ET.ElementTree(root).write(temporary)
-    return path
-
-
-def read_particles_xml(path: PathLike) -> ParticleTable:
-    """Read a DeepFinder/SHREC object list (angles phi, psi, the in degrees, ZXZ).
-
-    A file that is not XML, or an object without a position or with a value that is not a
-    number, raises :class:`InputError` naming the file and the object (1 for the first).
-    """
-    try:
-        objects = ET.parse(path).getroot().findall("object")
-    except ET.ParseError as error:
-        raise InputError(f"{path}: not a readable XML object list ({error})") from None
-    if not objects:
-        return ParticleTable.empty()
-
-    def attribute(name, default=None):
-        values = []
-        for number, element in enumerate(objects, start=1):
-            text = (element.get(name) or "").strip()
-            if not text:
-                if default is None:
-                    raise InputError(f"{path}: object {number}: attribute {name}: missing value")
-                values.append(default)
-                continue
-            try:
-                values.append(float(text))
-            except ValueError:
-                raise InputError(
-                    f"{path}: object {number}: attribute {name}: {text!r} is not a number"
-                ) from None
-        return np.array(values, dtype=float)
-
-    return ParticleTable(
-        tomo=np.array([o.get("tomo_idx", "0") for o in objects]),
-        class_id=attribute("class_label").astype(int),
-        xyz=np.stack([attribute("x"), attribute("y"), attribute("z")], axis=1),
-        rotation=rotations_from_euler_zxz(
-            attribute("phi", 0.0), attribute("the", 0.0), attribute("psi", 0.0)
-        ),
-        score=attribute("cluster_size", np.nan),
-    )
+# --------------------------------------------------------------------------- particle positions
 
 
 def rescale_positions(
     table: ParticleTable,
     coordinates_voxel_size: float,
     voxel_size: float,
-    volume_shape_xyz: ShapeXYZ,
+    volume_shape_xyz: ShapeXYZ | None,
     source: PathLike = "",
 ) -> ParticleTable:
     """``table`` with positions given in voxels of ``coordinates_voxel_size`` (Angstrom) moved to
@@ -462,11 +323,13 @@ def rescale_positions(
 
     Positions measured from the volume corner, as in the tables (voxel centres at whole numbers).
     Logs a warning when more than :data:`OUTSIDE_WARNING_FRACTION` of them fall outside a
-    volume of ``volume_shape_xyz`` voxels: the coordinates' voxel size is then likely wrong.
+    volume of ``volume_shape_xyz`` voxels (when given): the coordinates' voxel size is then likely wrong.
     """
     if coordinates_voxel_size <= 0 or voxel_size <= 0:
         raise InputError(f"voxel sizes must be > 0 Angstrom, got {coordinates_voxel_size} and {voxel_size}")
     xyz = table.xyz * (coordinates_voxel_size / voxel_size)
+    if volume_shape_xyz is None:
+        return dataclasses.replace(table, xyz=xyz)
     size = np.asarray(volume_shape_xyz, dtype=float)
     outside = np.any((np.rint(xyz) < 0) | (np.rint(xyz) >= size), axis=1)
     if len(xyz) and outside.mean() > OUTSIDE_WARNING_FRACTION:
@@ -481,209 +344,3 @@ def rescale_positions(
             voxel_size,
         )
     return dataclasses.replace(table, xyz=xyz)
-
-
-STAR_CONVENTIONS = ("relion4", "relion5")
-
-
-def write_particles_star(
-    path: PathLike,
-    table: ParticleTable,
-    convention: str = "relion4",
-    voxel_size: float = 1.0,
-    volume_shape_xyz: ShapeXYZ | Mapping[str, ShapeXYZ] | None = None,
-) -> Path:
-    """RELION STAR particle file.
-
-    ``relion4``: ``rlnCoordinateX/Y/Z`` in voxels from the volume corner.
-    ``relion5``: ``rlnCenteredCoordinateX/Y/ZAngst`` in Angstrom from the volume
-    centre (needs ``voxel_size`` and ``volume_shape_xyz``: one (x, y, z) size, or
-    a mapping from tomogram name to its size).
-    Orientations as ``rlnAngleRot/Tilt/Psi`` (ZYZ, degrees, RELION's sense: see
-    :func:`_relion_angles`); the class as ``rlnClassNumber``.
-    """
-    _check_star_convention(convention, volume_shape_xyz)
-    path = Path(path)
-    if convention == "relion4":
-        coordinate_labels = ["rlnCoordinateX", "rlnCoordinateY", "rlnCoordinateZ"]
-        coordinates = table.xyz
-    else:
-        coordinate_labels = [
-            "rlnCenteredCoordinateXAngst",
-            "rlnCenteredCoordinateYAngst",
-            "rlnCenteredCoordinateZAngst",
-        ]
-        coordinates = (table.xyz - _star_centres(volume_shape_xyz, table.tomo)) * voxel_size
-    angles = _relion_angles(table.rotation)
-    labels = (
-        ["rlnTomoName"]
-        + coordinate_labels
-        + ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnClassNumber", "rlnAutopickFigureOfMerit"]
-    )
-    lines = ["", "# version 30001", "", "data_particles", "", "loop_"]
-    lines += [f"_{label} #{i + 1}" for i, label in enumerate(labels)]
-    for i in range(len(table)):
-        values = [
-            table.tomo[i],
-            *(f"{v:.4f}" for v in coordinates[i]),
-            *(f"{v:.4f}" for v in angles[i]),
-            str(int(table.class_id[i])),
-            f"{table.score[i]:.6g}",
-        ]
-        lines.append("\t".join(values))
-    with atomic_output(path) as temporary:
-        temporary.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def read_particles_star(
-    path: PathLike,
-    convention: str = "relion4",
-    voxel_size: float = 1.0,
-    volume_shape_xyz: ShapeXYZ | Mapping[str, ShapeXYZ] | None = None,
-) -> ParticleTable:
-    """Read a RELION STAR particle file written in the given convention (see the writer)."""
-    _check_star_convention(convention, volume_shape_xyz)
-    labels, rows = _read_star_loop(path)
-
-    def column(name, default=None):
-        if name not in labels:
-            if default is None:
-                raise InputError(f"{path}: no _{name} column; is it a {convention} file?")
-            return np.full(len(rows), default, dtype=float)
-        index = labels.index(name)
-        values = []
-        for line, fields in rows:
-            try:
-                values.append(float(fields[index]))
-            except ValueError:
-                raise InputError(f"{path}:{line}: column {name}: {fields[index]!r} is not a number") from None
-        return np.array(values, dtype=float)
-
-    tomo = np.array([f[labels.index("rlnTomoName")] if "rlnTomoName" in labels else "" for _, f in rows])
-    if convention == "relion4":
-        xyz = np.stack([column(f"rlnCoordinate{a}") for a in "XYZ"], axis=1)
-    else:
-        centred = np.stack([column(f"rlnCenteredCoordinate{a}Angst") for a in "XYZ"], axis=1)
-        xyz = centred / voxel_size + _star_centres(volume_shape_xyz, tomo)
-    # Picked orientations are rlnAngle* (RELION 4) or rlnTomoSubtomogram* (RELION 5 priors).
-    prefix = "rlnAngle" if "rlnAngleRot" in labels else "rlnTomoSubtomogram"
-    rotation = _rotations_from_relion(
-        np.stack([column(f"{prefix}{name}", 0) for name in ("Rot", "Tilt", "Psi")], axis=1).reshape(-1, 3)
-    )
-    return ParticleTable(
-        tomo=tomo,
-        class_id=column("rlnClassNumber", 1).astype(int),
-        xyz=xyz.reshape(-1, 3),
-        rotation=rotation,
-        score=column("rlnAutopickFigureOfMerit", np.nan),
-    )
-
-
-PARTICLE_FILE_TYPES = (".csv", ".xml", ".star")
-
-
-def particle_file_type(path: PathLike) -> str:
-    """The type of a particle file from its extension: .csv, .xml or .star; InputError for others."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in PARTICLE_FILE_TYPES:
-        raise InputError(f"{path}: unknown particle file type; use .csv, .xml or .star")
-    return suffix
-
-
-def read_particles(
-    path: PathLike,
-    star_convention: str = "relion4",
-    voxel_size: float = 1.0,
-    volume_shape_xyz: ShapeXYZ | Mapping[str, ShapeXYZ] | None = None,
-) -> ParticleTable:
-    """A particle table from CSV, DeepFinder XML or RELION STAR, chosen by the file extension.
-
-    The other parameters are those of :func:`read_particles_star`, for STAR files.
-    """
-    file_type = particle_file_type(path)
-    if file_type == ".csv":
-        return read_particles_csv(path)
-    if file_type == ".xml":
-        return read_particles_xml(path)
-    return read_particles_star(path, star_convention, voxel_size, volume_shape_xyz)
-
-
-def write_particles(
-    path: PathLike,
-    table: ParticleTable,
-    star_convention: str = "relion4",
-    voxel_size: float = 1.0,
-    volume_shape_xyz: ShapeXYZ | Mapping[str, ShapeXYZ] | None = None,
-) -> Path:
-    """Write a particle table as CSV, DeepFinder XML or RELION STAR, chosen by the file extension.
-
-    The other parameters are those of :func:`write_particles_star`, for STAR files.
-    """
-    file_type = particle_file_type(path)
-    if file_type == ".csv":
-        return write_particles_csv(path, table)
-    if file_type == ".xml":
-        return write_particles_xml(path, table)
-    return write_particles_star(path, table, star_convention, voxel_size, volume_shape_xyz)
-
-
-def _check_star_convention(convention, volume_shape_xyz):
-    if convention not in STAR_CONVENTIONS:
-        raise ValueError(f"Unknown STAR convention {convention!r}; use one of {STAR_CONVENTIONS}")
-    if convention == "relion5" and volume_shape_xyz is None:
-        raise ValueError("relion5 STAR coordinates are centred: give the tomogram size volume_shape_xyz")
-
-
-def _star_centres(volume_shape_xyz, tomo: np.ndarray) -> np.ndarray:
-    """Origin of RELION 5 centred coordinates, per particle: the voxel of index size // 2."""
-    if isinstance(volume_shape_xyz, Mapping):
-        unknown = set(tomo) - set(volume_shape_xyz)
-        if unknown:
-            raise ValueError(
-                f"No tomogram size given for {sorted(unknown)[:5]}: relion5 STAR "
-                "coordinates are centred, every tomogram's size is needed"
-            )
-        sizes = np.array([volume_shape_xyz[name] for name in tomo], dtype=float).reshape(-1, 3)
-    else:
-        sizes = np.broadcast_to(np.asarray(volume_shape_xyz, dtype=float), (len(tomo), 3))
-    return sizes // 2
-
-
-def _relion_angles(rotation: np.ndarray) -> np.ndarray:
-    """(rot, tilt, psi) of RELION: ``Rz(rot) @ Ry(tilt) @ Rz(psi)`` (intrinsic ZYZ) is the
-    inverse of ``rotation``, as Scipion's reliontomo converts coordinate matrices."""
-    return euler_angles(np.transpose(rotation, (0, 2, 1)), "ZYZ")
-
-
-def _rotations_from_relion(angles: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_relion_angles`."""
-    if not len(angles):
-        return np.empty((0, 3, 3))
-    inverse = Rotation.from_euler("ZYZ", angles, degrees=True).as_matrix()
-    return np.transpose(inverse, (0, 2, 1))
-
-
-def _read_star_loop(path: PathLike) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Column labels and rows (line number, values) of the first loop of a STAR file."""
-    labels: list[str] = []
-    rows: list[tuple[int, list[str]]] = []
-    in_loop = False
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        line = line.strip()
-        if line == "loop_":
-            if labels:
-                break  # first table only
-            in_loop = True
-        elif in_loop and line.startswith("_"):
-            labels.append(line[1:].split()[0])
-        elif in_loop and labels and line and not line.startswith("#"):
-            if line.startswith("data_"):
-                break
-            fields = line.split()
-            if len(fields) < len(labels):
-                raise InputError(f"{path}:{number}: {len(fields)} values for {len(labels)} columns")
-            rows.append((number, fields))
-    if not labels:
-        raise InputError(f"{path}: no STAR loop found")
-    return labels, rows

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from ..core import io
 from ..core.evaluate import read_scores_csv, read_sweep_csv
 from ..core.particles import ParticleTable
+from ..core.tables import csv as particle_csv
 from .plots import (
     plot_cluster_histograms,
     plot_evaluation,
@@ -94,7 +95,7 @@ def clusters_page(
     """
 
     def draw(figure: Figure):
-        tables = [io.read_particles_csv(path) for path in particles_paths]
+        tables = [particle_csv.read(path).particles for path in particles_paths]
         particles = ParticleTable.concat(tables) if tables else ParticleTable.empty()
         size_files = [cluster_sizes_path(path) for path in particles_paths]
         if all(os.path.exists(path) for path in size_files):

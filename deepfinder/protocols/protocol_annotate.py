@@ -16,6 +16,7 @@ from ..core import io
 from ..core.annotation import ParticleClass
 from ..core.particles import ParticleTable
 from ..core.settings import SettingError, per_class, split_values
+from ..core.tables import csv as particle_csv
 from ..figures.orthoslices import default_colour
 from .protocol_base import (
     CLASSES_PER_SET,
@@ -111,7 +112,7 @@ class DeepFinderProtAnnotate(EMProtocol):
         particles = {}
         for tsId in tomograms_by_tsid(self.inputTomograms.get()):
             if os.path.exists(self._particlesFile(tsId)):
-                particles[tsId] = io.read_particles_csv(self._particlesFile(tsId))
+                particles[tsId] = particle_csv.read(self._particlesFile(tsId)).particles
             else:
                 particles[tsId] = self._inputParticles(sampling).of_tomogram(tsId)
             self._saveAnnotation(tsId, particles[tsId], classes)
@@ -162,7 +163,7 @@ class DeepFinderProtAnnotate(EMProtocol):
         """The particles of the output sets: those annotated in this run."""
         return ParticleTable.concat(
             [
-                io.read_particles_csv(self._particlesFile(tsId))
+                particle_csv.read(self._particlesFile(tsId)).particles
                 for tsId in tomograms_by_tsid(self.inputTomograms.get())
                 if os.path.exists(self._particlesFile(tsId))
             ]
@@ -173,7 +174,7 @@ class DeepFinderProtAnnotate(EMProtocol):
 
     def _saveAnnotation(self, tsId: str, particles: ParticleTable, classes: list[ParticleClass]):
         """Write one tomogram's particles and the class list: nothing is lost on a crash."""
-        io.write_particles_csv(self._particlesFile(tsId), particles)
+        particle_csv.write(self._particlesFile(tsId), particles)
         self._saveClasses(classes)
 
     def _saveClasses(self, classes: list[ParticleClass]):

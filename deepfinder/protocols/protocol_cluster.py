@@ -16,11 +16,13 @@ from ..convert import (
     get_class_names,
     get_score_files,
     new_coordinate_set,
+    tomogram_geometries,
     tomograms_by_tsid,
 )
-from ..core import io
 from ..core.particles import ParticleTable
 from ..core.settings import ClusterSettings, SettingError, default_of, per_class, split_values
+from ..core.tables import csv as particle_csv
+from ..core.tables import write_table
 from .protocol_base import (
     DeepFinderEngineProtocol,
     add_masks_param,
@@ -169,7 +171,7 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
             + ([self._thresholdReport(tsId)] if cut else []),
             subject=f"Label map {tsId}",
         )
-        particles = io.read_particles_csv(particles_file)
+        particles = particle_csv.read(particles_file).particles
         if cut:
             write_png(
                 self._getExtraPath(f"{tsId}_scores.png"),
@@ -191,9 +193,18 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
     def createOutputStep(self):
         particles = ParticleTable.concat(
             [
-                io.read_particles_csv(self._particlesFile(tsId))
+                particle_csv.read(self._particlesFile(tsId)).particles
                 for tsId in tomograms_by_tsid(self.inputLabelMaps.get())
             ]
+        )
+        tomograms = self.inputTomograms.get()
+        # Also for RELION 5 (and other tools): every pick, centred on each tomogram, in Angstrom.
+        write_table(
+            self._getExtraPath("particles.star"),
+            particles,
+            "relion5",
+            voxel_size=tomograms.getSamplingRate(),
+            tomograms=tomogram_geometries(tomograms_by_tsid(tomograms)),
         )
         names = self._classNames()
         radii = self._radiiA()

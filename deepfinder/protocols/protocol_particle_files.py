@@ -1,4 +1,4 @@
-"""Particle lists in and out of Scipion: DeepFinder XML object lists, CSV, RELION STAR."""
+"""Particle lists in and out of Scipion, in every format of :mod:`deepfinder.core.tables`."""
 
 from __future__ import annotations
 
@@ -10,43 +10,30 @@ import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
+from tomo.convert.mdoc import normalizeTSId
 from tomo.objects import SetOfCoordinates3D
 
-from ..convert import coordinates_to_table, new_coordinate_set, tomograms_by_tsid
-from ..core import io
+from ..convert import coordinates_to_table, new_coordinate_set, tomogram_geometries, tomograms_by_tsid
+from ..core import tables
+from ..core.errors import InputError
 from ..core.particles import ParticleTable
 from .protocol_base import coordinates_without_sampling_rate
 
-FORMATS = ["xml", "csv", "star"]
-STAR_CONVENTIONS = list(io.STAR_CONVENTIONS)
+FORMATS = list(tables.FORMATS)
 ALL_CLASSES = "coordinates"
 
 
-def _star_params(form, condition: str):
-    form.addParam(
-        "starConvention",
-        params.EnumParam,
-        default=0,
-        choices=STAR_CONVENTIONS,
-        condition=condition,
-        display=params.EnumParam.DISPLAY_HLIST,
-        label="STAR convention",
-        help="relion4: rlnCoordinateX/Y/Z in pixels from the tomogram corner.\n"
-        "relion5: rlnCenteredCoordinateX/Y/ZAngst in Å from the tomogram centre.",
-    )
-
-
-def _tomogram_sizes(tomograms) -> dict:
-    return {tsId: tuple(tomo.getDim()) for tsId, tomo in tomograms.items()}
-
-
 class DeepFinderProtImportParticles(EMProtocol):
-    """Import particle lists (DeepFinder XML object lists, CSV, RELION 4/5 STAR) as coordinates.
+    """Import particle lists as coordinates: every format of the engine's table registry (CSV,
+    DeepFinder XML, RELION 5 and 4/3.1, Warp, WarpTools STAR...).
 
     Particles are matched to the tomograms by name: the list's tomogram column
     (tomo_idx, tomo, rlnTomoName) equal to a tsId or tomogram file name, else
-    the list's own file name. The class becomes the groupId; one set per class
-    is made as well. Orientations are kept.
+    the list's own file name. Positions are moved to the tomograms' voxels from
+    the units the file states (RELION 5: Angstrom from the centre of the
+    tomograms' size, or of a tomograms.star's), else from the sampling rate given.
+    The class becomes the groupId; one set per class is made as well.
+    Orientations are kept.
     """
 
     _label = "import particle lists"
@@ -60,8 +47,8 @@ class DeepFinderProtImportParticles(EMProtocol):
             params.PathParam,
             label="Files",
             important=True,
-            help="A particle list, or a glob pattern (e.g. /data/picks/*.xml). The "
-            "format follows the extension: .xml, .csv or .star.",
+            help="A particle list, or a glob pattern (e.g. /data/picks/*.star). The "
+            "format follows the extension: .csv, .xml or .star (RELION 5, 4/3.1, Warp, WarpTools).",
         )
         form.addParam(
             "inputTomograms",
@@ -70,13 +57,20 @@ class DeepFinderProtImportParticles(EMProtocol):
             label="Tomograms",
             important=True,
         )
-        _star_params(form, condition="True")
         form.addParam(
             "samplingRate",
             params.FloatParam,
             default=0.0,
             label="Coordinates sampling rate (Å/px)",
-            help="Pixel size the positions are given in; 0: the tomograms'.",
+            help="Pixel size of the positions, for files that do not state it (CSV, XML, STAR "
+            "without a pixel size); 0: the tomograms'.",
+        )
+        form.addParam(
+            "tomogramsStar",
+            params.PathParam,
+            default="",
+            label="RELION 5 tomograms.star (optional)",
+            help="Sizes of the tomograms RELION 5 centred its positions on; empty: the tomograms' own.",
         )
         form.addParam(
             "boxSize",
@@ -119,30 +113,41 @@ class DeepFinderProtImportParticles(EMProtocol):
         return sorted(glob.glob(os.path.expanduser(self.filesPath.get("").strip())))
 
     def _read(self, path: str, tomograms: dict) -> ParticleTable:
-        table = io.read_particles(
-            path,
-            STAR_CONVENTIONS[self.starConvention.get()],
-            voxel_size=self.samplingRate.get() or self.inputTomograms.get().getSamplingRate(),
-            volume_shape_xyz=_tomogram_sizes(tomograms),
-        )
         by_file_name = {Path(tomo.getFileName()).stem: tsId for tsId, tomo in tomograms.items()}
+        geometries = tomogram_geometries(tomograms)
+        geometries.update({stem: geometries[tsId] for stem, tsId in by_file_name.items()})
+        if self.tomogramsStar.get("").strip():
+            geometries = tables.star.read_tomograms(self.tomogramsStar.get().strip())
+        sampling = self.inputTomograms.get().getSamplingRate()
+        table = tables.read_table(
+            path,
+            tomograms=geometries,
+            coordinates_voxel_size=self.samplingRate.get() or None,
+            voxel_size=sampling,
+        ).particles
         own = by_file_name.get(Path(path).stem, Path(path).stem)
-        tomo = np.array([name if name in tomograms else by_file_name.get(name, own) for name in table.tomo])
-        table.tomo = tomo
-        table.xyz = table.xyz * self._scale()
-        return table
 
-    def _scale(self) -> float:
-        given = self.samplingRate.get()
-        return given / self.inputTomograms.get().getSamplingRate() if given else 1.0
+        def ts_id(name: str) -> str:
+            if name in tomograms:
+                return name
+            if name in by_file_name:
+                return by_file_name[name]
+            # Scipion's own renaming of tilt-series names (e.g. a leading digit: 01006 -> TS_01006).
+            normalized = normalizeTSId(name) if name else ""
+            return normalized if normalized in tomograms else own
+
+        table.tomo = np.array([ts_id(name) for name in table.tomo])
+        return table
 
     def _validate(self):
         files = self._files()
         if not files:
             return [f"No file matches '{self.filesPath.get('')}'."]
-        unknown = [f for f in files if Path(f).suffix.lower() not in io.PARTICLE_FILE_TYPES]
-        if unknown:
-            return [f"Unknown particle list format: {unknown[0]} (use .xml, .csv or .star)."]
+        for path in files:
+            try:
+                tables.table_format(path)
+            except InputError as error:
+                return [str(error)]
         return []
 
     def _summary(self):
@@ -152,7 +157,7 @@ class DeepFinderProtImportParticles(EMProtocol):
 
 
 class DeepFinderProtExportParticles(EMProtocol):
-    """Export coordinates as a particle list: DeepFinder XML object list, CSV or RELION 4/5 STAR.
+    """Export coordinates as a particle list: CSV, DeepFinder XML, RELION 5 or RELION 4 STAR.
 
     Positions are written in pixels of the tomograms (sub-pixel), the class as
     the groupId (or one class per set), with the orientations and scores.
@@ -186,7 +191,6 @@ class DeepFinderProtExportParticles(EMProtocol):
             display=params.EnumParam.DISPLAY_HLIST,
             label="Format",
         )
-        _star_params(form, condition="fileFormat == 2")
         form.addParam(
             "outputFolder",
             params.PathParam,
@@ -208,18 +212,17 @@ class DeepFinderProtExportParticles(EMProtocol):
             ]
         )
         for folder in filter(None, [self._getExtraPath(), self.outputFolder.get("").strip()]):
-            self._write(Path(folder) / f"particles.{FORMATS[self.fileFormat.get()]}", particles, first)
+            self._write(Path(folder), particles, first)
 
-    def _write(self, path: Path, particles: ParticleTable, coordinates):
-        sizes = None
-        if io.particle_file_type(path) == ".star":  # RELION 5 coordinates are centred: sizes needed
-            sizes = _tomogram_sizes(tomograms_by_tsid(coordinates.getPrecedents()))
-        io.write_particles(
+    def _write(self, folder: Path, particles: ParticleTable, coordinates):
+        table_format = tables.FORMATS[FORMATS[self.fileFormat.get()]]
+        path = folder / f"particles{table_format.extensions[0]}"
+        tables.write_table(
             path,
             particles,
-            STAR_CONVENTIONS[self.starConvention.get()],
+            table_format.name,
             voxel_size=coordinates.getSamplingRate(),
-            volume_shape_xyz=sizes,
+            tomograms=tomogram_geometries(tomograms_by_tsid(coordinates.getPrecedents())),
         )
         self.info(f"Wrote {len(particles)} particles to {path}")
 

@@ -14,9 +14,9 @@ from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, coordinates_to_table, get_class_names, tomograms_by_tsid
 from ..core.cli import setting_flags
-from ..core.io import write_particles
 from ..core.particles import ParticleTable
 from ..core.settings import LOSSES, TrainingSettings, default_of
+from ..core.tables import csv as particle_csv
 from ..objects import DeepFinderModel
 from .protocol_base import (
     DeepFinderEngineProtocol,
@@ -345,7 +345,7 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
         with_particles = {tsId: pair for tsId, pair in label_maps.items() if len(particles.of_tomogram(tsId))}
         files = {tsId: self._getExtraPath("particles", f"{tsId}.csv") for tsId in with_particles}
         for tsId, path in files.items():
-            write_particles(path, particles.of_tomogram(tsId))
+            particle_csv.write(path, particles.of_tomogram(tsId))
         if not files:
             return []
         return [

@@ -22,7 +22,8 @@ import mrcfile
 import numpy as np
 import pytest
 
-from deepfinder.core.io import read_particles_csv, read_volume, write_volume
+from deepfinder.core.io import read_volume, write_volume
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.tests.permissions import without_override
 
 VOXEL_SIZE = 10.0
@@ -490,7 +491,7 @@ def test_a_label_map_of_background_only_gives_an_empty_table(tmp_path):
     write_inputs(tmp_path)
     argv = ["cluster", "--labels", empty_label_map(tmp_path), "--radius", "3", "--output", "p.csv"]
     assert run(tmp_path, argv).returncode == 0
-    assert len(read_particles_csv(tmp_path / "p.csv")) == 0
+    assert len(particle_csv.read(tmp_path / "p.csv").particles) == 0
 
 
 @pytest.mark.slow
@@ -533,6 +534,6 @@ def test_a_whole_chain_in_folders_with_spaces_and_accents(tmp_path, weights):
         assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert read_volume(folder / "cibles à" / "l é.mrc")[8, 8, 8] == 1
     assert read_volume(folder / "sortie ß" / "l é.mrc").shape == SHAPE
-    assert set(read_particles_csv(folder / "sortie ß" / "p ñ.csv").tomo) == {"l é"}
+    assert set(particle_csv.read(folder / "sortie ß" / "p ñ.csv").particles.tomo) == {"l é"}
     after = checksums(folder)
     assert {name: after[name] for name in before} == before

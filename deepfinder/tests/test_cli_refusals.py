@@ -164,25 +164,25 @@ REFUSALS = [
         "CSV with a missing value",
         lambda f: targets("tomo.mrc", _write(f, "p.csv", CSV_HEADER + "tomo,1,8,8,\n")),
         2,
-        TARGETS + "p.csv:2: column z: missing value",
+        TARGETS + "p.csv:2:5: column z: missing value",
     ),
     (
         "CSV with a word for a number",
         lambda f: targets("tomo.mrc", _write(f, "p.csv", CSV_HEADER + GOOD_ROWS + "tomo,1,8,forty,8\n")),
         2,
-        TARGETS + "p.csv:4: column y: 'forty' is not a number",
+        TARGETS + "p.csv:4:4: column y: 'forty' is not a number",
     ),
     (
         "CSV with a fractional class",
         lambda f: targets("tomo.mrc", _write(f, "p.csv", CSV_HEADER + "tomo,1.5,8,8,8\n")),
         2,
-        TARGETS + "p.csv:2: column class_id: class ids are whole numbers",
+        TARGETS + "p.csv:2:2: column class_id: class ids are whole numbers, got 1.5",
     ),
     (
         "foreign CSV",
         lambda f: targets("tomo.mrc", _write(f, "p.csv", "name;X;Y;Z\na;1;2;3\n")),
         2,
-        TARGETS + "p.csv: missing column(s) class_id, x, y, z; expected columns "
+        TARGETS + "p.csv:1: missing column(s) class_id, x, y, z; expected columns "
         "tomo, class_id, x, y, z, phi, theta, psi, score",
     ),
     (
@@ -195,7 +195,7 @@ REFUSALS = [
         "empty CSV file",
         lambda f: targets("tomo.mrc", _write(f, "p.csv", "")),
         2,
-        TARGETS + "p.csv: missing column(s) class_id, x, y, z; expected columns "
+        TARGETS + "p.csv:1: missing column(s) class_id, x, y, z; expected columns "
         "tomo, class_id, x, y, z, phi, theta, psi, score",
     ),
     (
@@ -222,19 +222,19 @@ REFUSALS = [
         "STAR with a word for a number",
         lambda f: targets("tomo.mrc", _write(f, "p.star", STAR_HEADER + "tomo 8 8 8\ntomo 4 four 4\n")),
         2,
-        TARGETS + "p.star:8: column rlnCoordinateY: 'four' is not a number",
+        TARGETS + "p.star:8:8: _rlnCoordinateY: 'four' is not a number",
     ),
     (
         "STAR row with a missing value",
         lambda f: targets("tomo.mrc", _write(f, "p.star", STAR_HEADER + "tomo 8 8\n")),
         2,
-        TARGETS + "p.star:7: 3 values for 4 columns",
+        TARGETS + "p.star:7:9: 3 values for the 4 labels of data_particles",
     ),
     (
         "STAR without a loop",
         lambda f: targets("tomo.mrc", _write(f, "p.star", "data_particles\n_rlnCoordinateX 3\n")),
         2,
-        TARGETS + "p.star: no STAR loop found",
+        TARGETS + "p.star: block data_particles has no _rlnCoordinateY column",
     ),
     (
         "MRC with a huge extended header",
@@ -248,13 +248,11 @@ REFUSALS = [
         lambda f: targets(
             "tomo.mrc",
             _write(f, "p.star", STAR5_HEADER + "tomo 0 0 0\n"),
-            "--star-convention",
-            "relion5",
             "--coordinates-voxel-size",
             "20",
         ),
         2,
-        TARGETS + "p.star: relion5 STAR positions are in Angstrom, not voxels: drop --coordinates-voxel-size",
+        TARGETS + "p.star states its positions' units (10 A per pixel): drop the coordinates' voxel size",
     ),
     (
         "coordinates' voxel size for a tomogram without one",
@@ -265,13 +263,16 @@ REFUSALS = [
             "20",
         ),
         2,
-        TARGETS + "nosize.mrc: no voxel size in the MRC header, needed by --coordinates-voxel-size",
+        TARGETS
+        + "nosize.mrc: no voxel size in the MRC header, needed to place the positions of particles.csv "
+        "(20 A per pixel)",
     ),
     (
         "unknown table type",
         lambda f: targets("tomo.mrc", _write(f, "p.txt", GOOD_ROWS)),
         2,
-        TARGETS + "p.txt: unknown particle file type; use .csv, .xml or .star",
+        TARGETS + "p.txt: unknown particle table extension '.txt': use .csv, .star, .xml or name the format "
+        "(csv, xml, relion5, relion4)",
     ),
     (
         "table of other tomograms",
@@ -419,7 +420,7 @@ REFUSALS = [
             + ["--reference", "particles.csv", "--tolerance", "2"]
         ),
         2,
-        "deepfinder evaluate: error: d.csv:2: column x: 'x1' is not a number",
+        "deepfinder evaluate: error: d.csv:2:3: column x: 'x1' is not a number",
     ),
     (
         "evaluate in Angstrom without the voxel size",

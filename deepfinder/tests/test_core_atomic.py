@@ -25,10 +25,10 @@ from deepfinder.core.io import (
     atomic_output,
     read_volume,
     refuse_overwriting_inputs,
-    write_particles,
     write_volume,
 )
 from deepfinder.core.particles import ParticleTable
+from deepfinder.core.tables import SameForAll, TomogramGeometry, write_table
 
 
 def checksum(path) -> str:
@@ -127,7 +127,12 @@ def test_a_volume_that_cannot_be_written_leaves_the_previous_one(tmp_path):
 @pytest.mark.parametrize("extension", [".csv", ".xml", ".star"])
 def test_particle_tables_are_written_whole(tmp_path, extension):
     table = ParticleTable(tomo=["t"], class_id=[1], xyz=[[1.0, 2.0, 3.0]])
-    path = write_particles(tmp_path / f"p{extension}", table)
+    path = write_table(
+        tmp_path / f"p{extension}",
+        table,
+        voxel_size=1.0,
+        tomograms=SameForAll(TomogramGeometry((8, 8, 8), 1.0)),
+    )
     assert path.stat().st_size > 0
     assert temporaries(tmp_path) == []
 
@@ -207,7 +212,7 @@ def test_targets_refuses_to_paint_over_its_tomogram(tmp_path, capsys, through_li
     out = tmp_path / "out.mrc" if through_link else tomogram
     if through_link:
         out.symlink_to(tomogram)
-    write_particles(tmp_path / "p.csv", ParticleTable(tomo=["tomo"], class_id=[1], xyz=[[8.0, 8.0, 8.0]]))
+    write_table(tmp_path / "p.csv", ParticleTable(tomo=["tomo"], class_id=[1], xyz=[[8.0, 8.0, 8.0]]))
     before = checksum(tomogram)
     code, err = run_cli(
         ["targets", "--tomogram", str(tomogram), "--particles", str(tmp_path / "p.csv")]
@@ -220,8 +225,8 @@ def test_targets_refuses_to_paint_over_its_tomogram(tmp_path, capsys, through_li
 
 def test_evaluate_refuses_to_write_over_the_detections(tmp_path, capsys):
     table = ParticleTable(tomo=["t"], class_id=[1], xyz=[[8.0, 8.0, 8.0]])
-    detected = write_particles(tmp_path / "detected.csv", table)
-    reference = write_particles(tmp_path / "reference.csv", table)
+    detected = write_table(tmp_path / "detected.csv", table)
+    reference = write_table(tmp_path / "reference.csv", table)
     before = checksum(detected)
     code, err = run_cli(
         ["evaluate", "--detected", str(detected), "--reference", str(reference)]

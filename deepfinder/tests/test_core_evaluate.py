@@ -16,6 +16,7 @@ from deepfinder.core.evaluate import (
     write_sweep_csv,
 )
 from deepfinder.core.particles import ParticleTable
+from deepfinder.core.tables import csv as particle_csv
 
 
 def table(xyz, class_id, score=None, tomo="t"):
@@ -169,12 +170,12 @@ def test_bad_input_raises_a_clear_error():
 
 def test_command_line_clusters_a_label_map_and_scores_it(tmp_path, capsys):
     from deepfinder.core.cli import main
-    from deepfinder.core.io import write_particles_csv, write_volume
+    from deepfinder.core.io import write_volume
     from deepfinder.core.targets import sphere_targets
 
     truth = table([[10, 12, 8], [30, 20, 12], [16, 30, 20]], [1, 2, 1], tomo="TS_01")
     write_volume(tmp_path / "tomo.mrc", sphere_targets((28, 40, 44), truth, {1: 3, 2: 5}).astype(np.int8))
-    write_particles_csv(tmp_path / "truth.csv", truth)
+    particle_csv.write(tmp_path / "truth.csv", truth)
     main(
         [
             "cluster",

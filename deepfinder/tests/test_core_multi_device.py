@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from deepfinder.core.io import write_particles_csv
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.tests.test_core_train import blob_tomogram
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ MOMENTS_TOLERANCE = 1e-2
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
     tomogram, label_map, table = blob_tomogram(folder, "train", 1, radii=(4.0, 3.0))
-    write_particles_csv(folder / "particles.csv", table)
+    particle_csv.write(folder / "particles.csv", table)
     return ["--tomograms", tomogram, "--labels", label_map, "--particles", folder / "particles.csv"]
 
 

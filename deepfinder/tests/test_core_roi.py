@@ -132,7 +132,7 @@ def test_command_line_cluster_keeps_the_picks_inside_a_binned_mask(
     header_voxel_size, option, tmp_path, capsys
 ):
     from deepfinder.core.cli import main
-    from deepfinder.core.io import read_particles
+    from deepfinder.core.tables import read_table
 
     write_volume(tmp_path / "labels.mrc", blobs_label_map(), voxel_size=10)
     binned = np.zeros((10, 15, 20), dtype=np.int8)
@@ -141,8 +141,8 @@ def test_command_line_cluster_keeps_the_picks_inside_a_binned_mask(
     common = ["cluster", "--quiet", "--labels", str(tmp_path / "labels.mrc"), "--radius", "3"]
     main([*common, "--output", str(tmp_path / "all.csv")])
     main([*common, "--output", str(tmp_path / "masked.csv"), "--mask", str(tmp_path / "mask.mrc"), *option])
-    assert len(read_particles(tmp_path / "all.csv")) == 2
-    np.testing.assert_allclose(read_particles(tmp_path / "masked.csv").xyz[:, 0], [7])
+    assert len(read_table(tmp_path / "all.csv").particles) == 2
+    np.testing.assert_allclose(read_table(tmp_path / "masked.csv").particles.xyz[:, 0], [7])
     assert "Wrote 1 particles" in capsys.readouterr().out
 
 
@@ -201,15 +201,15 @@ def lamella(tmp_path_factory):
 
 
 def test_the_lamella_preset_writes_the_slab_as_its_mask_and_other_presets_none(lamella, tmp_path):
-    from deepfinder.core.io import read_particles
     from deepfinder.core.roi import positions_inside
     from deepfinder.core.simulate import simulate_dataset
+    from deepfinder.core.tables import read_table
 
     mask = read_volume(lamella["mask"]) > 0
     assert 0.3 < mask.mean() < 0.7
     tilted = [np.flatnonzero(mask[:, 0, x]).mean() for x in (0, mask.shape[2] - 1)]
     assert abs(tilted[1] - tilted[0]) > 10, "the slab is tilted about y"
-    particles = read_particles(lamella["particles"])
+    particles = read_table(lamella["particles"]).particles
     assert len(particles) == 45 and positions_inside(mask, particles.xyz).all()
     assert "mask" not in simulate_dataset(tmp_path, preset="tiny", n_tomograms=1)["tomograms"][0]
 
@@ -226,8 +226,8 @@ def dark_spot_picker(tomogram: np.ndarray) -> np.ndarray:
 def test_without_the_mask_picks_fall_outside_the_slab_and_with_it_none(lamella, tmp_path, capsys):
     """Look-alikes and gold above the lamella draw picks; the slab mask removes them all."""
     from deepfinder.core.cli import main
-    from deepfinder.core.io import read_particles
     from deepfinder.core.roi import positions_inside
+    from deepfinder.core.tables import read_table
 
     write_volume(tmp_path / "labels.mrc", dark_spot_picker(read_volume(lamella["tomogram"])), 12.0)
     common = [
@@ -243,7 +243,7 @@ def test_without_the_mask_picks_fall_outside_the_slab_and_with_it_none(lamella, 
     main([*common, "--output", str(tmp_path / "all.csv")])
     main([*common, "--output", str(tmp_path / "masked.csv"), "--mask", lamella["mask"]])
     slab = read_volume(lamella["mask"]) > 0
-    every, masked = read_particles(tmp_path / "all.csv"), read_particles(tmp_path / "masked.csv")
+    every, masked = read_table(tmp_path / "all.csv").particles, read_table(tmp_path / "masked.csv").particles
     inside = positions_inside(slab, every.xyz)
     assert (~inside).sum() >= 3, "the layer above the slab draws picks"
     assert inside.sum() >= 3, "so do the particles in the slab"

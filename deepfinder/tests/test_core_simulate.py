@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from deepfinder.core.cli import main
-from deepfinder.core.io import read_particles_csv, read_volume, read_voxel_size, write_volume
+from deepfinder.core.io import read_volume, read_voxel_size, write_volume
 from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
 from deepfinder.core.shapes import procedural_shape, rotate_density
 from deepfinder.core.simulate import (
@@ -27,6 +27,7 @@ from deepfinder.core.simulate import (
     simulate_dataset,
     simulate_tomogram,
 )
+from deepfinder.core.tables import csv as particle_csv
 
 VOXEL_SIZE = 12.0
 SPECIMEN = SpecimenParameters(
@@ -179,7 +180,7 @@ def test_dataset_files(tmp_path):
         tomogram = read_volume(tmp_path / f"{name}.mrc")
         assert tomogram.dtype == np.float32 and tomogram.shape == (64, 96, 96)
         assert read_voxel_size(tmp_path / f"{name}.mrc") == pytest.approx(VOXEL_SIZE)
-        table = read_particles_csv(tmp_path / f"{name}_particles.csv")
+        table = particle_csv.read(tmp_path / f"{name}_particles.csv").particles
         assert np.all(table.tomo == name) and set(table.class_id) == {1, 2, 3}
         labels = np.asarray(read_volume(tmp_path / f"{name}_labels.mrc"))
         occupancy = np.asarray(read_volume(tmp_path / f"{name}_occupancy.mrc"))
@@ -189,8 +190,8 @@ def test_dataset_files(tmp_path):
             inside = labels[occupancy == row + 1]
             assert table.class_id[row] in inside and set(np.unique(inside)) <= {0, table.class_id[row]}
         assert np.allclose(np.linalg.det(table.rotation), 1)
-    first = read_particles_csv(tmp_path / "tomo_000_particles.csv")
-    second = read_particles_csv(tmp_path / "tomo_001_particles.csv")
+    first = particle_csv.read(tmp_path / "tomo_000_particles.csv").particles
+    second = particle_csv.read(tmp_path / "tomo_001_particles.csv").particles
     assert not np.allclose(first.xyz[:5], second.xyz[:5])
 
 
@@ -223,7 +224,7 @@ def test_custom_templates(tmp_path):
     result = simulate_dataset(tmp_path / "out", preset="tiny", n_tomograms=1, templates=[path])
     classes = json.loads((tmp_path / "out" / "classes.json").read_text())
     assert [c["name"] for c in classes] == ["blob"]
-    assert set(read_particles_csv(result["tomograms"][0]["particles"]).class_id) == {1}
+    assert set(particle_csv.read(result["tomograms"][0]["particles"]).particles.class_id) == {1}
 
 
 def test_bad_parameters_give_clear_errors(tmp_path, shapes):

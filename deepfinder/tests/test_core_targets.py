@@ -4,6 +4,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.targets import mask_from_density, shape_targets, sphere_targets
 
 SHAPE = (30, 32, 34)
@@ -135,11 +136,11 @@ def test_mask_from_density():
 @pytest.mark.filterwarnings("ignore:Gimbal lock")  # identity rotations written as ZXZ angles
 def test_command_line_paints_spheres_and_shapes(tmp_path):
     from deepfinder.core.cli import main
-    from deepfinder.core.io import read_volume, write_particles_csv, write_volume
+    from deepfinder.core.io import read_volume, write_volume
 
     write_volume(tmp_path / "tomo.mrc", np.zeros(SHAPE, np.float32), voxel_size=7.0)
     rotation = Rotation.from_euler("z", 90, degrees=True).as_matrix()
-    write_particles_csv(
+    particle_csv.write(
         tmp_path / "p.csv",
         ParticleTable(
             tomo=["tomo", "tomo", "other"],

@@ -8,6 +8,7 @@ import pytest
 from deepfinder.core.errors import InputError
 from deepfinder.core.evaluate import threshold_sweep
 from deepfinder.core.particles import ParticleTable
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.threshold import (
     METHODS,
     apply_thresholds,
@@ -167,7 +168,7 @@ def test_thresholds_file_round_trip_and_refusal(tmp_path):
 def _label_map_with_specks(folder, n_particles=12, n_specks=8):
     """A label map of class 1: balls of radius 3 and specks of one voxel, with a score map
     that is 0.9 on the balls and 0.4 on the specks; (paths, truth)."""
-    from deepfinder.core.io import write_particles_csv, write_volume
+    from deepfinder.core.io import write_volume
     from deepfinder.core.segment import score_map_paths
     from deepfinder.core.targets import sphere_targets
 
@@ -181,7 +182,7 @@ def _label_map_with_specks(folder, n_particles=12, n_specks=8):
     scores[tuple(specks[:, ::-1].T)] = 0.4
     write_volume(folder / "tomo.mrc", labels, 10.0)
     write_volume(score_map_paths(folder / "scores.mrc", 2)[1], scores, 10.0)
-    write_particles_csv(folder / "truth.csv", truth)
+    particle_csv.write(folder / "truth.csv", truth)
     return truth
 
 
@@ -192,9 +193,8 @@ def _cluster(folder, *options):
         ["cluster", "--labels", str(folder / "tomo.mrc"), "--radius", "3", "--min-size", "0"]
         + ["--output", str(folder / "found.csv"), *options]
     )
-    from deepfinder.core.io import read_particles_csv
 
-    return read_particles_csv(folder / "found.csv")
+    return particle_csv.read(folder / "found.csv").particles
 
 
 def test_cluster_command_applies_a_given_threshold_and_reports_the_losses(tmp_path, capsys):

@@ -11,6 +11,7 @@ from deepfinder.core.model import build_unet, load_model, save_model
 from deepfinder.core.normalize import normalize, tomogram_stats
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.targets import sphere_targets
 from deepfinder.core.train import (
     cross_entropy_loss,
@@ -349,10 +350,9 @@ def train_command(files: tuple, out, *extra: str) -> list[str]:
 @pytest.mark.filterwarnings("ignore:Gimbal lock")  # identity rotations written as ZXZ angles
 def test_command_line_trains_and_resumes(data, tmp_path, capsys):
     from deepfinder.core.cli import main
-    from deepfinder.core.io import write_particles_csv
 
     tomogram, label_map, table = data["train"]
-    files = (tomogram, label_map, write_particles_csv(tmp_path / "particles.csv", table))
+    files = (tomogram, label_map, particle_csv.write(tmp_path / "particles.csv", table))
     command = train_command(files, tmp_path / "model")
     main(command + ["--epochs", "1"])
     main(command + ["--epochs", "2"])

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from deepfinder.core.cli import main
-from deepfinder.core.io import write_particles_csv, write_volume
+from deepfinder.core.io import write_volume
 from deepfinder.core.model import load_model
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.train import TrainingFolderError, last_checkpoint, train
 from deepfinder.tests.permissions import without_override
 from deepfinder.tests.test_core_train import blob_tomogram, fast, train_command
@@ -53,7 +54,7 @@ def project(tmp_path_factory):
     files = {}
     for name, seed in (("a", 1), ("b", 2)):
         tomogram, label_map, table = blob_tomogram(folder, name, seed)
-        files[name] = (tomogram, label_map, write_particles_csv(folder / f"{name}.csv", table), table)
+        files[name] = (tomogram, label_map, particle_csv.write(folder / f"{name}.csv", table), table)
     return folder, files
 
 

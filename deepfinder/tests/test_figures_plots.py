@@ -11,6 +11,7 @@ from matplotlib.patches import Circle
 
 from deepfinder.core import evaluate, io
 from deepfinder.core.particles import ParticleTable
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.targets import sphere_targets
 from deepfinder.figures.pictures import (
     cluster_sizes_path,
@@ -176,7 +177,7 @@ def test_clusters_page_reads_particles_and_sizes_of_several_tomograms(tmp_path):
     paths = []
     for tomo, n in (("a", 3), ("b", 0)):
         table = ParticleTable(tomo=tomo, class_id=[1] * n, xyz=np.zeros((n, 3)), score=[0.5] * n)
-        paths.append(io.write_particles_csv(tmp_path / f"{tomo}_particles.csv", table))
+        paths.append(particle_csv.write(tmp_path / f"{tomo}_particles.csv", table))
         np.savetxt(cluster_sizes_path(paths[-1]), np.full(n, 80), fmt="%d")  # as 'deepfinder cluster --sizes'
     figure = Figure()
     clusters_page(paths, NAMES, score_is_probability=True)(figure)

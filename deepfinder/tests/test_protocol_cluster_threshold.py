@@ -14,6 +14,8 @@ import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 
+from deepfinder.convert import coordinates_to_table, tomogram_geometries, tomograms_by_tsid
+from deepfinder.core import tables
 from deepfinder.core.model import build_unet, save_model
 from deepfinder.protocols import (
     DeepFinderProtCluster,
@@ -111,6 +113,17 @@ class TestClusterThreshold(BaseTest):
         )
         self.assertGreater(os.path.getsize(cluster._getExtraPath(f"{self.tsId}_scores.png")), 10_000)
         self.assertTrue(all(c.getScore() > int(SIZE_THRESHOLD) for c in cluster.coordinates))
+        # The same picks for RELION 5: centred on the tomogram, in Angstrom.
+        sampling = self.tomograms.getSamplingRate()
+        relion5 = tables.read_table(
+            cluster._getExtraPath("particles.star"),
+            tomograms=tomogram_geometries(tomograms_by_tsid(self.tomograms)),
+            voxel_size=sampling,
+        ).particles
+        picks = coordinates_to_table(cluster.coordinates, sampling)
+        np.testing.assert_allclose(
+            relion5.xyz[np.lexsort(relion5.xyz.T)], picks.xyz[np.lexsort(picks.xyz.T)], atol=0.01
+        )
         views = DeepFinderPicksViewer(project=self.proj, protocol=cluster)._visualize(cluster)
         self.assertIn(f"score threshold {self.tsId}", views[0].pages)
 

@@ -27,6 +27,7 @@ from deepfinder.core import io
 from deepfinder.core.annotation import Review
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.settings import LOSSES
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import (
     DeepFinderProtCluster,
     DeepFinderProtGenerateTargets,
@@ -76,7 +77,7 @@ class TestReviewWindow(BaseTest):
                 samplingRate=VOXEL_SIZE,
             )
         ).Tomograms
-        io.write_particles_csv(cls.getOutputPath("picks.csv"), _picks())
+        particle_csv.write(cls.getOutputPath("picks.csv"), _picks())
         cls.picks = cls.launchProtocol(
             cls.newProtocol(
                 DeepFinderProtImportParticles,
@@ -215,7 +216,7 @@ class TestReviewAndRetrain(BaseTest):
                 )
             ).Tomograms
             setattr(cls, f"{name}_tomograms", tomograms)
-        io.write_particles_csv(cls.getOutputPath("blobs.csv"), cls.truth["train"][0])
+        particle_csv.write(cls.getOutputPath("blobs.csv"), cls.truth["train"][0])
         blobs = cls.launchProtocol(
             cls.newProtocol(
                 DeepFinderProtImportParticles,

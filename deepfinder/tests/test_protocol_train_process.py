@@ -8,8 +8,8 @@ import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 
 from deepfinder.core.cli import build_parser, segmentation_settings, setting_flags, training_settings
-from deepfinder.core.io import read_particles_csv
 from deepfinder.core.settings import SegmentationSettings, TrainingSettings
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import DeepFinderProtTrain
 from deepfinder.tests import TINY
 from deepfinder.workflow import launch, sphere_targets
@@ -102,7 +102,7 @@ class TestTrainProcess(BaseTest):
         tables = sorted(Path(train._getExtraPath("particles")).glob("*.csv"))
         self.assertEqual([table.stem for table in tables], ["tomo_000", "tomo_001"])
         self.assertEqual(
-            sum(len(read_particles_csv(table)) for table in tables),
+            sum(len(particle_csv.read(table).particles) for table in tables),
             sum(coordinate_set.getSize() for coordinate_set in train._coordinateSets()),
         )
         self.assertTrue(Path(train.model.getWeightsFile()).exists())

@@ -10,14 +10,16 @@ from scipy.spatial.transform import Rotation
 from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 
 from deepfinder.convert import LABEL_ATTR, coordinates_to_table
-from deepfinder.core import io
+from deepfinder.core import tables
 from deepfinder.core.particles import ParticleTable
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import (
     DeepFinderProtConsensus,
     DeepFinderProtExportParticles,
     DeepFinderProtImportModel,
     DeepFinderProtImportParticles,
 )
+from deepfinder.protocols.protocol_particle_files import FORMATS
 from deepfinder.tests.upstream_weights import write_upstream_weights
 
 pytestmark = pytest.mark.slow
@@ -104,7 +106,7 @@ class TestInteroperability(BaseTest):
             rotation=Rotation.random(3, random_state=2).as_matrix(),
             score=[0.5, 0.25, 0.75],
         )
-        source = io.write_particles_csv(self.getOutputPath("picks.csv"), particles)
+        source = particle_csv.write(self.getOutputPath("picks.csv"), particles)
         imported = self.launchProtocol(
             self.newProtocol(
                 DeepFinderProtImportParticles,
@@ -114,29 +116,27 @@ class TestInteroperability(BaseTest):
             )
         )
         self.assertEqual(imported.coordinates_class2.getSize(), 2)
-        for file_format, convention in (("xml", 0), ("csv", 0), ("star", 0), ("star", 1)):
+        for file_format in FORMATS:
             exported = self.launchProtocol(
                 self.newProtocol(
                     DeepFinderProtExportParticles,
                     inputCoordinates=[imported.coordinates],
-                    fileFormat=["xml", "csv", "star"].index(file_format),
-                    starConvention=convention,
+                    fileFormat=FORMATS.index(file_format),
                 )
             )
-            path = exported._getExtraPath(f"particles.{file_format}")
+            path = exported._getExtraPath(f"particles{tables.FORMATS[file_format].extensions[0]}")
             back = self.launchProtocol(
                 self.newProtocol(
                     DeepFinderProtImportParticles,
                     filesPath=path,
                     inputTomograms=self.tomograms,
-                    starConvention=convention,
                     boxSize=12,
                 )
             )
             table = coordinates_to_table(back.coordinates, 8.0)
             order = np.lexsort(table.xyz.T)
             expected = particles.select(np.lexsort(particles.xyz.T))
-            label = f"{file_format} {convention}"
+            label = file_format
             self.assertEqual(list(table.tomo[order]), list(expected.tomo), label)
             self.assertEqual(list(table.class_id[order]), list(expected.class_id), label)
             np.testing.assert_allclose(table.xyz[order], expected.xyz, atol=1e-3, err_msg=label)

@@ -37,8 +37,8 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from scipy.spatial.transform import Rotation
 from tomo.protocols import ProtImportTomograms
 
-from deepfinder.core import io
 from deepfinder.core.particles import ParticleTable
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import DeepFinderProtImportParticles
 
 VOXEL_SIZE = 8.0
@@ -85,7 +85,7 @@ class TestOtherPluginsExtraction(BaseTest):
             rotation=Rotation.random(5, random_state=7).as_matrix(),
             score=[0.5, 0.25, 0.75, 0.9, 0.6],
         )
-        source = io.write_particles_csv(cls.getOutputPath("picks.csv"), cls.particles)
+        source = particle_csv.write(cls.getOutputPath("picks.csv"), cls.particles)
         cls.coordinates = cls.launchProtocol(
             cls.newProtocol(
                 DeepFinderProtImportParticles, filesPath=str(source), inputTomograms=tomograms, boxSize=12

@@ -28,6 +28,7 @@ from deepfinder.core import io
 from deepfinder.core.cli import build_parser, main, segmentation_settings, setting_flags
 from deepfinder.core.model import build_unet, save_model
 from deepfinder.core.settings import SegmentationSettings
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import DeepFinderProtCluster, DeepFinderProtImportModel, DeepFinderProtSegment
 
 VOXEL_SIZE = 10.0
@@ -99,7 +100,7 @@ def test_cluster_writes_positions_and_sizes_in_voxels_of_the_tomogram(tmp_path):
         ["cluster", "--labels", str(tmp_path / "binned.mrc"), "--radius", "2", "--min-size", "1"]
         + ["--label-scale", "2", "--sizes", str(tmp_path / "sizes.txt"), "--output", str(tmp_path / "p.csv")]
     )
-    particles = io.read_particles_csv(tmp_path / "p.csv")
+    particles = particle_csv.read(tmp_path / "p.csv").particles
     # Binned voxel k is tomogram voxels 2k and 2k + 1: centre 2k + 0.5.
     expected = sorted((2 * x + 0.5, 2 * y + 0.5, 2 * z + 0.5) for z, y, x in centres)
     np.testing.assert_allclose(sorted(map(tuple, particles.xyz)), expected, atol=0.01)

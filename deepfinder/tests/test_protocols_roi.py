@@ -5,8 +5,9 @@ import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.protocols import ProtImportTomograms, ProtImportTomomasks
 
-from deepfinder.core.io import read_particles_csv, read_volume, write_volume
+from deepfinder.core.io import read_volume, write_volume
 from deepfinder.core.model import build_unet, save_model
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import DeepFinderProtCluster, DeepFinderProtImportModel, DeepFinderProtSegment
 
 SHAPE = (16, 32, 32)
@@ -150,5 +151,5 @@ class TestRegionsOfInterest(BaseTest):
             )
         )
         self.assertEqual(protocol.coordinates.getSize(), 1)
-        particles = read_particles_csv(protocol._getExtraPath("ta_particles.csv"))
+        particles = particle_csv.read(protocol._getExtraPath("ta_particles.csv")).particles
         np.testing.assert_allclose(particles.xyz[:, 0], [6])

@@ -12,7 +12,7 @@ from pyworkflow.viewer import DESKTOP_TKINTER, View, Viewer
 from tomo.objects import SetOfTomoMasks
 
 from ..convert import get_class_names, tomograms_by_tsid
-from ..core import io
+from ..core.tables import csv as particle_csv
 from ..figures.pictures import Draw, clusters_page, evaluation_page, slices_page, training_page
 from ..figures.score_fits import threshold_page
 from ..objects import DeepFinderModel
@@ -142,7 +142,7 @@ class DeepFinderPicksViewer(DeepFinderViewer):
                 tomograms[tsId].getFileName(),
                 names,
                 label_maps[tsId].getFileName(),
-                io.read_particles_csv(path),
+                particle_csv.read(path).particles,
                 radii,
                 title=tsId,
             )

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import write_particles_csv, write_volume
+from ..io import write_volume
 from ..settings import SettingError
 from ..shapes import load_shape, procedural_shape
+from ..tables import csv as particle_csv
 from .imaging import TiltSeriesParameters
 from .shrec19 import SHREC19_CLASSES, shrec19_layout, shrec19_shapes
 from .specimen import SpecimenParameters
@@ -261,7 +262,7 @@ def simulate_dataset(
         paths = {
             "name": name,
             "tomogram": write_volume(out_dir / f"{name}.mrc", result.tomogram, voxel_size),
-            "particles": write_particles_csv(out_dir / f"{name}_particles.csv", result.particles),
+            "particles": particle_csv.write(out_dir / f"{name}_particles.csv", result.particles),
             "labels": write_volume(out_dir / f"{name}_labels.mrc", result.labels, voxel_size),
             "occupancy": write_volume(out_dir / f"{name}_occupancy.mrc", result.occupancy, voxel_size),
         }

@@ -12,9 +12,9 @@ import warnings
 from pathlib import Path
 
 from ..errors import InputError
-from ..io import read_particles_xml
 from ..particles import ParticleTable
 from ..shapes import ParticleShape, load_shape
+from ..tables import xml as particle_xml
 
 SHREC19_CLASSES = (
     "1bxn",
@@ -101,7 +101,7 @@ def shrec19_layout(index: int, data_dir: str | os.PathLike | None = None) -> Par
     path = shrec19_dir(data_dir) / "shrec19" / "object_list_train.xml"
     if not path.exists():
         raise ValueError(f"SHREC'19 layouts not found at {path}: use the tiny or demo preset")
-    table = read_particles_xml(path).of_tomogram(str(index))
+    table = particle_xml.read(path).particles.of_tomogram(str(index))
     if not len(table):
         raise ValueError(f"{path} has no tomogram {index}; SHREC'19 training tomograms are 0-8")
     return table

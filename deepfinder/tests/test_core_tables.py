@@ -1,0 +1,136 @@
+"""The table registry: formats chosen by name or extension, rescaling once, `deepfinder convert`."""
+
+import numpy as np
+import pytest
+
+from deepfinder.core import io, tables
+from deepfinder.core.cli import main
+from deepfinder.core.errors import InputError
+from deepfinder.core.particles import ParticleTable
+from deepfinder.core.tables import csv as particle_csv
+from deepfinder.tests.tables_helpers import REAL_FORMATS, assert_same, needs_real_formats, particles  # noqa: F401
+
+
+def _convert(capsys, *argv) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_:
+        main(["convert", *map(str, argv)])
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out + captured.err
+
+
+@pytest.mark.parametrize("name, expected", [("p.csv", "csv"), ("p.XML", "xml"), ("p.star", "relion5")])
+def test_the_extension_chooses_the_format(name, expected):
+    assert tables.table_format(name).name == expected
+    assert tables.table_format(name, "relion4").name == "relion4"
+
+
+def test_unknown_extensions_and_names_are_refused_with_the_choices():
+    with pytest.raises(
+        InputError, match=r"p.txt: unknown particle table extension '.txt': use .csv, .star, .xml"
+    ):
+        tables.table_format("p.txt")
+    with pytest.raises(
+        InputError, match="unknown table format 'dynamo': use one of csv, xml, relion5, relion4"
+    ):
+        tables.table_format("p.tbl", "dynamo")
+
+
+def test_positions_are_rescaled_once_to_the_voxel_size_asked(tmp_path):
+    table = ParticleTable(tomo="t", class_id=1, xyz=[[10, 20, 30]])
+    path = tables.write_table(tmp_path / "p.star", table, "relion4", voxel_size=5.0)
+    read = tables.read_table(path, voxel_size=10.0)
+    assert read.voxel_size == 10.0
+    np.testing.assert_allclose(read.particles.xyz, [[5, 10, 15]])
+    with pytest.raises(InputError, match="states its positions' units"):
+        tables.read_table(path, coordinates_voxel_size=5.0)
+
+
+def test_project_tables_are_in_the_tomograms_voxels(tmp_path):
+    path = particle_csv.write(tmp_path / "p.csv", ParticleTable(tomo="t", class_id=1, xyz=[[1, 2, 3]]))
+    assert tables.read_table(path).voxel_size is None
+    read = tables.read_table(path, coordinates_voxel_size=20.0, voxel_size=10.0)
+    np.testing.assert_allclose(read.particles.xyz, [[2, 4, 6]])
+
+
+def test_convert_round_trip_through_relion5_with_sizes(tmp_path, capsys, particles):  # noqa: F811
+    source = particle_csv.write(tmp_path / "in.csv", particles)
+    code, output = _convert(
+        capsys, source, tmp_path / "out.star", "--tomograms", "80,80,40", "--voxel-size", 7.5
+    )
+    assert code == 0 and f"Wrote 4 particles to {tmp_path / 'out.star'}" in output
+    code, _ = _convert(
+        capsys, tmp_path / "out.star", tmp_path / "back.csv", "--tomograms", "80,80,40", "--voxel-size", 7.5
+    )
+    assert code == 0
+    assert_same(particle_csv.read(tmp_path / "back.csv").particles, particles)
+
+
+def test_convert_refuses_relion5_without_sizes_and_overwriting_its_input(tmp_path, capsys, particles):  # noqa: F811
+    source = particle_csv.write(tmp_path / "in.csv", particles)
+    code, output = _convert(capsys, source, tmp_path / "out.star", "--voxel-size", 7.5)
+    assert code == 2 and "relion5 positions are centred: give the tomograms' sizes" in output
+    code, output = _convert(capsys, source, source, "--to", "xml")
+    assert code == 2 and "would overwrite the input" in output
+    assert not (tmp_path / "out.star").exists()
+
+
+@needs_real_formats
+def test_convert_a_relion5_file_with_its_tomograms_star(tmp_path, capsys):
+    code, output = _convert(
+        capsys,
+        REAL_FORMATS / "relion5_tutorial_run_data_first200.star",
+        tmp_path / "p.csv",
+        "--tomograms",
+        REAL_FORMATS / "relion5_tutorial_run_tomograms.star",
+    )
+    assert code == 0 and "Wrote 200 particles" in output
+    table = particle_csv.read(tmp_path / "p.csv").particles
+    assert set(table.tomo) == {"TS_01"}
+    assert (table.xyz >= 0).all() and (
+        table.xyz < 4000
+    ).all()  # unbinned pixels of a 4000 x 4000 x 2000 tomogram
+
+
+def test_cluster_writes_relion5_by_the_star_extension(tmp_path, capsys):
+    labels = np.zeros((20, 24, 28), np.int8)
+    labels[13:16, 11:14, 9:12] = 1  # a particle at (x, y, z) = (10, 12, 14)
+    io.write_volume(tmp_path / "tomo.mrc", labels, voxel_size=12.0)
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "cluster",
+                "--labels",
+                str(tmp_path / "tomo.mrc"),
+                "--radius",
+                "2",
+                "--output",
+                str(tmp_path / "p.star"),
+            ]
+        )
+        raise SystemExit(0)
+    assert exit_.value.code == 0, capsys.readouterr().err
+    assert "rlnCenteredCoordinateXAngst" in (tmp_path / "p.star").read_text()
+    geometry = tables.SameForAll(tables.TomogramGeometry((28, 24, 20), 12.0))
+    read = tables.read_table(tmp_path / "p.star", tomograms=geometry, voxel_size=12.0)
+    assert list(read.particles.tomo) == ["tomo"]
+    np.testing.assert_allclose(read.particles.xyz, [[10, 12, 14]], atol=0.01)
+
+
+def test_evaluate_compares_a_relion5_table_with_a_csv(tmp_path, capsys, particles):  # noqa: F811
+    reference = particle_csv.write(tmp_path / "reference.csv", particles)
+    detected = tables.write_table(
+        tmp_path / "detected.star", particles, voxel_size=10.0, tomograms=_same_size(80, 80, 40)
+    )
+    argv = ["evaluate", "--detected", detected, "--reference", reference, "--tolerance", "0.5"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*map(str, argv), "--tomograms", "80,80,40", "--voxel-size", "10"])
+        raise SystemExit(0)
+    output = capsys.readouterr()
+    assert exit_.value.code == 0, output.err
+    overall = [line for line in output.out.splitlines() if line.startswith("all")]
+    assert overall and overall[0].split()[-1] == "1.000"  # F1 of every class together
+
+
+def _same_size(x: int, y: int, z: int) -> tables.SameForAll:
+    return tables.SameForAll(tables.TomogramGeometry((x, y, z), 10.0))

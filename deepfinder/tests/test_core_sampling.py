@@ -248,7 +248,7 @@ def test_an_error_while_cutting_reaches_the_consumer_at_its_batch():
     for _ in range(3):
         x, _ = next(stream)
         assert x.shape == (1, 16, 16, 16, 1)
-    with pytest.raises(ValueError, match=r"NaN or infinite values in the patch at \(z, y, x\) \(20, 20, 20\)"):
+    with pytest.raises(ValueError, match=r"NaN or infinite values in the patch at .* \(20, 20, 20\)"):
         next(stream)
     assert not _sampler_threads()
 
@@ -275,9 +275,7 @@ def test_stopping_early_leaves_no_thread_and_draws_a_bounded_number_ahead():
 
     # the same when the consumer fails
     with pytest.raises(RuntimeError, match="step failed"):
-        with closing(
-            cut_batches([volume], [labels], [(0.0, 1.0)], endless_plans(), 16, workers=2)
-        ) as stream:
+        with closing(cut_batches([volume], [labels], [(0.0, 1.0)], endless_plans(), 16, workers=2)) as stream:
             next(stream)
             raise RuntimeError("step failed")
     assert not _sampler_threads()

@@ -14,9 +14,11 @@ files' pages, in patches per second and in CPU time per patch (all threads;
 on a machine shared with other jobs, 1000 over it bounds what one free core
 would give):
 
-- ``one thread``: one background thread draws and cuts the batches in turn;
-- ``workers``: :func:`deepfinder.core.sampling.training_batches` with
-  ``--workers`` threads cutting batches ahead of the consumer.
+- ``1 worker``: one thread cuts one batch ahead of the consumer, as a
+  single background producer does;
+- ``--workers``: :func:`deepfinder.core.sampling.training_batches` with that
+  many threads cutting batches ahead of the consumer (the default, 2, is
+  what training uses).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 
 from deepfinder.core.io import create_volume, read_volume
 from deepfinder.core.normalize import tomogram_stats
-from deepfinder.core.sampling import prefetch, training_batches
+from deepfinder.core.sampling import BATCHES_AHEAD, SAMPLER_WORKERS, training_batches
 from deepfinder.core.settings import TrainingSettings
 
 log = logging.getLogger("bench_sampler")
@@ -78,7 +80,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=defaults.batch_size)
     parser.add_argument("--batches", type=int, default=300, help="batches per timed pass")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2, help="threads cutting batches")
+    parser.add_argument("--workers", type=int, default=SAMPLER_WORKERS, help="threads cutting batches")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -91,7 +93,7 @@ def main() -> None:
         volumes, label_maps = [read_volume(tomogram_path)], [read_volume(labels_path)]
         stats = [tomogram_stats(volumes[0])]
 
-        def batches(workers: int) -> Iterator:
+        def batches(workers: int, batches_ahead: int) -> Iterator:
             return training_batches(
                 volumes,
                 label_maps,
@@ -106,14 +108,15 @@ def main() -> None:
                 bootstrap=defaults.bootstrap,
                 shift_voxels=defaults.shift_voxels,
                 workers=workers,
+                batches_ahead=batches_ahead,
             )
 
         pipelines = {
-            "one thread": lambda: prefetch(batches(0), depth=1),
-            f"{args.workers} workers": lambda: batches(args.workers),
+            "1 worker": lambda: batches(1, 1),
+            f"{args.workers} workers": lambda: batches(args.workers, max(BATCHES_AHEAD, args.workers)),
         }
         n_patches = args.batches * args.batch
-        rate(pipelines["one thread"], n_patches)  # maps the files' pages once
+        rate(pipelines["1 worker"], n_patches)  # maps the files' pages once
         for name, pipeline in pipelines.items():
             rates, cpu = zip(*(rate(pipeline, n_patches) for _ in range(args.repeats)))
             log.info(

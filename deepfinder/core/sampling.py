@@ -18,8 +18,9 @@ import queue
 import threading
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from itertools import islice
 
 import numpy as np
@@ -250,8 +251,8 @@ def cut_batches(
     *,
     workers: int = SAMPLER_WORKERS,
     batches_ahead: int = BATCHES_AHEAD,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield :func:`make_batch` of each ``(tomo_index, origins_zyx, rotate)`` of ``patches``, in order.
+) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
+    """:func:`make_batch` of each ``(tomo_index, origins_zyx, rotate)`` of ``patches``, in order.
 
     With ``workers`` threads, batches are cut while the consumer works on
     earlier ones (reading memory-mapped files and numpy's copies release the
@@ -273,11 +274,11 @@ def cut_batches(
         which bounds the memory held (at least 1; ``workers`` or more keeps
         every worker busy).
 
-    Yields
-    ------
-    x, y
+    Returns
+    -------
+    generator of (x, y)
         As :func:`make_batch` returns them. An error raised while cutting a
-        batch is raised here, when that batch is due. Closing the generator
+        batch is raised by the generator when that batch is due. Closing it
         (or leaving a ``with contextlib.closing(...)`` block) cancels the
         batches not started and returns once the running ones end: no
         thread is left behind.
@@ -286,21 +287,22 @@ def cut_batches(
         raise ValueError(f"workers must be 0 (no threads) or more, not {workers}")
     if batches_ahead < 1:
         raise ValueError(f"batches_ahead must be at least 1, not {batches_ahead}")
+    cut = partial(make_batch, volumes, label_maps, stats, patch_size=patch_size)
     if workers == 0:
-        for tomo_index, origins, rotate in patches:
-            yield make_batch(volumes, label_maps, stats, tomo_index, origins, patch_size, rotate)
-        return
+        return (cut(tomo_index, origins, rotate=rotate) for tomo_index, origins, rotate in patches)
+    return _cut_in_threads(cut, iter(patches), workers, batches_ahead)
+
+
+def _cut_in_threads(
+    cut: Callable[..., tuple[np.ndarray, np.ndarray]], plans: Iterator, workers: int, batches_ahead: int
+) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
+    """:func:`cut_batches` with ``workers`` threads."""
     pending: deque[Future] = deque()
-    plans = iter(patches)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deepfinder-patches") as pool:
         try:
             while True:
                 for tomo_index, origins, rotate in islice(plans, batches_ahead - len(pending)):
-                    pending.append(
-                        pool.submit(
-                            make_batch, volumes, label_maps, stats, tomo_index, origins, patch_size, rotate
-                        )
-                    )
+                    pending.append(pool.submit(cut, tomo_index, origins, rotate=rotate))
                 if not pending:
                     return
                 yield pending.popleft().result()
@@ -327,7 +329,7 @@ def training_batches(
     rotation_probability: float = 0.5,
     workers: int = SAMPLER_WORKERS,
     batches_ahead: int = BATCHES_AHEAD,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
     """Yield ``n_batches`` augmented training batches ``(x, y)`` (see :func:`make_batch`).
 
     Each batch draws its patches with :func:`draw_patches` and rotates each

@@ -283,6 +283,5 @@ def test_stopping_early_leaves_no_thread_and_draws_a_bounded_number_ahead():
 
 @pytest.mark.parametrize(("workers", "batches_ahead", "named"), [(-1, 2, "workers"), (2, 0, "batches_ahead")])
 def test_impossible_thread_settings_are_refused(workers, batches_ahead, named):
-    stream = cut_batches([], [], [], [], 16, workers=workers, batches_ahead=batches_ahead)
     with pytest.raises(ValueError, match=named):
-        next(stream)
+        cut_batches([], [], [], [], 16, workers=workers, batches_ahead=batches_ahead)

@@ -8,7 +8,8 @@ where it is and does not mirror (chirality is kept).
 
 Every function takes the random generator it uses, so a batch sequence is
 fixed by its seed. Volumes are read patch by patch (memory-mapped files stay
-on disk); only the current batch is in memory.
+on disk). Threads cut batches ahead of training (:func:`training_batches`),
+a bounded number of them, drawn in the same order as one at a time.
 """
 
 from __future__ import annotations
@@ -16,13 +17,22 @@ from __future__ import annotations
 import queue
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from itertools import islice
 
 import numpy as np
 
 from .errors import InputError
 from .normalize import normalize
 from .particles import ParticleTable
+
+# Two threads cut about twice the patches a GPU trains on at the default settings
+# (benchmarks/bench_sampler.py); four batches in flight keep both busy.
+SAMPLER_WORKERS = 2
+BATCHES_AHEAD = 4
 
 
 def particles_inside(
@@ -159,7 +169,10 @@ def patch_origins(
 
 
 def cut_patch(volume: np.ndarray, origin_zyx: np.ndarray, patch_size: int) -> np.ndarray:
-    """The cube of edge ``patch_size`` whose first voxel is ``origin_zyx`` (read into memory)."""
+    """The cube of edge ``patch_size`` whose first voxel is ``origin_zyx``.
+
+    A view: of a memory-mapped file, only the voxels later used are read.
+    """
     z, y, x = (int(v) for v in origin_zyx)
     return np.asarray(volume[z : z + patch_size, y : y + patch_size, x : x + patch_size])
 
@@ -216,10 +229,129 @@ def make_batch(
             )
         labels = cut_patch(label_maps[t], origin, patch_size)
         if rotate is not None and rotate[i]:
-            patch, labels = rotate_about_tilt_axis(patch), rotate_about_tilt_axis(labels)
+            # Reading a memory-mapped file backwards costs several times a forward copy.
+            patch, labels = rotate_about_tilt_axis(patch), rotate_about_tilt_axis(np.array(labels))
         x[i, ..., 0] = patch
         y[i] = labels
     return x, y
+
+
+def draw_patches(
+    tomo_index: np.ndarray,
+    centres_zyx: np.ndarray,
+    class_ids: np.ndarray,
+    shapes_zyx: Sequence[tuple[int, int, int]],
+    n: int,
+    *,
+    patch_size: int,
+    shift_voxels: int,
+    rng: np.random.Generator,
+    bootstrap: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tomogram and first voxel of ``n`` patches, each on a drawn particle plus a random shift.
+
+    Parameters
+    ----------
+    tomo_index : (m,) int array
+        Tomogram of each candidate particle (an index into ``shapes_zyx``).
+    centres_zyx : (m, 3) float array
+        Particle centres, (z, y, x) voxels.
+    class_ids : (m,) int array
+        Class of each particle (see :func:`draw_rows`).
+    shapes_zyx : sequence of tuple of 3 int
+        Shape of each tomogram.
+    n : int
+        Number of patches.
+    patch_size, shift_voxels : int
+        Patch edge and largest shift per axis, voxels (see :func:`patch_origins`).
+    rng : numpy.random.Generator
+    bootstrap : bool
+        Draw the classes uniformly (see :func:`draw_rows`).
+
+    Returns
+    -------
+    tomo_index : (n,) int array
+        Tomogram of each patch.
+    origins_zyx : (n, 3) int array
+        First voxel of each patch.
+    """
+    rows = draw_rows(class_ids, n, rng, bootstrap)
+    patch_tomos = np.asarray(tomo_index)[rows]
+    origins = np.empty((n, 3), dtype=int)
+    for t in np.unique(patch_tomos):
+        here = patch_tomos == t
+        origins[here] = patch_origins(centres_zyx[rows[here]], shapes_zyx[t], patch_size, shift_voxels, rng)
+    return patch_tomos, origins
+
+
+def cut_batches(
+    volumes: Sequence[np.ndarray],
+    label_maps: Sequence[np.ndarray],
+    stats: Sequence[tuple[float, float]],
+    patches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    patch_size: int,
+    *,
+    workers: int = SAMPLER_WORKERS,
+    batches_ahead: int = BATCHES_AHEAD,
+) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
+    """:func:`make_batch` of each ``(tomo_index, origins_zyx, rotate)`` of ``patches``, in order.
+
+    With ``workers`` threads, batches are cut while the consumer works on
+    earlier ones (reading memory-mapped files and numpy's copies release the
+    GIL). ``patches`` is iterated in the consumer's thread, one batch at a
+    time as batches are handed out, so a random generator behind it is used
+    in the same order as without workers and the batches are the same.
+
+    Parameters
+    ----------
+    volumes, label_maps, stats, patch_size
+        As in :func:`make_batch`.
+    patches : iterable of (tomo_index, origins_zyx, rotate)
+        One batch each: (b,) tomograms, (b, 3) first voxels, (b,) bool or None.
+    workers : int
+        Threads cutting batches; 0 cuts each batch in the consumer's thread
+        when it is asked for.
+    batches_ahead : int
+        Most batches cut or being cut that the consumer has not taken yet,
+        which bounds the memory held (at least 1; ``workers`` or more keeps
+        every worker busy).
+
+    Returns
+    -------
+    generator of (x, y)
+        As :func:`make_batch` returns them. An error raised while cutting a
+        batch is raised by the generator when that batch is due. Closing it
+        (or leaving a ``with contextlib.closing(...)`` block) cancels the
+        batches not started and returns once the running ones end: no
+        thread is left behind.
+    """
+    if workers < 0:
+        raise ValueError(f"workers must be 0 (no threads) or more, not {workers}")
+    if batches_ahead < 1:
+        raise ValueError(f"batches_ahead must be at least 1, not {batches_ahead}")
+    cut = partial(make_batch, volumes, label_maps, stats, patch_size=patch_size)
+    if workers == 0:
+        return (cut(tomo_index, origins, rotate=rotate) for tomo_index, origins, rotate in patches)
+    return _cut_in_threads(cut, iter(patches), workers, batches_ahead)
+
+
+def _cut_in_threads(
+    cut: Callable[..., tuple[np.ndarray, np.ndarray]], plans: Iterator, workers: int, batches_ahead: int
+) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
+    """:func:`cut_batches` with ``workers`` threads."""
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deepfinder-patches") as pool:
+        try:
+            while True:
+                for tomo_index, origins, rotate in islice(plans, batches_ahead - len(pending)):
+                    pending.append(pool.submit(cut, tomo_index, origins, rotate=rotate))
+                if not pending:
+                    return
+                yield pending.popleft().result()
+        finally:
+            # Leaving the pool waits for the running batches only (a few milliseconds).
+            for future in pending:
+                future.cancel()
 
 
 def training_batches(
@@ -237,23 +369,37 @@ def training_batches(
     bootstrap: bool = True,
     shift_voxels: int = 13,
     rotation_probability: float = 0.5,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    workers: int = SAMPLER_WORKERS,
+    batches_ahead: int = BATCHES_AHEAD,
+) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
     """Yield ``n_batches`` augmented training batches ``(x, y)`` (see :func:`make_batch`).
 
-    Each batch draws its particles with :func:`draw_rows`, shifts the patch
-    centres with :func:`patch_origins` and rotates each patch about the tilt
-    axis with ``rotation_probability``.
+    Each batch draws its patches with :func:`draw_patches` and rotates each
+    about the tilt axis with ``rotation_probability``. The batches are cut
+    by :func:`cut_batches` with ``workers`` threads, ``batches_ahead`` of the
+    consumer; for a given ``rng`` they are the same whatever ``workers``.
+    Close the generator when stopping before the last batch.
     """
-    for _ in range(n_batches):
-        rows = draw_rows(class_ids, batch_size, rng, bootstrap)
-        origins = np.empty((batch_size, 3), dtype=int)
-        for t in np.unique(tomo_index[rows]):
-            here = tomo_index[rows] == t
-            origins[here] = patch_origins(
-                centres_zyx[rows[here]], volumes[t].shape, patch_size, shift_voxels, rng
+    shapes = [volume.shape for volume in volumes]
+
+    def draws():
+        for _ in range(n_batches):
+            patch_tomos, origins = draw_patches(
+                tomo_index,
+                centres_zyx,
+                class_ids,
+                shapes,
+                batch_size,
+                patch_size=patch_size,
+                shift_voxels=shift_voxels,
+                rng=rng,
+                bootstrap=bootstrap,
             )
-        rotate = rng.random(batch_size) < rotation_probability
-        yield make_batch(volumes, label_maps, stats, tomo_index[rows], origins, patch_size, rotate)
+            yield patch_tomos, origins, rng.random(batch_size) < rotation_probability
+
+    return cut_batches(
+        volumes, label_maps, stats, draws(), patch_size, workers=workers, batches_ahead=batches_ahead
+    )
 
 
 def prefetch(batches: Iterable, depth: int = 2) -> Iterator:

@@ -1,10 +1,16 @@
+import threading
+from contextlib import closing
+
 import numpy as np
 import pytest
 
 from deepfinder.core.errors import InputError
+from deepfinder.core.io import read_volume, write_volume
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.sampling import (
     check_labels_at_particles,
+    cut_batches,
+    draw_patches,
     draw_rows,
     make_batch,
     particles_inside,
@@ -187,3 +193,117 @@ def test_patch_with_nan_is_refused():
     make_batch([volume], [labels], [(0.0, 1.0)], np.array([0]), np.array([[0, 0, 0]]), 16)
     with pytest.raises(ValueError, match="NaN or infinite values in the patch at"):
         make_batch([volume], [labels], [(0.0, 1.0)], np.array([0]), np.array([[20, 20, 20]]), 16)
+
+
+def _sampler_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("deepfinder-patches")]
+
+
+def _two_tomograms(folder):
+    """Two memory-mapped noise tomograms of different shapes, their label maps and 200 particles."""
+    rng = np.random.default_rng(4)
+    volumes, label_maps = [], []
+    for t, shape in enumerate([(40, 56, 60), (48, 44, 52)]):
+        volume = rng.normal(3.0, 2.0, shape).astype(np.float32)
+        volumes.append(read_volume(write_volume(folder / f"tomo{t}.mrc", volume)))
+        labels = rng.integers(0, 4, shape).astype(np.int8)
+        label_maps.append(read_volume(write_volume(folder / f"labels{t}.mrc", labels)))
+    tomo_index = rng.integers(0, 2, 200)
+    centres = np.stack([rng.uniform(0, volumes[t].shape) for t in tomo_index])
+    return volumes, label_maps, [(3.0, 2.0)] * 2, tomo_index, centres, rng.integers(1, 4, 200)
+
+
+def test_batches_cut_by_threads_equal_those_cut_one_at_a_time(tmp_path):
+    data = _two_tomograms(tmp_path)
+
+    def batches(workers, batches_ahead=4):
+        return list(
+            training_batches(
+                *data,
+                patch_size=16,
+                batch_size=6,
+                n_batches=25,
+                rng=np.random.default_rng(7),
+                shift_voxels=5,
+                workers=workers,
+                batches_ahead=batches_ahead,
+            )
+        )
+
+    sequential = batches(0)
+    assert len(sequential) == 25
+    # the batches differ from each other (so that equality below means the same order)
+    assert not np.array_equal(sequential[0][0], sequential[1][0])
+    for workers, batches_ahead in ((1, 1), (2, 4), (3, 2)):
+        threaded = batches(workers, batches_ahead)
+        assert len(threaded) == len(sequential)
+        for (x0, y0), (x1, y1) in zip(sequential, threaded):
+            np.testing.assert_array_equal(x1, x0)
+            np.testing.assert_array_equal(y1, y0)
+    assert not _sampler_threads()
+
+
+def test_batches_are_the_patches_drawn(tmp_path):
+    volumes, label_maps, stats, tomo_index, centres, class_ids = _two_tomograms(tmp_path)
+    rng = np.random.default_rng(2)
+    patch_tomos, origins = draw_patches(
+        tomo_index, centres, class_ids, [v.shape for v in volumes], 5, patch_size=16, shift_voxels=5, rng=rng
+    )
+    rotate = np.array([False, True, False, True, False])
+    ((x, y),) = list(cut_batches(volumes, label_maps, stats, [(patch_tomos, origins, rotate)], 16))
+    for i, (t, (z0, y0, x0)) in enumerate(zip(patch_tomos, origins)):
+        expected = (volumes[t][z0 : z0 + 16, y0 : y0 + 16, x0 : x0 + 16] - 3.0) / 2.0
+        expected_labels = label_maps[t][z0 : z0 + 16, y0 : y0 + 16, x0 : x0 + 16]
+        if rotate[i]:
+            expected, expected_labels = expected[::-1, :, ::-1], expected_labels[::-1, :, ::-1]
+        np.testing.assert_allclose(x[i, ..., 0], expected, rtol=1e-6)
+        np.testing.assert_array_equal(y[i], expected_labels)
+
+
+def test_an_error_while_cutting_reaches_the_consumer_at_its_batch():
+    volume = np.zeros(SHAPE, np.float32)
+    volume[30, 30, 30] = np.nan
+    labels = np.zeros(SHAPE, np.uint8)
+    one = np.array([0])
+    plans = [(one, np.array([[0, 0, 0]]), None)] * 3 + [(one, np.array([[20, 20, 20]]), None)]
+    stream = cut_batches([volume], [labels], [(0.0, 1.0)], plans, 16, workers=2, batches_ahead=4)
+    for _ in range(3):
+        x, _ = next(stream)
+        assert x.shape == (1, 16, 16, 16, 1)
+    with pytest.raises(ValueError, match=r"NaN or infinite values in the patch at .* \(20, 20, 20\)"):
+        next(stream)
+    assert not _sampler_threads()
+
+
+def test_stopping_early_leaves_no_thread_and_draws_a_bounded_number_ahead():
+    volume = np.random.default_rng(0).normal(size=SHAPE).astype(np.float32)
+    labels = np.zeros(SHAPE, np.uint8)
+    drawn = []
+
+    def endless_plans():
+        while True:
+            drawn.append(len(drawn))
+            yield np.array([0, 0]), np.array([[0, 0, 0], [8, 8, 8]]), None
+
+    with closing(
+        cut_batches([volume], [labels], [(0.0, 1.0)], endless_plans(), 16, workers=2, batches_ahead=3)
+    ) as stream:
+        for _ in range(5):
+            next(stream)
+            assert len(_sampler_threads()) <= 2
+        # batches wait in memory for the consumer: at most 3 beyond the 5 taken
+        assert len(drawn) <= 5 + 3
+    assert not _sampler_threads()
+
+    # the same when the consumer fails
+    with pytest.raises(RuntimeError, match="step failed"):
+        with closing(cut_batches([volume], [labels], [(0.0, 1.0)], endless_plans(), 16, workers=2)) as stream:
+            next(stream)
+            raise RuntimeError("step failed")
+    assert not _sampler_threads()
+
+
+@pytest.mark.parametrize(("workers", "batches_ahead", "named"), [(-1, 2, "workers"), (2, 0, "batches_ahead")])
+def test_impossible_thread_settings_are_refused(workers, batches_ahead, named):
+    with pytest.raises(ValueError, match=named):
+        cut_batches([], [], [], [], 16, workers=workers, batches_ahead=batches_ahead)

@@ -19,21 +19,51 @@ def _convert(capsys, *argv) -> tuple[int, str]:
     return exit_.value.code, captured.out + captured.err
 
 
-@pytest.mark.parametrize("name, expected", [("p.csv", "csv"), ("p.XML", "xml"), ("p.star", "relion5")])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("p.csv", "csv"),
+        ("p.XML", "xml"),
+        ("p.star", "relion5"),
+        ("p.tbl", "dynamo"),
+        ("p.mod", "imod"),
+        ("copick_config.json", "copick"),
+    ],
+)
 def test_the_extension_chooses_the_format(name, expected):
     assert tables.table_format(name).name == expected
     assert tables.table_format(name, "relion4").name == "relion4"
 
 
-def test_unknown_extensions_and_names_are_refused_with_the_choices():
+def test_a_star_file_is_read_as_stopgap_or_relion_by_its_content_and_a_folder_as_copick(tmp_path, particles):  # noqa: F811
+    motive_list = tables.write_table(tmp_path / "m.star", particles, "stopgap")
+    relion = tables.write_table(tmp_path / "r.star", particles, "relion4", voxel_size=5.0)
+    assert tables.table_format(motive_list, reading=True).name == "stopgap"
+    assert tables.table_format(relion, reading=True).name == "relion5"  # RELION 5 reads every flavour
+    assert tables.table_format(motive_list).name == "relion5"  # writing: the extension alone
+    assert_same(tables.read_table(motive_list, coordinates_voxel_size=1.0).particles, particles)
+    assert tables.table_format(tmp_path).name == "copick"
+
+
+def test_unknown_extensions_names_and_options_are_refused_with_the_choices(tmp_path, particles):  # noqa: F811
     with pytest.raises(
-        InputError, match=r"p.txt: unknown particle table extension '.txt': use .csv, .star, .xml"
+        InputError,
+        match=r"p.txt: unknown particle table extension '.txt': use .csv, .json, .mod, .star, .tbl, .xml",
     ):
         tables.table_format("p.txt")
     with pytest.raises(
-        InputError, match="unknown table format 'dynamo': use one of csv, xml, relion5, relion4"
+        InputError, match="unknown table format 'emdb': use one of csv, xml, relion5, relion4, dynamo"
     ):
-        tables.table_format("p.tbl", "dynamo")
+        tables.table_format("p.tbl", "emdb")
+    path = particle_csv.write(tmp_path / "p.csv", particles)
+    with pytest.raises(
+        InputError,
+        match=r"option\(s\) table_map are not for reading .*p.csv \(csv\): table_map is for dynamo, stopgap",
+    ):
+        tables.read_table(path, table_map="p.doc")
+    with pytest.raises(InputError, match="subvolume_offset is for imod"):
+        tables.convert_table(path, tmp_path / "p.tbl", subvolume_offset=True)
+    assert not (tmp_path / "p.tbl").exists()
 
 
 def test_positions_are_rescaled_once_to_the_voxel_size_asked(tmp_path):

@@ -35,7 +35,9 @@ def row(**values) -> str:
 
 @needs_real_formats
 def test_dynamo_table_with_complex_values_reads_with_its_table_map():
-    read = dynamo.read(REAL_FORMATS / "dynamo_t_complex.tbl", table_map=REAL_FORMATS / "dynamo_tmap_complex.doc")
+    read = dynamo.read(
+        REAL_FORMATS / "dynamo_t_complex.tbl", table_map=REAL_FORMATS / "dynamo_tmap_complex.doc"
+    )
     table = read.particles
     assert len(table) == 8742
     assert len(set(table.tomo)) == 48

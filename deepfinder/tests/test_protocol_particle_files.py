@@ -10,7 +10,7 @@ from deepfinder.convert import coordinates_to_table
 from deepfinder.core import tables
 from deepfinder.core.particles import ParticleTable
 from deepfinder.protocols import DeepFinderProtImportParticles
-from deepfinder.tests.tables_helpers import REAL_FORMATS
+from deepfinder.tests.realformats import REAL_FORMATS
 
 pytestmark = [
     pytest.mark.slow,

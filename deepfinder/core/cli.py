@@ -599,8 +599,8 @@ def _add_cluster(subparsers) -> None:
     parser.add_argument(
         "--output",
         required=True,
-        help="particle table, in the format of its extension (.csv, .xml, .star: RELION 5) "
-        "or --output-format",
+        help="particle table, in the format of its extension (.csv, .xml, .star: RELION 5, .tbl: Dynamo "
+        "with its .doc table map, .mod: IMOD) or --output-format",
     )
     _add_output_format(parser, "--output-format")
     cut = parser.add_mutually_exclusive_group()

@@ -240,7 +240,8 @@ def test_a_table_without_its_pixel_size_is_refused_with_the_option_to_give(tmp_p
     assert not (tmp_path / "p.csv").exists()
 
 
-def test_cluster_writes_relion5_by_the_star_extension(tmp_path, capsys):
+@pytest.mark.parametrize("output, label", [("p.star", "rlnCenteredCoordinateXAngst"), ("p.tbl", None)])
+def test_cluster_writes_relion5_and_dynamo_by_the_extension(tmp_path, capsys, output, label):
     labels = np.zeros((20, 24, 28), np.int8)
     labels[13:16, 11:14, 9:12] = 1  # a particle at (x, y, z) = (10, 12, 14)
     io.write_volume(tmp_path / "tomo.mrc", labels, voxel_size=12.0)
@@ -253,14 +254,14 @@ def test_cluster_writes_relion5_by_the_star_extension(tmp_path, capsys):
                 "--radius",
                 "2",
                 "--output",
-                str(tmp_path / "p.star"),
+                str(tmp_path / output),
             ]
         )
         raise SystemExit(0)
     assert exit_.value.code == 0, capsys.readouterr().err
-    assert "rlnCenteredCoordinateXAngst" in (tmp_path / "p.star").read_text()
+    assert label is None or label in (tmp_path / output).read_text()
     geometry = tables.SameForAll(tables.TomogramGeometry((28, 24, 20), 12.0))
-    read = tables.read_table(tmp_path / "p.star", tomograms=geometry, voxel_size=12.0)
+    read = tables.read_table(tmp_path / output, tomograms=geometry, voxel_size=12.0)
     assert list(read.particles.tomo) == ["tomo"]
     np.testing.assert_allclose(read.particles.xyz, [[10, 12, 14]], atol=0.01)
 

@@ -110,6 +110,8 @@ class TableFormat:
         another (STOPGAP's ``.star``): consulted when reading, before the extension alone.
     folder : bool
         A folder stands for the format's file (a copick project for its config).
+    one_tomogram : bool
+        A file holds the particles of one tomogram (an IMOD model).
     read_options, write_options : tuple of str
         Keywords of :data:`OPTIONS` that the reader and the writer take.
     in_tomogram_voxels : bool
@@ -127,6 +129,7 @@ class TableFormat:
     write: Callable[..., Path]
     recognises: Callable[[PathLike], bool] | None = None
     folder: bool = False
+    one_tomogram: bool = False
     read_options: tuple[str, ...] = ()
     write_options: tuple[str, ...] = ()
     in_tomogram_voxels: bool = False
@@ -158,7 +161,9 @@ FORMATS: dict[str, TableFormat] = {
             recognises=stopgap.is_motive_list,
             read_options=("table_map",),
         ),
-        TableFormat("imod", (".mod",), imod.read, imod.write, read_options=("subvolume_offset",)),
+        TableFormat(
+            "imod", (".mod",), imod.read, imod.write, one_tomogram=True, read_options=("subvolume_offset",)
+        ),
         TableFormat(
             "copick",
             (".json",),

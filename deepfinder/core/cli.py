@@ -838,8 +838,9 @@ def _add_convert(subparsers) -> None:
         type=float,
         default=None,
         metavar="ANGSTROM",
-        help="Angstrom per voxel of the written positions (CSV, XML, RELION 4) and of CSV/XML input "
-        "(default: the input's pixel size, else the tomograms')",
+        help="Angstrom per voxel of the written positions (the pixel size RELION 4, Dynamo, IMOD state; "
+        "RELION 5 and copick write Angstrom from it) and of CSV/XML input (default: the input's pixel "
+        "size, else the tomograms')",
     )
     parser.add_argument(
         "--coordinates-voxel-size",

@@ -144,3 +144,15 @@ class TestImportParticleFiles(BaseTest):
             np.testing.assert_allclose(
                 np.sort(imported.xyz[:, 0]), np.sort(expected.xyz[:, 0]), atol=0.01, err_msg=path.name
             )
+
+    def test_a_format_option_the_files_do_not_take_is_refused_by_the_form(self):
+        protocol = self.newProtocol(
+            DeepFinderProtImportParticles,
+            filesPath=str(REAL_FORMATS / "relion4_pseudosubtomo_data.star"),
+            inputTomograms=self.tomograms,
+            tableMap=str(REAL_FORMATS / "dynamo_tmap_complex.doc"),
+        )
+        self.assertEqual(
+            protocol._validate(),
+            ["'Dynamo/STOPGAP table map (optional)' does not apply to relion5 files: clear it."],
+        )

@@ -36,8 +36,9 @@ class DeepFinderProtImportParticles(EMProtocol):
     DeepFinder XML, RELION 5 and 4/3.1, Warp, WarpTools STAR, Dynamo, STOPGAP, IMOD, copick).
 
     Particles are matched to the tomograms by name: the list's tomogram column
-    (tomo_idx, tomo, rlnTomoName) equal to a tsId or tomogram file name, else
-    the list's own file name. Positions are moved to the tomograms' voxels from
+    (tomo_idx, tomo, rlnTomoName, Dynamo/STOPGAP numbers as Scipion names them,
+    TS_<number>) equal to a tsId or tomogram file name, else, for a list of one
+    tomogram, the list's own file name. Positions are moved to the tomograms' voxels from
     the units the file states (RELION 5: Angstrom from the centre of the
     tomograms' size, or of a tomograms.star's), else from the sampling rate given.
     The class becomes the groupId; one set per class is made as well.
@@ -169,7 +170,9 @@ class DeepFinderProtImportParticles(EMProtocol):
             voxel_size=sampling,
             **{name: value for name, value in self._options().items() if name in accepted},
         ).particles
-        own = by_file_name.get(Path(path).stem, Path(path).stem)
+        # A list of one tomogram may name it otherwise (an IMOD model, Dynamo's number without a
+        # table map): its file name then tells; the rows of several unknown tomograms stay unknown.
+        own = by_file_name.get(Path(path).stem, Path(path).stem) if len(set(table.tomo)) == 1 else ""
 
         def ts_id(name: str) -> str:
             if name in tomograms:

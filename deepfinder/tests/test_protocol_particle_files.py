@@ -25,8 +25,8 @@ pytestmark = [
 SAMPLING = 10.0  # Angstrom per voxel of the tomograms
 BINNED_PIXEL = 7.407407 * 1.35  # the RELION 5 tutorial's binned tomograms
 # Tomograms named as the tables name them (Warp 1: the file name without its pixel-size suffix;
-# STOPGAP's tomogram 24, as Scipion names it; the copick run), or as the file of a table whose
-# tomogram names match none (Dynamo's numbers without a table map, IMOD's model).
+# Dynamo's tomogram 2 and STOPGAP's 24, as Scipion names them; the copick run), or as the file of a
+# table of one tomogram whose name matches none (IMOD's model).
 NAMES = (
     "TS_01",
     "TS_017",
@@ -34,7 +34,7 @@ NAMES = (
     "TS_17",
     "TS_24",
     "TS_001",
-    "dynamo_b4_motl_CR_tm",
+    "TS_2",
     "imod_cryocat_correct189",
 )
 COPICK_PROJECT = Path(__file__).parent / "data" / "copick" / "project"
@@ -110,13 +110,7 @@ class TestImportParticleFiles(BaseTest):
     def test_dynamo_stopgap_imod_and_copick_tables_import_at_the_tomograms_sampling(self):
         # file or project, tsId, the table's name of that tomogram (None: all rows), form, options
         for path, ts_id, tomogram, form, options in (
-            (
-                REAL_FORMATS / "dynamo_b4_motl_CR_tm.tbl",
-                "dynamo_b4_motl_CR_tm",
-                None,
-                {"samplingRate": 8.0},
-                {},
-            ),
+            (REAL_FORMATS / "dynamo_b4_motl_CR_tm.tbl", "TS_2", "2", {"samplingRate": 8.0}, {}),
             (
                 REAL_FORMATS / "stopgap_class6_er_mr1_1_sg_first200.star",
                 "TS_24",

@@ -599,8 +599,8 @@ def _add_cluster(subparsers) -> None:
     parser.add_argument(
         "--output",
         required=True,
-        help="particle table, in the format of its extension (.csv, .xml, .star: RELION 5) "
-        "or --output-format",
+        help="particle table, in the format of its extension (.csv, .xml, .star: RELION 5, .tbl: Dynamo "
+        "with its .doc table map, .mod: IMOD) or --output-format",
     )
     _add_output_format(parser, "--output-format")
     cut = parser.add_mutually_exclusive_group()
@@ -814,14 +814,19 @@ def _add_tomograms_option(parser) -> None:
 
 
 def _add_convert(subparsers) -> None:
-    from .tables import FORMATS
+    from .tables import FORMATS, OPTIONS
 
     parser = _command(
         subparsers,
         "convert",
-        help="convert a particle table between formats (CSV, XML, RELION 5, RELION 4/3.1, Warp, WarpTools)",
+        help="convert a particle table between formats (CSV, XML, RELION 5, RELION 4/3.1, Warp, WarpTools, "
+        "Dynamo, STOPGAP, IMOD, copick)",
     )
-    parser.add_argument("input", help="particle table to read (format by extension, or --from)")
+    parser.add_argument(
+        "input",
+        help="particle table to read (format by extension: .csv .xml .star .tbl .mod, a copick "
+        "copick_config.json or its folder; .star is STOPGAP or RELION by content; or --from)",
+    )
     parser.add_argument("output", help="particle table to write (format by extension, or --to)")
     parser.add_argument(
         "--from", dest="from_format", default=None, choices=list(FORMATS), help="format of the input"
@@ -833,8 +838,9 @@ def _add_convert(subparsers) -> None:
         type=float,
         default=None,
         metavar="ANGSTROM",
-        help="Angstrom per voxel of the written positions (CSV, XML, RELION 4) and of CSV/XML input "
-        "(default: the input's pixel size, else the tomograms')",
+        help="Angstrom per voxel of the written positions (the pixel size RELION 4, Dynamo, IMOD state; "
+        "RELION 5 and copick write Angstrom from it) and of CSV/XML input (default: the input's pixel "
+        "size, else the tomograms')",
     )
     parser.add_argument(
         "--coordinates-voxel-size",
@@ -842,8 +848,14 @@ def _add_convert(subparsers) -> None:
         default=None,
         metavar="ANGSTROM",
         help="Angstrom per pixel of the input's positions where the file does not state it "
-        "(a STAR file without optics or pixel size)",
+        "(a STAR file without optics or pixel size, Dynamo, STOPGAP, an IMOD model in pixels)",
     )
+    for name, option in OPTIONS.items():
+        flag = "--" + name.replace("_", "-")
+        if option.switch:
+            parser.add_argument(flag, action="store_true", help=option.help)
+        else:
+            parser.add_argument(flag, default=None, help=option.help)
     parser.set_defaults(func=_run_convert)
 
 
@@ -859,6 +871,7 @@ def _run_convert(args) -> None:
         tomograms=tomograms,
         coordinates_voxel_size=args.coordinates_voxel_size,
         voxel_size=args.voxel_size,
+        **{name: getattr(args, name) for name in tables.OPTIONS},
     )
     print(f"Wrote {rows} particles to {written}")
 

@@ -198,14 +198,15 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
             ]
         )
         tomograms = self.inputTomograms.get()
-        # Also for RELION 5 (and other tools): every pick, centred on each tomogram, in Angstrom.
-        write_table(
-            self._getExtraPath("particles.star"),
-            particles,
-            "relion5",
-            voxel_size=tomograms.getSamplingRate(),
-            tomograms=tomogram_geometries(tomograms_by_tsid(tomograms)),
-        )
+        # Every pick for averaging in RELION 5 (centred on each tomogram, in Angstrom) and in Dynamo
+        # (voxels of the tomograms, with the .doc table map of their names).
+        for name in ("particles.star", "particles.tbl"):
+            write_table(
+                self._getExtraPath(name),
+                particles,
+                voxel_size=tomograms.getSamplingRate(),
+                tomograms=tomogram_geometries(tomograms_by_tsid(tomograms)),
+            )
         names = self._classNames()
         radii = self._radiiA()
         all_classes = DeepFinderClusterOutputs.coordinates.name

@@ -19,17 +19,26 @@ from ..core.errors import InputError
 from ..core.particles import ParticleTable
 from .protocol_base import coordinates_without_sampling_rate
 
-FORMATS = list(tables.FORMATS)
+# Formats written as a file of their own (a copick project's picks need its config).
+EXPORT_FORMATS = [name for name, table_format in tables.FORMATS.items() if not table_format.folder]
 ALL_CLASSES = "coordinates"
+# The form's field of each format option of the table registry.
+OPTION_FIELDS = {
+    "table_map": "tableMap",
+    "subvolume_offset": "subvolumeOffset",
+    "user_id": "copickUserId",
+    "session_id": "copickSessionId",
+}
 
 
 class DeepFinderProtImportParticles(EMProtocol):
     """Import particle lists as coordinates: every format of the engine's table registry (CSV,
-    DeepFinder XML, RELION 5 and 4/3.1, Warp, WarpTools STAR...).
+    DeepFinder XML, RELION 5 and 4/3.1, Warp, WarpTools STAR, Dynamo, STOPGAP, IMOD, copick).
 
     Particles are matched to the tomograms by name: the list's tomogram column
-    (tomo_idx, tomo, rlnTomoName) equal to a tsId or tomogram file name, else
-    the list's own file name. Positions are moved to the tomograms' voxels from
+    (tomo_idx, tomo, rlnTomoName, Dynamo/STOPGAP numbers as Scipion names them,
+    TS_<number>) equal to a tsId or tomogram file name, else, for a list of one
+    tomogram, the list's own file name. Positions are moved to the tomograms' voxels from
     the units the file states (RELION 5: Angstrom from the centre of the
     tomograms' size, or of a tomograms.star's), else from the sampling rate given.
     The class becomes the groupId; one set per class is made as well.
@@ -48,7 +57,9 @@ class DeepFinderProtImportParticles(EMProtocol):
             label="Files",
             important=True,
             help="A particle list, or a glob pattern (e.g. /data/picks/*.star). The "
-            "format follows the extension: .csv, .xml or .star (RELION 5, 4/3.1, Warp, WarpTools).",
+            "format follows the extension: .csv, .xml, .star (RELION 5, 4/3.1, Warp, WarpTools, or "
+            "STOPGAP, told by its content), .tbl (Dynamo), .mod (IMOD), or a copick project's "
+            "copick_config.json or folder.",
         )
         form.addParam(
             "inputTomograms",
@@ -62,8 +73,8 @@ class DeepFinderProtImportParticles(EMProtocol):
             params.FloatParam,
             default=0.0,
             label="Coordinates sampling rate (Å/px)",
-            help="Pixel size of the positions, for files that do not state it (CSV, XML, STAR "
-            "without a pixel size); 0: the tomograms'.",
+            help="Pixel size of the positions, for files that do not state it: CSV and XML (0: the "
+            "tomograms'), STAR without a pixel size, Dynamo, STOPGAP, IMOD models in pixels (needed).",
         )
         form.addParam(
             "tomogramsStar",
@@ -79,6 +90,38 @@ class DeepFinderProtImportParticles(EMProtocol):
             validators=[params.GT(0)],
             label="Box size (px)",
             help="At the tomograms' sampling rate.",
+        )
+        form.addParam(
+            "tableMap",
+            params.PathParam,
+            default="",
+            expertLevel=params.LEVEL_ADVANCED,
+            label="Dynamo/STOPGAP table map (optional)",
+            help=tables.OPTIONS["table_map"].help,
+        )
+        form.addParam(
+            "subvolumeOffset",
+            params.BooleanParam,
+            default=False,
+            expertLevel=params.LEVEL_ADVANCED,
+            label="IMOD: add the sub-volume offset?",
+            help=tables.OPTIONS["subvolume_offset"].help,
+        )
+        form.addParam(
+            "copickUserId",
+            params.StringParam,
+            default="",
+            expertLevel=params.LEVEL_ADVANCED,
+            label="copick user (optional)",
+            help=tables.OPTIONS["user_id"].help,
+        )
+        form.addParam(
+            "copickSessionId",
+            params.StringParam,
+            default="",
+            expertLevel=params.LEVEL_ADVANCED,
+            label="copick session (optional)",
+            help=tables.OPTIONS["session_id"].help,
         )
 
     def _insertAllSteps(self):
@@ -119,13 +162,17 @@ class DeepFinderProtImportParticles(EMProtocol):
         if self.tomogramsStar.get("").strip():
             geometries = tables.star.read_tomograms(self.tomogramsStar.get().strip())
         sampling = self.inputTomograms.get().getSamplingRate()
+        accepted = tables.table_format(path, reading=True).read_options
         table = tables.read_table(
             path,
             tomograms=geometries,
             coordinates_voxel_size=self.samplingRate.get() or None,
             voxel_size=sampling,
+            **{name: value for name, value in self._options().items() if name in accepted},
         ).particles
-        own = by_file_name.get(Path(path).stem, Path(path).stem)
+        # A list of one tomogram may name it otherwise (an IMOD model, Dynamo's number without a
+        # table map): its file name then tells; the rows of several unknown tomograms stay unknown.
+        own = by_file_name.get(Path(path).stem, Path(path).stem) if len(set(table.tomo)) == 1 else ""
 
         def ts_id(name: str) -> str:
             if name in tomograms:
@@ -139,16 +186,31 @@ class DeepFinderProtImportParticles(EMProtocol):
         table.tomo = np.array([ts_id(name) for name in table.tomo])
         return table
 
+    def _options(self) -> dict:
+        """The format options given in the form, by the registry's names."""
+        options = {}
+        for name, field in OPTION_FIELDS.items():
+            value = getattr(self, field).get()
+            options[name] = (value.strip() or None) if isinstance(value, str) else (value or None)
+        return options
+
     def _validate(self):
         files = self._files()
         if not files:
             return [f"No file matches '{self.filesPath.get('')}'."]
+        formats = set()
         for path in files:
             try:
-                tables.table_format(path)
+                formats.add(tables.table_format(path, reading=True))
             except InputError as error:
                 return [str(error)]
-        return []
+        accepted = {name for table_format in formats for name in table_format.read_options}
+        return [
+            f"'{self.getParam(OPTION_FIELDS[name]).label.get()}' does not apply to "
+            f"{', '.join(sorted(f.name for f in formats))} files: clear it."
+            for name, value in self._options().items()
+            if value and name not in accepted
+        ]
 
     def _summary(self):
         if not self.hasAttribute(ALL_CLASSES):
@@ -157,7 +219,9 @@ class DeepFinderProtImportParticles(EMProtocol):
 
 
 class DeepFinderProtExportParticles(EMProtocol):
-    """Export coordinates as a particle list: CSV, DeepFinder XML, RELION 5 or RELION 4 STAR.
+    """Export coordinates as a particle list: CSV, DeepFinder XML, RELION 5 or RELION 4 STAR,
+    Dynamo (with its .doc table map), STOPGAP, or IMOD (one model per tomogram,
+    particles_<tsId>.mod).
 
     Positions are written in pixels of the tomograms (sub-pixel), the class as
     the groupId (or one class per set), with the orientations and scores.
@@ -187,7 +251,7 @@ class DeepFinderProtExportParticles(EMProtocol):
             "fileFormat",
             params.EnumParam,
             default=0,
-            choices=FORMATS,
+            choices=EXPORT_FORMATS,
             display=params.EnumParam.DISPLAY_HLIST,
             label="Format",
         )
@@ -215,16 +279,23 @@ class DeepFinderProtExportParticles(EMProtocol):
             self._write(Path(folder), particles, first)
 
     def _write(self, folder: Path, particles: ParticleTable, coordinates):
-        table_format = tables.FORMATS[FORMATS[self.fileFormat.get()]]
-        path = folder / f"particles{table_format.extensions[0]}"
-        tables.write_table(
-            path,
-            particles,
-            table_format.name,
-            voxel_size=coordinates.getSamplingRate(),
-            tomograms=tomogram_geometries(tomograms_by_tsid(coordinates.getPrecedents())),
-        )
-        self.info(f"Wrote {len(particles)} particles to {path}")
+        table_format = tables.FORMATS[EXPORT_FORMATS[self.fileFormat.get()]]
+        extension = table_format.extensions[0]
+        if table_format.one_tomogram:
+            files = {
+                f"particles_{tsId}{extension}": particles.of_tomogram(tsId) for tsId in set(particles.tomo)
+            }
+        else:
+            files = {f"particles{extension}": particles}
+        for name, table in sorted(files.items()):
+            tables.write_table(
+                folder / name,
+                table,
+                table_format.name,
+                voxel_size=coordinates.getSamplingRate(),
+                tomograms=tomogram_geometries(tomograms_by_tsid(coordinates.getPrecedents())),
+            )
+            self.info(f"Wrote {len(table)} particles to {folder / name}")
 
     def _validate(self):
         sets = [pointer.get() for pointer in self.inputCoordinates]

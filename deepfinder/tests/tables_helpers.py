@@ -1,22 +1,11 @@
 """What the particle-table tests share: a table with several tomograms, classes and orientations,
-the comparison of a table read back, and where the real tools' files are."""
-
-import os
-from pathlib import Path
+and the comparison of a table read back."""
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
 from deepfinder.core.particles import ParticleTable
-
-# Files written by RELION, Warp, WarpTools, Dynamo, STOPGAP and IMOD, beside the repository.
-REAL_FORMATS = Path(
-    os.environ.get("DEEPFINDER_REALFORMATS", Path(__file__).parents[3] / "shared" / "data" / "realformats")
-)
-needs_real_formats = pytest.mark.skipif(
-    not REAL_FORMATS.is_dir(), reason=f"{REAL_FORMATS} absent (tables written by real tools)"
-)
 
 
 @pytest.fixture

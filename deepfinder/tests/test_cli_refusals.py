@@ -271,8 +271,9 @@ REFUSALS = [
         "unknown table type",
         lambda f: targets("tomo.mrc", _write(f, "p.txt", GOOD_ROWS)),
         2,
-        TARGETS + "p.txt: unknown particle table extension '.txt': use .csv, .star, .xml or name the format "
-        "(csv, xml, relion5, relion4)",
+        TARGETS + "p.txt: unknown particle table extension '.txt': use .csv, .json, .mod, .star, .tbl, .xml "
+        "or a copick project's folder, or name the format "
+        "(csv, xml, relion5, relion4, dynamo, stopgap, imod, copick)",
     ),
     (
         "table of other tomograms",

@@ -35,7 +35,9 @@ def row(**values) -> str:
 
 @needs_real_formats
 def test_dynamo_table_with_complex_values_reads_with_its_table_map():
-    read = dynamo.read(REAL_FORMATS / "dynamo_t_complex.tbl", REAL_FORMATS / "dynamo_tmap_complex.doc")
+    read = dynamo.read(
+        REAL_FORMATS / "dynamo_t_complex.tbl", table_map=REAL_FORMATS / "dynamo_tmap_complex.doc"
+    )
     table = read.particles
     assert len(table) == 8742
     assert len(set(table.tomo)) == 48
@@ -126,4 +128,4 @@ def test_tomogram_missing_from_the_table_map_is_refused(tmp_path):
     (tmp_path / "picks.tbl").write_text(row(c20="3") + "\n")
     (tmp_path / "map.doc").write_text("1\ttomo_a\n")
     with pytest.raises(InputError, match="picks.tbl:1:20: tomogram 3 is not in the table map"):
-        dynamo.read(tmp_path / "picks.tbl", tmp_path / "map.doc")
+        dynamo.read(tmp_path / "picks.tbl", table_map=tmp_path / "map.doc")

@@ -10,7 +10,8 @@ from deepfinder.core import tables
 from deepfinder.core.errors import InputError
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.tables import star
-from deepfinder.tests.tables_helpers import REAL_FORMATS, assert_same, needs_real_formats, particles  # noqa: F401
+from deepfinder.tests.realformats import REAL_FORMATS, needs_real_formats
+from deepfinder.tests.tables_helpers import assert_same, particles  # noqa: F401
 
 SIZES = {"tomo a": (64, 64, 32), "tömo_ß": (80, 80, 40), "_t'b": (70, 60, 30)}
 HEADER = "data_particles\nloop_\n_rlnTomoName\n_rlnCoordinateX\n_rlnCoordinateY\n_rlnCoordinateZ\n"
@@ -112,46 +113,6 @@ def test_the_two_relion5_files_of_the_same_picks_agree():
     ).particles
     assert len(centred) == len(binned) == 1960
     np.testing.assert_allclose(centred.xyz, binned.xyz, atol=0.01)
-
-
-# file, rows, options of convert_table
-REAL_STAR_FILES = [
-    ("relion5_tutorial_run_data_first200.star", 200, {"tomograms": "relion5_tutorial_run_tomograms.star"}),
-    (
-        "relion5_picktomo_job019_particles.star",
-        9442,
-        {"tomograms": "relion5_tutorial_denoise_tomograms.star"},
-    ),
-    (
-        "relion5_picktomo_job019_TS_01_annotation.star",
-        1960,
-        {"tomograms": "relion5_tutorial_denoise_tomograms.star", "coordinates_voxel_size": BINNED_PIXEL},
-    ),
-    ("relion4_pseudosubtomo_data.star", 1746, {"tomograms": "4000,4000,2000", "voxel_size": 1.971}),
-    ("warp1_relion30_subtomo.star", 3, {"tomograms": "1000,1000,500", "voxel_size": 5.364}),
-    ("warptools2_particles_matching.star", 1218, {"tomograms": "warptools2_matching_tomograms.star"}),
-]
-
-
-@needs_real_formats
-@pytest.mark.parametrize("name, rows, options", REAL_STAR_FILES, ids=[f[0] for f in REAL_STAR_FILES])
-def test_every_real_star_file_converts_to_csv_and_relion5(tmp_path, name, rows, options):
-    options = dict(options)
-    given = options.pop("tomograms")
-    path = REAL_FORMATS / given
-    tomograms = tables.tomograms_from(str(path) if path.is_file() else given, options.get("voxel_size"))
-    outputs = {}
-    for output in ("p.csv", "p.star"):
-        written, count = tables.convert_table(
-            REAL_FORMATS / name, tmp_path / output, tomograms=tomograms, **options
-        )
-        assert count == rows
-        outputs[output] = written
-    csv_read = tables.read_table(outputs["p.csv"]).particles
-    star_read = tables.read_table(outputs["p.star"], tomograms=tomograms)
-    assert len(csv_read) == len(star_read.particles) == rows
-    assert set(csv_read.tomo) == set(star_read.particles.tomo)
-    assert not any(name.endswith(".tomostar") for name in csv_read.tomo)
 
 
 @needs_real_formats

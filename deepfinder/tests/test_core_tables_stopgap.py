@@ -64,11 +64,11 @@ def test_numbered_tomograms_are_written_with_their_numbers(tmp_path):
 @pytest.mark.parametrize(
     ("row", "where"),
     [
-        (ROW + "\t1", ":21: 17 values for 16"),
-        (ROW.rsplit("\t", 1)[0], ":21: 15 values for 16"),
-        (ROW.replace("\t754\t", "\tabc\t"), ":21:7: 'abc' is not a number"),
-        (ROW.replace("\t754\t", "\tnan\t"), ":21:7: nan is not a finite number"),
-        (ROW.replace("\t24\t", "\t2.5\t"), ":21:2: 2.5 is not a whole number"),
+        (ROW + "\t1", ":21:54: 17 values for the 16 labels"),
+        (ROW.rsplit("\t", 1)[0], ":21:51: 15 values for the 16 labels"),
+        (ROW.replace("\t754\t", "\tabc\t"), ":21:16: _orig_y: 'abc' is not a number"),
+        (ROW.replace("\t754\t", "\tnan\t"), ":21:16: _orig_y: 'nan' is not a finite number"),
+        (ROW.replace("\t24\t", "\t2.5\t"), ":21:3: tomogram numbers are whole numbers, got 2.5"),
     ],
 )
 def test_bad_rows_are_refused_with_their_place(tmp_path, row, where):

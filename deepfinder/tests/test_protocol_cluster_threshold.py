@@ -113,17 +113,19 @@ class TestClusterThreshold(BaseTest):
         )
         self.assertGreater(os.path.getsize(cluster._getExtraPath(f"{self.tsId}_scores.png")), 10_000)
         self.assertTrue(all(c.getScore() > int(SIZE_THRESHOLD) for c in cluster.coordinates))
-        # The same picks for RELION 5: centred on the tomogram, in Angstrom.
+        # The same picks for RELION 5 (centred on the tomogram, in Angstrom) and Dynamo.
         sampling = self.tomograms.getSamplingRate()
-        relion5 = tables.read_table(
-            cluster._getExtraPath("particles.star"),
-            tomograms=tomogram_geometries(tomograms_by_tsid(self.tomograms)),
-            voxel_size=sampling,
-        ).particles
         picks = coordinates_to_table(cluster.coordinates, sampling)
-        np.testing.assert_allclose(
-            relion5.xyz[np.lexsort(relion5.xyz.T)], picks.xyz[np.lexsort(picks.xyz.T)], atol=0.01
-        )
+        for name in ("particles.star", "particles.tbl"):
+            written = tables.read_table(
+                cluster._getExtraPath(name),
+                tomograms=tomogram_geometries(tomograms_by_tsid(self.tomograms)),
+                voxel_size=sampling,
+            ).particles
+            self.assertEqual(set(written.tomo), {self.tsId}, name)
+            np.testing.assert_allclose(
+                written.xyz[np.lexsort(written.xyz.T)], picks.xyz[np.lexsort(picks.xyz.T)], atol=0.01
+            )
         views = DeepFinderPicksViewer(project=self.proj, protocol=cluster)._visualize(cluster)
         self.assertIn(f"score threshold {self.tsId}", views[0].pages)
 

@@ -2,8 +2,8 @@
 
 Every format module exposes::
 
-    read(path, tomograms=None) -> TableRead
-    write(path, table, voxel_size=None, tomograms=None) -> Path
+    read(path, tomograms=None, **options) -> TableRead
+    write(path, table, voxel_size=None, tomograms=None, **options) -> Path
 
 ``tomograms`` maps a tomogram name to its :class:`TomogramGeometry` (size and Angstrom per voxel),
 for formats whose positions are centred; ``read`` returns positions from the tomogram corner in
@@ -11,26 +11,33 @@ voxels of the grid the file states (:class:`TableRead`, ``voxel_size`` None wher
 none); ``write`` takes positions in voxels of ``voxel_size`` (Angstrom). Readers refuse a malformed
 row with ``file:line:column`` and never rescale: :func:`read_table` does that once.
 
-A format is registered in :data:`FORMATS` only, with its name, file extensions and what its
-writer needs; :func:`read_table`, :func:`write_table` and :func:`convert_table` (``deepfinder
-convert``) find it there by name or by extension.
+A format is registered in :data:`FORMATS` only, with its name, file extensions, what its writer
+needs and the format-specific keyword ``options`` (:data:`OPTIONS`) its reader and writer take;
+:func:`read_table`, :func:`write_table` and :func:`convert_table` (``deepfinder convert``) find
+it there by name, by extension, or for ``.star`` files by content (STOPGAP or RELION), and pass
+the options through.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .. import io
 from ..errors import InputError
 from ..particles import ParticleTable
-from . import csv, star, xml
+from . import copick, csv, dynamo, imod, star, stopgap, xml
 from .geometry import SameForAll, TableRead, TomogramGeometry
 
 __all__ = [
     "FORMATS",
+    "OPTIONS",
+    "FormatOption",
     "SameForAll",
     "TableFormat",
     "TableRead",
@@ -44,6 +51,45 @@ __all__ = [
 
 PathLike = str | os.PathLike
 Tomograms = Mapping[str, TomogramGeometry]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FormatOption:
+    """A keyword option that some formats' readers or writers take.
+
+    Attributes
+    ----------
+    help : str
+        What it does, for users (``deepfinder convert --help``, forms).
+    switch : bool
+        True for an on/off option, False for one that takes a text.
+    """
+
+    help: str
+    switch: bool = False
+
+
+#: The format-specific options, by keyword; :class:`TableFormat` says which format takes which.
+OPTIONS: dict[str, FormatOption] = {
+    "table_map": FormatOption(
+        "Dynamo or STOPGAP input: the table map (.doc) naming the tomograms by index "
+        "(default: the .doc of the table's name beside it; without one, names are the indices)"
+    ),
+    "subvolume_offset": FormatOption(
+        "IMOD input: move the points by the origin of the sub-volume the model was drawn on (its "
+        "MINX chunk), into the voxels of the full tomogram",
+        switch=True,
+    ),
+    "user_id": FormatOption(
+        "copick: the user whose picks are read (default: every user) or written (default: deepfinder)"
+    ),
+    "session_id": FormatOption(
+        "copick: the session whose picks are read (default: every session) or written (default: 0, "
+        "copick's mark of a tool's picks)"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +105,15 @@ class TableFormat:
         is the one an extension alone chooses.
     read, write : callable
         The format module's reader and writer (see the package's description).
+    recognises : callable, optional
+        Whether an existing file is of this format, for formats that share an extension with
+        another (STOPGAP's ``.star``): consulted when reading, before the extension alone.
+    folder : bool
+        A folder stands for the format's file (a copick project for its config).
+    one_tomogram : bool
+        A file holds the particles of one tomogram (an IMOD model).
+    read_options, write_options : tuple of str
+        Keywords of :data:`OPTIONS` that the reader and the writer take.
     in_tomogram_voxels : bool
         Positions are in voxels of the tomogram each row names (the project's own tables): a
         file without a voxel size is then in the tomograms' voxels, not of unknown units.
@@ -72,6 +127,11 @@ class TableFormat:
     extensions: tuple[str, ...]
     read: Callable[..., TableRead]
     write: Callable[..., Path]
+    recognises: Callable[[PathLike], bool] | None = None
+    folder: bool = False
+    one_tomogram: bool = False
+    read_options: tuple[str, ...] = ()
+    write_options: tuple[str, ...] = ()
     in_tomogram_voxels: bool = False
     writer_needs_voxel_size: bool = False
     writer_needs_tomograms: bool = False
@@ -92,24 +152,60 @@ FORMATS: dict[str, TableFormat] = {
             writer_needs_tomograms=True,
         ),
         TableFormat("relion4", (".star",), star.read, star.write_relion4),
+        TableFormat("dynamo", (".tbl",), dynamo.read, dynamo.write, read_options=("table_map",)),
+        TableFormat(
+            "stopgap",
+            (".star",),
+            stopgap.read,
+            stopgap.write,
+            recognises=stopgap.is_motive_list,
+            read_options=("table_map",),
+        ),
+        TableFormat(
+            "imod", (".mod",), imod.read, imod.write, one_tomogram=True, read_options=("subvolume_offset",)
+        ),
+        TableFormat(
+            "copick",
+            (".json",),
+            copick.read,
+            copick.write,
+            folder=True,
+            read_options=("user_id", "session_id"),
+            write_options=("user_id", "session_id"),
+            writer_needs_voxel_size=True,
+        ),
     )
 }
 
 
-def table_format(path: PathLike, name: str | None = None) -> TableFormat:
-    """The format called ``name``, else the one ``path``'s extension names; :class:`InputError` if none."""
+def table_format(path: PathLike, name: str | None = None, reading: bool = False) -> TableFormat:
+    """The format called ``name``, else the one ``path`` is; :class:`InputError` if none.
+
+    Without a name: a folder is a project's (copick); for ``reading`` an existing file, a format
+    that recognises its content (STOPGAP's ``.star``) comes before the others of its extension;
+    else the first format registered for the extension.
+    """
     if name is not None:
         if name not in FORMATS:
             raise InputError(f"unknown table format {name!r}: use one of {', '.join(FORMATS)}")
         return FORMATS[name]
+    if Path(path).is_dir():
+        for table_format_ in FORMATS.values():
+            if table_format_.folder:
+                return table_format_
     suffix = Path(path).suffix.lower()
-    for table_format_ in FORMATS.values():
-        if suffix in table_format_.extensions:
+    candidates = [f for f in FORMATS.values() if suffix in f.extensions]
+    if reading and Path(path).is_file():
+        for table_format_ in candidates:
+            if table_format_.recognises is not None and table_format_.recognises(path):
+                return table_format_
+    for table_format_ in candidates:
+        if table_format_.recognises is None:
             return table_format_
     extensions = sorted({e for f in FORMATS.values() for e in f.extensions})
     raise InputError(
         f"{path}: unknown particle table extension {suffix or '(none)'!r}: use {', '.join(extensions)} "
-        f"or name the format ({', '.join(FORMATS)})"
+        f"or a copick project's folder, or name the format ({', '.join(FORMATS)})"
     )
 
 
@@ -121,8 +217,9 @@ def read_table(
     coordinates_voxel_size: float | None = None,
     voxel_size: float | None = None,
     volume_shape_xyz: tuple[int, int, int] | None = None,
+    **options,
 ) -> TableRead:
-    """Read the particle table ``path`` (format ``fmt``, else by extension).
+    """Read the particle table ``path`` (format ``fmt``, else by extension and content).
 
     Parameters
     ----------
@@ -135,6 +232,9 @@ def read_table(
         Angstrom per voxel to return the positions in (a tomogram's); None: the file's grid.
     volume_shape_xyz
         The tomogram's size at ``voxel_size``, to warn when many positions fall outside it.
+    **options
+        Options of :data:`OPTIONS` that the format's reader takes (None: its default); one it
+        does not take is refused.
 
     Returns
     -------
@@ -142,8 +242,9 @@ def read_table(
         Positions from the tomogram corner in voxels of its ``voxel_size``: ``voxel_size`` when
         given, else the file's grid (None for the project's tables, in the tomograms' voxels).
     """
-    table_format_ = table_format(path, fmt)
-    read = table_format_.read(path, tomograms=tomograms)
+    table_format_ = table_format(path, fmt, reading=True)
+    given = _given(options, table_format_.read_options, f"reading {path} ({table_format_.name})")
+    read = table_format_.read(path, tomograms=tomograms, **given)
     grid = read.voxel_size
     if grid is not None and coordinates_voxel_size:
         raise InputError(
@@ -172,12 +273,15 @@ def write_table(
     *,
     voxel_size: float | None = None,
     tomograms: Tomograms | None = None,
+    **options,
 ) -> Path:
     """Write ``table`` (positions in voxels of ``voxel_size`` Angstrom) as ``fmt``, else by extension.
 
-    ``tomograms`` gives each named tomogram's geometry, for formats with centred positions.
+    ``tomograms`` gives each named tomogram's geometry, for formats with centred positions;
+    ``options`` are those of :data:`OPTIONS` the format's writer takes (None: its default).
     """
     table_format_ = table_format(path, fmt)
+    given = _given(options, table_format_.write_options, f"writing {path} ({table_format_.name})")
     if table_format_.writer_needs_voxel_size and not voxel_size:
         raise InputError(
             f"{path}: {table_format_.name} stores positions in Angstrom: give the voxel size of the positions"
@@ -187,7 +291,24 @@ def write_table(
             f"{path}: {table_format_.name} positions are centred: give the tomograms' sizes "
             "(a RELION 5 tomograms.star, or sizes)"
         )
-    return table_format_.write(path, table, voxel_size=voxel_size, tomograms=tomograms)
+    return table_format_.write(path, table, voxel_size=voxel_size, tomograms=tomograms, **given)
+
+
+def _given(options: Mapping, accepted: tuple[str, ...], doing: str) -> dict:
+    """The ``options`` given (not None, not off); :class:`InputError` for one not ``accepted``."""
+    given = {name: value for name, value in options.items() if value is not None and value is not False}
+    refused = [name for name in given if name not in accepted]
+    if refused:
+        raise InputError(f"option(s) {', '.join(refused)} are not for {doing}: {_who_takes(refused)}")
+    return given
+
+
+def _who_takes(names: list[str]) -> str:
+    """Which formats take each of the options ``names``, for messages."""
+    takers = {
+        name: [f.name for f in FORMATS.values() if name in f.read_options + f.write_options] for name in names
+    }
+    return "; ".join(f"{name} is for {', '.join(formats) or 'no format'}" for name, formats in takers.items())
 
 
 def tomograms_from(text: str, voxel_size: float | None = None) -> Tomograms:
@@ -218,19 +339,53 @@ def convert_table(
     tomograms: Tomograms | None = None,
     coordinates_voxel_size: float | None = None,
     voxel_size: float | None = None,
+    **options,
 ) -> tuple[Path, int]:
     """Convert the table ``source`` to ``target``; returns the file written and its row count.
 
     Positions are written in voxels of ``voxel_size`` (Angstrom), else of the source's pixel size,
-    else of the tomograms' common voxel size (the project's tables state none).
+    else of the tomograms' common voxel size (the project's tables state none). ``options`` (of
+    :data:`OPTIONS`) go to the reader, the writer or both, as each takes them; one that neither
+    takes is refused. Every row is written: rows of class 0, DeepFinder's background (Dynamo
+    writes 0 for "no class"), are kept with a warning, and a format that cannot hold class 0
+    (IMOD objects, copick labels) refuses them.
     """
     io.refuse_overwriting_inputs([target], [source])
-    read = read_table(source, from_format, tomograms=tomograms, coordinates_voxel_size=coordinates_voxel_size)
+    source_format = table_format(source, from_format, reading=True)
+    target_format = table_format(target, to_format)
+    _given(
+        options,
+        source_format.read_options + target_format.write_options,
+        f"converting {source_format.name} to {target_format.name}",
+    )
+    read = read_table(
+        source,
+        source_format.name,
+        tomograms=tomograms,
+        coordinates_voxel_size=coordinates_voxel_size,
+        **{name: value for name, value in options.items() if name in source_format.read_options},
+    )
     output_voxel_size = voxel_size or read.voxel_size or _common_voxel_size(tomograms)
     particles = read.particles
     if read.voxel_size and output_voxel_size != read.voxel_size:
         particles = io.rescale_positions(particles, read.voxel_size, output_voxel_size, None, source)
-    written = write_table(target, particles, to_format, voxel_size=output_voxel_size, tomograms=tomograms)
+    background = int(np.sum(particles.class_id == 0))
+    if background:
+        log.warning(
+            "%s: %d of %d particles are of class 0, DeepFinder's background: written as class 0; "
+            "give them a class of 1 or more before training on them",
+            source,
+            background,
+            len(particles),
+        )
+    written = write_table(
+        target,
+        particles,
+        target_format.name,
+        voxel_size=output_voxel_size,
+        tomograms=tomograms,
+        **{name: value for name, value in options.items() if name in target_format.write_options},
+    )
     return written, len(particles)
 
 

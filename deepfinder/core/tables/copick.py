@@ -38,6 +38,7 @@ from .geometry import TableRead, TomogramGeometry
 
 PathLike = str | os.PathLike
 
+CONFIG = "copick_config.json"
 LOCAL = "local://"
 # Characters copick refuses in user and session ids: they are parts of file names split at "_".
 FORBIDDEN_IN_IDS = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f\s_]')
@@ -65,13 +66,26 @@ class CopickTomogram:
     geometry: TomogramGeometry
 
 
-def read(path: PathLike, user_id: str | None = None, session_id: str | None = None) -> TableRead:
+def config_path(path: PathLike) -> Path:
+    """The config of the copick project ``path``: the file itself, or the :data:`CONFIG` of a folder."""
+    path = Path(path)
+    return path / CONFIG if path.is_dir() else path
+
+
+def read(
+    path: PathLike,
+    tomograms: Mapping[str, TomogramGeometry] | None = None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+) -> TableRead:
     """The picks of the particle objects of a copick project.
 
     Parameters
     ----------
     path : path
-        The project's config (``copick_config.json``).
+        The project's config (``copick_config.json``) or its folder.
+    tomograms : mapping, optional
+        Unused: copick positions need no tomogram geometry.
     user_id, session_id : str, optional
         Only the picks of this user, of this session; by default all.
 
@@ -88,6 +102,7 @@ def read(path: PathLike, user_id: str | None = None, session_id: str | None = No
         position that is not a finite number or a transformation that is not 4 x 4; the message
         names the file and the point.
     """
+    path = config_path(path)
     config = _config(path)
     labels = _particle_labels(path, config)
     tables = []
@@ -118,7 +133,7 @@ def write(
     Parameters
     ----------
     path : path
-        The project's config; picks go to its overlay root, the runs named by the tomograms.
+        The project's config or its folder; picks go to its overlay root, the runs named by the tomograms.
     particles : ParticleTable
         Positions in voxels of ``voxel_size``; the class is the ``label`` of a particle object of
         the project. Picks of the same user, session, object and run are replaced.
@@ -140,7 +155,7 @@ def write(
         Without a voxel size, for a user or session id that copick refuses, or for a class that
         is no particle object's label.
     """
-    path = Path(path)
+    path = config_path(path)
     for key, value in (("user_id", user_id), ("session_id", session_id)):
         if not value or FORBIDDEN_IN_IDS.search(value):
             raise InputError(
@@ -188,6 +203,7 @@ def tomograms(path: PathLike) -> list[CopickTomogram]:
     InputError
         For a tomogram whose metadata do not give its size.
     """
+    path = config_path(path)
     config = _config(path)
     found = []
     for root in _roots(path, config):

@@ -17,7 +17,8 @@ import numpy as np
 from ..errors import InputError
 from ..io import atomic_output
 from ..particles import ParticleTable, rotations_from_euler_zxz
-from .geometry import TableRead, TomogramGeometry, number, whole_numbers
+from .geometry import TableRead, TomogramGeometry
+from .values import number, whole_numbers
 
 COLUMNS = ("tomo", "class_id", "x", "y", "z", "phi", "theta", "psi", "score")
 REQUIRED = ("class_id", "x", "y", "z")

@@ -40,7 +40,7 @@ from ..errors import InputError
 from ..io import atomic_output
 from ..particles import ParticleTable, euler_angles
 from .geometry import TableRead, TomogramGeometry
-from .values import check_finite, check_whole, number
+from .values import number, whole_numbers
 
 PathLike = str | os.PathLike
 
@@ -171,13 +171,19 @@ def tomogram_names(
     return np.array([names[index] for index in indices])
 
 
-def read(path: PathLike, table_map: PathLike | None = None) -> TableRead:
+def read(
+    path: PathLike,
+    tomograms: Mapping[str, TomogramGeometry] | None = None,
+    table_map: PathLike | None = None,
+) -> TableRead:
     """Particles of a Dynamo table.
 
     Parameters
     ----------
     path : path
         The ``.tbl`` file.
+    tomograms : mapping, optional
+        Unused: Dynamo positions need no tomogram geometry.
     table_map : path, optional
         Its table map (``.doc``). By default the ``.doc`` of the same name beside the table, if
         there is one; without a map, tomogram names are the indices of column 20 as text.
@@ -192,8 +198,8 @@ def read(path: PathLike, table_map: PathLike | None = None) -> TableRead:
     ------
     InputError
         For a row with fewer than 26 values or another count than the first row's, a value that is
-        not a number, ``nan`` or infinite in a column read, or a tomogram index missing from the
-        map; the message names the file, line and column.
+        not a number, ``nan`` or infinite, a fractional tomogram index or class, or a tomogram
+        index missing from the map; the message names the file, line and column.
     """
     lines: list[int] = []
     rows: list[list[float]] = []
@@ -213,21 +219,18 @@ def read(path: PathLike, table_map: PathLike | None = None) -> TableRead:
     if not rows:
         return TableRead(ParticleTable.empty(), None)
     values = np.array(rows)
-    read_columns = [*SHIFT_COLUMNS, *ANGLE_COLUMNS, SCORE_COLUMN, *POSITION_COLUMNS]
-    if values.shape[1] >= VOXEL_SIZE_COLUMN:
-        read_columns.append(VOXEL_SIZE_COLUMN)
 
-    def columns(numbers: list[int] | tuple[int, ...]) -> np.ndarray:
+    def columns(numbers: tuple[int, ...]) -> np.ndarray:
         return values[:, np.subtract(numbers, 1)]
 
-    check_finite(columns(read_columns), lines, read_columns, path)
-    whole_columns = [TOMOGRAM_COLUMN, CLASS_COLUMN]
-    check_whole(columns(whole_columns), lines, whole_columns, path)
+    def whole(column: int, what: str) -> np.ndarray:
+        return whole_numbers(values[:, column - 1], [f"{path}:{line}:{column}" for line in lines], what)
+
     particles = ParticleTable(
         tomo=tomogram_names(
-            path, values[:, TOMOGRAM_COLUMN - 1].astype(int), lines, TOMOGRAM_COLUMN, table_map
+            path, whole(TOMOGRAM_COLUMN, "tomogram indices"), lines, TOMOGRAM_COLUMN, table_map
         ),
-        class_id=values[:, CLASS_COLUMN - 1].astype(int),
+        class_id=whole(CLASS_COLUMN, "classes"),
         xyz=columns(POSITION_COLUMNS) + columns(SHIFT_COLUMNS),
         rotation=rotations_from_dynamo(columns(ANGLE_COLUMNS)),
         score=values[:, SCORE_COLUMN - 1],

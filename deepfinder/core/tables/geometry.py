@@ -9,13 +9,9 @@ done once, by the caller, with :func:`deepfinder.core.io.rescale_positions`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-import numpy as np
-
-from ..errors import InputError
 from ..particles import ParticleTable
 
 
@@ -50,29 +46,6 @@ class TableRead:
 
     particles: ParticleTable
     voxel_size: float | None
-
-
-def number(text: str, where: str) -> float:
-    """``text`` as a finite number; :class:`InputError` naming ``where`` (file:line:column) otherwise.
-
-    ``nan`` and ``inf`` are refused: a position or angle a tool could not compute is not a
-    particle, and taking it as one would drop or miscount it silently further on.
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError(f"{where}: {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise InputError(f"{where}: {text!r} is not a finite number: fix or remove the row")
-    return value
-
-
-def whole_numbers(values: np.ndarray, wheres: list[str], what: str) -> np.ndarray:
-    """``values`` as ints; :class:`InputError` at the first one that is not whole (``wheres[i]`` names it)."""
-    fractional = np.flatnonzero(values != np.round(values))
-    if len(fractional):
-        raise InputError(f"{wheres[fractional[0]]}: {what} are whole numbers, got {values[fractional[0]]:g}")
-    return values.astype(int)
 
 
 class SameForAll(Mapping):

@@ -50,13 +50,20 @@ ANGSTROM_PER_UNIT = {-12: 0.01, -10: 1.0, -9: 10.0, -6: 1e4, -3: 1e7, -2: 1e8, 1
 ANGSTROM_UNIT = -10
 
 
-def read(path: PathLike, subvolume_offset: bool = False, tomogram: str | None = None) -> TableRead:
+def read(
+    path: PathLike,
+    tomograms: Mapping[str, TomogramGeometry] | None = None,
+    subvolume_offset: bool = False,
+    tomogram: str | None = None,
+) -> TableRead:
     """Particles of an IMOD model.
 
     Parameters
     ----------
     path : path
         The ``.mod`` file.
+    tomograms : mapping, optional
+        Unused: IMOD positions need no tomogram geometry.
     subvolume_offset : bool
         Move positions by the origin of the image the model was drawn on (``MINX``), for a model
         drawn on a sub-volume whose origin says where it lies in the full tomogram.

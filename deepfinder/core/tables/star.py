@@ -42,7 +42,8 @@ from scipy.spatial.transform import Rotation
 from ..errors import InputError
 from ..io import atomic_output
 from ..particles import ParticleTable, euler_angles
-from .geometry import TableRead, TomogramGeometry, number, whole_numbers
+from .geometry import TableRead, TomogramGeometry
+from .values import number, whole_numbers
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,11 @@ class Block:
 
     def has(self, label: str) -> bool:
         return label in self.labels
+
+    def wheres(self, label: str) -> list[str]:
+        """``file:line:column`` of each row's value of ``label``, for messages."""
+        index = self.labels.index(label)
+        return [f"{self.path}:{row.line}:{row.values[index][0]}" for row in self.rows]
 
     def texts(self, label: str) -> list[str]:
         index = self.labels.index(label)
@@ -237,9 +243,7 @@ def read(
 def _table(block: Block, tomo: list[str], xyz, rotation, voxel_size: float | None) -> TableRead:
     class_id = block.numbers("rlnClassNumber", 1.0)
     if block.has("rlnClassNumber"):
-        index = block.labels.index("rlnClassNumber")
-        wheres = [f"{block.path}:{row.line}:{row.values[index][0]}" for row in block.rows]
-        class_id = whole_numbers(class_id, wheres, "class numbers")
+        class_id = whole_numbers(class_id, block.wheres("rlnClassNumber"), "class numbers")
     particles = ParticleTable(
         tomo=np.array(tomo, dtype=str),
         class_id=np.asarray(class_id, dtype=int),
@@ -402,7 +406,6 @@ def write_relion4(
 
 
 def _write(path, table: ParticleTable, labels: list[str], coordinates: np.ndarray, blocks: dict) -> Path:
-    path = Path(path)
     angles = _relion_angles(table.rotation)
     labels = labels + [
         "rlnAngleRot",
@@ -418,7 +421,7 @@ def _write(path, table: ParticleTable, labels: list[str], coordinates: np.ndarra
     for i in range(len(table)):
         rows.append(
             [
-                _quoted(str(table.tomo[i])),
+                quoted(str(table.tomo[i])),
                 *(f"{v:.4f}" for v in coordinates[i]),
                 *(f"{v:.4f}" for v in angles[i]),
                 str(int(table.class_id[i])),
@@ -428,19 +431,32 @@ def _write(path, table: ParticleTable, labels: list[str], coordinates: np.ndarra
     if "optics" in blocks:
         labels.append("rlnOpticsGroup")
         rows = [row + ["1"] for row in rows]
-    blocks = {**blocks, "particles": (labels, rows)}
+    return write_blocks(path, {**blocks, "particles": (labels, rows)}, RELION_VERSION)
+
+
+def write_blocks(
+    path: str | os.PathLike,
+    blocks: Mapping[str, tuple[list[str], list[list[str]]]],
+    version: str | None = None,
+) -> Path:
+    """Write STAR loops, atomically: ``blocks`` maps a block name to its labels and rows of values.
+
+    Values are written as given (quote them with :func:`quoted` where they may hold blanks).
+    With RELION's ``version`` line, each block starts with it and labels are numbered as RELION
+    numbers them; without, labels stand alone, as STOPGAP writes them.
+    """
     text = []
-    for name, (block_labels, block_rows) in blocks.items():
-        text += ["", RELION_VERSION, "", f"data_{name}", "", "loop_"]
-        text += [f"_{label} #{i + 1}" for i, label in enumerate(block_labels)]
-        text += ["\t".join(row) for row in block_rows]
+    for name, (labels, rows) in blocks.items():
+        text += ["", *([version, ""] if version else []), f"data_{name}", "", "loop_"]
+        text += [f"_{label} #{i + 1}" if version else f"_{label}" for i, label in enumerate(labels)]
+        text += ["\t".join(row) for row in rows]
         text.append("")
     with atomic_output(path) as temporary:
         temporary.write_text("\n".join(text) + "\n", encoding="utf-8")
-    return path
+    return Path(path)
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
     """``value`` as a STAR value: quoted where it is empty, holds a blank or would read as syntax."""
     if (
         value

@@ -14,10 +14,10 @@ score, x_shift, y_shift, z_shift, phi, psi, the, class``.
   (:func:`deepfinder.core.tables.dynamo.read_table_map`), by default the ``.doc`` beside the file,
   which :func:`write` writes; without one the names are the numbers as text.
 
-Written with ``emtable``, Scipion's STAR library. Read by our own parser: emtable cannot read these
-files (it makes a Python ``namedtuple`` of the labels, and ``class`` is a Python keyword), and it
-would drop the values of a row beyond its labels silently and name no line. A column in messages
-is the value's position in its row.
+Read and written by the product's STAR parser and writer (:mod:`deepfinder.core.tables.star`):
+emtable cannot read these files (it makes a Python ``namedtuple`` of the labels, and ``class`` is
+a Python keyword), and it would drop the values of a row beyond its labels silently and name no
+line.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from emtable import Table
 
 from ..errors import InputError
 from ..io import atomic_output
@@ -39,7 +38,8 @@ from .dynamo import (
     tomogram_names,
 )
 from .geometry import TableRead, TomogramGeometry
-from .values import check_finite, check_whole, number
+from .star import read_blocks, write_blocks
+from .values import whole_numbers
 
 PathLike = str | os.PathLike
 
@@ -79,13 +79,19 @@ def is_motive_list(path: PathLike) -> bool:
     return False
 
 
-def read(path: PathLike, table_map: PathLike | None = None) -> TableRead:
+def read(
+    path: PathLike,
+    tomograms: Mapping[str, TomogramGeometry] | None = None,
+    table_map: PathLike | None = None,
+) -> TableRead:
     """Particles of a STOPGAP motive list.
 
     Parameters
     ----------
     path : path
         The ``.star`` file.
+    tomograms : mapping, optional
+        Unused: STOPGAP positions need no tomogram geometry.
     table_map : path, optional
         Names of the tomograms by ``tomo_num`` (Dynamo's ``.doc`` format). By default the ``.doc``
         of the same name beside the file, if there is one.
@@ -102,36 +108,32 @@ def read(path: PathLike, table_map: PathLike | None = None) -> TableRead:
         a value that is not a number, ``nan`` or infinite, or a fractional ``tomo_num`` or
         ``class``; the message names the file, line and column.
     """
-    labels, lines, rows = _read_rows(path)
-    missing = [label for label in REQUIRED if label not in labels]
+    block = read_blocks(path).get(BLOCK)
+    if block is None:
+        raise InputError(f"{path}: no data_{BLOCK} block; is it a STOPGAP motive list?")
+    missing = [label for label in REQUIRED if not block.has(label)]
     if missing:
         raise InputError(
             f"{path}: no column {', '.join(missing)} in data_{BLOCK}; is it a STOPGAP motive list?"
         )
-    if not rows:
+    if not block.rows:
         return TableRead(ParticleTable.empty(), None)
-    used = [label for label in (*REQUIRED, *DEFAULTS, "score") if label in labels]
-    positions = [labels.index(label) + 1 for label in used]
-    values = np.array(
-        [[number(row[p - 1], f"{path}:{line}:{p}") for p in positions] for line, row in zip(lines, rows)]
-    )
-    check_finite(values, lines, positions, path)
-    whole = [i for i, label in enumerate(used) if label in ("tomo_num", "class")]
-    check_whole(values[:, whole], lines, [positions[i] for i in whole], path)
 
     def column(label: str) -> np.ndarray:
-        if label in used:
-            return values[:, used.index(label)]
-        return np.full(len(rows), DEFAULTS.get(label, np.nan))
+        return block.numbers(label, DEFAULTS.get(label, np.nan))
 
-    def xyz(suffix: str) -> np.ndarray:
-        return np.stack([column(suffix.format(axis)) for axis in "xyz"], axis=1)
+    def whole(label: str, what: str) -> np.ndarray:
+        values = column(label)
+        return whole_numbers(values, block.wheres(label), what) if block.has(label) else values.astype(int)
 
+    def xyz(pattern: str) -> np.ndarray:
+        return np.stack([column(pattern.format(axis)) for axis in "xyz"], axis=1)
+
+    tomogram_numbers = whole("tomo_num", "tomogram numbers")
+    lines = [row.line for row in block.rows]
     particles = ParticleTable(
-        tomo=tomogram_names(
-            path, column("tomo_num").astype(int), lines, labels.index("tomo_num") + 1, table_map
-        ),
-        class_id=column("class").astype(int),
+        tomo=tomogram_names(path, tomogram_numbers, lines, block.labels.index("tomo_num") + 1, table_map),
+        class_id=whole("class", "classes"),
         xyz=xyz("orig_{}") + xyz("{}_shift"),
         rotation=rotations_from_euler_zxz(column("phi"), column("the"), column("psi")),
         score=column("score"),
@@ -168,59 +170,24 @@ def write(
     shifts = particles.xyz - origins
     phi, the, psi = particles.euler_zxz().T
     scores = np.nan_to_num(particles.score, nan=0.0)
-    with atomic_output(table_map_path(path)) as map_temporary, atomic_output(path) as temporary:
-        with open(temporary, "w") as handle:
-            writer = Table.Writer(handle)
-            writer.writeTableName(BLOCK)
-            writer.writeHeader([Table.Column(label) for label in LABELS])
-            for i in range(len(particles)):
-                writer.writeRowValues(
-                    [
-                        i + 1,
-                        int(numbers[i]),
-                        1,
-                        i + 1,
-                        "AB"[i % 2],
-                        *map(float, origins[i]),
-                        float(scores[i]),
-                        *map(float, shifts[i]),
-                        float(phi[i]),
-                        float(psi[i]),
-                        float(the[i]),
-                        int(particles.class_id[i]),
-                    ]
-                )
-            writer.writeNewline()
+    rows = [
+        [
+            str(i + 1),
+            str(numbers[i]),
+            "1",
+            str(i + 1),
+            "AB"[i % 2],
+            *(f"{v:.6f}" for v in origins[i]),
+            f"{scores[i]:.6f}",
+            *(f"{v:.6f}" for v in shifts[i]),
+            f"{phi[i]:.6f}",
+            f"{psi[i]:.6f}",
+            f"{the[i]:.6f}",
+            str(particles.class_id[i]),
+        ]
+        for i in range(len(particles))
+    ]
+    with atomic_output(table_map_path(path)) as map_temporary:
+        write_blocks(path, {BLOCK: (list(LABELS), rows)})
         map_temporary.write_text(table_map_text(names))
     return path
-
-
-def _read_rows(path: PathLike) -> tuple[list[str], list[int], list[list[str]]]:
-    """Labels of the ``data_stopgap_motivelist`` loop, then the file line and the values of each row.
-
-    STOPGAP writes numbers and the halfset letter, never quoted values: values are split at spaces.
-    """
-    labels: list[str] = []
-    lines: list[int] = []
-    rows: list[list[str]] = []
-    found = in_block = False
-    for line, text in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), start=1):
-        fields = text.split()
-        if not fields or fields[0].startswith("#"):
-            continue
-        if fields[0].startswith("data_"):
-            if found:
-                break
-            found = in_block = fields[0] == f"data_{BLOCK}"
-        elif not in_block or fields == ["loop_"]:
-            continue
-        elif fields[0].startswith("_") and not rows:
-            labels.append(fields[0][1:])
-        elif len(fields) != len(labels):
-            raise InputError(f"{path}:{line}: {len(fields)} values for {len(labels)} column labels")
-        else:
-            lines.append(line)
-            rows.append(fields)
-    if not found:
-        raise InputError(f"{path}: no data_{BLOCK} block; is it a STOPGAP motive list?")
-    return labels, lines, rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -11,7 +12,10 @@ from ..errors import InputError
 
 
 def number(text: str, where: str) -> float:
-    """``text`` as a number (``nan`` and ``inf`` included: see :func:`check_finite`).
+    """``text`` as a finite number.
+
+    ``nan`` and ``inf`` are refused: a position or angle a tool could not compute is not a
+    particle, and taking it as one would drop or miscount it silently further on.
 
     Parameters
     ----------
@@ -23,33 +27,58 @@ def number(text: str, where: str) -> float:
     Raises
     ------
     InputError
-        When ``text`` is not a number.
+        When ``text`` is not a finite number.
     """
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise InputError(f"{where}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise InputError(f"{where}: {text!r} is not a finite number: fix or remove the row")
+    return value
+
+
+def whole_numbers(values: np.ndarray, wheres: Sequence[str], what: str) -> np.ndarray:
+    """``values`` (indices, classes) as ints.
+
+    Parameters
+    ----------
+    values : (n,) float array
+        Finite numbers, as :func:`number` reads them.
+    wheres : sequence of str
+        Where each value stands (``file:line:column``), for the error message.
+    what : str
+        What the values are, plural (``"class ids"``), for the error message.
+
+    Raises
+    ------
+    InputError
+        Naming the first value that is not a whole number.
+    """
+    fractional = np.flatnonzero(values != np.round(values))
+    if len(fractional):
+        raise InputError(f"{wheres[fractional[0]]}: {what} are whole numbers, got {values[fractional[0]]:g}")
+    return values.astype(int)
 
 
 def check_finite(
     values: np.ndarray, lines: Sequence[int | str], columns: Sequence[int | str], path: str | os.PathLike
 ) -> None:
-    """Refuse a table whose values hold ``nan`` or an infinity.
+    """Refuse values read from a binary file that hold ``nan`` or an infinity.
 
     Parameters
     ----------
     values : (rows, columns) float array
         The values read, one row per table row.
     lines, columns : sequences of int or str
-        The file line of each row and the file column of each column of ``values`` (or, in a
-        binary file, the names of the rows and columns).
+        The names of the rows and of the columns of ``values``, for the message.
     path : path
         The file, for the message.
 
     Raises
     ------
     InputError
-        Naming ``file:line:column`` of the first value that is not finite.
+        Naming ``file:row:column`` of the first value that is not finite.
     """
     bad = np.argwhere(~np.isfinite(values))
     if len(bad):
@@ -57,20 +86,4 @@ def check_finite(
         raise InputError(
             f"{path}:{lines[row]}:{columns[column]}: {values[row, column]} is not a finite number; "
             "give a value or remove the row"
-        )
-
-
-def check_whole(
-    values: np.ndarray, lines: Sequence[int | str], columns: Sequence[int | str], path: str | os.PathLike
-) -> None:
-    """Refuse a table whose values (indices, classes) are not finite whole numbers.
-
-    The parameters are those of :func:`check_finite`.
-    """
-    check_finite(values, lines, columns, path)
-    bad = np.argwhere(values != np.round(values))
-    if len(bad):
-        row, column = bad[0]
-        raise InputError(
-            f"{path}:{lines[row]}:{columns[column]}: {values[row, column]} is not a whole number"
         )

@@ -36,12 +36,19 @@ def whole_volume_scores(volume, model):
     return scores[: volume.shape[0], : volume.shape[1], : volume.shape[2]]
 
 
-def test_tiles_cover_every_voxel_with_a_kept_centre():
-    for size, patch, crop in [(928, 128, 6), (99, 72, 32), (130, 128, 6), (61, 64, 6)]:
-        plan = plan_axis(size, patch, crop)
-        assert plan.length <= patch and plan.length % 4 == 0
-        assert all(start % 4 == 0 for start in plan.starts)
-        assert plan.coverage(size).min() >= 1
+@pytest.mark.parametrize(
+    "size, patch, crop", [(928, 128, 4), (928, 128, 6), (99, 72, 32), (130, 128, 6), (61, 64, 6), (464, 60, 5)]
+)
+def test_kept_tile_centres_abut_on_even_voxels_and_leave_the_crop(size, patch, crop):
+    plan = plan_axis(size, patch, crop)
+    assert plan.length <= patch and plan.length % 4 == 0
+    assert all(start % 4 == 0 for start in plan.starts)
+    assert plan.keep[0][0] == 0 and plan.keep[-1][1] >= size
+    assert all(end == begin for (_, end), (begin, _) in zip(plan.keep, plan.keep[1:]))
+    assert all(begin % 2 == 0 and begin < end for begin, end in plan.keep)
+    for i, (start, (begin, end)) in enumerate(zip(plan.starts, plan.keep)):
+        assert begin >= (start + crop if i else 0)
+        assert end <= (start + plan.length - crop if i < len(plan.starts) - 1 else start + plan.length)
 
 
 @pytest.mark.slow

@@ -68,8 +68,8 @@ def main(argv=None):
         f"{'labels + score maps' if args.scores else 'labels only'}, tiles {result['tile_shape']} x "
         f"{result['n_tiles']}: {seconds:.1f} s, {voxels / seconds / 1e6:.1f} Mvoxel/s"
     )
-    if "timings" in result:
-        timings = result["timings"]
+    if "stage_seconds" in result:
+        timings = result["stage_seconds"]
         host = sum(timings[stage] for stage in ("reading", "accumulation", "labels", "writing"))
         print(
             f"host work (reading + accumulation + labels + writing): {host:.1f} s, "

@@ -138,7 +138,7 @@ def tiling_for(shape: tuple[int, int, int], settings: SegmentationSettings) -> S
 class StageSeconds:
     """Where the time of a segmentation run went, in seconds.
 
-    ``network``, ``accumulation``, ``labels`` and ``waiting`` are wall time of the
+    ``network``, ``accumulation``, ``labels`` and the waits are wall time of the
     main thread; ``reading`` and ``writing`` are CPU time of the threads that run
     beside it (on a busy single core their wall time would count the other
     threads' turns too).
@@ -150,8 +150,10 @@ class StageSeconds:
     accumulation: float = 0.0
     #: Masking, and with binned scores the binning and the labels of the bins.
     labels: float = 0.0
-    #: Main thread waiting for tiles to be read or a row to be written.
-    waiting: float = 0.0
+    #: Main thread waiting for tiles to be read (input pages not in memory, or a slow reading thread).
+    waiting_for_tiles: float = 0.0
+    #: Main thread waiting for the previous row to be written.
+    waiting_for_writes: float = 0.0
     #: Reading tiles of the tomogram and normalising them.
     reading: float = 0.0
     #: Writing the maps, their header statistics included.
@@ -235,7 +237,7 @@ def iter_rows(
         centre holds no mask voxel are not predicted, and every voxel outside the
         mask is background (label 0; scores 1 for the background, 0 for the others).
     seconds : StageSeconds, optional
-        Adds the time of reading, network, accumulation, labels and waiting to it.
+        Adds the time of reading, network, accumulation, labels and waiting for tiles to it.
 
     Yields
     ------
@@ -283,7 +285,7 @@ def iter_rows(
             ]
             while index < len(batches) and batches[index][0] == row:
                 group = batches[index][1]
-                batch = _wait(pending, seconds)
+                batch = _wait(pending, seconds, "waiting_for_tiles")
                 index += 1
                 pending = reader.submit(read, index) if index < len(batches) else None
                 clock = time.perf_counter()
@@ -315,11 +317,11 @@ def iter_rows(
             yield z_keep0, outputs
 
 
-def _wait(pending: Future, seconds: StageSeconds):
-    """The result of ``pending``, the time waited for it added to ``seconds.waiting``."""
+def _wait(pending: Future, seconds: StageSeconds, stage: str):
+    """The result of ``pending``, the time waited for it added to ``seconds.<stage>``."""
     clock = time.perf_counter()
     result = pending.result()
-    seconds.waiting += time.perf_counter() - clock
+    setattr(seconds, stage, getattr(seconds, stage) + time.perf_counter() - clock)
     return result
 
 
@@ -512,10 +514,10 @@ def segment_tomogram(
                 row = [labels_from_scores(scores).view(np.int8), scores]
                 seconds.labels += time.perf_counter() - clock
             if written is not None:
-                _wait(written, seconds)
+                _wait(written, seconds, "waiting_for_writes")
             written = writer.submit(_write_row, writers, z_start // factor, row, seconds)
         if written is not None:
-            _wait(written, seconds)
+            _wait(written, seconds, "waiting_for_writes")
         for slab_writer in writers.values():
             slab_writer.finish()
     elapsed = time.perf_counter() - started
@@ -565,11 +567,11 @@ class _SlabWriter:
 
     def write(self, z_start: int, slab: np.ndarray):
         slab = np.ascontiguousarray(slab, dtype=self.dtype)
-        self.handle.seek(self.offset + z_start * self.plane_bytes)
-        self.handle.write(memoryview(slab).cast("B"))
+        os.pwrite(self.handle.fileno(), memoryview(slab).cast("B"), self.offset + z_start * self.plane_bytes)
         if slab.dtype.itemsize == 1:
-            # Counting the 256 byte values is exact and much faster than float64 sums.
-            counts = np.bincount(slab.view(np.uint8).ravel(), minlength=256)
+            # Counting the 256 byte values is exact and much faster than float64 sums; plane by
+            # plane, as bincount makes an 8-byte copy of what it counts.
+            counts = sum(np.bincount(plane.view(np.uint8).ravel(), minlength=256) for plane in slab)
             values = np.arange(256, dtype=np.uint8).view(slab.dtype).astype(np.float64)
             values, counts = values[counts > 0], counts[counts > 0]
             total, squares = float(counts @ values), float(counts @ values**2)

@@ -195,7 +195,10 @@ def prediction_head(model, *, labels: bool, scores_dtype: str | None, average_ro
     if average_rotations:
         for axes in WEDGE_PRESERVING_ROTATIONS:
             batch_axes = tuple(axis + 1 for axis in axes)
-            scores = scores + ops.flip(model(ops.flip(tiles, batch_axes)), batch_axes)
+            # Adding 0 x the scores so far makes each rotation wait for the previous one: a graph
+            # would run the independent passes at once, with the activations of all in memory.
+            rotated = ops.flip(tiles, batch_axes) + 0.0 * ops.mean(scores)
+            scores = scores + ops.flip(model(rotated), batch_axes)
         scores = scores / (1 + len(WEDGE_PRESERVING_ROTATIONS))
     outputs = []
     if labels:
@@ -411,7 +414,8 @@ def segment_tomogram(
     """Segment a tomogram file with a trained model; write the label map and score maps.
 
     Logs the tiles done at INFO level (``deepfinder.core.segment`` logger) at the end
-    of each row of tiles and every :data:`PROGRESS_SECONDS` within a row.
+    of each row of tiles and every :data:`PROGRESS_SECONDS` within a row, and at the
+    end where the time went (:class:`StageSeconds`).
 
     Parameters
     ----------
@@ -449,8 +453,9 @@ def segment_tomogram(
     -------
     dict
         ``labels`` (Path), ``scores`` ({class: Path}, empty without ``scores_path``),
-        ``seconds``, ``voxels_per_second`` (input voxels), ``tile_shape``, ``n_tiles``
-        (predicted), ``n_tiles_skipped`` (outside the mask).
+        ``seconds``, ``voxels_per_second`` (input voxels), ``stage_seconds`` (the fields
+        of :class:`StageSeconds`), ``tile_shape``, ``n_tiles`` (predicted),
+        ``n_tiles_skipped`` (outside the mask).
     """
     # The class count is known once the model is loaded: check every score map a model could have.
     refuse_overwriting_inputs(

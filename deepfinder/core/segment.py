@@ -359,7 +359,7 @@ def predict_scores(
 ) -> np.ndarray:
     """Class scores of a whole tomogram in memory: float32 (z, y, x, n_classes).
 
-    Same tiling, normalisation, blending, binning and ``mask`` as :func:`segment_tomogram`
+    Same tiling, normalisation, rotations, binning and ``mask`` as :func:`segment_tomogram`
     (``settings`` default: ``SegmentationSettings()``); meant for volumes whose
     scores fit in memory (tests, small tomograms).
     """
@@ -581,8 +581,8 @@ class _SlabWriter:
             values, counts = values[counts > 0], counts[counts > 0]
             total, squares = float(counts @ values), float(counts @ values**2)
         else:
-            as_float = slab.astype(np.float64)
-            values, total, squares = as_float, float(as_float.sum()), float(np.square(as_float).sum())
+            values = slab.astype(np.float64).ravel()
+            total, squares = float(values.sum()), float(values @ values)
         self.minimum = min(self.minimum, float(values.min()))
         self.maximum = max(self.maximum, float(values.max()))
         self.total += total

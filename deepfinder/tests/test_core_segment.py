@@ -1,6 +1,7 @@
 import logging
 import re
 
+import mrcfile
 import numpy as np
 import pytest
 
@@ -138,6 +139,27 @@ def test_labels_taken_on_the_device_equal_the_argmax_of_the_scores(
     clear = top_two_apart(scores)
     assert clear.mean() > 0.99 and len(set(labels[clear].ravel())) == N_CLASSES
     np.testing.assert_array_equal(labels[clear], scores.argmax(axis=-1)[clear])
+
+
+def test_map_headers_hold_the_statistics_of_their_data(weights, tmp_path):
+    write_volume(tmp_path / "tomo.mrc", tomogram((21, 40, 36), seed=4))
+    result = segment_tomogram(
+        tmp_path / "tomo.mrc",
+        weights,
+        tmp_path / "labels.mrc",
+        tmp_path / "scores.mrc",
+        SegmentationSettings(patch_size=24, crop_voxels=4),
+    )
+    for path in [result["labels"], *result["scores"].values()]:
+        with mrcfile.open(path) as mrc:
+            data, header = mrc.data.astype(np.float64), mrc.header
+            assert len(np.unique(data)) > 1
+            np.testing.assert_allclose(
+                [header.dmin, header.dmax, header.dmean, header.rms],
+                [data.min(), data.max(), data.mean(), data.std()],
+                rtol=1e-5,
+                atol=1e-6,
+            )
 
 
 def test_each_run_logs_where_its_time_went(weights, tmp_path, caplog):

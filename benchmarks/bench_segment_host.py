@@ -49,6 +49,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     model = stand_in_model(args.classes)
+    # segment_tomogram loads its model from a file: the stand-in takes that model's place.
     segment.load_model = lambda *_, **__: (model, {"n_classes": args.classes})
     with tempfile.TemporaryDirectory(prefix="bench_segment_host_") as folder:
         folder = Path(folder)
@@ -68,6 +69,7 @@ def main(argv=None):
         f"{'labels + score maps' if args.scores else 'labels only'}, tiles {result['tile_shape']} x "
         f"{result['n_tiles']}: {seconds:.1f} s, {voxels / seconds / 1e6:.1f} Mvoxel/s"
     )
+    # Engines older than the per-stage timing report none; the script measures them too (before/after).
     if "stage_seconds" in result:
         timings = result["stage_seconds"]
         host = sum(timings[stage] for stage in ("reading", "accumulation", "labels", "writing"))

@@ -176,8 +176,9 @@ def prediction_head(model, *, labels: bool, scores_dtype: str | None, average_ro
     labels : bool
         Output the label map: int8 (batch, z, y, x), the class of highest score.
     scores_dtype : str, optional
-        Output the class scores (batch, z, y, x, n_classes) in this dtype ("float16"
-        halves what comes back; labels are taken before the cast).
+        Output the class scores in this dtype ("float16" halves what comes back; labels
+        are taken before the cast), classes first: (batch, n_classes, z, y, x), so that
+        each class's map is contiguous for writing.
     average_rotations : bool
         Scores are the mean of the tile's and of its three rotations' by 180 degrees
         (:data:`WEDGE_PRESERVING_ROTATIONS`), each rotated back.
@@ -204,7 +205,7 @@ def prediction_head(model, *, labels: bool, scores_dtype: str | None, average_ro
     if labels:
         outputs.append(ops.cast(ops.argmax(scores, axis=-1), "int8"))
     if scores_dtype:
-        outputs.append(ops.cast(scores, scores_dtype))
+        outputs.append(ops.cast(ops.moveaxis(scores, -1, 1), scores_dtype))
     return keras.Model(tiles, outputs, name="prediction_head")
 
 
@@ -246,8 +247,8 @@ def iter_rows(
     ------
     (z_start, outputs)
         One array per output of the head, of the row's kept z-range starting at
-        ``z_start`` (dz, y, x[, n_classes]) in the head's dtype; the rows are
-        consecutive, cover the volume, and each is a new array.
+        ``z_start``: (dz, y, x) labels, ([n_classes,] dz, y, x) scores, in the head's
+        dtype; the rows are consecutive, cover the volume, and each is a new array.
     """
     seconds = seconds if seconds is not None else StageSeconds()
     shape = tuple(volume.shape)
@@ -282,8 +283,10 @@ def iter_rows(
         pending = reader.submit(read, 0) if batches else None
         index = 0
         for row, (z_start, z_keep0, z_keep1) in enumerate(rows):
+            # Every output ends with the (z, y, x) axes: label maps have no others, scores
+            # have their classes first.
             outputs = [
-                np.zeros((z_keep1 - z_keep0, *shape[1:], *output.shape[4:]), output.dtype)
+                np.zeros((*output.shape[1:-3], z_keep1 - z_keep0, *shape[1:]), output.dtype)
                 for output in head.outputs
             ]
             while index < len(batches) and batches[index][0] == row:
@@ -299,8 +302,12 @@ def iter_rows(
                 for i, (ys, (y0, y1), xs, (x0, x1)) in enumerate(group):
                     y1, x1 = min(y1, shape[1]), min(x1, shape[2])
                     for output, tiles in zip(outputs, predicted):
-                        output[:, y0:y1, x0:x1] = tiles[
-                            i, z_keep0 - z_start : z_keep1 - z_start, y0 - ys : y1 - ys, x0 - xs : x1 - xs
+                        output[..., y0:y1, x0:x1] = tiles[
+                            i,
+                            ...,
+                            z_keep0 - z_start : z_keep1 - z_start,
+                            y0 - ys : y1 - ys,
+                            x0 - xs : x1 - xs,
                         ]
                 seconds.accumulation += time.perf_counter() - clock
                 done += len(group)
@@ -346,12 +353,12 @@ def _tiles_by_row(plans: list[AxisTiles], shape: tuple[int, ...], mask: np.ndarr
 
 
 def _background_outside(output: np.ndarray, mask: np.ndarray) -> None:
-    """Certain background at the voxels of a (z, y, x) label map or (z, y, x, classes) score
+    """Certain background at the voxels of a (z, y, x) label map or (classes, z, y, x) score
     array outside the (z, y, x) mask, in place: label 0, scores (1, 0, 0...)."""
     outside = ~mask
-    output[outside] = 0
+    output[..., outside] = 0
     if output.ndim == 4:
-        output[outside, 0] = 1
+        output[0, outside] = 1
 
 
 def predict_scores(
@@ -367,7 +374,8 @@ def predict_scores(
     head = prediction_head(
         model, labels=False, scores_dtype="float32", average_rotations=settings.average_rotations
     )
-    scores = np.concatenate([outputs[0] for _, outputs in iter_rows(volume, head, settings, mask=mask)])
+    rows = [outputs[0] for _, outputs in iter_rows(volume, head, settings, mask=mask)]
+    scores = np.moveaxis(np.concatenate(rows, axis=1), 0, -1)
     return downsample_scores(scores) if settings.bin_scores else scores
 
 
@@ -512,11 +520,14 @@ def segment_tomogram(
         for z_start, row in iter_rows(volume, head, settings, stats=stats, mask=mask, seconds=seconds):
             if settings.bin_scores:
                 clock = time.perf_counter()
-                step = 2 * SLAB_DEPTH
+                step, depth = 2 * SLAB_DEPTH, row[0].shape[1]
                 scores = np.concatenate(
-                    [downsample_scores(row[0][z : z + step]) for z in range(0, len(row[0]), step)]
+                    [
+                        downsample_scores(np.moveaxis(row[0][:, z : z + step], 0, -1))
+                        for z in range(0, depth, step)
+                    ]
                 )
-                row = [labels_from_scores(scores).view(np.int8), scores]
+                row = [labels_from_scores(scores).view(np.int8), np.moveaxis(scores, -1, 0)]
                 seconds.labels += time.perf_counter() - clock
             if written is not None:
                 _wait(written, seconds, "waiting_for_writes")
@@ -543,12 +554,12 @@ def segment_tomogram(
 
 def _write_row(writers: dict, z_start: int, row: list[np.ndarray], seconds: StageSeconds) -> None:
     """Write the label map (``row[0]``) and, with score maps, each particle class's scores
-    (``row[1][..., k]``) of one row of tiles from z-index ``z_start``; CPU time to ``seconds.writing``."""
+    (``row[1][k]``) of one row of tiles from z-index ``z_start``; CPU time to ``seconds.writing``."""
     started = time.thread_time()
     writers[0].write(z_start, row[0])
     for k in writers.keys() - {0}:
-        for z in range(0, len(row[1]), SLAB_DEPTH):
-            writers[k].write(z_start + z, row[1][z : z + SLAB_DEPTH, ..., k])
+        for z in range(0, row[1].shape[1], SLAB_DEPTH):
+            writers[k].write(z_start + z, row[1][k, z : z + SLAB_DEPTH])
     seconds.writing += time.thread_time() - started
 
 

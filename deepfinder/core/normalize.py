@@ -36,6 +36,13 @@ def tomogram_stats(volume: np.ndarray, seed: int = 0) -> tuple[float, float]:
     return float(sample.mean()), std
 
 
-def normalize(patch: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """Zero-mean, unit-variance float32 patch using tomogram-wide statistics."""
-    return ((np.asarray(patch, dtype=np.float32) - mean) / std).astype(np.float32, copy=False)
+def normalize(patch: np.ndarray, mean: float, std: float, out: np.ndarray | None = None) -> np.ndarray:
+    """Zero-mean, unit-variance float32 patch using tomogram-wide statistics.
+
+    Written into ``out`` (a float32 array of the patch's shape) when given, which spares
+    a temporary per patch; returns it.
+    """
+    if out is None:
+        out = np.empty(np.shape(patch), dtype=np.float32)
+    np.subtract(patch, mean, out=out, dtype=np.float32)
+    return np.divide(out, std, out=out)

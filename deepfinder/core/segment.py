@@ -1,20 +1,26 @@
-"""Tiled segmentation: a tomogram in, per-voxel class scores and a label map out.
+"""Tiled segmentation: a tomogram in, a label map and per-voxel class scores out.
 
 The tomogram is cut into overlapping tiles (edges multiples of 4, aligned on a
 4-voxel grid so max-pooling sees the same grid as a whole-volume pass). Each
-tile is predicted whole, only its centre (``crop_voxels`` trimmed from every
-side that faces another tile) is kept, and where kept centres overlap the
-scores are averaged. Tiles touching the tomogram border keep their outer edge:
-there the network's own zero padding applies, exactly as in a whole-volume
-pass. With ``crop_voxels`` at least the network's receptive-field radius the
-result equals a whole-volume prediction (see the tests); smaller crops trade a
-little accuracy near tile seams for far less recomputation.
+tile is predicted whole and only its centre is kept: at least ``crop_voxels``
+is trimmed from every side that faces another tile, and the kept centres of
+neighbouring tiles abut (where both could keep a voxel, the tile in which it
+lies farther from the edge keeps it). Tiles touching the tomogram border keep
+their outer edge: there the network's own zero padding applies, exactly as in
+a whole-volume pass. With ``crop_voxels`` at least the network's receptive-field
+radius the result equals a whole-volume prediction (see the tests); smaller
+crops trade a little accuracy near tile seams for far less recomputation.
 
-Scores of one row of tiles (a slab of the full y-x extent, one tile deep) are
-accumulated, and written to disk in thin z-slabs as soon as they are final. So
-memory holds the network's activations for one batch of tiles, that slab
-(float16 in :func:`segment_tomogram`: tile depth x y x x x classes x 2 bytes)
-and the pages of the memory-mapped input, never whole score volumes.
+The host must keep up with the network (on a GPU the network is the fast part):
+the network runs with a head on its device (:func:`prediction_head`) that takes
+the argmax over classes, so one byte per voxel comes back (plus float16 scores
+when score maps are asked for); a thread reads and normalises the next tiles
+while the network runs; the kept centres are copied into a buffer of one row of
+tiles (a slab of the full y-x extent, one tile deep), and a finished row is
+written to disk by another thread while the next row is predicted. So memory
+holds the network's activations for one batch of tiles, two row buffers and the
+pages of the memory-mapped input, never whole volumes. Each run logs where its
+time went (:class:`StageSeconds`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +49,7 @@ log = logging.getLogger(__name__)
 
 # Seconds between progress lines: often enough to watch, rare enough for large tomograms.
 PROGRESS_SECONDS = 5
-# z-slices per yielded slab: small, so the copies made on the way to disk stay small.
+# z-slices handled at once when binning scores or writing score maps: the temporary copies stay small.
 SLAB_DEPTH = 8
 # The 180-degree rotations about z, y and x, as the (z, y, x) axes each one reverses. They keep the
 # missing wedge (tilt axis y) where it was and the particles' hand, so a network trained on
@@ -54,26 +61,23 @@ MAX_LABEL_CLASSES = 128
 
 @dataclass(frozen=True)
 class AxisTiles:
-    """Tiling of one axis: tile starts, common tile length, kept range of each tile."""
+    """Tiling of one axis: tile starts, common tile length, kept range of each tile.
+
+    The kept ranges abut, cover ``[0, padded size)`` and start on even voxels, so
+    2x2x2 bins never straddle two tiles.
+    """
 
     starts: tuple[int, ...]
     length: int
     keep: tuple[tuple[int, int], ...]
 
-    def coverage(self, size: int) -> np.ndarray:
-        """Number of kept tile centres covering each of ``size`` voxels (for averaging)."""
-        counts = np.zeros(size, dtype=np.int32)
-        for begin, end in self.keep:
-            counts[begin : min(end, size)] += 1
-        return counts
-
 
 def plan_axis(size: int, patch_size: int, crop_voxels: int) -> AxisTiles:
     """Fewest equal tiles (edge <= ``patch_size``, multiple of 4) covering ``size`` voxels.
 
-    Tile starts are multiples of 4; every voxel of ``[0, size)`` lies in the kept
-    centre of at least one tile; the kept centre of a tile excludes
-    ``crop_voxels`` on each side that is not the volume border.
+    Tile starts are multiples of 4; the kept centres of the tiles partition
+    ``[0, size)`` rounded up to a multiple of 4; the kept centre of a tile
+    excludes at least ``crop_voxels`` on each side that is not the volume border.
     """
     padded = _ceil_to(size, POOLING_FACTOR)
     if padded <= patch_size:
@@ -87,10 +91,12 @@ def plan_axis(size: int, patch_size: int, crop_voxels: int) -> AxisTiles:
             if len(candidate) <= n_tiles:
                 length, starts = shorter, candidate
                 break
-    keep = tuple(
-        (start + crop_voxels if i else 0, start + length - crop_voxels if i < len(starts) - 1 else padded)
-        for i, start in enumerate(starts)
-    )
+    # Neighbours may both keep [next start + crop, start + length - crop]: split it in the middle.
+    bounds = [
+        _even_middle(following + crop_voxels, start + length - crop_voxels)
+        for start, following in zip(starts, starts[1:])
+    ]
+    keep = tuple(zip([0, *bounds], [*bounds, padded]))
     return AxisTiles(starts=tuple(starts), length=length, keep=keep)
 
 
@@ -128,17 +134,91 @@ def tiling_for(shape: tuple[int, int, int], settings: SegmentationSettings) -> S
     return settings
 
 
-def iter_score_slabs(
+@dataclass
+class StageSeconds:
+    """Where the time of a segmentation run went, in seconds.
+
+    ``network``, ``accumulation``, ``labels`` and the waits are wall time of the
+    main thread; ``reading`` and ``writing`` are CPU time of the threads that run
+    beside it (on a busy single core their wall time would count the other
+    threads' turns too).
+    """
+
+    #: Forward passes of the network and its head, transfers to and from its device included.
+    network: float = 0.0
+    #: Copying the kept centres of the tiles' outputs into the row buffers.
+    accumulation: float = 0.0
+    #: Masking, and with binned scores the binning and the labels of the bins.
+    labels: float = 0.0
+    #: Main thread waiting for tiles to be read (input pages not in memory, or a slow reading thread).
+    waiting_for_tiles: float = 0.0
+    #: Main thread waiting for the previous row to be written.
+    waiting_for_writes: float = 0.0
+    #: Reading tiles of the tomogram and normalising them.
+    reading: float = 0.0
+    #: Writing the maps, their header statistics included.
+    writing: float = 0.0
+
+    def summary(self) -> str:
+        """One line: each stage's seconds."""
+        return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in dataclasses.asdict(self).items())
+
+
+def prediction_head(model, *, labels: bool, scores_dtype: str | None, average_rotations: bool = False):
+    """The network with what the host needs computed on its device, so little comes back.
+
+    Built with ``keras.ops`` only: it runs on any Keras backend.
+
+    Parameters
+    ----------
+    model : keras.Model
+        Normalised tiles (batch, z, y, x, 1) -> class scores (batch, z, y, x, n_classes).
+    labels : bool
+        Output the label map: int8 (batch, z, y, x), the class of highest score.
+    scores_dtype : str, optional
+        Output the class scores in this dtype ("float16" halves what comes back; labels
+        are taken before the cast), classes first: (batch, n_classes, z, y, x), so that
+        each class's map is contiguous for writing.
+    average_rotations : bool
+        Scores are the mean of the tile's and of its three rotations' by 180 degrees
+        (:data:`WEDGE_PRESERVING_ROTATIONS`), each rotated back.
+
+    Returns
+    -------
+    keras.Model
+        Tiles (batch, z, y, x, 1) -> the outputs asked for, labels first.
+    """
+    import keras
+    from keras import ops
+
+    tiles = keras.Input(shape=(None, None, None, 1), name="tiles")
+    scores = model(tiles)
+    if average_rotations:
+        for axes in WEDGE_PRESERVING_ROTATIONS:
+            batch_axes = tuple(axis + 1 for axis in axes)
+            # Adding 0 x the scores so far makes each rotation wait for the previous one: a graph
+            # would run the independent passes at once, with the activations of all in memory.
+            rotated = ops.flip(tiles, batch_axes) + 0.0 * ops.mean(scores)
+            scores = scores + ops.flip(model(rotated), batch_axes)
+        scores = scores / (1 + len(WEDGE_PRESERVING_ROTATIONS))
+    outputs = []
+    if labels:
+        outputs.append(ops.cast(ops.argmax(scores, axis=-1), "int8"))
+    if scores_dtype:
+        outputs.append(ops.cast(ops.moveaxis(scores, -1, 1), scores_dtype))
+    return keras.Model(tiles, outputs, name="prediction_head")
+
+
+def iter_rows(
     volume: np.ndarray,
-    model,
+    head,
     settings: SegmentationSettings,
     *,
-    slab_alignment: int = 1,
     stats: tuple[float, float] | None = None,
-    window_dtype=np.float32,
     mask: np.ndarray | None = None,
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Predict class scores tile by tile and yield them as finished z-slabs.
+    seconds: StageSeconds | None = None,
+) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Run ``head`` over the tiles of ``volume`` and yield its outputs one row of tiles at a time.
 
     Logs the tiles done at INFO level (``deepfinder.core.segment`` logger) at the end
     of each row of tiles and every :data:`PROGRESS_SECONDS` within a row.
@@ -146,100 +226,113 @@ def iter_score_slabs(
     Parameters
     ----------
     volume : (z, y, x) array
-        The tomogram (may be memory-mapped; tiles are read on demand).
-    model : keras.Model
-        A fully convolutional U-net (``build_unet(n_classes)``).
+        The tomogram (may be memory-mapped; tiles are read on demand, in a thread,
+        while the network runs).
+    head : keras.Model
+        :func:`prediction_head` of a fully convolutional U-net.
     settings : SegmentationSettings
         Tile size (``patch_size``, 0: :func:`default_patch_size`), ``crop_voxels``
-        dropped from each inner side of a tile, tiles per forward pass
-        (``batch_size``), and ``average_rotations``: also predict each tile
-        rotated by 180 degrees about z, y and x (:data:`WEDGE_PRESERVING_ROTATIONS`)
-        and average the four scores. ``bin_scores`` and ``precision`` are not
-        used here (the caller bins; the model has its precision).
-    slab_alignment : int
-        Slab boundaries (except the last) are multiples of this (2 for binning).
+        dropped from each inner side of a tile and tiles per forward pass
+        (``batch_size``); the others are the head's or the caller's.
     stats : (mean, std), optional
         Normalisation statistics; default :func:`tomogram_stats` of ``volume``.
-    window_dtype : numpy dtype
-        Storage of the scores of one row of tiles (a full-width slab as deep as a
-        tile): float32 keeps tiling exact, float16 halves the largest buffer.
     mask : (z, y, x) bool array, optional
         Where to search (:func:`deepfinder.core.roi.fit_mask`): tiles whose kept
         centre holds no mask voxel are not predicted, and every voxel outside the
-        mask scores 1 for the background and 0 for the particle classes.
+        mask is background (label 0; scores 1 for the background, 0 for the others).
+    seconds : StageSeconds, optional
+        Adds the time of reading, network, accumulation, labels and waiting for tiles to it.
 
     Yields
     ------
-    (z_start, scores)
-        ``scores`` is a float32 (dz, y, x, n_classes) slab starting at z-index ``z_start``,
-        dz <= ``SLAB_DEPTH * slab_alignment``; slabs are consecutive and cover the volume.
+    (z_start, outputs)
+        One array per output of the head, of the row's kept z-range starting at
+        ``z_start``: (dz, y, x) labels, ([n_classes,] dz, y, x) scores, in the head's
+        dtype; the rows are consecutive, cover the volume, and each is a new array.
     """
+    seconds = seconds if seconds is not None else StageSeconds()
     shape = tuple(volume.shape)
     settings = tiling_for(shape, settings)
-    patch_size, crop_voxels, batch_size = settings.patch_size, settings.crop_voxels, settings.batch_size
     mean, std = stats if stats is not None else tomogram_stats(volume)
-    plans = [plan_axis(size, patch_size, crop_voxels) for size in shape]
+    plans = [plan_axis(size, settings.patch_size, settings.crop_voxels) for size in shape]
     tile_shape = tuple(plan.length for plan in plans)
-    coverage_yx = (plans[1].coverage(shape[1])[:, None] * plans[2].coverage(shape[2])[None, :]).astype(
-        np.float32
-    )
-    coverage_z = plans[0].coverage(shape[0]).astype(np.float32)
-    n_classes = output_classes(model)
-    window_depth = max(min(end, shape[0]) - begin for begin, end in plans[0].keep)
-    window_depth += slab_alignment
-    window = np.zeros((window_depth, shape[1], shape[2], n_classes), dtype=window_dtype)
-    origin = 0
-
-    def flush(until: int):
-        """Yield the finished slices [origin, until) in small slabs, then slide the window."""
-        nonlocal origin
-        if until <= origin:
-            return
-        step = SLAB_DEPTH * slab_alignment
-        for begin in range(origin, until, step):
-            end = min(begin + step, until)
-            slab = window[begin - origin : end - origin].astype(np.float32)
-            slab /= coverage_z[begin:end, None, None, None]
-            slab /= coverage_yx[None, :, :, None]
-            if mask is not None:
-                _background_outside(slab, mask[begin:end])
-            yield begin, slab
-        shift = until - origin
-        for i in range(window_depth - shift):  # slice by slice: no temporary window copy
-            window[i] = window[i + shift]
-        window[window_depth - shift :] = 0
-        origin = until
-
     rows, row_tiles = _tiles_by_row(plans, shape, mask)
-    n_rows, n_tiles, done = len(rows), sum(len(tiles) for tiles in row_tiles), 0
+    batches = [
+        (row, tiles[first : first + settings.batch_size])
+        for row, tiles in enumerate(row_tiles)
+        for first in range(0, len(tiles), settings.batch_size)
+    ]
+    n_tiles, done = sum(len(tiles) for tiles in row_tiles), 0
     if mask is not None:
-        n_all = n_rows * len(plans[1].starts) * len(plans[2].starts)
+        n_all = len(rows) * len(plans[1].starts) * len(plans[2].starts)
         log.info("segment: %d of %d tiles hold voxels of the mask, the others are skipped", n_tiles, n_all)
+    # Two batch buffers: the thread fills one while the network reads the other.
+    buffers = [np.empty((settings.batch_size, *tile_shape), np.float32) for _ in range(2)]
+
+    def read(index: int) -> np.ndarray:
+        started = time.thread_time()
+        row, group = batches[index]
+        batch = buffers[index % 2][: len(group)]
+        for tile, (ys, _, xs, _) in zip(batch, group):
+            _read_tile(volume, (rows[row][0], ys, xs), mean, std, out=tile)
+        seconds.reading += time.thread_time() - started
+        return batch
+
     started = last_report = time.perf_counter()
-    for row, ((z_start, z_keep0, z_keep1), tiles) in enumerate(zip(rows, row_tiles)):
-        yield from flush(z_keep0 // slab_alignment * slab_alignment)
-        for first in range(0, len(tiles), batch_size):
-            group = tiles[first : first + batch_size]
-            batch = np.stack(
-                [_read_tile(volume, (z_start, ys, xs), tile_shape, mean, std) for ys, _, xs, _ in group]
-            )
-            scores = _predict(model, batch, settings.average_rotations)
-            for tile_scores, (ys, (y0, y1), xs, (x0, x1)) in zip(scores, group):
-                y1, x1 = min(y1, shape[1]), min(x1, shape[2])
-                window[z_keep0 - origin : z_keep1 - origin, y0:y1, x0:x1] += tile_scores[
-                    z_keep0 - z_start : z_keep1 - z_start, y0 - ys : y1 - ys, x0 - xs : x1 - xs
-                ]
-            done += len(group)
-            now = time.perf_counter()
-            row_done = first + batch_size >= len(tiles)
-            if row_done or now - last_report >= PROGRESS_SECONDS:
-                rows_done = row + 1 if row_done else row
-                log.info(
-                    "segment: %d/%d tiles of %s (%d/%d rows) done (%.0f s)",
-                    *(done, n_tiles, tile_shape, rows_done, n_rows, now - started),
-                )
-                last_report = now
-    yield from flush(shape[0])
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepfinder-read") as reader:
+        pending = reader.submit(read, 0) if batches else None
+        index = 0
+        for row, (z_start, z_keep0, z_keep1) in enumerate(rows):
+            # Every output ends with the (z, y, x) axes: label maps have no others, scores
+            # have their classes first.
+            outputs = [
+                np.zeros((*output.shape[1:-3], z_keep1 - z_keep0, *shape[1:]), output.dtype)
+                for output in head.outputs
+            ]
+            while index < len(batches) and batches[index][0] == row:
+                group = batches[index][1]
+                batch = _wait(pending, seconds, "waiting_for_tiles")
+                index += 1
+                pending = reader.submit(read, index) if index < len(batches) else None
+                clock = time.perf_counter()
+                predicted = head.predict_on_batch(batch[..., None])
+                predicted = [np.asarray(p) for p in (predicted if len(head.outputs) > 1 else [predicted])]
+                seconds.network += time.perf_counter() - clock
+                clock = time.perf_counter()
+                for i, (ys, (y0, y1), xs, (x0, x1)) in enumerate(group):
+                    y1, x1 = min(y1, shape[1]), min(x1, shape[2])
+                    for output, tiles in zip(outputs, predicted):
+                        output[..., y0:y1, x0:x1] = tiles[
+                            i,
+                            ...,
+                            z_keep0 - z_start : z_keep1 - z_start,
+                            y0 - ys : y1 - ys,
+                            x0 - xs : x1 - xs,
+                        ]
+                seconds.accumulation += time.perf_counter() - clock
+                done += len(group)
+                now = time.perf_counter()
+                row_done = index == len(batches) or batches[index][0] != row
+                if row_done or now - last_report >= PROGRESS_SECONDS:
+                    log.info(
+                        "segment: %d/%d tiles of %s (%d/%d rows) done (%.0f s)",
+                        *(done, n_tiles, tile_shape, row + row_done, len(rows), now - started),
+                    )
+                    last_report = now
+            if mask is not None:
+                clock = time.perf_counter()
+                for output in outputs:
+                    _background_outside(output, mask[z_keep0:z_keep1])
+                seconds.labels += time.perf_counter() - clock
+            yield z_keep0, outputs
+
+
+def _wait(pending: Future, seconds: StageSeconds, stage: str):
+    """The result of ``pending``, the time waited for it added to ``seconds.<stage>``."""
+    clock = time.perf_counter()
+    result = pending.result()
+    setattr(seconds, stage, getattr(seconds, stage) + time.perf_counter() - clock)
+    return result
 
 
 def _tiles_by_row(plans: list[AxisTiles], shape: tuple[int, ...], mask: np.ndarray | None):
@@ -259,26 +352,13 @@ def _tiles_by_row(plans: list[AxisTiles], shape: tuple[int, ...], mask: np.ndarr
     ]
 
 
-def _background_outside(slab: np.ndarray, mask: np.ndarray) -> None:
-    """Scores of certain background (1, 0, 0...) at the voxels of a (z, y, x, classes) slab
-    outside the (z, y, x) mask, in place."""
+def _background_outside(output: np.ndarray, mask: np.ndarray) -> None:
+    """Certain background at the voxels of a (z, y, x) label map or (classes, z, y, x) score
+    array outside the (z, y, x) mask, in place: label 0, scores (1, 0, 0...)."""
     outside = ~mask
-    slab[outside] = 0
-    slab[outside, 0] = 1
-
-
-def _predict(model, tiles: np.ndarray, average_rotations: bool) -> np.ndarray:
-    """Class scores (batch, z, y, x, n_classes) of normalised (batch, z, y, x) tiles."""
-    # A compiled predict frees activations as it goes: ~1.1 kB per tile voxel
-    # against ~1.8 kB for an eager call, which keeps every layer's output.
-    scores = np.asarray(model.predict_on_batch(tiles[..., None]))
-    if average_rotations:
-        for axes in WEDGE_PRESERVING_ROTATIONS:
-            batch_axes = tuple(axis + 1 for axis in axes)
-            rotated = np.ascontiguousarray(np.flip(tiles, batch_axes))[..., None]
-            scores += np.flip(np.asarray(model.predict_on_batch(rotated)), batch_axes)
-        scores /= 1 + len(WEDGE_PRESERVING_ROTATIONS)
-    return scores
+    output[..., outside] = 0
+    if output.ndim == 4:
+        output[0, outside] = 1
 
 
 def predict_scores(
@@ -286,12 +366,16 @@ def predict_scores(
 ) -> np.ndarray:
     """Class scores of a whole tomogram in memory: float32 (z, y, x, n_classes).
 
-    Same tiling, normalisation, blending, binning and ``mask`` as :func:`segment_tomogram`
+    Same tiling, normalisation, rotations, binning and ``mask`` as :func:`segment_tomogram`
     (``settings`` default: ``SegmentationSettings()``); meant for volumes whose
     scores fit in memory (tests, small tomograms).
     """
     settings = settings or SegmentationSettings()
-    scores = np.concatenate([slab for _, slab in iter_score_slabs(volume, model, settings, mask=mask)])
+    head = prediction_head(
+        model, labels=False, scores_dtype="float32", average_rotations=settings.average_rotations
+    )
+    rows = [outputs[0] for _, outputs in iter_rows(volume, head, settings, mask=mask)]
+    scores = np.moveaxis(np.concatenate(rows, axis=1), 0, -1)
     return downsample_scores(scores) if settings.bin_scores else scores
 
 
@@ -301,11 +385,12 @@ def labels_from_scores(scores: np.ndarray) -> np.ndarray:
 
 
 def downsample_scores(scores: np.ndarray) -> np.ndarray:
-    """Average 2x2x2 blocks of a (z, y, x, n_classes) score array; odd edges repeat the last voxel."""
+    """Average 2x2x2 blocks of a (z, y, x, n_classes) score array, in float32 (float16 scores
+    included); odd edges repeat the last voxel."""
     pads = [(0, size % 2) for size in scores.shape[:3]] + [(0, 0)]
     scores = np.pad(scores, pads, mode="edge")
     z, y, x, n = scores.shape
-    return scores.reshape(z // 2, 2, y // 2, 2, x // 2, 2, n).mean(axis=(1, 3, 5))
+    return scores.reshape(z // 2, 2, y // 2, 2, x // 2, 2, n).mean(axis=(1, 3, 5), dtype=np.float32)
 
 
 def unbin_positions(xyz_binned: np.ndarray, factor: float = 2.0) -> np.ndarray:
@@ -337,7 +422,8 @@ def segment_tomogram(
     """Segment a tomogram file with a trained model; write the label map and score maps.
 
     Logs the tiles done at INFO level (``deepfinder.core.segment`` logger) at the end
-    of each row of tiles and every :data:`PROGRESS_SECONDS` within a row.
+    of each row of tiles and every :data:`PROGRESS_SECONDS` within a row, and at the
+    end where the time went (:class:`StageSeconds`).
 
     Parameters
     ----------
@@ -375,8 +461,9 @@ def segment_tomogram(
     -------
     dict
         ``labels`` (Path), ``scores`` ({class: Path}, empty without ``scores_path``),
-        ``seconds``, ``voxels_per_second`` (input voxels), ``tile_shape``, ``n_tiles``
-        (predicted), ``n_tiles_skipped`` (outside the mask).
+        ``seconds``, ``voxels_per_second`` (input voxels), ``stage_seconds`` (the fields
+        of :class:`StageSeconds`), ``tile_shape``, ``n_tiles`` (predicted),
+        ``n_tiles_skipped`` (outside the mask).
     """
     # The class count is known once the model is loaded: check every score map a model could have.
     refuse_overwriting_inputs(
@@ -410,6 +497,14 @@ def segment_tomogram(
     score_paths = score_map_paths(scores_path, n_model_classes) if scores_path else {}
     # MRC mode 0 (8-bit) holds the labels in one byte per voxel; it reads back as int8.
     outputs = {0: (labels_path, np.int8), **{k: (path, np.float16) for k, path in score_paths.items()}}
+    # Binning averages scores, so binned labels are taken here, from the binned scores.
+    head = prediction_head(
+        model,
+        labels=not settings.bin_scores,
+        scores_dtype="float16" if score_paths or settings.bin_scores else None,
+        average_rotations=settings.average_rotations,
+    )
+    seconds = StageSeconds()
     started = time.perf_counter()
     # Every map is written under a temporary name and all are renamed at the end, the label
     # map last: a run that stops early leaves the previous maps as they were.
@@ -419,29 +514,53 @@ def segment_tomogram(
             temporary = stack.enter_context(atomic_output(path))
             writers[k] = _SlabWriter(temporary, out_shape, dtype, voxel_size * factor)
             stack.callback(writers[k].close)
-        for z_start, slab in iter_score_slabs(
-            volume, model, settings, slab_alignment=factor, stats=stats, window_dtype=np.float16, mask=mask
-        ):
+        # Entered last, left first: its writes are over before the files close.
+        writer = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepfinder-write"))
+        written = None
+        for z_start, row in iter_rows(volume, head, settings, stats=stats, mask=mask, seconds=seconds):
             if settings.bin_scores:
-                slab = downsample_scores(slab)
-            z_out = z_start // factor
-            writers[0].write(z_out, labels_from_scores(slab))
-            for k in score_paths:
-                writers[k].write(z_out, slab[..., k].astype(np.float16))
-        for writer in writers.values():
-            writer.finish()
-    seconds = time.perf_counter() - started
+                clock = time.perf_counter()
+                step, depth = 2 * SLAB_DEPTH, row[0].shape[1]
+                scores = np.concatenate(
+                    [
+                        downsample_scores(np.moveaxis(row[0][:, z : z + step], 0, -1))
+                        for z in range(0, depth, step)
+                    ]
+                )
+                row = [labels_from_scores(scores).view(np.int8), np.moveaxis(scores, -1, 0)]
+                seconds.labels += time.perf_counter() - clock
+            if written is not None:
+                _wait(written, seconds, "waiting_for_writes")
+            written = writer.submit(_write_row, writers, z_start // factor, row, seconds)
+        if written is not None:
+            _wait(written, seconds, "waiting_for_writes")
+        for slab_writer in writers.values():
+            slab_writer.finish()
+    elapsed = time.perf_counter() - started
+    log.info("segment: %.1f s in all: %s", elapsed, seconds.summary())
     plans = [plan_axis(size, settings.patch_size, settings.crop_voxels) for size in volume.shape]
     n_tiles = sum(len(tiles) for tiles in _tiles_by_row(plans, volume.shape, mask)[1])
     return {
         "labels": Path(labels_path),
         "scores": score_paths,
-        "seconds": seconds,
-        "voxels_per_second": volume.size / seconds,
+        "seconds": elapsed,
+        "voxels_per_second": volume.size / elapsed,
+        "stage_seconds": dataclasses.asdict(seconds),
         "tile_shape": tuple(plan.length for plan in plans),
         "n_tiles": n_tiles,
         "n_tiles_skipped": math.prod(len(plan.starts) for plan in plans) - n_tiles,
     }
+
+
+def _write_row(writers: dict, z_start: int, row: list[np.ndarray], seconds: StageSeconds) -> None:
+    """Write the label map (``row[0]``) and, with score maps, each particle class's scores
+    (``row[1][k]``) of one row of tiles from z-index ``z_start``; CPU time to ``seconds.writing``."""
+    started = time.thread_time()
+    writers[0].write(z_start, row[0])
+    for k in writers.keys() - {0}:
+        for z in range(0, row[1].shape[1], SLAB_DEPTH):
+            writers[k].write(z_start + z, row[1][k, z : z + SLAB_DEPTH])
+    seconds.writing += time.thread_time() - started
 
 
 class _SlabWriter:
@@ -463,14 +582,23 @@ class _SlabWriter:
         self.minimum, self.maximum, self.total, self.squares, self.count = np.inf, -np.inf, 0.0, 0.0, 0
 
     def write(self, z_start: int, slab: np.ndarray):
-        self.handle.seek(self.offset + z_start * self.plane_bytes)
-        self.handle.write(np.ascontiguousarray(slab, dtype=self.dtype).tobytes())
-        values = slab.astype(np.float64)
+        slab = np.ascontiguousarray(slab, dtype=self.dtype)
+        os.pwrite(self.handle.fileno(), memoryview(slab).cast("B"), self.offset + z_start * self.plane_bytes)
+        if slab.dtype.itemsize == 1:
+            # Counting the 256 byte values is exact and much faster than float64 sums; plane by
+            # plane, as bincount makes an 8-byte copy of what it counts.
+            counts = sum(np.bincount(plane.view(np.uint8).ravel(), minlength=256) for plane in slab)
+            values = np.arange(256, dtype=np.uint8).view(slab.dtype).astype(np.float64)
+            values, counts = values[counts > 0], counts[counts > 0]
+            total, squares = float(counts @ values), float(counts @ values**2)
+        else:
+            values = slab.astype(np.float64).ravel()
+            total, squares = float(values.sum()), float(values @ values)
         self.minimum = min(self.minimum, float(values.min()))
         self.maximum = max(self.maximum, float(values.max()))
-        self.total += float(values.sum())
-        self.squares += float(np.square(values).sum())
-        self.count += values.size
+        self.total += total
+        self.squares += squares
+        self.count += slab.size
 
     def close(self):
         self.handle.close()
@@ -486,15 +614,23 @@ class _SlabWriter:
 
 
 def _read_tile(
-    volume: np.ndarray, start: tuple[int, int, int], tile_shape: tuple[int, int, int], mean: float, std: float
-) -> np.ndarray:
-    """Normalised tile; edges beyond the volume (< 4 voxels) are mirrored."""
-    stops = [min(s + length, size) for s, length, size in zip(start, tile_shape, volume.shape)]
-    tile = normalize(volume[start[0] : stops[0], start[1] : stops[1], start[2] : stops[2]], mean, std)
-    pads = [(0, s + length - stop) for s, length, stop in zip(start, tile_shape, stops)]
-    if any(after for _, after in pads):
-        tile = np.pad(tile, pads, mode="symmetric")
-    return tile
+    volume: np.ndarray, start: tuple[int, int, int], mean: float, std: float, out: np.ndarray
+) -> None:
+    """Normalise the tile of ``out``'s shape at ``start`` into ``out``; edges beyond the
+    volume (< 4 voxels) are mirrored."""
+    stops = [min(s + length, size) for s, length, size in zip(start, out.shape, volume.shape)]
+    region = volume[start[0] : stops[0], start[1] : stops[1], start[2] : stops[2]]
+    if region.shape == out.shape:
+        normalize(region, mean, std, out=out)
+    else:
+        pads = [(0, s + length - stop) for s, length, stop in zip(start, out.shape, stops)]
+        out[...] = np.pad(normalize(region, mean, std), pads, mode="symmetric")
+
+
+def _even_middle(low: int, high: int) -> int:
+    """An even integer of ``[low, high]`` at or just below its middle; ``high - low`` is even,
+    so one exists, as it does for tiles on a 4-voxel grid."""
+    return (low + high) // 4 * 2
 
 
 def _tile_starts(padded: int, length: int, crop_voxels: int) -> list[int]:

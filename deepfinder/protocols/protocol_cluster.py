@@ -11,6 +11,7 @@ from pyworkflow.protocol import STEPS_PARALLEL
 from tomo.objects import SetOfCoordinates3D
 
 from ..convert import (
+    append_table,
     class_output_name,
     class_table,
     get_class_names,
@@ -28,6 +29,7 @@ from .protocol_base import (
     mask_errors,
     run_engine,
 )
+from .streaming import TomogramStreaming, record_done
 
 #: Choices of the "Score threshold" field.
 THRESHOLD_NONE, THRESHOLD_GIVEN, THRESHOLD_AUTOMATIC, THRESHOLD_EVALUATION = range(4)
@@ -37,19 +39,23 @@ class DeepFinderClusterOutputs(Enum):
     coordinates = SetOfCoordinates3D
 
 
-class DeepFinderProtCluster(DeepFinderEngineProtocol):
+class DeepFinderProtCluster(TomogramStreaming, DeepFinderEngineProtocol):
     """Find particles in DeepFinder label maps: one coordinate per particle, with its class and score.
 
     Outputs one coordinate set per class (named after the class, ready for
     extraction and subtomogram averaging) and one set with all classes (groupId =
     class). The score is the particle's mean class probability when score maps
-    were kept, else its size in voxels.
+    were kept, else its size in voxels. Label maps and tomograms may still be
+    arriving (open sets): each tomogram is clustered when both are there, the
+    coordinate sets grow, and they close when the inputs do.
     """
 
     _label = "cluster"
     _devStatus = BETA
     _possibleOutputs = DeepFinderClusterOutputs
     stepsExecutionMode = STEPS_PARALLEL
+    _streamedInputs = ("inputLabelMaps", "inputTomograms")
+    _doneOutputName = DeepFinderClusterOutputs.coordinates.name
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -135,20 +141,13 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
         form.addParallelSection(threads=1, mpi=1)
 
     # ----------------------------------------------------------------- steps
-    def _insertAllSteps(self):
-        steps = [
-            self._insertFunctionStep(self.clusterStep, tsId, prerequisites=[])
-            for tsId in tomograms_by_tsid(self.inputLabelMaps.get())
-        ]
-        self._insertFunctionStep(self.createOutputStep, prerequisites=steps)
-
     def clusterStep(self, tsId: str):
         from ..figures.pictures import HISTOGRAMS_SIZE, cluster_sizes_path, slices_page, write_png
         from ..figures.score_fits import threshold_page
 
+        label_map = self._arrived("inputLabelMaps", tsId)
+        tomogram = self._arrived("inputTomograms", tsId)
         with self._lock:  # step threads share the input sets' database connections
-            label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
-            tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
             cut = self._thresholdArguments(tsId)
             mask = mask_arguments(self.inputMasks.get(), tsId)
         particles_file = self._particlesFile(tsId)
@@ -188,31 +187,48 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
             ),
         )
 
-    def createOutputStep(self):
-        particles = ParticleTable.concat(
-            [
-                io.read_particles_csv(self._particlesFile(tsId))
-                for tsId in tomograms_by_tsid(self.inputLabelMaps.get())
-            ]
-        )
+        self._appendParticles(tomogram, io.read_particles_csv(particles_file))
+
+    _tomogramStep = clusterStep
+
+    def _appendParticles(self, tomogram, particles: ParticleTable):
+        """Add one tomogram's particles to the output sets (created, open, with the first tomogram)."""
         names = self._classNames()
         radii = self._radiiA()
         all_classes = DeepFinderClusterOutputs.coordinates.name
-        outputs = {all_classes: self._coordinateSet(all_classes, particles, max(radii.values()))}
-        for class_id in range(1, len(names)):
-            name = class_output_name(names[class_id])
-            outputs[name] = self._coordinateSet(name, particles.of_class(class_id), radii[class_id])
-        self._defineOutputs(**outputs)
-        for output in outputs.values():
-            self._defineSourceRelation(self.inputLabelMaps, output)
+        per_set = {all_classes: particles}
+        per_set.update({class_output_name(names[c]): particles.of_class(c) for c in range(1, len(names))})
+        with self._lock:
+            if not self.hasAttribute(all_classes):
+                outputs = {all_classes: self._coordinateSet(all_classes, max(radii.values()))}
+                for class_id in range(1, len(names)):
+                    name = class_output_name(names[class_id])
+                    outputs[name] = self._coordinateSet(name, radii[class_id])
+                self._defineOutputs(**outputs)
+                for output in outputs.values():
+                    self._defineSourceRelation(self.inputLabelMaps, output)
+            # The set recording the tomograms done is written last: a tomogram is redone
+            # after a crash unless all its particles were stored.
+            for name in sorted(per_set, key=lambda name: name == all_classes):
+                output = getattr(self, name)
+                output.enableAppend()
+                append_table(output, per_set[name], {tomogram.getTsId(): tomogram})
+                if name == all_classes:
+                    record_done(output, tomogram.getTsId())
+                output.write()
+                self._store(output)
+
+    def closeOutputStep(self):
         from ..figures.pictures import HISTOGRAMS_SIZE, clusters_page, write_png
 
-        files = [self._particlesFile(tsId) for tsId in tomograms_by_tsid(self.inputLabelMaps.get())]
+        names = self._classNames()
+        files = [self._particlesFile(tsId) for tsId in sorted(self._tsIdsInserted)]
         write_png(
             self._getExtraPath("cluster_histograms.png"),
             clusters_page(files, names, self._hasScoreMaps()),
             HISTOGRAMS_SIZE,
         )
+        self._closeOutputSet()
 
     def _thresholdArguments(self, tsId: str) -> list:
         """The command line's score threshold options (none without a threshold)."""
@@ -234,16 +250,19 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
     def _thresholds(self) -> dict[int, float]:
         return self._perClass(self.thresholds.get(), "thresholds")
 
-    def _coordinateSet(self, name, particles, radius_A) -> SetOfCoordinates3D:
+    def _coordinateSet(self, name, radius_A) -> SetOfCoordinates3D:
+        """An empty, open output set of coordinates."""
         sampling = self.inputTomograms.get().getSamplingRate()
-        return new_coordinate_set(
+        coordinates = new_coordinate_set(
             self._getPath(),
             name,
             self.inputTomograms,
             sampling,
             int(round(self.boxScale.get() * radius_A / sampling)),
-            particles,
+            ParticleTable.empty(),
         )
+        coordinates.setStreamState(coordinates.STREAM_OPEN)
+        return coordinates
 
     def _particlesFile(self, tsId: str) -> str:
         return self._getExtraPath(f"{tsId}_particles.csv")

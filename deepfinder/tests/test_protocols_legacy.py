@@ -8,6 +8,10 @@ a project, with this plugin installed.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pwem
 import pytest
@@ -26,6 +30,7 @@ from deepfinder.core import io
 from deepfinder.objects import DeepFinderModel
 from deepfinder.protocols import DeepFinderProtCluster, DeepFinderProtSegment, legacy
 from deepfinder.tests.upstream_weights import write_upstream_weights
+from deepfinder.tests.virtual_display import TIMEOUT_S, VirtualDisplay, xdotool
 
 pytestmark = pytest.mark.slow
 
@@ -100,12 +105,14 @@ class TestProjectOf3x(BaseTest):
     def _write_3x_runs(cls):
         load = cls._save(
             _named(_ProtDeepFinderLoadTrainingModel, "ProtDeepFinderLoadTrainingModel"),
+            "Load Training Model",
             netWeightsFile=cls.weights,
             numClasses=2,
         )
         load._defineOutputs(netWeights=_named(_DeepFinderNet, "DeepFinderNet")(path=cls.weights, noClasses=3))
         segment = cls._save(
             _named(_DeepFinderSegment, "DeepFinderSegment"),
+            "segment",
             inputTomograms=cls.tomograms,
             weights=load.netWeights,
         )
@@ -116,12 +123,17 @@ class TestProjectOf3x(BaseTest):
         )
         segment._defineOutputs(segmentations=segmentations)
         cls._save(
-            _named(_DeepFinderCluster, "DeepFinderCluster"), inputSegmentations=segmentations, cradius=2
+            _named(_DeepFinderCluster, "DeepFinderCluster"),
+            "cluster",
+            inputSegmentations=segmentations,
+            cradius=2,
         )
 
     @classmethod
-    def _save(cls, protocol_class, **values):
+    def _save(cls, protocol_class, label: str, **values):
+        """Save a finished run of ``protocol_class``, named as the 3.x plugin's runs were by default."""
         protocol = cls.proj.newProtocol(protocol_class, **values)
+        protocol.setObjLabel(f"deepfinder - {label}")
         cls.proj.saveProtocol(protocol)
         protocol.makePathsAndClean()
         protocol.setFinished()
@@ -171,3 +183,25 @@ class TestProjectOf3x(BaseTest):
         self.launchProtocol(cluster)
         (coordinate,) = list(cluster.coordinates.iterCoordinates())
         self.assertEqual(coordinate.getTomoId(), "ta")
+
+    def test_the_project_opens_in_the_gui_without_a_missing_class(self):
+        display = VirtualDisplay(tools=("Xvfb", "xdotool", "import"))
+        # -O: pyworkflow opens the window in this process (without it, it starts another one and exits).
+        gui = subprocess.Popen(
+            [sys.executable, "-O", "-m", "pyworkflow.apps.pw_project", self.proj.getShortName()],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            xdotool("search", "--sync", "--onlyvisible", "--name", self.proj.getShortName())
+            time.sleep(3)  # the runs graph is drawn
+            screen = display.screenshot("project_of_3x")
+            self.assertIsNone(gui.poll(), "the project window closed")
+        finally:
+            gui.terminate()
+            output = gui.communicate(timeout=TIMEOUT_S)[0]
+            display.stop()
+        self.assertGreater(screen.std(), 10)  # drawn, not blank
+        self.assertNotIn("not found in mapper dict", output)
+        self.assertNotIn("Traceback", output)

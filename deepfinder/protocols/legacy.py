@@ -43,7 +43,10 @@ class DeepFinderLegacyProtocol(EMProtocol):
         ]
 
     def _summary(self):
-        return [f"A DeepFinder 3.x run, with usable outputs; 'deepfinder - {self._replacement}' replaces it."]
+        # 3.x cluster and annotation runs kept their own summary in these attributes.
+        kept = [getattr(self, name, None) for name in ("clusteringSummary", "annotationSummary")]
+        note = f"A DeepFinder 3.x run, with usable outputs; 'deepfinder - {self._replacement}' replaces it."
+        return [note] + [text.get() for text in kept if text is not None and text.get()]
 
     def _value(self, name: str) -> str:
         """A form value as text, a pointer as its object's name ('?' when unset)."""

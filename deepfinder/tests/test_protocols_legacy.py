@@ -36,6 +36,7 @@ pytestmark = pytest.mark.slow
 
 VOXEL_SIZE = 10.0
 SHAPE_ZYX = (16, 32, 32)
+CLUSTERING_SUMMARY = "Segmentation 1: a total of 1 objects has been found.\nClass 1: 1 objects"
 
 
 # --- Stand-ins: what the 3.x plugin defined under these names (attributes and form parameters).
@@ -63,6 +64,10 @@ class _DeepFinderSegment(EMProtocol):
 
 
 class _DeepFinderCluster(EMProtocol):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.clusteringSummary = pwobj.String()
+
     def _defineParams(self, form):
         form.addSection(label="Input")
         form.addParam("inputSegmentations", params.PointerParam, pointerClass="SetOfTomoMasks")
@@ -122,12 +127,14 @@ class TestProjectOf3x(BaseTest):
             new_tomo_mask(cls.tomograms.getFirstItem(), cls.getOutputPath("segmentation_ta.mrc"))
         )
         segment._defineOutputs(segmentations=segmentations)
-        cls._save(
+        cluster = cls._save(
             _named(_DeepFinderCluster, "DeepFinderCluster"),
             "cluster",
             inputSegmentations=segmentations,
             cradius=2,
         )
+        cluster.clusteringSummary.set(CLUSTERING_SUMMARY)
+        cluster._store()
 
     @classmethod
     def _save(cls, protocol_class, label: str, **values):
@@ -149,6 +156,7 @@ class TestProjectOf3x(BaseTest):
         self.assertEqual(self.runs["DeepFinderSegment"].psize.get(), 100)
         self.assertEqual(self.runs["DeepFinderCluster"].cradius.get(), 2)
         self.assertEqual(self.runs["ProtDeepFinderLoadTrainingModel"].numClasses.get(), 2)
+        self.assertIn(CLUSTERING_SUMMARY, self.runs["DeepFinderCluster"].summary())
 
     def test_the_3x_model_is_a_model_of_this_plugin(self):
         model = self.runs["ProtDeepFinderLoadTrainingModel"].netWeights

@@ -149,6 +149,17 @@ class TestStreaming(BaseTest):
         }
         self.assertEqual(found, expected)
         self.assertTrue(all(expected.values()), expected)
+        per_class = cluster.coordinates_a.getSize() + cluster.coordinates_b.getSize()
+        self.assertEqual(per_class, sum(found.values()))
+
+        # Continued once finished, it finds every tomogram done: no clustering, no duplicate.
+        cluster = self.proj.getProtocol(cluster.getObjId())
+        cluster.runMode.set(MODE_RESUME)
+        self.proj.launchProtocol(cluster, wait=True)
+        wait_until_done(self.proj, cluster)
+        self.assertTrue(cluster.isFinished(), cluster.getErrorMessage())
+        self.assertEqual(self._engine_starts(cluster, "cluster"), len(TSIDS))
+        self.assertEqual(cluster.coordinates.getSize(), sum(found.values()))
 
     def test_a_run_stopped_mid_stream_and_continued_does_not_redo_finished_tomograms(self):
         acquisition = _Acquisition(self)

@@ -46,7 +46,10 @@ def tsids_done(output_set) -> set[str]:
 def record_done(output_set, tsId: str) -> None:
     """Record on ``output_set`` that ``tsId`` is done (written with the set's next write)."""
     done = sorted(tsids_done(output_set) | {tsId})
-    setattr(output_set, TSIDS_DONE_ATTR, pwobj.String(json.dumps(done)))
+    if getattr(output_set, TSIDS_DONE_ATTR, None) is None:
+        setattr(output_set, TSIDS_DONE_ATTR, pwobj.String())
+    # Set in place: a new object each time would add a row to the project database each time.
+    getattr(output_set, TSIDS_DONE_ATTR).set(json.dumps(done))
 
 
 class TomogramStreaming:

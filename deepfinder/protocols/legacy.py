@@ -2,7 +2,7 @@
 
 Scipion finds a run's class by the name stored in the project database. These classes carry
 the 3.x names and form parameters: a 3.x run shows with its parameters and outputs, and its
-outputs (tomograms masks, coordinates, models: see ``objects.DeepFinderNet``) are inputs of
+outputs (tomogram masks, coordinates, models: see ``objects.DeepFinderNet``) are inputs of
 this plugin's protocols. The 3.x engine is gone, so they do not run again: continuing or
 copying one says in one line which protocol replaces it and where its values go.
 """
@@ -33,13 +33,12 @@ class DeepFinderLegacyProtocol(EMProtocol):
 
     def _mapping(self) -> str:
         """Where this run's values go in the replacing protocol."""
-        return ""
+        raise NotImplementedError
 
     def _validate(self):
-        mapping = self._mapping()
         return [
             f"This run was made with the DeepFinder 3.x plugin, whose engine is gone: run "
-            f"'deepfinder - {self._replacement}' instead{': ' + mapping if mapping else ''}."
+            f"'deepfinder - {self._replacement}' instead: {self._mapping()}."
         ]
 
     def _summary(self):
@@ -49,12 +48,19 @@ class DeepFinderLegacyProtocol(EMProtocol):
         return [note] + [text.get() for text in kept if text is not None and text.get()]
 
     def _value(self, name: str) -> str:
-        """A form value as text, a pointer as its object's name ('?' when unset)."""
+        """A form value as text, an input as its output's name and run ('?' when unset)."""
         value = getattr(self, name, None)
         if isinstance(value, pwobj.Pointer):
-            target = value.get()
-            return target.getNameId() if target is not None else "?"
+            return self._outputName(value.get())
         return "?" if value is None or value.get() is None else str(value.get())
+
+    def _outputName(self, output) -> str:
+        """``<output> of '<run>'`` for an output of a run of the project, else its name."""
+        if output is None:
+            return "?"
+        project, run_id = self.getProject(), output.getObjParentId()
+        run = project.getProtocol(run_id) if project is not None and run_id else None
+        return f"{output.getLastName()} of '{run.getRunName()}'" if run is not None else output.getNameId()
 
 
 def _add_tomograms(form) -> None:

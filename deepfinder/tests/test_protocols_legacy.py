@@ -169,6 +169,7 @@ class TestProjectOf3x(BaseTest):
         self.assertEqual(len(errors), 1, errors)
         self.assertIn("'deepfinder - segment'", errors[0])
         self.assertIn("Tile size = 100", errors[0])
+        self.assertIn("Trained model = netWeights of 'deepfinder - Load Training Model'", errors[0])
         (error,) = self.runs["DeepFinderCluster"]._validate()
         self.assertIn("'deepfinder - cluster'", error)
         self.assertIn(f"Particle radius = {2 * VOXEL_SIZE:g} Å", error)

@@ -59,8 +59,8 @@ class DeepFinderNet(DeepFinderModel):
     """A model trained or loaded with the DeepFinder 3.x plugin, as its projects store it.
 
     3.x kept the weights file and the class count (background included), no class names,
-    patch size or sampling rate: the classes are named class1, class2, ... and the
-    segmentation form warns about nothing it cannot check.
+    patch size or sampling rate: the classes are named class1, class2, ..., and segment
+    cannot warn when the tomograms are at another sampling rate than the training ones.
     """
 
     def __init__(self, path=None, noClasses=None, **kwargs):

@@ -53,3 +53,24 @@ class DeepFinderModel(EMObject):
             f"DeepFinderModel ({names}; patch {self.getPatchSize()} px, "
             f"{self.getSamplingRate() or 0:.2f} A/px)"
         )
+
+
+class DeepFinderNet(DeepFinderModel):
+    """A model trained or loaded with the DeepFinder 3.x plugin, as its projects store it.
+
+    3.x kept the weights file and the class count (background included), no class names,
+    patch size or sampling rate: the classes are named class1, class2, ..., and segment
+    cannot warn when the tomograms are at another sampling rate than the training ones.
+    """
+
+    def __init__(self, path=None, noClasses=None, **kwargs):
+        super().__init__(**kwargs)
+        self._path = pwobj.String(path)
+        self._nbOfClasses = pwobj.Integer(noClasses)
+
+    def getWeightsFile(self) -> str:
+        return self._path.get()
+
+    def getClassNames(self) -> list[str]:
+        """Class names, background first: ``class1``, ``class2``, ... (3.x stored none)."""
+        return ["background"] + [f"class{i}" for i in range(1, self._nbOfClasses.get() or 0)]

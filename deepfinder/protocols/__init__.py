@@ -1,5 +1,15 @@
 """Scipion protocols of the DeepFinder plugin."""
 
+from .legacy import (
+    DeepFinderAnnotations,
+    DeepFinderCluster,
+    DeepFinderGenerateTrainingTargetsSpheres,
+    DeepFinderSegment,
+    DeepFinderSWA,
+    DeepFinderTrain,
+    ImportCoordinates3D,
+    ProtDeepFinderLoadTrainingModel,
+)
 from .protocol_annotate import DeepFinderProtAnnotate
 from .protocol_cluster import DeepFinderProtCluster
 from .protocol_consensus import DeepFinderProtConsensus
@@ -23,4 +33,17 @@ PROTOCOL_CLASSES = [
     DeepFinderProtConsensus,
     DeepFinderProtImportParticles,
     DeepFinderProtExportParticles,
+]
+
+#: The DeepFinder 3.x plugin's protocols, by their names: Scipion finds 3.x runs of old projects
+#: through them. They are not offered among the protocols to run (``isDisabled``).
+LEGACY_PROTOCOL_CLASSES = [
+    DeepFinderAnnotations,
+    DeepFinderGenerateTrainingTargetsSpheres,
+    DeepFinderTrain,
+    DeepFinderSegment,
+    DeepFinderCluster,
+    ProtDeepFinderLoadTrainingModel,
+    ImportCoordinates3D,
+    DeepFinderSWA,
 ]

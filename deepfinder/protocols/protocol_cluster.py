@@ -11,6 +11,7 @@ from pyworkflow.protocol import STEPS_PARALLEL
 from tomo.objects import SetOfCoordinates3D
 
 from ..convert import (
+    append_table,
     class_output_name,
     class_table,
     get_class_names,
@@ -30,6 +31,7 @@ from .protocol_base import (
     mask_errors,
     run_engine,
 )
+from .streaming import TomogramStreaming, record_done
 
 #: Choices of the "Score threshold" field.
 THRESHOLD_NONE, THRESHOLD_GIVEN, THRESHOLD_AUTOMATIC, THRESHOLD_EVALUATION = range(4)
@@ -39,19 +41,23 @@ class DeepFinderClusterOutputs(Enum):
     coordinates = SetOfCoordinates3D
 
 
-class DeepFinderProtCluster(DeepFinderEngineProtocol):
+class DeepFinderProtCluster(TomogramStreaming, DeepFinderEngineProtocol):
     """Find particles in DeepFinder label maps: one coordinate per particle, with its class and score.
 
     Outputs one coordinate set per class (named after the class, ready for
     extraction and subtomogram averaging) and one set with all classes (groupId =
     class). The score is the particle's mean class probability when score maps
-    were kept, else its size in voxels.
+    were kept, else its size in voxels. Label maps and tomograms may still be
+    arriving (open sets): each tomogram is clustered when both are there, the
+    coordinate sets grow, and they close when the inputs do.
     """
 
     _label = "cluster"
     _devStatus = BETA
     _possibleOutputs = DeepFinderClusterOutputs
     stepsExecutionMode = STEPS_PARALLEL
+    _streamedInputs = ("inputLabelMaps", "inputTomograms")
+    _doneOutputName = DeepFinderClusterOutputs.coordinates.name
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -137,20 +143,13 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
         form.addParallelSection(threads=1, mpi=1)
 
     # ----------------------------------------------------------------- steps
-    def _insertAllSteps(self):
-        steps = [
-            self._insertFunctionStep(self.clusterStep, tsId, prerequisites=[])
-            for tsId in tomograms_by_tsid(self.inputLabelMaps.get())
-        ]
-        self._insertFunctionStep(self.createOutputStep, prerequisites=steps)
-
     def clusterStep(self, tsId: str):
         from ..figures.pictures import HISTOGRAMS_SIZE, cluster_sizes_path, slices_page, write_png
         from ..figures.score_fits import threshold_page
 
+        label_map = self._arrived("inputLabelMaps", tsId)
+        tomogram = self._arrived("inputTomograms", tsId)
         with self._lock:  # step threads share the input sets' database connections
-            label_map = tomograms_by_tsid(self.inputLabelMaps.get())[tsId]
-            tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
             cut = self._thresholdArguments(tsId)
             mask = mask_arguments(self.inputMasks.get(), tsId)
         particles_file = self._particlesFile(tsId)
@@ -190,13 +189,43 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
             ),
         )
 
-    def createOutputStep(self):
-        particles = ParticleTable.concat(
-            [
-                particle_csv.read(self._particlesFile(tsId)).particles
-                for tsId in tomograms_by_tsid(self.inputLabelMaps.get())
-            ]
-        )
+        self._appendParticles(tomogram, particles)
+
+    _tomogramStep = clusterStep
+
+    def _appendParticles(self, tomogram, particles: ParticleTable):
+        """Add one tomogram's particles to the output sets (created, open, with the first tomogram)."""
+        names = self._classNames()
+        radii = self._radiiA()
+        all_classes = DeepFinderClusterOutputs.coordinates.name
+        per_set = {all_classes: particles}
+        per_set.update({class_output_name(names[c]): particles.of_class(c) for c in range(1, len(names))})
+        with self._lock:
+            if not self.hasAttribute(all_classes):
+                outputs = {all_classes: self._coordinateSet(all_classes, max(radii.values()))}
+                for class_id in range(1, len(names)):
+                    name = class_output_name(names[class_id])
+                    outputs[name] = self._coordinateSet(name, radii[class_id])
+                self._defineOutputs(**outputs)
+                for output in outputs.values():
+                    self._defineSourceRelation(self.inputLabelMaps, output)
+            # The set recording the tomograms done is written last: a tomogram is redone
+            # after a crash unless all its particles were stored.
+            for name in sorted(per_set, key=lambda name: name == all_classes):
+                output = getattr(self, name)
+                output.enableAppend()
+                append_table(output, per_set[name], {tomogram.getTsId(): tomogram})
+                if name == all_classes:
+                    record_done(output, tomogram.getTsId())
+                output.write()
+                self._store(output)
+
+    def closeOutputStep(self):
+        from ..figures.pictures import HISTOGRAMS_SIZE, clusters_page, write_png
+
+        names = self._classNames()
+        files = [self._particlesFile(tsId) for tsId in sorted(self._tsIdsInserted)]
+        particles = ParticleTable.concat([particle_csv.read(path).particles for path in files])
         tomograms = self.inputTomograms.get()
         # Every pick for averaging in RELION 5 (centred on each tomogram, in Angstrom) and in Dynamo
         # (voxels of the tomograms, with the .doc table map of their names).
@@ -207,24 +236,12 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
                 voxel_size=tomograms.getSamplingRate(),
                 tomograms=tomogram_geometries(tomograms_by_tsid(tomograms)),
             )
-        names = self._classNames()
-        radii = self._radiiA()
-        all_classes = DeepFinderClusterOutputs.coordinates.name
-        outputs = {all_classes: self._coordinateSet(all_classes, particles, max(radii.values()))}
-        for class_id in range(1, len(names)):
-            name = class_output_name(names[class_id])
-            outputs[name] = self._coordinateSet(name, particles.of_class(class_id), radii[class_id])
-        self._defineOutputs(**outputs)
-        for output in outputs.values():
-            self._defineSourceRelation(self.inputLabelMaps, output)
-        from ..figures.pictures import HISTOGRAMS_SIZE, clusters_page, write_png
-
-        files = [self._particlesFile(tsId) for tsId in tomograms_by_tsid(self.inputLabelMaps.get())]
         write_png(
             self._getExtraPath("cluster_histograms.png"),
             clusters_page(files, names, self._hasScoreMaps()),
             HISTOGRAMS_SIZE,
         )
+        self._closeOutputSet()
 
     def _thresholdArguments(self, tsId: str) -> list:
         """The command line's score threshold options (none without a threshold)."""
@@ -246,16 +263,19 @@ class DeepFinderProtCluster(DeepFinderEngineProtocol):
     def _thresholds(self) -> dict[int, float]:
         return self._perClass(self.thresholds.get(), "thresholds")
 
-    def _coordinateSet(self, name, particles, radius_A) -> SetOfCoordinates3D:
+    def _coordinateSet(self, name, radius_A) -> SetOfCoordinates3D:
+        """An empty, open output set of coordinates."""
         sampling = self.inputTomograms.get().getSamplingRate()
-        return new_coordinate_set(
+        coordinates = new_coordinate_set(
             self._getPath(),
             name,
             self.inputTomograms,
             sampling,
             int(round(self.boxScale.get() * radius_A / sampling)),
-            particles,
+            ParticleTable.empty(),
         )
+        coordinates.setStreamState(coordinates.STREAM_OPEN)
+        return coordinates
 
     def _particlesFile(self, tsId: str) -> str:
         return self._getExtraPath(f"{tsId}_particles.csv")

@@ -27,6 +27,7 @@ from .protocol_base import (
     settings_errors,
     volumes_without_sampling_rate,
 )
+from .streaming import TomogramStreaming, record_done
 
 #: The form parameter of each segmentation setting (precision is the Scipion variable
 #: DEEPFINDER_PRECISION; the crop keeps the engine's default).
@@ -42,17 +43,22 @@ class DeepFinderSegmentOutputs(Enum):
     labelMaps = SetOfTomoMasks
 
 
-class DeepFinderProtSegment(DeepFinderEngineProtocol):
+class DeepFinderProtSegment(TomogramStreaming, DeepFinderEngineProtocol):
     """Segment tomograms with a trained DeepFinder model: one label map per tomogram.
 
     Tomograms are processed one per step, in parallel when several GPUs or threads
     are given, and each label map is added to the output as soon as it is done.
+    The tomograms may still be arriving (an open set, e.g. during acquisition): each
+    is segmented when it arrives, and the label maps close when the tomograms do.
     """
 
     _label = "segment"
     _devStatus = BETA
     _possibleOutputs = DeepFinderSegmentOutputs
     stepsExecutionMode = STEPS_PARALLEL
+    _streamedInputs = ("inputTomograms",)
+    _doneOutputName = DeepFinderSegmentOutputs.labelMaps.name
+    _tomogramStepNeedsGPU = True
 
     def _defineParams(self, form):
         form.addSection(label="Input")
@@ -121,16 +127,8 @@ class DeepFinderProtSegment(DeepFinderEngineProtocol):
         form.addParallelSection(threads=1, mpi=1)
 
     # ----------------------------------------------------------------- steps
-    def _insertAllSteps(self):
-        steps = [
-            self._insertFunctionStep(self.segmentStep, tsId, prerequisites=[], needsGPU=True)
-            for tsId in tomograms_by_tsid(self.inputTomograms.get())
-        ]
-        self._insertFunctionStep(self.closeOutputStep, prerequisites=steps)
-
     def segmentStep(self, tsId: str):
-        with self._lock:  # step threads share the input set's database connection
-            tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
+        tomogram = self._arrived("inputTomograms", tsId)
         model = self.inputModel.get()
         labels = self._getExtraPath(f"{tsId}_labels.mrc")
         scores = self._getExtraPath(f"{tsId}_scores.mrc") if self.saveScores else None
@@ -156,11 +154,10 @@ class DeepFinderProtSegment(DeepFinderEngineProtocol):
         )
         self._appendLabelMap(tomogram, labels, score_files)
 
+    _tomogramStep = segmentStep
+
     def closeOutputStep(self):
-        label_maps = getattr(self, DeepFinderSegmentOutputs.labelMaps.name)
-        label_maps.setStreamState(label_maps.STREAM_CLOSED)
-        label_maps.write()
-        self._store(label_maps)
+        self._closeOutputSet()
 
     # ----------------------------------------------------------------- helpers
     def _settings(self) -> SegmentationSettings:
@@ -184,12 +181,14 @@ class DeepFinderProtSegment(DeepFinderEngineProtocol):
                 label_maps.setStreamState(label_maps.STREAM_OPEN)
                 set_class_names(label_maps, self.inputModel.get().getClassNames())
                 label_maps.append(mask)
+                record_done(label_maps, tomogram.getTsId())
                 self._defineOutputs(**{name: label_maps})
                 self._defineSourceRelation(self.inputTomograms, label_maps)
                 self._defineSourceRelation(self.inputModel, label_maps)
             else:
                 label_maps.enableAppend()
                 label_maps.append(mask)
+                record_done(label_maps, tomogram.getTsId())
                 label_maps.write()
                 self._store(label_maps)
 

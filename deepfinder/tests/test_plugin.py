@@ -75,3 +75,15 @@ class TestImportTomogram(BaseTest):
         self.assertEqual(tomogram.getDim(), (32, 40, 24))
         self.assertAlmostEqual(tomogram.getSamplingRate(), 13.7, places=3)
         self.assertEqual(tomogram.getTsId(), "tomo_a")
+
+
+def test_the_plugin_manager_finds_the_installed_plugin_and_no_binaries():
+    # What `scipion3 installp -p <clone> --devel` and the plugin manager read after `pip install -e`.
+    from scipion.install.plugin_funcs import PluginInfo
+
+    plugin = PluginInfo(pipName="scipion-em-deepfinder", remote=False)
+    assert plugin.isInstalled()
+    assert plugin.getDirName() == "deepfinder"
+    assert isinstance(plugin.getPluginClass(), deepfinder.Plugin)
+    assert plugin.pipVersion == deepfinder.__version__
+    assert plugin.getBinVersions() == []

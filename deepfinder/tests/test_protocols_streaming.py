@@ -20,8 +20,8 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.objects import SetOfTomograms, Tomogram
 from tomo.protocols import ProtImportTomograms
 
-from deepfinder.core import io
 from deepfinder.core.model import build_unet, save_model
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import DeepFinderProtCluster, DeepFinderProtImportModel, DeepFinderProtSegment
 from deepfinder.protocols.streaming import tsids_done
 from deepfinder.tests.slurm import wait_until_done
@@ -145,7 +145,8 @@ class TestStreaming(BaseTest):
         for coordinate in cluster.coordinates.iterCoordinates():
             found[coordinate.getTomoId()] += 1
         expected = {
-            tsId: len(io.read_particles_csv(cluster._getExtraPath(f"{tsId}_particles.csv"))) for tsId in TSIDS
+            tsId: len(particle_csv.read(cluster._getExtraPath(f"{tsId}_particles.csv")).particles)
+            for tsId in TSIDS
         }
         self.assertEqual(found, expected)
         self.assertTrue(all(expected.values()), expected)

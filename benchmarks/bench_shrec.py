@@ -241,9 +241,10 @@ def train_with_budget(
     work: Path, names: list[str], targets: list[Path], classes: list[dict], kind: str, args
 ) -> dict:
     """Train until the CPU budget would be exceeded by one more epoch; returns the model and times."""
+    from deepfinder.core.checkpoints import last_checkpoint
     from deepfinder.core.io import read_particles_csv
     from deepfinder.core.settings import TrainingSettings
-    from deepfinder.core.train import last_checkpoint, train
+    from deepfinder.core.train import train
 
     out_dir = work / f"model_{run_name(kind, args)}"
     budget = 60.0 * args.train_minutes

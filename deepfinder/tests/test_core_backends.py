@@ -43,8 +43,8 @@ print("Keras backend:", keras.backend.backend())
 # float32 on both backends, so that their scores differ by round-off only; a step size the
 # blobs are learnt with in a few epochs.
 TRAINING = [
-    "--patch-size", "16", "--batch-size", "4", "--steps-per-epoch", "15", "--val-steps", "2",
-    "--epochs", "3", "--shift", "4", "--loss", "dice_cross_entropy", "--learning-rate", "1e-3",
+    "--patch-size", "16", "--batch-size", "4", "--steps-per-epoch", "8", "--val-steps", "1",
+    "--epochs", "2", "--shift", "4", "--loss", "dice_cross_entropy", "--learning-rate", "1e-3",
     "--val-fraction", "0.3", "--precision", "float32", "--quiet",
 ]  # fmt: skip
 

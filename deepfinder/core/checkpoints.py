@@ -17,7 +17,7 @@ A kill at any moment loses at most the epoch in progress: ``checkpoint.json``
 always names the whole files of one epoch. A run is only continued with the same
 data (identified by content, not by path, so a moved project still resumes) and
 the same settings, except those of
-:data:`~deepfinder.core.settings.RESUMABLE_TRAINING_SETTINGS` (:func:`read_checkpoint`).
+:data:`~deepfinder.core.settings.RESUMABLE_TRAINING_SETTINGS` (:func:`open_run`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -41,7 +40,6 @@ from .settings import RESUMABLE_TRAINING_SETTINGS, TrainingSettings
 
 PathLike = str | os.PathLike
 
-log = logging.getLogger(__name__)
 
 HISTORY = "history.json"
 CHECKPOINT_STATE = "checkpoint.json"
@@ -73,11 +71,11 @@ def open_run(out_dir: Path, fingerprint: dict, resume: bool) -> tuple[list[dict]
     """The history, progress and checkpoint state (None: a new run) that training in ``out_dir``
     starts from: those of its checkpoint when ``resume`` (refused if of other data or settings,
     :class:`TrainingFolderError`), else nothing, the folder's run removed."""
-    state = read_checkpoint(out_dir, fingerprint) if resume else None
     if not resume:
-        remove_run(out_dir)
+        _remove_run(out_dir)
         return [], Progress(), None
-    remove_leftovers(out_dir, state)
+    state = _read_checkpoint(out_dir, fingerprint)
+    _remove_leftovers(out_dir, state)
     if state is None:
         return [], Progress(), None
     # A kill after the checkpoint and before history.json left it a row short.
@@ -115,10 +113,10 @@ def write_checkpoint(
         "history": history,
     }
     write_json(out_dir / CHECKPOINT_STATE, state)
-    remove_leftovers(out_dir, state)
+    _remove_leftovers(out_dir, state)
 
 
-def read_checkpoint(out_dir: Path, fingerprint: dict) -> dict | None:
+def _read_checkpoint(out_dir: Path, fingerprint: dict) -> dict | None:
     """The state of the checkpoint in ``out_dir`` (None if there is none) if it is of this run."""
     state_file = out_dir / CHECKPOINT_STATE
     if not state_file.exists():
@@ -143,7 +141,7 @@ def read_checkpoint(out_dir: Path, fingerprint: dict) -> dict | None:
     return state
 
 
-def remove_leftovers(out_dir: Path, state: dict | None) -> None:
+def _remove_leftovers(out_dir: Path, state: dict | None) -> None:
     """Remove the epochs' checkpoint files that ``state`` (the checkpoint's, or None: all) does not
     name: earlier epochs' checkpoints, and what a killed run was writing."""
     named = (
@@ -162,10 +160,10 @@ def run_files(out_dir: Path) -> list[Path]:
     return [*(out_dir / name for name in names), *out_dir.glob("checkpoint-*")]
 
 
-def remove_run(out_dir: Path) -> None:
+def _remove_run(out_dir: Path) -> None:
     """Remove the files of a training run from ``out_dir``, the checkpoint state first."""
     (out_dir / CHECKPOINT_STATE).unlink(missing_ok=True)
-    remove_leftovers(out_dir, None)
+    _remove_leftovers(out_dir, None)
     for pattern in ("checkpoint.*", "best.*", HISTORY + "*"):
         for path in out_dir.glob(pattern):
             path.unlink()

@@ -95,7 +95,7 @@ def build_unet(n_classes: int, patch_size: int | None = None, precision: str = "
 def logits_model(model):
     """The same network (shared weights) stopped before its softmax: per-voxel class logits."""
     keras = import_keras()
-    return keras.Model(model.inputs, model.get_layer("softmax").input, name="deepfinder_unet_logits")
+    return keras.Model(model.input, model.get_layer("softmax").input, name="deepfinder_unet_logits")
 
 
 def expected_parameter_count(n_classes: int) -> int:

@@ -223,7 +223,7 @@ def train(
     precision = resolve_precision(settings.precision)
     keras = import_keras()
     strategy = mirrored_strategy()
-    _log_devices(strategy, settings.batch_size)
+    _check_device_split(strategy, settings.batch_size)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         # Seeds Keras' weight initialisers (a process-wide setting) so that a run is repeatable.
         keras.utils.set_random_seed(settings.seed)
@@ -328,7 +328,7 @@ def _train_epoch(train_step: Callable, data: PatchSource, settings: TrainingSett
     return {"train_loss": float(np.mean(losses)), "data_wait_seconds": waited, "step_seconds": stepped}
 
 
-def _log_devices(strategy, batch_size: int) -> None:
+def _check_device_split(strategy, batch_size: int) -> None:
     """Say how each batch is split between several devices; refuse a batch too small to split."""
     if strategy is None:
         return

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 from bench_shrec import cpu_seconds, score
 
-from deepfinder.core.model import import_tensorflow
+from deepfinder.core.devices import import_keras
 from deepfinder.core.normalize import normalize
 from deepfinder.core.sampling import draw_rows
 from deepfinder.core.segment import WEDGE_PRESERVING_ROTATIONS
@@ -153,8 +153,7 @@ def build_classifier(n_classes: int, box_size: int):
     keras.Model
         Input (batch, box, box, box, 1) float32; output (batch, n_classes) logits.
     """
-    import_tensorflow()
-    import keras
+    keras = import_keras()
     from keras import layers
 
     if box_size % 8:
@@ -211,8 +210,8 @@ def train_classifier(
     list of float
         Mean training loss of each epoch.
     """
-    tf = import_tensorflow()
-    import keras
+    keras = import_keras()
+    import tensorflow as tf
 
     rng = np.random.default_rng(seed)
     optimizer = keras.optimizers.Adam(learning_rate)
@@ -247,7 +246,9 @@ def classify_boxes(
 ) -> np.ndarray:
     """Class probabilities (n, n_classes) of boxes (n, z, y, x), optionally averaged over the
     four wedge-preserving rotations."""
-    tf = import_tensorflow()
+    import_keras()
+    import tensorflow as tf
+
     rotations = range(1 + len(WEDGE_PRESERVING_ROTATIONS)) if average_rotations else (0,)
     probabilities = np.zeros((len(boxes), int(model.output_shape[-1])))
     for start in range(0, len(boxes), batch_size):

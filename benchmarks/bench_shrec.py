@@ -86,7 +86,7 @@ def cpu_seconds() -> float:
 def cpu_model() -> str:
     """The CPU's model name and its bfloat16 instructions, which make a training step several times
     cheaper where they exist."""
-    from deepfinder.core.model import cpu_bfloat16_instructions
+    from deepfinder.core.devices import cpu_bfloat16_instructions
 
     try:
         info = Path("/proc/cpuinfo").read_text()
@@ -245,8 +245,9 @@ def train_with_budget(
 ) -> dict:
     """Train for ``args.steps`` steps (``args.steps // args.steps_per_epoch`` epochs, the step size
     decaying over all of them), or until the optional wall-clock cap; returns the model and times."""
+    from deepfinder.core.checkpoints import last_checkpoint
     from deepfinder.core.settings import TrainingSettings
-    from deepfinder.core.train import last_checkpoint, train
+    from deepfinder.core.train import train
 
     out_dir = work / f"model_{run_name(kind, args)}"
     epochs = max(args.steps // args.steps_per_epoch, 1)

@@ -991,7 +991,7 @@ def main(argv=None) -> None:
 
     args = build_parser().parse_args(argv)
     if not args.debug:
-        # Level 3 also hides TensorFlow's native start-up lines (deepfinder.core.model.import_tensorflow),
+        # Level 3 also hides TensorFlow's native start-up lines (deepfinder.core.devices.import_keras),
         # whatever level the calling environment (e.g. Scipion's) set.
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     if args.gpus is not None:

@@ -5,83 +5,28 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import h5py
+import numpy as np
 
-import h5py  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .errors import InputError  # noqa: E402
-from .io import atomic_output  # noqa: E402
-from .settings import PRECISIONS, check_patch_size  # noqa: E402
-
-
-def import_tensorflow():
-    """Import TensorFlow and return it; with ``TF_CPP_MIN_LOG_LEVEL=3`` (set by the command line),
-    its native start-up lines (oneDNN, CUDA drivers), printed before its log level applies, are
-    kept off stderr. A failed import still raises, with its message."""
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
-        import tensorflow
-
-        return tensorflow
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    return tensorflow
-
-
-def cpu_bfloat16_instructions() -> list[str]:
-    """The bfloat16 instruction sets the CPU announces (``amx_bf16``, ``avx512_bf16``); empty
-    where it has none or ``/proc/cpuinfo`` cannot be read."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    return [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags]
-
-
-def native_bfloat16_cpu() -> bool:
-    """True when the CPU computes bfloat16 in hardware (AVX512-BF16 or AMX) and no GPU is visible."""
-    if not cpu_bfloat16_instructions():
-        return False
-    tf = import_tensorflow()
-    return not tf.config.list_physical_devices("GPU")
-
-
-def distribution_strategy():
-    """How training spreads over the devices TensorFlow sees.
-
-    Several GPUs (or, without a GPU, several logical CPUs, which only a test
-    configures): a ``tf.distribute.MirroredStrategy`` over all of them, each
-    holding a copy of the model and computing a part of every batch. One
-    device: TensorFlow's default strategy, which distributes nothing.
-    """
-    tf = import_tensorflow()
-    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        return tf.distribute.get_strategy()
-    return tf.distribute.MirroredStrategy([device.name for device in devices])
+from .devices import bfloat16_hardware, import_keras
+from .errors import InputError
+from .io import atomic_output
+from .settings import PRECISIONS, check_patch_size
 
 
 def resolve_precision(precision: str = "auto") -> str:
     """The arithmetic the U-net runs in: ``"float32"`` or ``"bfloat16"``.
 
     ``"auto"`` picks bfloat16 (weights and softmax kept in float32, "mixed
-    precision") where the CPU computes it natively, which is faster (see
-    benchmarks/RESULTS.md); float32 elsewhere.
+    precision") where the hardware computes it natively (:func:`bfloat16_hardware`),
+    which is faster (see benchmarks/RESULTS.md); float32 elsewhere.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return "bfloat16" if native_bfloat16_cpu() else "float32"
+        return "bfloat16" if bfloat16_hardware() else "float32"
     return precision
 
 
@@ -104,9 +49,8 @@ def build_unet(n_classes: int, patch_size: int | None = None, precision: str = "
     keras.Model
         Input (batch, z, y, x, 1) float32; output (batch, z, y, x, n_classes) softmax.
     """
-    import_tensorflow()
-    import keras
-    from keras import layers
+    keras = import_keras()
+    layers = keras.layers
 
     if n_classes < 2:
         raise ValueError(f"The network needs at least 2 classes (background + 1), got {n_classes}")
@@ -151,9 +95,8 @@ def build_unet(n_classes: int, patch_size: int | None = None, precision: str = "
 
 def logits_model(model):
     """The same network (shared weights) stopped before its softmax: per-voxel class logits."""
-    import keras
-
-    return keras.Model(model.inputs, model.get_layer("softmax").input, name="deepfinder_unet_logits")
+    keras = import_keras()
+    return keras.Model(model.input, model.get_layer("softmax").input, name="deepfinder_unet_logits")
 
 
 def expected_parameter_count(n_classes: int) -> int:

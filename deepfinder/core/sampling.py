@@ -14,8 +14,6 @@ a bounded number of them, drawn in the same order as one at a time.
 
 from __future__ import annotations
 
-import queue
-import threading
 import warnings
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -400,45 +398,3 @@ def training_batches(
     return cut_batches(
         volumes, label_maps, stats, draws(), patch_size, workers=workers, batches_ahead=batches_ahead
     )
-
-
-def prefetch(batches: Iterable, depth: int = 2) -> Iterator:
-    """Produce items of ``batches`` in a background thread, ``depth`` ahead of the consumer.
-
-    Reading from disk and numpy work overlap with the model's step (both
-    release the GIL for most of their time). An exception raised while
-    producing is re-raised in the consumer; closing the returned generator
-    stops the thread.
-    """
-    items: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-    done = object()
-
-    def produce():
-        try:
-            for item in batches:
-                while not stop.is_set():
-                    try:
-                        items.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            items.put((done, None))
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            items.put((done, error))
-
-    thread = threading.Thread(target=produce, name="deepfinder-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item, error = items.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from deepfinder.core.model import build_unet, count_parameters
+from deepfinder.core import devices
+from deepfinder.core.model import build_unet, count_parameters, resolve_precision
 from deepfinder.core.settings import check_patch_size
 
 
@@ -83,3 +84,23 @@ def test_upstream_weights_with_another_class_count_are_refused(tmp_path):
     write_upstream_weights(upstream, n_classes=13)
     with pytest.raises(ValueError, match="DeepFinder U-net with 4 classes"):
         load_model(upstream, n_classes=4)
+
+
+@pytest.mark.parametrize(
+    "gpus, cpu_instructions, expected",
+    [
+        ([(8, 0)], [], "bfloat16"),  # A100
+        ([(9, 0), (9, 0)], [], "bfloat16"),  # two H100
+        ([(7, 0)], ["avx512_bf16"], "float32"),  # V100: the GPU computes, not the CPU
+        ([(8, 6), (7, 5)], [], "float32"),  # a Turing beside an Ampere slows both
+        ([], ["amx_bf16", "avx512_bf16"], "bfloat16"),
+        ([], [], "float32"),
+    ],
+)
+def test_auto_precision_is_bfloat16_where_the_hardware_computes_it(
+    monkeypatch, gpus, cpu_instructions, expected
+):
+    monkeypatch.setattr(devices, "gpu_compute_capabilities", lambda: gpus)
+    monkeypatch.setattr(devices, "cpu_bfloat16_instructions", lambda: cpu_instructions)
+    assert resolve_precision("auto") == expected
+    assert resolve_precision("float32") == "float32"

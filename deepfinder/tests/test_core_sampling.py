@@ -15,7 +15,6 @@ from deepfinder.core.sampling import (
     make_batch,
     particles_inside,
     patch_origins,
-    prefetch,
     rotate_about_tilt_axis,
     training_batches,
 )
@@ -154,36 +153,6 @@ def test_labels_without_a_class_around_its_particles_are_refused():
         match="labels.mrc holds no voxel of class 1 in the 8-voxel patches centred on the 2 particle",
     ):
         check_labels_at_particles(labels, table, patch_size=8, label_source="labels.mrc")
-
-
-def test_prefetch_yields_everything_in_order_and_forwards_errors():
-    assert list(prefetch(iter(range(20)), depth=3)) == list(range(20))
-
-    def failing():
-        yield 1
-        raise OSError("disk gone")
-
-    stream = prefetch(failing())
-    assert next(stream) == 1
-    with pytest.raises(OSError, match="disk gone"):
-        next(stream)
-
-
-def test_prefetch_stops_when_consumer_stops():
-    produced = []
-
-    def endless():
-        i = 0
-        while True:
-            produced.append(i)
-            yield i
-            i += 1
-
-    stream = prefetch(endless(), depth=2)
-    assert next(stream) == 0
-    stream.close()
-    count = len(produced)
-    assert count <= 5
 
 
 def test_patch_with_nan_is_refused():

@@ -6,20 +6,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from deepfinder.core.checkpoints import last_checkpoint
 from deepfinder.core.io import read_volume, write_volume
+from deepfinder.core.losses import cross_entropy_loss, dice_cross_entropy_loss, soft_dice_loss
 from deepfinder.core.model import build_unet, load_model, save_model
 from deepfinder.core.normalize import normalize, tomogram_stats
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.settings import TrainingSettings
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.targets import sphere_targets
-from deepfinder.core.train import (
-    cross_entropy_loss,
-    dice_cross_entropy_loss,
-    last_checkpoint,
-    soft_dice_loss,
-    train,
-)
+from deepfinder.core.train import train
 from deepfinder.tests.look_alikes import blobs_and_look_alikes
 
 SHAPE = (48, 48, 48)

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deepfinder.core.checkpoints import TrainingFolderError, last_checkpoint
 from deepfinder.core.cli import main
 from deepfinder.core.io import write_volume
 from deepfinder.core.model import load_model
 from deepfinder.core.tables import csv as particle_csv
-from deepfinder.core.train import TrainingFolderError, last_checkpoint, train
+from deepfinder.core.train import train
 from deepfinder.tests.permissions import without_override
 from deepfinder.tests.test_core_train import blob_tomogram, fast, train_command
 

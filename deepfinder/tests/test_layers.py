@@ -141,3 +141,20 @@ def test_the_source_checks_see_every_kind_of_import(tmp_path):
         "pwem.objects",
     ]
     assert [name for _, name in _imports(path, "deepfinder.core.x", when_loaded_only=True)] == names[:-1]
+
+
+#: The engine's modules that speak a Keras backend itself: the device queries, and training on
+#: several GPUs (TensorFlow's MirroredStrategy). Everything else goes through keras and keras.ops,
+#: so that any backend runs it.
+BACKEND_MODULES = {"deepfinder.core.devices", "deepfinder.core.multi_device"}
+
+
+def test_engine_speaks_keras_not_a_backend():
+    offending = [
+        f"{path.relative_to(PACKAGE_DIR.parent)}:{line} imports {name}"
+        for module, path in MODULES.items()
+        if _within(module, ["deepfinder.core"]) and module not in BACKEND_MODULES
+        for line, name in _imports(path, module)
+        if name.split(".")[0] in {"tensorflow", "jax", "torch"}
+    ]
+    assert not offending, "\n".join(offending)

@@ -1,0 +1,100 @@
+"""The engine on Keras' JAX backend: train, segment and cluster with ``KERAS_BACKEND=jax``.
+
+The backend is chosen once per process, when Keras is imported, so the chain runs as
+``deepfinder`` command lines in an interpreter of its own; this suite's own process stays on
+TensorFlow, the default, and segments the same tomogram with the weights JAX trained.
+
+The two backends train differently (their random weight initialisation and kernels differ),
+so their label maps are compared on the same saved weights: the same network in float32 on
+both, whose scores differ by float32 round-off only (other convolution algorithms, other
+summation orders). A voxel's label can then differ only where two classes score within
+that round-off of each other, on the edges of the blobs: at most 1% of the voxels
+(:data:`SAME_LABEL_FRACTION`).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deepfinder.core.io import read_particles, read_volume, write_particles_csv
+from deepfinder.core.segment import segment_tomogram
+from deepfinder.core.settings import SegmentationSettings
+from deepfinder.tests.test_core_train import blob_tomogram
+
+pytest.importorskip("jax", reason="the JAX backend comes with the test extra: pip install -e '.[test]'")
+
+#: Fraction of voxels that must get the same label from both backends on the same weights.
+SAME_LABEL_FRACTION = 0.99
+
+#: Runs the command lines of the JSON list argv[1] in turn, then names the backend they ran on.
+CHAIN = """
+import json, sys
+import keras
+from deepfinder.core.cli import main
+for command in json.loads(sys.argv[1]):
+    main(command)
+print("Keras backend:", keras.backend.backend())
+"""
+
+# float32 on both backends, so that their scores differ by round-off only; a step size the
+# blobs are learnt with in a few epochs.
+TRAINING = [
+    "--patch-size", "16", "--batch-size", "4", "--steps-per-epoch", "8", "--val-steps", "1",
+    "--epochs", "2", "--shift", "4", "--loss", "dice_cross_entropy", "--learning-rate", "1e-3",
+    "--val-fraction", "0.3", "--precision", "float32", "--quiet",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def jax_chain(tmp_path_factory):
+    """Train, segment and cluster on the JAX backend; the folder of its outputs, and the data."""
+    folder = tmp_path_factory.mktemp("jax")
+    tomogram, label_map, table = blob_tomogram(folder, "train", 1)
+    particles = write_particles_csv(folder / "particles.csv", table)
+    model = folder / "model"
+    commands = [
+        ["train", "--tomograms", str(tomogram), "--labels", str(label_map), "--particles", str(particles),
+         "--classes", "2", "--out", str(model), *TRAINING],
+        ["segment", "--tomogram", str(tomogram), "--model", str(model / "best.weights.h5"),
+         "--labels", str(folder / "labels.mrc"), "--precision", "float32", "--quiet"],
+        ["cluster", "--labels", str(folder / "labels.mrc"), "--radius", "4",
+         "--output", str(folder / "picked.csv"), "--quiet"],
+    ]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", CHAIN, json.dumps(commands)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return folder, tomogram, table, result.stdout
+
+
+def test_jax_backend_trains_segments_and_clusters(jax_chain):
+    folder, _, table, output = jax_chain
+    assert "Keras backend: jax" in output
+    history = json.loads((folder / "model" / "history.json").read_text())
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    picked = read_particles(folder / "picked.csv")
+    # Most blobs found, each pick on a blob.
+    distances = np.linalg.norm(picked.xyz[:, None, :] - table.xyz[None, :, :], axis=-1)
+    assert len(picked) >= len(table) // 2
+    assert np.all(distances.min(axis=1) <= 3.0)
+
+
+def test_tensorflow_labels_what_jax_labelled_with_the_same_weights(jax_chain, tmp_path):
+    folder, tomogram, _, _ = jax_chain
+    segment_tomogram(
+        tomogram,
+        folder / "model" / "best.weights.h5",
+        tmp_path / "labels.mrc",
+        settings=SegmentationSettings(precision="float32"),
+    )
+    jax_labels, tf_labels = read_volume(folder / "labels.mrc"), read_volume(tmp_path / "labels.mrc")
+    assert np.count_nonzero(jax_labels) > 0.01 * jax_labels.size  # the blobs were found
+    assert np.mean(jax_labels == tf_labels) >= SAME_LABEL_FRACTION

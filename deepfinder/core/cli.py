@@ -19,8 +19,8 @@ import time
 import warnings
 from datetime import datetime
 from functools import partial
+from importlib.metadata import version
 
-from ..version import __version__
 from .errors import InputError
 from .settings import (
     LOSSES,
@@ -968,7 +968,8 @@ def _run_evaluate(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``deepfinder`` parser with its subcommands."""
     parser = argparse.ArgumentParser(prog="deepfinder", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # The installed distribution's version: the engine imports nothing outside deepfinder.core.
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('scipion-em-deepfinder')}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_simulate(subparsers)
     _add_targets(subparsers)

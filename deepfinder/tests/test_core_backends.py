@@ -20,9 +20,10 @@ import sys
 import numpy as np
 import pytest
 
-from deepfinder.core.io import read_particles, read_volume, write_particles_csv
+from deepfinder.core.io import read_volume
 from deepfinder.core.segment import segment_tomogram
 from deepfinder.core.settings import SegmentationSettings
+from deepfinder.core.tables import csv as particle_csv
 from deepfinder.tests.test_core_train import blob_tomogram
 
 pytest.importorskip("jax", reason="the JAX backend comes with the test extra: pip install -e '.[test]'")
@@ -54,7 +55,7 @@ def jax_chain(tmp_path_factory):
     """Train, segment and cluster on the JAX backend; the folder of its outputs, and the data."""
     folder = tmp_path_factory.mktemp("jax")
     tomogram, label_map, table = blob_tomogram(folder, "train", 1)
-    particles = write_particles_csv(folder / "particles.csv", table)
+    particles = particle_csv.write(folder / "particles.csv", table)
     model = folder / "model"
     commands = [
         ["train", "--tomograms", str(tomogram), "--labels", str(label_map), "--particles", str(particles),
@@ -80,7 +81,7 @@ def test_jax_backend_trains_segments_and_clusters(jax_chain):
     assert "Keras backend: jax" in output
     history = json.loads((folder / "model" / "history.json").read_text())
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    picked = read_particles(folder / "picked.csv")
+    picked = particle_csv.read(folder / "picked.csv").particles
     # Most blobs found, each pick on a blob.
     distances = np.linalg.norm(picked.xyz[:, None, :] - table.xyz[None, :, :], axis=-1)
     assert len(picked) >= len(table) // 2

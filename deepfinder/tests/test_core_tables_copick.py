@@ -18,7 +18,7 @@ from deepfinder.core.tables.geometry import TomogramGeometry
 
 PROJECT = Path(__file__).parent / "data" / "copick" / "project"
 # An interpreter with the copick library (numpy >= 2: not Scipion's environment), to check that
-# copick reads what we write; see data/copick/generate.py.
+# copick reads what we write; see scripts/copick_fixtures.py.
 COPICK_PYTHON = os.environ.get("DEEPFINDER_COPICK_PYTHON")
 
 

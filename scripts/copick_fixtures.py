@@ -3,7 +3,7 @@
 copick needs numpy >= 2, which Scipion's pins forbid, so this runs once in a separate environment:
 
     python3 -m venv copickenv && copickenv/bin/pip install copick==1.31.0
-    copickenv/bin/python deepfinder/tests/data/copick/generate.py deepfinder/tests/data/copick/project
+    copickenv/bin/python scripts/copick_fixtures.py deepfinder/tests/data/copick/project
 
 The project has two particle objects and a segmentation-only one, two runs (one whose name holds a
 space and a non-ASCII letter), picks of two users, and a tomogram of 32 x 24 x 16 voxels at 10 A per

@@ -16,7 +16,7 @@ from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
 from deepfinder.convert import coordinates_to_table
 from deepfinder.figures.orthoslices import canvas_sizes, fit_scale, to_canvas
 from deepfinder.protocols import DeepFinderProtAnnotate
-from deepfinder.tests.forms import FormCase
+from deepfinder.tests.projects import FormCase
 from deepfinder.tests.virtual_display import PAUSE_S, VirtualDisplay, open_window, press, wait_closed, xdotool
 from deepfinder.viewers.annotation_window import VIEW_GAP, view_area
 

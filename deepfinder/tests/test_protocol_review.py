@@ -37,8 +37,8 @@ from deepfinder.protocols import (
     DeepFinderProtTrain,
 )
 from deepfinder.protocols.protocol_base import CLASSES_FROM_GROUP_ID
-from deepfinder.tests.forms import FormCase
 from deepfinder.tests.look_alikes import blobs_and_look_alikes
+from deepfinder.tests.projects import FormCase
 from deepfinder.tests.virtual_display import VirtualDisplay, open_window, press, wait_closed
 
 SCREEN = (1280, 1024)

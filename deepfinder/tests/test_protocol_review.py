@@ -15,7 +15,6 @@ imagemagick; screenshots go to test-artifacts/ at the top of the repository.
 
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import pytest
 from pyworkflow.object import Pointer
@@ -38,7 +37,7 @@ from deepfinder.protocols import (
 )
 from deepfinder.protocols.protocol_base import CLASSES_FROM_GROUP_ID
 from deepfinder.tests.look_alikes import blobs_and_look_alikes
-from deepfinder.tests.projects import FormCase
+from deepfinder.tests.projects import FormCase, import_tomograms, write_tomograms
 from deepfinder.tests.virtual_display import VirtualDisplay, open_window, press, wait_closed
 
 SCREEN = (1280, 1024)
@@ -66,18 +65,8 @@ class TestReviewWindow(BaseTest):
         cls.display = VirtualDisplay(SCREEN, tools=("Xvfb", "xdotool", "import"))
         setupTestProject(cls)
         rng = np.random.default_rng(3)
-        for name in ("ta", "tb"):
-            with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
-                mrc.set_data(rng.normal(size=SHAPE).astype(np.float32))
-                mrc.voxel_size = VOXEL_SIZE
-        cls.tomograms = cls.launchProtocol(
-            cls.newProtocol(
-                ProtImportTomograms,
-                filesPath=cls.getOutputPath(),
-                filesPattern="t*.mrc",
-                samplingRate=VOXEL_SIZE,
-            )
-        ).Tomograms
+        write_tomograms(cls, {name: rng.normal(size=SHAPE) for name in ("ta", "tb")}, VOXEL_SIZE)
+        cls.tomograms = import_tomograms(cls, "t*.mrc", VOXEL_SIZE)
         particle_csv.write(cls.getOutputPath("picks.csv"), _picks())
         cls.picks = cls.launchProtocol(
             cls.newProtocol(

@@ -16,8 +16,9 @@ N_CLASSES = 3
 
 RunCli = Callable[..., subprocess.CompletedProcess]
 
-# The longest module, by far: its training is about half of the whole suite on a 2-core CPU. Run
-# first, so that with two workers (scripts/test.sh) the other one runs the rest of the suite meanwhile.
+# The longest module, by far: its training is about half of the whole suite on a 2-core CPU without
+# bfloat16 instructions. Run first, so that with two workers (scripts/test.sh) the other one runs the
+# rest of the suite meanwhile.
 FIRST_MODULES = ("test_protocols_pipeline.py",)
 
 

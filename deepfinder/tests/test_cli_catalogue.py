@@ -1,11 +1,12 @@
-"""More bad and awkward conditions through the ``deepfinder`` command line (issue 15's catalogue,
-beside test_cli_refusals.py): a full disk, read-only folders, the permissions of replaced files,
+"""More bad and awkward conditions through the ``deepfinder`` command line (beside
+test_cli_refusals.py): a full disk, read-only folders, the permissions of replaced files,
 and the kinds of input that module has no case of (complex MRC modes, large extended headers,
 tiny volumes, empty label maps, other samplings, spaces and accents along a whole chain).
 
-Each case runs the command in a fresh process and checks what the user sees (exit code, one
-line naming the file) and what is left on disk (earlier outputs and inputs byte-identical,
-no temporary file).
+Each case checks what the user sees (exit code, one line naming the file) and what is left on
+disk (earlier outputs and inputs byte-identical, no temporary file). Most run ``cli.main`` in
+this process; a new process where the case needs one (a file-size limit, a command without
+root's power over permissions) and for the whole chain in folders with spaces and accents.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import hashlib
 import os
 import resource
 import subprocess
-import sys
 from pathlib import Path
 
 import mrcfile
@@ -45,18 +45,6 @@ def temporaries(folder: Path) -> list[str]:
     return sorted(str(path) for path in folder.rglob("*") if ".tmp-" in path.name)
 
 
-def run(folder: Path, argv: list[str], prefix=(), **options) -> subprocess.CompletedProcess:
-    """``deepfinder <argv>`` in ``folder``, in a new process (after the words of ``prefix``)."""
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "deepfinder.core.cli", *argv],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        **options,
-    )
-
-
 def write_inputs(folder: Path) -> None:
     """A tomogram, its label map (classes 1 and 2) and particle table."""
     write_volume(
@@ -69,16 +57,6 @@ def write_inputs(folder: Path) -> None:
     labels[18:23, 8:13, 48:53] = 2
     write_volume(folder / "labels.mrc", labels, VOXEL_SIZE)
     (folder / "particles.csv").write_text(PARTICLES)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    import keras
-
-    from deepfinder.core.model import build_unet, save_model
-
-    keras.utils.set_random_seed(0)
-    return save_model(build_unet(3), tmp_path_factory.mktemp("model") / "unet.weights.h5", {})
 
 
 def copy_model(weights: Path, folder: Path) -> str:
@@ -192,15 +170,15 @@ def assert_refused_for_lack_of_space(result, command: str, outputs: list[str], r
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", FULL_DISKS)
-def test_segmentation_on_a_full_disk_leaves_the_previous_maps(tmp_path, weights, kind):
+def test_segmentation_on_a_full_disk_leaves_the_previous_maps(cli_process, tmp_path, weights, kind):
     write_inputs(tmp_path)
     model = copy_model(weights, tmp_path)
     with full_disk(kind, tmp_path / "disk") as (options, fill):
-        first = run(tmp_path, segment(model, "disk/l.mrc", "--scores", "disk/s.mrc"))
+        first = cli_process(tmp_path, segment(model, "disk/l.mrc", "--scores", "disk/s.mrc"))
         assert first.returncode == 0, first.stderr
         fill()
         before = checksums(tmp_path)
-        result = run(tmp_path, segment(model, "disk/l.mrc", "--scores", "disk/s.mrc"), **options)
+        result = cli_process(tmp_path, segment(model, "disk/l.mrc", "--scores", "disk/s.mrc"), **options)
         outputs = ["disk/l.mrc", "disk/s_class1.mrc", "disk/s_class2.mrc", "disk/s_class0.mrc"]
         assert_refused_for_lack_of_space(result, "segment", outputs, FULL_DISKS[kind])
         assert checksums(tmp_path) == before
@@ -209,13 +187,13 @@ def test_segmentation_on_a_full_disk_leaves_the_previous_maps(tmp_path, weights,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", FULL_DISKS)
-def test_targets_on_a_full_disk_leave_the_previous_label_map(tmp_path, kind):
+def test_targets_on_a_full_disk_leave_the_previous_label_map(cli_process, tmp_path, kind):
     write_inputs(tmp_path)
     with full_disk(kind, tmp_path / "disk") as (options, fill):
-        assert run(tmp_path, targets("disk/l.mrc")).returncode == 0
+        assert cli_process(tmp_path, targets("disk/l.mrc")).returncode == 0
         fill()
         before = checksums(tmp_path)
-        result = run(tmp_path, targets("disk/l.mrc", "--radius", "4"), **options)
+        result = cli_process(tmp_path, targets("disk/l.mrc", "--radius", "4"), **options)
         assert_refused_for_lack_of_space(result, "targets", ["disk/l.mrc"], FULL_DISKS[kind])
         assert checksums(tmp_path) == before
         assert temporaries(tmp_path) == []
@@ -223,13 +201,13 @@ def test_targets_on_a_full_disk_leave_the_previous_label_map(tmp_path, kind):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", FULL_DISKS)
-def test_training_on_a_full_disk_keeps_the_last_checkpoint(tmp_path, kind):
+def test_training_on_a_full_disk_keeps_the_last_checkpoint(cli_process, tmp_path, kind):
     write_inputs(tmp_path)
     with full_disk(kind, tmp_path / "disk") as (options, fill):
-        assert run(tmp_path, train("disk/run", "--epochs", "1")).returncode == 0
+        assert cli_process(tmp_path, train("disk/run", "--epochs", "1")).returncode == 0
         fill()
         before = checksums(tmp_path)
-        result = run(tmp_path, train("disk/run", "--epochs", "2"), **options)
+        result = cli_process(tmp_path, train("disk/run", "--epochs", "2"), **options)
         # The first file of epoch 2's checkpoint: its weights (HDF5 written whole, then saved).
         assert_refused_for_lack_of_space(
             result, "train", ["disk/run/checkpoint-0002.weights.h5"], FULL_DISKS[kind]
@@ -238,7 +216,7 @@ def test_training_on_a_full_disk_keeps_the_last_checkpoint(tmp_path, kind):
         assert temporaries(tmp_path) == []
         # With space again, training goes on from epoch 1's checkpoint.
         (tmp_path / "disk" / "filler").unlink(missing_ok=True)
-        result = run(tmp_path, train("disk/run", "--epochs", "2"))
+        result = cli_process(tmp_path, train("disk/run", "--epochs", "2"))
         assert result.returncode == 0, result.stderr
         assert (tmp_path / "disk" / "run" / "checkpoint-0002.weights.h5").exists()
 
@@ -250,28 +228,26 @@ def mode_of(path: Path) -> int:
     return path.stat().st_mode & 0o777
 
 
-@pytest.mark.slow
-def test_replaced_outputs_keep_their_permissions_and_new_ones_get_the_umask(tmp_path):
+@pytest.fixture
+def umask_027():
+    """A umask that keeps files from others, the one this process had restored after the test."""
+    previous = os.umask(0o027)
+    yield
+    os.umask(previous)
+
+
+@pytest.mark.usefixtures("umask_027")
+def test_replaced_outputs_keep_their_permissions_and_new_ones_get_the_umask(cli_in_process, tmp_path):
     write_inputs(tmp_path)
-    umask = {"preexec_fn": lambda: os.umask(0o027)}
-    assert run(tmp_path, targets("l.mrc"), **umask).returncode == 0
-    assert (
-        run(
-            tmp_path, ["cluster", "--labels", "labels.mrc", "--radius", "3", "--output", "p.csv"], **umask
-        ).returncode
-        == 0
-    )
+    assert cli_in_process(tmp_path, targets("l.mrc")).returncode == 0
+    cluster = ["cluster", "--labels", "labels.mrc", "--output", "p.csv", "--radius"]
+    assert cli_in_process(tmp_path, [*cluster, "3"]).returncode == 0
     assert mode_of(tmp_path / "l.mrc") == mode_of(tmp_path / "p.csv") == 0o640
     (tmp_path / "l.mrc").chmod(0o664)  # shared with a group
     (tmp_path / "p.csv").chmod(0o444)  # kept from edits
     earlier = checksums(tmp_path)
-    assert run(tmp_path, targets("l.mrc", "--radius", "4"), **umask).returncode == 0
-    assert (
-        run(
-            tmp_path, ["cluster", "--labels", "labels.mrc", "--radius", "2", "--output", "p.csv"], **umask
-        ).returncode
-        == 0
-    )
+    assert cli_in_process(tmp_path, targets("l.mrc", "--radius", "4")).returncode == 0
+    assert cli_in_process(tmp_path, [*cluster, "2"]).returncode == 0
     assert checksums(tmp_path)["l.mrc"] != earlier["l.mrc"]  # replaced...
     assert (mode_of(tmp_path / "l.mrc"), mode_of(tmp_path / "p.csv")) == (0o664, 0o444)  # ...with its modes
 
@@ -289,12 +265,12 @@ def read_only_folder(parent: Path, files: dict[str, bytes]) -> Path:
 
 
 @pytest.mark.slow
-def test_targets_into_a_read_only_folder_are_refused_and_the_earlier_map_stays(tmp_path):
+def test_targets_into_a_read_only_folder_are_refused_and_the_earlier_map_stays(cli_process, tmp_path):
     prefix = without_override()
     write_inputs(tmp_path)
     read_only_folder(tmp_path, {"l.mrc": b"earlier label map"})
     before = checksums(tmp_path)
-    result = run(tmp_path, targets("read-only/l.mrc"), prefix)
+    result = cli_process(tmp_path, targets("read-only/l.mrc"), prefix)
     assert result.returncode == 2
     assert result.stderr == "deepfinder targets: error: read-only/l.mrc: Permission denied\n"
     assert checksums(tmp_path) == before
@@ -302,14 +278,14 @@ def test_targets_into_a_read_only_folder_are_refused_and_the_earlier_map_stays(t
 
 
 @pytest.mark.slow
-def test_segmentation_with_a_read_only_score_folder_leaves_the_earlier_maps(tmp_path, weights):
+def test_segmentation_with_a_read_only_score_folder_leaves_the_earlier_maps(cli_process, tmp_path, weights):
     prefix = without_override()
     write_inputs(tmp_path)
     model = copy_model(weights, tmp_path)
     (tmp_path / "l.mrc").write_bytes(b"earlier label map")
     read_only_folder(tmp_path, {"s_class1.mrc": b"earlier score map"})
     before = checksums(tmp_path)
-    result = run(tmp_path, segment(model, "l.mrc", "--scores", "read-only/s.mrc"), prefix)
+    result = cli_process(tmp_path, segment(model, "l.mrc", "--scores", "read-only/s.mrc"), prefix)
     assert result.returncode == 2
     assert result.stderr == "deepfinder segment: error: read-only/s_class1.mrc: Permission denied\n"
     assert checksums(tmp_path) == before
@@ -464,22 +440,22 @@ AWKWARD = [
 @pytest.mark.parametrize(
     "make_argv, code, stderr, output", [c[1:] for c in AWKWARD], ids=[c[0] for c in AWKWARD]
 )
-def test_an_awkward_input_is_handled_and_named(tmp_path, make_argv, code, stderr, output):
+def test_an_awkward_input_is_handled_and_named(cli_in_process, tmp_path, make_argv, code, stderr, output):
     write_inputs(tmp_path)
     argv = make_argv(tmp_path)
     before = checksums(tmp_path)
-    result = run(tmp_path, argv)
+    result = cli_in_process(tmp_path, argv)
     assert (result.returncode, result.stderr) == (code, stderr)
     after = checksums(tmp_path)
     assert {name: after[name] for name in before} == before
     assert sorted(set(after) - set(before)) == ([output] if output else [])
 
 
-def test_a_large_extended_header_gives_the_same_targets(tmp_path):
+def test_a_large_extended_header_gives_the_same_targets(cli_in_process, tmp_path):
     write_inputs(tmp_path)
-    assert run(tmp_path, targets("plain.mrc")).returncode == 0
+    assert cli_in_process(tmp_path, targets("plain.mrc")).returncode == 0
     assert (
-        run(
+        cli_in_process(
             tmp_path, targets("from_extended.mrc", "--tomogram", extended_header_tomogram(tmp_path))
         ).returncode
         == 0
@@ -487,15 +463,15 @@ def test_a_large_extended_header_gives_the_same_targets(tmp_path):
     assert np.array_equal(read_volume(tmp_path / "plain.mrc"), read_volume(tmp_path / "from_extended.mrc"))
 
 
-def test_a_label_map_of_background_only_gives_an_empty_table(tmp_path):
+def test_a_label_map_of_background_only_gives_an_empty_table(cli_in_process, tmp_path):
     write_inputs(tmp_path)
     argv = ["cluster", "--labels", empty_label_map(tmp_path), "--radius", "3", "--output", "p.csv"]
-    assert run(tmp_path, argv).returncode == 0
+    assert cli_in_process(tmp_path, argv).returncode == 0
     assert len(particle_csv.read(tmp_path / "p.csv").particles) == 0
 
 
 @pytest.mark.slow
-def test_a_whole_chain_in_folders_with_spaces_and_accents(tmp_path, weights):
+def test_a_whole_chain_in_folders_with_spaces_and_accents(cli_process, tmp_path, weights):
     folder = tmp_path / "données de l'été"
     folder.mkdir()
     write_inputs(folder)
@@ -530,7 +506,7 @@ def test_a_whole_chain_in_folders_with_spaces_and_accents(tmp_path, weights):
         ["cluster", "--labels", "cibles à/l é.mrc", "--radius", "3", "--output", "sortie ß/p ñ.csv"],
     ]
     for argv in commands:
-        result = run(folder, argv)
+        result = cli_process(folder, argv)
         assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert read_volume(folder / "cibles à" / "l é.mrc")[8, 8, 8] == 1
     assert read_volume(folder / "sortie ß" / "l é.mrc").shape == SHAPE

@@ -44,11 +44,15 @@ def checksums(folder: Path) -> dict[str, str]:
     }
 
 
-def run(argv: list[str], capsys) -> tuple[int, str]:
-    """Exit code and standard error of ``deepfinder <argv>``."""
-    with pytest.raises(SystemExit) as exit_:
-        cli.main([*argv, "--quiet"])
-    return exit_.value.code, capsys.readouterr().err
+@pytest.fixture
+def run(folder, cli_in_process):
+    """``run(argv)``: the exit code and standard error of ``deepfinder <argv> --quiet`` in ``folder``."""
+
+    def run_quiet(argv: list[str]) -> tuple[int, str]:
+        result = cli_in_process(folder, [*argv, "--quiet"])
+        return result.returncode, result.stderr
+
+    return run_quiet
 
 
 def train(labels: str = "labels.mrc", *extra: str) -> list[str]:
@@ -82,9 +86,9 @@ def targets(particles: str = "particles.csv", *extra: str) -> list[str]:
 # --------------------------------------------------------------------------- --error-file
 
 
-def test_an_error_file_naming_an_input_is_refused_and_the_input_kept(folder, capsys):
+def test_an_error_file_naming_an_input_is_refused_and_the_input_kept(run, folder):
     before = checksums(folder)
-    code, stderr = run(targets("absent.csv", "--error-file", "tomo.mrc"), capsys)
+    code, stderr = run(targets("absent.csv", "--error-file", "tomo.mrc"))
     assert code == 2
     assert stderr == (
         "deepfinder targets: error: --error-file: output tomo.mrc would overwrite the input tomo.mrc: "
@@ -93,27 +97,25 @@ def test_an_error_file_naming_an_input_is_refused_and_the_input_kept(folder, cap
     assert checksums(folder) == before
 
 
-def test_an_error_file_naming_a_per_class_input_is_refused(folder, capsys):
+def test_an_error_file_naming_a_per_class_input_is_refused(run, folder):
     before = checksums(folder)
     argv = ["targets", "--tomogram", "tomo.mrc", "--particles", "particles.csv", "--out", "l.mrc"]
-    code, stderr = run(
-        [*argv, "--mask", "1:labels.mrc", "2:labels.mrc", "--error-file", "labels.mrc"], capsys
-    )
+    code, stderr = run([*argv, "--mask", "1:labels.mrc", "2:labels.mrc", "--error-file", "labels.mrc"])
     assert code == 2
     assert "--error-file: output labels.mrc would overwrite the input labels.mrc" in stderr
     assert checksums(folder) == before
 
 
-def test_an_error_file_in_a_missing_folder_is_written_there(folder, capsys):
-    code, stderr = run(targets("absent.csv", "--error-file", "logs/new/error.txt"), capsys)
+def test_an_error_file_in_a_missing_folder_is_written_there(run):
+    code, stderr = run(targets("absent.csv", "--error-file", "logs/new/error.txt"))
     assert code == 2
     assert stderr == "deepfinder targets: error: absent.csv: No such file or directory\n"
     assert Path("logs/new/error.txt").read_text() == stderr
     assert [path.name for path in Path("logs/new").iterdir()] == ["error.txt"]  # no temporary left
 
 
-def test_an_error_file_that_cannot_be_written_leaves_the_command_error(folder, capsys):
-    code, stderr = run(targets("absent.csv", "--error-file", "particles.csv/error.txt"), capsys)
+def test_an_error_file_that_cannot_be_written_leaves_the_command_error(run):
+    code, stderr = run(targets("absent.csv", "--error-file", "particles.csv/error.txt"))
     assert code == 2
     assert stderr.splitlines() == [
         "deepfinder targets: error: absent.csv: No such file or directory",
@@ -121,9 +123,9 @@ def test_an_error_file_that_cannot_be_written_leaves_the_command_error(folder, c
     ]
 
 
-def test_an_error_file_that_is_a_folder_is_refused(folder, capsys):
+def test_an_error_file_that_is_a_folder_is_refused(run, folder):
     Path("logs").mkdir()
-    code, stderr = run(targets("absent.csv", "--error-file", "logs"), capsys)
+    code, stderr = run(targets("absent.csv", "--error-file", "logs"))
     assert (code, stderr) == (
         2,
         "deepfinder targets: error: --error-file logs is a folder: give the path of a file\n",
@@ -133,10 +135,10 @@ def test_an_error_file_that_is_a_folder_is_refused(folder, capsys):
 # --------------------------------------------------------------------------- train's label maps and model
 
 
-def test_train_refuses_a_score_map_given_as_labels(folder, capsys):
+def test_train_refuses_a_score_map_given_as_labels(run, folder):
     write_volume("scores.mrc", np.random.default_rng(1).uniform(size=SHAPE).astype(np.float32), VOXEL_SIZE)
     before = checksums(folder)
-    code, stderr = run(train("scores.mrc"), capsys)
+    code, stderr = run(train("scores.mrc"))
     assert (code, stderr) == (
         2,
         "deepfinder train: error: scores.mrc: the label map must hold integer class labels, got float32: "
@@ -146,13 +148,13 @@ def test_train_refuses_a_score_map_given_as_labels(folder, capsys):
     assert not Path("run").exists()
 
 
-def test_train_refuses_a_label_map_without_the_class_where_its_particles_are(folder, capsys):
+def test_train_refuses_a_label_map_without_the_class_where_its_particles_are(run, folder):
     other = np.zeros(SHAPE, np.int8)
     other[0:3, 12:16, 12:16] = 1  # class 1 far from its particle at (8, 8, 8)
     other[3:6, 3:6, 3:6] = 2
     write_volume("other.mrc", other, VOXEL_SIZE)
     before = checksums(folder)
-    code, stderr = run(train("other.mrc", "--patch-size", "4"), capsys)
+    code, stderr = run(train("other.mrc", "--patch-size", "4"))
     assert (code, stderr) == (
         2,
         "deepfinder train: error: Label map other.mrc holds no voxel of class 1 in the 4-voxel patches "
@@ -163,10 +165,10 @@ def test_train_refuses_a_label_map_without_the_class_where_its_particles_are(fol
     assert not Path("run").exists()
 
 
-def test_train_refuses_a_corrupt_initial_model_before_tensorflow_and_leaves_no_folder(folder, capsys):
+def test_train_refuses_a_corrupt_initial_model_before_tensorflow_and_leaves_no_folder(run, folder):
     Path("model.weights.h5").write_bytes(np.random.default_rng(1).integers(0, 256, 5000, np.uint8).tobytes())
     before = checksums(folder)
-    code, stderr = run(train("labels.mrc", "--initial-weights", "model.weights.h5"), capsys)
+    code, stderr = run(train("labels.mrc", "--initial-weights", "model.weights.h5"))
     assert code == 2
     # One line: the refusal, without the notice of a run without validation data before it.
     assert stderr.startswith(
@@ -177,14 +179,14 @@ def test_train_refuses_a_corrupt_initial_model_before_tensorflow_and_leaves_no_f
     assert not Path("run").exists()
 
 
-def test_train_refuses_a_truncated_initial_model(folder, capsys):
+def test_train_refuses_a_truncated_initial_model(run):
     import h5py
 
     with h5py.File("whole.weights.h5", "w") as weights:
         weights["layer/kernel"] = np.ones((64, 64, 16), np.float32)
     data = Path("whole.weights.h5").read_bytes()
     Path("cut.weights.h5").write_bytes(data[: len(data) // 2])
-    code, stderr = run(train("labels.mrc", "--initial-weights", "cut.weights.h5"), capsys)
+    code, stderr = run(train("labels.mrc", "--initial-weights", "cut.weights.h5"))
     assert code == 2
     assert stderr.startswith(
         "deepfinder train: error: cut.weights.h5 is not a readable model file (HDF5 weights): "
@@ -192,12 +194,12 @@ def test_train_refuses_a_truncated_initial_model(folder, capsys):
     assert not Path("run").exists()
 
 
-def test_train_refuses_an_initial_model_of_nan_weights(folder, capsys):
+def test_train_refuses_an_initial_model_of_nan_weights(run):
     import h5py
 
     with h5py.File("nan.weights.h5", "w") as weights:
         weights["layer/kernel"] = np.full((3, 3), np.nan, np.float32)
-    code, stderr = run(train("labels.mrc", "--initial-weights", "nan.weights.h5"), capsys)
+    code, stderr = run(train("labels.mrc", "--initial-weights", "nan.weights.h5"))
     assert (code, stderr) == (
         2,
         "deepfinder train: error: nan.weights.h5 holds NaN or infinite weights (/layer/kernel): "
@@ -220,16 +222,16 @@ def test_train_refuses_an_initial_model_of_nan_weights(folder, capsys):
         ),
     ],
 )
-def test_simulate_refuses_bad_values_naming_the_option(folder, capsys, extra, message):
-    code, stderr = run(["simulate", "--out", "sim", *extra], capsys)
+def test_simulate_refuses_bad_values_naming_the_option(run, extra, message):
+    code, stderr = run(["simulate", "--out", "sim", *extra])
     assert code == 2
     assert stderr.splitlines()[-1] == f"deepfinder simulate: error: {message}"
     assert not Path("sim").exists()
 
 
-def test_simulate_names_a_template_that_is_not_mrc(folder, capsys):
+def test_simulate_names_a_template_that_is_not_mrc(run):
     Path("template.mrc").write_bytes(np.random.default_rng(1).integers(0, 256, 5000, np.uint8).tobytes())
-    code, stderr = run(["simulate", "--out", "sim", "--templates", "template.mrc"], capsys)
+    code, stderr = run(["simulate", "--out", "sim", "--templates", "template.mrc"])
     assert (code, stderr) == (
         2,
         "deepfinder simulate: error: template.mrc is not a readable MRC file (no MRC header, or a damaged "
@@ -241,15 +243,15 @@ def test_simulate_names_a_template_that_is_not_mrc(folder, capsys):
 # --------------------------------------------------------------------------- MRC headers
 
 
-def test_a_zero_machine_stamp_is_warned_about_once_naming_the_file(folder, capsys):
+def test_a_zero_machine_stamp_is_warned_about_once_naming_the_file(run):
     data = bytearray(Path("tomo.mrc").read_bytes())
     data[212:216] = bytes(4)  # the machine stamp, zero as some software writes it
     Path("stamp.mrc").write_bytes(bytes(data))
     argv = targets("particles.csv", "--tomogram", "stamp.mrc", "--initial-labels", "labels.mrc")
-    cli.main([*argv, "--quiet"])
-    assert capsys.readouterr().err == (
+    assert run(argv) == (
+        0,
         "deepfinder targets: warning: stamp.mrc: non-standard MRC header (Unrecognised machine stamp: "
-        "0x00 0x00 0x00 0x00); read permissively\n"
+        "0x00 0x00 0x00 0x00); read permissively\n",
     )
 
 

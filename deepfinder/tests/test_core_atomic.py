@@ -259,16 +259,6 @@ def test_training_refuses_to_fine_tune_a_model_it_would_overwrite(tmp_path):
 # --------------------------------------------------------------------------- segmentation stopped midway
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    import keras
-
-    from deepfinder.core.model import build_unet, save_model
-
-    keras.utils.set_random_seed(0)
-    return save_model(build_unet(3), tmp_path_factory.mktemp("model") / "unet.weights.h5", {})
-
-
 def previous_outputs(folder: Path, shape) -> dict[Path, str]:
     """A complete earlier label map and score maps in ``folder``, with their checksums."""
     paths = [

@@ -6,26 +6,11 @@ import pytest
 from deepfinder.core.cluster import find_clusters
 from deepfinder.core.errors import InputError
 from deepfinder.core.io import read_volume, write_volume
-from deepfinder.core.model import build_unet, save_model
 from deepfinder.core.roi import fit_mask
 from deepfinder.core.segment import predict_scores, segment_tomogram
 from deepfinder.core.settings import SegmentationSettings
 
-N_CLASSES = 3
 TILES = SegmentationSettings(patch_size=32, crop_voxels=4, batch_size=2, precision="float32")
-
-
-@pytest.fixture(scope="module")
-def model():
-    import keras
-
-    keras.utils.set_random_seed(0)
-    return build_unet(N_CLASSES)
-
-
-@pytest.fixture(scope="module")
-def weights(model, tmp_path_factory):
-    return save_model(model, tmp_path_factory.mktemp("model") / "unet.weights.h5", {})
 
 
 def half_mask(shape):

@@ -6,16 +6,16 @@ them. Screenshots go to test-artifacts/ at the top of the repository.
 
 import time
 
-import mrcfile
 import numpy as np
 import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.objects import Coordinate3D
-from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
+from tomo.protocols import ProtImportCoordinates3D
 
 from deepfinder.convert import coordinates_to_table
 from deepfinder.figures.orthoslices import canvas_sizes, fit_scale, to_canvas
 from deepfinder.protocols import DeepFinderProtAnnotate
+from deepfinder.tests.projects import FormCase, import_tomograms, write_tomograms
 from deepfinder.tests.virtual_display import PAUSE_S, VirtualDisplay, open_window, press, wait_closed, xdotool
 from deepfinder.viewers.annotation_window import VIEW_GAP, view_area
 
@@ -33,21 +33,10 @@ class TestAnnotateWindow(BaseTest):
         setupTestProject(cls)
         rng = np.random.default_rng(3)
         z, y, x = np.mgrid[: SHAPE[0], : SHAPE[1], : SHAPE[2]]
-        for name in ("ta", "tb"):
-            data = rng.normal(size=SHAPE).astype(np.float32)
-            if name == "ta":
-                data[(x - BLOB[0]) ** 2 + (y - BLOB[1]) ** 2 + (z - BLOB[2]) ** 2 <= 16] += 5
-            with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
-                mrc.set_data(data)
-                mrc.voxel_size = VOXEL_SIZE
-        cls.tomograms = cls.launchProtocol(
-            cls.newProtocol(
-                ProtImportTomograms,
-                filesPath=cls.getOutputPath(),
-                filesPattern="t*.mrc",
-                samplingRate=VOXEL_SIZE,
-            )
-        ).Tomograms
+        volumes = {name: rng.normal(size=SHAPE).astype(np.float32) for name in ("ta", "tb")}
+        volumes["ta"][(x - BLOB[0]) ** 2 + (y - BLOB[1]) ** 2 + (z - BLOB[2]) ** 2 <= 16] += 5
+        write_tomograms(cls, volumes, VOXEL_SIZE)
+        cls.tomograms = import_tomograms(cls, "t*.mrc", VOXEL_SIZE)
         np.savetxt(cls.getOutputPath("ta.txt"), [BLOB, [16, 30, 12]])
         cls.existing = cls.launchProtocol(
             cls.newProtocol(
@@ -174,40 +163,10 @@ class TestAnnotateWindow(BaseTest):
             self.assertEqual(set(output.getUniqueValues(Coordinate3D.TOMO_ID_ATTR)), {"ta", "tb"})
 
 
-class TestAnnotateForm(BaseTest):
+class TestAnnotateForm(FormCase):
     """Bad input is refused before any window opens."""
 
-    @classmethod
-    def setUpClass(cls):
-        setupTestProject(cls)
-        for name in ("ua", "ub"):
-            with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
-                mrc.set_data(np.zeros((8, 16, 16), np.float32))
-                mrc.voxel_size = VOXEL_SIZE
-        cls.tomos_a, cls.tomos_b = (
-            cls.launchProtocol(
-                cls.newProtocol(
-                    ProtImportTomograms,
-                    filesPath=cls.getOutputPath(),
-                    filesPattern=f"{name}.mrc",
-                    samplingRate=VOXEL_SIZE,
-                )
-            ).Tomograms
-            for name in ("ua", "ub")
-        )
-        np.savetxt(cls.getOutputPath("ua.txt"), [[3, 4, 5], [10, 12, 4]])
-        cls.coords_a = cls.launchProtocol(
-            cls.newProtocol(
-                ProtImportCoordinates3D,
-                filesPath=cls.getOutputPath(),
-                filesPattern="ua.txt",
-                importTomograms=cls.tomos_a,
-                boxSize=10,
-            )
-        ).outputCoordinates
-
-    def _errors(self, **kwargs) -> str:
-        return "\n".join(self.newProtocol(DeepFinderProtAnnotate, **kwargs).validate())
+    protocol_class = DeepFinderProtAnnotate
 
     def test_radii_must_match_the_classes(self):
         for radii in ("", "-5", "40, 30, 20"):

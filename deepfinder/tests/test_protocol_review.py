@@ -15,12 +15,11 @@ imagemagick; screenshots go to test-artifacts/ at the top of the repository.
 
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 import pytest
 from pyworkflow.object import Pointer
 from pyworkflow.tests import BaseTest, setupTestProject
-from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
+from tomo.protocols import ProtImportTomograms
 
 from deepfinder.convert import coordinates_to_table
 from deepfinder.core import io
@@ -38,6 +37,7 @@ from deepfinder.protocols import (
 )
 from deepfinder.protocols.protocol_base import CLASSES_FROM_GROUP_ID
 from deepfinder.tests.look_alikes import blobs_and_look_alikes
+from deepfinder.tests.projects import FormCase, import_tomograms, write_tomograms
 from deepfinder.tests.virtual_display import VirtualDisplay, open_window, press, wait_closed
 
 SCREEN = (1280, 1024)
@@ -65,18 +65,8 @@ class TestReviewWindow(BaseTest):
         cls.display = VirtualDisplay(SCREEN, tools=("Xvfb", "xdotool", "import"))
         setupTestProject(cls)
         rng = np.random.default_rng(3)
-        for name in ("ta", "tb"):
-            with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
-                mrc.set_data(rng.normal(size=SHAPE).astype(np.float32))
-                mrc.voxel_size = VOXEL_SIZE
-        cls.tomograms = cls.launchProtocol(
-            cls.newProtocol(
-                ProtImportTomograms,
-                filesPath=cls.getOutputPath(),
-                filesPattern="t*.mrc",
-                samplingRate=VOXEL_SIZE,
-            )
-        ).Tomograms
+        write_tomograms(cls, {name: rng.normal(size=SHAPE) for name in ("ta", "tb")}, VOXEL_SIZE)
+        cls.tomograms = import_tomograms(cls, "t*.mrc", VOXEL_SIZE)
         particle_csv.write(cls.getOutputPath("picks.csv"), _picks())
         cls.picks = cls.launchProtocol(
             cls.newProtocol(
@@ -310,40 +300,10 @@ class TestReviewAndRetrain(BaseTest):
         self.assertGreaterEqual(_near(blobs, after).mean(), 0.8)
 
 
-class TestReviewForm(BaseTest):
+class TestReviewForm(FormCase):
     """Bad input is refused before any window opens."""
 
-    @classmethod
-    def setUpClass(cls):
-        setupTestProject(cls)
-        for name in ("ua", "ub"):
-            with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
-                mrc.set_data(np.zeros((8, 16, 16), np.float32))
-                mrc.voxel_size = VOXEL_SIZE
-        cls.tomos_a, cls.tomos_b = (
-            cls.launchProtocol(
-                cls.newProtocol(
-                    ProtImportTomograms,
-                    filesPath=cls.getOutputPath(),
-                    filesPattern=f"{name}.mrc",
-                    samplingRate=VOXEL_SIZE,
-                )
-            ).Tomograms
-            for name in ("ua", "ub")
-        )
-        np.savetxt(cls.getOutputPath("ua.txt"), [[3, 4, 5], [10, 12, 4]])
-        cls.coords_a = cls.launchProtocol(
-            cls.newProtocol(
-                ProtImportCoordinates3D,
-                filesPath=cls.getOutputPath(),
-                filesPattern="ua.txt",
-                importTomograms=cls.tomos_a,
-                boxSize=10,
-            )
-        ).outputCoordinates
-
-    def _errors(self, **kwargs) -> str:
-        return "\n".join(self.newProtocol(DeepFinderProtReview, **kwargs).validate())
+    protocol_class = DeepFinderProtReview
 
     def test_picks_are_required(self):
         self.assertIn("Give the picks to review", self._errors(inputTomograms=self.tomos_a, radii="40"))

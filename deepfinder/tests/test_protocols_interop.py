@@ -2,12 +2,11 @@
 
 import os
 
-import mrcfile
 import numpy as np
 import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 from scipy.spatial.transform import Rotation
-from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
+from tomo.protocols import ProtImportCoordinates3D
 
 from deepfinder.convert import LABEL_ATTR, coordinates_to_table
 from deepfinder.core import tables
@@ -20,6 +19,7 @@ from deepfinder.protocols import (
     DeepFinderProtImportParticles,
 )
 from deepfinder.protocols.protocol_particle_files import EXPORT_FORMATS
+from deepfinder.tests.projects import import_tomograms, write_tomograms
 from deepfinder.tests.upstream_weights import write_upstream_weights
 
 pytestmark = pytest.mark.slow
@@ -29,15 +29,8 @@ class TestInteroperability(BaseTest):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        for name, shape in (("ta", (32, 64, 64)), ("tb", (31, 65, 63))):
-            with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
-                mrc.set_data(np.zeros(shape, np.float32))
-                mrc.voxel_size = 8.0
-        cls.tomograms = cls.launchProtocol(
-            cls.newProtocol(
-                ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern="t?.mrc", samplingRate=8.0
-            )
-        ).Tomograms
+        write_tomograms(cls, {"ta": np.zeros((32, 64, 64)), "tb": np.zeros((31, 65, 63))}, 8.0)
+        cls.tomograms = import_tomograms(cls, "t?.mrc", 8.0)
 
     def _coordinates(self, folder, xyz):
         path = self.getOutputPath(folder)

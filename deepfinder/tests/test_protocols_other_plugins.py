@@ -29,17 +29,16 @@ import glob
 import os
 import unittest
 
-import mrcfile
 import numpy as np
 import pwem
 from emtable import Table
 from pyworkflow.tests import BaseTest, setupTestProject
 from scipy.spatial.transform import Rotation
-from tomo.protocols import ProtImportTomograms
 
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import DeepFinderProtImportParticles
+from deepfinder.tests.projects import import_tomograms, write_tomograms
 
 VOXEL_SIZE = 8.0
 
@@ -60,18 +59,8 @@ class TestOtherPluginsExtraction(BaseTest):
     @classmethod
     def setUpClass(cls):
         setupTestProject(cls)
-        for name, shape in (("ta", (32, 64, 64)), ("tb", (31, 65, 63))):
-            with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
-                mrc.set_data(np.zeros(shape, np.float32))
-                mrc.voxel_size = VOXEL_SIZE
-        tomograms = cls.launchProtocol(
-            cls.newProtocol(
-                ProtImportTomograms,
-                filesPath=cls.getOutputPath(),
-                filesPattern="t?.mrc",
-                samplingRate=VOXEL_SIZE,
-            )
-        ).Tomograms
+        write_tomograms(cls, {"ta": np.zeros((32, 64, 64)), "tb": np.zeros((31, 65, 63))}, VOXEL_SIZE)
+        tomograms = import_tomograms(cls, "t?.mrc", VOXEL_SIZE)
         cls.particles = ParticleTable(
             tomo=["ta", "ta", "ta", "tb", "tb"],
             class_id=[1, 1, 2, 1, 2],

@@ -22,7 +22,7 @@ import pytest
 from pyworkflow.protocol import MODE_RESUME
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.constants import BOTTOM_LEFT_CORNER
-from tomo.protocols import ProtImportTomograms, ProtImportTomomasks
+from tomo.protocols import ProtImportTomomasks
 
 from deepfinder.core import io
 from deepfinder.core.cli import build_parser, main, segmentation_settings, setting_flags
@@ -30,6 +30,7 @@ from deepfinder.core.model import build_unet, save_model
 from deepfinder.core.settings import SegmentationSettings
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import DeepFinderProtCluster, DeepFinderProtImportModel, DeepFinderProtSegment
+from deepfinder.tests.projects import import_tomograms
 
 VOXEL_SIZE = 10.0
 SHAPE_ZYX = (16, 32, 32)
@@ -142,14 +143,7 @@ class TestEngineProcesses(BaseTest):
         setupTestProject(cls)
         for seed, tsId in enumerate(TSIDS):
             _write_tomogram(cls.getOutputPath(f"{tsId}.mrc"), seed)
-        cls.tomograms = cls.launchProtocol(
-            cls.newProtocol(
-                ProtImportTomograms,
-                filesPath=cls.getOutputPath(),
-                filesPattern="t?.mrc",
-                samplingRate=VOXEL_SIZE,
-            )
-        ).Tomograms
+        cls.tomograms = import_tomograms(cls, "t?.mrc", VOXEL_SIZE)
         cls.weights = str(
             save_model(
                 build_unet(3),

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
-from tomo.protocols import ProtImportTomograms, ProtImportTomomasks
+from tomo.protocols import ProtImportTomomasks
 
 from deepfinder.core.io import read_volume, write_volume
 from deepfinder.core.model import build_unet, save_model
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import DeepFinderProtCluster, DeepFinderProtImportModel, DeepFinderProtSegment
+from deepfinder.tests.projects import import_tomograms
 
 SHAPE = (16, 32, 32)
 SAMPLING = 10.0
@@ -32,7 +33,7 @@ class TestRegionsOfInterest(BaseTest):
             write_volume(cls.getOutputPath(f"{name}.mrc"), rng.normal(size=SHAPE), SAMPLING)
             write_volume(cls.getOutputPath(f"masks/{name}.mrc"), half, SAMPLING)
         write_volume(cls.getOutputPath("labels/ta.mrc"), blobs, SAMPLING)
-        cls.tomos = {name: cls._import_tomograms(f"{name}.mrc") for name in ("ta", "tb")}
+        cls.tomos = {name: import_tomograms(cls, f"{name}.mrc", SAMPLING) for name in ("ta", "tb")}
         cls.masks = {name: cls._import_masks("masks", name) for name in ("ta", "tb")}
         cls.label_maps = cls._import_masks("labels", "ta")
         import keras
@@ -46,17 +47,6 @@ class TestRegionsOfInterest(BaseTest):
         cls.model = cls.launchProtocol(
             cls.newProtocol(DeepFinderProtImportModel, weightsFile=str(weights))
         ).model
-
-    @classmethod
-    def _import_tomograms(cls, pattern):
-        return cls.launchProtocol(
-            cls.newProtocol(
-                ProtImportTomograms,
-                filesPath=cls.getOutputPath(),
-                filesPattern=pattern,
-                samplingRate=SAMPLING,
-            )
-        ).Tomograms
 
     @classmethod
     def _import_masks(cls, folder, name):

@@ -1,10 +1,9 @@
 """Bad input is refused by the protocols' forms, with a message that says what to change."""
 
-import mrcfile
 import numpy as np
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.objects import SetOfCoordinates3D, SetOfTomoMasks
-from tomo.protocols import ProtImportCoordinates3D, ProtImportTomograms
+from tomo.protocols import ProtImportCoordinates3D
 
 from deepfinder.core.model import build_unet, save_model
 from deepfinder.protocols import (
@@ -18,6 +17,7 @@ from deepfinder.protocols.protocol_base import (
     coordinates_without_sampling_rate,
     volumes_without_sampling_rate,
 )
+from deepfinder.tests.projects import import_tomograms, write_tomograms
 
 
 def _errors(protocol) -> str:
@@ -44,14 +44,11 @@ class TestFormValidation(BaseTest):
     def setUpClass(cls):
         setupTestProject(cls)
         rng = np.random.default_rng(1)
-        for name in ("ta", "tb"):
-            with mrcfile.new(cls.getOutputPath(f"{name}.mrc")) as mrc:
-                mrc.set_data(rng.normal(size=(16, 32, 32)).astype(np.float32))
-                mrc.voxel_size = 10.0
+        write_tomograms(cls, {name: rng.normal(size=(16, 32, 32)) for name in ("ta", "tb")}, 10.0)
         np.savetxt(cls.getOutputPath("ta.txt"), [[5, 5, 5], [20, 20, 8]])
         np.savetxt(cls.getOutputPath("tb.txt"), [[9, 9, 9], [18, 12, 6]])
-        cls.tomos_a = cls._import("ta.mrc")
-        cls.tomos_b = cls._import("tb.mrc")
+        cls.tomos_a = import_tomograms(cls, "ta.mrc", 10.0)
+        cls.tomos_b = import_tomograms(cls, "tb.mrc", 10.0)
         cls.coords_a, cls.coords_b = (
             cls.launchProtocol(
                 cls.newProtocol(
@@ -72,14 +69,6 @@ class TestFormValidation(BaseTest):
         cls.model = cls.launchProtocol(
             cls.newProtocol(DeepFinderProtImportModel, weightsFile=str(weights))
         ).model
-
-    @classmethod
-    def _import(cls, pattern):
-        return cls.launchProtocol(
-            cls.newProtocol(
-                ProtImportTomograms, filesPath=cls.getOutputPath(), filesPattern=pattern, samplingRate=10.0
-            )
-        ).Tomograms
 
     def test_targets_refuses_coordinates_of_other_tomograms(self):
         protocol = self.newProtocol(

@@ -39,20 +39,31 @@ class VirtualDisplay:
                 f"{', '.join(missing)} not installed (Debian: apt-get install xvfb xdotool imagemagick)"
             )
         self.size = size
-        self.number = next(
-            n
-            for n in range(90, 500)
-            if not os.path.exists(f"/tmp/.X11-unix/X{n}") and not os.path.exists(f"/tmp/.X{n}-lock")
-        )
+        # Xvfb chooses the display and writes its number once it accepts connections: two test
+        # processes starting displays at the same time cannot pick the same free number.
+        number_out, number_in = os.pipe()
         self.process = subprocess.Popen(
-            ["Xvfb", f":{self.number}", "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp"],
+            [
+                "Xvfb",
+                "-displayfd",
+                str(number_in),
+                "-screen",
+                "0",
+                f"{size[0]}x{size[1]}x24",
+                "-nolisten",
+                "tcp",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            pass_fds=(number_in,),
         )
-        for _ in range(100):
-            if os.path.exists(f"/tmp/.X11-unix/X{self.number}"):
-                break
-            time.sleep(0.1)
+        os.close(number_in)
+        with os.fdopen(number_out) as numbers:
+            line = numbers.readline()
+        if not line.strip().isdigit():
+            self.process.kill()
+            raise RuntimeError(f"Xvfb did not start (exit code {self.process.wait(timeout=10)})")
+        self.number = int(line)
         self.previous = os.environ.get("DISPLAY")
         os.environ["DISPLAY"] = f":{self.number}"
 

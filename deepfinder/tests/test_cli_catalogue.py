@@ -1,5 +1,5 @@
-"""More bad and awkward conditions through the ``deepfinder`` command line (issue 15's catalogue,
-beside test_cli_refusals.py): a full disk, read-only folders, the permissions of replaced files,
+"""More bad and awkward conditions through the ``deepfinder`` command line (a catalogue beside
+test_cli_refusals.py): a full disk, read-only folders, the permissions of replaced files,
 and the kinds of input that module has no case of (complex MRC modes, large extended headers,
 tiny volumes, empty label maps, other samplings, spaces and accents along a whole chain).
 

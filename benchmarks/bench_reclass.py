@@ -1,5 +1,5 @@
 """Second-stage classifier: does a small 3D CNN on a box around each pick name the class better
-than the U-net's label map? (issue 18)
+than the U-net's label map? (It does not: benchmarks/RESULTS.md, *What was tried and why it lost*.)
 
     python benchmarks/bench_reclass.py --data DIR [--work DIR] [--bin 2] [--box 16] [--jitter 1]
                                        [--train-minutes 8] [--background 600] [--seed 0]

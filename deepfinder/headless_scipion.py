@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-# The queue section is a SLURM cluster's (the README shows it): runs stay local unless their
+# The queue section is a SLURM cluster's (docs/gpus-and-clusters.md shows it): runs stay local unless their
 # form says "Use a queue engine? Yes". QUEUE_FOR_JOBS = Y sends each step's command as its own
 # job instead of the whole run; JOB_GRES asks SLURM for GPUs (e.g. gpu:1 on a GPU partition).
 HOSTS_CONF = """[localhost]

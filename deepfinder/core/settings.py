@@ -178,8 +178,9 @@ class TargetSettings:
 
 
 _PRECISION_HELP = (
-    "Arithmetic of the network: auto runs in mixed bfloat16 on CPUs that compute it natively "
-    "(faster; see benchmarks/RESULTS.md), else in float32; float32 and bfloat16 force one."
+    "Arithmetic of the network: auto runs in mixed bfloat16 (weights and softmax in float32) on "
+    "NVIDIA GPUs of compute capability 8.0 or later and on CPUs that compute bfloat16 natively, "
+    "where it is faster, else in float32; float32 and bfloat16 force one."
 )
 
 
@@ -195,7 +196,7 @@ class TrainingSettings:
         48,
         "Edge of the cubic training patches in voxels, a multiple of 4, about 1.5 to 3 times the "
         "largest particle diameter (the paper used 56); more than twice the random shift. "
-        "Smaller patches give more steps in the same time (see benchmarks/RESULTS.md).",
+        "Smaller patches give more steps in the same time, which counts more in a short training.",
     )
     batch_size: int = _setting(
         8,
@@ -343,7 +344,7 @@ class SegmentationSettings:
         4,
         f"Voxels dropped from each inner side of a tile, where tiles overlap: {RECEPTIVE_FIELD_RADIUS} "
         "(the network's reach) makes tiling exact, smaller crops recompute less: computed / useful "
-        "voxels ~ (1 + 2 crop / tile)^3 (see benchmarks/RESULTS.md).",
+        "voxels ~ (1 + 2 crop / tile)^3.",
     )
     batch_size: int = _setting(1, "Tiles per forward pass of the network.")
     bin_scores: bool = _setting(
@@ -355,7 +356,7 @@ class SegmentationSettings:
         False,
         "Also segment the tomogram rotated by 180 degrees about z, y and x (rotations that keep "
         "the missing wedge in place) and average the four predictions: up to 4 times the time, "
-        "fewer confusions between look-alike classes (see benchmarks/RESULTS.md).",
+        "fewer confusions between look-alike classes, no retraining.",
     )
     precision: str = _setting("auto", _PRECISION_HELP)
 
@@ -388,8 +389,7 @@ class ClusterSettings:
     min_size_fraction: float = _setting(
         0.3,
         "Without a minimum cluster size for a class, clusters smaller than this fraction of a "
-        "ball of the class radius are dropped: segmentation specks and fragments, not particles "
-        "(see benchmarks/RESULTS.md).",
+        "ball of the class radius are dropped: segmentation specks and fragments, not particles.",
     )
     split_factor: float = _setting(
         1.5,

@@ -94,8 +94,8 @@ class DeepFinderProtCluster(TomogramStreaming, DeepFinderEngineProtocol):
             label="Minimum cluster size per class (voxels)",
             help="Clusters smaller than this are discarded as false positives. One value "
             "per class or one for all; 0 keeps all. Empty: "
-            f"{default_of(ClusterSettings, 'min_size_fraction')} of a ball of the class radius "
-            "(see benchmarks/RESULTS.md).",
+            f"{default_of(ClusterSettings, 'min_size_fraction')} of a ball of the class radius, "
+            "which drops segmentation specks and fragments.",
         )
         form.addParam(
             "scoreThreshold",

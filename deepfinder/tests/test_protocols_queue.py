@@ -1,9 +1,9 @@
 """Scipion's queue engine on a real SLURM cluster: a whole run, or each step, sent with sbatch.
 
-The hosts.conf queue section is the one ``deepfinder/headless_scipion.py`` writes (and the README
-shows). These tests need SLURM (``sbatch`` and a cluster that answers ``sinfo``): as root,
-``bash scripts/start_slurm.sh`` starts a single-node one. Without it they skip, unless
-DEEPFINDER_REQUIRE_SLURM=1 (set by .ci/run), where they fail.
+The hosts.conf queue section is the one ``deepfinder/headless_scipion.py`` writes (and
+docs/gpus-and-clusters.md shows). These tests need SLURM (``sbatch`` and a cluster that answers
+``sinfo``): as root, ``bash scripts/start_slurm.sh`` starts a single-node one. Without it they
+skip, unless DEEPFINDER_REQUIRE_SLURM=1 (set by .ci/run), where they fail.
 """
 
 import re
@@ -34,9 +34,9 @@ from deepfinder.tests.slurm import (
 from deepfinder.workflow import sphere_targets
 
 
-def test_readme_shows_the_tests_hosts_conf():
-    readme = Path(__file__).resolve().parents[2].joinpath("README.md").read_text()
-    shown = re.search(r"```ini\n(.*?)```", readme.split("## On a cluster", 1)[1], re.DOTALL)[1]
+def test_docs_show_the_tests_hosts_conf():
+    page = Path(__file__).resolve().parents[2].joinpath("docs", "gpus-and-clusters.md").read_text()
+    shown = re.search(r"```ini\n(.*?)```", page.split("## On a cluster", 1)[1], re.DOTALL)[1]
     assert shown == HOSTS_CONF
 
 

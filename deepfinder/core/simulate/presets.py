@@ -1,7 +1,7 @@
 """Ready-made dataset recipes and the writer of a whole simulated dataset.
 
 ``bench_shifted`` images the bench specimen the way other real data differ from the training data
-(issue 18's second imaging setting): half the SNR (0.05), defocus 3 um instead of 4 (CTF zeros at
+(the bench's second imaging setting): half the SNR (0.05), defocus 3 um instead of 4 (CTF zeros at
 higher frequencies, less low-frequency contrast), tilts +-50 degrees instead of +-60 (a wider missing
 wedge; 41 tilts 2.5 degrees apart, as many images as the bench's 3-degree ones, so the dose is split
 alike), and ice 300 nm thick instead of 200: 100 nm more ice above and below the reconstructed volume,

@@ -8,7 +8,6 @@ Options of a setting take their help and default from the stage's settings
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import logging
 import os
@@ -21,7 +20,7 @@ from datetime import datetime
 from functools import partial
 from importlib.metadata import version
 
-from .errors import InputError
+from .errors import InputError, about_file
 from .settings import (
     LOSSES,
     PRECISIONS,
@@ -322,11 +321,11 @@ def _run_targets(args) -> None:
     shape = io.read_volume(args.tomogram).shape
     voxel_size = io.read_voxel_size(args.tomogram) or 1.0
     particles = _read_table_for(args.particles, args.tomogram, args, args.tomo_id)
-    with _about(args.particles):
+    with about_file(args.particles):
         classes = check_class_ids(particles)
     initial = None
     if args.initial_labels:
-        with _about(args.initial_labels):
+        with about_file(args.initial_labels):
             initial = start_labels(shape, io.read_volume(args.initial_labels))
         io.warn_if_other_sampling(args.initial_labels, args.tomogram)
     if args.radius:
@@ -336,7 +335,7 @@ def _run_targets(args) -> None:
     else:
         densities = {}
         for c, path in masks.items():
-            with _about(path):
+            with about_file(path):
                 densities[c] = mask_from_density(io.read_volume(path, mmap=False), settings.mask_threshold)
         labels = shape_targets(shape, particles, densities, initial)
     if not np.isin(labels, classes).any():
@@ -672,7 +671,7 @@ def _run_cluster(args) -> None:
         ],
     )
     labels = io.read_volume(args.labels)
-    with _about(args.labels):
+    with about_file(args.labels):
         check_label_map(labels)
     mask = _mask_for(args, args.labels, labels.shape)
     classes = [int(k) for k in np.unique(labels) if k > 0]
@@ -877,92 +876,55 @@ def _run_convert(args) -> None:
 
 
 def _run_evaluate(args) -> None:
-    import dataclasses
-
     import numpy as np
 
     from . import io, tables
-    from .evaluate import (
-        check_occupancy_map,
-        confusion_by_distance,
-        confusion_by_occupancy,
-        format_confusion,
-        format_table,
-        match_by_distance,
-        match_by_occupancy,
-        precision_recall_f1,
-        threshold_sweep,
-        write_scores_csv,
-        write_sweep_csv,
-    )
+    from .evaluate import format_table
+    from .settings import EvaluationSettings
+    from .steps.evaluate import evaluate_files, write_evaluation
 
     if (args.sweep_output or args.thresholds_output) and not args.sweep:
         raise InputError("--sweep-output and --thresholds-output need --sweep N")
+    if args.tolerance_angstrom is not None and not args.voxel_size:
+        raise InputError("--tolerance-angstrom needs --voxel-size")
     io.refuse_overwriting_inputs(
         [args.output, args.sweep_output, args.thresholds_output],
         [args.detected, args.reference, args.occupancy],
     )
-    tomograms = tables.tomograms_from(args.tomograms, args.voxel_size) if args.tomograms else None
-    detected, reference = (
-        tables.read_table(path, tomograms=tomograms, voxel_size=args.voxel_size)
-        for path in (args.detected, args.reference)
+    tolerance = args.tolerance_angstrom / args.voxel_size if args.tolerance_angstrom is not None else None
+    settings = EvaluationSettings(
+        tolerance_voxels=args.tolerance if args.tolerance is not None else tolerance, sweep=args.sweep
     )
-    if detected.voxel_size and reference.voxel_size and detected.voxel_size != reference.voxel_size:
-        raise InputError(
-            f"{args.detected} and {args.reference} have positions at {detected.voxel_size:g} and "
-            f"{reference.voxel_size:g} A per pixel: give --voxel-size to compare them"
-        )
-    detected, reference = detected.particles, reference.particles
-    if len(set(detected.tomo)) == 1 and len(set(reference.tomo)) == 1:
-        # One tomogram each: the same one, whatever the ids (e.g. a label-map file stem).
-        detected = dataclasses.replace(detected, tomo=reference.tomo[0])
     names = per_class(args.class_names, [], "--class-names", str)
-    rule = {}
-    if args.occupancy:
-        rule["occupancy_map"] = io.read_volume(args.occupancy)
-        with _about(args.occupancy):
-            check_occupancy_map(rule["occupancy_map"], len(reference))
-        result = match_by_occupancy(detected, rule["occupancy_map"], reference)
-        confusion = confusion_by_occupancy(detected, rule["occupancy_map"], reference)
-    else:
-        if args.tolerance_angstrom is not None and not args.voxel_size:
-            raise InputError("--tolerance-angstrom needs --voxel-size")
-        rule["tolerance_voxels"] = (
-            args.tolerance if args.tolerance is not None else args.tolerance_angstrom / args.voxel_size
-        )
-        result = match_by_distance(detected, reference, rule["tolerance_voxels"])
-        confusion = confusion_by_distance(detected, reference, rule["tolerance_voxels"])
-    rows = precision_recall_f1(result, names)
-    print(format_table(rows))
+    evaluation = evaluate_files(
+        args.detected,
+        args.reference,
+        settings,
+        occupancy_path=args.occupancy,
+        voxel_size=args.voxel_size,
+        tomograms=tables.tomograms_from(args.tomograms, args.voxel_size) if args.tomograms else None,
+        class_names=names,
+    )
+    print(format_table(evaluation.rows))
     print("\nDetections by the class of the particle they lie on:")
-    print(format_confusion(*confusion, names))
-    if args.output:
-        write_scores_csv(args.output, rows)
-    if args.sweep:
-        finite = detected.score[np.isfinite(detected.score)]
-        if not len(finite):
-            raise InputError("--sweep needs detections with scores")
-        curves = threshold_sweep(
-            detected, reference, np.quantile(finite, np.linspace(0, 1, args.sweep)), class_names=names, **rule
-        )
-        best = int(np.nanargmax(curves.curve("f1")))
-        print(f"Best overall F1 {curves.curve('f1')[best]:.3f} at score >= {curves.thresholds[best]:.4g}")
-        if args.sweep_output:
-            write_sweep_csv(args.sweep_output, curves)
-        if args.thresholds_output:
-            from .threshold import best_thresholds, write_thresholds
-
-            best_of_class = best_thresholds(curves, detected)
-            for k, (threshold, f1) in best_of_class.items():
-                cut = f"score >= {threshold:.4g}" if np.isfinite(threshold) else "every pick (no cut)"
-                print(f"{names.get(k, f'class {k}')}: best F1 {f1:.3f} with {cut}")
-            write_thresholds(
-                args.thresholds_output,
-                {k: threshold for k, (threshold, _) in best_of_class.items()},
-                {k: f1 for k, (_, f1) in best_of_class.items()},
-                names,
-                source=f"best F1 of {args.detected} against {args.reference}",
-            )
+    print(evaluation.confusion)
+    write_evaluation(
+        evaluation,
+        scores_csv=args.output,
+        sweep_csv=args.sweep_output,
+        thresholds_json=args.thresholds_output,
+        class_names=names,
+        source=f"best F1 of {args.detected} against {args.reference}",
+    )
+    if evaluation.curves is None:
+        return
+    f1 = evaluation.curves.curve("f1")
+    best = int(np.nanargmax(f1))
+    print(f"Best overall F1 {f1[best]:.3f} at score >= {evaluation.curves.thresholds[best]:.4g}")
+    if args.thresholds_output:
+        for k, (threshold, class_f1) in evaluation.best.items():
+            cut = f"score >= {threshold:.4g}" if np.isfinite(threshold) else "every pick (no cut)"
+            print(f"{names.get(k, f'class {k}')}: best F1 {class_f1:.3f} with {cut}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1064,7 +1026,7 @@ def _check_error_file(args: argparse.Namespace) -> None:
     if os.path.isdir(path):
         raise InputError(f"--error-file {path} is a folder: give the path of a file")
     given = [value for name, value in vars(args).items() if name != "error_file"]
-    with _about("--error-file"):
+    with about_file("--error-file"):
         io.refuse_overwriting_inputs([path], _paths_in(given))
 
 
@@ -1092,15 +1054,6 @@ def _write_error_file(path: str | None, message: str, prog: str) -> None:
             temporary.write_text(message + "\n", encoding="utf-8")
     except OSError as error:
         print(f"{prog}: warning: the error file was not written: {_message_of(error)}", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _about(path):
-    """Refusals of the engine within the block are about the file ``path``: their message names it."""
-    try:
-        yield
-    except InputError as error:
-        raise InputError(f"{path}: {error}") from error
 
 
 def _clock(seconds: float) -> str:

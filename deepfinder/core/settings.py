@@ -403,3 +403,35 @@ class ClusterSettings:
             raise SettingError("min_size_fraction", f"must be >= 0, got {self.min_size_fraction}")
         if not self.split_factor > 0:
             raise SettingError("split_factor", f"must be > 0, got {self.split_factor}")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+EVERY_SCORE = -1  # a sweep over every distinct score of the detections
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """Settings of scoring detections against a reference (:mod:`deepfinder.core.steps.evaluate`).
+
+    The matching rule is a distance (``tolerance_voxels``) or, without it, the reference's
+    occupancy map, which is a file given beside the tables.
+    """
+
+    tolerance_voxels: float | None = _setting(
+        None,
+        "Distance rule: a detection within this distance in voxels of a reference particle of its "
+        "class is a true positive (one-to-one). None: the occupancy rule.",
+    )
+    sweep: int = _setting(
+        0,
+        "Also score the detections kept by this many score thresholds (quantiles of their scores), "
+        f"to choose a threshold; 0: no sweep, {EVERY_SCORE}: every distinct score.",
+    )
+
+    def check(self) -> None:
+        """Raise :class:`SettingError` for a value the engine cannot use."""
+        if self.tolerance_voxels is not None and not self.tolerance_voxels >= 0:
+            raise SettingError("tolerance_voxels", f"must be >= 0, got {self.tolerance_voxels}")
+        if self.sweep < EVERY_SCORE:
+            raise SettingError("sweep", f"must be >= 0 or {EVERY_SCORE}, got {self.sweep}")

@@ -310,7 +310,8 @@ def _run_targets(args) -> None:
     import numpy as np
 
     from . import io
-    from .targets import check_class_ids, mask_from_density, shape_targets, sphere_targets, start_labels
+    from .steps.targets import make_targets
+    from .targets import check_class_ids, mask_from_density, start_labels
 
     settings = target_settings(args)
     settings.check()
@@ -329,20 +330,16 @@ def _run_targets(args) -> None:
             initial = start_labels(shape, io.read_volume(args.initial_labels))
         io.warn_if_other_sampling(args.initial_labels, args.tomogram)
     if args.radius:
-        labels = sphere_targets(
-            shape, particles, per_class(args.radius, classes, "--radius", every_class=True), initial
-        )
+        footprint = {"radius_voxels": per_class(args.radius, classes, "--radius", every_class=True)}
     else:
-        densities = {}
+        footprint = {"masks": {}}
         for c, path in masks.items():
             with about_file(path):
-                densities[c] = mask_from_density(io.read_volume(path, mmap=False), settings.mask_threshold)
-        labels = shape_targets(shape, particles, densities, initial)
-    if not np.isin(labels, classes).any():
-        raise InputError(
-            f"{args.particles}: no particle lies in {args.tomogram} {shape[::-1]} (x, y, z): "
-            "check the coordinates' voxel size (--coordinates-voxel-size) and --tomo-id"
-        )
+                footprint["masks"][c] = mask_from_density(
+                    io.read_volume(path, mmap=False), settings.mask_threshold
+                )
+    with about_file(args.particles):
+        labels = make_targets(shape, particles, initial_labels=initial, tomogram=args.tomogram, **footprint)
     io.write_volume(args.out, labels, voxel_size)
     counts = {int(c): int(n) for c, n in enumerate(np.bincount(labels.ravel())) if c and n}
     print(f"Wrote {args.out}: {len(particles)} particles, voxels per class {counts}")

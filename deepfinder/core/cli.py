@@ -495,26 +495,9 @@ def _add_mask_option(parser, what: str) -> None:
     )
 
 
-def _mask_for(args, volume_path, shape_zyx):
-    """The ``--mask`` of ``args`` on the grid of the volume ``volume_path`` (None without a mask)."""
-    from . import io
-    from .roi import fit_mask
-
-    mask_path = args.mask
-    if mask_path is None:
-        return None
-    return fit_mask(
-        io.read_volume(mask_path),
-        shape_zyx,
-        args.mask_voxel_size or io.read_voxel_size(mask_path),
-        io.read_voxel_size(volume_path),
-        name=mask_path,
-        tomogram_name=volume_path,
-    )
-
-
 def _run_segment(args) -> None:
     from . import io
+    from .roi import read_mask_for
     from .segment import MAX_LABEL_CLASSES, score_map_paths, segment_tomogram
 
     settings = segmentation_settings(args)
@@ -525,7 +508,11 @@ def _run_segment(args) -> None:
             *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ()),
         ]
         io.refuse_overwriting_inputs(outputs, [args.mask])
-    mask = _mask_for(args, args.tomogram, io.read_volume(args.tomogram).shape)
+    mask = None
+    if args.mask:
+        mask = read_mask_for(
+            args.mask, args.tomogram, io.read_volume(args.tomogram).shape, args.mask_voxel_size
+        )
     result = segment_tomogram(
         args.tomogram, args.model, args.labels, args.scores, settings, n_classes=args.n_classes, mask=mask
     )
@@ -627,35 +614,13 @@ def _add_cluster(subparsers) -> None:
     parser.set_defaults(func=_run_cluster)
 
 
-def _cut_by_score(args, particles, classes: list[int]):
-    """The picks of ``particles`` that pass the threshold of ``args``, and how many each class lost."""
-    from .threshold import cut_by_score, read_thresholds, write_threshold_report
-
-    if args.thresholds_from:
-        thresholds, source = read_thresholds(args.thresholds_from), f"from {args.thresholds_from}"
-    elif args.threshold == ["auto"]:
-        thresholds, source = None, "automatic"
-    else:
-        thresholds, source = per_class(args.threshold, classes, "--threshold"), "given"
-    scores_are_sizes = not (args.scores or args.score_maps)
-    keep, report = cut_by_score(particles, thresholds, log_scale=scores_are_sizes, source=source)
-    if args.threshold_report:
-        write_threshold_report(args.threshold_report, report)
-    return keep, report.lost
-
-
 def _run_cluster(args) -> None:
-    import dataclasses
-    from pathlib import Path
-
     import numpy as np
 
-    from . import io, tables
-    from .cluster import check_label_map, find_clusters
-    from .segment import MAX_LABEL_CLASSES, score_map_paths, unbin_positions
+    from . import io
+    from .segment import MAX_LABEL_CLASSES, score_map_paths
+    from .steps.cluster import cluster_files
 
-    if args.threshold_report and not (args.threshold or args.thresholds_from):
-        raise InputError("--threshold-report needs --threshold or --thresholds-from")
     given_maps = per_class(args.score_maps, [], "--score-maps", str) if args.score_maps else {}
     io.refuse_overwriting_inputs(
         [args.output, args.sizes, args.threshold_report],
@@ -667,65 +632,28 @@ def _run_cluster(args) -> None:
             *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ()),
         ],
     )
-    labels = io.read_volume(args.labels)
-    with about_file(args.labels):
-        check_label_map(labels)
-    mask = _mask_for(args, args.labels, labels.shape)
-    classes = [int(k) for k in np.unique(labels) if k > 0]
-    if not classes:
-        warnings.warn(f"{args.labels} holds background only: the particle table is empty", stacklevel=1)
-    score_maps = None
-    if args.scores or given_maps:
-        paths = given_maps or score_map_paths(args.scores, max(classes, default=0) + 1)
-        paths = {k: Path(p) for k, p in paths.items()}
-        missing = [str(p) for k, p in paths.items() if k in classes and not p.exists()]
-        if missing:
-            raise InputError(f"score maps not found: {', '.join(missing)}")
-        score_maps = {k: io.read_volume(p) for k, p in paths.items() if k in classes}
-        for k, score_map in score_maps.items():
-            if score_map.shape != labels.shape:
-                raise InputError(
-                    f"{paths[k]} has shape {score_map.shape} but {args.labels} {labels.shape}: "
-                    "give the --scores of the segmentation that wrote the label map"
-                )
-    tomo = args.tomo_id or Path(args.labels).stem
-    clusters = find_clusters(
-        labels,
-        per_class(args.radius, classes, "--radius", every_class=True) if classes else {},
-        per_class(args.min_size, classes, "--min-size", int) if args.min_size and classes else None,
-        score_maps,
-        tomo,
-        per_class(args.bandwidth, classes, "--bandwidth", every_class=True)
-        if args.bandwidth and classes
-        else None,
-        mask=mask,
-    )
-    particles, voxel_size, shape_zyx = (
-        clusters.particles,
-        io.read_voxel_size(args.labels) or 1.0,
-        labels.shape,
-    )
-    sizes, lost = clusters.sizes, None
-    if args.threshold or args.thresholds_from:
-        keep, lost = _cut_by_score(args, particles, classes)
-        particles, sizes = particles.select(keep), sizes[keep]
-    scale = 2.0 if args.binned else args.label_scale or 1.0
-    if scale != 1:
-        particles = dataclasses.replace(particles, xyz=unbin_positions(particles.xyz, scale))
-        voxel_size, shape_zyx = voxel_size / scale, tuple(round(scale * n) for n in shape_zyx)
-    if args.sizes:
-        with io.atomic_output(args.sizes) as temporary:
-            np.savetxt(temporary, sizes.astype(int), fmt="%d")
-    tables.write_table(
+    result = cluster_files(
+        args.labels,
         args.output,
-        particles,
-        args.output_format,
-        voxel_size=voxel_size,
-        tomograms={tomo: tables.TomogramGeometry(tuple(shape_zyx[::-1]), voxel_size)},
+        args.radius,
+        min_size=args.min_size,
+        bandwidth=args.bandwidth,
+        scores_path=args.scores,
+        score_maps=given_maps,
+        tomo_id=args.tomo_id,
+        label_scale=2.0 if args.binned else args.label_scale or 1.0,
+        mask_path=args.mask,
+        mask_voxel_size=args.mask_voxel_size,
+        threshold=args.threshold,
+        thresholds_path=args.thresholds_from,
+        threshold_report_path=args.threshold_report,
+        sizes_path=args.sizes,
+        output_format=args.output_format,
     )
-    counts = np.bincount(particles.class_id, minlength=max(classes, default=0) + 1)
+    classes, lost = result.classes, result.lost
+    counts = np.bincount(result.particles.class_id, minlength=max(classes, default=0) + 1)
     print(
-        f"Wrote {len(particles)} particles to {args.output} (per class: "
+        f"Wrote {len(result.particles)} particles to {args.output} (per class: "
         + ", ".join(f"{k}: {counts[k]}" for k in classes)
         + ")"
         + (

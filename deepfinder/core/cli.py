@@ -33,6 +33,7 @@ from .settings import (
     default_of,
     help_of,
     per_class,
+    read_settings,
     training_preset,
 )
 
@@ -74,6 +75,8 @@ def _command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
         "its folder is created if needed",
     )
     parser.set_defaults(command_parser=parser)
+    # The option of each setting, to name it in a refusal (SettingError names the setting).
+    parser.setting_options = {}
     return parser
 
 
@@ -89,36 +92,18 @@ def _add_setting(parser, settings_class: type, name: str, *flags: str, **options
     parser.add_argument(
         *flags, dest=name, default=None, help=turns_off + help_of(settings_class, name) + shown, **options
     )
+    parser.setting_options[name] = "/".join(flags)
 
 
-def setting_flags(command: str, settings) -> list[str]:
-    """The options of ``deepfinder <command>`` that give the values of ``settings`` (a settings object).
-
-    Settings the command has no option for are left out, and so is a switch (e.g. ``--bin``)
-    whose setting is at the value the command takes without it. With the other options of
-    the command, the command line runs with exactly these settings.
-    """
-    names = {field.name for field in dataclasses.fields(settings)}
-    flags = []
-    for action in _options_of(build_parser(), command):
-        if action.dest not in names:
-            continue
-        value, flag = getattr(settings, action.dest), action.option_strings[0]
-        if action.nargs != 0:
-            flags += [] if value is None else [flag, str(value)]
-        elif value == action.const:
-            flags.append(flag)
-        elif value != default_of(type(settings), action.dest):
-            raise ValueError(f"deepfinder {command} has no option for {action.dest}={value!r}")
-    return flags
-
-
-def _options_of(parser: argparse.ArgumentParser, command: str | None = None) -> list[argparse.Action]:
-    """The options of ``parser``, or of its subcommand ``command`` (argparse has no public API for them)."""
-    if command is not None:
-        (subcommands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        parser = subcommands.choices[command]
-    return [action for action in parser._actions if action.option_strings]
+def _add_settings_file(parser, settings_class: type) -> None:
+    """The ``--settings`` option: a JSON file of ``settings_class`` (:func:`write_settings`)."""
+    parser.add_argument(
+        "--settings",
+        default=None,
+        metavar="JSON",
+        help=f"the {settings_class.__name__} of this run, as written by the Scipion protocol: an option "
+        "given on the command line replaces the file's value",
+    )
 
 
 def _gpu_id(text: str) -> str:
@@ -128,7 +113,9 @@ def _gpu_id(text: str) -> str:
 
 
 def settings_from(args: argparse.Namespace, base):
-    """``base`` (a settings object) with the settings given on the command line."""
+    """The settings of the ``--settings`` file (else ``base``, a settings object), with the options given."""
+    if args.settings:
+        base = read_settings(args.settings, type(base))
     given = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(base)
@@ -138,8 +125,10 @@ def settings_from(args: argparse.Namespace, base):
 
 
 def training_settings(args: argparse.Namespace) -> TrainingSettings:
-    """The training settings of a ``train`` command line: its preset and the options given."""
-    return settings_from(args, training_preset(args.preset))
+    """The training settings of a ``train`` command line: its preset or settings file, and options given."""
+    if args.preset and args.settings:
+        raise InputError("--preset and --settings: give one (the settings file holds every setting)")
+    return settings_from(args, training_preset(args.preset or "cpu"))
 
 
 def segmentation_settings(args: argparse.Namespace) -> SegmentationSettings:
@@ -197,6 +186,9 @@ def _add_simulate(subparsers) -> None:
         default=None,
         help="bench presets: the folder holding shrec19/ and templates_10A/ "
         f"(default: ${SHREC19_DIR_VARIABLE})",
+    )
+    parser.setting_options.update(
+        n_tomograms="--tomograms", snr="--snr", template_voxel_size="--template-voxel-size"
     )
     parser.set_defaults(func=_run_simulate)
 
@@ -296,6 +288,7 @@ def _add_targets(subparsers) -> None:
         "rotated by each particle's orientation",
     )
     _add_setting(parser, TargetSettings, "mask_threshold", "--mask-threshold", type=float)
+    _add_settings_file(parser, TargetSettings)
     parser.add_argument(
         "--initial-labels",
         default=None,
@@ -375,10 +368,13 @@ def _add_train(subparsers) -> None:
     parser.add_argument(
         "--preset",
         choices=sorted(TRAINING_PRESETS),
-        default="cpu",
-        help="training settings that fit the hardware or a first try, changed by the options given: "
+        default=None,
+        help="training settings that fit the hardware or a first try, changed by the options given "
+        "(default: cpu; not with --settings): "
         + "; ".join(f"{name}: {changes or 'the defaults'}" for name, changes in TRAINING_PRESETS.items()),
     )
+    _add_settings_file(parser, TrainingSettings)
+    parser.setting_options["preset"] = "--preset"
     _add_setting(parser, TrainingSettings, "patch_size", "--patch-size", type=int)
     _add_setting(parser, TrainingSettings, "batch_size", "--batch-size", type=int)
     _add_setting(parser, TrainingSettings, "steps_per_epoch", "--steps-per-epoch", type=int)
@@ -459,6 +455,7 @@ def _add_segment(subparsers) -> None:
     parser.add_argument(
         "--scores", default=None, help="also write float16 score maps, one per class: <stem>_class<k>.mrc"
     )
+    _add_settings_file(parser, SegmentationSettings)
     _add_setting(parser, SegmentationSettings, "patch_size", "--patch-size", type=int)
     _add_setting(parser, SegmentationSettings, "crop_voxels", "--crop", type=int)
     _add_setting(parser, SegmentationSettings, "batch_size", "--batch-size", type=int)
@@ -611,6 +608,10 @@ def _add_cluster(subparsers) -> None:
         "and the picks each class lost (the data of the score histogram picture)",
     )
     _add_mask_option(parser, "only particles whose centre lies in it are kept")
+    _add_settings_file(parser, ClusterSettings)
+    parser.setting_options.update(
+        radius="--radius", min_size="--min-size", bandwidth="--bandwidth", threshold="--threshold"
+    )
     parser.set_defaults(func=_run_cluster)
 
 
@@ -636,6 +637,7 @@ def _run_cluster(args) -> None:
         args.labels,
         args.output,
         args.radius,
+        settings_from(args, ClusterSettings()),
         min_size=args.min_size,
         bandwidth=args.bandwidth,
         scores_path=args.scores,
@@ -713,6 +715,7 @@ def _add_evaluate(subparsers) -> None:
         help="with --sweep: write the threshold of best F1 of each class, for 'deepfinder cluster "
         "--thresholds-from'",
     )
+    parser.setting_options.update(tolerance_voxels="--tolerance/--tolerance-angstrom", sweep="--sweep")
     parser.set_defaults(func=_run_evaluate)
 
 
@@ -1010,10 +1013,7 @@ def _show_warning(prog, message, category, filename, lineno, file=None, line=Non
 
 def _option_of(parser: argparse.ArgumentParser, setting: str) -> str:
     """The command-line option of a setting (the setting's name if it has none)."""
-    for action in _options_of(parser):
-        if action.dest == setting:
-            return "/".join(action.option_strings)
-    return setting
+    return parser.setting_options.get(setting, setting)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,12 @@ settings are in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import InputError
@@ -59,6 +62,42 @@ def _field(settings_class: type, name: str) -> dataclasses.Field:
     if name not in fields:
         raise KeyError(f"{settings_class.__name__} has no setting {name!r}")
     return fields[name]
+
+
+def write_settings(path: str | os.PathLike, settings) -> Path:
+    """Write a settings object as JSON, for the ``--settings`` option of the command line.
+
+    ``{"kind": <class name>, "settings": {<name>: <value>, ...}}``; written whole or not at all.
+    """
+    from .io import atomic_output
+
+    document = {"kind": type(settings).__name__, "settings": dataclasses.asdict(settings)}
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps(document, indent=2) + "\n")
+    return Path(path)
+
+
+def read_settings(path: str | os.PathLike, settings_class: type):
+    """The settings object of ``settings_class`` in the JSON file ``path`` (see :func:`write_settings`).
+
+    Settings the file does not name keep their defaults. Raises :class:`InputError` naming the file
+    for unreadable JSON, settings of another stage or a name the stage has no setting for.
+    """
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: cannot read the settings: {error}") from error
+    kind = settings_class.__name__
+    if not isinstance(document, dict) or document.get("kind") != kind:
+        raise InputError(f"{path}: not a file of {kind}: give the settings file of this command")
+    values = document.get("settings")
+    names = {f.name for f in dataclasses.fields(settings_class)}
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: no 'settings' object: give the settings file of this command")
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise InputError(f"{path}: {kind} has no setting {', '.join(unknown)}: remove it from the file")
+    return settings_class(**values)
 
 
 # --------------------------------------------------------------------------- rules used by several settings

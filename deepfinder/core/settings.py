@@ -435,6 +435,11 @@ class ClusterSettings:
         "Clusters larger than this many balls of the class radius hold touching particles and "
         "are split by mean-shift.",
     )
+    box_scale: float = _setting(
+        2.5,
+        "The box size of the output coordinates is this times the particle radius "
+        "(2.5: the particle diameter plus a margin).",
+    )
 
     def check(self) -> None:
         """Raise :class:`SettingError` for a value the engine cannot use."""
@@ -442,6 +447,8 @@ class ClusterSettings:
             raise SettingError("min_size_fraction", f"must be >= 0, got {self.min_size_fraction}")
         if not self.split_factor > 0:
             raise SettingError("split_factor", f"must be > 0, got {self.split_factor}")
+        if not self.box_scale > 0:
+            raise SettingError("box_scale", f"must be > 0, got {self.box_scale}")
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -21,7 +21,7 @@ from ..convert import (
     tomograms_by_tsid,
 )
 from ..core.particles import ParticleTable
-from ..core.settings import ClusterSettings, SettingError, default_of, per_class, split_values
+from ..core.settings import ClusterSettings, SettingError, default_of, help_of, per_class, split_values
 from ..core.tables import csv as particle_csv
 from ..core.tables import write_table
 from .protocol_base import (
@@ -134,11 +134,10 @@ class DeepFinderProtCluster(TomogramStreaming, DeepFinderEngineProtocol):
         form.addParam(
             "boxScale",
             params.FloatParam,
-            default=2.5,
+            default=default_of(ClusterSettings, "box_scale"),
             expertLevel=params.LEVEL_ADVANCED,
             label="Box size / particle radius",
-            help="The box size of the output coordinates is this times the radius "
-            "(2.5: the particle diameter plus a margin).",
+            help=help_of(ClusterSettings, "box_scale"),
         )
         form.addParallelSection(threads=1, mpi=1)
 

@@ -1,8 +1,10 @@
-"""The ``deepfinder`` command line: argument parsing only, each subcommand calls the engine.
+"""The ``deepfinder`` command line: argument parsing, each subcommand builds its settings and calls its step.
 
 Options of a setting take their help and default from the stage's settings
-(:mod:`deepfinder.core.settings`); the engine's progress is printed as it logs it
-(``--quiet``: warnings only, ``--verbose``: details).
+(:mod:`deepfinder.core.settings`); ``--settings FILE`` gives them all at once (an option given
+replaces the file's value). The steps are in :mod:`deepfinder.core.steps` or the engine module of
+the stage. The engine's progress is printed as it logs it (``--quiet``: warnings only,
+``--verbose``: details).
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from .protocol_base import (
     mask_arguments,
     mask_errors,
     run_engine,
+    settings_arguments,
 )
 from .streaming import TomogramStreaming, record_done
 
@@ -161,6 +162,9 @@ class DeepFinderProtCluster(TomogramStreaming, DeepFinderEngineProtocol):
             arguments += ["--score-maps", *_pairs(score_files)]
         arguments += ["--label-scale", label_map.getSamplingRate() / tomogram.getSamplingRate()]
         arguments += ["--tomo-id", tsId, "--sizes", cluster_sizes_path(particles_file)] + mask
+        arguments += settings_arguments(
+            self, f"{tsId}_cluster", ClusterSettings(box_scale=self.boxScale.get())
+        )
         run_engine(
             self,
             "cluster",

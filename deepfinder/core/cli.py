@@ -298,6 +298,7 @@ def _add_targets(subparsers) -> None:
     )
     _add_coordinates_options(parser)
     parser.add_argument("--out", required=True, help="output label map (MRC)")
+    parser.setting_options["radius"] = "--radius"
     parser.set_defaults(func=_run_targets)
 
 
@@ -305,8 +306,7 @@ def _run_targets(args) -> None:
     import numpy as np
 
     from . import io
-    from .steps.targets import make_targets
-    from .targets import check_class_ids, mask_from_density, start_labels
+    from .steps.targets import make_targets_files
 
     settings = target_settings(args)
     settings.check()
@@ -314,28 +314,17 @@ def _run_targets(args) -> None:
     io.refuse_overwriting_inputs(
         [args.out], [args.tomogram, args.particles, args.initial_labels, *masks.values()]
     )
-    shape = io.read_volume(args.tomogram).shape
-    voxel_size = io.read_voxel_size(args.tomogram) or 1.0
     particles = _read_table_for(args.particles, args.tomogram, args, args.tomo_id)
-    with about_file(args.particles):
-        classes = check_class_ids(particles)
-    initial = None
-    if args.initial_labels:
-        with about_file(args.initial_labels):
-            initial = start_labels(shape, io.read_volume(args.initial_labels))
-        io.warn_if_other_sampling(args.initial_labels, args.tomogram)
-    if args.radius:
-        footprint = {"radius_voxels": per_class(args.radius, classes, "--radius", every_class=True)}
-    else:
-        footprint = {"masks": {}}
-        for c, path in masks.items():
-            with about_file(path):
-                footprint["masks"][c] = mask_from_density(
-                    io.read_volume(path, mmap=False), settings.mask_threshold
-                )
-    with about_file(args.particles):
-        labels = make_targets(shape, particles, initial_labels=initial, tomogram=args.tomogram, **footprint)
-    io.write_volume(args.out, labels, voxel_size)
+    labels = make_targets_files(
+        args.tomogram,
+        particles,
+        args.particles,
+        args.out,
+        settings,
+        radius=args.radius,
+        mask_paths=masks,
+        initial_labels_path=args.initial_labels,
+    )
     counts = {int(c): int(n) for c, n in enumerate(np.bincount(labels.ravel())) if c and n}
     print(f"Wrote {args.out}: {len(particles)} particles, voxels per class {counts}")
 

@@ -1,12 +1,13 @@
-"""The settings of each stage: targets, training, segmentation, clustering.
+"""The settings of each stage: targets, training, segmentation, clustering, evaluation.
 
 Each setting is a field of a frozen dataclass that holds its default and, in the
 field's metadata, its help text; the class's ``check()`` refuses values the
 engine cannot use, naming the setting and the fix. The engine functions take
 these objects; the command line (:mod:`deepfinder.core.cli`) and the Scipion
 forms read their defaults and help texts from them (:func:`default_of`,
-:func:`help_of`), so the three interfaces agree. Measured effects of the
-settings are in benchmarks/RESULTS.md.
+:func:`help_of`), so the three interfaces agree. A protocol hands an engine process its
+settings as a JSON file (:func:`write_settings`, read by the command's ``--settings``).
+Measured effects of the settings are in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .io import atomic_output
 
 POOLING_FACTOR = 4  # the U-net pools twice by 2: patch edges are multiples of 4
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -69,8 +71,6 @@ def write_settings(path: str | os.PathLike, settings) -> Path:
 
     ``{"kind": <class name>, "settings": {<name>: <value>, ...}}``; written whole or not at all.
     """
-    from .io import atomic_output
-
     document = {"kind": type(settings).__name__, "settings": dataclasses.asdict(settings)}
     with atomic_output(path) as temporary:
         temporary.write_text(json.dumps(document, indent=2) + "\n")

@@ -37,7 +37,7 @@ from .core.evaluate import ClassScores, format_table, match_by_distance, precisi
 from .core.io import read_volume, read_voxel_size
 from .core.particles import ParticleTable
 from .core.roi import positions_inside
-from .core.settings import training_preset
+from .core.settings import ClusterSettings, default_of, training_preset
 from .core.simulate import simulate_dataset
 from .core.tables import csv as particle_csv
 from .protocols import (
@@ -292,7 +292,7 @@ def sphere_targets(project: Project, dataset: SimulatedDataset, pattern: str) ->
 
 
 def box_size(cls: dict) -> int:
-    return int(round(2.5 * cls["radius_voxels"]))
+    return int(round(default_of(ClusterSettings, "box_scale") * cls["radius_voxels"]))
 
 
 def radii_A(dataset: SimulatedDataset) -> str:

@@ -1,14 +1,15 @@
-"""The ``deepfinder`` command line: argument parsing only, each subcommand calls the engine.
+"""The ``deepfinder`` command line: argument parsing, each subcommand builds its settings and calls its step.
 
 Options of a setting take their help and default from the stage's settings
-(:mod:`deepfinder.core.settings`); the engine's progress is printed as it logs it
-(``--quiet``: warnings only, ``--verbose``: details).
+(:mod:`deepfinder.core.settings`); ``--settings FILE`` gives them all at once (an option given
+replaces the file's value). The steps are in :mod:`deepfinder.core.steps` or the engine module of
+the stage. The engine's progress is printed as it logs it (``--quiet``: warnings only,
+``--verbose``: details).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import logging
 import os
@@ -21,7 +22,7 @@ from datetime import datetime
 from functools import partial
 from importlib.metadata import version
 
-from .errors import InputError
+from .errors import InputError, about_file
 from .settings import (
     LOSSES,
     PRECISIONS,
@@ -34,6 +35,7 @@ from .settings import (
     default_of,
     help_of,
     per_class,
+    read_settings,
     training_preset,
 )
 
@@ -75,6 +77,8 @@ def _command(subparsers, name: str, help: str) -> argparse.ArgumentParser:
         "its folder is created if needed",
     )
     parser.set_defaults(command_parser=parser)
+    # The option of each setting, to name it in a refusal (SettingError names the setting).
+    parser.setting_options = {}
     return parser
 
 
@@ -90,36 +94,18 @@ def _add_setting(parser, settings_class: type, name: str, *flags: str, **options
     parser.add_argument(
         *flags, dest=name, default=None, help=turns_off + help_of(settings_class, name) + shown, **options
     )
+    parser.setting_options[name] = "/".join(flags)
 
 
-def setting_flags(command: str, settings) -> list[str]:
-    """The options of ``deepfinder <command>`` that give the values of ``settings`` (a settings object).
-
-    Settings the command has no option for are left out, and so is a switch (e.g. ``--bin``)
-    whose setting is at the value the command takes without it. With the other options of
-    the command, the command line runs with exactly these settings.
-    """
-    names = {field.name for field in dataclasses.fields(settings)}
-    flags = []
-    for action in _options_of(build_parser(), command):
-        if action.dest not in names:
-            continue
-        value, flag = getattr(settings, action.dest), action.option_strings[0]
-        if action.nargs != 0:
-            flags += [] if value is None else [flag, str(value)]
-        elif value == action.const:
-            flags.append(flag)
-        elif value != default_of(type(settings), action.dest):
-            raise ValueError(f"deepfinder {command} has no option for {action.dest}={value!r}")
-    return flags
-
-
-def _options_of(parser: argparse.ArgumentParser, command: str | None = None) -> list[argparse.Action]:
-    """The options of ``parser``, or of its subcommand ``command`` (argparse has no public API for them)."""
-    if command is not None:
-        (subcommands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        parser = subcommands.choices[command]
-    return [action for action in parser._actions if action.option_strings]
+def _add_settings_file(parser, settings_class: type) -> None:
+    """The ``--settings`` option: a JSON file of ``settings_class`` (:func:`write_settings`)."""
+    parser.add_argument(
+        "--settings",
+        default=None,
+        metavar="JSON",
+        help=f"the {settings_class.__name__} of this run, as written by the Scipion protocol: an option "
+        "given on the command line replaces the file's value",
+    )
 
 
 def _gpu_id(text: str) -> str:
@@ -129,7 +115,9 @@ def _gpu_id(text: str) -> str:
 
 
 def settings_from(args: argparse.Namespace, base):
-    """``base`` (a settings object) with the settings given on the command line."""
+    """The settings of the ``--settings`` file (else ``base``, a settings object), with the options given."""
+    if args.settings:
+        base = read_settings(args.settings, type(base))
     given = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(base)
@@ -139,8 +127,10 @@ def settings_from(args: argparse.Namespace, base):
 
 
 def training_settings(args: argparse.Namespace) -> TrainingSettings:
-    """The training settings of a ``train`` command line: its preset and the options given."""
-    return settings_from(args, training_preset(args.preset))
+    """The training settings of a ``train`` command line: its preset or settings file, and options given."""
+    if args.preset and args.settings:
+        raise InputError("--preset and --settings: give one (the settings file holds every setting)")
+    return settings_from(args, training_preset(args.preset or "cpu"))
 
 
 def segmentation_settings(args: argparse.Namespace) -> SegmentationSettings:
@@ -198,6 +188,9 @@ def _add_simulate(subparsers) -> None:
         default=None,
         help="bench presets: the folder holding shrec19/ and templates_10A/ "
         f"(default: ${SHREC19_DIR_VARIABLE})",
+    )
+    parser.setting_options.update(
+        n_tomograms="--tomograms", snr="--snr", template_voxel_size="--template-voxel-size"
     )
     parser.set_defaults(func=_run_simulate)
 
@@ -297,6 +290,7 @@ def _add_targets(subparsers) -> None:
         "rotated by each particle's orientation",
     )
     _add_setting(parser, TargetSettings, "mask_threshold", "--mask-threshold", type=float)
+    _add_settings_file(parser, TargetSettings)
     parser.add_argument(
         "--initial-labels",
         default=None,
@@ -304,6 +298,7 @@ def _add_targets(subparsers) -> None:
     )
     _add_coordinates_options(parser)
     parser.add_argument("--out", required=True, help="output label map (MRC)")
+    parser.setting_options["radius"] = "--radius"
     parser.set_defaults(func=_run_targets)
 
 
@@ -311,7 +306,7 @@ def _run_targets(args) -> None:
     import numpy as np
 
     from . import io
-    from .targets import check_class_ids, mask_from_density, shape_targets, sphere_targets, start_labels
+    from .steps.targets import make_targets_files
 
     settings = target_settings(args)
     settings.check()
@@ -319,32 +314,17 @@ def _run_targets(args) -> None:
     io.refuse_overwriting_inputs(
         [args.out], [args.tomogram, args.particles, args.initial_labels, *masks.values()]
     )
-    shape = io.read_volume(args.tomogram).shape
-    voxel_size = io.read_voxel_size(args.tomogram) or 1.0
     particles = _read_table_for(args.particles, args.tomogram, args, args.tomo_id)
-    with _about(args.particles):
-        classes = check_class_ids(particles)
-    initial = None
-    if args.initial_labels:
-        with _about(args.initial_labels):
-            initial = start_labels(shape, io.read_volume(args.initial_labels))
-        io.warn_if_other_sampling(args.initial_labels, args.tomogram)
-    if args.radius:
-        labels = sphere_targets(
-            shape, particles, per_class(args.radius, classes, "--radius", every_class=True), initial
-        )
-    else:
-        densities = {}
-        for c, path in masks.items():
-            with _about(path):
-                densities[c] = mask_from_density(io.read_volume(path, mmap=False), settings.mask_threshold)
-        labels = shape_targets(shape, particles, densities, initial)
-    if not np.isin(labels, classes).any():
-        raise InputError(
-            f"{args.particles}: no particle lies in {args.tomogram} {shape[::-1]} (x, y, z): "
-            "check the coordinates' voxel size (--coordinates-voxel-size) and --tomo-id"
-        )
-    io.write_volume(args.out, labels, voxel_size)
+    labels = make_targets_files(
+        args.tomogram,
+        particles,
+        args.particles,
+        args.out,
+        settings,
+        radius=args.radius,
+        mask_paths=masks,
+        initial_labels_path=args.initial_labels,
+    )
     counts = {int(c): int(n) for c, n in enumerate(np.bincount(labels.ravel())) if c and n}
     print(f"Wrote {args.out}: {len(particles)} particles, voxels per class {counts}")
 
@@ -379,10 +359,13 @@ def _add_train(subparsers) -> None:
     parser.add_argument(
         "--preset",
         choices=sorted(TRAINING_PRESETS),
-        default="cpu",
-        help="training settings that fit the hardware or a first try, changed by the options given: "
+        default=None,
+        help="training settings that fit the hardware or a first try, changed by the options given "
+        "(default: cpu; not with --settings): "
         + "; ".join(f"{name}: {changes or 'the defaults'}" for name, changes in TRAINING_PRESETS.items()),
     )
+    _add_settings_file(parser, TrainingSettings)
+    parser.setting_options["preset"] = "--preset"
     _add_setting(parser, TrainingSettings, "patch_size", "--patch-size", type=int)
     _add_setting(parser, TrainingSettings, "batch_size", "--batch-size", type=int)
     _add_setting(parser, TrainingSettings, "steps_per_epoch", "--steps-per-epoch", type=int)
@@ -463,6 +446,7 @@ def _add_segment(subparsers) -> None:
     parser.add_argument(
         "--scores", default=None, help="also write float16 score maps, one per class: <stem>_class<k>.mrc"
     )
+    _add_settings_file(parser, SegmentationSettings)
     _add_setting(parser, SegmentationSettings, "patch_size", "--patch-size", type=int)
     _add_setting(parser, SegmentationSettings, "crop_voxels", "--crop", type=int)
     _add_setting(parser, SegmentationSettings, "batch_size", "--batch-size", type=int)
@@ -499,26 +483,9 @@ def _add_mask_option(parser, what: str) -> None:
     )
 
 
-def _mask_for(args, volume_path, shape_zyx):
-    """The ``--mask`` of ``args`` on the grid of the volume ``volume_path`` (None without a mask)."""
-    from . import io
-    from .roi import fit_mask
-
-    mask_path = args.mask
-    if mask_path is None:
-        return None
-    return fit_mask(
-        io.read_volume(mask_path),
-        shape_zyx,
-        args.mask_voxel_size or io.read_voxel_size(mask_path),
-        io.read_voxel_size(volume_path),
-        name=mask_path,
-        tomogram_name=volume_path,
-    )
-
-
 def _run_segment(args) -> None:
     from . import io
+    from .roi import read_mask_for
     from .segment import MAX_LABEL_CLASSES, score_map_paths, segment_tomogram
 
     settings = segmentation_settings(args)
@@ -529,7 +496,11 @@ def _run_segment(args) -> None:
             *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ()),
         ]
         io.refuse_overwriting_inputs(outputs, [args.mask])
-    mask = _mask_for(args, args.tomogram, io.read_volume(args.tomogram).shape)
+    mask = None
+    if args.mask:
+        mask = read_mask_for(
+            args.mask, args.tomogram, io.read_volume(args.tomogram).shape, args.mask_voxel_size
+        )
     result = segment_tomogram(
         args.tomogram, args.model, args.labels, args.scores, settings, n_classes=args.n_classes, mask=mask
     )
@@ -628,38 +599,20 @@ def _add_cluster(subparsers) -> None:
         "and the picks each class lost (the data of the score histogram picture)",
     )
     _add_mask_option(parser, "only particles whose centre lies in it are kept")
+    _add_settings_file(parser, ClusterSettings)
+    parser.setting_options.update(
+        radius="--radius", min_size="--min-size", bandwidth="--bandwidth", threshold="--threshold"
+    )
     parser.set_defaults(func=_run_cluster)
 
 
-def _cut_by_score(args, particles, classes: list[int]):
-    """The picks of ``particles`` that pass the threshold of ``args``, and how many each class lost."""
-    from .threshold import cut_by_score, read_thresholds, write_threshold_report
-
-    if args.thresholds_from:
-        thresholds, source = read_thresholds(args.thresholds_from), f"from {args.thresholds_from}"
-    elif args.threshold == ["auto"]:
-        thresholds, source = None, "automatic"
-    else:
-        thresholds, source = per_class(args.threshold, classes, "--threshold"), "given"
-    scores_are_sizes = not (args.scores or args.score_maps)
-    keep, report = cut_by_score(particles, thresholds, log_scale=scores_are_sizes, source=source)
-    if args.threshold_report:
-        write_threshold_report(args.threshold_report, report)
-    return keep, report.lost
-
-
 def _run_cluster(args) -> None:
-    import dataclasses
-    from pathlib import Path
-
     import numpy as np
 
-    from . import io, tables
-    from .cluster import check_label_map, find_clusters
-    from .segment import MAX_LABEL_CLASSES, score_map_paths, unbin_positions
+    from . import io
+    from .segment import MAX_LABEL_CLASSES, score_map_paths
+    from .steps.cluster import cluster_files
 
-    if args.threshold_report and not (args.threshold or args.thresholds_from):
-        raise InputError("--threshold-report needs --threshold or --thresholds-from")
     given_maps = per_class(args.score_maps, [], "--score-maps", str) if args.score_maps else {}
     io.refuse_overwriting_inputs(
         [args.output, args.sizes, args.threshold_report],
@@ -671,65 +624,29 @@ def _run_cluster(args) -> None:
             *(score_map_paths(args.scores, MAX_LABEL_CLASSES).values() if args.scores else ()),
         ],
     )
-    labels = io.read_volume(args.labels)
-    with _about(args.labels):
-        check_label_map(labels)
-    mask = _mask_for(args, args.labels, labels.shape)
-    classes = [int(k) for k in np.unique(labels) if k > 0]
-    if not classes:
-        warnings.warn(f"{args.labels} holds background only: the particle table is empty", stacklevel=1)
-    score_maps = None
-    if args.scores or given_maps:
-        paths = given_maps or score_map_paths(args.scores, max(classes, default=0) + 1)
-        paths = {k: Path(p) for k, p in paths.items()}
-        missing = [str(p) for k, p in paths.items() if k in classes and not p.exists()]
-        if missing:
-            raise InputError(f"score maps not found: {', '.join(missing)}")
-        score_maps = {k: io.read_volume(p) for k, p in paths.items() if k in classes}
-        for k, score_map in score_maps.items():
-            if score_map.shape != labels.shape:
-                raise InputError(
-                    f"{paths[k]} has shape {score_map.shape} but {args.labels} {labels.shape}: "
-                    "give the --scores of the segmentation that wrote the label map"
-                )
-    tomo = args.tomo_id or Path(args.labels).stem
-    clusters = find_clusters(
-        labels,
-        per_class(args.radius, classes, "--radius", every_class=True) if classes else {},
-        per_class(args.min_size, classes, "--min-size", int) if args.min_size and classes else None,
-        score_maps,
-        tomo,
-        per_class(args.bandwidth, classes, "--bandwidth", every_class=True)
-        if args.bandwidth and classes
-        else None,
-        mask=mask,
-    )
-    particles, voxel_size, shape_zyx = (
-        clusters.particles,
-        io.read_voxel_size(args.labels) or 1.0,
-        labels.shape,
-    )
-    sizes, lost = clusters.sizes, None
-    if args.threshold or args.thresholds_from:
-        keep, lost = _cut_by_score(args, particles, classes)
-        particles, sizes = particles.select(keep), sizes[keep]
-    scale = 2.0 if args.binned else args.label_scale or 1.0
-    if scale != 1:
-        particles = dataclasses.replace(particles, xyz=unbin_positions(particles.xyz, scale))
-        voxel_size, shape_zyx = voxel_size / scale, tuple(round(scale * n) for n in shape_zyx)
-    if args.sizes:
-        with io.atomic_output(args.sizes) as temporary:
-            np.savetxt(temporary, sizes.astype(int), fmt="%d")
-    tables.write_table(
+    result = cluster_files(
+        args.labels,
         args.output,
-        particles,
-        args.output_format,
-        voxel_size=voxel_size,
-        tomograms={tomo: tables.TomogramGeometry(tuple(shape_zyx[::-1]), voxel_size)},
+        args.radius,
+        settings_from(args, ClusterSettings()),
+        min_size=args.min_size,
+        bandwidth=args.bandwidth,
+        scores_path=args.scores,
+        score_maps=given_maps,
+        tomo_id=args.tomo_id,
+        label_scale=2.0 if args.binned else args.label_scale or 1.0,
+        mask_path=args.mask,
+        mask_voxel_size=args.mask_voxel_size,
+        threshold=args.threshold,
+        thresholds_path=args.thresholds_from,
+        threshold_report_path=args.threshold_report,
+        sizes_path=args.sizes,
+        output_format=args.output_format,
     )
-    counts = np.bincount(particles.class_id, minlength=max(classes, default=0) + 1)
+    classes, lost = result.classes, result.lost
+    counts = np.bincount(result.particles.class_id, minlength=max(classes, default=0) + 1)
     print(
-        f"Wrote {len(particles)} particles to {args.output} (per class: "
+        f"Wrote {len(result.particles)} particles to {args.output} (per class: "
         + ", ".join(f"{k}: {counts[k]}" for k in classes)
         + ")"
         + (
@@ -789,6 +706,7 @@ def _add_evaluate(subparsers) -> None:
         help="with --sweep: write the threshold of best F1 of each class, for 'deepfinder cluster "
         "--thresholds-from'",
     )
+    parser.setting_options.update(tolerance_voxels="--tolerance/--tolerance-angstrom", sweep="--sweep")
     parser.set_defaults(func=_run_evaluate)
 
 
@@ -877,92 +795,55 @@ def _run_convert(args) -> None:
 
 
 def _run_evaluate(args) -> None:
-    import dataclasses
-
     import numpy as np
 
     from . import io, tables
-    from .evaluate import (
-        check_occupancy_map,
-        confusion_by_distance,
-        confusion_by_occupancy,
-        format_confusion,
-        format_table,
-        match_by_distance,
-        match_by_occupancy,
-        precision_recall_f1,
-        threshold_sweep,
-        write_scores_csv,
-        write_sweep_csv,
-    )
+    from .evaluate import format_table
+    from .settings import EvaluationSettings
+    from .steps.evaluate import evaluate_files, write_evaluation
 
     if (args.sweep_output or args.thresholds_output) and not args.sweep:
         raise InputError("--sweep-output and --thresholds-output need --sweep N")
+    if args.tolerance_angstrom is not None and not args.voxel_size:
+        raise InputError("--tolerance-angstrom needs --voxel-size")
     io.refuse_overwriting_inputs(
         [args.output, args.sweep_output, args.thresholds_output],
         [args.detected, args.reference, args.occupancy],
     )
-    tomograms = tables.tomograms_from(args.tomograms, args.voxel_size) if args.tomograms else None
-    detected, reference = (
-        tables.read_table(path, tomograms=tomograms, voxel_size=args.voxel_size)
-        for path in (args.detected, args.reference)
+    tolerance = args.tolerance_angstrom / args.voxel_size if args.tolerance_angstrom is not None else None
+    settings = EvaluationSettings(
+        tolerance_voxels=args.tolerance if args.tolerance is not None else tolerance, sweep=args.sweep
     )
-    if detected.voxel_size and reference.voxel_size and detected.voxel_size != reference.voxel_size:
-        raise InputError(
-            f"{args.detected} and {args.reference} have positions at {detected.voxel_size:g} and "
-            f"{reference.voxel_size:g} A per pixel: give --voxel-size to compare them"
-        )
-    detected, reference = detected.particles, reference.particles
-    if len(set(detected.tomo)) == 1 and len(set(reference.tomo)) == 1:
-        # One tomogram each: the same one, whatever the ids (e.g. a label-map file stem).
-        detected = dataclasses.replace(detected, tomo=reference.tomo[0])
     names = per_class(args.class_names, [], "--class-names", str)
-    rule = {}
-    if args.occupancy:
-        rule["occupancy_map"] = io.read_volume(args.occupancy)
-        with _about(args.occupancy):
-            check_occupancy_map(rule["occupancy_map"], len(reference))
-        result = match_by_occupancy(detected, rule["occupancy_map"], reference)
-        confusion = confusion_by_occupancy(detected, rule["occupancy_map"], reference)
-    else:
-        if args.tolerance_angstrom is not None and not args.voxel_size:
-            raise InputError("--tolerance-angstrom needs --voxel-size")
-        rule["tolerance_voxels"] = (
-            args.tolerance if args.tolerance is not None else args.tolerance_angstrom / args.voxel_size
-        )
-        result = match_by_distance(detected, reference, rule["tolerance_voxels"])
-        confusion = confusion_by_distance(detected, reference, rule["tolerance_voxels"])
-    rows = precision_recall_f1(result, names)
-    print(format_table(rows))
+    evaluation = evaluate_files(
+        args.detected,
+        args.reference,
+        settings,
+        occupancy_path=args.occupancy,
+        voxel_size=args.voxel_size,
+        tomograms=tables.tomograms_from(args.tomograms, args.voxel_size) if args.tomograms else None,
+        class_names=names,
+    )
+    print(format_table(evaluation.rows))
     print("\nDetections by the class of the particle they lie on:")
-    print(format_confusion(*confusion, names))
-    if args.output:
-        write_scores_csv(args.output, rows)
-    if args.sweep:
-        finite = detected.score[np.isfinite(detected.score)]
-        if not len(finite):
-            raise InputError("--sweep needs detections with scores")
-        curves = threshold_sweep(
-            detected, reference, np.quantile(finite, np.linspace(0, 1, args.sweep)), class_names=names, **rule
-        )
-        best = int(np.nanargmax(curves.curve("f1")))
-        print(f"Best overall F1 {curves.curve('f1')[best]:.3f} at score >= {curves.thresholds[best]:.4g}")
-        if args.sweep_output:
-            write_sweep_csv(args.sweep_output, curves)
-        if args.thresholds_output:
-            from .threshold import best_thresholds, write_thresholds
-
-            best_of_class = best_thresholds(curves, detected)
-            for k, (threshold, f1) in best_of_class.items():
-                cut = f"score >= {threshold:.4g}" if np.isfinite(threshold) else "every pick (no cut)"
-                print(f"{names.get(k, f'class {k}')}: best F1 {f1:.3f} with {cut}")
-            write_thresholds(
-                args.thresholds_output,
-                {k: threshold for k, (threshold, _) in best_of_class.items()},
-                {k: f1 for k, (_, f1) in best_of_class.items()},
-                names,
-                source=f"best F1 of {args.detected} against {args.reference}",
-            )
+    print(evaluation.confusion)
+    write_evaluation(
+        evaluation,
+        scores_csv=args.output,
+        sweep_csv=args.sweep_output,
+        thresholds_json=args.thresholds_output,
+        class_names=names,
+        source=f"best F1 of {args.detected} against {args.reference}",
+    )
+    if evaluation.curves is None:
+        return
+    f1 = evaluation.curves.curve("f1")
+    best = int(np.nanargmax(f1))
+    print(f"Best overall F1 {f1[best]:.3f} at score >= {evaluation.curves.thresholds[best]:.4g}")
+    if args.thresholds_output:
+        for k, (threshold, class_f1) in evaluation.best.items():
+            cut = f"score >= {threshold:.4g}" if np.isfinite(threshold) else "every pick (no cut)"
+            print(f"{names.get(k, f'class {k}')}: best F1 {class_f1:.3f} with {cut}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1064,7 +945,7 @@ def _check_error_file(args: argparse.Namespace) -> None:
     if os.path.isdir(path):
         raise InputError(f"--error-file {path} is a folder: give the path of a file")
     given = [value for name, value in vars(args).items() if name != "error_file"]
-    with _about("--error-file"):
+    with about_file("--error-file"):
         io.refuse_overwriting_inputs([path], _paths_in(given))
 
 
@@ -1092,15 +973,6 @@ def _write_error_file(path: str | None, message: str, prog: str) -> None:
             temporary.write_text(message + "\n", encoding="utf-8")
     except OSError as error:
         print(f"{prog}: warning: the error file was not written: {_message_of(error)}", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _about(path):
-    """Refusals of the engine within the block are about the file ``path``: their message names it."""
-    try:
-        yield
-    except InputError as error:
-        raise InputError(f"{path}: {error}") from error
 
 
 def _clock(seconds: float) -> str:
@@ -1132,10 +1004,7 @@ def _show_warning(prog, message, category, filename, lineno, file=None, line=Non
 
 def _option_of(parser: argparse.ArgumentParser, setting: str) -> str:
     """The command-line option of a setting (the setting's name if it has none)."""
-    for action in _options_of(parser):
-        if action.dest == setting:
-            return "/".join(action.option_strings)
-    return setting
+    return parser.setting_options.get(setting, setting)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from . import io
 from .errors import InputError
 
 
@@ -94,3 +95,23 @@ def positions_inside(mask: np.ndarray, xyz: np.ndarray) -> np.ndarray:
     inside = np.zeros(len(zyx), dtype=bool)
     inside[within] = mask[tuple(zyx[within].T)]
     return inside
+
+
+def read_mask_for(
+    mask_path: str | os.PathLike,
+    volume_path: str | os.PathLike,
+    shape_zyx: tuple[int, int, int],
+    mask_voxel_size: float | None = None,
+) -> np.ndarray:
+    """The mask file ``mask_path`` on the grid of the volume ``volume_path`` (see :func:`fit_mask`).
+
+    ``mask_voxel_size`` (Angstrom) is for a mask file whose header states none.
+    """
+    return fit_mask(
+        io.read_volume(mask_path),
+        shape_zyx,
+        mask_voxel_size or io.read_voxel_size(mask_path),
+        io.read_voxel_size(volume_path),
+        name=mask_path,
+        tomogram_name=volume_path,
+    )

@@ -365,7 +365,7 @@ def training_batches(
     n_batches: int,
     rng: np.random.Generator,
     bootstrap: bool = True,
-    shift_voxels: int = 13,
+    shift_voxels: int,
     rotation_probability: float = 0.5,
     workers: int = SAMPLER_WORKERS,
     batches_ahead: int = BATCHES_AHEAD,

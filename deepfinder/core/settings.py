@@ -1,23 +1,28 @@
-"""The settings of each stage: targets, training, segmentation, clustering.
+"""The settings of each stage: targets, training, segmentation, clustering, evaluation.
 
 Each setting is a field of a frozen dataclass that holds its default and, in the
 field's metadata, its help text; the class's ``check()`` refuses values the
 engine cannot use, naming the setting and the fix. The engine functions take
 these objects; the command line (:mod:`deepfinder.core.cli`) and the Scipion
 forms read their defaults and help texts from them (:func:`default_of`,
-:func:`help_of`), so the three interfaces agree. Measured effects of the
-settings are in benchmarks/RESULTS.md.
+:func:`help_of`), so the three interfaces agree. A protocol hands an engine process its
+settings as a JSON file (:func:`write_settings`, read by the command's ``--settings``).
+Measured effects of the settings are in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .io import atomic_output
 
 POOLING_FACTOR = 4  # the U-net pools twice by 2: patch edges are multiples of 4
 PRECISIONS = ("auto", "float32", "bfloat16")
@@ -59,6 +64,40 @@ def _field(settings_class: type, name: str) -> dataclasses.Field:
     if name not in fields:
         raise KeyError(f"{settings_class.__name__} has no setting {name!r}")
     return fields[name]
+
+
+def write_settings(path: str | os.PathLike, settings) -> Path:
+    """Write a settings object as JSON, for the ``--settings`` option of the command line.
+
+    ``{"kind": <class name>, "settings": {<name>: <value>, ...}}``; written whole or not at all.
+    """
+    document = {"kind": type(settings).__name__, "settings": dataclasses.asdict(settings)}
+    with atomic_output(path) as temporary:
+        temporary.write_text(json.dumps(document, indent=2) + "\n")
+    return Path(path)
+
+
+def read_settings(path: str | os.PathLike, settings_class: type):
+    """The settings object of ``settings_class`` in the JSON file ``path`` (see :func:`write_settings`).
+
+    Settings the file does not name keep their defaults. Raises :class:`InputError` naming the file
+    for unreadable JSON, settings of another stage or a name the stage has no setting for.
+    """
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: cannot read the settings: {error}") from error
+    kind = settings_class.__name__
+    if not isinstance(document, dict) or document.get("kind") != kind:
+        raise InputError(f"{path}: not a file of {kind}: give the settings file of this command")
+    values = document.get("settings")
+    names = {f.name for f in dataclasses.fields(settings_class)}
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: no 'settings' object: give the settings file of this command")
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise InputError(f"{path}: {kind} has no setting {', '.join(unknown)}: remove it from the file")
+    return settings_class(**values)
 
 
 # --------------------------------------------------------------------------- rules used by several settings
@@ -396,6 +435,11 @@ class ClusterSettings:
         "Clusters larger than this many balls of the class radius hold touching particles and "
         "are split by mean-shift.",
     )
+    box_scale: float = _setting(
+        2.5,
+        "The box size of the output coordinates is this times the particle radius "
+        "(2.5: the particle diameter plus a margin).",
+    )
 
     def check(self) -> None:
         """Raise :class:`SettingError` for a value the engine cannot use."""
@@ -403,3 +447,37 @@ class ClusterSettings:
             raise SettingError("min_size_fraction", f"must be >= 0, got {self.min_size_fraction}")
         if not self.split_factor > 0:
             raise SettingError("split_factor", f"must be > 0, got {self.split_factor}")
+        if not self.box_scale > 0:
+            raise SettingError("box_scale", f"must be > 0, got {self.box_scale}")
+
+
+# --------------------------------------------------------------------------- evaluation
+
+EVERY_SCORE = -1  # a sweep over every distinct score of the detections
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """Settings of scoring detections against a reference (:mod:`deepfinder.core.steps.evaluate`).
+
+    The matching rule is a distance (``tolerance_voxels``) or, without it, the reference's
+    occupancy map, which is a file given beside the tables.
+    """
+
+    tolerance_voxels: float | None = _setting(
+        None,
+        "Distance rule: a detection within this distance in voxels of a reference particle of its "
+        "class is a true positive (one-to-one). None: the occupancy rule.",
+    )
+    sweep: int = _setting(
+        0,
+        "Also score the detections kept by this many score thresholds (quantiles of their scores), "
+        f"to choose a threshold; 0: no sweep, {EVERY_SCORE}: every distinct score.",
+    )
+
+    def check(self) -> None:
+        """Raise :class:`SettingError` for a value the engine cannot use."""
+        if self.tolerance_voxels is not None and not self.tolerance_voxels >= 0:
+            raise SettingError("tolerance_voxels", f"must be >= 0, got {self.tolerance_voxels}")
+        if self.sweep < EVERY_SCORE:
+            raise SettingError("sweep", f"must be >= 0 or {EVERY_SCORE}, got {self.sweep}")

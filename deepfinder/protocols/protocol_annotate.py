@@ -15,7 +15,7 @@ from ..convert import class_output_name, class_table, new_coordinate_set, tomogr
 from ..core import io
 from ..core.annotation import ParticleClass
 from ..core.particles import ParticleTable
-from ..core.settings import SettingError, per_class, split_values
+from ..core.settings import ClusterSettings, SettingError, default_of, help_of, per_class, split_values
 from ..core.tables import csv as particle_csv
 from ..figures.orthoslices import default_colour
 from .protocol_base import (
@@ -93,11 +93,10 @@ class DeepFinderProtAnnotate(EMProtocol):
         form.addParam(
             "boxScale",
             params.FloatParam,
-            default=2.5,
+            default=default_of(ClusterSettings, "box_scale"),
             expertLevel=params.LEVEL_ADVANCED,
             label="Box size / particle radius",
-            help="The box size of the output coordinates is this times the radius "
-            "(2.5: the particle diameter plus a margin).",
+            help=help_of(ClusterSettings, "box_scale"),
         )
 
     # ----------------------------------------------------------------- steps

@@ -19,7 +19,7 @@ from .. import Plugin
 from ..constants import DEEPFINDER_DEVICE
 from ..convert import coordinates_to_table, tomograms_by_tsid, unique_values
 from ..core.particles import ParticleTable
-from ..core.settings import SettingError, default_of, help_of
+from ..core.settings import SettingError, default_of, help_of, write_settings
 
 CLASSES_PER_SET = 0
 CLASSES_FROM_GROUP_ID = 1
@@ -214,6 +214,17 @@ def run_engine(
         failure = f"deepfinder {command} wrote no {missing[0]} (see the run's logs)"
     if failure is not None:
         raise EngineError(f"{subject}: {failure}")
+
+
+def settings_arguments(protocol, name: str, settings) -> list[str]:
+    """``--settings FILE`` for :func:`run_engine`: ``settings`` written as JSON in the run's extra folder.
+
+    The file is the only way settings reach the engine process; ``name`` makes it unique to the
+    step (steps running at once must not write the same file).
+    """
+    path = protocol._getExtraPath(f"{name}_settings.json")
+    write_settings(path, settings)
+    return ["--settings", path]
 
 
 def add_setting_param(

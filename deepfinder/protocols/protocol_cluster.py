@@ -21,7 +21,7 @@ from ..convert import (
     tomograms_by_tsid,
 )
 from ..core.particles import ParticleTable
-from ..core.settings import ClusterSettings, SettingError, default_of, per_class, split_values
+from ..core.settings import ClusterSettings, SettingError, default_of, help_of, per_class, split_values
 from ..core.tables import csv as particle_csv
 from ..core.tables import write_table
 from .protocol_base import (
@@ -30,6 +30,7 @@ from .protocol_base import (
     mask_arguments,
     mask_errors,
     run_engine,
+    settings_arguments,
 )
 from .streaming import TomogramStreaming, record_done
 
@@ -134,11 +135,10 @@ class DeepFinderProtCluster(TomogramStreaming, DeepFinderEngineProtocol):
         form.addParam(
             "boxScale",
             params.FloatParam,
-            default=2.5,
+            default=default_of(ClusterSettings, "box_scale"),
             expertLevel=params.LEVEL_ADVANCED,
             label="Box size / particle radius",
-            help="The box size of the output coordinates is this times the radius "
-            "(2.5: the particle diameter plus a margin).",
+            help=help_of(ClusterSettings, "box_scale"),
         )
         form.addParallelSection(threads=1, mpi=1)
 
@@ -162,6 +162,9 @@ class DeepFinderProtCluster(TomogramStreaming, DeepFinderEngineProtocol):
             arguments += ["--score-maps", *_pairs(score_files)]
         arguments += ["--label-scale", label_map.getSamplingRate() / tomogram.getSamplingRate()]
         arguments += ["--tomo-id", tsId, "--sizes", cluster_sizes_path(particles_file)] + mask
+        arguments += settings_arguments(
+            self, f"{tsId}_cluster", ClusterSettings(box_scale=self.boxScale.get())
+        )
         run_engine(
             self,
             "cluster",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pyworkflow.protocol.params as params
 from pyworkflow.constants import BETA
 from tomo.objects import Coordinate3D
@@ -62,41 +61,35 @@ class DeepFinderProtEvaluate(DeepFinderProtBase):
 
     def evaluateStep(self):
         from ..core import evaluate, io
-        from ..core.threshold import best_thresholds, write_thresholds
+        from ..core.settings import EVERY_SCORE, EvaluationSettings
+        from ..core.steps.evaluate import evaluate_particles, write_evaluation
+        from ..figures.pictures import EVALUATION_SIZE, evaluation_page, write_png
 
         sampling = self._coordinateSets()[0].getSamplingRate()
         picked = classes_table(self.pickedCoordinates, self.pickedClassesFrom.get(), sampling)
-        reference = self._particleTable(sampling)
         tolerance = self._toleranceA() / sampling
-        result = evaluate.match_by_distance(picked, reference, tolerance_voxels=tolerance)
         names = dict(enumerate(self._classNamesList()))
-        rows = evaluate.precision_recall_f1(result, class_names=names)
-        confusion = evaluate.format_confusion(
-            *evaluate.confusion_by_distance(picked, reference, tolerance), names
+        evaluation = evaluate_particles(
+            picked,
+            self._particleTable(sampling),
+            EvaluationSettings(tolerance_voxels=tolerance, sweep=EVERY_SCORE),
+            class_names=names,
         )
         report = (
-            f"{evaluate.format_table(rows)}\n\nPicks by the class of the nearest reference "
-            f"particle within {tolerance * sampling:.0f} Å:\n{confusion}"
+            f"{evaluate.format_table(evaluation.rows)}\n\nPicks by the class of the nearest reference "
+            f"particle within {tolerance * sampling:.0f} Å:\n{evaluation.confusion}"
         )
         with io.atomic_output(self._resultFile()) as temporary:
             temporary.write_text(report + "\n")
-        evaluate.write_scores_csv(self._getExtraPath("evaluation.csv"), rows)
-        thresholds = np.unique(picked.score[np.isfinite(picked.score)])
-        sweep = evaluate.threshold_sweep(
-            picked, reference, thresholds, tolerance_voxels=tolerance, class_names=names
-        )
-        evaluate.write_sweep_csv(self._getExtraPath("threshold_sweep.csv"), sweep)
-        best = best_thresholds(sweep, picked)
-        write_thresholds(
-            self.bestThresholdsFile(),
-            {k: threshold for k, (threshold, _) in best.items()},
-            {k: f1 for k, (_, f1) in best.items()},
-            names,
+        write_evaluation(
+            evaluation,
+            scores_csv=self._getExtraPath("evaluation.csv"),
+            sweep_csv=self._getExtraPath("threshold_sweep.csv"),
+            thresholds_json=self.bestThresholdsFile(),
+            class_names=names,
             source=f"best F1 of evaluation {self.getObjLabel()}",
         )
         self.info(report)
-        from ..figures.pictures import EVALUATION_SIZE, evaluation_page, write_png
-
         write_png(
             self._getExtraPath("evaluation.png"),
             evaluation_page(self._getExtraPath("evaluation.csv"), self._getExtraPath("threshold_sweep.csv")),

@@ -12,6 +12,7 @@ from pwem.protocols import EMProtocol
 from pyworkflow.constants import BETA
 
 from ..convert import class_table
+from ..core.settings import TrainingSettings, default_of
 from ..objects import DeepFinderModel
 
 
@@ -49,7 +50,12 @@ class DeepFinderProtImportModel(EMProtocol):
             help="Comma-separated, in label order without the background, e.g. "
             "'ribosome, proteasome'. Empty: from the .json beside the weights.",
         )
-        form.addParam("patchSize", params.IntParam, default=48, label="Training patch size (px)")
+        form.addParam(
+            "patchSize",
+            params.IntParam,
+            default=default_of(TrainingSettings, "patch_size"),
+            label="Training patch size (px)",
+        )
         form.addParam(
             "samplingRate",
             params.FloatParam,

@@ -13,7 +13,6 @@ from tomo.objects import SetOfTomoMasks
 from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, new_tomo_mask, set_class_names, set_score_files, tomograms_by_tsid
-from ..core.cli import setting_flags
 from ..core.segment import score_map_paths
 from ..core.settings import SegmentationSettings
 from .protocol_base import (
@@ -24,6 +23,7 @@ from .protocol_base import (
     mask_arguments,
     mask_errors,
     run_engine,
+    settings_arguments,
     settings_errors,
     volumes_without_sampling_rate,
 )
@@ -141,7 +141,7 @@ class DeepFinderProtSegment(TomogramStreaming, DeepFinderEngineProtocol):
         run_engine(
             self,
             "segment",
-            arguments + setting_flags("segment", self._settings()),
+            arguments + settings_arguments(self, f"{tsId}_segment", self._settings()),
             outputs=[labels, *map(str, score_files.values())],
             subject=f"Tomogram {tsId}",
             uses_gpu=True,

@@ -14,6 +14,7 @@ from ..convert import class_table, new_tomo_mask, set_class_names, tomograms_by_
 from ..core import io, targets
 from ..core.resample import resample_to_voxel_size
 from ..core.settings import SettingError, TargetSettings, per_class, split_values
+from ..core.steps.targets import make_targets
 from .protocol_base import (
     DeepFinderProtBase,
     add_setting_param,
@@ -138,15 +139,17 @@ class DeepFinderProtGenerateTargets(DeepFinderProtBase):
         tomogram = tomograms_by_tsid(self.inputTomograms.get())[tsId]
         volume = io.read_volume(tomogram.getFileName())
         particles = self._particleTable(tomogram.getSamplingRate()).of_tomogram(tsId)
-        initial = self._extraLabels(tsId, volume.shape)
         if self.strategy.get() == SPHERES:
-            labels = targets.sphere_targets(
-                volume.shape, particles, self._radiiVoxels(), initial_labels=initial
-            )
+            footprint = {"radius_voxels": self._radiiVoxels()}
         else:
-            labels = targets.shape_targets(
-                volume.shape, particles, self._shapeMasks(), initial_labels=initial
-            )
+            footprint = {"masks": self._shapeMasks()}
+        labels = make_targets(
+            volume.shape,
+            particles,
+            initial_labels=self._extraLabels(tsId, volume.shape),
+            tomogram=f"tomogram {tsId}",
+            **footprint,
+        )
         io.write_volume(self._labelMapPath(tsId), labels, voxel_size=tomogram.getSamplingRate())
         from ..figures.pictures import slices_page, write_png  # matplotlib only when drawing
 

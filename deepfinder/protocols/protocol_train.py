@@ -13,7 +13,6 @@ from tomo.objects import Coordinate3D
 from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, coordinates_to_table, get_class_names, tomograms_by_tsid
-from ..core.cli import setting_flags
 from ..core.particles import ParticleTable
 from ..core.settings import LOSSES, TrainingSettings, default_of
 from ..core.tables import csv as particle_csv
@@ -25,6 +24,7 @@ from .protocol_base import (
     coordinates_without_sampling_rate,
     form_settings,
     run_engine,
+    settings_arguments,
     settings_errors,
     volumes_without_sampling_rate,
 )
@@ -272,7 +272,7 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
             voxel_size,
             "--out",
             self._trainingDir(),
-            *setting_flags("train", self._settings()),
+            *settings_arguments(self, "train", self._settings()),
         ]
         validation = self._tomogramArguments(
             validation_maps, particles, "--val-tomograms", "--val-labels", "--val-particles"

@@ -368,7 +368,7 @@ AWKWARD = [
         "deepfinder targets: warning: 4 of 4 particles lie outside the volume (z, y, x) = (1, 1, 1) and were "
         "skipped; check the coordinates' units (voxels) and binning\n"
         "deepfinder targets: error: particles.csv: no particle lies in tiny.mrc (1, 1, 1) (x, y, z): "
-        "check the coordinates' voxel size (--coordinates-voxel-size) and --tomo-id\n",
+        "check the coordinates' voxel size and tomogram id\n",
         None,
     ),
     (

@@ -8,8 +8,8 @@ what is left on disk (inputs byte-identical, no output folder).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -265,18 +265,27 @@ def test_version(capsys):
     assert capsys.readouterr().out == f"deepfinder {__version__}\n"
 
 
-def test_every_option_of_every_command_has_help():
-    parser = cli.build_parser()
-    (commands,) = (action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
-    parsers = {
-        "deepfinder": parser,
-        **{f"deepfinder {name}": command for name, command in commands.choices.items()},
-    }
-    missing = [
-        f"{name} {action.option_strings[0]}"
-        for name, command in parsers.items()
-        for action in command._actions
-        if action.option_strings and not (action.help or "").strip()
-    ]
+def test_every_option_of_every_command_has_help(capsys):
+    helps = {"deepfinder": cli.build_parser().format_help()}
+    (commands,) = re.findall(r"\{([a-z,]+)\}", helps["deepfinder"])[:1]
+    for command in commands.split(","):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        helps[f"deepfinder {command}"] = capsys.readouterr().out
+    missing = [f"{name} {option}" for name, text in helps.items() for option in _options_without_help(text)]
     assert missing == []
-    assert {"deepfinder simulate", "deepfinder train", "deepfinder evaluate"} <= set(parsers)
+    assert {"deepfinder simulate", "deepfinder train", "deepfinder evaluate"} <= set(helps)
+
+
+def _options_without_help(help_text: str) -> list[str]:
+    """The options of an argparse help text with no description (beside them or on the next line)."""
+    lines = help_text.splitlines() + [""]
+    missing = []
+    for line, following in zip(lines, lines[1:]):
+        if not line.startswith("  -"):
+            continue
+        invocation, _, beside = line.strip().partition("  ")
+        below = following.startswith("    ") and not following.strip().startswith("-")
+        if not beside.strip() and not below:
+            missing.append(invocation.split(",")[0].split()[0])
+    return missing

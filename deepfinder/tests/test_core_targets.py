@@ -3,7 +3,9 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from deepfinder.core.errors import InputError
 from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
+from deepfinder.core.steps.targets import make_targets
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.targets import mask_from_density, shape_targets, sphere_targets
 
@@ -186,3 +188,21 @@ def test_command_line_paints_spheres_and_shapes(tmp_path):
     assert set(map(tuple, np.argwhere(shapes == 1))) == (
         {(10, 14 + i, 12) for i in range(5)} | {(10, 14, 10)}
     )
+
+
+def test_make_targets_refuses_particles_that_all_lie_outside_the_tomogram():
+    outside = table([[100, 100, 100]], 1)
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(InputError, match=r"no particle lies in tomogram TS_1 \(34, 32, 30\)"),
+    ):
+        make_targets(SHAPE, outside, radius_voxels={1: 3}, tomogram="tomogram TS_1")
+
+
+def test_make_targets_paints_spheres_or_masks():
+    particles = table([[10, 20, 5]], 1)
+    spheres = make_targets(SHAPE, particles, radius_voxels={1: 3})
+    np.testing.assert_array_equal(spheres, sphere_targets(SHAPE, particles, {1: 3}))
+    cube = np.ones((3, 3, 3), bool)
+    masks = make_targets(SHAPE, particles, masks={1: cube})
+    assert np.count_nonzero(masks == 1) == 27

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 
-from deepfinder.core.cli import build_parser, segmentation_settings, setting_flags, training_settings
-from deepfinder.core.settings import SegmentationSettings, TrainingSettings
+from deepfinder.core.cli import build_parser, segmentation_settings, training_settings
+from deepfinder.core.errors import InputError
+from deepfinder.core.settings import SegmentationSettings, TrainingSettings, write_settings
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import DeepFinderProtTrain
 from deepfinder.tests import TINY
@@ -37,12 +38,15 @@ TRAIN_PATTERN = "tomo_00[01].mrc"
         ),
     ],
 )
-def test_setting_flags_give_the_engine_every_training_setting(settings):
+def test_the_settings_file_gives_the_engine_every_training_setting(settings, tmp_path):
+    write_settings(tmp_path / "train.json", settings)
     inputs = ["--tomograms", "t.mrc", "--labels", "l.mrc", "--particles", "p.csv", "--classes", "2"]
-    args = build_parser().parse_args(["train", *inputs, "--out", "o", *setting_flags("train", settings)])
-    # Every setting is given, so the preset (which changes the defaults) does not matter.
-    for preset in ("cpu", "gpu"):
-        assert training_settings(argparse.Namespace(**{**vars(args), "preset": preset})) == settings
+    args = build_parser().parse_args(
+        ["train", *inputs, "--out", "o", "--settings", str(tmp_path / "train.json")]
+    )
+    assert training_settings(args) == settings
+    with pytest.raises(InputError, match="--preset and --settings"):
+        training_settings(argparse.Namespace(**{**vars(args), "preset": "gpu"}))
 
 
 @pytest.mark.parametrize(
@@ -59,9 +63,10 @@ def test_setting_flags_give_the_engine_every_training_setting(settings):
         ),
     ],
 )
-def test_setting_flags_give_the_engine_every_segmentation_setting(settings):
+def test_the_settings_file_gives_the_engine_every_segmentation_setting(settings, tmp_path):
+    write_settings(tmp_path / "segment.json", settings)
     inputs = ["--tomogram", "t.mrc", "--model", "m.weights.h5", "--labels", "l.mrc"]
-    args = build_parser().parse_args(["segment", *inputs, *setting_flags("segment", settings)])
+    args = build_parser().parse_args(["segment", *inputs, "--settings", str(tmp_path / "segment.json")])
     assert segmentation_settings(args) == settings
 
 

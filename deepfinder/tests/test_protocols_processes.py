@@ -9,7 +9,6 @@ No GPU is needed: TensorFlow runs on the CPU whatever CUDA_VISIBLE_DEVICES says.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import shutil
@@ -25,9 +24,9 @@ from tomo.constants import BOTTOM_LEFT_CORNER
 from tomo.protocols import ProtImportTomomasks
 
 from deepfinder.core import io
-from deepfinder.core.cli import build_parser, main, segmentation_settings, setting_flags
+from deepfinder.core.cli import build_parser, main, segmentation_settings
 from deepfinder.core.model import build_unet, save_model
-from deepfinder.core.settings import SegmentationSettings
+from deepfinder.core.settings import SegmentationSettings, TrainingSettings, write_settings
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import DeepFinderProtCluster, DeepFinderProtImportModel, DeepFinderProtSegment
 from deepfinder.tests.projects import import_tomograms
@@ -58,31 +57,29 @@ _FINISHED = re.compile(r"deepfinder (?P<command>\w+): finished (?P<time>\S+) aft
         ),
     ],
 )
-def test_segmentation_settings_go_through_the_command_line_unchanged(settings):
-    args = build_parser().parse_args(
-        [
-            "segment",
-            "--tomogram",
-            "t.mrc",
-            "--model",
-            "m.h5",
-            "--labels",
-            "l.mrc",
-            *setting_flags("segment", settings),
-        ]
-    )
+def test_segmentation_settings_go_through_the_settings_file_unchanged(settings, tmp_path):
+    write_settings(tmp_path / "segment.json", settings)
+    inputs = ["--tomogram", "t.mrc", "--model", "m.h5", "--labels", "l.mrc"]
+    args = build_parser().parse_args(["segment", *inputs, "--settings", str(tmp_path / "segment.json")])
     assert segmentation_settings(args) == settings
 
 
-@dataclasses.dataclass(frozen=True)
-class _BinnedByDefault:
-    bin_scores: bool = True
+def test_an_option_given_replaces_the_settings_file_value(tmp_path):
+    write_settings(tmp_path / "segment.json", SegmentationSettings(patch_size=64, batch_size=3))
+    inputs = ["--tomogram", "t.mrc", "--model", "m.h5", "--labels", "l.mrc"]
+    args = build_parser().parse_args(
+        ["segment", *inputs, "--settings", str(tmp_path / "segment.json"), "--patch-size", "32"]
+    )
+    assert segmentation_settings(args) == SegmentationSettings(patch_size=32, batch_size=3)
 
 
-def test_a_setting_the_command_line_cannot_give_is_refused():
-    # 'segment' has a switch to turn binning on, none to turn it off.
-    with pytest.raises(ValueError, match="no option for bin_scores=False"):
-        setting_flags("segment", _BinnedByDefault(bin_scores=False))
+def test_a_settings_file_of_another_stage_is_refused_naming_the_file(tmp_path, capsys):
+    write_settings(tmp_path / "train.json", TrainingSettings())
+    inputs = ["--tomogram", "t.mrc", "--model", "m.h5", "--labels", "l.mrc"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["segment", "--quiet", *inputs, "--settings", str(tmp_path / "train.json")])
+    assert exit_.value.code == 2
+    assert "train.json: not a file of SegmentationSettings" in capsys.readouterr().err
 
 
 def _balls(shape_zyx, centres: dict, radius: float = 2.0) -> np.ndarray:

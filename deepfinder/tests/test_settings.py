@@ -11,6 +11,7 @@ import pytest
 
 from deepfinder.core import cli
 from deepfinder.core.cluster import find_clusters
+from deepfinder.core.errors import InputError
 from deepfinder.core.io import write_volume
 from deepfinder.core.segment import segment_tomogram
 from deepfinder.core.settings import (
@@ -22,8 +23,10 @@ from deepfinder.core.settings import (
     TrainingSettings,
     help_of,
     per_class,
+    read_settings,
     split_values,
     training_preset,
+    write_settings,
 )
 from deepfinder.core.train import train
 from deepfinder.protocols import (
@@ -218,3 +221,15 @@ def test_the_command_line_prints_the_engines_progress_unless_quiet(
     assert "Wrote" in out  # the result, even when quiet
     assert ("deepfinder segment: started" in out and "CUDA_VISIBLE_DEVICES=" in out) == shows_progress
     assert not any(line.startswith(("INFO", "DEBUG", "deepfinder.")) for line in out.splitlines())
+
+
+def test_a_settings_file_reads_back_what_was_written_and_refuses_unknown_settings(tmp_path):
+    settings = TrainingSettings(patch_size=32, loss="dice", bootstrap=False)
+    write_settings(tmp_path / "train.json", settings)
+    assert read_settings(tmp_path / "train.json", TrainingSettings) == settings
+    (tmp_path / "extra.json").write_text('{"kind": "ClusterSettings", "settings": {"radius": 3}}')
+    with pytest.raises(InputError, match=r"extra.json: ClusterSettings has no setting radius"):
+        read_settings(tmp_path / "extra.json", ClusterSettings)
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(InputError, match="broken.json: cannot read the settings"):
+        read_settings(tmp_path / "broken.json", ClusterSettings)

@@ -6,7 +6,8 @@
                                      [--learning-rate 1e-3] [--final-learning-rate 1e-4]
                                      [--steps-per-epoch 100] [--bin 2] [--patch 16] [--batch 12] [--shift 4]
                                      [--precision auto] [--ceiling] [--model TRAINED.weights.h5]
-                                     [--crops 4 34] [--name RUN] [--prepare-only]
+                                     [--crops 4 34] [--modes plain rotations] [--name RUN]
+                                     [--prepare-only]
 
 Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the training
 layouts 0..n-1 of ``shrec19/object_list_train.xml`` and each held-out layout (``--held-out``, default 7
@@ -603,6 +604,14 @@ def parse_arguments() -> argparse.Namespace:
         "the others compared with it on the first held-out tomogram (34 makes tiling exact)",
     )
     parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("plain", "rotations"),
+        default=["plain", "rotations"],
+        help="segment each held-out tomogram plainly and/or with the scores averaged over its four "
+        "rotations (4x the network time)",
+    )
+    parser.add_argument(
         "--model",
         type=Path,
         default=None,
@@ -702,7 +711,7 @@ def main() -> int:
             "scores": [],
         }
         for index, tomogram in enumerate(held_out):
-            for mode in ("plain", "rotations"):
+            for mode in args.modes:
                 tag = f"{run_name(kind, args)}_crop{args.crops[0]}" + (
                     "_rotations" if mode == "rotations" else ""
                 )

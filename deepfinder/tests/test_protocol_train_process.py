@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from pyworkflow.tests import BaseTest, setupTestProject
 
-from deepfinder.core.cli import build_parser, segmentation_settings, training_settings
+from deepfinder.core.cli import build_parser
+from deepfinder.core.commands.train import training_settings
 from deepfinder.core.errors import InputError
-from deepfinder.core.settings import SegmentationSettings, TrainingSettings, write_settings
+from deepfinder.core.settings import TrainingSettings, write_settings
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import DeepFinderProtTrain
 from deepfinder.tests import TINY
@@ -47,27 +48,6 @@ def test_the_settings_file_gives_the_engine_every_training_setting(settings, tmp
     assert training_settings(args) == settings
     with pytest.raises(InputError, match="--preset and --settings"):
         training_settings(argparse.Namespace(**{**vars(args), "preset": "gpu"}))
-
-
-@pytest.mark.parametrize(
-    "settings",
-    [
-        SegmentationSettings(),
-        SegmentationSettings(
-            patch_size=64,
-            crop_voxels=20,
-            batch_size=2,
-            bin_scores=True,
-            average_rotations=True,
-            precision="bfloat16",
-        ),
-    ],
-)
-def test_the_settings_file_gives_the_engine_every_segmentation_setting(settings, tmp_path):
-    write_settings(tmp_path / "segment.json", settings)
-    inputs = ["--tomogram", "t.mrc", "--model", "m.weights.h5", "--labels", "l.mrc"]
-    args = build_parser().parse_args(["segment", *inputs, "--settings", str(tmp_path / "segment.json")])
-    assert segmentation_settings(args) == settings
 
 
 @pytest.mark.slow

@@ -24,7 +24,8 @@ from tomo.constants import BOTTOM_LEFT_CORNER
 from tomo.protocols import ProtImportTomomasks
 
 from deepfinder.core import io
-from deepfinder.core.cli import build_parser, main, segmentation_settings
+from deepfinder.core.cli import build_parser, main
+from deepfinder.core.commands.segment import segmentation_settings
 from deepfinder.core.model import build_unet, save_model
 from deepfinder.core.settings import SegmentationSettings, TrainingSettings, write_settings
 from deepfinder.core.tables import csv as particle_csv

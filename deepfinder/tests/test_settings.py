@@ -11,6 +11,9 @@ import pytest
 
 from deepfinder.core import cli
 from deepfinder.core.cluster import find_clusters
+from deepfinder.core.commands import segment as segment_command
+from deepfinder.core.commands import targets as targets_command
+from deepfinder.core.commands import train as train_command
 from deepfinder.core.errors import InputError
 from deepfinder.core.io import write_volume
 from deepfinder.core.segment import segment_tomogram
@@ -69,13 +72,13 @@ def test_command_line_defaults_are_the_engine_settings():
     train_args = parser.parse_args(
         ["train", "--tomograms", "t", "--labels", "l", "--particles", "p", "--classes", "2", "--out", "o"]
     )
-    assert cli.training_settings(train_args) == TrainingSettings()
+    assert train_command.training_settings(train_args) == TrainingSettings()
     segment_args = parser.parse_args(["segment", "--tomogram", "t", "--model", "m", "--labels", "l"])
-    assert cli.segmentation_settings(segment_args) == SegmentationSettings()
+    assert segment_command.segmentation_settings(segment_args) == SegmentationSettings()
     targets_args = parser.parse_args(
         ["targets", "--tomogram", "t", "--particles", "p", "--radius", "5", "--out", "o"]
     )
-    assert cli.target_settings(targets_args) == TargetSettings()
+    assert targets_command.target_settings(targets_args) == TargetSettings()
 
 
 def test_a_preset_is_overridden_by_the_options_given():
@@ -94,7 +97,7 @@ def test_a_preset_is_overridden_by_the_options_given():
         "o",
     ]
     args = parser.parse_args(required + ["--preset", "gpu", "--batch-size", "6", "--no-bootstrap"])
-    settings = cli.training_settings(args)
+    settings = train_command.training_settings(args)
     assert settings.patch_size == TRAINING_PRESETS["gpu"]["patch_size"] == 56
     assert settings.batch_size == 6 and settings.bootstrap is False
     assert settings == training_preset("gpu", batch_size=6, bootstrap=False)

@@ -43,6 +43,7 @@ __all__ = [
     "TableRead",
     "TomogramGeometry",
     "convert_table",
+    "particles_of_tomogram",
     "read_table",
     "table_format",
     "tomograms_from",
@@ -263,6 +264,49 @@ def read_table(
         return TableRead(read.particles, grid)
     return TableRead(
         io.rescale_positions(read.particles, grid, voxel_size, volume_shape_xyz, path), voxel_size
+    )
+
+
+def particles_of_tomogram(
+    path: PathLike,
+    tomogram: PathLike,
+    *,
+    coordinates_voxel_size: float | None = None,
+    tomo_id: str | None = None,
+) -> ParticleTable:
+    """The particles of ``tomogram`` (an MRC file) in the table ``path``, in the tomogram's voxels.
+
+    The rows named ``tomo_id``, else those named by the tomogram's file stem, else every row when
+    the table names at most one tomogram; refused when the table has none of them. Positions are
+    placed with the tomogram's size and voxel size (RELION 5's centred Angstrom) and rescaled from
+    the table's pixel size, or ``coordinates_voxel_size`` where the table states none.
+    """
+    shape_xyz = io.read_volume(tomogram).shape[::-1]
+    voxel_size = io.read_voxel_size(tomogram)
+    read = read_table(
+        path,
+        tomograms=SameForAll(TomogramGeometry(shape_xyz, voxel_size or 1.0)),
+        coordinates_voxel_size=coordinates_voxel_size,
+        voxel_size=voxel_size or None,
+        volume_shape_xyz=shape_xyz,
+    )
+    if read.voxel_size is not None and not voxel_size:
+        raise InputError(
+            f"{tomogram}: no voxel size in the MRC header, needed to place the positions of {path} "
+            f"({read.voxel_size:g} A per pixel)"
+        )
+    table = read.particles
+    names = set(table.tomo.tolist())
+    wanted = tomo_id or Path(tomogram).stem
+    if wanted in names:
+        return table.of_tomogram(wanted)
+    if not len(table):
+        raise InputError(f"{path}: no particle in the table")
+    if tomo_id is None and len(names) <= 1:
+        return table
+    raise InputError(
+        f"{path}: no particle of {tomogram} (tomogram ids {sorted(names)[:5]}): "
+        f"name it with --tomo-id or give one particle file per tomogram"
     )
 
 

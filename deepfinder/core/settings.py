@@ -27,6 +27,7 @@ from .io import atomic_output
 POOLING_FACTOR = 4  # the U-net pools twice by 2: patch edges are multiples of 4
 PRECISIONS = ("auto", "float32", "bfloat16")
 LOSSES = ("dice", "cross_entropy", "dice_cross_entropy")
+AUTOMATIC_THRESHOLD = "auto"  # the threshold setting's value for a cut found per tomogram
 # Tile edge of automatic tiling: memory grows with its cube (benchmarks/RESULTS.md).
 AUTOMATIC_TILE_SIZE = 128
 # Reach of an output voxel into the input, +- voxels, pooling-grid offsets included: an input
@@ -97,7 +98,8 @@ def read_settings(path: str | os.PathLike, settings_class: type):
     unknown = sorted(set(values) - names)
     if unknown:
         raise InputError(f"{path}: {kind} has no setting {', '.join(unknown)}: remove it from the file")
-    return settings_class(**values)
+    # JSON has lists where the settings have tuples (per-class values).
+    return settings_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 # --------------------------------------------------------------------------- rules used by several settings
@@ -423,8 +425,32 @@ class SegmentationSettings:
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    """Settings of turning a label map into particles (:func:`deepfinder.core.cluster.find_clusters`)."""
+    """Settings of turning a label map into particles (:mod:`deepfinder.core.steps.cluster`).
 
+    The per-class settings (``radius``, ``min_size``, ``bandwidth``, ``threshold``) hold their
+    values as given, since a label map's classes are known only once it is read: one value for all
+    classes, one per class in class order, or ``CLASS:VALUE`` pairs (:func:`per_class`).
+    """
+
+    radius: tuple[str, ...] = _setting(
+        (),
+        "Particle radius in voxels of the label map, per class: sets the smallest cluster kept, "
+        "the size at which a cluster is split and the mean-shift bandwidth. Required.",
+    )
+    min_size: tuple[str, ...] = _setting(
+        (),
+        "Smallest cluster kept, in voxels, per class; none given: min_size_fraction of a ball of "
+        "the class radius.",
+    )
+    bandwidth: tuple[str, ...] = _setting(
+        (), "Mean-shift bandwidth in voxels of the label map, per class; none given: the radius."
+    )
+    threshold: tuple[str, ...] = _setting(
+        (),
+        "Drop picks scoring below a threshold, per class (kept picks keep their scores); 'auto': "
+        "per class, split this tomogram's scores in two populations (Otsu's cut; cluster sizes on "
+        "a log scale) when two Gaussians describe them better than one; none given: no cut.",
+    )
     min_size_fraction: float = _setting(
         0.3,
         "Without a minimum cluster size for a class, clusters smaller than this fraction of a "
@@ -449,6 +475,8 @@ class ClusterSettings:
             raise SettingError("split_factor", f"must be > 0, got {self.split_factor}")
         if not self.box_scale > 0:
             raise SettingError("box_scale", f"must be > 0, got {self.box_scale}")
+        if AUTOMATIC_THRESHOLD in self.threshold and tuple(self.threshold) != (AUTOMATIC_THRESHOLD,):
+            raise SettingError("threshold", f"give {AUTOMATIC_THRESHOLD!r} alone, got {list(self.threshold)}")
 
 
 # --------------------------------------------------------------------------- evaluation

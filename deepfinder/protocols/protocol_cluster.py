@@ -21,7 +21,15 @@ from ..convert import (
     tomograms_by_tsid,
 )
 from ..core.particles import ParticleTable
-from ..core.settings import ClusterSettings, SettingError, default_of, help_of, per_class, split_values
+from ..core.settings import (
+    AUTOMATIC_THRESHOLD,
+    ClusterSettings,
+    SettingError,
+    default_of,
+    help_of,
+    per_class,
+    split_values,
+)
 from ..core.tables import csv as particle_csv
 from ..core.tables import write_table
 from .protocol_base import (
@@ -150,21 +158,22 @@ class DeepFinderProtCluster(TomogramStreaming, DeepFinderEngineProtocol):
         label_map = self._arrived("inputLabelMaps", tsId)
         tomogram = self._arrived("inputTomograms", tsId)
         with self._lock:  # step threads share the input sets' database connections
-            cut = self._thresholdArguments(tsId)
+            threshold, cut = self._threshold(tsId)
             mask = mask_arguments(self.inputMasks.get(), tsId)
         particles_file = self._particlesFile(tsId)
-        radii = {c: r / label_map.getSamplingRate() for c, r in self._radiiA().items()}
-        min_sizes, score_files = self._minSizes(), get_score_files(label_map)
-        arguments = ["--labels", label_map.getFileName(), "--radius", *_pairs(radii)]
-        if min_sizes:
-            arguments += ["--min-size", *_pairs(min_sizes)]
+        settings = ClusterSettings(
+            radius=_pairs({c: r / label_map.getSamplingRate() for c, r in self._radiiA().items()}),
+            min_size=_pairs(self._minSizes() or {}),
+            threshold=threshold,
+            box_scale=self.boxScale.get(),
+        )
+        score_files = get_score_files(label_map)
+        arguments = ["--labels", label_map.getFileName()]
         if score_files:
             arguments += ["--score-maps", *_pairs(score_files)]
         arguments += ["--label-scale", label_map.getSamplingRate() / tomogram.getSamplingRate()]
         arguments += ["--tomo-id", tsId, "--sizes", cluster_sizes_path(particles_file)] + mask
-        arguments += settings_arguments(
-            self, f"{tsId}_cluster", ClusterSettings(box_scale=self.boxScale.get())
-        )
+        arguments += settings_arguments(self, f"{tsId}_cluster", settings)
         run_engine(
             self,
             "cluster",
@@ -246,18 +255,17 @@ class DeepFinderProtCluster(TomogramStreaming, DeepFinderEngineProtocol):
         )
         self._closeOutputSet()
 
-    def _thresholdArguments(self, tsId: str) -> list:
-        """The command line's score threshold options (none without a threshold)."""
+    def _threshold(self, tsId: str) -> tuple[tuple[str, ...], list]:
+        """The score threshold setting, and the command line's threshold files (none without a cut)."""
         choice = self.scoreThreshold.get()
         if choice == THRESHOLD_NONE:
-            return []
+            return (), []
+        report = ["--threshold-report", self._thresholdReport(tsId)]
         if choice == THRESHOLD_GIVEN:
-            cut = ["--threshold", *_pairs(self._thresholds())]
-        elif choice == THRESHOLD_EVALUATION:
-            cut = ["--thresholds-from", self.thresholdEvaluation.get().bestThresholdsFile()]
-        else:
-            cut = ["--threshold", "auto"]
-        return cut + ["--threshold-report", self._thresholdReport(tsId)]
+            return _pairs(self._thresholds()), report
+        if choice == THRESHOLD_EVALUATION:
+            return (), ["--thresholds-from", self.thresholdEvaluation.get().bestThresholdsFile(), *report]
+        return (AUTOMATIC_THRESHOLD,), report
 
     # ----------------------------------------------------------------- helpers
     def _thresholdReport(self, tsId: str) -> str:
@@ -433,6 +441,6 @@ class DeepFinderProtCluster(TomogramStreaming, DeepFinderEngineProtocol):
         return ["Moebel2021"]
 
 
-def _pairs(values: dict) -> list[str]:
-    """``CLASS:VALUE`` words of a per-class setting, as the command line takes them."""
-    return [f"{class_id}:{value}" for class_id, value in values.items()]
+def _pairs(values: dict) -> tuple[str, ...]:
+    """``CLASS:VALUE`` words of a per-class setting (none for no values)."""
+    return tuple(f"{class_id}:{value}" for class_id, value in values.items())

@@ -8,6 +8,7 @@ import pytest
 from deepfinder.core.errors import InputError
 from deepfinder.core.evaluate import threshold_sweep
 from deepfinder.core.particles import ParticleTable
+from deepfinder.core.settings import ClusterSettings, write_settings
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.threshold import (
     METHODS,
@@ -260,11 +261,30 @@ def test_evaluate_hands_its_best_thresholds_to_cluster(tmp_path, capsys):
     assert len(found) == 12 and "lost per class: 1: 8" in capsys.readouterr().out
 
 
+def test_a_cluster_settings_file_gives_the_radii_sizes_and_thresholds(tmp_path, capsys):
+    from deepfinder.core.cli import main
+
+    _label_map_with_specks(tmp_path)
+    by_options = _cluster(tmp_path, "--threshold", "1:10")
+    settings = ClusterSettings(radius=("1:3",), min_size=("0",), threshold=("1:10",))
+    write_settings(tmp_path / "cluster.json", settings)
+    labels = ["cluster", "--labels", str(tmp_path / "tomo.mrc")]
+    main([*labels, "--settings", str(tmp_path / "cluster.json"), "--output", str(tmp_path / "by_file.csv")])
+    by_file = particle_csv.read(tmp_path / "by_file.csv").particles
+    assert len(by_file) == 12 and np.array_equal(by_file.xyz, by_options.xyz)
+
+    write_settings(tmp_path / "no_radius.json", ClusterSettings(threshold=("auto",)))
+    with pytest.raises(SystemExit) as exit_:
+        main([*labels, "--settings", str(tmp_path / "no_radius.json"), "--output", str(tmp_path / "x.csv")])
+    assert exit_.value.code == 2 and "--radius: give the particle radius" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
         (["--threshold", "1:high"], "--threshold: cannot read 'high'"),
-        (["--threshold", "0.5", "--thresholds-from", "t.json"], "not allowed with argument"),
+        (["--threshold", "0.5", "--thresholds-from", "t.json"], "the thresholds of t.json: give one"),
         (["--threshold-report", "r.json"], "--threshold-report needs --threshold or --thresholds-from"),
         (["--thresholds-from", "missing.json"], "missing.json"),
     ],

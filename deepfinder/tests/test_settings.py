@@ -230,8 +230,11 @@ def test_a_settings_file_reads_back_what_was_written_and_refuses_unknown_setting
     settings = TrainingSettings(patch_size=32, loss="dice", bootstrap=False)
     write_settings(tmp_path / "train.json", settings)
     assert read_settings(tmp_path / "train.json", TrainingSettings) == settings
-    (tmp_path / "extra.json").write_text('{"kind": "ClusterSettings", "settings": {"radius": 3}}')
-    with pytest.raises(InputError, match=r"extra.json: ClusterSettings has no setting radius"):
+    cluster = ClusterSettings(radius=("1:6", "2:4.5"), threshold=("auto",), box_scale=3.0)
+    write_settings(tmp_path / "cluster.json", cluster)
+    assert read_settings(tmp_path / "cluster.json", ClusterSettings) == cluster
+    (tmp_path / "extra.json").write_text('{"kind": "ClusterSettings", "settings": {"diameter": 3}}')
+    with pytest.raises(InputError, match=r"extra.json: ClusterSettings has no setting diameter"):
         read_settings(tmp_path / "extra.json", ClusterSettings)
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(InputError, match="broken.json: cannot read the settings"):

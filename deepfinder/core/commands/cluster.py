@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from ..settings import ClusterSettings, help_of, per_class
+from ..settings import ClusterSettings, per_class
 from .options import (
     add_mask_options,
     add_output_format,
+    add_setting,
     add_settings_file,
     command_parser,
     settings_from,
@@ -17,29 +18,9 @@ def add_parser(subparsers) -> None:
         subparsers, "cluster", help="turn a label map into particles (one row per particle)"
     )
     parser.add_argument("--labels", required=True, help="label map (MRC) from segment")
-    parser.add_argument(
-        "--radius",
-        required=True,
-        nargs="+",
-        metavar="R | CLASS:R",
-        help="particle radius in voxels of the label map, one for all classes or per class",
-    )
-    parser.add_argument(
-        "--min-size",
-        nargs="+",
-        default=None,
-        metavar="N | CLASS:N",
-        help="drop clusters with fewer voxels (one for all classes or per class); default: "
-        + help_of(ClusterSettings, "min_size_fraction")[0].lower()
-        + help_of(ClusterSettings, "min_size_fraction")[1:],
-    )
-    parser.add_argument(
-        "--bandwidth",
-        nargs="+",
-        default=None,
-        metavar="B | CLASS:B",
-        help="mean-shift bandwidth in voxels (default: the radius)",
-    )
+    add_setting(parser, ClusterSettings, "radius", "--radius", nargs="+", metavar="R | CLASS:R")
+    add_setting(parser, ClusterSettings, "min_size", "--min-size", nargs="+", metavar="N | CLASS:N")
+    add_setting(parser, ClusterSettings, "bandwidth", "--bandwidth", nargs="+", metavar="B | CLASS:B")
     scores = parser.add_mutually_exclusive_group()
     scores.add_argument(
         "--scores", default=None, help="the --scores path given to segment: particle score = mean class score"
@@ -75,22 +56,13 @@ def add_parser(subparsers) -> None:
         "with its .doc table map, .mod: IMOD) or --output-format",
     )
     add_output_format(parser, "--output-format")
-    cut = parser.add_mutually_exclusive_group()
-    cut.add_argument(
-        "--threshold",
-        nargs="+",
-        default=None,
-        metavar="T | CLASS:T | auto",
-        help="drop picks scoring below a threshold (kept picks keep their scores): one for all "
-        "classes, one per class (CLASS:T), or 'auto': per class, split this tomogram's scores in two "
-        "populations (Otsu's cut; cluster sizes on a log scale) when two Gaussians describe them "
-        "better than one",
-    )
-    cut.add_argument(
+    add_setting(parser, ClusterSettings, "threshold", "--threshold", nargs="+", metavar="T | CLASS:T | auto")
+    parser.add_argument(
         "--thresholds-from",
         default=None,
         metavar="JSON",
-        help="per-class thresholds written by 'deepfinder evaluate --sweep N --thresholds-output'",
+        help="per-class thresholds written by 'deepfinder evaluate --sweep N --thresholds-output', in "
+        "place of --threshold",
     )
     parser.add_argument(
         "--threshold-report",
@@ -101,9 +73,6 @@ def add_parser(subparsers) -> None:
     )
     add_mask_options(parser, "only particles whose centre lies in it are kept")
     add_settings_file(parser, ClusterSettings)
-    parser.setting_options.update(
-        radius="--radius", min_size="--min-size", bandwidth="--bandwidth", threshold="--threshold"
-    )
     parser.set_defaults(func=run)
 
 
@@ -128,17 +97,13 @@ def run(args) -> None:
     result = cluster_files(
         args.labels,
         args.output,
-        args.radius,
         settings_from(args, ClusterSettings()),
-        min_size=args.min_size,
-        bandwidth=args.bandwidth,
         scores_path=args.scores,
         score_maps=given_maps,
         tomo_id=args.tomo_id,
         label_scale=2.0 if args.binned else args.label_scale or 1.0,
         mask_path=args.mask,
         mask_voxel_size=args.mask_voxel_size,
-        threshold=args.threshold,
         thresholds_path=args.thresholds_from,
         threshold_report_path=args.threshold_report,
         sizes_path=args.sizes,

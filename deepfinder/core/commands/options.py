@@ -60,7 +60,8 @@ def add_setting(parser, settings_class: type, name: str, *flags: str, **options)
     given values from defaults (which a preset may change).
     """
     default = default_of(settings_class, name)
-    shown = "" if isinstance(default, bool) else f" (default: {default})"
+    # Switches and per-class settings (empty by default) say in their help what no value means.
+    shown = "" if isinstance(default, bool | tuple) else f" (default: {default})"
     turns_off = "Turn off: " if options.get("action") == "store_false" else ""
     parser.add_argument(
         *flags, dest=name, default=None, help=turns_off + help_of(settings_class, name) + shown, **options
@@ -94,6 +95,8 @@ def settings_from(args: argparse.Namespace, base):
         for f in dataclasses.fields(base)
         if getattr(args, f.name, None) is not None
     }
+    # Options of several values (per-class settings) are lists; the settings hold tuples.
+    given = {name: tuple(value) if isinstance(value, list) else value for name, value in given.items()}
     return dataclasses.replace(base, **given)
 
 

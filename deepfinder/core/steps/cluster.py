@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +17,8 @@ from ..errors import InputError, about_file
 from ..particles import ParticleTable
 from ..roi import read_mask_for
 from ..segment import score_map_paths, unbin_positions
-from ..settings import ClusterSettings, per_class
+from ..settings import AUTOMATIC_THRESHOLD, ClusterSettings, SettingError, per_class
 from ..threshold import cut_by_score, read_thresholds, write_threshold_report
-
-AUTOMATIC_THRESHOLD = ("auto",)
 
 
 @dataclass(frozen=True)
@@ -45,18 +43,14 @@ class ClusterResult:
 def cluster_files(
     labels_path: str | os.PathLike,
     output_path: str | os.PathLike,
-    radius: Sequence[str],
-    settings: ClusterSettings | None = None,
+    settings: ClusterSettings,
     *,
-    min_size: Sequence[str] | None = None,
-    bandwidth: Sequence[str] | None = None,
     scores_path: str | os.PathLike | None = None,
     score_maps: Mapping[int, str | os.PathLike] | None = None,
     tomo_id: str | None = None,
     label_scale: float = 1.0,
     mask_path: str | os.PathLike | None = None,
     mask_voxel_size: float | None = None,
-    threshold: Sequence[str] | None = None,
     thresholds_path: str | os.PathLike | None = None,
     threshold_report_path: str | os.PathLike | None = None,
     sizes_path: str | os.PathLike | None = None,
@@ -70,12 +64,9 @@ def cluster_files(
         Label map (MRC) of a segmentation.
     output_path : path
         Particle table to write, in the format of its extension or ``output_format``.
-    radius, min_size, bandwidth : sequence of str
-        Per-class values (:func:`deepfinder.core.settings.per_class`): particle radius and mean-shift
-        bandwidth in label-map voxels (default bandwidth: the radius), smallest cluster in voxels
-        (default: ``settings.min_size_fraction`` of a ball of the radius).
-    settings : ClusterSettings, optional
-        Size rules of the clustering.
+    settings : ClusterSettings
+        The class radii (required), minimum sizes, bandwidths and score thresholds, and the
+        size rules of the clustering.
     scores_path, score_maps : optional
         The segmentation's ``--scores`` path, or a score map per class: a particle's score is
         the mean class score over its cluster (else its size in voxels).
@@ -86,10 +77,8 @@ def cluster_files(
     mask_path, mask_voxel_size : optional
         Only particles whose centre lies in this mask are kept; the mask's Angstrom per voxel
         where its header states none.
-    threshold : sequence of str, optional
-        Per-class score thresholds, or :data:`AUTOMATIC_THRESHOLD`.
     thresholds_path : path, optional
-        Per-class thresholds written by the evaluate step, in place of ``threshold``.
+        Per-class thresholds written by the evaluate step, in place of ``settings.threshold``.
     threshold_report_path : path, optional
         With a threshold: every pick's score, the thresholds and the picks each class lost (JSON).
     sizes_path : path, optional
@@ -102,7 +91,10 @@ def cluster_files(
     SettingError
         For a per-class value that cannot be read or misses a class.
     """
-    cut = threshold is not None or thresholds_path is not None
+    settings.check()
+    if settings.threshold and thresholds_path:
+        raise SettingError("threshold", f"a threshold and the thresholds of {thresholds_path}: give one")
+    cut = bool(settings.threshold) or thresholds_path is not None
     if threshold_report_path and not cut:
         raise InputError("--threshold-report needs --threshold or --thresholds-from")
     labels = io.read_volume(labels_path)
@@ -112,14 +104,20 @@ def cluster_files(
     classes = [int(k) for k in np.unique(labels) if k > 0]
     if not classes:
         warnings.warn(f"{labels_path} holds background only: the particle table is empty", stacklevel=2)
+    if not settings.radius:
+        raise SettingError(
+            "radius", "give the particle radius in voxels of the label map, for all classes or per class"
+        )
     tomo = tomo_id or Path(labels_path).stem
     clusters = find_clusters(
         labels,
-        per_class(radius, classes, "radius", every_class=True) if classes else {},
-        per_class(min_size, classes, "min_size", int) if min_size and classes else None,
+        per_class(settings.radius, classes, "radius", every_class=True) if classes else {},
+        per_class(settings.min_size, classes, "min_size", int) if settings.min_size and classes else None,
         _score_maps(labels_path, labels.shape, classes, scores_path, score_maps),
         tomo,
-        per_class(bandwidth, classes, "bandwidth", every_class=True) if bandwidth and classes else None,
+        per_class(settings.bandwidth, classes, "bandwidth", every_class=True)
+        if settings.bandwidth and classes
+        else None,
         settings,
         mask=mask,
     )
@@ -127,10 +125,10 @@ def cluster_files(
     if cut:
         if thresholds_path:
             thresholds, source = read_thresholds(thresholds_path), f"from {thresholds_path}"
-        elif tuple(threshold) == AUTOMATIC_THRESHOLD:
+        elif settings.threshold == (AUTOMATIC_THRESHOLD,):
             thresholds, source = None, "automatic"
         else:
-            thresholds, source = per_class(threshold, classes, "threshold"), "given"
+            thresholds, source = per_class(settings.threshold, classes, "threshold"), "given"
         scores_are_sizes = not (scores_path or score_maps)
         keep, report = cut_by_score(particles, thresholds, log_scale=scores_are_sizes, source=source)
         if threshold_report_path:

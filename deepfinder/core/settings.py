@@ -28,6 +28,7 @@ POOLING_FACTOR = 4  # the U-net pools twice by 2: patch edges are multiples of 4
 PRECISIONS = ("auto", "float32", "bfloat16")
 LOSSES = ("dice", "cross_entropy", "dice_cross_entropy")
 AUTOMATIC_THRESHOLD = "auto"  # the threshold setting's value for a cut found per tomogram
+DEFAULT_MIN_SIZE_FRACTION = 0.3  # of a ball of the class radius: smaller clusters are specks
 # Tile edge of automatic tiling: memory grows with its cube (benchmarks/RESULTS.md).
 AUTOMATIC_TILE_SIZE = 128
 # Reach of an output voxel into the input, +- voxels, pooling-grid offsets included: an input
@@ -439,8 +440,8 @@ class ClusterSettings:
     )
     min_size: tuple[str, ...] = _setting(
         (),
-        "Smallest cluster kept, in voxels, per class; none given: min_size_fraction of a ball of "
-        "the class radius.",
+        "Smallest cluster kept, in voxels, per class; none given: min_size_fraction "
+        f"({DEFAULT_MIN_SIZE_FRACTION}) of a ball of the class radius.",
     )
     bandwidth: tuple[str, ...] = _setting(
         (), "Mean-shift bandwidth in voxels of the label map, per class; none given: the radius."
@@ -452,7 +453,7 @@ class ClusterSettings:
         "a log scale) when two Gaussians describe them better than one; none given: no cut.",
     )
     min_size_fraction: float = _setting(
-        0.3,
+        DEFAULT_MIN_SIZE_FRACTION,
         "Without a minimum cluster size for a class, clusters smaller than this fraction of a "
         "ball of the class radius are dropped: segmentation specks and fragments, not particles.",
     )

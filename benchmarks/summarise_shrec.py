@@ -1,11 +1,18 @@
 """Summarise ``bench_shrec.py`` reports (runs with several seeds) in markdown tables.
 
     python benchmarks/summarise_shrec.py REPORT.json [REPORT.json ...] [--rule occupancy|distance]
+                                         [--classes-from REPORT.json ... --classes NAME ...]
 
 For each targets kind: per class, the F1 mean and spread (min-max) over the runs and held-out layouts,
 for each imaging setting and mode (plain, scores averaged over 4 rotations); per class, the F1 of each
 other setting minus the first setting's (the training data's), paired by run and layout; and the class
 confusion by occupancy summed over the runs and layouts, per setting and mode.
+
+``--classes-from`` takes the rows of the ``--classes`` from other reports, the first of them paired
+with the first report and so on (e.g. the same seed trained at another sampling), for each held-out
+tomogram and mode both scored: each class's picks then come from one model, so its scores are
+those the two models would give together. The overall row becomes the mean over the classes, and
+no confusion is printed, since it would mix the two models' detections.
 """
 
 from __future__ import annotations
@@ -42,6 +49,31 @@ def load_scores(paths: list[Path]) -> list[dict]:
             )
         scores += report_scores(report, str(path))
     return scores
+
+
+def take_classes(scores: list[dict], donor: list[dict], classes: set[str]) -> list[dict]:
+    """``scores`` of one run with the rows of ``classes`` taken from ``donor`` (another run's scores
+    of the same held-out tomograms), for each tomogram and mode both scored; the overall row is the
+    mean F1 over the classes."""
+    donor_by_key = {(s["layout"], s["setting"], s["mode"]): s for s in donor}
+    combined = []
+    for scored in scores:
+        other = donor_by_key.get((scored["layout"], scored["setting"], scored["mode"]))
+        if other is None:
+            continue
+        entry = {**scored, "confusion": None}
+        for rule in ("occupancy", "distance"):
+            taken = {row["name"]: row for row in other[rule]}
+            rows = [taken[row["name"]] if row["name"] in classes else row for row in scored[rule]]
+            per_class = [row for row in rows if row["class_id"] is not None]
+            mean = {
+                "class_id": None,
+                "name": "class mean",
+                "f1": float(np.mean([r["f1"] for r in per_class])),
+            }
+            entry[rule] = per_class + [mean]
+        combined.append(entry)
+    return combined
 
 
 def spread(values: list[float]) -> str:
@@ -122,6 +154,8 @@ def print_summary(scores: list[dict], rule: str = "occupancy") -> None:
         print("\n".join(f1_table(chosen, rule)))
         print(f"\n### {targets} targets: F1 difference between imaging settings ({rule} rule), over {over}\n")
         print("\n".join(difference_table(chosen, rule)))
+        if any(s["confusion"] is None for s in chosen):
+            continue
         for setting, mode in dict.fromkeys((s["setting"], s["mode"]) for s in chosen):
             group = [s for s in chosen if (s["setting"], s["mode"]) == (setting, mode)]
             print(
@@ -135,8 +169,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("reports", type=Path, nargs="+", help="report*.json files of bench_shrec.py")
     parser.add_argument("--rule", choices=("occupancy", "distance"), default="occupancy")
+    parser.add_argument(
+        "--classes-from",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="reports to take the --classes from, one per report, in the same order",
+    )
+    parser.add_argument("--classes", nargs="+", default=[], help="class names taken from --classes-from")
     args = parser.parse_args()
-    print_summary(load_scores(args.reports), args.rule)
+    if bool(args.classes_from) != bool(args.classes):
+        parser.error("--classes-from and --classes go together")
+    if args.classes_from and len(args.classes_from) != len(args.reports):
+        parser.error(f"--classes-from: give one report per report ({len(args.reports)})")
+    if not args.classes_from:
+        print_summary(load_scores(args.reports), args.rule)
+        return 0
+    scores = []
+    for report, donor in zip(args.reports, args.classes_from):
+        scores += take_classes(load_scores([report]), load_scores([donor]), set(args.classes))
+    print_summary(scores, args.rule)
     return 0
 
 

@@ -99,8 +99,7 @@ def read_settings(path: str | os.PathLike, settings_class: type):
     unknown = sorted(set(values) - names)
     if unknown:
         raise InputError(f"{path}: {kind} has no setting {', '.join(unknown)}: remove it from the file")
-    # JSON has lists where the settings have tuples (per-class values).
-    return settings_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    return settings_class(**values)
 
 
 # --------------------------------------------------------------------------- rules used by several settings
@@ -468,6 +467,13 @@ class ClusterSettings:
         "(2.5: the particle diameter plus a margin).",
     )
 
+    def __post_init__(self) -> None:
+        # Per-class values come as lists from JSON files and the command line: held as tuples, so
+        # that settings compare equal however they were given.
+        for name in ("radius", "min_size", "bandwidth", "threshold"):
+            values = getattr(self, name)
+            object.__setattr__(self, name, (values,) if isinstance(values, str) else tuple(values))
+
     def check(self) -> None:
         """Raise :class:`SettingError` for a value the engine cannot use."""
         if not self.min_size_fraction >= 0:
@@ -476,7 +482,7 @@ class ClusterSettings:
             raise SettingError("split_factor", f"must be > 0, got {self.split_factor}")
         if not self.box_scale > 0:
             raise SettingError("box_scale", f"must be > 0, got {self.box_scale}")
-        if AUTOMATIC_THRESHOLD in self.threshold and tuple(self.threshold) != (AUTOMATIC_THRESHOLD,):
+        if AUTOMATIC_THRESHOLD in self.threshold and self.threshold != (AUTOMATIC_THRESHOLD,):
             raise SettingError("threshold", f"give {AUTOMATIC_THRESHOLD!r} alone, got {list(self.threshold)}")
 
 

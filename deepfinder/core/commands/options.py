@@ -95,8 +95,6 @@ def settings_from(args: argparse.Namespace, base):
         for f in dataclasses.fields(base)
         if getattr(args, f.name, None) is not None
     }
-    # Options of several values (per-class settings) are lists; the settings hold tuples.
-    given = {name: tuple(value) if isinstance(value, list) else value for name, value in given.items()}
     return dataclasses.replace(base, **given)
 
 

@@ -94,6 +94,10 @@ def cluster_files(
     settings.check()
     if settings.threshold and thresholds_path:
         raise SettingError("threshold", f"a threshold and the thresholds of {thresholds_path}: give one")
+    if not settings.radius:
+        raise SettingError(
+            "radius", "give the particle radius in voxels of the label map, for all classes or per class"
+        )
     cut = bool(settings.threshold) or thresholds_path is not None
     if threshold_report_path and not cut:
         raise InputError("--threshold-report needs --threshold or --thresholds-from")
@@ -104,10 +108,6 @@ def cluster_files(
     classes = [int(k) for k in np.unique(labels) if k > 0]
     if not classes:
         warnings.warn(f"{labels_path} holds background only: the particle table is empty", stacklevel=2)
-    if not settings.radius:
-        raise SettingError(
-            "radius", "give the particle radius in voxels of the label map, for all classes or per class"
-        )
     tomo = tomo_id or Path(labels_path).stem
     clusters = find_clusters(
         labels,

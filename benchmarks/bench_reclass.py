@@ -25,7 +25,7 @@ Writes the model, the box cache and the re-classed tables into ``--work``.
 The boxes are normalised with their tomogram's statistics, as the U-net's patches. Training
 augments each box with a shift of its centre (picks are off by a voxel or two) and the 180-degree
 rotations about z, y and x that keep the missing wedge where it is
-(``segment.WEDGE_PRESERVING_ROTATIONS``); prediction averages the four rotations. The experiment
+(``rotations.WEDGE_PRESERVING_ROTATIONS``); prediction averages the four rotations. The experiment
 lost against the U-net's own class calls (benchmarks/RESULTS.md), so the classifier lives here and
 not in the engine.
 """
@@ -45,8 +45,8 @@ from bench_shrec import cpu_seconds, score
 
 from deepfinder.core.devices import import_keras
 from deepfinder.core.normalize import normalize
+from deepfinder.core.rotations import WEDGE_PRESERVING_ROTATIONS
 from deepfinder.core.sampling import draw_rows
-from deepfinder.core.segment import WEDGE_PRESERVING_ROTATIONS
 from deepfinder.core.tables import csv as particle_csv
 
 VALIDATION_FRACTION = 0.05

@@ -5,6 +5,7 @@
                                      [--targets shapes|spheres|both] [--loss dice_cross_entropy]
                                      [--learning-rate 1e-3] [--final-learning-rate 1e-4]
                                      [--steps-per-epoch 100] [--bin 2] [--patch 16] [--batch 12] [--shift 4]
+                                     [--rotations tilt_axis] [--added-noise 0]
                                      [--precision auto] [--ceiling] [--model TRAINED.weights.h5]
                                      [--crops 4 34] [--modes plain rotations] [--name RUN]
                                      [--prepare-only]
@@ -278,6 +279,8 @@ def train_with_budget(
         learning_rate=args.learning_rate,
         final_learning_rate=args.final_learning_rate or None,
         shift_voxels=args.shift,
+        rotations=args.rotations,
+        added_noise=args.added_noise,
         seed=args.seed,
         precision=args.precision,
     )
@@ -513,7 +516,7 @@ def markdown_rows(occupancy_rows, distance_rows) -> list[str]:
 
 
 def parse_arguments() -> argparse.Namespace:
-    from deepfinder.core.settings import LOSSES, PRECISIONS
+    from deepfinder.core.settings import LOSSES, PRECISIONS, ROTATIONS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -584,6 +587,12 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--validation-steps", type=int, default=2)
     parser.add_argument("--shift", type=int, default=4, help="patch-centre jitter, voxels")
+    parser.add_argument(
+        "--rotations", choices=ROTATIONS, default="tilt_axis", help="training patches' rotations"
+    )
+    parser.add_argument(
+        "--added-noise", type=float, default=0.0, help="largest std of the noise added to a patch"
+    )
     parser.add_argument(
         "--bin",
         type=int,
@@ -706,6 +715,7 @@ def main() -> int:
             "name": args.name,
             "seed": args.seed,
             "data_seed": args.data_seed,
+            "arguments": vars(args),
             "train": {k: v for k, v in trained.items() if k != "history"},
             "val_f1_per_epoch": [row["val_mean_f1"] for row in trained["history"]],
             "scores": [],

@@ -253,12 +253,26 @@ def _digest(arrays) -> str:
     return digest.hexdigest()
 
 
+# The defaults of the settings a checkpoint records, as read back from its state file.
+_TRAINING_DEFAULTS = json.loads(
+    json.dumps(
+        {
+            name: value
+            for name, value in dataclasses.asdict(TrainingSettings()).items()
+            if name not in RESUMABLE_TRAINING_SETTINGS
+        }
+    )
+)
+
+
 def _differences(saved: dict, current: dict) -> list[str]:
     """What differs between a checkpoint's fingerprint and this run's, one phrase each."""
+    # A checkpoint made before a setting existed was trained as the setting's default does.
+    before = {**_TRAINING_DEFAULTS, **saved["settings"]}
     differences = [
-        f"{name} {current['settings'].get(name)!r} (the checkpoint's: {saved['settings'].get(name)!r})"
-        for name in sorted(set(saved["settings"]) | set(current["settings"]))
-        if saved["settings"].get(name) != current["settings"].get(name)
+        f"{name} {current['settings'].get(name)!r} (the checkpoint's: {before.get(name)!r})"
+        for name in sorted(set(before) | set(current["settings"]))
+        if before.get(name) != current["settings"].get(name)
     ]
     for role in ("training", "validation"):
         before, now = saved[role], current[role]

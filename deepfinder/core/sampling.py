@@ -2,9 +2,10 @@
 
 Patches are centred on annotated particles plus a random shift, kept inside
 the volume (paper, Methods). Bootstrap sampling draws the classes uniformly so
-that rare classes are seen as often as abundant ones. The only augmentation is
-a 180 degree rotation about the tilt axis (y), which keeps the missing wedge
-where it is and does not mirror (chirality is kept).
+that rare classes are seen as often as abundant ones. Patches are augmented by
+180-degree rotations that keep the missing wedge and the hand
+(:mod:`deepfinder.core.rotations`): about the tilt axis only, as the paper, or
+about any of the three axes; optionally, white noise lowers their SNR.
 
 Every function takes the random generator it uses, so a batch sequence is
 fixed by its seed. Volumes are read patch by patch (memory-mapped files stay
@@ -26,6 +27,8 @@ import numpy as np
 from .errors import InputError
 from .normalize import normalize
 from .particles import ParticleTable
+from .rotations import TILT_AXIS, WEDGE_PRESERVING_ROTATIONS, rotate_180
+from .settings import ROTATIONS
 
 # Two threads cut about twice the patches a GPU trains on at the default settings
 # (benchmarks/bench_sampler.py); four batches in flight keep both busy.
@@ -175,21 +178,18 @@ def cut_patch(volume: np.ndarray, origin_zyx: np.ndarray, patch_size: int) -> np
     return np.asarray(volume[z : z + patch_size, y : y + patch_size, x : x + patch_size])
 
 
-def rotate_about_tilt_axis(patch: np.ndarray) -> np.ndarray:
-    """Rotate a (z, y, x) patch by 180 degrees about y: z and x are reversed together."""
-    return patch[::-1, :, ::-1]
-
-
 def make_batch(
     volumes: Sequence[np.ndarray],
     label_maps: Sequence[np.ndarray],
     stats: Sequence[tuple[float, float]],
+    patch_size: int,
     tomo_index: np.ndarray,
     origins_zyx: np.ndarray,
-    patch_size: int,
-    rotate: np.ndarray | None = None,
+    rotations: np.ndarray | None = None,
+    noise_std: np.ndarray | None = None,
+    noise_seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cut, normalise and optionally rotate one batch of patches.
+    """Cut, normalise and optionally rotate one batch of patches and add noise to it.
 
     Parameters
     ----------
@@ -198,13 +198,20 @@ def make_batch(
     stats : sequence of (mean, std)
         Per-tomogram normalisation (:func:`deepfinder.core.normalize.tomogram_stats`),
         the same that segmentation applies.
+    patch_size : int
     tomo_index : (b,) int array
         Tomogram of each patch.
     origins_zyx : (b, 3) int array
         First voxel of each patch.
-    patch_size : int
-    rotate : (b,) bool array, optional
-        Patches to rotate by 180 degrees about the tilt axis.
+    rotations : (b,) int array, optional
+        Each patch's rotation, an index into
+        :data:`deepfinder.core.rotations.WEDGE_PRESERVING_ROTATIONS`; -1 keeps it as it is.
+    noise_std : (b,) float array, optional
+        Standard deviation of the white Gaussian noise added to each normalised patch, in units
+        of the tomogram's; the sum is divided by ``sqrt(1 + noise_std**2)``, so that its variance
+        stays the tomogram's while its SNR drops.
+    noise_seed : int
+        Seeds the noise, so that a batch is the same whichever thread cuts it.
 
     Returns
     -------
@@ -217,6 +224,7 @@ def make_batch(
     n = len(tomo_index)
     x = np.empty((n, patch_size, patch_size, patch_size, 1), dtype=np.float32)
     y = np.empty((n, patch_size, patch_size, patch_size), dtype=np.uint8)
+    noise = None if noise_std is None else np.random.default_rng(noise_seed)
     for i, (t, origin) in enumerate(zip(tomo_index, origins_zyx)):
         patch = normalize(cut_patch(volumes[t], origin, patch_size), *stats[t])
         # Tomogram statistics come from a subsample, so NaNs elsewhere surface only here.
@@ -226,9 +234,12 @@ def make_batch(
                 f"{tuple(int(v) for v in origin)}: fix or re-reconstruct it"
             )
         labels = cut_patch(label_maps[t], origin, patch_size)
-        if rotate is not None and rotate[i]:
+        if rotations is not None and rotations[i] >= 0:
             # Reading a memory-mapped file backwards costs several times a forward copy.
-            patch, labels = rotate_about_tilt_axis(patch), rotate_about_tilt_axis(np.array(labels))
+            patch, labels = rotate_180(patch, rotations[i]), rotate_180(np.array(labels), rotations[i])
+        if noise is not None:
+            std = float(noise_std[i])
+            patch = (patch + noise.normal(0.0, std, patch.shape)) / np.sqrt(1.0 + std**2)
         x[i, ..., 0] = patch
         y[i] = labels
     return x, y
@@ -286,13 +297,13 @@ def cut_batches(
     volumes: Sequence[np.ndarray],
     label_maps: Sequence[np.ndarray],
     stats: Sequence[tuple[float, float]],
-    patches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    patches: Iterable[tuple],
     patch_size: int,
     *,
     workers: int = SAMPLER_WORKERS,
     batches_ahead: int = BATCHES_AHEAD,
 ) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
-    """:func:`make_batch` of each ``(tomo_index, origins_zyx, rotate)`` of ``patches``, in order.
+    """:func:`make_batch` of each plan of ``patches``, in order.
 
     With ``workers`` threads, batches are cut while the consumer works on
     earlier ones (reading memory-mapped files and numpy's copies release the
@@ -304,8 +315,9 @@ def cut_batches(
     ----------
     volumes, label_maps, stats, patch_size
         As in :func:`make_batch`.
-    patches : iterable of (tomo_index, origins_zyx, rotate)
-        One batch each: (b,) tomograms, (b, 3) first voxels, (b,) bool or None.
+    patches : iterable of tuples
+        One batch each: the arguments of :func:`make_batch` from ``tomo_index`` on
+        (``tomo_index, origins_zyx`` and optionally ``rotations, noise_std, noise_seed``).
     workers : int
         Threads cutting batches; 0 cuts each batch in the consumer's thread
         when it is asked for.
@@ -327,9 +339,9 @@ def cut_batches(
         raise ValueError(f"workers must be 0 (no threads) or more, not {workers}")
     if batches_ahead < 1:
         raise ValueError(f"batches_ahead must be at least 1, not {batches_ahead}")
-    cut = partial(make_batch, volumes, label_maps, stats, patch_size=patch_size)
+    cut = partial(make_batch, volumes, label_maps, stats, patch_size)
     if workers == 0:
-        return (cut(tomo_index, origins, rotate=rotate) for tomo_index, origins, rotate in patches)
+        return (cut(*plan) for plan in patches)
     return _cut_in_threads(cut, iter(patches), workers, batches_ahead)
 
 
@@ -341,8 +353,8 @@ def _cut_in_threads(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deepfinder-patches") as pool:
         try:
             while True:
-                for tomo_index, origins, rotate in islice(plans, batches_ahead - len(pending)):
-                    pending.append(pool.submit(cut, tomo_index, origins, rotate=rotate))
+                for plan in islice(plans, batches_ahead - len(pending)):
+                    pending.append(pool.submit(cut, *plan))
                 if not pending:
                     return
                 yield pending.popleft().result()
@@ -366,18 +378,25 @@ def training_batches(
     rng: np.random.Generator,
     bootstrap: bool = True,
     shift_voxels: int,
-    rotation_probability: float = 0.5,
+    rotations: str = "tilt_axis",
+    added_noise: float = 0.0,
     workers: int = SAMPLER_WORKERS,
     batches_ahead: int = BATCHES_AHEAD,
 ) -> Generator[tuple[np.ndarray, np.ndarray], None, None]:
     """Yield ``n_batches`` augmented training batches ``(x, y)`` (see :func:`make_batch`).
 
-    Each batch draws its patches with :func:`draw_patches` and rotates each
-    about the tilt axis with ``rotation_probability``. The batches are cut
+    Each batch draws its patches with :func:`draw_patches`. ``rotations``
+    ``"tilt_axis"`` turns half of them by 180 degrees about the tilt axis;
+    ``"three_axes"`` leaves a quarter as they are and turns a quarter each
+    about z, y and x. With ``added_noise`` > 0, each patch gets white noise of
+    a standard deviation drawn uniformly up to it (see :func:`make_batch`).
+    The batches are cut
     by :func:`cut_batches` with ``workers`` threads, ``batches_ahead`` of the
     consumer; for a given ``rng`` they are the same whatever ``workers``.
     Close the generator when stopping before the last batch.
     """
+    if rotations not in ROTATIONS:
+        raise ValueError(f"rotations must be one of {', '.join(ROTATIONS)}, not {rotations!r}")
     shapes = [volume.shape for volume in volumes]
 
     def draws():
@@ -393,7 +412,15 @@ def training_batches(
                 rng=rng,
                 bootstrap=bootstrap,
             )
-            yield patch_tomos, origins, rng.random(batch_size) < rotation_probability
+            if rotations == "tilt_axis":
+                turns = np.where(rng.random(batch_size) < 0.5, TILT_AXIS, -1)
+            else:
+                turns = rng.integers(-1, len(WEDGE_PRESERVING_ROTATIONS), batch_size)
+            if added_noise:
+                noise_std = rng.uniform(0, added_noise, batch_size)
+                yield patch_tomos, origins, turns, noise_std, rng.integers(2**62)
+            else:
+                yield patch_tomos, origins, turns
 
     return cut_batches(
         volumes, label_maps, stats, draws(), patch_size, workers=workers, batches_ahead=batches_ahead

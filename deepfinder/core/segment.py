@@ -43,6 +43,7 @@ from .errors import InputError
 from .io import atomic_output, create_volume, read_volume, read_voxel_size, refuse_overwriting_inputs
 from .model import load_model, metadata_path, output_classes
 from .normalize import normalize, tomogram_stats
+from .rotations import WEDGE_PRESERVING_ROTATIONS
 from .settings import AUTOMATIC_TILE_SIZE, POOLING_FACTOR, SegmentationSettings, SettingError
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,6 @@ log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 5
 # z-slices handled at once when binning scores or writing score maps: the temporary copies stay small.
 SLAB_DEPTH = 8
-# The 180-degree rotations about z, y and x, as the (z, y, x) axes each one reverses. They keep the
-# missing wedge (tilt axis y) where it was and the particles' hand, so a network trained on
-# tomograms sees each rotated tile as another tomogram of the same kind.
-WEDGE_PRESERVING_ROTATIONS = ((1, 2), (0, 2), (0, 1))
 # Label maps hold one signed byte per voxel.
 MAX_LABEL_CLASSES = 128
 
@@ -181,7 +178,7 @@ def prediction_head(model, *, labels: bool, scores_dtype: str | None, average_ro
         each class's map is contiguous for writing.
     average_rotations : bool
         Scores are the mean of the tile's and of its three rotations' by 180 degrees
-        (:data:`WEDGE_PRESERVING_ROTATIONS`), each rotated back.
+        (:data:`deepfinder.core.rotations.WEDGE_PRESERVING_ROTATIONS`), each rotated back.
 
     Returns
     -------

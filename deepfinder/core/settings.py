@@ -27,6 +27,7 @@ from .io import atomic_output
 POOLING_FACTOR = 4  # the U-net pools twice by 2: patch edges are multiples of 4
 PRECISIONS = ("auto", "float32", "bfloat16")
 LOSSES = ("dice", "cross_entropy", "dice_cross_entropy")
+ROTATIONS = ("tilt_axis", "three_axes")
 AUTOMATIC_THRESHOLD = "auto"  # the threshold setting's value for a cut found per tomogram
 DEFAULT_MIN_SIZE_FRACTION = 0.3  # of a ball of the class radius: smaller clusters are specks
 # Tile edge of automatic tiling: memory grows with its cube (benchmarks/RESULTS.md).
@@ -277,6 +278,20 @@ class TrainingSettings:
         "Patch centres move by up to this many voxels per axis from their particle; keep it "
         "below half the patch size.",
     )
+    rotations: str = _setting(
+        "tilt_axis",
+        "Rotations of the training patches by 180 degrees, which keep the missing wedge and the "
+        "particles' hand: tilt_axis: half of them about the tilt axis (the paper's); three_axes: a "
+        "quarter each unturned and about z, y and x, the rotations that segmentation's "
+        "average_rotations averages over.",
+    )
+    added_noise: float = _setting(
+        0.0,
+        "Largest standard deviation of the white noise added to each training patch, in units of "
+        "the tomogram's (each patch draws its own, uniformly from 0 to this; the patch keeps unit "
+        "variance): trains on lower SNRs than the training tomograms have, for tomograms imaged "
+        "with less dose, thicker ice or another defocus. 1 halves the SNR at most; 0: no noise.",
+    )
     seed: int = _setting(
         0,
         "Fixes the initial weights and the patches drawn, so that a run can be repeated (it sets "
@@ -300,6 +315,9 @@ class TrainingSettings:
                 f"must be > 0 (or None for a constant step size), got {self.final_learning_rate}",
             )
         _check_whole(self, "shift_voxels", 0)
+        _check_choice(self, "rotations", ROTATIONS)
+        if not 0 <= self.added_noise <= 10:
+            raise SettingError("added_noise", f"must be between 0 (none) and 10, got {self.added_noise}")
         _check_whole(self, "seed", 0)
         _check_choice(self, "precision", PRECISIONS)
 

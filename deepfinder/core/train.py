@@ -305,6 +305,8 @@ def _train_epoch(train_step: Callable, data: PatchSource, settings: TrainingSett
         rng=np.random.default_rng([settings.seed, epoch]),
         bootstrap=settings.bootstrap,
         shift_voxels=settings.shift_voxels,
+        rotations=settings.rotations,
+        added_noise=settings.added_noise,
     )
     # Plain lines, not a terminal progress bar, so that log files stay readable.
     steps, report_every = settings.steps_per_epoch, max(1, settings.steps_per_epoch // 10)

@@ -14,7 +14,7 @@ from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, coordinates_to_table, get_class_names, tomograms_by_tsid
 from ..core.particles import ParticleTable
-from ..core.settings import LOSSES, TrainingSettings, default_of
+from ..core.settings import LOSSES, ROTATIONS, TrainingSettings, default_of
 from ..core.tables import csv as particle_csv
 from ..objects import DeepFinderModel
 from .protocol_base import (
@@ -44,6 +44,8 @@ FORM_PARAMS = {
     "final_learning_rate": "finalLearningRate",
     "bootstrap": "bootstrap",
     "shift_voxels": "shiftVoxels",
+    "rotations": "rotations",
+    "added_noise": "addedNoise",
     "seed": "seed",
 }
 
@@ -229,6 +231,28 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
             form,
             TrainingSettings,
             FORM_PARAMS,
+            "rotations",
+            params.EnumParam,
+            default=ROTATIONS.index(default_of(TrainingSettings, "rotations")),
+            choices=list(ROTATIONS),
+            display=params.EnumParam.DISPLAY_HLIST,
+            expertLevel=params.LEVEL_ADVANCED,
+            label="Patch rotations",
+        )
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
+            "added_noise",
+            params.FloatParam,
+            validators=[params.GE(0)],
+            expertLevel=params.LEVEL_ADVANCED,
+            label="Added noise (std)",
+        )
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
             "seed",
             params.IntParam,
             expertLevel=params.LEVEL_ADVANCED,
@@ -313,6 +337,7 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
             TrainingSettings,
             FORM_PARAMS,
             loss=LOSSES[self.loss.get()],
+            rotations=ROTATIONS[self.rotations.get()],
             final_learning_rate=self.finalLearningRate.get() or None,
             precision=Plugin.getVar(DEEPFINDER_PRECISION),
         )

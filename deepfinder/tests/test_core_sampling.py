@@ -7,6 +7,7 @@ import pytest
 from deepfinder.core.errors import InputError
 from deepfinder.core.io import read_volume, write_volume
 from deepfinder.core.particles import ParticleTable
+from deepfinder.core.rotations import TILT_AXIS, WEDGE_PRESERVING_ROTATIONS, rotate_180
 from deepfinder.core.sampling import (
     check_labels_at_particles,
     cut_batches,
@@ -15,7 +16,6 @@ from deepfinder.core.sampling import (
     make_batch,
     particles_inside,
     patch_origins,
-    rotate_about_tilt_axis,
     training_batches,
 )
 
@@ -64,15 +64,6 @@ def test_patch_larger_than_volume_is_refused():
         patch_origins(np.array([[5, 5, 5]]), (40, 12, 48), 16, 0, np.random.default_rng(0))
 
 
-def test_tilt_axis_rotation_is_a_rotation_not_a_mirror():
-    patch = np.random.default_rng(0).random((6, 7, 8))
-    rotated = rotate_about_tilt_axis(patch)
-    # voxel (z, y, x) goes to (-z, y, -x): a proper rotation (determinant +1) about y
-    assert rotated[0, 3, 0] == patch[5, 3, 7]
-    np.testing.assert_array_equal(rotate_about_tilt_axis(rotated), patch)
-    assert not np.array_equal(rotated, patch[::-1])  # not a single-axis mirror
-
-
 def test_batch_normalised_with_tomogram_stats_and_labels_follow_rotation():
     rng = np.random.default_rng(2)
     volume = rng.normal(5.0, 2.0, SHAPE).astype(np.float32)
@@ -82,10 +73,10 @@ def test_batch_normalised_with_tomogram_stats_and_labels_follow_rotation():
         [volume],
         [labels],
         [(5.0, 2.0)],
+        16,
         np.array([0, 0]),
         np.array([[8, 8, 8], [8, 8, 8]]),
-        16,
-        rotate=np.array([False, True]),
+        rotations=np.array([-1, TILT_AXIS]),
     )
     assert x.shape == (2, 16, 16, 16, 1) and x.dtype == np.float32 and y.dtype == np.uint8
     np.testing.assert_allclose(x[0, ..., 0], (volume[8:24, 8:24, 8:24] - 5.0) / 2.0, rtol=1e-6)
@@ -123,9 +114,53 @@ def test_training_batches_reproducible_and_about_half_rotated():
     x = np.concatenate([b[0] for b in first])[..., 0]
     straight = volume[16:24, 18:26, 20:28]
     n_straight = sum(np.array_equal(p, straight) for p in x)
-    n_rotated = sum(np.array_equal(p, rotate_about_tilt_axis(straight)) for p in x)
+    n_rotated = sum(np.array_equal(p, rotate_180(straight, TILT_AXIS)) for p in x)
     assert n_straight + n_rotated == 200
     assert 70 < n_rotated < 130
+
+
+def _batches_of_one_particle(volume, n_batches=4, **augmentation):
+    return list(
+        training_batches(
+            [volume],
+            [np.zeros(volume.shape, np.uint8)],
+            [(0.0, 1.0)],
+            np.array([0]),
+            np.array([[20.0, 22, 24]]),
+            np.array([1]),
+            patch_size=8,
+            batch_size=50,
+            n_batches=n_batches,
+            rng=np.random.default_rng(5),
+            shift_voxels=0,
+            **augmentation,
+        )
+    )
+
+
+def test_three_axes_rotations_turn_patches_about_each_axis_a_quarter_of_the_time():
+    volume = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)
+    x = np.concatenate([b[0] for b in _batches_of_one_particle(volume, rotations="three_axes")])[..., 0]
+    straight = volume[16:24, 18:26, 20:28]
+    views = [straight] + [rotate_180(straight, k) for k in range(len(WEDGE_PRESERVING_ROTATIONS))]
+    counts = [sum(np.array_equal(p, view) for p in x) for view in views]
+    assert sum(counts) == 200
+    assert all(30 < count < 70 for count in counts), counts
+
+
+def test_added_noise_lowers_the_snr_of_patches_but_keeps_their_variance():
+    rng = np.random.default_rng(1)
+    volume = rng.normal(0.0, 1.0, SHAPE).astype(np.float32)
+    noisy = np.concatenate([b[0] for b in _batches_of_one_particle(volume, added_noise=1.0)])[..., 0]
+    again = np.concatenate([b[0] for b in _batches_of_one_particle(volume, added_noise=1.0)])[..., 0]
+    np.testing.assert_array_equal(noisy, again)
+    straight = volume[16:24, 18:26, 20:28]
+    assert abs(float(noisy.std()) - float(straight.std())) < 0.05
+    # the signal's share of each patch: its correlation with the clean patch, turned or not
+    views = [straight, rotate_180(straight, TILT_AXIS)]
+    correlation = np.mean([max(np.corrcoef(v.ravel(), p.ravel())[0, 1] for v in views) for p in noisy])
+    # std s uniform in [0, 1] keeps 1 / sqrt(1 + s^2) of it: asinh(1) = 0.88 on average
+    assert 0.84 < correlation < 0.92
 
 
 def test_particles_outside_are_counted():
@@ -159,9 +194,9 @@ def test_patch_with_nan_is_refused():
     volume = np.zeros(SHAPE, np.float32)
     volume[30, 30, 30] = np.nan
     labels = np.zeros(SHAPE, np.uint8)
-    make_batch([volume], [labels], [(0.0, 1.0)], np.array([0]), np.array([[0, 0, 0]]), 16)
+    make_batch([volume], [labels], [(0.0, 1.0)], 16, np.array([0]), np.array([[0, 0, 0]]))
     with pytest.raises(ValueError, match="NaN or infinite values in the patch at"):
-        make_batch([volume], [labels], [(0.0, 1.0)], np.array([0]), np.array([[20, 20, 20]]), 16)
+        make_batch([volume], [labels], [(0.0, 1.0)], 16, np.array([0]), np.array([[20, 20, 20]]))
 
 
 def _sampler_threads() -> list[threading.Thread]:
@@ -218,13 +253,13 @@ def test_batches_are_the_patches_drawn(tmp_path):
     patch_tomos, origins = draw_patches(
         tomo_index, centres, class_ids, [v.shape for v in volumes], 5, patch_size=16, shift_voxels=5, rng=rng
     )
-    rotate = np.array([False, True, False, True, False])
-    ((x, y),) = list(cut_batches(volumes, label_maps, stats, [(patch_tomos, origins, rotate)], 16))
+    rotations = np.array([-1, 0, 1, 2, -1])
+    ((x, y),) = list(cut_batches(volumes, label_maps, stats, [(patch_tomos, origins, rotations)], 16))
     for i, (t, (z0, y0, x0)) in enumerate(zip(patch_tomos, origins)):
         expected = (volumes[t][z0 : z0 + 16, y0 : y0 + 16, x0 : x0 + 16] - 3.0) / 2.0
         expected_labels = label_maps[t][z0 : z0 + 16, y0 : y0 + 16, x0 : x0 + 16]
-        if rotate[i]:
-            expected, expected_labels = expected[::-1, :, ::-1], expected_labels[::-1, :, ::-1]
+        expected = rotate_180(expected, rotations[i])
+        expected_labels = rotate_180(expected_labels, rotations[i])
         np.testing.assert_allclose(x[i, ..., 0], expected, rtol=1e-6)
         np.testing.assert_array_equal(y[i], expected_labels)
 

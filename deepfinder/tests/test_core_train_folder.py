@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfinder.core.checkpoints import TrainingFolderError, last_checkpoint
+from deepfinder.core.checkpoints import CHECKPOINT_STATE, TrainingFolderError, last_checkpoint
 from deepfinder.core.cli import main
 from deepfinder.core.io import write_volume
 from deepfinder.core.model import load_model
@@ -129,6 +129,23 @@ def test_a_moved_project_resumes(project, trained_on_a, tmp_path, capsys):
     moved_files = tuple(moved / Path(path).name for path in files["a"][:3]) + (None,)
     code, _, _ = run_cli(train_command(moved_files, out, "--epochs", "2"), capsys)
     assert code == 0 and epochs_of(history(out)) == [1, 2]
+
+
+def test_a_training_of_an_earlier_version_continues_with_the_settings_added_since(
+    project, trained_on_a, tmp_path, capsys
+):
+    """A checkpoint made before a setting existed was trained as its default does."""
+    _, files = project
+    out = copy_of(trained_on_a, tmp_path)
+    state_file = out / CHECKPOINT_STATE
+    state = json.loads(state_file.read_text())
+    for added in ("rotations", "added_noise"):
+        del state["fingerprint"]["settings"][added]
+    state_file.write_text(json.dumps(state))
+    code, _, _ = run_cli(train_command(files["a"], out, "--epochs", "2"), capsys)
+    assert code == 0 and epochs_of(history(out)) == [1, 2]
+    code, _, error = run_cli(train_command(files["a"], out, "--epochs", "3", "--added-noise", "0.5"), capsys)
+    assert code == 2 and "added_noise 0.5 (the checkpoint's: 0.0)" in error
 
 
 def test_restart_starts_afresh(project, trained_on_a, tmp_path, capsys):

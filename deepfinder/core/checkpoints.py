@@ -253,22 +253,13 @@ def _digest(arrays) -> str:
     return digest.hexdigest()
 
 
-# The defaults of the settings a checkpoint records, as read back from its state file.
-_TRAINING_DEFAULTS = json.loads(
-    json.dumps(
-        {
-            name: value
-            for name, value in dataclasses.asdict(TrainingSettings()).items()
-            if name not in RESUMABLE_TRAINING_SETTINGS
-        }
-    )
-)
+# What a checkpoint made before a setting existed was trained with.
+SETTINGS_BEFORE_THEY_EXISTED = {"rotations": "tilt_axis", "added_noise": 0.0}
 
 
 def _differences(saved: dict, current: dict) -> list[str]:
     """What differs between a checkpoint's fingerprint and this run's, one phrase each."""
-    # A checkpoint made before a setting existed was trained as the setting's default does.
-    before = {**_TRAINING_DEFAULTS, **saved["settings"]}
+    before = {**SETTINGS_BEFORE_THEY_EXISTED, **saved["settings"]}
     differences = [
         f"{name} {current['settings'].get(name)!r} (the checkpoint's: {before.get(name)!r})"
         for name in sorted(set(before) | set(current["settings"]))

@@ -134,7 +134,8 @@ def test_a_moved_project_resumes(project, trained_on_a, tmp_path, capsys):
 def test_a_training_of_an_earlier_version_continues_with_the_settings_added_since(
     project, trained_on_a, tmp_path, capsys
 ):
-    """A checkpoint made before a setting existed was trained as its default does."""
+    """A checkpoint made before the patches' rotations were a setting turned them about the tilt
+    axis only: it continues with that value, and names it when another is asked for."""
     _, files = project
     out = copy_of(trained_on_a, tmp_path)
     state_file = out / CHECKPOINT_STATE
@@ -142,10 +143,12 @@ def test_a_training_of_an_earlier_version_continues_with_the_settings_added_sinc
     for added in ("rotations", "added_noise"):
         del state["fingerprint"]["settings"][added]
     state_file.write_text(json.dumps(state))
-    code, _, _ = run_cli(train_command(files["a"], out, "--epochs", "2"), capsys)
+    code, _, error = run_cli(
+        train_command(files["a"], out, "--epochs", "2", "--rotations", "three_axes"), capsys
+    )
+    assert code == 2 and "rotations 'three_axes' (the checkpoint's: 'tilt_axis')" in error
+    code, _, _ = run_cli(train_command(files["a"], out, "--epochs", "2", "--rotations", "tilt_axis"), capsys)
     assert code == 0 and epochs_of(history(out)) == [1, 2]
-    code, _, error = run_cli(train_command(files["a"], out, "--epochs", "3", "--added-noise", "0.5"), capsys)
-    assert code == 2 and "added_noise 0.5 (the checkpoint's: 0.0)" in error
 
 
 def test_restart_starts_afresh(project, trained_on_a, tmp_path, capsys):

@@ -5,7 +5,7 @@
                                      [--targets shapes|spheres|both] [--loss dice_cross_entropy]
                                      [--learning-rate 1e-3] [--final-learning-rate 1e-4]
                                      [--steps-per-epoch 100] [--bin 2] [--patch 16] [--batch 12] [--shift 4]
-                                     [--rotations tilt_axis] [--added-noise 0]
+                                     [--rotations three_axes] [--added-noise 0]
                                      [--precision auto] [--ceiling] [--model TRAINED.weights.h5]
                                      [--crops 4 34] [--modes plain rotations] [--name RUN]
                                      [--prepare-only]
@@ -516,7 +516,7 @@ def markdown_rows(occupancy_rows, distance_rows) -> list[str]:
 
 
 def parse_arguments() -> argparse.Namespace:
-    from deepfinder.core.settings import LOSSES, PRECISIONS, ROTATIONS
+    from deepfinder.core.settings import LOSSES, PRECISIONS, ROTATIONS, TrainingSettings, default_of
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -588,10 +588,16 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--validation-steps", type=int, default=2)
     parser.add_argument("--shift", type=int, default=4, help="patch-centre jitter, voxels")
     parser.add_argument(
-        "--rotations", choices=ROTATIONS, default="tilt_axis", help="training patches' rotations"
+        "--rotations",
+        choices=ROTATIONS,
+        default=default_of(TrainingSettings, "rotations"),
+        help="training patches' rotations (the engine's default)",
     )
     parser.add_argument(
-        "--added-noise", type=float, default=0.0, help="largest std of the noise added to a patch"
+        "--added-noise",
+        type=float,
+        default=default_of(TrainingSettings, "added_noise"),
+        help="largest std of the noise added to a training patch, in the tomogram's (the engine's default)",
     )
     parser.add_argument(
         "--bin",

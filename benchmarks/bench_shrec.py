@@ -5,7 +5,7 @@
                                      [--targets shapes|spheres|both] [--loss dice_cross_entropy]
                                      [--learning-rate 1e-3] [--final-learning-rate 1e-4]
                                      [--steps-per-epoch 100] [--bin 2] [--patch 16] [--batch 12] [--shift 4]
-                                     [--rotations three_axes] [--added-noise 0]
+                                     [--rotations tilt_axis] [--added-noise 0]
                                      [--precision auto] [--ceiling] [--model TRAINED.weights.h5]
                                      [--crops 4 34] [--modes plain rotations] [--name RUN]
                                      [--prepare-only]

@@ -279,11 +279,11 @@ class TrainingSettings:
         "below half the patch size.",
     )
     rotations: str = _setting(
-        "three_axes",
+        "tilt_axis",
         "Rotations of the training patches by 180 degrees, which keep the missing wedge and the "
-        "particles' hand: three_axes: a quarter each unturned and about z, y and x (the rotations "
-        "that segmentation's average_rotations averages over); tilt_axis: half of them about the "
-        "tilt axis only, as the paper and versions before 4.0.",
+        "particles' hand: tilt_axis: half of them about the tilt axis (the paper's); three_axes: a "
+        "quarter each unturned and about z, y and x (the rotations that segmentation's "
+        "average_rotations averages over), better on look-alike classes in a long training.",
     )
     added_noise: float = _setting(
         0.0,

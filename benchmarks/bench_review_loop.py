@@ -39,7 +39,7 @@ from deepfinder.core.evaluate import match_by_distance, precision_recall_f1
 from deepfinder.core.io import read_volume, read_voxel_size, write_volume
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.segment import segment_tomogram
-from deepfinder.core.settings import training_preset
+from deepfinder.core.settings import ROTATIONS, TrainingSettings, default_of, training_preset
 from deepfinder.core.simulate import simulate_dataset
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.targets import sphere_targets
@@ -96,6 +96,12 @@ def main() -> None:
     parser.add_argument("--tune-epochs", type=int, default=4)
     parser.add_argument("--tune-seed", type=int, default=1, help="seed of the fine-tuning runs")
     parser.add_argument("--runs", nargs="+", choices=RUNS, default=RUNS, help="fine-tuning runs to make")
+    parser.add_argument(
+        "--rotations",
+        choices=ROTATIONS,
+        default=default_of(TrainingSettings, "rotations"),
+        help="training patches' rotations, of the base model and the fine-tunings",
+    )
     args = parser.parse_args()
     work, data = args.work, args.work / "data"
     started = time.perf_counter()
@@ -108,7 +114,9 @@ def main() -> None:
         name: particle_csv.read(data / f"{name}_particles.csv").particles
         for name in (*TRAIN, REVIEWED, HELD_OUT)
     }
-    base = train_on_shapes(data, TRAIN, work, training_preset("quick", epochs=args.base_epochs, seed=0))
+    base = train_on_shapes(
+        data, TRAIN, work, training_preset("quick", epochs=args.base_epochs, seed=0, rotations=args.rotations)
+    )
     print(f"base model: {time.perf_counter() - started:.0f} s")
     found = picks(data, REVIEWED, base, work, radius)
     reviewed_scores = scores(found, truth[REVIEWED], names)
@@ -137,7 +145,7 @@ def main() -> None:
             [*(truth[name] for name in TRAIN), centres],
             work / tag,
             len(classes) + 1,
-            training_preset("quick", epochs=args.tune_epochs, seed=args.tune_seed),
+            training_preset("quick", epochs=args.tune_epochs, seed=args.tune_seed, rotations=args.rotations),
             validation_fraction=0.2,
             initial_weights=base,
         )

@@ -45,7 +45,7 @@ from bench_shrec import cpu_seconds, score
 
 from deepfinder.core.devices import import_keras
 from deepfinder.core.normalize import normalize
-from deepfinder.core.rotations import WEDGE_PRESERVING_ROTATIONS
+from deepfinder.core.rotations import WEDGE_PRESERVING_ROTATIONS, rotate_180
 from deepfinder.core.sampling import draw_rows
 from deepfinder.core.tables import csv as particle_csv
 
@@ -116,11 +116,7 @@ def rotate_boxes(boxes: np.ndarray, rotation: np.ndarray) -> np.ndarray:
     box i, 1-3 turn it by 180 degrees about z, y or x. In an even box the turn moves the
     centre voxel (index ``box_size // 2``) by one voxel along the reversed axes, less than the
     shifts training sees."""
-    turned = boxes.copy()
-    for k, axes in enumerate(WEDGE_PRESERVING_ROTATIONS, start=1):
-        chosen = rotation == k
-        turned[chosen] = np.flip(boxes[chosen], tuple(axis + 1 for axis in axes))
-    return turned
+    return np.stack([rotate_180(box, k - 1) for box, k in zip(boxes, rotation)])
 
 
 def augmented_batch(

@@ -259,11 +259,11 @@ SETTINGS_BEFORE_THEY_EXISTED = {"rotations": "tilt_axis", "added_noise": 0.0}
 
 def _differences(saved: dict, current: dict) -> list[str]:
     """What differs between a checkpoint's fingerprint and this run's, one phrase each."""
-    before = {**SETTINGS_BEFORE_THEY_EXISTED, **saved["settings"]}
+    saved_settings = {**SETTINGS_BEFORE_THEY_EXISTED, **saved["settings"]}
     differences = [
-        f"{name} {current['settings'].get(name)!r} (the checkpoint's: {before.get(name)!r})"
-        for name in sorted(set(before) | set(current["settings"]))
-        if before.get(name) != current["settings"].get(name)
+        f"{name} {current['settings'].get(name)!r} (the checkpoint's: {saved_settings.get(name)!r})"
+        for name in sorted(set(saved_settings) | set(current["settings"]))
+        if saved_settings.get(name) != current["settings"].get(name)
     ]
     for role in ("training", "validation"):
         before, now = saved[role], current[role]

@@ -19,8 +19,4 @@ TILT_AXIS = 1
 def rotate_180(volume: np.ndarray, rotation: int) -> np.ndarray:
     """``volume`` (z, y, x, ...) turned by rotation ``rotation`` of :data:`WEDGE_PRESERVING_ROTATIONS`
     (a view; -1 returns it unturned)."""
-    if rotation < 0:
-        return volume
-    axes = WEDGE_PRESERVING_ROTATIONS[rotation]
-    index = tuple(slice(None, None, -1) if axis in axes else slice(None) for axis in range(3))
-    return volume[index]
+    return volume if rotation < 0 else np.flip(volume, WEDGE_PRESERVING_ROTATIONS[rotation])

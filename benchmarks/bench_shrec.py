@@ -1,36 +1,40 @@
 """SHREC'19-like quality: train on a few simulated tomograms for a budget of steps, score held-out ones.
 
-    python benchmarks/bench_shrec.py [--work DIR] [--n-train 3] [--held-out 7 8] [--data-seed 0]
+    python benchmarks/bench_shrec.py [--work DIR] [--n-train 3] [--train-settings bench]
+                                     [--held-out 7 8] [--data-seed 0]
                                      [--seed 0] [--steps 15000] [--train-wall-minutes M]
                                      [--targets shapes|spheres|both] [--loss dice_cross_entropy]
                                      [--learning-rate 1e-3] [--final-learning-rate 1e-4]
                                      [--steps-per-epoch 100] [--bin 2] [--patch 16] [--batch 12] [--shift 4]
                                      [--rotations tilt_axis] [--added-noise 0]
-                                     [--precision auto] [--ceiling] [--model TRAINED.weights.h5]
+                                     [--precision auto] [--ceiling] [--match-spectrum]
+                                     [--model TRAINED.weights.h5]
                                      [--crops 4 34] [--modes plain rotations] [--name RUN]
                                      [--prepare-only]
 
-Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the training
-layouts 0..n-1 of ``shrec19/object_list_train.xml`` and each held-out layout (``--held-out``, default 7
-and 8; 8 is the SHREC'19 validation tomogram) under two imaging settings: the training data's (preset
-``bench``) and another one (preset ``bench_shifted``: SNR 0.05, defocus 3 um, tilts +-50 degrees, thicker
-ice), as ``heldout<layout>_<preset>``. The data depend on ``--data-seed`` only (a held-out layout is
-simulated with the seed (data seed, layout) under both presets: the same specimen imaged twice), so
-runs with other training seeds (``--seed``) share them. Everything is written into ``--work`` and
-reused: only what is missing is simulated, also in folders of older versions of this script.
+Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 0.1) the training layouts
+0..n-1 of ``shrec19/object_list_train.xml`` and each held-out layout (``--held-out``, default 7 and 8; 8 is
+the SHREC'19 validation tomogram) under two imaging settings: the training data's (preset ``bench``) and
+another one (preset ``bench_shifted``: SNR 0.05, defocus 3 um, tilts +-50 degrees, thicker ice), as
+``heldout<layout>_<preset>``. The data depend on ``--data-seed`` only (a held-out layout is simulated with the
+seed (data seed, layout) under both presets: the same specimen imaged twice), so runs with other training
+seeds (``--seed``) share them. ``--train-settings bench_shifted`` trains on the training layouts imaged under
+the other setting (``train<layout>_bench_shifted``, seed (data seed, layout)), ``--train-settings bench
+bench_shifted`` on both sets of tomograms. Everything is written into ``--work`` and reused: only what is
+missing is simulated, also in folders of older versions of this script.
 
-Builds label maps (rotated shape masks or class-radius balls), trains the U-net for ``--steps`` steps
-(a budget that means the same on every machine; the report gives the process CPU time it took, all
-threads, and the CPU model, and ``--train-wall-minutes`` can cap it), segments every held-out
-tomogram, plainly and with the scores averaged over the tomogram's four 180-degree rotations
-(``average_rotations``), clusters the label maps and prints per-class precision, recall and F1 under
-the SHREC'19 occupancy rule and the distance rule (tolerance = class radius), and the class confusion.
-By default (``--bin 2``) it trains and segments 2x-binned copies of the tomograms (20 A/voxel, as
-DeepFinder's SHREC'21 re-run) and scores the particles found at the full size; ``--bin 1`` works at
-10 A/voxel and also saves a PNG of a predicted label-map slice next to the truth. ``--model`` scores an
-already trained model (report ``report_<name>_rescored.json``, so that a training run's report stays);
-``--crops 4 34`` also segments the first held-out tomogram with exact tiling and counts the labels
-that differ.
+Builds label maps (rotated shape masks or class-radius balls), trains the U-net for ``--steps`` steps (a
+budget that means the same on every machine; the report gives the process CPU time it took, all threads, and
+the CPU model, and ``--train-wall-minutes`` can cap it), segments every held-out tomogram, plainly and with
+the scores averaged over the tomogram's four 180-degree rotations (``average_rotations``; with
+``--match-spectrum`` each held-out tomogram is first filtered to the training tomograms' amplitude spectrum, the
+engine's ``match_spectrum``), clusters the label maps and prints per-class precision, recall and F1 under the
+SHREC'19 occupancy rule and the distance rule (tolerance = class radius), and the class confusion. By default
+(``--bin 2``) it trains and segments 2x-binned copies of the tomograms (20 A/voxel, as DeepFinder's SHREC'21
+re-run) and scores the particles found at the full size; ``--bin 1`` works at 10 A/voxel and also saves a PNG
+of a predicted label-map slice next to the truth. ``--model`` scores an already trained model (report
+``report_<name>_rescored.json``, so that a training run's report stays); ``--crops 4 34`` also segments the
+first held-out tomogram with exact tiling and counts the labels that differ.
 
 The report ``report_<name>.json`` holds, per targets kind, the training and, per held-out layout,
 setting and mode (plain, rotations), the per-class scores under both rules and the confusion counts;
@@ -138,58 +142,74 @@ def check_data_seed(work: Path, data_seed: int) -> None:
     record.write_text(json.dumps({"data_seed": data_seed}) + "\n")
 
 
-def simulate(work: Path, n_train: int, held_out: list[int], data_seed: int, shrec_dir: Path) -> dict:
-    """The missing ones of: training tomograms tomo_000.. (layouts 0..n_train-1, preset bench) and
-    each held-out layout under each of :data:`SETTINGS` (seed (data_seed, layout) under both)."""
-    from deepfinder.core.io import write_volume
-    from deepfinder.core.simulate import (
-        PRESETS,
-        shrec19_layout,
-        shrec19_shapes,
-        simulate_dataset,
-        simulate_tomogram,
-    )
+def simulate(
+    work: Path,
+    n_train: int,
+    held_out: list[int],
+    data_seed: int,
+    shrec_dir: Path,
+    train_settings: tuple[str, ...] = ("bench",),
+) -> dict:
+    """The missing ones of: the training tomograms of layouts 0..n_train-1 under each of
+    ``train_settings`` (``tomo_000``.. under ``bench``, seeds (data_seed, i); ``train<layout>_<setting>``
+    under another, seed (data_seed, layout)) and each held-out layout under each of :data:`SETTINGS`
+    (seed (data_seed, layout) under both)."""
+    from deepfinder.core.simulate import simulate_dataset
 
     started, cpu = time.perf_counter(), cpu_seconds()
-    names = [f"tomo_{i:03d}" for i in range(n_train)]
-    if (
-        not all((work / f"{name}_occupancy.mrc").exists() for name in names)
-        or not (work / "classes.json").exists()
-    ):
-        simulate_dataset(work, preset="bench", n_tomograms=n_train, seed=data_seed, shrec_dir=shrec_dir)
+    names = []
+    if "bench" in train_settings:
+        names = [f"tomo_{i:03d}" for i in range(n_train)]
+        if (
+            not all((work / f"{name}_occupancy.mrc").exists() for name in names)
+            or not (work / "classes.json").exists()
+        ):
+            simulate_dataset(work, preset="bench", n_tomograms=n_train, seed=data_seed, shrec_dir=shrec_dir)
+    for setting in train_settings:
+        if setting != "bench":
+            names += [
+                simulate_layout(work, f"train{layout}_{setting}", layout, setting, data_seed, shrec_dir)
+                for layout in range(n_train)
+            ]
     held = [
         {"layout": layout, "setting": setting, "name": held_out_name(layout, setting)}
         for layout in held_out
         for setting in SETTINGS
     ]
-    shapes = None
     for tomogram in held:
-        name, recipe = tomogram["name"], PRESETS[tomogram["setting"]]
-        if (work / f"{name}_occupancy.mrc").exists():
-            continue
-        print(f"{name}: simulating SHREC'19 layout {tomogram['layout']}", file=sys.stderr, flush=True)
-        shapes = shapes or shrec19_shapes(recipe.specimen.voxel_size, shrec_dir)
-        result = simulate_tomogram(
-            shapes,
-            recipe.specimen,
-            recipe.tilt_series,
-            seed=np.random.SeedSequence([data_seed, tomogram["layout"]]),
-            layout=shrec19_layout(tomogram["layout"], shrec_dir),
-            name=name,
-        )
-        voxel_size = recipe.specimen.voxel_size
-        write_volume(work / f"{name}.mrc", result.tomogram, voxel_size)
-        particle_csv.write(work / f"{name}_particles.csv", result.particles)
-        write_volume(work / f"{name}_labels.mrc", result.labels, voxel_size)
-        # Last: its presence marks a complete tomogram.
-        write_volume(work / f"{name}_occupancy.mrc", result.occupancy, voxel_size)
-        del result
+        simulate_layout(work, tomogram["name"], tomogram["layout"], tomogram["setting"], data_seed, shrec_dir)
     return {
         "train": names,
         "held_out": held,
         "wall": time.perf_counter() - started,
         "cpu": cpu_seconds() - cpu,
     }
+
+
+def simulate_layout(work: Path, name: str, layout: int, setting: str, data_seed: int, shrec_dir: Path) -> str:
+    """SHREC'19 ``layout`` imaged under preset ``setting`` as ``work/<name>*``, unless already there."""
+    from deepfinder.core.io import write_volume
+    from deepfinder.core.simulate import PRESETS, shrec19_layout, shrec19_shapes, simulate_tomogram
+
+    if (work / f"{name}_occupancy.mrc").exists():
+        return name
+    print(f"{name}: simulating SHREC'19 layout {layout}", file=sys.stderr, flush=True)
+    recipe = PRESETS[setting]
+    voxel_size = recipe.specimen.voxel_size
+    result = simulate_tomogram(
+        shrec19_shapes(voxel_size, shrec_dir),
+        recipe.specimen,
+        recipe.tilt_series,
+        seed=np.random.SeedSequence([data_seed, layout]),
+        layout=shrec19_layout(layout, shrec_dir),
+        name=name,
+    )
+    write_volume(work / f"{name}.mrc", result.tomogram, voxel_size)
+    particle_csv.write(work / f"{name}_particles.csv", result.particles)
+    write_volume(work / f"{name}_labels.mrc", result.labels, voxel_size)
+    # Last: its presence marks a complete tomogram.
+    write_volume(work / f"{name}_occupancy.mrc", result.occupancy, voxel_size)
+    return name
 
 
 def bin_data(work: Path, names: list[str], classes: list[dict], shrec_dir: Path) -> Path:
@@ -334,6 +354,7 @@ def segment_and_score(
     precision: str = "auto",
     crop_voxels: int = 4,
     average_rotations: bool = False,
+    match_spectrum: bool = False,
 ) -> dict:
     """Segment held-out tomogram ``name`` of ``data`` (``work`` or its 2x-binned copy), cluster,
     match with both rules against the truth in ``work``; returns tables, confusion and times."""
@@ -349,7 +370,10 @@ def segment_and_score(
         data / f"{name}_pred_{tag}.mrc",
         data / f"{name}_scores_{tag}.mrc",
         SegmentationSettings(
-            precision=precision, crop_voxels=crop_voxels, average_rotations=average_rotations
+            precision=precision,
+            crop_voxels=crop_voxels,
+            average_rotations=average_rotations,
+            match_spectrum=match_spectrum,
         ),
     )
     segment_times = (time.perf_counter() - started, cpu_seconds() - cpu)
@@ -527,6 +551,14 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--n-train", type=int, default=3, help="training tomograms (layouts 0..n-1)")
     parser.add_argument(
+        "--train-settings",
+        nargs="+",
+        choices=SETTINGS,
+        default=["bench"],
+        help="imaging settings the training layouts are simulated under: one, or both (twice the "
+        "training tomograms, the same steps)",
+    )
+    parser.add_argument(
         "--held-out",
         type=int,
         nargs="+",
@@ -627,6 +659,12 @@ def parse_arguments() -> argparse.Namespace:
         "rotations (4x the network time)",
     )
     parser.add_argument(
+        "--match-spectrum",
+        action="store_true",
+        help="filter each held-out tomogram to the training tomograms' amplitude spectrum first "
+        "(the engine's match_spectrum)",
+    )
+    parser.add_argument(
         "--model",
         type=Path,
         default=None,
@@ -676,7 +714,9 @@ def main() -> int:
     kinds = ("shapes", "spheres") if args.targets == "both" else (args.targets,)
     with data_lock(work):
         check_data_seed(work, args.data_seed)
-        simulated = simulate(work, args.n_train, args.held_out, args.data_seed, shrec_dir)
+        simulated = simulate(
+            work, args.n_train, args.held_out, args.data_seed, shrec_dir, tuple(args.train_settings)
+        )
         held_out = simulated["held_out"]
         classes = json.loads((work / "classes.json").read_text())
         data, data_classes = work, classes
@@ -742,6 +782,7 @@ def main() -> int:
                     args.precision,
                     args.crops[0],
                     average_rotations=mode == "rotations",
+                    match_spectrum=args.match_spectrum,
                 )
                 how = "scores averaged over 4 rotations" if mode == "rotations" else "plain"
                 print_scored(
@@ -799,6 +840,7 @@ def compare_crops(
             f"{run_name(kind, args)}_crop{crop}",
             args.precision,
             crop,
+            match_spectrum=args.match_spectrum,
         )
         print_scored(f"{name}, {kind} targets, tiles cropped by {crop} voxels", scored, classes)
         differ = first["label_map"] != scored["label_map"]

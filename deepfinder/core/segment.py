@@ -41,10 +41,11 @@ import numpy as np
 
 from .errors import InputError
 from .io import atomic_output, create_volume, read_volume, read_voxel_size, refuse_overwriting_inputs
-from .model import load_model, metadata_path, output_classes
+from .model import load_model, metadata_path, output_classes, read_metadata
 from .normalize import normalize, tomogram_stats
 from .rotations import WEDGE_PRESERVING_ROTATIONS
 from .settings import AUTOMATIC_TILE_SIZE, POOLING_FACTOR, SegmentationSettings, SettingError
+from .spectrum import PROFILE_KEY, match_amplitude_profile
 
 log = logging.getLogger(__name__)
 
@@ -478,7 +479,10 @@ def segment_tomogram(
         raise
     except InputError as error:
         raise InputError(f"Tomogram {tomogram_path}: {error}") from error
+    target_profile = training_amplitude_profile(weights_path) if settings.match_spectrum else None
     try:
+        if target_profile is not None:
+            volume = match_amplitude_profile(volume, target_profile)
         stats = tomogram_stats(volume)
     except InputError as error:
         raise InputError(f"Tomogram {tomogram_path}: {error}") from error
@@ -547,6 +551,18 @@ def segment_tomogram(
         "n_tiles": n_tiles,
         "n_tiles_skipped": math.prod(len(plan.starts) for plan in plans) - n_tiles,
     }
+
+
+def training_amplitude_profile(weights_path: str | os.PathLike) -> np.ndarray:
+    """The mean amplitude profile of a model's training tomograms, from its JSON file; refuses
+    models trained without one."""
+    profile = read_metadata(weights_path).get(PROFILE_KEY)
+    if profile is None:
+        raise InputError(
+            f"{weights_path} does not hold the amplitude spectrum of its training tomograms (trained by "
+            "an earlier version, or imported): segment without spectrum matching, or train it again"
+        )
+    return np.asarray(profile, dtype=float)
 
 
 def _write_row(writers: dict, z_start: int, row: list[np.ndarray], seconds: StageSeconds) -> None:

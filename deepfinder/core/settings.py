@@ -417,6 +417,12 @@ class SegmentationSettings:
         "the missing wedge in place) and average the four predictions: up to 4 times the time, "
         "fewer confusions between look-alike classes, no retraining.",
     )
+    match_spectrum: bool = _setting(
+        False,
+        "First filter the tomogram so that its amplitude spectrum is that of the model's training "
+        "tomograms: for tomograms imaged otherwise (another defocus, dose or ice thickness). Needs "
+        "memory for three float32 copies of the tomogram, and a model trained by this version.",
+    )
     precision: str = _setting("auto", _PRECISION_HELP)
 
     def check(self) -> None:

@@ -60,6 +60,7 @@ from .multi_device import mirrored_strategy
 from .particles import ParticleTable
 from .sampling import cut_batches, training_batches
 from .settings import SettingError, TrainingSettings
+from .spectrum import PROFILE_KEY, mean_amplitude_profile
 from .training_data import PatchSource, open_sources, validation_patches
 from .training_step import training_steps
 
@@ -256,6 +257,7 @@ def train(
         "class_names": class_names,
         "voxel_size": voxel_size,
         "normalisation": NORMALISATION,
+        PROFILE_KEY: mean_amplitude_profile(data.volumes).tolist(),
         "tomograms": [str(t) for t in tomograms],
         "initial_weights": str(initial_weights) if initial_weights else None,
     }

@@ -13,7 +13,8 @@ from tomo.objects import SetOfTomoMasks
 from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, new_tomo_mask, set_class_names, set_score_files, tomograms_by_tsid
-from ..core.segment import score_map_paths
+from ..core.errors import InputError
+from ..core.segment import score_map_paths, training_amplitude_profile
 from ..core.settings import SegmentationSettings
 from .protocol_base import (
     DeepFinderEngineProtocol,
@@ -36,6 +37,7 @@ FORM_PARAMS = {
     "batch_size": "batchSize",
     "bin_scores": "binScores",
     "average_rotations": "averageRotations",
+    "match_spectrum": "matchSpectrum",
 }
 
 
@@ -93,6 +95,14 @@ class DeepFinderProtSegment(TomogramStreaming, DeepFinderEngineProtocol):
             "average_rotations",
             params.BooleanParam,
             label="Average 4 rotations (up to 4x slower)?",
+        )
+        add_setting_param(
+            form,
+            SegmentationSettings,
+            FORM_PARAMS,
+            "match_spectrum",
+            params.BooleanParam,
+            label="Match the training tomograms' spectrum?",
         )
         add_setting_param(
             form,
@@ -202,6 +212,11 @@ class DeepFinderProtSegment(TomogramStreaming, DeepFinderEngineProtocol):
         errors += mask_errors(self.inputMasks.get(), tomograms_by_tsid(tomograms))
         if not os.path.exists(model.getWeightsFile() or ""):
             errors.append(f"The model's weights file is missing: {model.getWeightsFile()}")
+        elif self.matchSpectrum:
+            try:
+                training_amplitude_profile(model.getWeightsFile())
+            except InputError as error:
+                errors.append(str(error))
         return errors
 
     def _warnings(self):

@@ -4,12 +4,15 @@ import re
 import mrcfile
 import numpy as np
 import pytest
+from scipy import ndimage
 
+from deepfinder.core.errors import InputError
 from deepfinder.core.io import read_volume, read_voxel_size, write_volume
 from deepfinder.core.model import build_unet, save_model
 from deepfinder.core.normalize import normalize, tomogram_stats
 from deepfinder.core.segment import plan_axis, predict_scores, segment_tomogram
 from deepfinder.core.settings import RECEPTIVE_FIELD_RADIUS, SegmentationSettings
+from deepfinder.core.spectrum import PROFILE_KEY, amplitude_profile, match_amplitude_profile
 
 N_CLASSES = 3
 
@@ -282,3 +285,24 @@ def test_positions_found_in_binned_scores_map_back_to_the_tomogram():
     np.testing.assert_allclose(
         np.sort(unbin_positions(found.xyz), axis=0), np.sort(truth.xyz, axis=0), atol=0.3
     )
+
+
+def test_spectrum_matching_segments_the_filtered_tomogram_and_needs_the_training_spectrum(model, tmp_path):
+    volume = tomogram((32, 48, 56), seed=5)
+    path = write_volume(tmp_path / "tomogram.mrc", volume)
+    settings = SegmentationSettings(match_spectrum=True, precision="float32")
+    bare = save_model(model, tmp_path / "bare.weights.h5", {})
+    with pytest.raises(InputError, match="amplitude spectrum of its training tomograms.*without spectrum"):
+        segment_tomogram(path, bare, tmp_path / "labels.mrc", settings=settings)
+    assert not (tmp_path / "labels.mrc").exists()
+
+    # Trained on smoother tomograms than this one.
+    profile = amplitude_profile(ndimage.gaussian_filter(tomogram((32, 48, 56), seed=6), 1.0))
+    weights = save_model(model, tmp_path / "trained.weights.h5", {PROFILE_KEY: profile.tolist()})
+    matched = segment_tomogram(path, weights, tmp_path / "labels.mrc", settings=settings)
+    filtered = write_volume(tmp_path / "filtered.mrc", match_amplitude_profile(volume, profile))
+    without = SegmentationSettings(precision="float32")
+    plain = segment_tomogram(filtered, weights, tmp_path / "filtered_labels.mrc", settings=without)
+    np.testing.assert_array_equal(read_volume(matched["labels"]), read_volume(plain["labels"]))
+    unmatched = segment_tomogram(path, weights, tmp_path / "unmatched_labels.mrc", settings=without)
+    assert np.mean(read_volume(unmatched["labels"]) != read_volume(matched["labels"])) > 0.01

@@ -13,6 +13,7 @@ from deepfinder.core.model import build_unet, load_model, save_model
 from deepfinder.core.normalize import normalize, tomogram_stats
 from deepfinder.core.particles import ParticleTable
 from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.spectrum import PROFILE_KEY, amplitude_profile
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.targets import sphere_targets
 from deepfinder.core.train import train
@@ -111,13 +112,15 @@ def test_best_model_is_best_by_validation_f1(trained):
     assert all(np.array_equal(a, b) for a, b in zip(best_weights, snapshot))
 
 
-def test_outputs_describe_the_model(trained):
+def test_outputs_describe_the_model(trained, data):
     out, best, _ = trained
     assert best == out / "best.weights.h5"
     metadata = json.loads((out / "best.json").read_text())
     assert metadata["n_classes"] == 2 and metadata["patch_size"] == 16
     assert metadata["class_names"] == ["background", "blob"] and metadata["voxel_size"] == 10.0
     assert "per-tomogram" in metadata["normalisation"] and metadata["epochs_trained"] == 4
+    # What segmenting with spectrum matching filters other tomograms to.
+    np.testing.assert_allclose(metadata[PROFILE_KEY], amplitude_profile(read_volume(data["train"][0])))
     row = json.loads((out / "history.json").read_text())[0]
     for key in (
         "train_loss",

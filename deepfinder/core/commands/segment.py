@@ -31,6 +31,7 @@ def add_parser(subparsers) -> None:
     add_setting(parser, SegmentationSettings, "batch_size", "--batch-size", type=int)
     add_setting(parser, SegmentationSettings, "bin_scores", "--bin", action="store_true")
     add_setting(parser, SegmentationSettings, "average_rotations", "--average-rotations", action="store_true")
+    add_setting(parser, SegmentationSettings, "match_spectrum", "--match-spectrum", action="store_true")
     parser.add_argument(
         "--n-classes",
         type=int,

@@ -28,13 +28,13 @@ budget that means the same on every machine; the report gives the process CPU ti
 the CPU model, and ``--train-wall-minutes`` can cap it), segments every held-out tomogram, plainly and with
 the scores averaged over the tomogram's four 180-degree rotations (``average_rotations``; with
 ``--match-spectrum`` each held-out tomogram is first filtered to the training tomograms' amplitude spectrum,
-the engine's ``match_spectrum``), clusters the label maps and prints per-class precision, recall and F1 under
-the SHREC'19 occupancy rule and the distance rule (tolerance = class radius), and the class confusion. By default
-(``--bin 2``) it trains and segments 2x-binned copies of the tomograms (20 A/voxel, as DeepFinder's SHREC'21
-re-run) and scores the particles found at the full size; ``--bin 1`` works at 10 A/voxel and also saves a PNG
-of a predicted label-map slice next to the truth. ``--model`` scores an already trained model (report
-``report_<name>_rescored.json``, so that a training run's report stays); ``--crops 4 34`` also segments the
-first held-out tomogram with exact tiling and counts the labels that differ.
+the engine's ``match_spectrum``), clusters the label maps and prints per-class precision, recall and F1
+under the SHREC'19 occupancy rule and the distance rule (tolerance = class radius), and the class confusion.
+By default (``--bin 2``) it trains and segments 2x-binned copies of the tomograms (20 A/voxel, as
+DeepFinder's SHREC'21 re-run) and scores the particles found at the full size; ``--bin 1`` works at 10
+A/voxel and also saves a PNG of a predicted label-map slice next to the truth. ``--model`` scores an already
+trained model (report ``report_<name>_rescored.json``, so that a training run's report stays); ``--crops 4
+34`` also segments the first held-out tomogram with exact tiling and counts the labels that differ.
 
 The report ``report_<name>.json`` holds, per targets kind, the training and, per held-out layout,
 setting and mode (plain, rotations), the per-class scores under both rules and the confusion counts;

@@ -112,6 +112,14 @@ class TestFormValidation(BaseTest):
         )
         self.assertIn("not a multiple of 4: use 48 or 52", _errors(protocol))
 
+    def test_segment_refuses_spectrum_matching_with_a_model_that_lacks_the_training_spectrum(self):
+        protocol = self.newProtocol(
+            DeepFinderProtSegment, inputTomograms=self.tomos_a, inputModel=self.model, matchSpectrum=True
+        )
+        self.assertIn("segment without spectrum matching, or train it again", _errors(protocol))
+        protocol.matchSpectrum.set(False)
+        self.assertEqual(_errors(protocol), "")
+
     def test_import_model_refuses_missing_file(self):
         protocol = self.newProtocol(DeepFinderProtImportModel, weightsFile="/nonexistent.h5")
         self.assertIn("Weights file not found", _errors(protocol))

@@ -365,10 +365,16 @@ def predict_scores(
     """Class scores of a whole tomogram in memory: float32 (z, y, x, n_classes).
 
     Same tiling, normalisation, rotations, binning and ``mask`` as :func:`segment_tomogram`
-    (``settings`` default: ``SegmentationSettings()``); meant for volumes whose
-    scores fit in memory (tests, small tomograms).
+    (``settings`` default: ``SegmentationSettings()``; ``match_spectrum`` is refused: the model's
+    training spectrum is in its file); meant for volumes whose scores fit in memory (tests, small
+    tomograms).
     """
     settings = settings or SegmentationSettings()
+    if settings.match_spectrum:
+        raise ValueError(
+            "predict_scores has no training spectrum to match: filter the volume with "
+            "spectrum.match_amplitude_profile first"
+        )
     head = prediction_head(
         model, labels=False, scores_dtype="float32", average_rotations=settings.average_rotations
     )

@@ -295,6 +295,8 @@ def test_spectrum_matching_segments_the_filtered_tomogram_and_needs_the_training
     with pytest.raises(InputError, match="amplitude spectrum of its training tomograms.*without spectrum"):
         segment_tomogram(path, bare, tmp_path / "labels.mrc", settings=settings)
     assert not (tmp_path / "labels.mrc").exists()
+    with pytest.raises(ValueError, match="no training spectrum"):
+        predict_scores(volume, model, settings)
 
     # Trained on smoother tomograms than this one.
     profile = amplitude_profile(ndimage.gaussian_filter(tomogram((32, 48, 56), seed=6), 1.0))

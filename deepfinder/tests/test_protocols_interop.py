@@ -61,6 +61,39 @@ class TestInteroperability(BaseTest):
         self.assertEqual(protocol.union.getBoxSize(), 8)
         self.assertIn("ta", [t.getTsId() for t in protocol.union.getPrecedents()])
 
+    def test_classes_picked_at_two_samplings_join_in_one_set(self):
+        # Large particles picked in 2x-binned copies of the tomograms, small ones at full size.
+        os.makedirs(self.getOutputPath("binned"), exist_ok=True)
+        write_tomograms(self, {"binned/ta": np.zeros((16, 32, 32))}, 16.0)
+        binned_tomograms = import_tomograms(self, "binned/ta.mrc", 16.0)
+        picks = {
+            "full": ParticleTable(tomo=["ta", "ta"], class_id=[2, 2], xyz=[[10, 12, 8], [50, 40, 20]]),
+            "binned": ParticleTable(tomo=["ta"], class_id=[1], xyz=[[20, 6, 10]]),
+        }
+        imported = {}
+        for name, tomograms in (("full", self.tomograms), ("binned", binned_tomograms)):
+            source = particle_csv.write(self.getOutputPath(f"{name}.csv"), picks[name])
+            imported[name] = self.launchProtocol(
+                self.newProtocol(
+                    DeepFinderProtImportParticles,
+                    filesPath=str(source),
+                    inputTomograms=tomograms,
+                    boxSize=8,
+                )
+            )
+        joined = self.launchProtocol(
+            self.newProtocol(
+                DeepFinderProtConsensus,
+                inputCoordinates=[imported["full"].coordinates_class2, imported["binned"].coordinates_class1],
+                useGroupId=True,
+            )
+        ).union
+        self.assertEqual(joined.getSamplingRate(), 8.0)
+        table = coordinates_to_table(joined, 8.0)
+        self.assertEqual(sorted(table.class_id), [1, 2, 2])
+        np.testing.assert_allclose(table.of_class(1).xyz, [[40, 12, 20]], atol=1)
+        np.testing.assert_allclose(sorted(table.of_class(2).xyz.tolist()), picks["full"].xyz, atol=1e-6)
+
     def test_upstream_weights_become_a_model(self):
         weights = self.getOutputPath("net_weights_FINAL.h5")
         write_upstream_weights(weights, n_classes=3)

@@ -488,7 +488,10 @@ def segment_tomogram(
     target_profile = training_amplitude_profile(weights_path) if settings.match_spectrum else None
     try:
         if target_profile is not None:
+            clock = time.perf_counter()
             volume = match_amplitude_profile(volume, target_profile)
+            seconds_taken = time.perf_counter() - clock
+            log.info("segment: filtered to the training tomograms' spectrum in %.1f s", seconds_taken)
         stats = tomogram_stats(volume)
     except InputError as error:
         raise InputError(f"Tomogram {tomogram_path}: {error}") from error
@@ -565,8 +568,9 @@ def training_amplitude_profile(weights_path: str | os.PathLike) -> np.ndarray:
     profile = read_metadata(weights_path).get(PROFILE_KEY)
     if profile is None:
         raise InputError(
-            f"{weights_path} does not hold the amplitude spectrum of its training tomograms (trained by "
-            "an earlier version, or imported): segment without spectrum matching, or train it again"
+            f"{weights_path} does not hold the amplitude spectrum of its training tomograms (trained "
+            "by an earlier version, or upstream DeepFinder weights): segment without spectrum "
+            "matching, or train it again"
         )
     return np.asarray(profile, dtype=float)
 

@@ -8,14 +8,10 @@ makes it look more like what the network learnt from, without retraining.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import scipy.fft
 
 from .normalize import normalize, tomogram_stats
-
-log = logging.getLogger(__name__)
 
 #: Edge of the boxes the spectrum is averaged over, in voxels (Welch's method): its
 #: frequency resolution is 1 / BOX_EDGE cycles per voxel.
@@ -33,7 +29,8 @@ _CORNER = np.sqrt(3) / 2
 
 
 def amplitude_profile(volume: np.ndarray) -> np.ndarray:
-    """Radially averaged amplitude spectrum of a tomogram, normalised to unit variance.
+    """Radially averaged amplitude spectrum of a tomogram, in units of its standard deviation
+    (white noise gives 1 in every bin).
 
     Averaged over up to 64 boxes of up to :data:`BOX_EDGE` voxels a side spread over the
     volume, each tapered by a Hann window (Welch's method): cheap, memory-bounded, and read

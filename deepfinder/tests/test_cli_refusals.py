@@ -338,6 +338,14 @@ REFUSALS = [
         "use patch_size <= 16",
     ),
     (
+        "spectrum matching with a model that lacks its training spectrum",
+        lambda f: segment("tomo.mrc", _model(f), "--match-spectrum"),
+        2,
+        SEGMENT + "model.weights.h5 does not hold the amplitude spectrum of its training tomograms (trained "
+        "by an earlier version, or upstream DeepFinder weights): segment without spectrum matching, or "
+        "train it again",
+    ),
+    (
         "missing model",
         lambda f: segment("tomo.mrc", "absent.weights.h5"),
         2,

@@ -422,6 +422,7 @@ def segment_tomogram(
     *,
     n_classes: int | None = None,
     mask: np.ndarray | None = None,
+    coarse_weights_path: str | os.PathLike | None = None,
 ) -> dict:
     """Segment a tomogram file with a trained model; write the label map and score maps.
 
@@ -460,6 +461,13 @@ def segment_tomogram(
         Where to search, on the tomogram's grid (:func:`deepfinder.core.roi.fit_mask`
         makes one from a mask file): outside it every voxel is background (label 0,
         particle scores 0) and tiles holding none of it are not predicted.
+    coarse_weights_path : path, optional
+        A second model, trained on the same classes at twice the voxel size (tomograms
+        binned by 2): it segments the tomogram binned by 2 (means of 2x2x2 voxels), and
+        its scores, each voxel repeated 2x2x2, are averaged with the model's before
+        labelling. The coarse model sees twice the context, the model twice the detail.
+        Refused (:class:`InputError`, before any output) when the two models' class names
+        differ or, both voxel sizes known, the coarse one is not twice the model's.
 
     Returns
     -------
@@ -470,10 +478,13 @@ def segment_tomogram(
         ``n_tiles_skipped`` (outside the mask).
     """
     # The class count is known once the model is loaded: check every score map a model could have.
+    models = [weights_path] if coarse_weights_path is None else [weights_path, coarse_weights_path]
     refuse_overwriting_inputs(
         [labels_path, *(score_map_paths(scores_path, MAX_LABEL_CLASSES).values() if scores_path else ())],
-        [tomogram_path, weights_path, metadata_path(weights_path)],
+        [tomogram_path, *models, *(metadata_path(path) for path in models)],
     )
+    if coarse_weights_path is not None:
+        check_coarse_model(weights_path, coarse_weights_path)
     volume = read_volume(tomogram_path)
     if mask is not None and np.shape(mask) != volume.shape:
         raise ValueError(
@@ -501,21 +512,26 @@ def segment_tomogram(
         raise ValueError(
             f"{weights_path} has {n_model_classes} classes; label maps hold at most {MAX_LABEL_CLASSES}"
         )
+    seconds = StageSeconds()
+    started = time.perf_counter()
+    coarse = None
+    if coarse_weights_path is not None:
+        coarse = coarse_scores(volume, coarse_weights_path, n_model_classes, settings, seconds)
+        log.info("segment: coarse model done in %.1f s", time.perf_counter() - started)
     voxel_size = read_voxel_size(tomogram_path) or 1.0
     factor = 2 if settings.bin_scores else 1
     out_shape = tuple(-(-size // factor) for size in volume.shape)
     score_paths = score_map_paths(scores_path, n_model_classes) if scores_path else {}
     # MRC mode 0 (8-bit) holds the labels in one byte per voxel; it reads back as int8.
     outputs = {0: (labels_path, np.int8), **{k: (path, np.float16) for k, path in score_paths.items()}}
-    # Binning averages scores, so binned labels are taken here, from the binned scores.
+    # Binning and the coarse model change the scores, so their labels are taken here.
+    labels_on_host = settings.bin_scores or coarse is not None
     head = prediction_head(
         model,
-        labels=not settings.bin_scores,
-        scores_dtype="float16" if score_paths or settings.bin_scores else None,
+        labels=not labels_on_host,
+        scores_dtype="float16" if score_paths or labels_on_host else None,
         average_rotations=settings.average_rotations,
     )
-    seconds = StageSeconds()
-    started = time.perf_counter()
     # Every map is written under a temporary name and all are renamed at the end, the label
     # map last: a run that stops early leaves the previous maps as they were.
     with contextlib.ExitStack() as stack:
@@ -528,16 +544,12 @@ def segment_tomogram(
         writer = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepfinder-write"))
         written = None
         for z_start, row in iter_rows(volume, head, settings, stats=stats, mask=mask, seconds=seconds):
-            if settings.bin_scores:
+            if labels_on_host:
                 clock = time.perf_counter()
-                step, depth = 2 * SLAB_DEPTH, row[0].shape[1]
-                scores = np.concatenate(
-                    [
-                        downsample_scores(np.moveaxis(row[0][:, z : z + step], 0, -1))
-                        for z in range(0, depth, step)
-                    ]
-                )
-                row = [labels_from_scores(scores).view(np.int8), np.moveaxis(scores, -1, 0)]
+                if coarse is not None:
+                    row_mask = None if mask is None else mask[z_start : z_start + row[0].shape[1]]
+                    average_with_coarse(row[0], coarse, z_start, row_mask)
+                row = labelled_row(row[0], settings.bin_scores)
                 seconds.labels += time.perf_counter() - clock
             if written is not None:
                 _wait(written, seconds, "waiting_for_writes")
@@ -560,6 +572,92 @@ def segment_tomogram(
         "n_tiles": n_tiles,
         "n_tiles_skipped": math.prod(len(plan.starts) for plan in plans) - n_tiles,
     }
+
+
+def check_coarse_model(weights_path: str | os.PathLike, coarse_weights_path: str | os.PathLike) -> None:
+    """Refuse a coarse model that does not pair with the model (see :func:`segment_tomogram`)."""
+    fine, coarse = read_metadata(weights_path), read_metadata(coarse_weights_path)
+    names = fine.get("class_names"), coarse.get("class_names")
+    if None not in names and list(names[0]) != list(names[1]):
+        raise InputError(
+            f"The coarse model {coarse_weights_path} was trained for the classes {names[1]}, the model "
+            f"{weights_path} for {names[0]}: train both on the same classes, in the same order"
+        )
+    sizes = fine.get("voxel_size"), coarse.get("voxel_size")
+    if None not in sizes and not math.isclose(sizes[1], 2 * sizes[0], rel_tol=0.01):
+        raise InputError(
+            f"The coarse model {coarse_weights_path} was trained at {sizes[1]:g} A/voxel, the model "
+            f"{weights_path} at {sizes[0]:g}: the coarse model must be trained on the tomograms binned "
+            f"by 2 ({2 * sizes[0]:g} A/voxel)"
+        )
+
+
+def bin_volume(volume: np.ndarray) -> np.ndarray:
+    """``volume`` binned by 2: float32 means of 2x2x2 voxels (odd edges repeat the last voxel),
+    read a few z-slices at a time (it may be memory-mapped)."""
+    step = 2 * SLAB_DEPTH
+    return np.concatenate(
+        [
+            downsample_scores(np.asarray(volume[z : z + step], dtype=np.float32)[..., None])[..., 0]
+            for z in range(0, volume.shape[0], step)
+        ]
+    )
+
+
+def coarse_scores(
+    volume: np.ndarray,
+    weights_path: str | os.PathLike,
+    n_classes: int,
+    settings: SegmentationSettings,
+    seconds: StageSeconds,
+) -> np.ndarray:
+    """Class scores, float16 (n_classes, z, y, x), of a model trained at twice the voxel size on
+    ``volume`` binned by 2, normalised by its own statistics as its training tomograms were; the
+    tiles and rotations of ``settings`` (automatic tiles where they exceed the binned volume)."""
+    binned = bin_volume(volume)
+    model, _ = load_model(weights_path, n_classes, settings.precision)
+    head = prediction_head(
+        model, labels=False, scores_dtype="float16", average_rotations=settings.average_rotations
+    )
+    if settings.patch_size > _ceil_to(max(binned.shape), POOLING_FACTOR):
+        settings = dataclasses.replace(settings, patch_size=0)
+    rows = [outputs[0] for _, outputs in iter_rows(binned, head, settings, seconds=seconds)]
+    return np.concatenate(rows, axis=1)
+
+
+def average_with_coarse(
+    scores: np.ndarray, coarse: np.ndarray, z_start: int, mask: np.ndarray | None = None
+) -> None:
+    """Average a row of class scores (n_classes, dz, y, x) from z-index ``z_start`` with the
+    coarse scores (n_classes, z, y, x) at half its resolution, each coarse voxel repeated 2x2x2
+    (coarse voxel k is the mean of voxels 2k and 2k + 1), in place; outside the (dz, y, x)
+    ``mask`` the scores stay certain background."""
+    depth, height, width = scores.shape[1:]
+    for z in range(0, depth, SLAB_DEPTH):
+        slab = scores[:, z : z + SLAB_DEPTH]
+        first, last = z_start + z, z_start + z + slab.shape[1] - 1
+        block = coarse[:, first // 2 : last // 2 + 1]
+        upsampled = block.repeat(2, axis=1).repeat(2, axis=2).repeat(2, axis=3)
+        offset = first % 2
+        upsampled = upsampled[:, offset : offset + slab.shape[1], :height, :width]
+        slab[...] = (slab.astype(np.float32) + upsampled) / 2
+    if mask is not None:
+        _background_outside(scores, mask)
+
+
+def labelled_row(scores: np.ndarray, bin_scores: bool) -> list[np.ndarray]:
+    """The label map (int8) and class scores of a row of scores (n_classes, dz, y, x), first
+    averaged over 2x2x2 voxels with ``bin_scores``."""
+    step = (2 if bin_scores else 1) * SLAB_DEPTH
+    if bin_scores:
+        binned = [
+            downsample_scores(np.moveaxis(scores[:, z : z + step], 0, -1))
+            for z in range(0, scores.shape[1], step)
+        ]
+        scores = np.moveaxis(np.concatenate(binned), -1, 0)
+    labels = [np.argmax(scores[:, z : z + step], axis=0) for z in range(0, scores.shape[1], step)]
+    labels = np.concatenate(labels)
+    return [labels.astype(np.int8), scores]
 
 
 def training_amplitude_profile(weights_path: str | os.PathLike) -> np.ndarray:

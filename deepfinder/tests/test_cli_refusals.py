@@ -84,6 +84,12 @@ def _model(folder: Path, json_text: str = '{"n_classes": 3}') -> str:
     return "model.weights.h5"
 
 
+def _coarse_model(folder: Path, json_text: str) -> str:
+    _garbage(folder, "coarse.weights.h5")
+    (folder / "coarse.json").write_text(json_text)
+    return "coarse.weights.h5"
+
+
 def targets(tomogram="tomo.mrc", particles="particles.csv", *extra):
     return [
         "targets",
@@ -344,6 +350,18 @@ REFUSALS = [
         SEGMENT + "model.weights.h5 does not hold the amplitude spectrum of its training tomograms (trained "
         "by an earlier version, or upstream DeepFinder weights): segment without spectrum matching, or "
         "train it again",
+    ),
+    (
+        "coarse model not trained at twice the voxel size",
+        lambda f: segment(
+            "tomo.mrc",
+            _model(f, '{"n_classes": 3, "voxel_size": 10}'),
+            "--coarse-model",
+            _coarse_model(f, '{"n_classes": 3, "voxel_size": 10}'),
+        ),
+        2,
+        SEGMENT + "The coarse model coarse.weights.h5 was trained at 10 A/voxel, the model model.weights.h5 "
+        "at 10: the coarse model must be trained on the tomograms binned by 2 (20 A/voxel)",
     ),
     (
         "missing model",

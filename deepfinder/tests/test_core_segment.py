@@ -308,3 +308,80 @@ def test_spectrum_matching_segments_the_filtered_tomogram_and_needs_the_training
     np.testing.assert_array_equal(read_volume(matched["labels"]), read_volume(plain["labels"]))
     unmatched = segment_tomogram(path, weights, tmp_path / "unmatched_labels.mrc", settings=without)
     assert np.mean(read_volume(unmatched["labels"]) != read_volume(matched["labels"])) > 0.01
+
+
+def two_scale_models(model, tmp_path, coarse_voxel_size=20.0, coarse_names=("background", "ring", "rod")):
+    """The module's model at 10 A/voxel and another network, said trained at ``coarse_voxel_size``."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    names = ["background", "ring", "rod"]
+    fine = save_model(model, tmp_path / "fine.weights.h5", {"class_names": names, "voxel_size": 10.0})
+    coarse_model = build_unet(N_CLASSES)
+    metadata = {"class_names": list(coarse_names), "voxel_size": coarse_voxel_size}
+    return fine, save_model(coarse_model, tmp_path / "coarse.weights.h5", metadata), coarse_model
+
+
+def test_coarse_model_scores_binned_tomogram_and_is_averaged_before_labelling(model, tmp_path):
+    volume = tomogram((21, 40, 44), seed=7)
+    path = write_volume(tmp_path / "tomogram.mrc", volume, voxel_size=10)
+    fine, coarse, coarse_model = two_scale_models(model, tmp_path)
+    settings = SegmentationSettings(patch_size=24, precision="float32")
+    result = segment_tomogram(
+        path, fine, tmp_path / "labels.mrc", tmp_path / "scores.mrc", settings, coarse_weights_path=coarse
+    )
+
+    even = np.pad(volume, [(0, size % 2) for size in volume.shape], mode="edge")
+    binned = even.reshape(11, 2, 20, 2, 22, 2).mean(axis=(1, 3, 5))
+    coarse_scores = predict_scores(binned, coarse_model, settings)
+    upsampled = coarse_scores.repeat(2, 0).repeat(2, 1).repeat(2, 2)[:21]
+    expected = (predict_scores(volume, model, settings) + upsampled) / 2
+    labels = read_volume(result["labels"])
+    assert labels.shape == volume.shape
+    assert np.mean(labels == expected.argmax(axis=-1)) > 0.999
+    np.testing.assert_allclose(read_volume(result["scores"][2]), expected[..., 2], atol=2e-3)
+    plain = segment_tomogram(path, fine, tmp_path / "plain.mrc", settings=settings)
+    assert np.mean(read_volume(plain["labels"]) != labels) > 0.01
+
+
+@pytest.mark.parametrize(
+    "coarse_voxel_size, coarse_names, message",
+    [
+        (10.0, ("background", "ring", "rod"), r"trained at 10 A/voxel.*binned by 2 \(20 A/voxel\)"),
+        (20.0, ("background", "rod", "ring"), "classes.*same classes, in the same order"),
+    ],
+)
+def test_coarse_model_of_other_classes_or_voxel_size_is_refused_before_any_output(
+    model, tmp_path, coarse_voxel_size, coarse_names, message
+):
+    path = write_volume(tmp_path / "tomogram.mrc", tomogram((20, 24, 24)), voxel_size=10)
+    fine, coarse, _ = two_scale_models(model, tmp_path, coarse_voxel_size, coarse_names)
+    with pytest.raises(InputError, match=message):
+        segment_tomogram(path, fine, tmp_path / "labels.mrc", coarse_weights_path=coarse)
+    assert not (tmp_path / "labels.mrc").exists()
+
+
+def test_coarse_model_leaves_background_outside_the_mask_and_bins_with_the_scores(model, tmp_path):
+    path = write_volume(tmp_path / "tomogram.mrc", tomogram((20, 32, 36), seed=8), voxel_size=10)
+    fine, coarse, _ = two_scale_models(model, tmp_path)
+    mask = np.zeros((20, 32, 36), bool)
+    mask[4:16, 8:24, 6:30] = True
+    result = segment_tomogram(
+        path,
+        fine,
+        tmp_path / "labels.mrc",
+        tmp_path / "scores.mrc",
+        SegmentationSettings(patch_size=24, precision="float32"),
+        mask=mask,
+        coarse_weights_path=coarse,
+    )
+    assert not read_volume(result["labels"])[~mask].any()
+    assert not read_volume(result["scores"][1])[~mask].any()
+    binned = segment_tomogram(
+        path,
+        fine,
+        tmp_path / "binned.mrc",
+        settings=SegmentationSettings(patch_size=24, precision="float32", bin_scores=True),
+        coarse_weights_path=coarse,
+    )
+    assert read_volume(binned["labels"]).shape == (10, 16, 18)

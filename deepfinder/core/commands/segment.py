@@ -21,6 +21,12 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--tomogram", required=True, help="tomogram (MRC)")
     parser.add_argument("--model", required=True, help="trained weights (*.weights.h5)")
+    parser.add_argument(
+        "--coarse-model",
+        default=None,
+        help="a second model, trained on the same classes on the tomograms binned by 2: its scores on "
+        "this tomogram binned by 2 are averaged with --model's (small and large particles both named better)",
+    )
     parser.add_argument("--labels", required=True, help="output label map (MRC, 1 byte per voxel)")
     parser.add_argument(
         "--scores", default=None, help="also write float16 score maps, one per class: <stem>_class<k>.mrc"
@@ -62,7 +68,14 @@ def run(args) -> None:
             args.mask, args.tomogram, io.read_volume(args.tomogram).shape, args.mask_voxel_size
         )
     result = segment_tomogram(
-        args.tomogram, args.model, args.labels, args.scores, settings, n_classes=args.n_classes, mask=mask
+        args.tomogram,
+        args.model,
+        args.labels,
+        args.scores,
+        settings,
+        n_classes=args.n_classes,
+        mask=mask,
+        coarse_weights_path=args.coarse_model,
     )
     skipped = f", {result['n_tiles_skipped']} outside the mask skipped" if args.mask else ""
     print(

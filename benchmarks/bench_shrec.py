@@ -8,7 +8,7 @@
                                      [--steps-per-epoch 100] [--bin 2] [--patch 16] [--batch 12] [--shift 4]
                                      [--rotations tilt_axis] [--added-noise 0]
                                      [--precision auto] [--ceiling] [--match-spectrum]
-                                     [--model TRAINED.weights.h5]
+                                     [--model TRAINED.weights.h5] [--coarse-model BINNED.weights.h5]
                                      [--crops 4 34] [--modes plain rotations] [--name RUN]
                                      [--prepare-only]
 
@@ -33,8 +33,10 @@ under the SHREC'19 occupancy rule and the distance rule (tolerance = class radiu
 By default (``--bin 2``) it trains and segments 2x-binned copies of the tomograms (20 A/voxel, as
 DeepFinder's SHREC'21 re-run) and scores the particles found at the full size; ``--bin 1`` works at 10
 A/voxel and also saves a PNG of a predicted label-map slice next to the truth. ``--model`` scores an already
-trained model (report ``report_<name>_rescored.json``, so that a training run's report stays); ``--crops 4
-34`` also segments the first held-out tomogram with exact tiling and counts the labels that differ.
+trained model (report ``report_<name>_rescored.json``, so that a training run's report stays); with ``--bin
+1``, ``--coarse-model`` averages its scores with those of a model trained on the 2x-binned tomograms (the
+engine's ``coarse_weights_path``); ``--crops 4 34`` also segments the first held-out tomogram with exact
+tiling and counts the labels that differ.
 
 The report ``report_<name>.json`` holds, per targets kind, the training and, per held-out layout,
 setting and mode (plain, rotations), the per-class scores under both rules and the confusion counts;
@@ -55,6 +57,7 @@ import argparse
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -142,6 +145,14 @@ def check_data_seed(work: Path, data_seed: int) -> None:
     record.write_text(json.dumps({"data_seed": data_seed}) + "\n")
 
 
+@functools.cache
+def shrec_shapes(voxel_size: float, shrec_dir: Path) -> list:
+    """The SHREC'19 classes' shapes at ``voxel_size`` (Angstrom), loaded once per run."""
+    from deepfinder.core.simulate import shrec19_shapes
+
+    return shrec19_shapes(voxel_size, shrec_dir)
+
+
 def simulate(
     work: Path,
     n_train: int,
@@ -154,7 +165,7 @@ def simulate(
     ``train_settings`` (``tomo_000``.. under ``bench``, seeds (data_seed, i); ``train<layout>_<setting>``
     under another, seed (data_seed, layout)) and each held-out layout under each of :data:`SETTINGS`
     (seed (data_seed, layout) under both)."""
-    from deepfinder.core.simulate import simulate_dataset
+    from deepfinder.core.simulate import simulate_dataset, write_classes
 
     started, cpu = time.perf_counter(), cpu_seconds()
     names = []
@@ -165,6 +176,8 @@ def simulate(
             or not (work / "classes.json").exists()
         ):
             simulate_dataset(work, preset="bench", n_tomograms=n_train, seed=data_seed, shrec_dir=shrec_dir)
+    if not (work / "classes.json").exists():
+        write_classes(work, shrec_shapes(VOXEL_SIZE, shrec_dir), VOXEL_SIZE)
     for setting in train_settings:
         if setting != "bench":
             names += [
@@ -189,7 +202,7 @@ def simulate(
 def simulate_layout(work: Path, name: str, layout: int, setting: str, data_seed: int, shrec_dir: Path) -> str:
     """SHREC'19 ``layout`` imaged under preset ``setting`` as ``work/<name>*``, unless already there."""
     from deepfinder.core.io import write_volume
-    from deepfinder.core.simulate import PRESETS, shrec19_layout, shrec19_shapes, simulate_tomogram
+    from deepfinder.core.simulate import PRESETS, shrec19_layout, simulate_tomogram
 
     if (work / f"{name}_occupancy.mrc").exists():
         return name
@@ -197,7 +210,7 @@ def simulate_layout(work: Path, name: str, layout: int, setting: str, data_seed:
     recipe = PRESETS[setting]
     voxel_size = recipe.specimen.voxel_size
     result = simulate_tomogram(
-        shrec19_shapes(voxel_size, shrec_dir),
+        shrec_shapes(voxel_size, shrec_dir),
         recipe.specimen,
         recipe.tilt_series,
         seed=np.random.SeedSequence([data_seed, layout]),
@@ -217,7 +230,6 @@ def bin_data(work: Path, names: list[str], classes: list[dict], shrec_dir: Path)
     the voxel size, in ``work/bin2`` (the missing ones)."""
     from deepfinder.core.io import read_volume, write_volume
     from deepfinder.core.segment import downsample_scores
-    from deepfinder.core.simulate import shrec19_shapes
 
     binned = work / "bin2"
     (binned / "masks").mkdir(parents=True, exist_ok=True)
@@ -231,7 +243,7 @@ def bin_data(work: Path, names: list[str], classes: list[dict], shrec_dir: Path)
                 binned / f"{name}_particles.csv", dataclasses.replace(table, xyz=(table.xyz - 0.5) / 2)
             )
     if not (binned / "classes.json").exists():
-        masks = {shape.name: shape.mask for shape in shrec19_shapes(VOXEL_SIZE * 2, shrec_dir)}
+        masks = {shape.name: shape.mask for shape in shrec_shapes(VOXEL_SIZE * 2, shrec_dir)}
         for c in classes:
             write_volume(binned / c["mask"], masks[c["name"]].astype(np.int8), VOXEL_SIZE * 2)
         binned_classes = [{**c, "radius_voxels": c["radius_voxels"] / 2} for c in classes]
@@ -355,6 +367,7 @@ def segment_and_score(
     crop_voxels: int = 4,
     average_rotations: bool = False,
     match_spectrum: bool = False,
+    coarse_weights: Path | None = None,
 ) -> dict:
     """Segment held-out tomogram ``name`` of ``data`` (``work`` or its 2x-binned copy), cluster,
     match with both rules against the truth in ``work``; returns tables, confusion and times."""
@@ -375,6 +388,7 @@ def segment_and_score(
             average_rotations=average_rotations,
             match_spectrum=match_spectrum,
         ),
+        coarse_weights_path=coarse_weights,
     )
     segment_times = (time.perf_counter() - started, cpu_seconds() - cpu)
 
@@ -671,6 +685,13 @@ def parse_arguments() -> argparse.Namespace:
         help="score this trained model (*.weights.h5) instead of training one",
     )
     parser.add_argument(
+        "--coarse-model",
+        type=Path,
+        default=None,
+        help="with --bin 1: segment with this model trained on the 2x-binned tomograms as the coarse model "
+        "(its scores averaged with the model's)",
+    )
+    parser.add_argument(
         "--ceiling",
         action="store_true",
         help="also score the true label maps of the held-out tomograms (pipeline ceiling)",
@@ -692,6 +713,8 @@ def parse_arguments() -> argparse.Namespace:
         )
     if len(set(args.held_out)) != len(args.held_out):
         parser.error(f"--held-out {args.held_out}: give each layout once")
+    if args.coarse_model is not None and args.bin != 1:
+        parser.error("--coarse-model: give --bin 1 (the model segments the full-size tomograms)")
     return args
 
 
@@ -783,6 +806,7 @@ def main() -> int:
                     args.crops[0],
                     average_rotations=mode == "rotations",
                     match_spectrum=args.match_spectrum,
+                    coarse_weights=args.coarse_model,
                 )
                 how = "scores averaged over 4 rotations" if mode == "rotations" else "plain"
                 print_scored(
@@ -841,6 +865,7 @@ def compare_crops(
             args.precision,
             crop,
             match_spectrum=args.match_spectrum,
+            coarse_weights=args.coarse_model,
         )
         print_scored(f"{name}, {kind} targets, tiles cropped by {crop} voxels", scored, classes)
         differ = first["label_map"] != scored["label_map"]

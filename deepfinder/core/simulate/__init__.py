@@ -25,7 +25,7 @@ from .imaging import (
     reconstruct_tilt_series,
     weighted_back_projection,
 )
-from .presets import PRESETS, Preset, simulate_dataset
+from .presets import PRESETS, Preset, simulate_dataset, write_classes
 from .shrec19 import SHREC19_CLASSES, SHREC19_DIR_VARIABLE, shrec19_dir, shrec19_layout, shrec19_shapes
 from .specimen import (
     SpecimenParameters,
@@ -66,4 +66,5 @@ __all__ = [
     "simulate_dataset",
     "simulate_tomogram",
     "weighted_back_projection",
+    "write_classes",
 ]

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import write_volume
 from ..settings import SettingError
-from ..shapes import load_shape, procedural_shape
+from ..shapes import ParticleShape, load_shape, procedural_shape
 from ..tables import csv as particle_csv
 from .imaging import TiltSeriesParameters
 from .shrec19 import SHREC19_CLASSES, shrec19_layout, shrec19_shapes
@@ -140,6 +140,29 @@ PRESETS = {
 }
 
 
+def write_classes(out_dir: str | os.PathLike, shapes: list[ParticleShape], voxel_size: float) -> Path:
+    """Write ``classes.json`` (id from 1 in the order of ``shapes``, name, radius_voxels, mask) and
+    ``masks/<class>.mrc`` (voxel size ``voxel_size``, Angstrom) in ``out_dir``; returns the JSON's path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    classes = []
+    for class_id, shape in enumerate(shapes, start=1):
+        mask_path = write_volume(
+            out_dir / "masks" / f"{shape.name}.mrc", shape.mask.astype(np.int8), voxel_size
+        )
+        classes.append(
+            {
+                "id": class_id,
+                "name": shape.name,
+                "radius_voxels": max(1, int(round(shape.radius_voxels))),
+                "mask": str(mask_path.relative_to(out_dir)),
+            }
+        )
+    classes_path = out_dir / "classes.json"
+    classes_path.write_text(json.dumps(classes, indent=2) + "\n")
+    return classes_path
+
+
 def simulate_dataset(
     out_dir: str | os.PathLike,
     preset: str = "tiny",
@@ -217,22 +240,7 @@ def simulate_dataset(
         raise InputError(f"Class names must be distinct, got {names}; rename the template files")
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    classes = []
-    for class_id, shape in enumerate(shapes, start=1):
-        mask_path = write_volume(
-            out_dir / "masks" / f"{shape.name}.mrc", shape.mask.astype(np.int8), voxel_size
-        )
-        classes.append(
-            {
-                "id": class_id,
-                "name": shape.name,
-                "radius_voxels": max(1, int(round(shape.radius_voxels))),
-                "mask": str(mask_path.relative_to(out_dir)),
-            }
-        )
-    classes_path = out_dir / "classes.json"
-    classes_path.write_text(json.dumps(classes, indent=2) + "\n")
+    classes_path = write_classes(out_dir, shapes, voxel_size)
 
     written = []
     for index in range(n_tomograms):

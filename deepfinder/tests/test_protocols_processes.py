@@ -198,6 +198,35 @@ class TestEngineProcesses(BaseTest):
         started, _ = _engine_runs(self._log(segment), "segment")
         self.assertEqual({run["gpus"] for run in started}, {""})
 
+    def test_a_coarse_model_reaches_the_engine_and_changes_the_labels(self):
+        from deepfinder.core.segment import segment_tomogram
+
+        coarse_weights = save_model(
+            build_unet(3),
+            self.getOutputPath("coarse.weights.h5"),
+            {"class_names": ["background", "a", "b"], "voxel_size": 2 * VOXEL_SIZE},
+        )
+        coarse = self.launchProtocol(
+            self.newProtocol(DeepFinderProtImportModel, weightsFile=str(coarse_weights))
+        ).model
+        segment = self._segment("coarse model", useGpu=False, saveScores=False, coarseModel=coarse)
+        self._assert_complete(segment)
+        self.assertIn("twice the pixel size", segment.methods()[0])
+        for label_map in segment.labelMaps:
+            tomogram = self.getOutputPath(f"{label_map.getTsId()}.mrc")
+            expected = segment_tomogram(
+                tomogram,
+                self.weights,
+                self.getOutputPath(f"{label_map.getTsId()}_expected.mrc"),
+                coarse_weights_path=coarse_weights,
+            )
+            plain = segment_tomogram(
+                tomogram, self.weights, self.getOutputPath(f"{label_map.getTsId()}_plain.mrc")
+            )
+            labels = io.read_volume(label_map.getFileName())
+            np.testing.assert_array_equal(labels, io.read_volume(expected["labels"]))
+            self.assertGreater(np.mean(labels != io.read_volume(plain["labels"])), 0.01)
+
     def test_a_corrupt_tomogram_fails_the_run_then_continue_does_only_the_rest(self):
         tomogram = self.getOutputPath("tc.mrc")
         shutil.copy(tomogram, tomogram + ".good")

@@ -120,6 +120,22 @@ class TestFormValidation(BaseTest):
         protocol.matchSpectrum.set(False)
         self.assertEqual(_errors(protocol), "")
 
+    def test_segment_refuses_a_coarse_model_not_at_twice_the_sampling(self):
+        protocol = self.newProtocol(
+            DeepFinderProtSegment, inputTomograms=self.tomos_a, inputModel=self.model, coarseModel=self.model
+        )
+        self.assertIn("must be trained on the tomograms binned by 2 (20 A/voxel)", _errors(protocol))
+        weights = save_model(
+            build_unet(3),
+            self.getOutputPath("coarse.weights.h5"),
+            {"class_names": ["background", "a", "b"], "voxel_size": 20.0},
+        )
+        coarse = self.launchProtocol(
+            self.newProtocol(DeepFinderProtImportModel, weightsFile=str(weights))
+        ).model
+        protocol.coarseModel.set(coarse)
+        self.assertEqual(_errors(protocol), "")
+
     def test_import_model_refuses_missing_file(self):
         protocol = self.newProtocol(DeepFinderProtImportModel, weightsFile="/nonexistent.h5")
         self.assertIn("Weights file not found", _errors(protocol))

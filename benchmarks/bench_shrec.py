@@ -229,14 +229,14 @@ def bin_data(work: Path, names: list[str], classes: list[dict], shrec_dir: Path)
     """The tomograms (means of 2 x 2 x 2 voxels), particle tables, masks and class radii at twice
     the voxel size, in ``work/bin2`` (the missing ones)."""
     from deepfinder.core.io import read_volume, write_volume
-    from deepfinder.core.segment import downsample_scores
+    from deepfinder.core.segment import bin_volume
 
     binned = work / "bin2"
     (binned / "masks").mkdir(parents=True, exist_ok=True)
     for name in names:
         if not (binned / f"{name}_particles.csv").exists():
-            volume = np.asarray(read_volume(work / f"{name}.mrc"), dtype=np.float32)
-            write_volume(binned / f"{name}.mrc", downsample_scores(volume[..., None])[..., 0], VOXEL_SIZE * 2)
+            volume = bin_volume(read_volume(work / f"{name}.mrc"))
+            write_volume(binned / f"{name}.mrc", volume, VOXEL_SIZE * 2)
             table = particle_csv.read(work / f"{name}_particles.csv").particles
             # Binned voxel k averages voxels 2k and 2k + 1 (the inverse of segment.unbin_positions).
             particle_csv.write(

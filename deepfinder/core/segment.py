@@ -21,6 +21,11 @@ written to disk by another thread while the next row is predicted. So memory
 holds the network's activations for one batch of tiles, two row buffers and the
 pages of the memory-mapped input, never whole volumes. Each run logs where its
 time went (:class:`StageSeconds`).
+
+With a coarse model (a second model trained at twice the voxel size), the tomogram
+binned by 2 is segmented first and its scores kept in memory (an eighth of the
+voxels per class); each row of the model's scores then comes back to the host, is
+averaged with them and labelled there.
 """
 
 from __future__ import annotations
@@ -381,11 +386,6 @@ def predict_scores(
     rows = [outputs[0] for _, outputs in iter_rows(volume, head, settings, mask=mask)]
     scores = np.moveaxis(np.concatenate(rows, axis=1), 0, -1)
     return downsample_scores(scores) if settings.bin_scores else scores
-
-
-def labels_from_scores(scores: np.ndarray) -> np.ndarray:
-    """Label map (uint8): the class of highest score at each voxel."""
-    return np.argmax(scores, axis=-1).astype(np.uint8)
 
 
 def downsample_scores(scores: np.ndarray) -> np.ndarray:

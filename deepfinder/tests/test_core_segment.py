@@ -273,7 +273,7 @@ def test_command_line_segments_a_tomogram(weights, tmp_path, capsys):
 def test_positions_found_in_binned_scores_map_back_to_the_tomogram():
     from deepfinder.core.cluster import cluster_labels
     from deepfinder.core.particles import ParticleTable
-    from deepfinder.core.segment import downsample_scores, labels_from_scores, unbin_positions
+    from deepfinder.core.segment import downsample_scores, unbin_positions
     from deepfinder.core.targets import sphere_targets
 
     truth = ParticleTable(tomo="t", class_id=[1, 1], xyz=[[13.0, 20.0, 9.0], [30.5, 11.0, 22.0]])
@@ -281,7 +281,7 @@ def test_positions_found_in_binned_scores_map_back_to_the_tomogram():
     scores = np.stack([~ball, ball], axis=-1).astype(np.float32)
     binned = downsample_scores(scores)
     assert binned.shape == (16, 18, 20, 2)
-    found = cluster_labels(labels_from_scores(binned), {1: 3})
+    found = cluster_labels(binned.argmax(axis=-1).astype(np.uint8), {1: 3})
     np.testing.assert_allclose(
         np.sort(unbin_positions(found.xyz), axis=0), np.sort(truth.xyz, axis=0), atol=0.3
     )

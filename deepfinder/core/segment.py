@@ -24,8 +24,8 @@ time went (:class:`StageSeconds`).
 
 With a coarse model (a second model trained at twice the voxel size), the tomogram
 binned by 2 is segmented first and its scores kept in memory (an eighth of the
-voxels per class); each row of the model's scores then comes back to the host, is
-averaged with them and labelled there.
+voxels per class); each batch of tiles then goes to the network with its region of
+them, and the head averages the two before taking the argmax.
 """
 
 from __future__ import annotations
@@ -167,7 +167,14 @@ class StageSeconds:
         return ", ".join(f"{name} {seconds:.1f} s" for name, seconds in dataclasses.asdict(self).items())
 
 
-def prediction_head(model, *, labels: bool, scores_dtype: str | None, average_rotations: bool = False):
+def prediction_head(
+    model,
+    *,
+    labels: bool,
+    scores_dtype: str | None,
+    average_rotations: bool = False,
+    coarse_classes: int | None = None,
+):
     """The network with what the host needs computed on its device, so little comes back.
 
     Built with ``keras.ops`` only: it runs on any Keras backend.
@@ -185,11 +192,15 @@ def prediction_head(model, *, labels: bool, scores_dtype: str | None, average_ro
     average_rotations : bool
         Scores are the mean of the tile's and of its three rotations' by 180 degrees
         (:data:`deepfinder.core.rotations.WEDGE_PRESERVING_ROTATIONS`), each rotated back.
+    coarse_classes : int, optional
+        Take a second input, a coarse model's float16 class scores of the tiles' regions
+        binned by 2 (batch, z/2, y/2, x/2, coarse_classes), and average the scores with
+        them, each coarse voxel repeated 2x2x2, before the outputs are taken.
 
     Returns
     -------
     keras.Model
-        Tiles (batch, z, y, x, 1) -> the outputs asked for, labels first.
+        Tiles (batch, z, y, x, 1) [and coarse scores] -> the outputs asked for, labels first.
     """
     import keras
     from keras import ops
@@ -204,12 +215,20 @@ def prediction_head(model, *, labels: bool, scores_dtype: str | None, average_ro
             rotated = ops.flip(tiles, batch_axes) + 0.0 * ops.mean(scores)
             scores = scores + ops.flip(model(rotated), batch_axes)
         scores = scores / (1 + len(WEDGE_PRESERVING_ROTATIONS))
+    inputs = [tiles]
+    if coarse_classes:
+        coarse = keras.Input(shape=(None, None, None, coarse_classes), dtype="float16", name="coarse_scores")
+        inputs.append(coarse)
+        upsampled = ops.cast(coarse, scores.dtype)
+        for axis in (1, 2, 3):
+            upsampled = ops.repeat(upsampled, 2, axis=axis)
+        scores = (scores + upsampled) / 2
     outputs = []
     if labels:
         outputs.append(ops.cast(ops.argmax(scores, axis=-1), "int8"))
     if scores_dtype:
         outputs.append(ops.cast(ops.moveaxis(scores, -1, 1), scores_dtype))
-    return keras.Model(tiles, outputs, name="prediction_head")
+    return keras.Model(inputs, outputs, name="prediction_head")
 
 
 def iter_rows(
@@ -220,6 +239,7 @@ def iter_rows(
     stats: tuple[float, float] | None = None,
     mask: np.ndarray | None = None,
     seconds: StageSeconds | None = None,
+    coarse: np.ndarray | None = None,
 ) -> Iterator[tuple[int, list[np.ndarray]]]:
     """Run ``head`` over the tiles of ``volume`` and yield its outputs one row of tiles at a time.
 
@@ -245,6 +265,9 @@ def iter_rows(
         mask is background (label 0; scores 1 for the background, 0 for the others).
     seconds : StageSeconds, optional
         Adds the time of reading, network, accumulation, labels and waiting for tiles to it.
+    coarse : (z, y, x, n_classes) float16 array, optional
+        A coarse model's scores of ``volume`` binned by 2 (:func:`coarse_scores`), for a
+        head with ``coarse_classes``: each batch of tiles comes with their regions of it.
 
     Yields
     ------
@@ -271,15 +294,24 @@ def iter_rows(
         log.info("segment: %d of %d tiles hold voxels of the mask, the others are skipped", n_tiles, n_all)
     # Two batch buffers: the thread fills one while the network reads the other.
     buffers = [np.empty((settings.batch_size, *tile_shape), np.float32) for _ in range(2)]
+    if coarse is not None:
+        coarse_shape = (*(length // 2 for length in tile_shape), coarse.shape[-1])
+        coarse_buffers = [np.empty((settings.batch_size, *coarse_shape), np.float16) for _ in range(2)]
 
-    def read(index: int) -> np.ndarray:
+    def read(index: int) -> list[np.ndarray]:
         started = time.thread_time()
         row, group = batches[index]
         batch = buffers[index % 2][: len(group)]
         for tile, (ys, _, xs, _) in zip(batch, group):
             _read_tile(volume, (rows[row][0], ys, xs), mean, std, out=tile)
+        inputs = [batch[..., None]]
+        if coarse is not None:
+            coarse_batch = coarse_buffers[index % 2][: len(group)]
+            for tile, (ys, _, xs, _) in zip(coarse_batch, group):
+                _read_coarse_tile(coarse, (rows[row][0] // 2, ys // 2, xs // 2), out=tile)
+            inputs.append(coarse_batch)
         seconds.reading += time.thread_time() - started
-        return batch
+        return inputs
 
     started = last_report = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepfinder-read") as reader:
@@ -294,11 +326,11 @@ def iter_rows(
             ]
             while index < len(batches) and batches[index][0] == row:
                 group = batches[index][1]
-                batch = _wait(pending, seconds, "waiting_for_tiles")
+                inputs = _wait(pending, seconds, "waiting_for_tiles")
                 index += 1
                 pending = reader.submit(read, index) if index < len(batches) else None
                 clock = time.perf_counter()
-                predicted = head.predict_on_batch(batch[..., None])
+                predicted = head.predict_on_batch(inputs if len(inputs) > 1 else inputs[0])
                 predicted = [np.asarray(p) for p in (predicted if len(head.outputs) > 1 else [predicted])]
                 seconds.network += time.perf_counter() - clock
                 clock = time.perf_counter()
@@ -524,13 +556,13 @@ def segment_tomogram(
     score_paths = score_map_paths(scores_path, n_model_classes) if scores_path else {}
     # MRC mode 0 (8-bit) holds the labels in one byte per voxel; it reads back as int8.
     outputs = {0: (labels_path, np.int8), **{k: (path, np.float16) for k, path in score_paths.items()}}
-    # Binning and the coarse model change the scores, so their labels are taken here.
-    labels_on_host = settings.bin_scores or coarse is not None
+    # Binning averages scores, so binned labels are taken here, from the binned scores.
     head = prediction_head(
         model,
-        labels=not labels_on_host,
-        scores_dtype="float16" if score_paths or labels_on_host else None,
+        labels=not settings.bin_scores,
+        scores_dtype="float16" if score_paths or settings.bin_scores else None,
         average_rotations=settings.average_rotations,
+        coarse_classes=None if coarse is None else n_model_classes,
     )
     # Every map is written under a temporary name and all are renamed at the end, the label
     # map last: a run that stops early leaves the previous maps as they were.
@@ -543,13 +575,11 @@ def segment_tomogram(
         # Entered last, left first: its writes are over before the files close.
         writer = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepfinder-write"))
         written = None
-        for z_start, row in iter_rows(volume, head, settings, stats=stats, mask=mask, seconds=seconds):
-            if labels_on_host:
+        rows = iter_rows(volume, head, settings, stats=stats, mask=mask, seconds=seconds, coarse=coarse)
+        for z_start, row in rows:
+            if settings.bin_scores:
                 clock = time.perf_counter()
-                if coarse is not None:
-                    row_mask = None if mask is None else mask[z_start : z_start + row[0].shape[1]]
-                    average_with_coarse(row[0], coarse, z_start, row_mask)
-                row = labelled_row(row[0], settings.bin_scores)
+                row = binned_row(row[0])
                 seconds.labels += time.perf_counter() - clock
             if written is not None:
                 _wait(written, seconds, "waiting_for_writes")
@@ -611,7 +641,7 @@ def coarse_scores(
     settings: SegmentationSettings,
     seconds: StageSeconds,
 ) -> np.ndarray:
-    """Class scores, float16 (n_classes, z, y, x), of a model trained at twice the voxel size on
+    """Class scores, float16 (z, y, x, n_classes), of a model trained at twice the voxel size on
     ``volume`` binned by 2, normalised by its own statistics as its training tomograms were; the
     tiles and rotations of ``settings`` (automatic tiles where they exceed the binned volume)."""
     binned = bin_volume(volume)
@@ -622,42 +652,20 @@ def coarse_scores(
     if settings.patch_size > _ceil_to(max(binned.shape), POOLING_FACTOR):
         settings = dataclasses.replace(settings, patch_size=0)
     rows = [outputs[0] for _, outputs in iter_rows(binned, head, settings, seconds=seconds)]
-    return np.concatenate(rows, axis=1)
+    return np.ascontiguousarray(np.moveaxis(np.concatenate(rows, axis=1), 0, -1))
 
 
-def average_with_coarse(
-    scores: np.ndarray, coarse: np.ndarray, z_start: int, mask: np.ndarray | None = None
-) -> None:
-    """Average a row of class scores (n_classes, dz, y, x) from z-index ``z_start`` with the
-    coarse scores (n_classes, z, y, x) at half its resolution, each coarse voxel repeated 2x2x2
-    (coarse voxel k is the mean of voxels 2k and 2k + 1), in place; outside the (dz, y, x)
-    ``mask`` the scores stay certain background."""
-    depth, height, width = scores.shape[1:]
-    for z in range(0, depth, SLAB_DEPTH):
-        slab = scores[:, z : z + SLAB_DEPTH]
-        first, last = z_start + z, z_start + z + slab.shape[1] - 1
-        block = coarse[:, first // 2 : last // 2 + 1]
-        upsampled = block.repeat(2, axis=1).repeat(2, axis=2).repeat(2, axis=3)
-        offset = first % 2
-        upsampled = upsampled[:, offset : offset + slab.shape[1], :height, :width]
-        slab[...] = (slab.astype(np.float32) + upsampled) / 2
-    if mask is not None:
-        _background_outside(scores, mask)
-
-
-def labelled_row(scores: np.ndarray, bin_scores: bool) -> list[np.ndarray]:
-    """The label map (int8) and class scores of a row of scores (n_classes, dz, y, x), first
-    averaged over 2x2x2 voxels with ``bin_scores``."""
-    step = (2 if bin_scores else 1) * SLAB_DEPTH
-    if bin_scores:
-        binned = [
-            downsample_scores(np.moveaxis(scores[:, z : z + step], 0, -1))
-            for z in range(0, scores.shape[1], step)
-        ]
-        scores = np.moveaxis(np.concatenate(binned), -1, 0)
+def binned_row(scores: np.ndarray) -> list[np.ndarray]:
+    """The label map (int8) and class scores of a row of scores (n_classes, dz, y, x) averaged
+    over 2x2x2 voxels, a few z-slices at a time."""
+    step = 2 * SLAB_DEPTH
+    binned = [
+        downsample_scores(np.moveaxis(scores[:, z : z + step], 0, -1))
+        for z in range(0, scores.shape[1], step)
+    ]
+    scores = np.moveaxis(np.concatenate(binned), -1, 0)
     labels = [np.argmax(scores[:, z : z + step], axis=0) for z in range(0, scores.shape[1], step)]
-    labels = np.concatenate(labels)
-    return [labels.astype(np.int8), scores]
+    return [np.concatenate(labels).astype(np.int8), scores]
 
 
 def training_amplitude_profile(weights_path: str | os.PathLike) -> np.ndarray:
@@ -746,6 +754,18 @@ def _read_tile(
     else:
         pads = [(0, s + length - stop) for s, length, stop in zip(start, out.shape, stops)]
         out[...] = np.pad(normalize(region, mean, std), pads, mode="symmetric")
+
+
+def _read_coarse_tile(coarse: np.ndarray, start: tuple[int, int, int], out: np.ndarray) -> None:
+    """Copy the region of the (z, y, x, n) ``coarse`` scores of ``out``'s shape at ``start`` into
+    ``out``; beyond the edges (where the tile's voxels are not kept) the last voxel repeats."""
+    stops = [min(s + length, size) for s, length, size in zip(start, out.shape[:3], coarse.shape[:3])]
+    region = coarse[start[0] : stops[0], start[1] : stops[1], start[2] : stops[2]]
+    if region.shape == out.shape:
+        out[...] = region
+    else:
+        pads = [(0, s + length - stop) for s, length, stop in zip(start, out.shape[:3], stops)] + [(0, 0)]
+        out[...] = np.pad(region, pads, mode="edge")
 
 
 def _even_middle(low: int, high: int) -> int:

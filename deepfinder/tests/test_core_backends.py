@@ -14,13 +14,16 @@ that round-off of each other, on the edges of the blobs: at most 1% of the voxel
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from deepfinder.core.io import read_volume
+from deepfinder.core.model import metadata_path, read_metadata
 from deepfinder.core.segment import segment_tomogram
 from deepfinder.core.settings import SegmentationSettings
 from deepfinder.core.tables import csv as particle_csv
@@ -65,6 +68,11 @@ def jax_chain(tmp_path_factory):
         ["cluster", "--labels", str(folder / "labels.mrc"), "--radius", "4",
          "--output", str(folder / "picked.csv"), "--quiet"],
     ]  # fmt: skip
+    return folder, tomogram, table, run_on_jax(commands)
+
+
+def run_on_jax(commands: list[list[str]]) -> str:
+    """Run ``deepfinder`` command lines in one process on the JAX backend; its standard output."""
     result = subprocess.run(
         [sys.executable, "-c", CHAIN, json.dumps(commands)],
         capture_output=True,
@@ -73,7 +81,7 @@ def jax_chain(tmp_path_factory):
         env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return folder, tomogram, table, result.stdout
+    return result.stdout
 
 
 def test_jax_backend_trains_segments_and_clusters(jax_chain):
@@ -99,3 +107,30 @@ def test_tensorflow_labels_what_jax_labelled_with_the_same_weights(jax_chain, tm
     jax_labels, tf_labels = read_volume(folder / "labels.mrc"), read_volume(tmp_path / "labels.mrc")
     assert np.count_nonzero(jax_labels) > 0.01 * jax_labels.size  # the blobs were found
     assert np.mean(jax_labels == tf_labels) >= SAME_LABEL_FRACTION
+
+
+def test_a_coarse_model_labels_alike_on_both_backends(jax_chain, tmp_path):
+    folder, tomogram, _, _ = jax_chain
+    weights = folder / "model" / "best.weights.h5"
+    # The trained model, said trained at twice the voxel size, serves as the coarse one.
+    coarse = Path(shutil.copy(weights, tmp_path / "coarse.weights.h5"))
+    metadata = read_metadata(weights)
+    metadata_path(coarse).write_text(json.dumps({**metadata, "voxel_size": 2 * metadata["voxel_size"]}))
+    jax_labels = tmp_path / "jax_labels.mrc"
+    run_on_jax(
+        [
+            ["segment", "--tomogram", str(tomogram), "--model", str(weights), "--coarse-model", str(coarse),
+             "--labels", str(jax_labels), "--precision", "float32", "--quiet"],
+        ]
+    )  # fmt: skip
+    tf = segment_tomogram(
+        tomogram,
+        weights,
+        tmp_path / "tf_labels.mrc",
+        settings=SegmentationSettings(precision="float32"),
+        coarse_weights_path=coarse,
+    )
+    plain = read_volume(folder / "labels.mrc")
+    labels = read_volume(jax_labels)
+    assert np.mean(labels != plain) > 0.001  # the coarse model took part
+    assert np.mean(labels == read_volume(tf["labels"])) >= SAME_LABEL_FRACTION

@@ -171,10 +171,7 @@ def simulate(
     names = []
     if "bench" in train_settings:
         names = [f"tomo_{i:03d}" for i in range(n_train)]
-        if (
-            not all((work / f"{name}_occupancy.mrc").exists() for name in names)
-            or not (work / "classes.json").exists()
-        ):
+        if not all((work / f"{name}_occupancy.mrc").exists() for name in names):
             simulate_dataset(work, preset="bench", n_tomograms=n_train, seed=data_seed, shrec_dir=shrec_dir)
     if not (work / "classes.json").exists():
         write_classes(work, shrec_shapes(VOXEL_SIZE, shrec_dir), VOXEL_SIZE)
@@ -502,6 +499,15 @@ def score(work: Path, name: str, found, classes: list[dict]) -> dict:
     }
 
 
+def score_record(scored: dict) -> dict:
+    """The rows of both rules and the confusion of a :func:`score` result, as the report holds them."""
+    return {
+        "occupancy": [dataclasses.asdict(row) for row in scored["occupancy"]],
+        "distance": [dataclasses.asdict(row) for row in scored["distance"]],
+        "confusion": scored["confusion"],
+    }
+
+
 def save_slice_png(work: Path, name: str, labels_path: Path, tag: str) -> Path:
     """Middle z-slice of held-out tomogram ``name``, its true label map and the predicted one."""
     import matplotlib
@@ -822,9 +828,7 @@ def main() -> int:
                         "crop": args.crops[0],
                         "segment": scored["segment"],
                         "cluster": scored["cluster"],
-                        "occupancy": [dataclasses.asdict(row) for row in scored["occupancy"]],
-                        "distance": [dataclasses.asdict(row) for row in scored["distance"]],
-                        "confusion": scored["confusion"],
+                        **score_record(scored),
                         "table": markdown_rows(scored["occupancy"], scored["distance"]),
                     }
                 )

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from bench_shrec import cluster, held_out_name, score
+from bench_shrec import cluster, held_out_name, score, score_record
 from shrec_data import add_shrec_dir_option, find_shrec_dir
 
 
@@ -74,9 +74,7 @@ def main() -> int:
                 "setting": "bench",
                 "name": name,
                 "mode": "rotations",
-                "occupancy": [dataclasses.asdict(row) for row in scored["occupancy"]],
-                "distance": [dataclasses.asdict(row) for row in scored["distance"]],
-                "confusion": scored["confusion"],
+                **score_record(scored),
             }
         )
         print(name, {row.name: round(row.f1, 3) for row in scored["occupancy"]}, flush=True)

@@ -325,6 +325,7 @@ def train_with_budget(
             validation_fraction=0.05,
             class_names=["background"] + [c["name"] for c in classes],
             voxel_size=VOXEL_SIZE * args.bin,
+            initial_weights=args.initial_weights,
             resume=False,
             on_epoch_end=report_and_cap,
         )
@@ -639,6 +640,12 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument("--validation-steps", type=int, default=2)
     parser.add_argument("--shift", type=int, default=4, help="patch-centre jitter, voxels")
+    parser.add_argument(
+        "--initial-weights",
+        type=Path,
+        help="start training from this model (*.weights.h5 of the same classes, e.g. the coarse "
+        "model's) instead of random weights",
+    )
     parser.add_argument(
         "--rotations",
         choices=ROTATIONS,

@@ -89,7 +89,9 @@ class DeepFinderProtSegment(TomogramStreaming, DeepFinderEngineProtocol):
             "trained model (the training tomograms binned by 2). It segments each tomogram binned by "
             "2 and its scores are averaged with the trained model's: it sees twice the context, the "
             "trained model twice the detail, so that large and small particles are both named well. "
-            "It costs a second training; the binned tomogram has an eighth of the voxels.",
+            "It costs a second training; the binned tomogram has an eighth of the voxels. Train the "
+            "coarse model first and start the trained model's training from it (train form: Start "
+            "from a model): the pair then names the classes better.",
         )
         add_masks_param(form, "outside its mask a tomogram is labelled background and not computed")
         form.addParam(

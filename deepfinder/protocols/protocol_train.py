@@ -127,7 +127,9 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
             pointerClass="DeepFinderModel",
             allowsNull=True,
             label="Start from a model (optional)",
-            help="Fine-tune a trained model: it must have the same classes.",
+            help="Fine-tune a trained model: it must have the same classes. Also the way to start a "
+            "full-size model from the coarse model it will be paired with at segmentation (the same "
+            "classes trained on the tomograms binned by 2; segment form: Coarse model).",
         )
         form.addSection(label="Training")
         add_setting_param(

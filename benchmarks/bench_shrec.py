@@ -2,7 +2,7 @@
 
     python benchmarks/bench_shrec.py [--work DIR] [--n-train 3] [--train-settings bench]
                                      [--held-out 7 8] [--data-seed 0]
-                                     [--seed 0] [--steps 15000] [--train-wall-minutes M]
+                                     [--seed 0] [--steps 15000] [--train-wall-minutes M] [--resume]
                                      [--targets shapes|spheres|both] [--loss dice_cross_entropy]
                                      [--learning-rate 1e-3] [--final-learning-rate 1e-4]
                                      [--steps-per-epoch 100] [--bin 2] [--patch 16] [--batch 12] [--shift 4]
@@ -275,7 +275,10 @@ def train_with_budget(
     work: Path, names: list[str], targets: list[Path], classes: list[dict], kind: str, args
 ) -> dict:
     """Train for ``args.steps`` steps (``args.steps // args.steps_per_epoch`` epochs, the step size
-    decaying over all of them), or until the optional wall-clock cap; returns the model and times."""
+    decaying over all of them), or until the optional wall-clock cap; returns the model and times.
+
+    With ``args.resume`` a training stopped by the cap (or a crash) goes on from its last epoch, and
+    the times reported are those of all its runs (kept in the model folder's ``times.json``)."""
     from deepfinder.core.checkpoints import last_checkpoint
     from deepfinder.core.settings import TrainingSettings
     from deepfinder.core.train import train
@@ -284,13 +287,25 @@ def train_with_budget(
     epochs = max(args.steps // args.steps_per_epoch, 1)
     wall_budget = None if args.train_wall_minutes is None else 60.0 * args.train_wall_minutes
     epoch_wall, stopped_by = [], []
+    times_file = out_dir / "times.json"
+    resumed = args.resume and times_file.exists()
+    earlier = json.loads(times_file.read_text()) if resumed else {"cpu": 0.0, "wall": 0.0}
+
+    def times() -> dict:
+        """CPU and wall seconds of the training so far, over all its runs."""
+        return {
+            "cpu": earlier["cpu"] + cpu_seconds() - cpu,
+            "wall": earlier["wall"] + time.perf_counter() - started,
+        }
 
     def report_and_cap(epoch: int, row: dict) -> None:
         elapsed = time.perf_counter() - started
         epoch_wall.append(elapsed - sum(epoch_wall))
+        so_far = times()
+        times_file.write_text(json.dumps(so_far))
         print(
             f"[budget] epoch {epoch} of {epochs}: {epoch * args.steps_per_epoch} steps, "
-            f"{(cpu_seconds() - cpu) / 60:.1f} CPU-min, {elapsed / 60:.1f} wall-min",
+            f"{so_far['cpu'] / 60:.1f} CPU-min, {so_far['wall'] / 60:.1f} wall-min",
             flush=True,
         )
         # Stop before an epoch that would overrun the cap (the last epoch's cost as the estimate).
@@ -326,7 +341,7 @@ def train_with_budget(
             class_names=["background"] + [c["name"] for c in classes],
             voxel_size=VOXEL_SIZE * args.bin,
             initial_weights=args.initial_weights,
-            resume=False,
+            resume=args.resume,
             on_epoch_end=report_and_cap,
         )
     except BudgetSpent:
@@ -338,8 +353,7 @@ def train_with_budget(
     # would be an arbitrary early epoch.
     return {
         "weights": last_checkpoint(out_dir),
-        "wall": time.perf_counter() - started,
-        "cpu": cpu_seconds() - cpu,
+        **times(),
         "epochs": len(history),
         "best_epoch": best["best_epoch"],
         "steps": len(history) * args.steps_per_epoch,
@@ -613,6 +627,12 @@ def parse_arguments() -> argparse.Namespace:
         type=float,
         default=None,
         help="also stop training after this many wall-clock minutes (shared machines)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the training of the same --name from its last epoch (one stopped by "
+        "--train-wall-minutes), the times summed over its runs",
     )
     parser.add_argument("--targets", choices=("shapes", "spheres", "both"), default="shapes")
     parser.add_argument("--loss", choices=LOSSES, default="dice_cross_entropy")

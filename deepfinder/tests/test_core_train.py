@@ -8,11 +8,17 @@ from scipy import ndimage
 
 from deepfinder.core.checkpoints import last_checkpoint
 from deepfinder.core.io import read_volume, write_volume
-from deepfinder.core.losses import cross_entropy_loss, dice_cross_entropy_loss, soft_dice_loss
+from deepfinder.core.losses import (
+    cross_entropy_loss,
+    dice_cross_entropy_loss,
+    loss_of_sums,
+    loss_sums,
+    soft_dice_loss,
+)
 from deepfinder.core.model import build_unet, load_model, save_model
 from deepfinder.core.normalize import normalize, tomogram_stats
 from deepfinder.core.particles import ParticleTable
-from deepfinder.core.settings import TrainingSettings
+from deepfinder.core.settings import LOSSES, TrainingSettings
 from deepfinder.core.spectrum import PROFILE_KEY, amplitude_profile
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.core.targets import sphere_targets
@@ -299,6 +305,22 @@ def test_losses_are_zero_for_a_perfect_prediction_and_higher_otherwise():
         assert float(loss(truth, logits(0.5 * truth + 0.5 * wrong))) > float(
             loss(truth, logits(0.9 * truth + 0.1 * wrong))
         )
+
+
+def test_every_loss_of_a_batch_is_that_of_its_parts_sums_added():
+    """Devices that each hold part of a batch add their parts' sums (multi_device)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, (4, 6, 6, 6))
+    labels[2:] = np.minimum(labels[2:], 1)  # the second half lacks classes 2 and 3
+    truth = tf.one_hot(labels, 4)
+    logits = tf.constant(rng.normal(size=(4, 6, 6, 6, 4)), tf.float32)
+    halves = [loss_sums(truth[part], logits[part]) for part in (slice(0, 2), slice(2, 4))]
+    added = {name: halves[0][name] + halves[1][name] for name in halves[0]}
+    for loss in LOSSES:
+        whole = float(loss_of_sums(loss, loss_sums(truth, logits)))
+        assert float(loss_of_sums(loss, added)) == pytest.approx(whole, rel=1e-5), loss
 
 
 def test_cross_entropy_still_pulls_a_network_sure_of_the_wrong_class():

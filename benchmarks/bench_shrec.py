@@ -226,7 +226,7 @@ def bin_data(work: Path, names: list[str], classes: list[dict], shrec_dir: Path)
     """The tomograms (means of 2 x 2 x 2 voxels), particle tables, masks and class radii at twice
     the voxel size, in ``work/bin2`` (the missing ones)."""
     from deepfinder.core.io import read_volume, write_volume
-    from deepfinder.core.segment import bin_volume
+    from deepfinder.core.segment import bin_positions, bin_volume
 
     binned = work / "bin2"
     (binned / "masks").mkdir(parents=True, exist_ok=True)
@@ -235,9 +235,8 @@ def bin_data(work: Path, names: list[str], classes: list[dict], shrec_dir: Path)
             volume = bin_volume(read_volume(work / f"{name}.mrc"))
             write_volume(binned / f"{name}.mrc", volume, VOXEL_SIZE * 2)
             table = particle_csv.read(work / f"{name}_particles.csv").particles
-            # Binned voxel k averages voxels 2k and 2k + 1 (the inverse of segment.unbin_positions).
             particle_csv.write(
-                binned / f"{name}_particles.csv", dataclasses.replace(table, xyz=(table.xyz - 0.5) / 2)
+                binned / f"{name}_particles.csv", dataclasses.replace(table, xyz=bin_positions(table.xyz))
             )
     if not (binned / "classes.json").exists():
         masks = {shape.name: shape.mask for shape in shrec_shapes(VOXEL_SIZE * 2, shrec_dir)}

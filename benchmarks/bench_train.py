@@ -52,7 +52,9 @@ def synthetic(folder: Path) -> tuple[Path, Path, ParticleTable]:
     )
 
 
-def producer_rate(tomogram: Path, labels: Path, table: ParticleTable, patch: int, batch: int) -> float:
+def producer_rate(
+    tomogram: Path, labels: Path, table: ParticleTable, settings: TrainingSettings
+) -> float:
     volume, label_map = read_volume(tomogram), read_volume(labels)
     stats = [tomogram_stats(volume)]
     started = time.perf_counter()
@@ -64,13 +66,15 @@ def producer_rate(tomogram: Path, labels: Path, table: ParticleTable, patch: int
         np.zeros(len(table), int),
         table.zyx,
         table.class_id,
-        patch_size=patch,
-        batch_size=batch,
+        patch_size=settings.patch_size,
+        batch_size=settings.batch_size,
         n_batches=n_batches,
         rng=np.random.default_rng(0),
+        shift_voxels=settings.shift_voxels,
+        rotations=settings.rotations,
     ):
         pass
-    return n_batches * batch / (time.perf_counter() - started)
+    return n_batches * settings.batch_size / (time.perf_counter() - started)
 
 
 def shrec_targets(shrec_dir: Path) -> None:
@@ -105,16 +109,30 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument(
+        "--shift", type=int, default=None, help="patch-centre jitter, voxels (the engine's default)"
+    )
     parser.add_argument("--precision", choices=PRECISIONS, default="auto")
     add_shrec_dir_option(parser)
     args = parser.parse_args()
     shrec_dir = find_shrec_dir(args.shrec_dir)
     if shrec_dir is not None:
         shrec_targets(shrec_dir)
+    shift = {} if args.shift is None else {"shift_voxels": args.shift}
+    settings = TrainingSettings(
+        patch_size=args.patch,
+        batch_size=args.batch,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        validation_steps=1,
+        loss="dice",
+        precision=args.precision,
+        **shift,
+    )
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         tomogram, labels, table = synthetic(folder)
-        rate = producer_rate(tomogram, labels, table, args.patch, args.batch)
+        rate = producer_rate(tomogram, labels, table, settings)
         print(
             f"patch producer alone (read from memory-mapped MRC, normalise, rotate): "
             f"{rate:.0f} patches/s at patch {args.patch}"
@@ -125,15 +143,7 @@ def main() -> None:
             [table],
             folder / "out",
             4,
-            TrainingSettings(
-                patch_size=args.patch,
-                batch_size=args.batch,
-                epochs=args.epochs,
-                steps_per_epoch=args.steps,
-                validation_steps=1,
-                loss="dice",
-                precision=args.precision,
-            ),
+            settings,
             validation_fraction=0.2,
         )
         history = json.loads((folder / "out" / "history.json").read_text())

@@ -254,7 +254,7 @@ def _digest(arrays) -> str:
 
 
 # What a checkpoint made before a setting existed was trained with.
-SETTINGS_BEFORE_THEY_EXISTED = {"rotations": "tilt_axis", "added_noise": 0.0}
+SETTINGS_BEFORE_THEY_EXISTED = {"rotations": "tilt_axis", "added_noise": 0.0, "binning": 1}
 
 
 def _differences(saved: dict, current: dict) -> list[str]:

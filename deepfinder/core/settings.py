@@ -28,6 +28,7 @@ POOLING_FACTOR = 4  # the U-net pools twice by 2: patch edges are multiples of 4
 PRECISIONS = ("auto", "float32", "bfloat16")
 LOSSES = ("dice", "cross_entropy", "dice_cross_entropy")
 ROTATIONS = ("tilt_axis", "three_axes")
+BINNINGS = (1, 2)  # training at the tomograms' voxel size, or at twice it (a coarse model)
 AUTOMATIC_THRESHOLD = "auto"  # the threshold setting's value for a cut found per tomogram
 DEFAULT_MIN_SIZE_FRACTION = 0.3  # of a ball of the class radius: smaller clusters are specks
 # Tile edge of automatic tiling: memory grows with its cube (benchmarks/RESULTS.md).
@@ -127,7 +128,7 @@ def _check_whole(settings, name: str, minimum: int) -> None:
 def _check_choice(settings, name: str, choices: Sequence[str]) -> None:
     value = getattr(settings, name)
     if value not in choices:
-        raise SettingError(name, f"unknown value {value!r}: use one of {', '.join(choices)}")
+        raise SettingError(name, f"unknown value {value!r}: use one of {', '.join(map(str, choices))}")
 
 
 def split_values(text: str | None) -> list[str]:
@@ -292,6 +293,14 @@ class TrainingSettings:
         "variance): trains on lower SNRs than the training tomograms have, for tomograms imaged "
         "with less dose, thicker ice or another defocus. 1 halves the SNR at most; 0: no noise.",
     )
+    binning: int = _setting(
+        1,
+        "2: train at twice the voxel size, on the tomograms binned by 2 (means of 2x2x2 voxels) "
+        "with their label maps binned too (a voxel takes the class holding at least half of its "
+        "8 voxels) and the particle positions halved: the coarse model of a segmentation "
+        "(segment: coarse model), from the same inputs as the full-size model. Patch size and "
+        "shift are then in binned voxels. 1: the tomograms as they are.",
+    )
     seed: int = _setting(
         0,
         "Fixes the initial weights and the patches drawn, so that a run can be repeated (it sets "
@@ -318,6 +327,7 @@ class TrainingSettings:
         _check_choice(self, "rotations", ROTATIONS)
         if not 0 <= self.added_noise <= 10:
             raise SettingError("added_noise", f"must be between 0 (none) and 10, got {self.added_noise}")
+        _check_choice(self, "binning", BINNINGS)
         _check_whole(self, "seed", 0)
         _check_choice(self, "precision", PRECISIONS)
 

@@ -191,6 +191,42 @@ def mask_from_density(density: np.ndarray, threshold: float) -> np.ndarray:
     return mask
 
 
+def bin_labels(label_map: np.ndarray) -> np.ndarray:
+    """A label map binned by 2, for a model trained at twice the voxel size.
+
+    Each binned voxel takes the class holding at least half of its 2 x 2 x 2
+    voxels (the one holding most where two hold half each, ties to the lower
+    class), else background; odd edges repeat their last voxel, as
+    :func:`deepfinder.core.segment.bin_volume` does for the tomogram. Thin
+    parts of a particle (under 2 voxels across) thus become background.
+
+    Parameters
+    ----------
+    label_map : (z, y, x) array of integer labels 0..255
+
+    Returns
+    -------
+    (ceil(z / 2), ceil(y / 2), ceil(x / 2)) uint8 array
+    """
+    labels = np.asarray(label_map)
+    if labels.ndim != 3:
+        raise InputError(f"The label map must be a 3D (z, y, x) array, got shape {labels.shape}")
+    odd = [(0, size % 2) for size in labels.shape]
+    labels = np.pad(labels, odd, mode="edge") if any(pad for _, pad in odd) else labels
+    z, y, x = (size // 2 for size in labels.shape)
+    blocks = labels.reshape(z, 2, y, 2, x, 2)
+    binned = np.zeros((z, y, x), dtype=np.uint8)
+    most = np.full((z, y, x), 3, dtype=np.uint8)  # a class needs 4 of the 8 voxels
+    for k in np.unique(labels):
+        if k == 0:
+            continue
+        count = (blocks == k).sum(axis=(1, 3, 5), dtype=np.uint8)
+        wins = count > most
+        binned[wins] = k
+        most[wins] = count[wins]
+    return binned
+
+
 # --------------------------------------------------------------------------- helpers
 
 

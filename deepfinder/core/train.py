@@ -145,7 +145,9 @@ def train(
     class_names : sequence of str, optional
         ``n_classes`` names, background first, stored with the model.
     voxel_size : float
-        Angstrom per voxel of the training tomograms, stored with the model.
+        Angstrom per voxel of the training tomograms; the model's, stored with
+        it, is ``settings.binning`` times this. Particle positions and label
+        maps are at the tomograms' voxel size whatever the binning.
     on_epoch_end : callable(epoch, row), optional
         Called after each epoch's checkpoint and history are written, with the
         1-based epoch and its history row; an exception it raises stops
@@ -192,6 +194,7 @@ def train(
         [*tomograms, *label_maps, *validation_tomograms, *validation_label_maps, initial_weights],
     )
     out_dir = Path(out_dir)
+    model_voxel_size = voxel_size * settings.binning
     data, validation = open_sources(
         (tomograms, label_maps, particles),
         (validation_tomograms, validation_label_maps, validation_particles),
@@ -205,7 +208,7 @@ def train(
         list(class_names) if class_names else [f"class {c}" if c else "background" for c in range(n_classes)]
     )
     fingerprint = {
-        "settings": run_settings(settings, n_classes, class_names, voxel_size, validation_fraction),
+        "settings": run_settings(settings, n_classes, class_names, model_voxel_size, validation_fraction),
         "training": data_fingerprint(tomograms, label_maps, particles),
         "validation": data_fingerprint(validation_tomograms, validation_label_maps, validation_particles),
     }
@@ -255,7 +258,7 @@ def train(
         "n_classes": n_classes,
         "precision": precision,
         "class_names": class_names,
-        "voxel_size": voxel_size,
+        "voxel_size": model_voxel_size,
         "normalisation": NORMALISATION,
         PROFILE_KEY: mean_amplitude_profile(data.volumes).tolist(),
         "tomograms": [str(t) for t in tomograms],

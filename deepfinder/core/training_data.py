@@ -16,7 +16,9 @@ from .errors import InputError
 from .io import read_volume, warn_if_other_sampling
 from .normalize import tomogram_stats
 from .sampling import check_labels_at_particles, draw_patches, particles_inside
+from .segment import bin_positions, bin_volume
 from .settings import TrainingSettings
+from .targets import bin_labels
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,12 @@ class PatchSource:
         )
 
 
-def open_data(tomograms, label_maps, particles, n_classes, patch_size, role) -> PatchSource:
-    """Open volumes memory-mapped, check them, and gather the patch centres."""
+def open_data(tomograms, label_maps, particles, n_classes, patch_size, role, binning=1) -> PatchSource:
+    """Open volumes memory-mapped, check them, and gather the patch centres.
+
+    With ``binning`` 2, the volumes are binned by 2 in memory (:func:`bin_volume`,
+    :func:`bin_labels`) and the particle positions follow them (:func:`bin_positions`).
+    """
     if not (len(tomograms) == len(label_maps) == len(particles)):
         raise InputError(
             f"Give one label map and one particle table per {role} tomogram: got "
@@ -80,6 +86,10 @@ def open_data(tomograms, label_maps, particles, n_classes, patch_size, role) -> 
                 f"{tomogram_path} has {volume.shape}: they must match voxel for voxel"
             )
         warn_if_other_sampling(label_path, tomogram_path)
+        if binning == 2:
+            log.info("%s: binning the tomogram and its label map by 2", tomogram_path)
+            volume, label_map = bin_volume(volume), bin_labels(label_map)
+            table = dataclasses.replace(table, xyz=bin_positions(table.xyz))
         if min(volume.shape) < patch_size:
             raise InputError(
                 f"Patch size {patch_size} is larger than tomogram {tomogram_path} "
@@ -173,12 +183,12 @@ def open_sources(
     without validation tomograms, ``validation_fraction`` of each class's particles are held out
     (:func:`hold_out`). Every particle class needs training particles.
     """
-    data = open_data(*training, n_classes, settings.patch_size, "training")
+    data = open_data(*training, n_classes, settings.patch_size, "training", settings.binning)
     held_out = None
     if any(validation):
         if validation_fraction:
             raise ValueError("Give either validation tomograms or validation_fraction, not both")
-        held_out = open_data(*validation, n_classes, settings.patch_size, "validation")
+        held_out = open_data(*validation, n_classes, settings.patch_size, "validation", settings.binning)
     elif validation_fraction:
         data, held_out = hold_out(data, validation_fraction, np.random.default_rng(settings.seed))
     check_classes_present(data.class_ids, n_classes)

@@ -86,7 +86,7 @@ class DeepFinderProtSegment(TomogramStreaming, DeepFinderEngineProtocol):
             allowsNull=True,
             label="Coarse model (optional)",
             help="A second model, trained on the same classes at twice the sampling rate of the "
-            "trained model (the training tomograms binned by 2). It segments each tomogram binned by "
+            "trained model (train form: Binning 2, on the same inputs). It segments each tomogram binned by "
             "2 and its scores are averaged with the trained model's: it sees twice the context, the "
             "trained model twice the detail, so that large and small particles are both named well. "
             "It costs a second training; the binned tomogram has an eighth of the voxels. Train the "

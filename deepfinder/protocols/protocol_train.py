@@ -14,7 +14,7 @@ from .. import Plugin
 from ..constants import DEEPFINDER_PRECISION
 from ..convert import class_table, coordinates_to_table, get_class_names, tomograms_by_tsid
 from ..core.particles import ParticleTable
-from ..core.settings import LOSSES, ROTATIONS, TrainingSettings, default_of
+from ..core.settings import BINNINGS, LOSSES, ROTATIONS, TrainingSettings, default_of
 from ..core.tables import csv as particle_csv
 from ..objects import DeepFinderModel
 from .protocol_base import (
@@ -46,6 +46,7 @@ FORM_PARAMS = {
     "shift_voxels": "shiftVoxels",
     "rotations": "rotations",
     "added_noise": "addedNoise",
+    "binning": "binning",
     "seed": "seed",
 }
 
@@ -129,7 +130,18 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
             label="Start from a model (optional)",
             help="Fine-tune a trained model: it must have the same classes. Also the way to start a "
             "full-size model from the coarse model it will be paired with at segmentation (the same "
-            "classes trained on the tomograms binned by 2; segment form: Coarse model).",
+            "classes trained with Binning 2; segment form: Coarse model).",
+        )
+        add_setting_param(
+            form,
+            TrainingSettings,
+            FORM_PARAMS,
+            "binning",
+            params.EnumParam,
+            default=BINNINGS.index(default_of(TrainingSettings, "binning")),
+            choices=[str(binning) for binning in BINNINGS],
+            display=params.EnumParam.DISPLAY_HLIST,
+            label="Binning",
         )
         form.addSection(label="Training")
         add_setting_param(
@@ -324,7 +336,7 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
             weightsFile=self._bestWeightsFile(),
             classNames=self._allClassNames(),
             patchSize=self.patchSize.get(),
-            samplingRate=self.inputLabelMaps.get().getSamplingRate(),
+            samplingRate=self.inputLabelMaps.get().getSamplingRate() * self._settings().binning,
             historyFile=self._historyFile(),
         )
         self._defineOutputs(**{DeepFinderTrainOutputs.model.name: model})
@@ -340,6 +352,7 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
             FORM_PARAMS,
             loss=LOSSES[self.loss.get()],
             rotations=ROTATIONS[self.rotations.get()],
+            binning=BINNINGS[self.binning.get()],
             final_learning_rate=self.finalLearningRate.get() or None,
             precision=Plugin.getVar(DEEPFINDER_PRECISION),
         )

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -5,9 +7,10 @@ from scipy.spatial.transform import Rotation
 
 from deepfinder.core.errors import InputError
 from deepfinder.core.particles import ParticleTable, rotations_from_euler_zxz
+from deepfinder.core.segment import bin_positions
 from deepfinder.core.steps.targets import make_targets
 from deepfinder.core.tables import csv as particle_csv
-from deepfinder.core.targets import mask_from_density, shape_targets, sphere_targets
+from deepfinder.core.targets import bin_labels, mask_from_density, shape_targets, sphere_targets
 
 SHAPE = (30, 32, 34)
 
@@ -133,6 +136,35 @@ def test_mask_from_density():
         mask_from_density(density, 2.0)
     with pytest.raises(ValueError, match="raise it"):
         mask_from_density(density, -1.0)
+
+
+def test_binned_balls_are_the_balls_of_the_binned_particles():
+    particles = ParticleTable(
+        tomo="t", class_id=np.array([1, 2]), xyz=np.array([[12.5, 20.5, 14.5], [36.5, 30.5, 40.5]])
+    )
+    labels = sphere_targets((48, 48, 50), particles, {1: 6, 2: 4})
+    binned = bin_labels(labels)
+    assert binned.shape == (24, 24, 25) and binned.dtype == np.uint8
+    expected = sphere_targets(
+        binned.shape, dataclasses.replace(particles, xyz=bin_positions(particles.xyz)), {1: 3, 2: 2}
+    )
+    for k in (1, 2):
+        overlap = np.sum((binned == k) & (expected == k))
+        assert 2 * overlap / (np.sum(binned == k) + np.sum(expected == k)) > 0.8
+
+
+def test_binned_voxel_takes_the_class_of_half_its_voxels_else_background():
+    labels = np.zeros((4, 4, 3), np.uint8)
+    labels[0:2, 0:2, 0:2] = [[[1, 1], [1, 1]], [[2, 2], [2, 0]]]  # four of class 1, three of 2
+    labels[2:4, 0:2, 0:2] = [[[3, 3], [3, 0]], [[0, 0], [0, 2]]]  # three of class 3: background
+    labels[0:2, 2:4, 0:2] = [[[2, 2], [1, 1]], [[2, 2], [1, 1]]]  # four each: the lower class
+    labels[:, :, 2] = 4  # an odd edge repeats its last voxel
+    binned = bin_labels(labels)
+    assert binned.shape == (2, 2, 2)
+    assert binned[0, 0, 0] == 1 and binned[1, 0, 0] == 0 and binned[0, 1, 0] == 1
+    assert np.all(binned[:, :, 1] == 4)
+    with pytest.raises(InputError, match="3D"):
+        bin_labels(np.zeros((4, 4)))
 
 
 @pytest.mark.filterwarnings("ignore:Gimbal lock")  # identity rotations written as ZXZ angles

@@ -18,10 +18,11 @@ from deepfinder.core.losses import (
 from deepfinder.core.model import build_unet, load_model, save_model
 from deepfinder.core.normalize import normalize, tomogram_stats
 from deepfinder.core.particles import ParticleTable
+from deepfinder.core.segment import bin_volume, check_coarse_model
 from deepfinder.core.settings import LOSSES, TrainingSettings
 from deepfinder.core.spectrum import PROFILE_KEY, amplitude_profile
 from deepfinder.core.tables import csv as particle_csv
-from deepfinder.core.targets import sphere_targets
+from deepfinder.core.targets import bin_labels, sphere_targets
 from deepfinder.core.train import train
 from deepfinder.tests.look_alikes import blobs_and_look_alikes
 
@@ -142,6 +143,29 @@ def test_outputs_describe_the_model(trained, data):
     assert len(row["val_f1"]) == 2
     state = json.loads((out / "checkpoint.json").read_text())
     assert state["epoch"] == 4 and state["best_epoch"] == metadata["best_epoch"]
+
+
+def test_binned_training_makes_the_coarse_model_of_the_same_inputs(trained, data, tmp_path):
+    coarse = train(
+        **args(data),
+        out_dir=tmp_path,
+        n_classes=2,
+        settings=fast(epochs=3, steps_per_epoch=15, validation_steps=2, binning=2),
+        class_names=["background", "blob"],
+        voxel_size=10.0,
+    )
+    check_coarse_model(trained[1], coarse)  # pairs with the full-size model at segmentation
+    model, metadata = load_model(coarse)
+    assert metadata["voxel_size"] == 20.0 and metadata["binning"] == 2
+    tomogram, label_map, _ = data["val"]
+    binned = bin_volume(read_volume(tomogram))
+    predicted = np.argmax(
+        model.predict(normalize(binned, *tomogram_stats(binned))[None, ..., None], verbose=0)[0], -1
+    )
+    truth = bin_labels(read_volume(label_map))
+    assert predicted.shape == truth.shape == (24, 24, 24)
+    f1 = 2 * np.sum((predicted == 1) & (truth == 1)) / (np.sum(predicted == 1) + np.sum(truth == 1))
+    assert f1 > 0.6
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from deepfinder.core.cli import build_parser
 from deepfinder.core.commands.train import training_settings
 from deepfinder.core.errors import InputError
+from deepfinder.core.model import read_metadata
 from deepfinder.core.settings import TrainingSettings, write_settings
 from deepfinder.core.tables import csv as particle_csv
 from deepfinder.protocols import DeepFinderProtTrain
@@ -34,6 +35,7 @@ TRAIN_PATTERN = "tomo_00[01].mrc"
             final_learning_rate=1e-5,
             bootstrap=False,
             shift_voxels=5,
+            binning=2,
             seed=9,
             precision="float32",
         ),
@@ -96,3 +98,12 @@ class TestTrainProcess(BaseTest):
     def test_without_use_gpu_training_sees_no_gpu(self):
         _, _, gpus = self._train("on the CPU", useGpu=False, gpuList="0 1")
         self.assertEqual(gpus, "")
+
+    def test_binning_2_trains_a_coarse_model_at_twice_the_sampling_rate(self):
+        train, _, _ = self._train("binned by 2", useGpu=False, binning=1)
+        log = Path(self.proj.path, train.getStdoutLog()).read_text()
+        self.assertIn("binning the tomogram and its label map by 2", log)
+        self.assertAlmostEqual(train.model.getSamplingRate(), 2 * self.targets.labelMaps.getSamplingRate())
+        self.assertEqual(
+            read_metadata(train.model.getWeightsFile())["voxel_size"], train.model.getSamplingRate()
+        )

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from ..settings import LOSSES, PRECISIONS, ROTATIONS, TRAINING_PRESETS, TrainingSettings, training_preset
+from ..settings import (
+    BINNINGS,
+    LOSSES,
+    PRECISIONS,
+    ROTATIONS,
+    TRAINING_PRESETS,
+    TrainingSettings,
+    training_preset,
+)
 from .options import add_coordinates_option, add_setting, add_settings_file, command_parser, settings_from
 
 
@@ -65,6 +73,7 @@ def add_parser(subparsers) -> None:
     add_setting(parser, TrainingSettings, "shift_voxels", "--shift", type=int)
     add_setting(parser, TrainingSettings, "rotations", "--rotations", choices=ROTATIONS)
     add_setting(parser, TrainingSettings, "added_noise", "--added-noise", type=float)
+    add_setting(parser, TrainingSettings, "binning", "--binning", type=int, choices=BINNINGS)
     parser.add_argument("--initial-weights", default=None, help="model (.weights.h5) to fine-tune")
     parser.add_argument(
         "--restart",

@@ -52,9 +52,7 @@ def synthetic(folder: Path) -> tuple[Path, Path, ParticleTable]:
     )
 
 
-def producer_rate(
-    tomogram: Path, labels: Path, table: ParticleTable, settings: TrainingSettings
-) -> float:
+def producer_rate(tomogram: Path, labels: Path, table: ParticleTable, settings: TrainingSettings) -> float:
     volume, label_map = read_volume(tomogram), read_volume(labels)
     stats = [tomogram_stats(volume)]
     started = time.perf_counter()

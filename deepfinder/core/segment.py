@@ -623,8 +623,8 @@ def check_coarse_model(weights_path: str | os.PathLike, coarse_weights_path: str
     if None not in sizes and not math.isclose(sizes[1], 2 * sizes[0], rel_tol=0.01):
         raise InputError(
             f"The coarse model {coarse_weights_path} was trained at {sizes[1]:g} A/voxel, the model "
-            f"{weights_path} at {sizes[0]:g}: the coarse model must be trained on the tomograms binned "
-            f"by 2 ({2 * sizes[0]:g} A/voxel)"
+            f"{weights_path} at {sizes[0]:g}: the coarse model must be trained at twice its voxel size "
+            f"({2 * sizes[0]:g} A/voxel: train it with binning 2 on the model's inputs)"
         )
 
 

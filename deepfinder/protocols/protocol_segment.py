@@ -251,12 +251,19 @@ class DeepFinderProtSegment(TomogramStreaming, DeepFinderEngineProtocol):
         if model.getSamplingRate() and tomograms.getSamplingRate():
             ratio = tomograms.getSamplingRate() / model.getSamplingRate()
             if abs(ratio - 1) > 0.1:
+                coarse = (
+                    " A model trained at twice the sampling of the tomograms (train form: Binning 2) "
+                    "is the Coarse model of a full-size model."
+                    if abs(ratio - 0.5) < 0.05
+                    else ""
+                )
                 return [
                     f"The tomograms ({tomograms.getSamplingRate():.2f} Å/px) are not at the "
                     f"model's sampling rate ({model.getSamplingRate():.2f} Å/px): particles will "
                     "look {:.1f}x {} than in training.".format(
                         ratio if ratio > 1 else 1 / ratio, "smaller" if ratio > 1 else "larger"
                     )
+                    + coarse
                 ]
         return []
 

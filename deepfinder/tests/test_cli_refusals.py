@@ -361,7 +361,8 @@ REFUSALS = [
         ),
         2,
         SEGMENT + "The coarse model coarse.weights.h5 was trained at 10 A/voxel, the model model.weights.h5 "
-        "at 10: the coarse model must be trained on the tomograms binned by 2 (20 A/voxel)",
+        "at 10: the coarse model must be trained at twice its voxel size (20 A/voxel: train it with "
+        "binning 2 on the model's inputs)",
     ),
     (
         "missing model",

@@ -124,7 +124,9 @@ class TestFormValidation(BaseTest):
         protocol = self.newProtocol(
             DeepFinderProtSegment, inputTomograms=self.tomos_a, inputModel=self.model, coarseModel=self.model
         )
-        self.assertIn("must be trained on the tomograms binned by 2 (20 A/voxel)", _errors(protocol))
+        self.assertIn(
+            "must be trained at twice its voxel size (20 A/voxel: train it with binning 2", _errors(protocol)
+        )
         weights = save_model(
             build_unet(3),
             self.getOutputPath("coarse.weights.h5"),
@@ -135,6 +137,9 @@ class TestFormValidation(BaseTest):
         ).model
         protocol.coarseModel.set(coarse)
         self.assertEqual(_errors(protocol), "")
+        # The coarse model alone segments, but the form says what it is for.
+        protocol = self.newProtocol(DeepFinderProtSegment, inputTomograms=self.tomos_a, inputModel=coarse)
+        self.assertIn("(train form: Binning 2) is the Coarse model", "\n".join(protocol.warnings()))
 
     def test_import_model_refuses_missing_file(self):
         protocol = self.newProtocol(DeepFinderProtImportModel, weightsFile="/nonexistent.h5")

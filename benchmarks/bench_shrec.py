@@ -271,10 +271,11 @@ def build_targets(
 
 
 def train_with_budget(
-    work: Path, names: list[str], targets: list[Path], classes: list[dict], kind: str, args
+    work: Path, names: list[str], targets: list[Path], classes: list[dict], kind: str, args, model_dir: Path
 ) -> dict:
-    """Train for ``args.steps`` steps (``args.steps // args.steps_per_epoch`` epochs, the step size
-    decaying over all of them), or until the optional wall-clock cap; returns the model and times.
+    """Train on the tomograms ``names`` of ``work`` for ``args.steps`` steps (``args.steps //
+    args.steps_per_epoch`` epochs, the step size decaying over all of them), or until the optional
+    wall-clock cap; returns the model (in ``model_dir``) and times.
 
     With ``args.resume`` a training stopped by the cap (or a crash) goes on from its last epoch, and
     the times reported are those of all its runs (kept in the model folder's ``times.json``)."""
@@ -282,7 +283,7 @@ def train_with_budget(
     from deepfinder.core.settings import TrainingSettings
     from deepfinder.core.train import train
 
-    out_dir = work / f"model_{run_name(kind, args)}"
+    out_dir = model_dir / f"model_{run_name(kind, args)}"
     epochs = max(args.steps // args.steps_per_epoch, 1)
     wall_budget = None if args.train_wall_minutes is None else 60.0 * args.train_wall_minutes
     epoch_wall, stopped_by = [], []
@@ -324,6 +325,7 @@ def train_with_budget(
         shift_voxels=args.shift,
         rotations=args.rotations,
         added_noise=args.added_noise,
+        binning=2 if args.binning_in_training else 1,
         seed=args.seed,
         precision=args.precision,
     )
@@ -338,7 +340,7 @@ def train_with_budget(
             settings,
             validation_fraction=0.05,
             class_names=["background"] + [c["name"] for c in classes],
-            voxel_size=VOXEL_SIZE * args.bin,
+            voxel_size=VOXEL_SIZE if args.binning_in_training else VOXEL_SIZE * args.bin,
             initial_weights=args.initial_weights,
             resume=args.resume,
             on_epoch_end=report_and_cap,
@@ -686,6 +688,13 @@ def parse_arguments() -> argparse.Namespace:
         "20 A/voxel); particles found are scored at the full size",
     )
     parser.add_argument(
+        "--binning-in-training",
+        action="store_true",
+        help="with --bin 2: train on the full-size tomograms and label maps, binned by the engine "
+        "(train --binning 2: a class where it holds half of 2^3 voxels), instead of the binned "
+        "copies and label maps made at 20 A/voxel",
+    )
+    parser.add_argument(
         "--name", default="", help="suffix of this run's model folder and output files (parallel runs)"
     )
     parser.add_argument(
@@ -745,6 +754,8 @@ def parse_arguments() -> argparse.Namespace:
         )
     if len(set(args.held_out)) != len(args.held_out):
         parser.error(f"--held-out {args.held_out}: give each layout once")
+    if args.binning_in_training and args.bin != 2:
+        parser.error("--binning-in-training: give --bin 2 (the model segments the binned tomograms)")
     if args.coarse_model is not None and args.bin != 1:
         parser.error("--coarse-model: give --bin 1 (the model segments the full-size tomograms)")
     return args
@@ -779,11 +790,17 @@ def main() -> int:
             names = simulated["train"] + [tomogram["name"] for tomogram in held_out]
             data = bin_data(work, names, classes, shrec_dir)
             data_classes = json.loads((data / "classes.json").read_text())
+        # The tomograms, classes and label maps training reads (the full-size ones when it bins them).
+        source, source_classes, source_voxel_size = (
+            (work, classes, VOXEL_SIZE)
+            if args.binning_in_training
+            else (data, data_classes, VOXEL_SIZE * args.bin)
+        )
         targets = {}
         if args.model is None:
             for kind in kinds:
                 targets[kind] = build_targets(
-                    data, simulated["train"], data_classes, kind, VOXEL_SIZE * args.bin
+                    source, simulated["train"], source_classes, kind, source_voxel_size
                 )
     print(
         f"Simulation: {simulated['wall']:.0f} s wall, {simulated['cpu']:.0f} s CPU "
@@ -800,7 +817,9 @@ def main() -> int:
     report = []
     for kind in kinds:
         if args.model is None:
-            trained = train_with_budget(data, simulated["train"], targets[kind], data_classes, kind, args)
+            trained = train_with_budget(
+                source, simulated["train"], targets[kind], source_classes, kind, args, model_dir=data
+            )
             last = trained["history"][-1]
             print(
                 f"Training ({kind}): {trained['epochs']} epochs = {trained['steps']} steps of "

@@ -485,9 +485,10 @@ class DeepFinderProtTrain(DeepFinderProtBase, DeepFinderEngineProtocol):
         return summary
 
     def _methods(self):
+        binned = " of the tomograms binned by 2" if self._settings().binning == 2 else ""
         return [
             f"A DeepFinder 3D U-net [Moebel2021] was trained on {self.patchSize.get()}^3 "
-            f"patches ({LOSSES[self.loss.get()]} loss, batch {self.batchSize.get()}, "
+            f"patches{binned} ({LOSSES[self.loss.get()]} loss, batch {self.batchSize.get()}, "
             f"{self.epochs.get()} epochs of {self.stepsPerEpoch.get()} steps)."
         ]
 

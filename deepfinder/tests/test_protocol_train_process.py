@@ -103,6 +103,7 @@ class TestTrainProcess(BaseTest):
         train, _, _ = self._train("binned by 2", useGpu=False, binning=1)
         log = Path(self.proj.path, train.getStdoutLog()).read_text()
         self.assertIn("binning the tomogram and its label map by 2", log)
+        self.assertIn("patches of the tomograms binned by 2", train.methods()[0])
         self.assertAlmostEqual(train.model.getSamplingRate(), 2 * self.targets.labelMaps.getSamplingRate())
         self.assertEqual(
             read_metadata(train.model.getWeightsFile())["voxel_size"], train.model.getSamplingRate()

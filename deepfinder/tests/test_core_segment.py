@@ -347,7 +347,11 @@ def test_coarse_model_scores_binned_tomogram_and_is_averaged_before_labelling(mo
 @pytest.mark.parametrize(
     "coarse_voxel_size, coarse_names, message",
     [
-        (10.0, ("background", "ring", "rod"), r"trained at 10 A/voxel.*binned by 2 \(20 A/voxel\)"),
+        (
+            10.0,
+            ("background", "ring", "rod"),
+            r"trained at 10 A/voxel.*twice its voxel size \(20 A/voxel: train it with binning 2",
+        ),
         (20.0, ("background", "rod", "ring"), "classes.*same classes, in the same order"),
     ],
 )

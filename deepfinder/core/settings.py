@@ -297,9 +297,9 @@ class TrainingSettings:
         1,
         "2: train at twice the voxel size, on the tomograms binned by 2 (means of 2x2x2 voxels) "
         "with their label maps binned too (a voxel takes the class holding at least half of its "
-        "8 voxels) and the particle positions halved: the coarse model of a segmentation "
-        "(segment: coarse model), from the same inputs as the full-size model. Patch size and "
-        "shift are then in binned voxels. 1: the tomograms as they are.",
+        "8 voxels) and the particle positions halved: a coarse model for segmentation, trained "
+        "from the same inputs as the full-size model it is paired with. Patch size and shift are "
+        "then in binned voxels. 1: the tomograms as they are.",
     )
     seed: int = _setting(
         0,

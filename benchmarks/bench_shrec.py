@@ -271,11 +271,18 @@ def build_targets(
 
 
 def train_with_budget(
-    work: Path, names: list[str], targets: list[Path], classes: list[dict], kind: str, args, model_dir: Path
+    work: Path,
+    names: list[str],
+    targets: list[Path],
+    classes: list[dict],
+    kind: str,
+    args,
+    model_dir: Path,
+    voxel_size: float,
 ) -> dict:
-    """Train on the tomograms ``names`` of ``work`` for ``args.steps`` steps (``args.steps //
-    args.steps_per_epoch`` epochs, the step size decaying over all of them), or until the optional
-    wall-clock cap; returns the model (in ``model_dir``) and times.
+    """Train on the tomograms ``names`` of ``work`` (``voxel_size`` A/voxel) for ``args.steps``
+    steps (``args.steps // args.steps_per_epoch`` epochs, the step size decaying over all of them),
+    or until the optional wall-clock cap; returns the model (in ``model_dir``) and times.
 
     With ``args.resume`` a training stopped by the cap (or a crash) goes on from its last epoch, and
     the times reported are those of all its runs (kept in the model folder's ``times.json``)."""
@@ -340,7 +347,7 @@ def train_with_budget(
             settings,
             validation_fraction=0.05,
             class_names=["background"] + [c["name"] for c in classes],
-            voxel_size=VOXEL_SIZE if args.binning_in_training else VOXEL_SIZE * args.bin,
+            voxel_size=voxel_size,
             initial_weights=args.initial_weights,
             resume=args.resume,
             on_epoch_end=report_and_cap,
@@ -818,7 +825,14 @@ def main() -> int:
     for kind in kinds:
         if args.model is None:
             trained = train_with_budget(
-                source, simulated["train"], targets[kind], source_classes, kind, args, model_dir=data
+                source,
+                simulated["train"],
+                targets[kind],
+                source_classes,
+                kind,
+                args,
+                model_dir=data,
+                voxel_size=source_voxel_size,
             )
             last = trained["history"][-1]
             print(

@@ -213,8 +213,8 @@ def bin_labels(label_map: np.ndarray) -> np.ndarray:
         raise InputError(f"The label map must be a 3D (z, y, x) array, got shape {labels.shape}")
     odd = [(0, size % 2) for size in labels.shape]
     labels = np.pad(labels, odd, mode="edge") if any(pad for _, pad in odd) else labels
-    # The 8 voxels of each 2x2x2 block, one strided view per corner (12x faster than np.unique
-    # and a reshaped sum on a 512 x 512 x 200 map).
+    # The 8 voxels of each 2x2x2 block as one strided view per corner: each class is counted
+    # on eighth-size arrays, with no sort of the whole map to find the classes present.
     corners = [labels[dz::2, dy::2, dx::2] for dz in (0, 1) for dy in (0, 1) for dx in (0, 1)]
     binned = np.zeros(corners[0].shape, dtype=np.uint8)
     most = np.full(corners[0].shape, 3, dtype=np.uint8)  # a class needs 4 of the 8 voxels

@@ -438,10 +438,10 @@ def unbin_positions(xyz_binned: np.ndarray, factor: float = 2.0) -> np.ndarray:
     return factor * np.asarray(xyz_binned, dtype=float) + (factor - 1) / 2
 
 
-def bin_positions(xyz: np.ndarray) -> np.ndarray:
-    """Positions in tomogram voxels -> voxels of the tomogram binned by 2 (the inverse of
-    :func:`unbin_positions`)."""
-    return (np.asarray(xyz, dtype=float) - 0.5) / 2
+def bin_positions(xyz: np.ndarray, factor: float = 2.0) -> np.ndarray:
+    """Positions in tomogram voxels -> voxels of the tomogram binned ``factor`` times (the inverse
+    of :func:`unbin_positions`)."""
+    return (np.asarray(xyz, dtype=float) - (factor - 1) / 2) / factor
 
 
 def score_map_paths(scores_path: str | os.PathLike, n_classes: int) -> dict[int, Path]:

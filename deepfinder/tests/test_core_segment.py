@@ -287,6 +287,16 @@ def test_positions_found_in_binned_scores_map_back_to_the_tomogram():
     )
 
 
+@pytest.mark.parametrize("factor", [2, 3])
+def test_a_binned_voxel_centre_is_the_centre_of_the_voxels_it_holds(factor):
+    from deepfinder.core.segment import bin_positions, unbin_positions
+
+    binned_voxels = np.array([[0.0, 0.0, 0.0], [4.0, 7.0, 1.0]])
+    centres = [np.arange(factor).mean() + factor * voxel for voxel in binned_voxels]
+    np.testing.assert_allclose(unbin_positions(binned_voxels, factor), centres)
+    np.testing.assert_allclose(bin_positions(np.array(centres), factor), binned_voxels)
+
+
 def test_spectrum_matching_segments_the_filtered_tomogram_and_needs_the_training_spectrum(model, tmp_path):
     volume = tomogram((32, 48, 56), seed=5)
     path = write_volume(tmp_path / "tomogram.mrc", volume)

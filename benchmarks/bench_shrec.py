@@ -1,11 +1,13 @@
 """SHREC'19-like quality: train on a few simulated tomograms for a budget of steps, score held-out ones.
 
     python benchmarks/bench_shrec.py [--work DIR] [--n-train 3] [--train-settings bench]
-                                     [--held-out 7 8] [--data-seed 0]
+                                     [--held-out 7 8] [--held-out-settings bench bench_shifted]
+                                     [--data-seed 0]
                                      [--seed 0] [--steps 15000] [--train-wall-minutes M] [--resume]
                                      [--targets shapes|spheres|both] [--loss dice_cross_entropy]
                                      [--learning-rate 1e-3] [--final-learning-rate 1e-4]
-                                     [--steps-per-epoch 100] [--bin 2] [--patch 16] [--batch 12] [--shift 4]
+                                     [--steps-per-epoch 100] [--bin 2] [--binning-in-training]
+                                     [--patch 16] [--batch 12] [--shift 4]
                                      [--rotations tilt_axis] [--added-noise 0]
                                      [--precision auto] [--ceiling] [--match-spectrum]
                                      [--model TRAINED.weights.h5] [--coarse-model BINNED.weights.h5]
@@ -16,12 +18,13 @@ Simulates (bench preset: SHREC'19 templates, 512 x 512 x 200 at 10 A/voxel, SNR 
 0..n-1 of ``shrec19/object_list_train.xml`` and each held-out layout (``--held-out``, default 7 and 8; 8 is
 the SHREC'19 validation tomogram) under two imaging settings: the training data's (preset ``bench``) and
 another one (preset ``bench_shifted``: SNR 0.05, defocus 3 um, tilts +-50 degrees, thicker ice), as
-``heldout<layout>_<preset>``. The data depend on ``--data-seed`` only (a held-out layout is simulated with the
-seed (data seed, layout) under both presets: the same specimen imaged twice), so runs with other training
-seeds (``--seed``) share them. ``--train-settings bench_shifted`` trains on the training layouts imaged under
-the other setting (``train<layout>_bench_shifted``, seed (data seed, layout)), ``--train-settings bench
-bench_shifted`` on both sets of tomograms. Everything is written into ``--work`` and reused: only what is
-missing is simulated, also in folders of older versions of this script.
+``heldout<layout>_<preset>`` (``--held-out-settings bench`` scores only the first). The data depend on
+``--data-seed`` only (a held-out layout is simulated with the seed (data seed, layout) under both presets: the
+same specimen imaged twice), so runs with other training seeds (``--seed``) share them. ``--train-settings
+bench_shifted`` trains on the training layouts imaged under the other setting
+(``train<layout>_bench_shifted``, seed (data seed, layout)), ``--train-settings bench bench_shifted`` on both
+sets of tomograms. Everything is written into ``--work`` and reused: only what is missing is simulated, also
+in folders of older versions of this script.
 
 Builds label maps (rotated shape masks or class-radius balls), trains the U-net for ``--steps`` steps (a
 budget that means the same on every machine; the report gives the process CPU time it took, all threads, and
@@ -610,6 +613,13 @@ def parse_arguments() -> argparse.Namespace:
         f"the presets {' and '.join(SETTINGS)}",
     )
     parser.add_argument(
+        "--held-out-settings",
+        nargs="+",
+        choices=SETTINGS,
+        default=list(SETTINGS),
+        help="imaging settings of the held-out tomograms to score (all are simulated)",
+    )
+    parser.add_argument(
         "--data-seed",
         type=int,
         default=0,
@@ -790,7 +800,9 @@ def main() -> int:
         simulated = simulate(
             work, args.n_train, args.held_out, args.data_seed, shrec_dir, tuple(args.train_settings)
         )
-        held_out = simulated["held_out"]
+        held_out = [
+            tomogram for tomogram in simulated["held_out"] if tomogram["setting"] in args.held_out_settings
+        ]
         classes = json.loads((work / "classes.json").read_text())
         data, data_classes = work, classes
         if args.bin > 1:

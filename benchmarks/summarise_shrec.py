@@ -152,8 +152,12 @@ def print_summary(scores: list[dict], rule: str = "occupancy") -> None:
         over = f"{len(runs)} run(s) x held-out layouts {', '.join(map(str, layouts))}"
         print(f"\n### {targets} targets: F1 ({rule} rule), mean (min-max) over {over}\n")
         print("\n".join(f1_table(chosen, rule)))
-        print(f"\n### {targets} targets: F1 difference between imaging settings ({rule} rule), over {over}\n")
-        print("\n".join(difference_table(chosen, rule)))
+        if len({s["setting"] for s in chosen}) > 1:
+            print(
+                f"\n### {targets} targets: F1 difference between imaging settings ({rule} rule), "
+                f"over {over}\n"
+            )
+            print("\n".join(difference_table(chosen, rule)))
         if any(s["confusion"] is None for s in chosen):
             continue
         for setting, mode in dict.fromkeys((s["setting"], s["mode"]) for s in chosen):

@@ -2,6 +2,7 @@
 
     python benchmarks/summarise_shrec.py REPORT.json [REPORT.json ...] [--rule occupancy|distance]
                                          [--classes-from REPORT.json ... --classes NAME ...]
+                                         [--by-layout]
 
 For each targets kind: per class, the F1 mean and spread (min-max) over the runs and held-out layouts,
 for each imaging setting and mode (plain, scores averaged over 4 rotations); per class, the F1 of each
@@ -13,6 +14,10 @@ with the first report and so on (e.g. the same seed trained at another sampling)
 tomogram and mode both scored: each class's picks then come from one model, so its scores are
 those the two models would give together. The overall row becomes the mean over the classes, and
 no confusion is printed, since it would mix the two models' detections.
+
+``--by-layout`` prints instead, for each imaging setting and mode, a column per report whose cells
+are the F1 of each held-out layout (``layout 7 / layout 8``), with the class mean of each, and the
+lowest class score of each report: a comparison of methods scoring by scoring.
 """
 
 from __future__ import annotations
@@ -142,6 +147,44 @@ def confusion_table(scores: list[dict]) -> list[str]:
     return lines
 
 
+def layout_table(scores: list[dict], rule: str) -> list[str]:
+    """Markdown: per class (rows) and run (columns) the F1 of each held-out layout, ``a / b`` in the
+    order of the layouts, then the class mean and the lowest class of each run and layout."""
+    runs = list(dict.fromkeys(s["run"] for s in scores))
+    layouts = sorted({s["layout"] for s in scores})
+    names = [row["name"] for row in scores[0][rule] if row["class_id"] is not None]
+    scored = {(s["run"], s["layout"]): f1_by_class(s, rule) for s in scores}
+    per_class = {
+        run: [
+            {name: scored[key][name] for name in names}
+            for key in ((run, layout) for layout in layouts)
+            if key in scored
+        ]
+        for run in runs
+    }
+
+    def row(label: str, cell) -> str:
+        cells = (" / ".join(cell(f1) for f1 in per_class[run]) for run in runs)
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    lines = [
+        f"| Class (layout {' / '.join(map(str, layouts))}) | " + " | ".join(runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
+    lines += [row(name, lambda f1, name=name: f"{f1[name]:.3f}") for name in names]
+    lines.append(row("class mean", lambda f1: f"{np.mean(list(f1.values())):.3f}"))
+    lines.append(row("lowest", lambda f1: "{} {:.3f}".format(*min(f1.items(), key=lambda item: item[1]))))
+    return lines
+
+
+def print_by_layout(scores: list[dict], rule: str = "occupancy") -> None:
+    """Print :func:`layout_table` for each targets kind, imaging setting and mode in ``scores``."""
+    for targets, setting, mode in dict.fromkeys((s["targets"], s["setting"], s["mode"]) for s in scores):
+        group = [s for s in scores if (s["targets"], s["setting"], s["mode"]) == (targets, setting, mode)]
+        print(f"\n### {targets} targets, {setting}, {MODES[mode]}: F1 ({rule} rule) by held-out layout\n")
+        print("\n".join(layout_table(group, rule)))
+
+
 def print_summary(scores: list[dict], rule: str = "occupancy") -> None:
     """Print the markdown tables of :func:`f1_table`, :func:`difference_table` and
     :func:`confusion_table` for each targets kind in ``scores``."""
@@ -181,18 +224,24 @@ def main() -> int:
         help="reports to take the --classes from, one per report, in the same order",
     )
     parser.add_argument("--classes", nargs="+", default=[], help="class names taken from --classes-from")
+    parser.add_argument(
+        "--by-layout",
+        action="store_true",
+        help="a column per report, the F1 of each held-out layout in each cell",
+    )
     args = parser.parse_args()
+    summarise = print_by_layout if args.by_layout else print_summary
     if bool(args.classes_from) != bool(args.classes):
         parser.error("--classes-from and --classes go together")
     if args.classes_from and len(args.classes_from) != len(args.reports):
         parser.error(f"--classes-from: give one report per report ({len(args.reports)})")
     if not args.classes_from:
-        print_summary(load_scores(args.reports), args.rule)
+        summarise(load_scores(args.reports), args.rule)
         return 0
     scores = []
     for report, donor in zip(args.reports, args.classes_from):
         scores += take_classes(load_scores([report]), load_scores([donor]), set(args.classes))
-    print_summary(scores, args.rule)
+    summarise(scores, args.rule)
     return 0
 
 

@@ -152,14 +152,13 @@ def layout_table(scores: list[dict], rule: str) -> list[str]:
     order of the layouts, then the class mean and the lowest class of each run and layout."""
     runs = list(dict.fromkeys(s["run"] for s in scores))
     layouts = sorted({s["layout"] for s in scores})
-    names = [row["name"] for row in scores[0][rule] if row["class_id"] is not None]
-    scored = {(s["run"], s["layout"]): f1_by_class(s, rule) for s in scores}
+    classes_only = {
+        (s["run"], s["layout"]): {row["name"]: row["f1"] for row in s[rule] if row["class_id"] is not None}
+        for s in scores
+    }
+    names = list(next(iter(classes_only.values())))
     per_class = {
-        run: [
-            {name: scored[key][name] for name in names}
-            for key in ((run, layout) for layout in layouts)
-            if key in scored
-        ]
+        run: [classes_only[run, layout] for layout in layouts if (run, layout) in classes_only]
         for run in runs
     }
 

@@ -88,8 +88,9 @@ def spread(values: list[float]) -> str:
     return f"{np.mean(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def f1_by_class(scored: dict, rule: str) -> dict[str, float]:
-    return {row["name"]: row["f1"] for row in scored[rule]}
+def f1_by_class(scored: dict, rule: str, classes_only: bool = False) -> dict[str, float]:
+    """F1 by row name of one scoring; ``classes_only`` leaves out the rows over all classes."""
+    return {row["name"]: row["f1"] for row in scored[rule] if not classes_only or row["class_id"] is not None}
 
 
 def f1_table(scores: list[dict], rule: str) -> list[str]:
@@ -152,14 +153,10 @@ def layout_table(scores: list[dict], rule: str) -> list[str]:
     order of the layouts, then the class mean and the lowest class of each run and layout."""
     runs = list(dict.fromkeys(s["run"] for s in scores))
     layouts = sorted({s["layout"] for s in scores})
-    classes_only = {
-        (s["run"], s["layout"]): {row["name"]: row["f1"] for row in s[rule] if row["class_id"] is not None}
-        for s in scores
-    }
-    names = list(next(iter(classes_only.values())))
+    class_f1 = {(s["run"], s["layout"]): f1_by_class(s, rule, classes_only=True) for s in scores}
+    names = list(next(iter(class_f1.values())))
     per_class = {
-        run: [classes_only[run, layout] for layout in layouts if (run, layout) in classes_only]
-        for run in runs
+        run: [class_f1[run, layout] for layout in layouts if (run, layout) in class_f1] for run in runs
     }
 
     def row(label: str, cell) -> str:
